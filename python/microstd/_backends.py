@@ -1,0 +1,118 @@
+"""Backend resolution by URL scheme, shared by every area.
+
+Each area (store, broker, sync, registry) names its built-in backends as
+`scheme -> "module:attribute"` strings, imported only when a URL asks for
+them, so `import microstd` never imports redis-py or nats-py. Third-party
+backends plug in through the entry point group of the area.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from microstd.errors import UnknownBackend
+
+__all__ = ["ParsedURL", "parse_url", "resolve", "shared_instance"]
+
+T = TypeVar("T")
+
+
+class ParsedURL:
+    """A backend URL split into the parts backends need.
+
+    `query` holds the query string's options (last value wins); `redacted`
+    is the URL with any password replaced, safe for logs and reprs.
+    """
+
+    __slots__ = ("host", "password", "path", "port", "query", "raw", "scheme", "username")
+
+    def __init__(self, raw: str) -> None:
+        if not isinstance(raw, str) or "://" not in raw:
+            raise UnknownBackend(f"not a backend URL (expected scheme://...): {raw!r}")
+        parts: SplitResult = urlsplit(raw)
+        self.raw = raw
+        self.scheme = parts.scheme.lower()
+        self.host = parts.hostname or ""
+        try:
+            self.port = parts.port
+        except ValueError as exc:
+            raise UnknownBackend(f"bad port in URL {redact(raw)!r}") from exc
+        self.username = parts.username
+        self.password = parts.password
+        self.path = parts.path
+        self.query: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
+
+    @property
+    def netloc_name(self) -> str:
+        """Everything between `scheme://` and the path or query: the name in `memory://NAME`."""
+        rest = self.raw.split("://", 1)[1]
+        return rest.split("?", 1)[0].split("/", 1)[0]
+
+    @property
+    def redacted(self) -> str:
+        return redact(self.raw)
+
+    def __repr__(self) -> str:
+        return f"ParsedURL({self.redacted!r})"
+
+
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Parse a backend URL, raising `UnknownBackend` when it is not one."""
+    return ParsedURL(url)
+
+
+def resolve(area: str, scheme: str, builtins: Mapping[str, str], group: str) -> Any:
+    """The backend object registered for `scheme`: a builtin, or an entry point in `group`."""
+    target = builtins.get(scheme)
+    if target is not None:
+        module_name, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+    for ep in entry_points(group=group):
+        if ep.name == scheme:
+            return ep.load()
+    known = sorted({*builtins, *(ep.name for ep in entry_points(group=group))})
+    close = difflib.get_close_matches(scheme, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownBackend(
+        f"no {area} backend for scheme {scheme!r}; known: {', '.join(known)}.{hint}"
+    )
+
+
+_shared: dict[tuple[str, str, str], object] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_instance(area: str, impl: str, name: str, factory: Callable[[], T]) -> T:
+    """The process-wide instance `memory://NAME` names, made by `factory` on first use.
+
+    `memory://` with no name is private: callers only come here with a name.
+    """
+    key = (area, impl, name)
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is None:
+            found = factory()
+            _shared[key] = found
+        return found  # type: ignore[return-value]
+
+
+def option_flag(value: object) -> bool:
+    """A boolean option given as a Python value or a query-string word."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)

@@ -1,0 +1,14 @@
+"""Content-type driven encoding of Python objects: msgpack, CBOR and JSON.
+
+Use the format modules directly (`codec.msgpack.dumps(obj)`), or look a codec
+up by content type (`codec.get("application/cbor").loads(data)`).
+"""
+
+from __future__ import annotations
+
+from microstd.codec import cbor, json, msgpack
+from microstd.codec._ext import Ext, Tag
+from microstd.codec.base import Codec
+from microstd.codec.registry import get, known, register
+
+__all__ = ["Codec", "Ext", "Tag", "cbor", "get", "json", "known", "msgpack", "register"]

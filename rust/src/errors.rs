@@ -1,0 +1,129 @@
+//! One error enum for the whole core, converted to Python exceptions once,
+//! at the boundary. The exception classes are defined in Python
+//! (`microstd.errors`) and imported here, so both sides raise the same types.
+
+use std::fmt;
+
+use pyo3::exceptions::PyMemoryError;
+use pyo3::prelude::*;
+
+pyo3::import_exception!(microstd.errors, EncodeError);
+pyo3::import_exception!(microstd.errors, DecodeError);
+pyo3::import_exception!(microstd.errors, NotFound);
+pyo3::import_exception!(microstd.errors, Conflict);
+pyo3::import_exception!(microstd.errors, InvalidKey);
+pyo3::import_exception!(microstd.errors, InvalidTopic);
+pyo3::import_exception!(microstd.errors, LockTimeout);
+pyo3::import_exception!(microstd.errors, LockLost);
+pyo3::import_exception!(microstd.errors, NotSupported);
+pyo3::import_exception!(microstd.errors, Closed);
+
+/// Every failure the core can report.
+#[derive(Debug)]
+pub enum Error {
+    /// An object could not be encoded; `path` is a JSONPath-like location (`$.items[3]`).
+    Encode {
+        message: String,
+        path: String,
+    },
+    /// Input bytes could not be decoded; `offset` is the byte where decoding failed.
+    Decode {
+        message: String,
+        offset: usize,
+    },
+    NotFound(String),
+    Conflict(String),
+    InvalidKey(String),
+    InvalidTopic(String),
+    LockTimeout(String),
+    LockLost(String),
+    NotSupported(String),
+    Closed(String),
+    /// An allocation the input asked for was refused.
+    Memory(String),
+    /// A Python exception raised by user code (a `default=` hook, a handler): passed through.
+    Python(PyErr),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn encode(message: impl Into<String>, path: impl Into<String>) -> Self {
+        Self::Encode {
+            message: message.into(),
+            path: path.into(),
+        }
+    }
+
+    pub fn decode(message: impl Into<String>, offset: usize) -> Self {
+        Self::Decode {
+            message: message.into(),
+            offset,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Encode { message, path } => write!(f, "{message} at {path}"),
+            Self::Decode { message, offset } => write!(f, "{message} at byte {offset}"),
+            Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::InvalidKey(m)
+            | Self::InvalidTopic(m)
+            | Self::LockTimeout(m)
+            | Self::LockLost(m)
+            | Self::NotSupported(m)
+            | Self::Closed(m)
+            | Self::Memory(m) => f.write_str(m),
+            Self::Python(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<PyErr> for Error {
+    fn from(err: PyErr) -> Self {
+        Self::Python(err)
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        match err {
+            // The Python classes take structured arguments so callers can read
+            // `.path` / `.offset` without parsing the message.
+            Error::Encode { message, path } => EncodeError::new_err((message, path)),
+            Error::Decode { message, offset } => DecodeError::new_err((message, offset)),
+            Error::NotFound(m) => NotFound::new_err(m),
+            Error::Conflict(m) => Conflict::new_err(m),
+            Error::InvalidKey(m) => InvalidKey::new_err(m),
+            Error::InvalidTopic(m) => InvalidTopic::new_err(m),
+            Error::LockTimeout(m) => LockTimeout::new_err(m),
+            Error::LockLost(m) => LockLost::new_err(m),
+            Error::NotSupported(m) => NotSupported::new_err(m),
+            Error::Closed(m) => Closed::new_err(m),
+            Error::Memory(m) => PyMemoryError::new_err(m),
+            Error::Python(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_their_location() {
+        assert_eq!(
+            Error::decode("truncated", 7).to_string(),
+            "truncated at byte 7"
+        );
+        assert_eq!(
+            Error::encode("cannot encode set", "$.a[1]").to_string(),
+            "cannot encode set at $.a[1]"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+"""Real servers for the tests: started on free loopback ports, never shared.
+
+Each `ServerProcess` runs one binary in its own temporary directory. Tests
+that need the server to go away and come back call `stop()` / `start()`;
+the port stays the same so clients can reconnect.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+__all__ = ["ServerProcess", "free_port", "require_binary"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing is listening on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def services_required() -> bool:
+    return os.environ.get("MICROSTD_REQUIRE_SERVICES", "") not in {"", "0", "false"}
+
+
+def require_binary(name: str, *, hint: str) -> str:
+    """The path of `name`, or skip the test (fail under MICROSTD_REQUIRE_SERVICES=1)."""
+    found = shutil.which(name)
+    if found is None:
+        for extra in ("/usr/sbin", "/usr/local/sbin", str(Path(sys.executable).parent)):
+            candidate = Path(extra) / name
+            if candidate.exists():
+                found = str(candidate)
+                break
+    if found is None:
+        reason = f"{name} not installed ({hint})"
+        if services_required():
+            pytest.fail(f"MICROSTD_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:  # loopback only
+            return 200 <= resp.status < 500
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """One server binary on one loopback port, restartable."""
+
+    def __init__(
+        self,
+        name: str,
+        argv_for: Callable[[int, Path], list[str]],
+        *,
+        ready: Callable[[int], bool] | None = None,
+        extra_ports: int = 0,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.extra = [free_port() for _ in range(extra_ports)]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"microstd-{name}-"))
+        self._argv_for = argv_for
+        self._ready = ready or _port_open
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        # The child keeps its own descriptor; ours is closed at once.
+        with (self.workdir / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                self._argv_for(self.port, self.workdir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            if self._ready(self.port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a clean shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / "server.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def redis_server() -> ServerProcess:
+    binary = require_binary("redis-server", hint="apt-get install redis-server")
+    return ServerProcess(
+        "redis",
+        lambda port, d: [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+        ],
+    )
+
+
+def nats_server() -> ServerProcess:
+    binary = require_binary("nats-server", hint="apt-get install nats-server")
+    return ServerProcess(
+        "nats",
+        lambda port, d: [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(d / "js")],
+    )
+
+
+def etcd_server() -> ServerProcess:
+    binary = require_binary("etcd", hint="apt-get install etcd-server")
+
+    def argv(port: int, d: Path) -> list[str]:
+        peer = f"http://127.0.0.1:{server.extra[0]}"
+        client = f"http://127.0.0.1:{port}"
+        return [
+            binary,
+            "--name",
+            "test",
+            "--data-dir",
+            str(d / "data"),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"test={peer}",
+            "--log-level",
+            "warn",
+        ]
+
+    server = ServerProcess(
+        "etcd",
+        argv,
+        extra_ports=1,
+        ready=lambda port: _http_ok(f"http://127.0.0.1:{port}/health"),
+    )
+    return server
+
+
+def s3_server() -> ServerProcess:
+    binary = require_binary("moto_server", hint="pip install 'moto[server]'")
+    return ServerProcess(
+        "moto-s3",
+        lambda port, d: [binary, "-H", "127.0.0.1", "-p", str(port)],
+        ready=lambda port: _http_ok(f"http://127.0.0.1:{port}/moto-api/"),
+    )

@@ -1,0 +1,85 @@
+"""Fixtures shared by every test: real servers on free loopback ports.
+
+A session-scoped server is shared by the tests of one run; a test that stops
+or kills its server asks for a `*_factory` fixture and gets its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from _servers import ServerProcess, etcd_server, nats_server, redis_server, s3_server
+
+_MAKERS: dict[str, Callable[[], ServerProcess]] = {
+    "redis": redis_server,
+    "nats": nats_server,
+    "etcd": etcd_server,
+    "s3": s3_server,
+}
+
+
+def _serve(kind: str) -> Iterator[ServerProcess]:
+    server = _MAKERS[kind]()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_proc() -> Iterator[ServerProcess]:
+    yield from _serve("redis")
+
+
+@pytest.fixture(scope="session")
+def nats_proc() -> Iterator[ServerProcess]:
+    yield from _serve("nats")
+
+
+@pytest.fixture(scope="session")
+def etcd_proc() -> Iterator[ServerProcess]:
+    yield from _serve("etcd")
+
+
+@pytest.fixture(scope="session")
+def s3_proc() -> Iterator[ServerProcess]:
+    yield from _serve("s3")
+
+
+@pytest.fixture
+def redis_url(redis_proc: ServerProcess) -> str:
+    return f"redis://127.0.0.1:{redis_proc.port}/0"
+
+
+@pytest.fixture
+def nats_url(nats_proc: ServerProcess) -> str:
+    return f"nats://127.0.0.1:{nats_proc.port}"
+
+
+@pytest.fixture
+def etcd_url(etcd_proc: ServerProcess) -> str:
+    return f"etcd://127.0.0.1:{etcd_proc.port}"
+
+
+@pytest.fixture
+def s3_endpoint(s3_proc: ServerProcess) -> str:
+    return f"http://127.0.0.1:{s3_proc.port}"
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[[str], ServerProcess]]:
+    """Private servers a test may stop, kill and restart: `server_factory("redis")`."""
+    made: list[ServerProcess] = []
+
+    def make(kind: str) -> ServerProcess:
+        server = _MAKERS[kind]()
+        made.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.close()
