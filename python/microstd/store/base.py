@@ -1,0 +1,245 @@
+"""The store interface: records with revisions, TTLs, conditional writes and watch.
+
+`Store` is the async interface every backend implements; `SyncStore` is its
+blocking twin with the same method names and semantics. Backends raise only
+`microstd.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from microstd.errors import InvalidKey
+
+__all__ = [
+    "Event",
+    "EventKind",
+    "Record",
+    "Revision",
+    "Store",
+    "SyncStore",
+    "validate_key",
+    "validate_metadata",
+    "validate_ttl",
+]
+
+#: An opaque revision: compare revisions only by equality.
+Revision = object
+
+EventKind = Literal["put", "delete", "expire"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored value as read: a decoded copy, never the writer's object.
+
+    `expires_at` is wall-clock epoch seconds, or None for no TTL.
+    """
+
+    key: str
+    value: object
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    revision: Revision = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change seen by `watch`: `record` is the new record for "put", else None
+    (or the last known record, where the backend has it)."""
+
+    kind: EventKind
+    key: str
+    record: Record | None = None
+
+
+def validate_key(key: object) -> str:
+    """`key` if it is a non-empty str, else `InvalidKey`."""
+    if not isinstance(key, str):
+        raise InvalidKey(f"store keys are str, got {type(key).__name__}")
+    if not key:
+        raise InvalidKey("store keys must not be empty")
+    return key
+
+
+def validate_ttl(ttl: float | None) -> float | None:
+    """`ttl` in seconds if positive and finite (or None), else ValueError."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """A copy of `metadata` after checking it maps str to str."""
+    if metadata is None:
+        return {}
+    out: dict[str, str] = {}
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError("metadata must map str to str")
+        out[k] = v
+    return out
+
+
+class Store(abc.ABC):
+    """Async key-value store. Use as `async with store:` or `connect()` / `close()`."""
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Open connections; embedded backends need nothing."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the store is unusable afterwards."""
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def write(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_revision: Revision | None = None,
+        if_absent: bool = False,
+    ) -> Revision:
+        """Store `value` under `key`; returns the new revision.
+
+        `if_revision` writes only if the current revision equals it; `if_absent`
+        only if no live record exists. Either failing raises `Conflict`.
+        """
+
+    @abc.abstractmethod
+    async def read(self, key: str) -> Record:
+        """The live record for `key`; `NotFound` if missing or expired."""
+
+    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """The live records among `keys`; missing keys are absent from the result."""
+        from microstd.errors import NotFound
+
+        out: dict[str, Record] = {}
+        for key in keys:
+            try:
+                out[key] = await self.read(key)
+            except NotFound:
+                continue
+        return out
+
+    async def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]:
+        """Write every item (unconditionally); returns each key's new revision."""
+        return {key: await self.write(key, value, ttl=ttl) for key, value in items.items()}
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Delete `key`; True if a live record was deleted. A missing key is not an error."""
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete every key; returns how many live records were deleted."""
+        count = 0
+        for key in keys:
+            count += await self.delete(key)
+        return count
+
+    @abc.abstractmethod
+    async def list(
+        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
+    ) -> list[str]:
+        """Live keys, sorted; filtered by prefix and suffix first, then paged."""
+
+    async def exists(self, key: str) -> bool:
+        """True if a live record exists for `key`."""
+        from microstd.errors import NotFound
+
+        try:
+            await self.read(key)
+        except NotFound:
+            return False
+        return True
+
+    @abc.abstractmethod
+    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
+        """Changes to keys under `prefix` from now on, in order. `NotSupported` where
+        the backend cannot watch."""
+
+
+class SyncStore(abc.ABC):
+    """The blocking twin of `Store`: same methods, same semantics, no awaits."""
+
+    def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; embedded backends need nothing."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the store is unusable afterwards."""
+
+    def __enter__(self) -> SyncStore:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def write(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_revision: Revision | None = None,
+        if_absent: bool = False,
+    ) -> Revision: ...
+
+    @abc.abstractmethod
+    def read(self, key: str) -> Record: ...
+
+    @abc.abstractmethod
+    def read_many(self, keys: Iterable[str]) -> dict[str, Record]: ...
+
+    @abc.abstractmethod
+    def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete_many(self, keys: Iterable[str]) -> int: ...
+
+    @abc.abstractmethod
+    def list(
+        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
+    ) -> list[str]: ...
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def watch(self, prefix: str = "") -> Iterator[Event]: ...
