@@ -1,0 +1,486 @@
+//! `MemoryStore`: the ordered in-memory store, pure Rust.
+//!
+//! Records live in a `BTreeMap` keyed by the key, so a prefix listing is a
+//! range scan that starts at the prefix and stops at the first key past it.
+//! Time is passed in by the caller as monotonic nanoseconds since the
+//! store's epoch, which keeps this file deterministic under test.
+//!
+//! Expiry: a record past its deadline is invisible at once; its memory is
+//! reclaimed by an amortised sweep (every operation removes up to
+//! `SWEEP_BUDGET` expired records, soonest deadline first, from the expiry
+//! index) or when an operation touches it. Each expired record yields exactly
+//! one "expire" event.
+//!
+//! Bounds: with `max_entries` / `max_bytes` set, a write that takes the store
+//! over a bound evicts, in this order: expired records, then records with a
+//! TTL (soonest-expiring first), then the oldest-written records (lowest
+//! revision first). The record just written is never evicted; a single record
+//! larger than `max_bytes` is refused. Evictions emit "delete" events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::errors::{Error, Result};
+use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
+
+/// First byte of a stored value: the payload is the codec's encoding.
+pub const TAG_ENCODED: u8 = 0;
+/// First byte of a stored value: the payload is a `bytes` value, stored as is.
+pub const TAG_RAW: u8 = 1;
+
+/// Expired records an operation reclaims in passing, at most.
+pub const SWEEP_BUDGET: usize = 32;
+
+/// Metadata pairs as stored: boxed, so an absent map costs one null pointer.
+type Metadata = Box<[(Box<str>, Box<str>)]>;
+
+/// One stored record. Kept small: the key lives in the map, the value is one
+/// boxed slice, metadata is usually absent, and the deadline uses its niche.
+#[derive(Debug)]
+struct Entry {
+    value: Box<[u8]>,
+    metadata: Option<Metadata>,
+    revision: u64,
+    deadline: Option<NonZeroU64>,
+}
+
+impl Entry {
+    fn deadline(&self) -> Option<u64> {
+        self.deadline.map(NonZeroU64::get)
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.deadline().is_some_and(|d| d <= now)
+    }
+
+    fn metadata_bytes(&self) -> usize {
+        self.metadata
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
+    /// What `stats()["bytes"]` counts for a record: key, value payload, metadata.
+    fn bytes(&self, key: &str) -> usize {
+        key.len() + self.value.len().saturating_sub(1) + self.metadata_bytes()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            value: self.value.to_vec(),
+            metadata: self
+                .metadata
+                .iter()
+                .flat_map(|m| m.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            revision: self.revision,
+            deadline: self.deadline(),
+        }
+    }
+}
+
+/// The condition a write must meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    /// The live record's revision equals this one. `None` is a revision no
+    /// record can have (the caller passed something that is not ours).
+    Revision(Option<u64>),
+    /// No live record exists.
+    Absent,
+}
+
+/// Optional bounds on what the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_entries: Option<usize>,
+    pub max_bytes: Option<usize>,
+}
+
+impl Limits {
+    fn bounded(self) -> bool {
+        self.max_entries.is_some() || self.max_bytes.is_some()
+    }
+}
+
+/// Counts for `stats()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: usize,
+    pub bytes: usize,
+    pub watchers: usize,
+}
+
+/// One write of a batch or a single write: what the caller has encoded.
+#[derive(Debug)]
+pub struct Write {
+    pub key: String,
+    /// Tag byte followed by the payload.
+    pub value: Vec<u8>,
+    pub metadata: Vec<(String, String)>,
+    /// Time to live in nanoseconds (at least 1), or None.
+    pub ttl: Option<u64>,
+}
+
+/// The ordered in-memory store. Not thread-safe by itself: the binding wraps
+/// it in a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: BTreeMap<Box<str>, Entry>,
+    /// `(deadline, key)` of every record with a TTL, soonest first.
+    expiry: BTreeSet<(u64, Box<str>)>,
+    /// `revision -> key`, kept only when bounded, for oldest-written eviction.
+    written: BTreeMap<u64, Box<str>>,
+    limits: Limits,
+    bytes: usize,
+    /// Store-wide, so a key's revision grows even across delete and re-create.
+    last_revision: u64,
+    watchers: Vec<Arc<WatchQueue>>,
+    next_watch_id: u64,
+    /// Watchers whose queue went from empty to non-empty since the last
+    /// `take_woken`: the binding wakes their consumers outside the lock.
+    woken: Vec<u64>,
+}
+
+impl MemoryStore {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    // ---- reads -------------------------------------------------------------
+
+    /// A copy of the live record under `key`.
+    pub fn read(&mut self, key: &str, now: u64) -> Option<Snapshot> {
+        self.sweep(now, SWEEP_BUDGET);
+        if self.expire_if_due(key, now) {
+            return None;
+        }
+        self.records.get(key).map(Entry::snapshot)
+    }
+
+    pub fn exists(&mut self, key: &str, now: u64) -> bool {
+        self.sweep(now, SWEEP_BUDGET);
+        !self.expire_if_due(key, now) && self.records.contains_key(key)
+    }
+
+    /// Copies of the live records among `keys`, with each one's position in `keys`.
+    pub fn read_many<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+        now: u64,
+    ) -> Vec<(usize, Snapshot)> {
+        self.sweep(now, SWEEP_BUDGET);
+        keys.into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                let entry = self.records.get(key)?;
+                (!entry.expired(now)).then(|| (i, entry.snapshot()))
+            })
+            .collect()
+    }
+
+    /// Live keys starting with `prefix` and ending with `suffix`, sorted, then
+    /// paged by `offset` and `limit`. Only the prefix's range is visited.
+    pub fn list(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        limit: Option<usize>,
+        offset: usize,
+        now: u64,
+    ) -> Vec<String> {
+        self.sweep(now, SWEEP_BUDGET);
+        if limit == Some(0) {
+            return Vec::new();
+        }
+        let range = self
+            .records
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded));
+        let matching = range
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, e)| k.ends_with(suffix) && !e.expired(now))
+            .skip(offset)
+            .map(|(k, _)| k.to_string());
+        match limit {
+            Some(n) => matching.take(n).collect(),
+            None => matching.collect(),
+        }
+    }
+
+    pub fn stats(&mut self, now: u64) -> Stats {
+        self.sweep(now, usize::MAX);
+        self.watchers.retain(|w| !w.is_closed());
+        Stats {
+            entries: self.records.len(),
+            bytes: self.bytes,
+            watchers: self.watchers.len(),
+        }
+    }
+
+    /// The soonest deadline of any record, expired or not.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.expiry.first().map(|(d, _)| *d)
+    }
+
+    // ---- writes ------------------------------------------------------------
+
+    /// Stores `write` if `cond` holds; returns the new revision.
+    pub fn write(&mut self, write: Write, cond: Condition, now: u64) -> Result<u64> {
+        self.sweep(now, SWEEP_BUDGET);
+        self.expire_if_due(&write.key, now);
+        let current = self.records.get(write.key.as_str()).map(|e| e.revision);
+        match (cond, current) {
+            (Condition::Always, _) | (Condition::Absent, None) => {}
+            (Condition::Absent, Some(_)) => {
+                return Err(Error::Conflict(format!(
+                    "key {:?} already exists (if_absent)",
+                    write.key
+                )));
+            }
+            (Condition::Revision(want), Some(have)) if want == Some(have) => {}
+            (Condition::Revision(_), Some(_)) => {
+                return Err(Error::Conflict(format!(
+                    "key {:?} has changed since the given revision",
+                    write.key
+                )));
+            }
+            (Condition::Revision(_), None) => {
+                return Err(Error::Conflict(format!(
+                    "key {:?} does not exist (if_revision on a missing, deleted or expired key)",
+                    write.key
+                )));
+            }
+        }
+        self.check_size(&write)?;
+        let key = write.key.clone();
+        let revision = self.insert(write, now);
+        self.enforce_limits(&key, now);
+        Ok(revision)
+    }
+
+    /// Stores every write unconditionally, in order; all-or-nothing on size.
+    pub fn write_many(&mut self, writes: Vec<Write>, now: u64) -> Result<Vec<u64>> {
+        self.sweep(now, SWEEP_BUDGET);
+        for w in &writes {
+            self.check_size(w)?;
+        }
+        let mut revisions = Vec::with_capacity(writes.len());
+        for write in writes {
+            self.expire_if_due(&write.key, now);
+            let key = write.key.clone();
+            revisions.push(self.insert(write, now));
+            self.enforce_limits(&key, now);
+        }
+        Ok(revisions)
+    }
+
+    /// Deletes `key`; true if a live record was deleted.
+    pub fn delete(&mut self, key: &str, now: u64) -> bool {
+        self.sweep(now, SWEEP_BUDGET);
+        if self.expire_if_due(key, now) {
+            return false;
+        }
+        self.remove(key, EventKind::Delete)
+    }
+
+    pub fn delete_many<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>, now: u64) -> usize {
+        self.sweep(now, SWEEP_BUDGET);
+        keys.into_iter()
+            .filter(|key| !self.expire_if_due(key, now) && self.remove(key, EventKind::Delete))
+            .count()
+    }
+
+    /// Removes up to `budget` expired records; returns how many.
+    pub fn sweep(&mut self, now: u64, budget: usize) -> usize {
+        let mut removed = 0;
+        while removed < budget {
+            match self.expiry.first() {
+                Some((deadline, key)) if *deadline <= now => {
+                    let key = key.clone();
+                    self.remove(&key, EventKind::Expire);
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        removed
+    }
+
+    // ---- watch -------------------------------------------------------------
+
+    /// A new watcher of keys under `prefix`, holding at most `capacity` unread events.
+    pub fn watch(&mut self, prefix: String, capacity: usize) -> Arc<WatchQueue> {
+        self.next_watch_id += 1;
+        let queue = Arc::new(WatchQueue::new(self.next_watch_id, prefix, capacity));
+        self.watchers.retain(|w| !w.is_closed());
+        self.watchers.push(queue.clone());
+        queue
+    }
+
+    /// Ids of the watchers to wake since the last call.
+    pub fn take_woken(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.woken)
+    }
+
+    // ---- internals ---------------------------------------------------------
+
+    fn check_size(&self, write: &Write) -> Result<()> {
+        if let Some(max) = self.limits.max_bytes {
+            let size = write.key.len()
+                + write.value.len().saturating_sub(1)
+                + write
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            if size > max {
+                return Err(Error::Memory(format!(
+                    "a record of {size} bytes cannot fit in a store bounded to {max} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key` with an "expire" event if it is past its deadline.
+    fn expire_if_due(&mut self, key: &str, now: u64) -> bool {
+        let due = self.records.get(key).is_some_and(|e| e.expired(now));
+        if due {
+            self.remove(key, EventKind::Expire);
+        }
+        due
+    }
+
+    fn insert(&mut self, write: Write, now: u64) -> u64 {
+        self.last_revision += 1;
+        let revision = self.last_revision;
+        let deadline = write
+            .ttl
+            .and_then(|ttl| NonZeroU64::new(now.saturating_add(ttl.max(1))));
+        let metadata = (!write.metadata.is_empty()).then(|| {
+            write
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect::<Box<[_]>>()
+        });
+        let entry = Entry {
+            value: write.value.into_boxed_slice(),
+            metadata,
+            revision,
+            deadline,
+        };
+        let key: Box<str> = write.key.into_boxed_str();
+        self.bytes += entry.bytes(&key);
+        if let Some(d) = entry.deadline() {
+            self.expiry.insert((d, key.clone()));
+        }
+        if self.limits.bounded() {
+            self.written.insert(revision, key.clone());
+        }
+        let event_record = self.has_watchers_for(&key).then(|| entry.snapshot());
+        if let Some(old) = self.records.insert(key.clone(), entry) {
+            self.forget(&key, &old);
+        }
+        if let Some(record) = event_record {
+            self.emit(EventKind::Put, &key, Some(&record));
+        }
+        revision
+    }
+
+    /// Drops `key`'s record and emits `kind`; false if there was none.
+    fn remove(&mut self, key: &str, kind: EventKind) -> bool {
+        match self.records.remove_entry(key) {
+            Some((key, old)) => {
+                self.forget(&key, &old);
+                self.emit(kind, &key, None);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Undoes `old`'s share of the byte count and indexes.
+    fn forget(&mut self, key: &str, old: &Entry) {
+        self.bytes -= old.bytes(key);
+        if let Some(d) = old.deadline() {
+            self.expiry.remove(&(d, Box::from(key)));
+        }
+        if self.limits.bounded() {
+            self.written.remove(&old.revision);
+        }
+    }
+
+    fn over_limits(&self) -> bool {
+        self.limits
+            .max_entries
+            .is_some_and(|m| self.records.len() > m)
+            || self.limits.max_bytes.is_some_and(|m| self.bytes > m)
+    }
+
+    fn enforce_limits(&mut self, keep: &str, now: u64) {
+        while self.over_limits() {
+            let victim = self
+                .expiry
+                .iter()
+                .find(|(_, k)| &**k != keep)
+                .map(|(d, k)| (*d <= now, k.clone()))
+                .or_else(|| {
+                    self.written
+                        .values()
+                        .find(|k| &***k != keep)
+                        .map(|k| (false, k.clone()))
+                });
+            let Some((expired, key)) = victim else { break };
+            let kind = if expired {
+                EventKind::Expire
+            } else {
+                EventKind::Delete
+            };
+            self.remove(&key, kind);
+        }
+    }
+
+    fn has_watchers_for(&self, key: &str) -> bool {
+        self.watchers.iter().any(|w| w.matches(key))
+    }
+
+    fn emit(&mut self, kind: EventKind, key: &str, record: Option<&Snapshot>) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let mut closed = false;
+        for w in &self.watchers {
+            if !w.matches(key) {
+                continue;
+            }
+            let event = RawEvent {
+                kind,
+                key: key.to_owned(),
+                record: record.cloned(),
+            };
+            if w.push(event) {
+                self.woken.push(w.id);
+            }
+            closed |= w.is_closed();
+        }
+        if closed {
+            self.watchers.retain(|w| !w.is_closed());
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
