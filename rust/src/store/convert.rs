@@ -106,7 +106,12 @@ fn as_encode_error(py: Python<'_>, err: Error, value: &Bound<'_, PyAny>) -> Erro
                 .get_type()
                 .name()
                 .map_or_else(|_| "object".to_owned(), |n| n.to_string());
-            let new: PyErr = Error::encode(format!("cannot encode {type_name}: {e}"), "$").into();
+            let reason = e
+                .value(py)
+                .str()
+                .map_or_else(|_| "error".to_owned(), |s| s.to_string());
+            let new: PyErr =
+                Error::encode(format!("cannot encode {type_name}: {reason}"), "$").into();
             new.set_cause(py, Some(e));
             Error::Python(new)
         }
