@@ -95,11 +95,12 @@ class PythonWatch:
         self._waker = waker
 
     def close(self) -> None:
-        """End the watch; queued events are dropped."""
+        """End the watch; queued events are dropped and a waiting consumer is woken."""
         with self._cond:
             self._closed = True
             self._events.clear()
             self._cond.notify_all()
+        self.wake()
         self._waker = None
 
 

@@ -362,10 +362,14 @@ impl RustWatch {
         };
     }
 
-    /// Ends the watch; queued events are dropped.
-    fn close(&self) {
-        self.queue.close();
-        lock(&self.store.get().wakers).remove(&self.queue.id);
+    /// Ends the watch; queued events are dropped and a waiting consumer is woken.
+    fn close(&self, py: Python<'_>) {
+        let waker = self.forget();
+        if let Some(waker) = waker {
+            if let Err(err) = waker.bind(py).call0() {
+                err.write_unraisable(py, Some(waker.bind(py)));
+            }
+        }
     }
 
     /// True once the watch has ended.
@@ -381,8 +385,16 @@ impl RustWatch {
     }
 }
 
+impl RustWatch {
+    /// Closes the queue and unregisters the waker, returning it.
+    fn forget(&self) -> Option<Py<PyAny>> {
+        self.queue.close();
+        lock(&self.store.get().wakers).remove(&self.queue.id)
+    }
+}
+
 impl Drop for RustWatch {
     fn drop(&mut self) {
-        self.close();
+        drop(self.forget());
     }
 }
