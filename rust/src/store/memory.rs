@@ -200,22 +200,28 @@ impl MemoryStore {
         offset: usize,
         now: u64,
     ) -> Vec<String> {
+        self.list_iter(prefix, suffix, limit, offset, now)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `list` as borrowed keys, for callers that convert them in place.
+    pub fn list_iter<'a>(
+        &'a mut self,
+        prefix: &'a str,
+        suffix: &'a str,
+        limit: Option<usize>,
+        offset: usize,
+        now: u64,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         self.sweep(now, SWEEP_BUDGET);
-        if limit == Some(0) {
-            return Vec::new();
-        }
-        let range = self
-            .records
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded));
-        let matching = range
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(k, e)| k.ends_with(suffix) && !e.expired(now))
+        self.records
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .filter(move |(k, e)| k.ends_with(suffix) && !e.expired(now))
             .skip(offset)
-            .map(|(k, _)| k.to_string());
-        match limit {
-            Some(n) => matching.take(n).collect(),
-            None => matching.collect(),
-        }
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(k, _)| &**k)
     }
 
     pub fn stats(&mut self, now: u64) -> Stats {
@@ -238,8 +244,7 @@ impl MemoryStore {
     /// Stores `write` if `cond` holds; returns the new revision.
     pub fn write(&mut self, write: Write, cond: Condition, now: u64) -> Result<u64> {
         self.sweep(now, SWEEP_BUDGET);
-        self.expire_if_due(&write.key, now);
-        let current = self.records.get(write.key.as_str()).map(|e| e.revision);
+        let current = self.live_revision(&write.key, now);
         match (cond, current) {
             (Condition::Always, _) | (Condition::Absent, None) => {}
             (Condition::Absent, Some(_)) => {
@@ -263,10 +268,7 @@ impl MemoryStore {
             }
         }
         self.check_size(&write)?;
-        let key = write.key.clone();
-        let revision = self.insert(write, now);
-        self.enforce_limits(&key, now);
-        Ok(revision)
+        Ok(self.insert(write, now))
     }
 
     /// Stores every write unconditionally, in order; all-or-nothing on size.
@@ -277,10 +279,8 @@ impl MemoryStore {
         }
         let mut revisions = Vec::with_capacity(writes.len());
         for write in writes {
-            self.expire_if_due(&write.key, now);
-            let key = write.key.clone();
+            self.live_revision(&write.key, now);
             revisions.push(self.insert(write, now));
-            self.enforce_limits(&key, now);
         }
         Ok(revisions)
     }
@@ -362,6 +362,19 @@ impl MemoryStore {
         due
     }
 
+    /// The revision of `key`'s live record; an expired one is removed (with
+    /// its "expire" event) on the way. One lookup in the common case.
+    fn live_revision(&mut self, key: &str, now: u64) -> Option<u64> {
+        let entry = self.records.get(key)?;
+        if entry.expired(now) {
+            self.remove(key, EventKind::Expire);
+            return None;
+        }
+        Some(entry.revision)
+    }
+
+    /// Stores `write` as the newest revision of its key, then enforces the
+    /// bounds. An overwrite replaces the entry in place: no key allocation.
     fn insert(&mut self, write: Write, now: u64) -> u64 {
         self.last_revision += 1;
         let revision = self.last_revision;
@@ -381,20 +394,33 @@ impl MemoryStore {
             revision,
             deadline,
         };
-        let key: Box<str> = write.key.into_boxed_str();
+        let key = write.key;
+        let new_deadline = entry.deadline();
         self.bytes += entry.bytes(&key);
-        if let Some(d) = entry.deadline() {
-            self.expiry.insert((d, key.clone()));
-        }
-        if self.limits.bounded() {
-            self.written.insert(revision, key.clone());
-        }
         let event_record = self.has_watchers_for(&key).then(|| entry.snapshot());
-        if let Some(old) = self.records.insert(key.clone(), entry) {
-            self.forget(&key, &old);
+        // The old record's index entries go before the new one's are added:
+        // both could be the same `(deadline, key)`.
+        match self.records.get_mut(key.as_str()) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, entry);
+                self.forget(&key, &old);
+            }
+            None => {
+                self.records.insert(Box::from(key.as_str()), entry);
+            }
+        }
+        if let Some(d) = new_deadline {
+            self.expiry.insert((d, Box::from(key.as_str())));
+        }
+        let bounded = self.limits.bounded();
+        if bounded {
+            self.written.insert(revision, Box::from(key.as_str()));
         }
         if let Some(record) = event_record {
             self.emit(EventKind::Put, &key, Some(&record));
+        }
+        if bounded {
+            self.enforce_limits(&key, now);
         }
         revision
     }

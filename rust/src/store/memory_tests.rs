@@ -241,3 +241,15 @@ fn read_many_keeps_order_and_skips_missing() {
         .collect();
     assert_eq!(got, vec![0, 2]);
 }
+
+#[test]
+fn overwrite_with_the_same_deadline_keeps_the_expiry_index() {
+    let mut s = MemoryStore::default();
+    s.write(w("k", b"1", Some(10)), Condition::Always, 0)
+        .unwrap();
+    s.write(w("k", b"2", Some(5)), Condition::Always, 5)
+        .unwrap();
+    assert_eq!(s.next_deadline(), Some(10));
+    assert_eq!(s.sweep(10, usize::MAX), 1);
+    assert_eq!(s.stats(10).entries, 0);
+}

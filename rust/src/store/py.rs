@@ -256,10 +256,29 @@ impl RustMemoryStore {
             ));
         }
         let limit = limit.map(|l| l as usize);
-        let keys = self.with_detached(py, |s, now| {
-            s.list(prefix, suffix, limit, offset as usize, now)
-        });
-        PyList::new(py, keys)
+        let offset = offset as usize;
+        // Uncontended, the keys go straight from the tree into Python strings
+        // (making those is most of the work, and needs the GIL anyway).
+        // Deadlock-free: every other thread takes this lock with try_lock while
+        // holding the GIL, and waits for it only with the GIL released. The
+        // list is made before locking: strings are not GC-tracked, so nothing
+        // under the lock can start a collection that runs a finalizer.
+        let list = PyList::empty(py);
+        if let Ok(mut store) = self.inner.try_lock() {
+            let now = self.clock.now();
+            for key in store.list_iter(prefix, suffix, limit, offset, now) {
+                list.append(PyString::new(py, key))?;
+            }
+            let woken = store.take_woken();
+            drop(store);
+            self.wake(py, &woken);
+        } else {
+            let keys = self.with_detached(py, |s, now| s.list(prefix, suffix, limit, offset, now));
+            for key in keys {
+                list.append(key)?;
+            }
+        }
+        Ok(list)
     }
 
     /// True if a live record exists for `key`.
