@@ -1,7 +1,10 @@
 # Types of the Rust extension `microstd._core`, checked by `python -m mypy.stubtest microstd._core`.
 # Each area adds its functions and classes here as it lands in Rust.
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import final
+
+from microstd.store.base import Event, Record
 
 __version__: str
 MAX_DEPTH: int
@@ -17,10 +20,7 @@ def cbor_loads(data: bytes | bytearray | memoryview) -> object: ...
 
 # ---- store (rust/src/store) ----
 
-from collections.abc import Iterable, Mapping
-
-from microstd.store.base import Event, Record
-
+@final
 class RustMemoryStore:
     def __new__(
         cls,
@@ -56,6 +56,7 @@ class RustMemoryStore:
     def next_expiry(self) -> float | None: ...
     def watch(self, prefix: str = "", capacity: int = 10000) -> RustWatch: ...
 
+@final
 class RustWatch:
     @property
     def closed(self) -> bool: ...

@@ -124,7 +124,8 @@ def memory_per_record(impl: str, n: int = 100_000) -> dict[str, float]:
         store.write_many(items)
         used = _rss() - before
     stats = store.stats()  # type: ignore[attr-defined]
-    assert stats["entries"] == n and stats["bytes"] == payload
+    if (stats["entries"], stats["bytes"]) != (n, payload):
+        raise RuntimeError(f"store accounting is off: {stats} for {n} records of {payload} bytes")
     store.close()
     return {
         "records": n,

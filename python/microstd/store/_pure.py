@@ -10,6 +10,7 @@ accounting and eviction order match the Rust store exactly; see
 
 from __future__ import annotations
 
+import builtins
 import heapq
 import threading
 import time
@@ -291,7 +292,9 @@ class PythonMemoryStore:
             self._wake(woken)
         return revision
 
-    def write_many(self, items: Mapping[str, object], *, ttl: float | None = None) -> dict[str, int]:
+    def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, int]:
         """Writes every item unconditionally, all or nothing; returns each key's revision."""
         ttl = validate_ttl(ttl)
         encoded = [(key, _key_bytes(key), *self._encode(value)) for key, value in items.items()]
@@ -358,14 +361,14 @@ class PythonMemoryStore:
             self._watchers.append(watcher)
         return watcher
 
-    def _take_woken(self) -> list[PythonWatch]:
+    def _take_woken(self) -> builtins.list[PythonWatch]:
         woken = self._woken
         if woken:
             self._woken = []
         return woken
 
     @staticmethod
-    def _wake(watchers: list[PythonWatch]) -> None:
+    def _wake(watchers: builtins.list[PythonWatch]) -> None:
         for watcher in watchers:
             watcher.wake()
 
@@ -507,4 +510,3 @@ class _ClosedEngine:
             raise Closed("the store is closed")
 
         return closed
-

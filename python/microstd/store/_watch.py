@@ -64,7 +64,7 @@ class PythonWatch:
             except Exception as exc:
                 import sys
 
-                sys.unraisablehook(_Unraisable(exc, waker))
+                sys.unraisablehook(_Unraisable(exc, waker))  # type: ignore[arg-type]
 
     def drain(self, max: int | None = None) -> list[Event] | None:
         """Up to `max` queued events (all if None), oldest first; None once closed."""

@@ -22,6 +22,7 @@ For a shared `memory://NAME`, the options of the first open win.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -110,8 +111,10 @@ def _codec_functions(
         codec = spec
     else:
         raise TypeError(f"codec must be a content type or a Codec, got {type(spec).__name__}")
-    if impl == "rust" and codec.impl == "rust" and normalize(codec.content_type) == (
-        "application/msgpack"
+    if (
+        impl == "rust"
+        and codec.impl == "rust"
+        and normalize(codec.content_type) == ("application/msgpack")
     ):
         return None, None
     return codec.dumps, codec.loads
@@ -337,10 +340,9 @@ class _AsyncWatch:
             if threading.get_ident() == loop_thread:
                 flag.set()
                 return
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(flag.set)
-            except RuntimeError:  # the loop has closed: nobody is waiting
-                pass
 
         self._watcher.set_waker(wake)
         self._flag = flag

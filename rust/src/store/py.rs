@@ -17,9 +17,6 @@ use crate::store::convert::{self, Clock, ValueCodec};
 use crate::store::memory::{Limits, MemoryStore, Write, SWEEP_BUDGET};
 use crate::store::watch::{Drained, WatchQueue};
 
-/// Unread events a watcher may hold before its watch is ended.
-const DEFAULT_WATCH_CAPACITY: usize = 10_000;
-
 /// The ordered in-memory store with TTLs, revisions, bounds and watch.
 /// Thread-safe; methods take microseconds, bulk ones release the GIL.
 #[pyclass(frozen, module = "microstd._core")]
@@ -311,7 +308,8 @@ impl RustMemoryStore {
     }
 
     /// A watcher of keys under `prefix` holding at most `capacity` unread events.
-    #[pyo3(signature = (prefix="", capacity=DEFAULT_WATCH_CAPACITY))]
+    // The default, 10,000 unread events, is spelled out for the stub's sake.
+    #[pyo3(signature = (prefix="", capacity=10_000))]
     fn watch(slf: &Bound<'_, Self>, prefix: &str, capacity: usize) -> RustWatch {
         let prefix = prefix.to_owned();
         let queue = slf.get().with(slf.py(), |s, _| s.watch(prefix, capacity));
