@@ -257,25 +257,24 @@ impl RustMemoryStore {
         // Uncontended, the keys go straight from the tree into Python strings
         // (making those is most of the work, and needs the GIL anyway).
         // Deadlock-free: every other thread takes this lock with try_lock while
-        // holding the GIL, and waits for it only with the GIL released. The
-        // list is made before locking: strings are not GC-tracked, so nothing
-        // under the lock can start a collection that runs a finalizer.
-        let list = PyList::empty(py);
+        // holding the GIL, and waits for it only with the GIL released. Only
+        // str objects are made under the lock: they are not GC-tracked, so no
+        // collection (and no finalizer calling back into this store) can
+        // start while it is held. The list is made after unlocking.
         if let Ok(mut store) = self.inner.try_lock() {
             let now = self.clock.now();
-            for key in store.list_iter(prefix, suffix, limit, offset, now) {
-                list.append(PyString::new(py, key))?;
-            }
+            let keys: Vec<Bound<'py, PyString>> = store
+                .list_iter(prefix, suffix, limit, offset, now)
+                .map(|k| PyString::new(py, k))
+                .collect();
             let woken = store.take_woken();
             drop(store);
             self.wake(py, &woken);
+            PyList::new(py, keys)
         } else {
             let keys = self.with_detached(py, |s, now| s.list(prefix, suffix, limit, offset, now));
-            for key in keys {
-                list.append(key)?;
-            }
+            PyList::new(py, keys)
         }
-        Ok(list)
     }
 
     /// True if a live record exists for `key`.
