@@ -8,8 +8,10 @@ record costs beyond its key and encoded value.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import random
 import tracemalloc
 from collections.abc import Callable
 
@@ -96,20 +98,55 @@ def _is_small(record: object) -> bool:
     return isinstance(record, Record) and record.value == SMALL
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes the C allocator has handed out and not had back (glibc's mallinfo2),
+    chunk headers included; None where that is not available."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_per_record(impl: str, n: int = 100_000) -> dict[str, float]:
+def memory_per_record(impl: str, n: int = 100_000, *, shuffled: bool = False) -> dict[str, float]:
     """Bytes a small record costs beyond its key and encoded value.
 
-    The pure twin is measured with tracemalloc; the Rust store's allocations
-    are invisible to tracemalloc, so it is measured as the process's RSS growth
-    (Linux), which also counts allocator overhead: an upper bound.
+    The pure twin is measured with tracemalloc. The Rust store's allocations
+    are invisible to tracemalloc, so they are measured as the growth of the C
+    heap in use (glibc `mallinfo2`, chunk headers included), or failing that
+    as the process's RSS growth (an upper bound: it keeps freed temporaries).
     """
     value = b"v" * 16  # stored as is: exactly 16 payload bytes per record
-    items = {f"key/{i:08}": value for i in range(n)}
+    names = [f"key/{i:08}" for i in range(n)]
+    if shuffled:  # random insertion order leaves the tree's nodes fuller than sorted order
+        random.Random(42).shuffle(names)
+    items = dict.fromkeys(names, value)
     payload = sum(len(k) for k in items) + len(value) * n
     gc.collect()
     store = open_sync("memory://", impl=impl)
@@ -120,9 +157,11 @@ def memory_per_record(impl: str, n: int = 100_000) -> dict[str, float]:
         used = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
     else:
-        before = _rss()
+        probe = _malloc_in_use if _malloc_in_use() is not None else _rss
+        before = probe() or 0
         store.write_many(items)
-        used = _rss() - before
+        gc.collect()
+        used = (probe() or 0) - before
     stats = store.stats()  # type: ignore[attr-defined]
     if (stats["entries"], stats["bytes"]) != (n, payload):
         raise RuntimeError(f"store accounting is off: {stats} for {n} records of {payload} bytes")

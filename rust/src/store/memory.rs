@@ -23,6 +23,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::errors::{Error, Result};
+use crate::store::key::Key;
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
 
 /// First byte of a stored value: the payload is the codec's encoding.
@@ -130,7 +131,7 @@ pub struct Write {
 /// it in a mutex.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    records: BTreeMap<Box<str>, Entry>,
+    records: BTreeMap<Key, Entry>,
     /// `(deadline, key)` of every record with a TTL, soonest first.
     expiry: BTreeSet<(u64, Box<str>)>,
     /// `revision -> key`, kept only when bounded, for oldest-written eviction.
@@ -217,11 +218,11 @@ impl MemoryStore {
         self.sweep(now, SWEEP_BUDGET);
         self.records
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .filter(move |(k, e)| k.ends_with(suffix) && !e.expired(now))
+            .take_while(move |(k, _)| k.as_str().starts_with(prefix))
+            .filter(move |(k, e)| k.as_str().ends_with(suffix) && !e.expired(now))
             .skip(offset)
             .take(limit.unwrap_or(usize::MAX))
-            .map(|(k, _)| &**k)
+            .map(|(k, _)| k.as_str())
     }
 
     pub fn stats(&mut self, now: u64) -> Stats {
@@ -406,7 +407,7 @@ impl MemoryStore {
                 self.forget(&key, &old);
             }
             None => {
-                self.records.insert(Box::from(key.as_str()), entry);
+                self.records.insert(Key::new(&key), entry);
             }
         }
         if let Some(d) = new_deadline {
@@ -429,8 +430,8 @@ impl MemoryStore {
     fn remove(&mut self, key: &str, kind: EventKind) -> bool {
         match self.records.remove_entry(key) {
             Some((key, old)) => {
-                self.forget(&key, &old);
-                self.emit(kind, &key, None);
+                self.forget(key.as_str(), &old);
+                self.emit(kind, key.as_str(), None);
                 true
             }
             None => false,

@@ -2,6 +2,7 @@
 //! are pure Rust, unit-tested by `cargo test`; `py` binds them to Python.
 
 mod convert;
+pub mod key;
 pub mod memory;
 mod py;
 pub mod watch;
