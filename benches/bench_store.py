@@ -15,14 +15,14 @@ from collections.abc import Callable
 import pytest
 
 from microstd import _accel
-from microstd.bench.store import SMALL, memory_per_record, populated
+from microstd.bench.store import RAW, SMALL, memory_per_record, populated
 from microstd.store import SyncStore
 
 IMPLS = ["rust", "python"] if _accel.AVAILABLE else ["python"]
 TOTAL = 100_000
 PREFIX = "g0500/"
 KEYS = [f"{PREFIX}{i:03}" for i in range(100)]
-RAW = b"x" * 40
+RAW_KEYS = [f"raw/{i:03}" for i in range(100)]
 
 
 @pytest.fixture(scope="module", params=IMPLS)
@@ -31,6 +31,7 @@ def big_store(request: pytest.FixtureRequest) -> tuple[str, SyncStore]:
     store = populated(impl, TOTAL)
     store.write("small", SMALL)
     store.write("raw", RAW)
+    store.write_many(dict.fromkeys(RAW_KEYS, RAW))
     return impl, store
 
 
@@ -78,12 +79,21 @@ def test_read_many(benchmark: Callable[..., object], big_store: tuple[str, SyncS
     assert list(got) == KEYS  # type: ignore[call-overload]
 
 
+def test_read_many_bytes(
+    benchmark: Callable[..., object], big_store: tuple[str, SyncStore]
+) -> None:
+    impl, store = big_store
+    got = _run(benchmark, "read_many 100 bytes records", impl, lambda: store.read_many(RAW_KEYS))
+    assert list(got) == RAW_KEYS  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["sorted", "shuffled"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_memory_per_record(benchmark: Callable[..., object], impl: str) -> None:
-    result = memory_per_record(impl)
+def test_memory_per_record(benchmark: Callable[..., object], impl: str, shuffled: bool) -> None:
+    result = memory_per_record(impl, shuffled=shuffled)
     benchmark.extra_info.update(result)  # type: ignore[attr-defined]
     benchmark.group = "memory per record"  # type: ignore[attr-defined]
-    print(f"\n{impl}: {result}")
+    print(f"\n{impl} {'shuffled' if shuffled else 'sorted'}: {result}")
     assert result["records"] == 100_000
     assert result["bytes_per_record"] > 0
     benchmark(lambda: None)

@@ -20,10 +20,12 @@ from microstd.bench.runner import Case
 from microstd.store import SyncStore, open_sync
 from microstd.store.base import Record
 
-__all__ = ["SMALL", "cases", "memory_per_record", "populated"]
+__all__ = ["RAW", "SMALL", "cases", "memory_per_record", "populated"]
 
 #: A small record's value, typical of a session or a cache entry.
 SMALL: dict[str, object] = {"user": "ada", "id": 1234, "active": True, "score": 9.5}
+#: A small `bytes` value: stored as is, so its cases time the store alone.
+RAW = b"x" * 40
 _GROUPS = 1000
 _PER_GROUP = 100
 
@@ -59,12 +61,26 @@ def cases(quick: bool) -> list[Case]:
         mid = f"g{(total // _PER_GROUP) // 2:04}/"
         keys = [f"{mid}{i:03}" for i in range(_PER_GROUP)]
         store.write("small", SMALL)
+        store.write("raw", RAW)
+        raw_keys = [f"raw/{i:03}" for i in range(_PER_GROUP)]
+        store.write_many(dict.fromkeys(raw_keys, RAW))
 
         def read(store: SyncStore = store) -> Record:
             return store.read("small")
 
         def write(store: SyncStore = store) -> object:
             return store.write("small", SMALL)
+
+        def read_raw(store: SyncStore = store) -> Record:
+            return store.read("raw")
+
+        def write_raw(store: SyncStore = store) -> object:
+            return store.write("raw", RAW)
+
+        def read_many_raw(
+            store: SyncStore = store, keys: list[str] = raw_keys
+        ) -> dict[str, Record]:
+            return store.read_many(keys)
 
         def list_prefix(store: SyncStore = store, mid: str = mid) -> list[str]:
             return store.list(mid)
@@ -75,6 +91,8 @@ def cases(quick: bool) -> list[Case]:
         out += [
             _case("read", "read small record", impl, read, check=_is_small),
             _case("write", "write small record", impl, write),
+            _case("read_raw", "read bytes record (no codec)", impl, read_raw),
+            _case("write_raw", "write bytes record (no codec)", impl, write_raw),
             _case(
                 "list",
                 f"list 100 keys of {total:,} by prefix",
@@ -89,8 +107,16 @@ def cases(quick: bool) -> list[Case]:
                 read_many,
                 check=lambda r: isinstance(r, dict) and len(r) == _PER_GROUP,
             ),
+            _case(
+                "read_many_raw",
+                "read_many 100 bytes records",
+                impl,
+                read_many_raw,
+                check=lambda r: isinstance(r, dict) and len(r) == _PER_GROUP,
+            ),
         ]
-    order = {"read": 0, "write": 1, "list": 2, "read_many": 3}
+    order = {"read": 0, "write": 1, "read_raw": 2, "write_raw": 3, "list": 4}
+    order |= {"read_many": 5, "read_many_raw": 6}
     return sorted(out, key=lambda c: order[c.group])
 
 

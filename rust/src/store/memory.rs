@@ -164,15 +164,17 @@ impl MemoryStore {
     /// A copy of the live record under `key`.
     pub fn read(&mut self, key: &str, now: u64) -> Option<Snapshot> {
         self.sweep(now, SWEEP_BUDGET);
-        if self.expire_if_due(key, now) {
+        let entry = self.records.get(key)?;
+        if entry.expired(now) {
+            self.remove(key, EventKind::Expire);
             return None;
         }
-        self.records.get(key).map(Entry::snapshot)
+        Some(entry.snapshot())
     }
 
     pub fn exists(&mut self, key: &str, now: u64) -> bool {
         self.sweep(now, SWEEP_BUDGET);
-        !self.expire_if_due(key, now) && self.records.contains_key(key)
+        self.live_revision(key, now).is_some()
     }
 
     /// Copies of the live records among `keys`, with each one's position in `keys`.
