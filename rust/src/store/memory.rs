@@ -18,11 +18,11 @@
 //! larger than `max_bytes` is refused. Evictions emit "delete" events.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::num::NonZeroU64;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::errors::{Error, Result};
+use crate::store::entry::Entry;
 use crate::store::key::Key;
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
 
@@ -33,56 +33,6 @@ pub const TAG_RAW: u8 = 1;
 
 /// Expired records an operation reclaims in passing, at most.
 pub const SWEEP_BUDGET: usize = 32;
-
-/// Metadata pairs as stored: boxed, so an absent map costs one null pointer.
-type Metadata = Box<[(Box<str>, Box<str>)]>;
-
-/// One stored record. Kept small: the key lives in the map, the value is one
-/// boxed slice, metadata is usually absent, and the deadline uses its niche.
-#[derive(Debug)]
-struct Entry {
-    value: Box<[u8]>,
-    metadata: Option<Metadata>,
-    revision: u64,
-    deadline: Option<NonZeroU64>,
-}
-
-impl Entry {
-    fn deadline(&self) -> Option<u64> {
-        self.deadline.map(NonZeroU64::get)
-    }
-
-    fn expired(&self, now: u64) -> bool {
-        self.deadline().is_some_and(|d| d <= now)
-    }
-
-    fn metadata_bytes(&self) -> usize {
-        self.metadata
-            .iter()
-            .flat_map(|m| m.iter())
-            .map(|(k, v)| k.len() + v.len())
-            .sum()
-    }
-
-    /// What `stats()["bytes"]` counts for a record: key, value payload, metadata.
-    fn bytes(&self, key: &str) -> usize {
-        key.len() + self.value.len().saturating_sub(1) + self.metadata_bytes()
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            value: self.value.to_vec(),
-            metadata: self
-                .metadata
-                .iter()
-                .flat_map(|m| m.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            revision: self.revision,
-            deadline: self.deadline(),
-        }
-    }
-}
 
 /// The condition a write must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +323,7 @@ impl MemoryStore {
             self.remove(key, EventKind::Expire);
             return None;
         }
-        Some(entry.revision)
+        Some(entry.revision())
     }
 
     /// Stores `write` as the newest revision of its key, then enforces the
@@ -381,22 +331,8 @@ impl MemoryStore {
     fn insert(&mut self, write: Write, now: u64) -> u64 {
         self.last_revision += 1;
         let revision = self.last_revision;
-        let deadline = write
-            .ttl
-            .and_then(|ttl| NonZeroU64::new(now.saturating_add(ttl.max(1))));
-        let metadata = (!write.metadata.is_empty()).then(|| {
-            write
-                .metadata
-                .into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-                .collect::<Box<[_]>>()
-        });
-        let entry = Entry {
-            value: write.value.into_boxed_slice(),
-            metadata,
-            revision,
-            deadline,
-        };
+        let deadline = write.ttl.map(|ttl| now.saturating_add(ttl.max(1)).max(1));
+        let entry = Entry::new(revision, deadline, &write.metadata, &write.value);
         let key = write.key;
         let new_deadline = entry.deadline();
         self.bytes += entry.bytes(&key);
@@ -447,7 +383,7 @@ impl MemoryStore {
             self.expiry.remove(&(d, Box::from(key)));
         }
         if self.limits.bounded() {
-            self.written.remove(&old.revision);
+            self.written.remove(&old.revision());
         }
     }
 

@@ -2,6 +2,7 @@
 //! are pure Rust, unit-tested by `cargo test`; `py` binds them to Python.
 
 mod convert;
+mod entry;
 pub mod key;
 pub mod memory;
 mod py;
