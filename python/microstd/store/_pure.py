@@ -209,6 +209,9 @@ class PythonMemoryStore:
             now = self._now()
             self._sweep(now, SWEEP_BUDGET)
             keys, records = self._keys, self._records
+            # When no deadline has passed (the heap's top is a lower bound of
+            # every live deadline), no record can be expired: skip the lookups.
+            any_due = bool(self._expiry) and self._expiry[0][0] <= now
             skip = offset
             for i in range(bisect_left(keys, prefix), len(keys)):
                 key = keys[i]
@@ -216,9 +219,10 @@ class PythonMemoryStore:
                     break
                 if not key.endswith(suffix):
                     continue
-                deadline = records[key].deadline
-                if deadline is not None and deadline <= now:
-                    continue
+                if any_due:
+                    deadline = records[key].deadline
+                    if deadline is not None and deadline <= now:
+                        continue
                 if skip:
                     skip -= 1
                     continue

@@ -168,10 +168,13 @@ impl MemoryStore {
         now: u64,
     ) -> impl Iterator<Item = &'a str> + 'a {
         self.sweep(now, SWEEP_BUDGET);
+        // When no deadline has passed, no record can be expired: skip reading
+        // each record's deadline (it lives in the record's own allocation).
+        let any_due = self.next_deadline().is_some_and(|d| d <= now);
         self.records
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.as_str().starts_with(prefix))
-            .filter(move |(k, e)| k.as_str().ends_with(suffix) && !e.expired(now))
+            .filter(move |(k, e)| k.as_str().ends_with(suffix) && !(any_due && e.expired(now)))
             .skip(offset)
             .take(limit.unwrap_or(usize::MAX))
             .map(|(k, _)| k.as_str())
