@@ -120,7 +120,7 @@ class _Binder:
             self.errors.append(err)
             return None
 
-    def _coerce(self, tp: Any, value: Any, path: Path) -> Any:  # noqa: C901 - a type switch
+    def _coerce(self, tp: Any, value: Any, path: Path) -> Any:
         if tp is Any or tp is object:
             return value
         origin = typing.get_origin(tp)
@@ -179,15 +179,14 @@ class _Binder:
         if isinstance(value, str):
             for allowed in args:
                 if str(allowed) == value or (
-                    isinstance(allowed, bool) and value.strip().lower() in (_TRUE | _FALSE)
+                    isinstance(allowed, bool)
+                    and value.strip().lower() in (_TRUE | _FALSE)
                     and _to_bool(bool, value) is allowed
                 ):
                     return allowed
         raise _Mismatch(path, type_name(tp), value)
 
-    def _sequence(
-        self, tp: Any, origin: Any, args: tuple[Any, ...], value: Any, path: Path
-    ) -> Any:
+    def _sequence(self, tp: Any, origin: Any, args: tuple[Any, ...], value: Any, path: Path) -> Any:
         if isinstance(value, str):
             value = _text_to_list(value, tp, path)
         if not isinstance(value, (list, tuple, set, frozenset)):
@@ -196,7 +195,8 @@ class _Binder:
             if len(args) != len(value):
                 raise _Mismatch(path, type_name(tp), value, f"needs {len(args)} items")
             return tuple(
-                self.coerce(a, v, (*path, str(i))) for i, (a, v) in enumerate(zip(args, value))
+                self.coerce(a, v, (*path, str(i)))
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
             )
         item = args[0] if args else Any
         items = [self.coerce(item, v, (*path, str(i))) for i, v in enumerate(value)]
@@ -236,10 +236,7 @@ class _Binder:
             fpath = (*path, f.name)
             if f.name in value:
                 kwargs[f.name] = self.coerce(hints.get(f.name, Any), value[f.name], fpath)
-            elif (
-                f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING
-            ):
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 ftype = hints.get(f.name, Any)
                 if _accepts_none(ftype):
                     kwargs[f.name] = None

@@ -212,8 +212,10 @@ def _layer(source: Source, data: dict[str, Any], schema: Any) -> Layer:
 
 
 def _failed(source: Source, exc: BaseException, reloading: bool) -> Layer | None:
-    err = exc if isinstance(exc, ConfigError) else ConfigError(
-        f"{source.name}: {type(exc).__name__}: {exc}"
+    err = (
+        exc
+        if isinstance(exc, ConfigError)
+        else ConfigError(f"{source.name}: {type(exc).__name__}: {exc}")
     )
     if source.optional and not reloading:
         log.warning("optional configuration source skipped: %s", err)
@@ -353,5 +355,3 @@ def _diff(old: Any, new: Any, base: Path = ()) -> list[Path]:
     if old == new and type(old) is type(new):
         return []
     return [base]
-
-

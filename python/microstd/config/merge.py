@@ -17,7 +17,7 @@ from typing import Any, Literal
 from microstd.config.provenance import Path, Provenance
 from microstd.config.secrets import Secret
 
-__all__ = ["ListMode", "Layer", "merge_layers"]
+__all__ = ["Layer", "ListMode", "merge_layers"]
 
 ListMode = Literal["replace", "append"]
 

@@ -56,8 +56,10 @@ async def _pump(cfg: Config, index: int, queue: asyncio.Queue[int]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a broken watch must not end the service's reloads
-            err = exc if isinstance(exc, ConfigError) else ConfigError(
-                f"{source.name}: watch failed: {type(exc).__name__}: {exc}"
+            err = (
+                exc
+                if isinstance(exc, ConfigError)
+                else ConfigError(f"{source.name}: watch failed: {type(exc).__name__}: {exc}")
             )
             cfg._report(err)
         finally:

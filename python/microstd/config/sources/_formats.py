@@ -47,9 +47,7 @@ def parse_document(text: str, fmt: str, where: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: the top level must be a mapping, not {type(data).__name__}"
-        )
+        raise ConfigError(f"{where}: the top level must be a mapping, not {type(data).__name__}")
     return data
 
 
@@ -92,7 +90,7 @@ def _toml(text: str, where: str) -> Any:
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         try:
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
         except ImportError:
             raise ConfigError(
                 f"{where}: TOML on Python 3.10 needs tomli (pip install 'microstd[config]')"

@@ -24,10 +24,7 @@ async def watch_paths(paths: Sequence[Path], *, directory: bool = False) -> Asyn
             "watching files needs watchfiles (pip install 'microstd[config]')"
         ) from None
     resolved = [p.resolve() for p in paths]
-    if directory:
-        roots = resolved
-    else:
-        roots = sorted({p.parent for p in resolved})
+    roots = resolved if directory else sorted({p.parent for p in resolved})
 
     def wanted(_change: object, changed: str) -> bool:
         p = Path(changed)

@@ -24,7 +24,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     while i < len(argv):
         token = argv[i]
         i += 1
-        if token == "--":
+        if token == "--":  # noqa: S105 - the end-of-options marker
             break
         if not token.startswith("--") or len(token) == 2:
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import logging
 import random
@@ -17,7 +16,7 @@ __all__ = ["Source", "nest", "poll_changes"]
 log = logging.getLogger("microstd.config")
 
 
-class Source(abc.ABC):
+class Source:
     """One layer of configuration.
 
     `fetch()` returns a nested dict; sources that read text (environment,
@@ -36,9 +35,7 @@ class Source(abc.ABC):
     #: `fetch()` needs no network; `read()` gives the same tree synchronously.
     local: bool = False
 
-    def __init__(
-        self, name: str, *, optional: bool = False, lists: ListMode = "replace"
-    ) -> None:
+    def __init__(self, name: str, *, optional: bool = False, lists: ListMode = "replace") -> None:
         if lists not in ("replace", "append"):
             raise ValueError(f"lists must be 'replace' or 'append', not {lists!r}")
         self.name = name
@@ -79,21 +76,19 @@ def nest(flat: dict[str, Any], sep: str, where: str) -> dict[str, Any]:
             child = node.get(part)
             if not isinstance(child, dict):
                 if child is not None:
-                    log.warning("%s: %r is both a value and a parent; keeping the nested keys",
-                                where, part)
+                    log.warning(
+                        "%s: %r is both a value and a parent; keeping the nested keys", where, part
+                    )
                 child = node[part] = {}
             node = child
         if isinstance(node.get(parts[-1]), dict):
-            log.warning("%s: %r is both a value and a parent; keeping the nested keys",
-                        where, key)
+            log.warning("%s: %r is both a value and a parent; keeping the nested keys", where, key)
             continue
         node[parts[-1]] = flat[key]
     return out
 
 
-async def poll_changes(
-    source: Source, interval: float, jitter: float = 0.2
-) -> AsyncIterator[None]:
+async def poll_changes(source: Source, interval: float, jitter: float = 0.2) -> AsyncIterator[None]:
     """Re-fetch `source` every `interval` seconds (± `jitter` of it); yield when it changed.
 
     The jitter spreads many service instances' polls so they do not hit the

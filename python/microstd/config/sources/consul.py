@@ -82,7 +82,7 @@ class ConsulSource(Source):
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise ConfigError(f"{self.name}: cannot read {self.url}: {exc}") from None
 
-    async def changes(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def changes(self) -> AsyncIterator[None]:
         import aiohttp
 
         try:
@@ -113,5 +113,13 @@ def consul(
     timeout: float = 5.0,
 ) -> ConsulSource:
     """Keys under `prefix` in the Consul agent at `url` (`http://127.0.0.1:8500`)."""
-    return ConsulSource(url, prefix, token=token, separator=separator, wait=wait,
-                        optional=optional, name=name, timeout=timeout)
+    return ConsulSource(
+        url,
+        prefix,
+        token=token,
+        separator=separator,
+        wait=wait,
+        optional=optional,
+        name=name,
+        timeout=timeout,
+    )

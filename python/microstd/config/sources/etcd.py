@@ -47,7 +47,9 @@ class EtcdSource(Source):
         import aiohttp
 
         return aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_connect=self.timeout)
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self.timeout, sock_connect=self.timeout
+            )
         )
 
     async def fetch(self) -> dict[str, Any]:
@@ -61,7 +63,7 @@ class EtcdSource(Source):
             raise ConfigError(f"{self.name}: cannot read {self.base}: {exc}") from None
         return kv_tree(pairs, self.prefix, self.separator, self.name)
 
-    async def changes(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def changes(self) -> AsyncIterator[None]:
         import aiohttp
 
         try:

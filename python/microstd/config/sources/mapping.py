@@ -24,7 +24,8 @@ class MappingSource(Source):
         self._data = data
 
     def read(self) -> dict[str, Any]:
-        return _plain(copy.deepcopy(dict(self._data)))
+        plain: dict[str, Any] = _plain(copy.deepcopy(dict(self._data)))
+        return plain
 
 
 def _plain(tree: Any) -> Any:

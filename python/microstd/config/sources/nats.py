@@ -39,7 +39,9 @@ class NatsSource(Source):
         import nats as nats_client
 
         return await nats_client.connect(
-            self.url, connect_timeout=self.timeout, max_reconnect_attempts=0,
+            self.url,
+            connect_timeout=self.timeout,
+            max_reconnect_attempts=0,
             allow_reconnect=False,
         )
 
@@ -71,7 +73,7 @@ class NatsSource(Source):
             await nc.close()
         return nest(flat, self.separator, self.name)
 
-    async def changes(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def changes(self) -> AsyncIterator[None]:
         try:
             nc = await self._connect()
         except Exception as exc:
@@ -103,5 +105,6 @@ def nats(
     timeout: float = 5.0,
 ) -> NatsSource:
     """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`)."""
-    return NatsSource(url, bucket, separator=separator, optional=optional, name=name,
-                      timeout=timeout)
+    return NatsSource(
+        url, bucket, separator=separator, optional=optional, name=name, timeout=timeout
+    )

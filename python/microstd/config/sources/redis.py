@@ -87,7 +87,7 @@ class RedisSource(Source):
             raise ConfigError(str(exc)) from None
         return parse_document(text, self.format, self.name)
 
-    async def changes(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def changes(self) -> AsyncIterator[None]:
         from redis.exceptions import RedisError
 
         try:

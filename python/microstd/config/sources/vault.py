@@ -61,9 +61,10 @@ class VaultSource(Source):
             headers["X-Vault-Namespace"] = self.namespace
         url = f"{self.url}/v1/{self.mount}/data/{self.path}"
         try:
-            async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as session, session.get(url, headers=headers) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
+                session.get(url, headers=headers) as resp,
+            ):
                 if resp.status == 404:
                     raise ConfigError(f"{self.name}: no such secret")
                 if resp.status in (401, 403):
@@ -72,7 +73,9 @@ class VaultSource(Source):
                     raise ConfigError(f"{self.name}: Vault returned HTTP {resp.status}")
                 body = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: cannot reach {self.url}: {type(exc).__name__}") from None
+            raise ConfigError(
+                f"{self.name}: cannot reach {self.url}: {type(exc).__name__}"
+            ) from None
         data = (body.get("data") or {}).get("data")
         if data is None:
             return {}  # the latest version was deleted
@@ -100,6 +103,14 @@ def vault(
     timeout: float = 5.0,
 ) -> VaultSource:
     """The KV v2 secret `path` under `mount` at `url`; all its values are secret."""
-    return VaultSource(url, path, token=token, mount=mount, namespace=namespace,
-                       poll_interval=poll_interval, optional=optional, name=name,
-                       timeout=timeout)
+    return VaultSource(
+        url,
+        path,
+        token=token,
+        mount=mount,
+        namespace=namespace,
+        poll_interval=poll_interval,
+        optional=optional,
+        name=name,
+        timeout=timeout,
+    )
