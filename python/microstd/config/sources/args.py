@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         if "=" in body:
             key, value = body.split("=", 1)
             out[key] = value
-        elif i < len(argv) and not argv[i].startswith("--"):
+        elif i < len(argv) and _is_value(argv[i]):
             out[body] = argv[i]
             i += 1
         elif body.startswith("no-") and len(body) > 3:
@@ -40,6 +40,17 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
         else:
             out[body] = True
     return out
+
+
+def _is_value(token: str) -> bool:
+    # "-5" is a value; "-q" and "--next" are options.
+    if not token.startswith("-"):
+        return True
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 class ArgsSource(Source):
