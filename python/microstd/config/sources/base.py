@@ -88,13 +88,18 @@ def nest(flat: dict[str, Any], sep: str, where: str) -> dict[str, Any]:
     return out
 
 
+_UNSEEN = object()
+
+
 async def poll_changes(source: Source, interval: float, jitter: float = 0.2) -> AsyncIterator[None]:
     """Re-fetch `source` every `interval` seconds (± `jitter` of it); yield when it changed.
 
     The jitter spreads many service instances' polls so they do not hit the
     server in lockstep.
     """
-    last: Any = await source.fetch()
+    # The first poll always signals: the reload's own diff then catches a change made between
+    # the load and the start of the watch.
+    last: Any = _UNSEEN
     while True:
         await asyncio.sleep(interval * (1.0 + random.uniform(-jitter, jitter)))
         try:
