@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import pydantic
 import pytest
@@ -26,7 +26,7 @@ class DB:
     host: str
     port: int = 5432
     timeout: timedelta = timedelta(seconds=5)
-    password: Optional[config.Secret] = None
+    password: config.Secret | None = None
 
 
 @dataclass
@@ -36,11 +36,11 @@ class App:
     level: Level = Level.INFO
     tags: list[str] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)
-    started: Optional[datetime] = None
-    day: Optional[date] = None
+    started: datetime | None = None
+    day: date | None = None
     mode: Literal["fast", "safe"] = "safe"
     ratio: float = 1.0
-    home: Optional[Path] = None
+    home: Path | None = None
 
 
 def test_dataclass_binding_coerces_text_values() -> None:
@@ -215,9 +215,7 @@ def test_pydantic_errors_name_key_and_source_and_hide_secrets(tmp_path: Path) ->
 
 def test_pydantic_secretstr_from_secrets_dir(tmp_path: Path) -> None:
     (tmp_path / "password").write_text("pw")
-    value = config.load(
-        PApp, sources=[{"db": {"host": "h"}}, config.secrets_dir(tmp_path)]
-    ).value
+    value = config.load(PApp, sources=[{"db": {"host": "h"}}, config.secrets_dir(tmp_path)]).value
     assert value.password is not None
     assert value.password.get_secret_value() == "pw"
     assert "pw" not in repr(value)

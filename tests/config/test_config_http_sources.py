@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class FakeConsul:
     index: int = 1
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     blocking_calls: int = 0
+    blocked: asyncio.Event = field(default_factory=asyncio.Event)
 
     def put(self, key: str, value: bytes) -> None:
         self.kv[key] = value
@@ -40,13 +42,12 @@ class FakeConsul:
         prefix = request.match_info["key"]
         if "index" in request.query and int(request.query["index"]) >= self.index:
             self.blocking_calls += 1
+            self.blocked.set()
             # A blocking query returns when the index moves past the one given (or at `wait`).
             wait = float(request.query.get("wait", "300s").rstrip("s"))
             with_timeout = asyncio.wait_for(self.changed.wait(), wait)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await with_timeout
-            except asyncio.TimeoutError:
-                pass
         headers = {"X-Consul-Index": str(self.index)}
         if request.headers.get("X-Consul-Token") != "consul-acl":
             return web.Response(status=403, text="ACL not found", headers=headers)
@@ -124,8 +125,7 @@ async def test_consul_prefix_and_blocking_watch(servers: Any) -> None:
 
     changes = cfg.watch(debounce=0.01)
     task = asyncio.ensure_future(anext(changes))
-    while consul_state.blocking_calls == 0:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(consul_state.blocked.wait(), 10)
     consul_state.put("app/db/host", b"c2")
     change = await asyncio.wait_for(task, 10)
     await changes.aclose()

@@ -150,9 +150,10 @@ def _b64(s: str) -> str:
 
 
 async def _etcd_put(base: str, key: str, value: str) -> None:
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{base}/v3/kv/put", json={"key": _b64(key), "value": _b64(value)}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/v3/kv/put", json={"key": _b64(key), "value": _b64(value)}) as resp,
+    ):
         assert resp.status == 200
 
 
