@@ -220,3 +220,71 @@ def test_secret_values_stay_out_of_reload_logs(
     assert "supersecret2" not in caplog.text
     assert "port" in caplog.text
     assert cfg.value.port == 1
+
+
+class FlakyRemote(config.Source):
+    """A remote source that works, then fails: like a server that went away."""
+
+    def __init__(self, *, optional: bool) -> None:
+        super().__init__("flaky", optional=optional)
+        self.fail: BaseException | None = None
+
+    async def fetch(self) -> dict[str, Any]:
+        if self.fail is not None:
+            raise self.fail
+        return {"port": 2}
+
+
+async def test_optional_remote_that_fails_on_reload_keeps_its_last_layer() -> None:
+    source = FlakyRemote(optional=True)
+    cfg = await config.load_async(Settings, sources=[{"port": 1}, source])
+    errors: list[ConfigError] = []
+    cfg.on_error(errors.append)
+    source.fail = RuntimeError("connection reset")
+    assert await cfg.reload() is None
+    assert cfg.value == Settings(2)
+    assert "flaky: RuntimeError: connection reset" in str(errors[0])
+
+
+async def test_required_remote_that_raises_anything_is_reported_not_raised() -> None:
+    source = FlakyRemote(optional=False)
+    cfg = await config.load_async(Settings, sources=[source])
+    errors: list[ConfigError] = []
+    cfg.on_error(errors.append)
+    source.fail = KeyError("bug")
+    assert await cfg.reload() is None
+    assert cfg.value == Settings(2)
+    assert "flaky: KeyError" in str(errors[0])
+
+
+@dataclass
+class Picky:
+    port: int
+
+    def __post_init__(self) -> None:
+        if self.port == 3:
+            raise LookupError("port 3 is cursed")
+
+
+class Stepping(config.Source):
+    def __init__(self) -> None:
+        super().__init__("stepping")
+        self.port = 1
+
+    async def fetch(self) -> dict[str, Any]:
+        return {"port": self.port}
+
+
+async def test_schema_code_raising_anything_keeps_last_good() -> None:
+    source = Stepping()
+    cfg = await config.load_async(Picky, sources=[source])
+    errors: list[ConfigError] = []
+    cfg.on_error(errors.append)
+    source.port = 3
+    assert await cfg.reload() is None
+    assert cfg.value == Picky(1)
+    assert "validation raised LookupError" in str(errors[0])
+    source.port = 4
+    change = await cfg.reload()
+    assert change is not None
+    assert cfg.value == Picky(4)

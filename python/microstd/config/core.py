@@ -145,10 +145,24 @@ class Config:
             for i in indexes:
                 source = self.sources[i]
                 names.append(source.name)
-                layers[i] = await _fetch_layer(source, self.schema, reloading=True)
+                try:
+                    data = await source.fetch()
+                except Exception as exc:  # any source bug must leave the service running
+                    if source.optional and not source.local and layers[i] is not None:
+                        # A remote source that is briefly unreachable keeps its last good
+                        # layer, rather than silently reverting its keys to the defaults.
+                        self._report(_as_error(source, exc))
+                        continue
+                    layers[i] = _failed(source, exc)
+                    continue
+                layers[i] = _layer(source, data, self.schema)
             snap = _build(self.schema, layers, self._secret_keys)
         except ConfigError as exc:
             self._report(exc)
+            return None
+        except Exception as exc:  # a schema's own validation code may raise anything
+            # Only the type: the message of an arbitrary exception may quote a secret.
+            self._report(ConfigError(f"validation raised {type(exc).__name__}"))
             return None
         with self._lock:
             old = self._snap
@@ -211,29 +225,28 @@ def _layer(source: Source, data: dict[str, Any], schema: Any) -> Layer:
     return Layer(source.name, data, lists=source.lists, secret=source.secret)
 
 
-def _failed(source: Source, exc: BaseException, reloading: bool) -> Layer | None:
-    err = (
-        exc
-        if isinstance(exc, ConfigError)
-        else ConfigError(f"{source.name}: {type(exc).__name__}: {exc}")
-    )
-    if source.optional and not reloading:
-        log.warning("optional configuration source skipped: %s", err)
-        return None
-    if source.optional:
-        # An optional source that vanished during a reload is dropped like at load time.
-        log.warning("optional configuration source skipped: %s", err)
-        return None
+def _as_error(source: Source, exc: BaseException) -> ConfigError:
     if isinstance(exc, ConfigError):
-        raise exc
+        return exc
+    return ConfigError(f"{source.name}: {type(exc).__name__}: {exc}")
+
+
+def _failed(source: Source, exc: BaseException) -> Layer | None:
+    """None for an optional source (logged), else the failure as a `ConfigError`."""
+    err = _as_error(source, exc)
+    if source.optional:
+        log.warning("optional configuration source skipped: %s", err)
+        return None
+    if err is exc:
+        raise err
     raise err from exc
 
 
-async def _fetch_layer(source: Source, schema: Any, *, reloading: bool = False) -> Layer | None:
+async def _fetch_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = await source.fetch()
     except (ConfigError, OSError, ValueError) as exc:
-        return _failed(source, exc, reloading)
+        return _failed(source, exc)
     return _layer(source, data, schema)
 
 
@@ -241,7 +254,7 @@ def _read_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = source.read()
     except (ConfigError, OSError, ValueError) as exc:
-        return _failed(source, exc, False)
+        return _failed(source, exc)
     return _layer(source, data, schema)
 
 
