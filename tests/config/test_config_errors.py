@@ -79,3 +79,21 @@ def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path: Path) -> None:
 def test_bad_source_type() -> None:
     with pytest.raises(TypeError, match="configuration source"):
         config.load(sources=[42])  # type: ignore[list-item]
+
+
+def test_utf8_bom_is_not_content(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert config.load(sources=[config.file(path)]).value == {"a": 1}
+
+
+def test_a_source_raising_anything_becomes_a_config_error() -> None:
+    class Broken(config.Source):
+        local = True
+
+        def read(self) -> dict[str, object]:
+            raise RuntimeError("boom")
+
+    with pytest.raises(ConfigError, match="broken: RuntimeError: boom"):
+        config.load(sources=[Broken("broken")])
+    assert config.load(sources=[{"a": 1}, Broken("broken", optional=True)]).value == {"a": 1}

@@ -99,3 +99,14 @@ def test_secret_keys_are_masked_wherever_they_come_from() -> None:
     assert "p1" not in text
     assert "p2" not in text
     assert "**********" in text
+
+
+def test_secret_keys_may_name_a_subtree() -> None:
+    cfg = config.load(
+        sources=[{"db": {"user": "u1", "password": "p1"}, "x": "y"}], secret_keys=["db"]
+    )
+    assert isinstance(cfg.get("db.user"), config.Secret)
+    assert isinstance(cfg.get("db.password"), config.Secret)
+    assert not isinstance(cfg.get("x"), config.Secret)
+    assert "u1" not in repr(cfg.value)
+    assert "p1" not in str(cfg.explain("db.password"))

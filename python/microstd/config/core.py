@@ -245,7 +245,7 @@ def _failed(source: Source, exc: BaseException) -> Layer | None:
 async def _fetch_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = await source.fetch()
-    except (ConfigError, OSError, ValueError) as exc:
+    except Exception as exc:  # whatever a source raises, the caller gets a ConfigError
         return _failed(source, exc)
     return _layer(source, data, schema)
 
@@ -253,7 +253,7 @@ async def _fetch_layer(source: Source, schema: Any) -> Layer | None:
 def _read_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = source.read()
-    except (ConfigError, OSError, ValueError) as exc:
+    except Exception as exc:  # whatever a source raises, the caller gets a ConfigError
         return _failed(source, exc)
     return _layer(source, data, schema)
 

@@ -84,5 +84,16 @@ def _wrap_secret(tree: dict[str, Any], path: Path) -> None:
         if not isinstance(node, dict) or part not in node:
             return
         node = node[part]
-    if isinstance(node, dict) and path and isinstance(node.get(path[-1]), str):
-        node[path[-1]] = Secret(node[path[-1]])
+    if isinstance(node, dict) and path and path[-1] in node:
+        node[path[-1]] = _secret_strings(node[path[-1]])
+
+
+def _secret_strings(value: Any) -> Any:
+    # A secret path may name a whole subtree (`secret_keys=["db"]`): every string under it.
+    if isinstance(value, str):
+        return value if isinstance(value, Secret) else Secret(value)
+    if isinstance(value, dict):
+        return {k: _secret_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_secret_strings(v) for v in value]
+    return value

@@ -84,10 +84,13 @@ async def watch(cfg: Config, debounce: float) -> AsyncIterator[Change]:
     try:
         while True:
             pending = {await queue.get()}
-            # A burst (an editor writing a file in three steps) becomes one reload.
-            while True:
+            # A burst (an editor writing a file in three steps) becomes one reload; a source
+            # that never goes quiet still gets reloaded once `max_wait` has passed.
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + max(debounce * 20, 1.0)
+            while (left := give_up - loop.time()) > 0:
                 try:
-                    pending.add(await asyncio.wait_for(queue.get(), debounce))
+                    pending.add(await asyncio.wait_for(queue.get(), min(debounce, left)))
                 except asyncio.TimeoutError:
                     break
             change = await cfg._reload(sorted(pending))

@@ -6,6 +6,7 @@ local HTTP server that follows those endpoints, not a real Consul.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -79,7 +80,7 @@ class ConsulSource(Source):
             async with self._session() as session:
                 tree, _ = await self._get(session, None)
                 return tree
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
             raise ConfigError(f"{self.name}: cannot read {self.url}: {exc}") from None
 
     async def changes(self) -> AsyncIterator[None]:
@@ -97,7 +98,7 @@ class ConsulSource(Source):
                     if new_tree != tree:
                         tree = new_tree
                         yield None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
             raise ConfigError(f"{self.name}: watch on {self.url} failed: {exc}") from None
 
 

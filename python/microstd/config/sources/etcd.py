@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,7 +60,13 @@ class EtcdSource(Source):
             async with self._session() as session:
                 raw, _ = await _etcd_http.range_prefix(session, self.base, self.prefix.encode())
             pairs = {k: decode_value(v, f"{self.name} {k}") for k, v in raw.items()}
-        except (aiohttp.ClientError, ConnectionError, TimeoutError, ValueError) as exc:
+        except (
+            aiohttp.ClientError,
+            ConnectionError,
+            TimeoutError,
+            asyncio.TimeoutError,
+            ValueError,
+        ) as exc:
             raise ConfigError(f"{self.name}: cannot read {self.base}: {exc}") from None
         return kv_tree(pairs, self.prefix, self.separator, self.name)
 
@@ -72,7 +79,7 @@ class EtcdSource(Source):
                     session, self.base, self.prefix.encode()
                 ):
                     yield None
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+        except (aiohttp.ClientError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConfigError(f"{self.name}: watch on {self.base} failed: {exc}") from None
 
 

@@ -8,6 +8,7 @@ those endpoints, not a real Vault.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,7 +73,7 @@ class VaultSource(Source):
                 if resp.status != 200:
                     raise ConfigError(f"{self.name}: Vault returned HTTP {resp.status}")
                 body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConfigError(
                 f"{self.name}: cannot reach {self.url}: {type(exc).__name__}"
             ) from None
