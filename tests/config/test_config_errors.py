@@ -97,3 +97,15 @@ def test_a_source_raising_anything_becomes_a_config_error() -> None:
     with pytest.raises(ConfigError, match="broken: RuntimeError: boom"):
         config.load(sources=[Broken("broken")])
     assert config.load(sources=[{"a": 1}, Broken("broken", optional=True)]).value == {"a": 1}
+
+
+def test_yaml_without_pyyaml_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    path = tmp_path / "a.yaml"
+    path.write_text("a: 1\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(ConfigError, match=r"YAML support needs PyYAML"):
+        config.load(sources=[config.file(path)])

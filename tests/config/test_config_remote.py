@@ -210,3 +210,45 @@ async def test_nats_kv_bucket_fetch_and_watch(nats_url: str) -> None:
 async def test_nats_missing_bucket_is_a_config_error(nats_url: str) -> None:
     with pytest.raises(ConfigError, match="nats:nope"):
         await config.load_async(sources=[config.nats(nats_url, "nope")])
+
+
+async def test_redis_watch_survives_a_server_restart(server_factory: Any) -> None:
+    server = server_factory("redis")
+    url = f"redis://127.0.0.1:{server.port}/0"
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.hset("cfg:r", mapping={"db.host": "before"})
+        cfg = await config.load_async(App, sources=[config.redis(url, "cfg:r", channel="cfg-r")])
+        failed = asyncio.Event()
+        cfg.on_error(lambda _err: failed.set())
+        queue: asyncio.Queue[config.Change] = asyncio.Queue()
+
+        async def run() -> None:
+            async for change in cfg.watch(debounce=0.02):
+                queue.put_nowait(change)
+
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.2)  # let the watch subscribe before the server goes away
+        await asyncio.to_thread(server.stop)
+        await asyncio.wait_for(failed.wait(), 10)
+        # The last good value stays while the server is down.
+        assert cfg.value.db.host == "before"
+        await asyncio.to_thread(server.start)
+        await client.aclose()
+        client = aioredis.Redis.from_url(url)
+        await client.hset("cfg:r", mapping={"db.host": "after"})
+        change = None
+        for _ in range(60):
+            await client.publish("cfg-r", "x")
+            try:
+                change = await asyncio.wait_for(queue.get(), 0.5)
+                break
+            except asyncio.TimeoutError:
+                continue
+        assert change is not None
+        assert cfg.value.db.host == "after"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await client.aclose()
