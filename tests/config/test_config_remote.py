@@ -252,3 +252,69 @@ async def test_redis_watch_survives_a_server_restart(server_factory: Any) -> Non
             await task
     finally:
         await client.aclose()
+
+
+async def _watch_through_restart(cfg: config.Config, server: Any, update: Any, check: Any) -> None:
+    """Watch, stop the server, see the error reported, restart it, update, see the change."""
+    failed = asyncio.Event()
+    cfg.on_error(lambda _err: failed.set())
+    queue: asyncio.Queue[config.Change] = asyncio.Queue()
+
+    async def run() -> None:
+        async for change in cfg.watch(debounce=0.02):
+            queue.put_nowait(change)
+
+    task = asyncio.create_task(run())
+    try:
+        await asyncio.sleep(0.3)  # let the watch start before the server goes away
+        await asyncio.to_thread(server.stop)
+        await asyncio.wait_for(failed.wait(), 15)
+        await asyncio.to_thread(server.start)
+        for _ in range(60):
+            await update()
+            try:
+                await asyncio.wait_for(queue.get(), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            if check():
+                return
+        raise AssertionError("no change after the restart")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_etcd_watch_survives_a_server_restart(server_factory: Any) -> None:
+    server = server_factory("etcd")
+    url = f"etcd://127.0.0.1:{server.port}"
+    base = f"http://127.0.0.1:{server.port}"
+    await _etcd_put(base, "/r/db/host", "before")
+    cfg = await config.load_async(App, sources=[config.etcd(url, "/r/")])
+
+    async def update() -> None:
+        await _etcd_put(base, "/r/db/host", "after")
+
+    await _watch_through_restart(cfg, server, update, lambda: cfg.value.db.host == "after")
+
+
+async def test_nats_watch_survives_a_server_restart(server_factory: Any) -> None:
+    import nats
+
+    server = server_factory("nats")
+    url = f"nats://127.0.0.1:{server.port}"
+    nc = await nats.connect(url)
+    kv = await nc.jetstream().create_key_value(bucket="restart")
+    await kv.put("db.host", b"before")
+    await nc.close()
+    cfg = await config.load_async(App, sources=[config.nats(url, "restart")])
+
+    async def update() -> None:
+        client = await nats.connect(url)
+        try:
+            bucket = await client.jetstream().key_value("restart")
+            await bucket.put("db.host", b"after")
+        finally:
+            await client.close()
+
+    await _watch_through_restart(cfg, server, update, lambda: cfg.value.db.host == "after")

@@ -13,6 +13,9 @@ from typing import Any
 
 __all__ = ["b64", "prefix_end", "range_prefix", "watch_prefix"]
 
+# One watch response larger than this means something is wrong; it is refused, not buffered.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
 
 def b64(data: bytes) -> str:
     """Base64 text of `data`."""
@@ -57,12 +60,27 @@ async def watch_prefix(
     ) as resp:
         if resp.status != 200:
             raise ConnectionError(f"etcd watch returned HTTP {resp.status}")
-        async for line in resp.content:
-            if not line.strip():
-                continue
-            message = json.loads(line)
-            if "error" in message:
-                raise ConnectionError(f"etcd watch failed: {message['error']}")
-            events = message.get("result", {}).get("events")
-            if events:
-                yield events
+        buffer = b""
+        # Chunks, not readline(): aiohttp caps a line at 64 KiB, and a watch response
+        # carrying large values is longer than that.
+        async for chunk in resp.content.iter_any():
+            buffer += chunk
+            if len(buffer) > MAX_MESSAGE_BYTES:
+                raise ConnectionError("etcd watch message too large")
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                events = _events(line)
+                if events:
+                    yield events
+        # The gateway ends the stream only when etcd goes away: a broken watch, not the end.
+        raise ConnectionError("etcd watch stream ended")
+
+
+def _events(line: bytes) -> list[dict[str, Any]]:
+    if not line.strip():
+        return []
+    message = json.loads(line)
+    if "error" in message:
+        raise ConnectionError(f"etcd watch failed: {message['error']}")
+    events: list[dict[str, Any]] = message.get("result", {}).get("events") or []
+    return events

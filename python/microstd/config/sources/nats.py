@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,6 +75,8 @@ class NatsSource(Source):
         return nest(flat, self.separator, self.name)
 
     async def changes(self) -> AsyncIterator[None]:
+        from nats import errors as nats_errors
+
         try:
             nc = await self._connect()
         except Exception as exc:
@@ -83,14 +86,22 @@ class NatsSource(Source):
             watcher = await kv.watchall()
             initial = True
             try:
-                async for entry in watcher:
+                while True:
+                    try:
+                        entry = await watcher.updates(timeout=1.0)
+                    except nats_errors.TimeoutError:
+                        # The watcher itself never notices a lost connection: check it.
+                        if nc.is_closed or not nc.is_connected:
+                            raise ConfigError(f"{self.name}: NATS connection lost") from None
+                        continue
                     if entry is None:
                         initial = False
                         continue
                     if not initial:
                         yield None
             finally:
-                await watcher.stop()
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
         finally:
             await nc.close()
 
