@@ -11,25 +11,21 @@ when secret).
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta, timezone
-from pathlib import PurePath
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Literal, Union
 
+from microstd.config._scalars import FALSE, SCALARS, SUBCLASS_SCALARS, TRUE, to_bool
 from microstd.config.durations import parse_duration
 from microstd.config.provenance import Path, Provenance, join_path
 from microstd.config.secrets import Secret, mask
 from microstd.errors import ConfigError
 
 __all__ = ["bind", "looks_like_json", "parse_textual", "type_name"]
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
 class _Mismatch(Exception):
@@ -142,9 +138,9 @@ class _Binder:
                 return self._dataclass(tp, value, path)
             if _is_pydantic_model(tp):
                 return self._pydantic_nested(tp, value, path)
-            scalar = _SCALARS.get(tp)
+            scalar = SCALARS.get(tp)
             if scalar is None:
-                for base, conv in _SUBCLASS_SCALARS:
+                for base, conv in SUBCLASS_SCALARS:
                     if issubclass(tp, base):
                         scalar = conv
                         break
@@ -152,7 +148,8 @@ class _Binder:
                 try:
                     return scalar(tp, value)
                 except (ValueError, TypeError, OverflowError, KeyError) as exc:
-                    raise _Mismatch(path, type_name(tp), value, _reason(exc)) from None
+                    # The converter's message may quote the value: only the mismatch is reported.
+                    raise _Mismatch(path, type_name(tp), value) from exc
             if isinstance(value, tp):
                 return value
         raise _Mismatch(path, type_name(tp), value)
@@ -180,8 +177,8 @@ class _Binder:
             for allowed in args:
                 if str(allowed) == value or (
                     isinstance(allowed, bool)
-                    and value.strip().lower() in (_TRUE | _FALSE)
-                    and _to_bool(bool, value) is allowed
+                    and value.strip().lower() in (TRUE | FALSE)
+                    and to_bool(bool, value) is allowed
                 ):
                     return allowed
         raise _Mismatch(path, type_name(tp), value)
@@ -267,11 +264,6 @@ def _accepts_none(tp: Any) -> bool:
     return tp is Any
 
 
-def _reason(exc: BaseException) -> str:
-    # A converter's message may quote the value; it is dropped to keep secrets out.
-    return ""
-
-
 def _text_to_list(text: str, tp: Any, path: Path) -> list[Any]:
     s = text.strip()
     if s.startswith("["):
@@ -295,150 +287,6 @@ def _text_to_obj(text: str, tp: Any, path: Path) -> Any:
     if not isinstance(loaded, dict):
         raise _Mismatch(path, type_name(tp), text)
     return loaded
-
-
-def _to_bool(tp: Any, v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-    raise ValueError("not a boolean")
-
-
-def _to_int(tp: Any, v: Any) -> int:
-    if isinstance(v, bool):
-        raise TypeError("bool is not an int")
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str):
-        s = v.strip().replace("_", "")
-        if len(s) > 100:
-            raise ValueError("too long")
-        return int(s, 0) if s[:2].lower() in ("0x", "0o", "0b") else int(s)
-    raise TypeError("not an int")
-
-
-def _to_float(tp: Any, v: Any) -> float:
-    if isinstance(v, bool):
-        raise TypeError("bool is not a float")
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str) and len(v) <= 100:
-        return float(v.strip())
-    raise TypeError("not a float")
-
-
-def _to_str(tp: Any, v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v)
-    raise TypeError("not a string")
-
-
-def _to_secret(tp: Any, v: Any) -> Secret:
-    if isinstance(v, Secret):
-        return v
-    return Secret(_to_str(str, v))
-
-
-def _to_bytes(tp: Any, v: Any) -> bytes:
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, str):
-        return v.encode()
-    raise TypeError("not bytes")
-
-
-def _to_datetime(tp: Any, v: Any) -> datetime:
-    if isinstance(v, datetime):
-        return v
-    if isinstance(v, date):
-        return datetime(v.year, v.month, v.day)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return datetime.fromtimestamp(v, tz=timezone.utc)
-    if isinstance(v, str):
-        s = v.strip()
-        if s.endswith(("Z", "z")):
-            s = s[:-1] + "+00:00"
-        return datetime.fromisoformat(s)
-    raise TypeError("not a datetime")
-
-
-def _to_date(tp: Any, v: Any) -> date:
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    if isinstance(v, str):
-        return date.fromisoformat(v.strip())
-    raise TypeError("not a date")
-
-
-def _to_time(tp: Any, v: Any) -> time:
-    if isinstance(v, time):
-        return v
-    if isinstance(v, str):
-        return time.fromisoformat(v.strip())
-    raise TypeError("not a time")
-
-
-def _to_timedelta(tp: Any, v: Any) -> timedelta:
-    if isinstance(v, timedelta):
-        return v
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return timedelta(seconds=v)
-    if isinstance(v, str):
-        return parse_duration(v)
-    raise TypeError("not a duration")
-
-
-def _to_enum(tp: Any, v: Any) -> Any:
-    if isinstance(v, tp):
-        return v
-    try:
-        return tp(v)
-    except ValueError:
-        pass
-    if isinstance(v, str):
-        for member in tp:
-            if member.name == v or member.name.lower() == v.strip().lower():
-                return member
-            if str(member.value) == v:
-                return member
-    raise ValueError("not a member")
-
-
-def _to_path(tp: Any, v: Any) -> Any:
-    if isinstance(v, (str, PurePath)):
-        return tp(v)
-    raise TypeError("not a path")
-
-
-_SCALARS: dict[Any, Callable[[Any, Any], Any]] = {
-    bool: _to_bool,
-    int: _to_int,
-    float: _to_float,
-    str: _to_str,
-    Secret: _to_secret,
-    bytes: _to_bytes,
-    datetime: _to_datetime,
-    date: _to_date,
-    time: _to_time,
-    timedelta: _to_timedelta,
-}
-_SUBCLASS_SCALARS: list[tuple[type, Callable[[Any, Any], Any]]] = [
-    (enum.Enum, _to_enum),
-    (PurePath, _to_path),
-]
 
 
 # --- pydantic --------------------------------------------------------------------------------
