@@ -77,8 +77,12 @@ def test_dataclass_binding_coerces_text_values() -> None:
 
 
 def test_defaults_and_optional_fields() -> None:
-    value = config.load(App, sources=[{"db": {"host": "h"}}]).value
-    assert value == App(db=DB("h"))
+    cfg = config.load(App, sources=[{"db": {"host": "h"}}])
+    assert cfg.value == App(db=DB("h"))
+    exp = cfg.explain("db.port")
+    assert (exp.source, exp.value) == ("schema default", 5432)
+    assert str(exp) == "db.port = 5432 from schema default"
+    assert cfg.explain("nothing").source is None
 
 
 def test_missing_required_key_is_named() -> None:

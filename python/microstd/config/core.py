@@ -19,11 +19,13 @@ from microstd.config.sources.base import Source
 from microstd.config.sources.mapping import MappingSource
 from microstd.errors import ConfigError
 
-__all__ = ["Config", "load", "load_async"]
+__all__ = ["SCHEMA_DEFAULT", "Config", "load", "load_async"]
 
 log = logging.getLogger("microstd.config")
 
 _MISSING: Any = object()
+#: The `Explanation.source` of a value no source set, filled in by the schema's default.
+SCHEMA_DEFAULT = "schema default"
 ChangeCallback = Callable[[Any, Any], Any]
 ErrorHook = Callable[[ConfigError], Any]
 
@@ -89,6 +91,12 @@ class Config:
         parts = split_path(path)
         value = _lookup_tree(snap.data, parts)
         present = value is not _MISSING
+        if not present and not snap.provenance.history(parts):
+            default = _lookup_value(snap.value, parts)
+            if default is not _MISSING:
+                # No source set it, yet the schema filled it in: say so rather than "unset".
+                secret = snap.provenance.is_secret(parts)
+                return Explanation(join_path(parts), SCHEMA_DEFAULT, default, (), secret)
         return snap.provenance.explain(parts, value if present else None, present)
 
     def __repr__(self) -> str:
