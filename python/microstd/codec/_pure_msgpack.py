@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from microstd.codec._ext import Ext, Tag
+from microstd.codec._paths import find_path
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["dumps", "loads"]
@@ -139,51 +140,20 @@ def dumps(
     return result
 
 
-def _children(obj: object) -> list[tuple[str, object]]:
-    """(path segment, child) pairs, the same segments the Rust codec names."""
-    if isinstance(obj, dict):
-        out: list[tuple[str, object]] = []
-        for k, v in obj.items():
-            seg = f".{k}" if isinstance(k, str) else f"[{k!r}]"
-            out += [(seg, k), (seg, v)]
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [(f"[{i}]", v) for i, v in enumerate(obj)]
-    if isinstance(obj, (set, frozenset)):
-        return [(f"[{i}]", v) for i, v in enumerate(obj)]
-    if isinstance(obj, enum.Enum):
-        return [("", obj.value)]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [(f".{f.name}", getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-    return []
-
-
-def _find(obj: object, pred: Callable[[object], bool], path: str, depth: int = 0) -> str | None:
-    if pred(obj):
-        return path
-    if depth > 600:
-        return None
-    for seg, child in _children(obj):
-        found = _find(child, pred, path + seg, depth + 1)
-        if found is not None:
-            return found
-    return None
-
-
 def _locate(root: object, target: object, *, by_value: bool = False) -> str:
     """The path of `target` inside `root` (an error path; runs only after a failure)."""
 
     def pred(o: object) -> bool:
         return o is target or (by_value and isinstance(o, str) and o == target)
 
-    return _find(root, pred, "$") or "$"
+    return find_path(root, pred=pred)
 
 
 def _locate_int(root: object) -> str:
     def pred(o: object) -> bool:
         return isinstance(o, int) and not isinstance(o, bool) and not -(2**63) <= o < 2**64
 
-    return _find(root, pred, "$") or "$"
+    return find_path(root, pred=pred)
 
 
 def _ext_hook(code: int, data: bytes) -> Ext:
