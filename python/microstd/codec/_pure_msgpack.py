@@ -60,7 +60,11 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
     if isinstance(obj, Ext):
         import msgpack
 
-        return msgpack.ExtType(obj.code, obj.data)
+        if obj.code >= 0:
+            return msgpack.ExtType(obj.code, obj.data)
+        # ExtType's constructor refuses the reserved negative codes that the
+        # packer itself writes fine; build the namedtuple without it.
+        return tuple.__new__(msgpack.ExtType, (obj.code, obj.data))
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, _dt.datetime):
