@@ -55,8 +55,10 @@ def test_round_trip_on_both_impls(value: object) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1]
-    + [-1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63)],
+    [
+        *(0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1),
+        *(-1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63)),
+    ],
 )
 def test_int_widths_match_packb(value: int) -> None:
     assert _core.msgpack_dumps(value) == msgpack.packb(value)
