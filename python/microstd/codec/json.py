@@ -4,7 +4,8 @@ What JSON carries, and how (`dumps` and the stdlib twin `pure_dumps` write
 the same bytes):
 
 - None, bool, str, list / tuple, dict: natively. Dict keys may be str, int,
-  float, bool or None; JSON writes them as text (`{1: 2}` -> `{"1":2}`).
+  float, bool or None; JSON writes them as text (`{1: 2}` -> `{"1":2}`), and
+  `sort_keys=True` sorts by that text (so `"-1"` before `"-2"`).
 - int: within [-2**63, 2**64), else `EncodeError` (as in msgpack).
 - float: shortest round-trip form; NaN and infinities become `null` (orjson's rule).
 - aware datetime: RFC 3339 text, `datetime.isoformat()` (`2024-05-01T12:00:00+00:00`).
@@ -27,7 +28,6 @@ import dataclasses
 import datetime as _dt
 import enum
 import json as _stdjson
-import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -101,7 +101,9 @@ def dumps(
     def hook(value: object) -> object:
         return _model(value, default)
 
-    option = _OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _OPTIONS
+    # orjson does not sort a dataclass's fields: hand dataclasses to the hook then.
+    sorting = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+    option = _OPTIONS | sorting if sort_keys else _OPTIONS
     try:
         return orjson.dumps(obj, default=hook, option=option)
     except orjson.JSONEncodeError as exc:
@@ -135,20 +137,47 @@ def loads(data: bytes | bytearray | memoryview | str) -> object:
         raise DecodeError(exc.msg, _byte_offset(data, exc.pos)) from None
 
 
-_NEG_EXP = re.compile(r"e-0+(\d)")
-
-
 def _floatstr(f: float) -> str:
-    """orjson's float text: `null` for non-finite, `1e-7` (not `1e-07`)."""
+    """orjson's float text: Python's repr, except `null` for non-finite values,
+    no zero padding in negative exponents (`1e-7`, not `1e-07`), and fixed
+    notation one decade further down (`0.00001`, not `1e-05`)."""
     if f != f or f in (float("inf"), float("-inf")):
         return "null"
-    return _NEG_EXP.sub(r"e-\1", float.__repr__(f))
+    text = float.__repr__(f)
+    if "e-" not in text:
+        return text
+    mantissa, exponent = text.split("e-")
+    if exponent == "05":
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e-{exponent.lstrip('0')}"
 
 
 def _intstr(i: int) -> str:
     if not -(2**63) <= i < 2**64:
         raise _Unencodable(_INT_RANGE, i)
     return int.__repr__(i)
+
+
+def _key_text(key: object) -> object:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, float):
+        return _floatstr(key)
+    if isinstance(key, int):
+        return _intstr(key)
+    return key
+
+
+def _text_keys(obj: object) -> object:
+    """Keys turned into their JSON text first, so sorting compares that text (as orjson does)."""
+    if isinstance(obj, dict):
+        return {_key_text(k): _text_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_text_keys(v) for v in obj]
+    return obj
 
 
 def pure_dumps(
@@ -175,7 +204,7 @@ def pure_dumps(
         _intstr=_intstr,
     )
     try:
-        text = "".join(chunks(obj, 0))
+        text = "".join(chunks(_text_keys(obj) if sort_keys else obj, 0))
         return text.encode()
     except _Unencodable as exc:
         raise EncodeError(exc.message, find_path(obj, exc.obj)) from None

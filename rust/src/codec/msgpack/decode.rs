@@ -6,10 +6,10 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyFloat, PyString, PyTuple, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyFloat, PyTuple, PyTzInfo};
 
 use super::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use super::timestamp;
+use super::{fast, timestamp};
 use crate::codec::types::{ext_type, type_name};
 use crate::codec::MAX_DEPTH;
 use crate::errors::{Error, Result};
@@ -161,15 +161,18 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
-        let text = self.text(n, start)?;
-        Ok(PyString::new(self.py, text).into_any())
+        let at = self.pos;
+        let bytes = self.take(n, start, "str")?;
+        match fast::new_str(self.py, bytes)? {
+            Some(obj) => Ok(obj),
+            None => Err(utf8_error(bytes, at)),
+        }
     }
 
     fn text(&mut self, n: usize, start: usize) -> Result<&'a str> {
         let at = self.pos;
         let bytes = self.take(n, start, "str")?;
-        std::str::from_utf8(bytes)
-            .map_err(|e| Error::decode("invalid UTF-8 in str", at + e.valid_up_to()))
+        std::str::from_utf8(bytes).map_err(|_| utf8_error(bytes, at))
     }
 
     /// A map key: short strs come from the key cache; arrays become tuples.
@@ -185,7 +188,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 self.pos += header;
                 let text = self.text(n, start)?;
                 let cache = self.keys.as_mut().expect("checked above");
-                return Ok(cache.get(self.py, text).into_any());
+                return Ok(cache.get(self.py, text)?);
             }
         }
         self.value(depth, true)
@@ -268,6 +271,14 @@ impl<'a, 'py> Decoder<'a, 'py> {
         }
         Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
     }
+}
+
+/// The DecodeError for invalid UTF-8 starting at `at`, pointing at the first bad byte.
+fn utf8_error(bytes: &[u8], at: usize) -> Error {
+    let valid = std::str::from_utf8(bytes)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    Error::decode("invalid UTF-8 in str", at + valid)
 }
 
 fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {

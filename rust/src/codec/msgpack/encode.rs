@@ -8,7 +8,7 @@ use pyo3::types::{
     PyDeltaAccess, PyDict, PyFloat, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfoAccess,
 };
 
-use super::{timestamp, wire};
+use super::{fast, timestamp, wire};
 use crate::codec::types::{self, at_index, at_key, classify, type_name, Kind};
 use crate::codec::MAX_DEPTH;
 use crate::errors::{Error, Result};
@@ -35,6 +35,28 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     /// Encodes `obj`; `depth` counts the containers around it.
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        // Exact builtin types first, by type pointer: the whole cost of plain data.
+        let ty = fast::type_ptr(obj);
+        if ty == fast::str_type() {
+            return self.write_str(obj);
+        }
+        if ty == fast::int_type() {
+            return self.write_int(obj);
+        }
+        if ty == fast::float_type() {
+            wire::write_f64(self.out, float_value(obj)?);
+            return Ok(());
+        }
+        if ty == fast::dict_type() {
+            return self.write_dict(obj, depth);
+        }
+        if ty == fast::list_type() {
+            return self.write_sequence(obj, depth);
+        }
+        self.encode_slow(obj, depth)
+    }
+
+    fn encode_slow(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         match classify(obj)? {
             Kind::Str => self.write_str(obj),
             Kind::Int => self.write_int(obj),
@@ -154,7 +176,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     fn write_int(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
-        if let Ok(v) = obj.extract::<i64>() {
+        if let Some(v) = fast::int_as_i64(obj) {
             wire::write_int(self.out, v);
         } else if let Ok(v) = obj.extract::<u64>() {
             wire::write_uint(self.out, v);
@@ -176,9 +198,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
             // Indexing (not an iterator) so a list mutated by a `default` hook
             // cannot make the header lie: stop at the promised length.
             for i in 0..len {
-                let item = list
-                    .get_item(i)
-                    .map_err(|_| Error::encode("list changed size during encoding", "$"))?;
+                let item = fast::list_item(list, i)
+                    .ok_or_else(|| Error::encode("list changed size during encoding", "$"))?;
                 self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
             }
             return Ok(());
@@ -213,13 +234,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let len = dict.len();
         Self::check_len(len, "dict")?;
         wire::write_map_header(self.out, len);
-        let mut seen = 0;
-        for (key, value) in dict.iter() {
-            seen += 1;
-            self.write_key(&key, depth)?;
-            self.encode(&value, depth + 1)
-                .map_err(|e| at_key(e, &key))?;
-        }
+        let seen = fast::for_each_item(dict, |key, value| {
+            self.write_key(key, depth)?;
+            self.encode(value, depth + 1).map_err(|e| at_key(e, key))
+        })?;
         if seen != len {
             return Err(Error::encode("dict changed size during encoding", "$"));
         }

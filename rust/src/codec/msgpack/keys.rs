@@ -6,7 +6,8 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+
+use super::fast;
 
 /// Keys longer than this are not cached: long keys are rarely repeated.
 pub const MAX_KEY_LEN: usize = 32;
@@ -15,7 +16,7 @@ const SLOTS: usize = 1024;
 struct Slot {
     len: u8,
     bytes: [u8; MAX_KEY_LEN],
-    value: Py<PyString>,
+    value: Py<PyAny>,
 }
 
 /// A direct-mapped cache: one slot per hash bucket, newest entry wins.
@@ -37,16 +38,16 @@ impl KeyCache {
 
     /// The cached str for the UTF-8 `bytes` (at most [`MAX_KEY_LEN`] long, already
     /// validated), created and remembered on a miss.
-    pub fn get<'py>(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    pub fn get<'py>(&mut self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
         let bytes = text.as_bytes();
         debug_assert!(bytes.len() <= MAX_KEY_LEN);
         let slot = &mut self.slots[bucket(bytes)];
         if let Some(hit) = slot {
             if usize::from(hit.len) == bytes.len() && &hit.bytes[..bytes.len()] == bytes {
-                return hit.value.bind(py).clone();
+                return Ok(hit.value.bind(py).clone());
             }
         }
-        let value = PyString::new(py, text);
+        let value = fast::new_str(py, bytes)?.expect("valid UTF-8 from a &str");
         let mut stored = [0; MAX_KEY_LEN];
         stored[..bytes.len()].copy_from_slice(bytes);
         *slot = Some(Slot {
@@ -54,7 +55,7 @@ impl KeyCache {
             bytes: stored,
             value: value.clone().unbind(),
         });
-        value
+        Ok(value)
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod decode;
 mod encode;
+mod fast;
 mod keys;
 pub mod timestamp;
 pub mod wire;
