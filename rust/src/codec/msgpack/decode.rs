@@ -169,12 +169,6 @@ impl<'a, 'py> Decoder<'a, 'py> {
         }
     }
 
-    fn text(&mut self, n: usize, start: usize) -> Result<&'a str> {
-        let at = self.pos;
-        let bytes = self.take(n, start, "str")?;
-        std::str::from_utf8(bytes).map_err(|_| utf8_error(bytes, at))
-    }
-
     /// A map key: short strs come from the key cache; arrays become tuples.
     fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
         let start = self.pos;
@@ -186,9 +180,12 @@ impl<'a, 'py> Decoder<'a, 'py> {
         if let Some((n, header)) = short {
             if n <= MAX_KEY_LEN && self.keys.is_some() {
                 self.pos += header;
-                let text = self.text(n, start)?;
+                let at = self.pos;
+                let bytes = self.take(n, start, "str")?;
                 let cache = self.keys.as_mut().expect("checked above");
-                return Ok(cache.get(self.py, text)?);
+                return cache
+                    .get(self.py, bytes)?
+                    .ok_or_else(|| utf8_error(bytes, at));
             }
         }
         self.value(depth, true)

@@ -36,18 +36,24 @@ impl KeyCache {
         }
     }
 
-    /// The cached str for the UTF-8 `bytes` (at most [`MAX_KEY_LEN`] long, already
-    /// validated), created and remembered on a miss.
-    pub fn get<'py>(&mut self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
-        let bytes = text.as_bytes();
+    /// The str for the key `bytes` (at most [`MAX_KEY_LEN`] long): the cached
+    /// one on a hit, else a new one that is remembered. A hit needs no UTF-8
+    /// check (the bytes equal ones that passed it); None means invalid UTF-8.
+    pub fn get<'py>(
+        &mut self,
+        py: Python<'py>,
+        bytes: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         debug_assert!(bytes.len() <= MAX_KEY_LEN);
         let slot = &mut self.slots[bucket(bytes)];
         if let Some(hit) = slot {
             if usize::from(hit.len) == bytes.len() && &hit.bytes[..bytes.len()] == bytes {
-                return Ok(hit.value.bind(py).clone());
+                return Ok(Some(hit.value.bind(py).clone()));
             }
         }
-        let value = fast::new_str(py, bytes)?.expect("valid UTF-8 from a &str");
+        let Some(value) = fast::new_str(py, bytes)? else {
+            return Ok(None);
+        };
         let mut stored = [0; MAX_KEY_LEN];
         stored[..bytes.len()].copy_from_slice(bytes);
         *slot = Some(Slot {
@@ -55,7 +61,7 @@ impl KeyCache {
             bytes: stored,
             value: value.clone().unbind(),
         });
-        Ok(value)
+        Ok(Some(value))
     }
 }
 
