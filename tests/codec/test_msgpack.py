@@ -288,3 +288,10 @@ def test_key_cache_gives_equal_keys_across_calls() -> None:
 def test_module_functions_use_the_core() -> None:
     assert mp.dumps({"a": 1}, sort_keys=True) == msgpack.packb({"a": 1})
     assert mp.loads(mp.dumps([1, "x"])) == [1, "x"]
+
+
+def test_default_may_call_dumps_itself(impl: tuple) -> None:  # type: ignore[type-arg]
+    dumps, _ = impl
+    nested = dumps([object()], default=lambda o: dumps({"inner": [1]}))
+    assert nested == msgpack.packb([msgpack.packb({"inner": [1]})])
+    assert dumps({"after": 1}) == msgpack.packb({"after": 1})
