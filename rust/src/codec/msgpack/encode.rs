@@ -56,6 +56,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.encode_slow(obj, depth)
     }
 
+    #[inline(never)]
     fn encode_slow(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         match classify(obj)? {
             Kind::Str => self.write_str(obj),
@@ -143,6 +144,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     /// What happens to an object outside the type model: `default`, else an error.
+    #[inline(never)]
     fn fallback(&mut self, obj: &Bound<'py, PyAny>, depth: usize, why: Option<&str>) -> Result<()> {
         if let Some(default) = self.default {
             let replaced = default.call1((obj,))?;
@@ -253,6 +255,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         .map_err(|e| at_key(e, key))
     }
 
+    #[inline(never)]
     fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         Self::enter(depth)?;
         let fields = types::dataclass_fields(obj)?;
@@ -265,6 +268,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     /// Sort order: when every key is a `str`, by code point (what `sorted()`
     /// gives, and the UTF-8 byte order); otherwise by the keys' encoded
     /// msgpack bytes, compared bytewise. Ties keep insertion order.
+    #[inline(never)]
     fn write_items(
         &mut self,
         mut items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
@@ -323,6 +327,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
+    #[inline(never)]
     fn write_datetime(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         let py = obj.py();
         let dt = obj.cast::<PyDateTime>().map_err(PyErr::from)?;
@@ -366,6 +371,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
+    #[inline(never)]
     fn write_ext(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
         let py = obj.py();
         let code: i8 = obj.getattr(intern!(py, "code"))?.extract()?;
