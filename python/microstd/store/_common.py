@@ -1,0 +1,217 @@
+"""Helpers the disk and network store backends share: keys, values, paging, fan-out, expiry.
+
+Nothing here is public API; the backends (`file`, `redis`, `nats`, `s3`) import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from microstd import codec as _codec
+from microstd.codec.base import Codec
+from microstd.errors import Closed, EncodeError, InvalidKey, MicrostdError
+from microstd.store.base import Event, validate_key
+
+__all__ = [
+    "EventFanout",
+    "Expirer",
+    "encode_value",
+    "key_bytes",
+    "page",
+    "prefix_successor",
+    "resolve_codec",
+    "validate_paging",
+]
+
+log = logging.getLogger("microstd.store")
+
+DEFAULT_CONTENT_TYPE = "application/msgpack"
+#: Events a watcher may fall behind by before its watch ends (bounds memory per watcher).
+WATCH_QUEUE_LIMIT = 10_000
+
+
+def resolve_codec(option: object) -> Codec:
+    """The codec an option names: a Codec, a content type, or None for msgpack."""
+    if option is None:
+        return _codec.get(DEFAULT_CONTENT_TYPE)
+    if isinstance(option, Codec):
+        return option
+    if isinstance(option, str):
+        return _codec.get(option)
+    raise TypeError(f"codec must be a content type or a Codec, got {type(option).__name__}")
+
+
+def key_bytes(key: object) -> bytes:
+    """The UTF-8 bytes of a valid key; `InvalidKey` for non-str, empty or unencodable keys."""
+    text = validate_key(key)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates cannot be stored by any backend that speaks UTF-8.
+        raise InvalidKey(f"store keys must be valid Unicode text: {exc.reason}") from exc
+
+
+def encode_value(codec: Codec, value: object) -> bytes:
+    """`value` encoded with `codec`; any failure surfaces as `EncodeError`."""
+    try:
+        return codec.dumps(value)
+    except EncodeError:
+        raise
+    except MicrostdError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise EncodeError(
+            f"cannot encode {type(value).__name__} as {codec.content_type}: {exc}"
+        ) from exc
+
+
+def validate_paging(limit: int | None, offset: int) -> None:
+    """Reject negative or non-integer paging arguments with a clear error."""
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+    ):
+        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+
+
+def page(
+    keys: Iterable[str], prefix: str, suffix: str, limit: int | None, offset: int
+) -> list[str]:
+    """Filter by prefix and suffix, sort, then apply offset and limit."""
+    chosen = sorted({k for k in keys if k.startswith(prefix) and k.endswith(suffix)})
+    end = None if limit is None else offset + limit
+    return chosen[offset:end]
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix`; None if none.
+
+    Code point order equals UTF-8 byte order, so this bounds a range query on
+    backends that compare keys as UTF-8 bytes (SQLite's BINARY collation).
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates, which UTF-8 cannot carry
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+class _Subscription:
+    """One watcher's bounded queue, fed from any thread."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.overflowed = False
+
+    def offer(self, event: Event | None) -> None:
+        # Runs on the subscriber's own loop.
+        if self.overflowed:
+            return
+        if event is not None and self.queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self.overflowed = True
+            log.error("store watch fell %d events behind; ending it", WATCH_QUEUE_LIMIT)
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(event)
+
+
+class EventFanout:
+    """Delivers events to every watcher in the process, whatever loop it runs on."""
+
+    def __init__(self) -> None:
+        self._subs: set[_Subscription] = set()
+
+    def publish(self, event: Event) -> None:
+        """Hand `event` to every watcher whose prefix matches."""
+        for sub in list(self._subs):
+            if event.key.startswith(sub.prefix):
+                with contextlib.suppress(RuntimeError):  # that watcher's loop has closed
+                    sub.loop.call_soon_threadsafe(sub.offer, event)
+
+    async def watch(self, prefix: str) -> AsyncIterator[Event]:
+        """Events published from now on for keys under `prefix`."""
+        sub = _Subscription(prefix)
+        self._subs.add(sub)
+        try:
+            while True:
+                event = await sub.queue.get()
+                if event is None:
+                    if sub.overflowed:
+                        raise Closed("store watch fell too far behind; start a new watch")
+                    return
+                yield event
+        finally:
+            self._subs.discard(sub)
+
+    @property
+    def active(self) -> bool:
+        """True while anyone is watching (so publishers can skip building events)."""
+        return bool(self._subs)
+
+    def close_all(self) -> None:
+        """End every watch of this fan-out cleanly."""
+        for sub in list(self._subs):
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub.offer, None)
+
+
+class Expirer:
+    """A background task that calls `sweep()` when the next TTL falls due.
+
+    `sweep()` removes what has expired and returns the next expiry time (epoch
+    seconds) it knows of, or None. `poke(at)` wakes the task earlier for a
+    write whose TTL ends sooner. `interval` caps the sleep so expiries written
+    by other processes are also found.
+    """
+
+    def __init__(self, sweep: Callable[[], Awaitable[float | None]], interval: float) -> None:
+        self._sweep = sweep
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._next: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poke(self, at: float) -> None:
+        if self._next is None or at < self._next:
+            self._next = at
+            self._wake.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            delay = self._interval
+            if self._next is not None:
+                delay = min(delay, max(0.0, self._next - time.time()))
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._next is not None and self._next > time.time() and self._wake.is_set():
+                continue  # woken by an earlier deadline; sleep until it
+            try:
+                self._next = await self._sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a sweep failure (server away) must not end the task
+                log.debug("store expiry sweep failed: %r", exc)
+                self._next = None
+
