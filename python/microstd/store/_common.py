@@ -9,21 +9,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
 from microstd import codec as _codec
 from microstd.codec.base import Codec
 from microstd.errors import Closed, EncodeError, InvalidKey, MicrostdError
-from microstd.store.base import Event, validate_key
+from microstd.store.base import Event, Revision, Store, validate_key, validate_ttl
 
 __all__ = [
+    "Encoded",
     "EventFanout",
     "Expirer",
     "encode_value",
+    "encoded",
     "key_bytes",
     "page",
     "prefix_successor",
     "resolve_codec",
     "validate_paging",
+    "write_many_encoded_first",
 ]
 
 log = logging.getLogger("microstd.store")
@@ -68,11 +73,36 @@ def encode_value(codec: Codec, value: object) -> bytes:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A value already encoded by `write_many`, so `write` does not encode it twice."""
+
+    data: bytes
+
+
+def encoded(codec: Codec, value: object) -> bytes:
+    """The bytes to store for `value` (which may be a pre-encoded `Encoded`)."""
+    if isinstance(value, Encoded):
+        return value.data
+    return encode_value(codec, value)
+
+
+async def write_many_encoded_first(
+    store: Store, codec: Codec, items: Mapping[str, object], ttl: float | None
+) -> dict[str, Revision]:
+    """`write_many` that encodes every value and checks every key before writing any,
+    so an unencodable value or bad key stores nothing."""
+    validate_ttl(ttl)
+    prepared: dict[str, Encoded] = {}
+    for key, value in items.items():
+        key_bytes(key)
+        prepared[key] = Encoded(encode_value(codec, value))
+    return {key: await store.write(key, data, ttl=ttl) for key, data in prepared.items()}
+
+
 def validate_paging(limit: int | None, offset: int) -> None:
     """Reject negative or non-integer paging arguments with a clear error."""
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-    ):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError(f"offset must be a non-negative int, got {offset!r}")
@@ -214,4 +244,3 @@ class Expirer:
             except Exception as exc:  # a sweep failure (server away) must not end the task
                 log.debug("store expiry sweep failed: %r", exc)
                 self._next = None
-

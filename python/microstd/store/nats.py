@@ -52,11 +52,12 @@ from microstd.errors import Closed, Conflict, ConnectionFailed, InvalidKey, NotF
 from microstd.store._common import (
     WATCH_QUEUE_LIMIT,
     Expirer,
-    encode_value,
+    encoded,
     key_bytes,
     page,
     resolve_codec,
     validate_paging,
+    write_many_encoded_first,
 )
 from microstd.store.base import (
     Event,
@@ -180,7 +181,8 @@ class NatsStore(Store):
         nc = self._nc
         if nc is not None and nc.is_reconnecting:
             deadline = time.monotonic() + self._timeout
-            while nc.is_reconnecting and time.monotonic() < deadline:
+            # nats-py has no "reconnected" awaitable; poll its state briefly.
+            while nc.is_reconnecting and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         if nc is not None and nc.is_connected:
             return self._js
@@ -302,7 +304,7 @@ class NatsStore(Store):
         name = encode_key(key)
         ttl = validate_ttl(ttl)
         meta = validate_metadata(metadata)
-        data = encode_value(self._codec, value)
+        data = encoded(self._codec, value)
         headers: dict[str, str] = {}
         if meta:
             headers[_META] = base64.urlsafe_b64encode(json.dumps(meta).encode()).decode()
@@ -329,12 +331,15 @@ class NatsStore(Store):
             self._schedule(expires_at, name, seq)
         return seq
 
+    async def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]:
+        return await write_many_encoded_first(self, self._codec, items, ttl)
+
     def _record(self, key: str, seq: int, headers: Mapping[str, str], data: bytes) -> Record:
         meta = json.loads(base64.urlsafe_b64decode(headers[_META])) if _META in headers else {}
         expires = headers.get(_EXPIRES)
-        return Record(
-            key, self._codec.loads(data), meta, seq, float(expires) if expires else None
-        )
+        return Record(key, self._codec.loads(data), meta, seq, float(expires) if expires else None)
 
     async def read(self, key: str) -> Record:
         name = encode_key(key)
@@ -427,7 +432,9 @@ class NatsStore(Store):
                     if overflow:
                         raise Closed("store watch fell too far behind; start a new watch") from None
                     if nc is None or nc.is_closed:
-                        raise ConnectionFailed(f"NATS connection to {self._redacted} lost") from None
+                        raise ConnectionFailed(
+                            f"NATS connection to {self._redacted} lost"
+                        ) from None
                     continue
                 event = self._event(msg, prefix)
                 if event is not None:

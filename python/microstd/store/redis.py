@@ -24,6 +24,7 @@ events published while a watcher is disconnected are lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -36,7 +37,14 @@ from redis.backoff import ExponentialBackoff
 
 from microstd._backends import ParsedURL, option_flag
 from microstd.errors import Closed, Conflict, ConnectionFailed, MicrostdError, NotFound
-from microstd.store._common import encode_value, key_bytes, page, resolve_codec, validate_paging
+from microstd.store._common import (
+    encoded,
+    key_bytes,
+    page,
+    resolve_codec,
+    validate_paging,
+    write_many_encoded_first,
+)
 from microstd.store.base import (
     Event,
     EventKind,
@@ -190,7 +198,7 @@ class RedisStore(Store):
         raw_key = key_bytes(key)
         ttl = validate_ttl(ttl)
         meta = validate_metadata(metadata)
-        data = encode_value(self._codec, value)
+        data = encoded(self._codec, value)
         mode, expected = "", ""
         if if_revision is not None:
             # Our revisions are ints; anything else can never match.
@@ -205,7 +213,16 @@ class RedisStore(Store):
         try:
             rev = await self._write_script(
                 keys=[self._data + raw_key, self._counter],
-                args=[data, json.dumps(meta), expires, ttl_ms, mode, expected, self._channel, raw_key],
+                args=[
+                    data,
+                    json.dumps(meta),
+                    expires,
+                    ttl_ms,
+                    mode,
+                    expected,
+                    self._channel,
+                    raw_key,
+                ],
                 client=client,
             )
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
@@ -215,6 +232,11 @@ class RedisStore(Store):
                 raise Conflict(f"key {key!r} already exists")
             raise Conflict(f"key {key!r} is not at revision {if_revision!r}")
         return int(rev)
+
+    async def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]:
+        return await write_many_encoded_first(self, self._codec, items, ttl)
 
     async def delete(self, key: str) -> bool:
         raw_key = key_bytes(key)
@@ -229,7 +251,7 @@ class RedisStore(Store):
 
     # -- reads ---------------------------------------------------------------
 
-    def _record(self, key: str, fields: dict[bytes, bytes]) -> Record:
+    def _record(self, key: str, fields: Mapping[Any, Any]) -> Record:
         expires = fields.get(b"e") or b""
         return Record(
             key,
@@ -262,7 +284,7 @@ class RedisStore(Store):
             _fail(exc)
         return {
             key: self._record(key, fields)
-            for (key, _), fields in zip(chosen, results)
+            for (key, _), fields in zip(chosen, results, strict=True)
             if fields and b"v" in fields
         }
 
@@ -317,10 +339,8 @@ class RedisStore(Store):
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             _fail(exc)
         finally:
-            try:
-                await pubsub.aclose()
-            except (rexc.RedisError, OSError):
-                pass
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _enable_expire_events(self, client: aioredis.Redis) -> bytes:
         current = await client.config_get("notify-keyspace-events")

@@ -28,12 +28,13 @@ usual AWS environment; they never appear in a repr.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import botocore.exceptions as bexc
@@ -47,10 +48,17 @@ from microstd.errors import (
     ConnectionFailed,
     DecodeError,
     InvalidKey,
+    MicrostdError,
     NotFound,
     NotSupported,
 )
-from microstd.store._common import encode_value, key_bytes, resolve_codec, validate_paging
+from microstd.store._common import (
+    encoded,
+    key_bytes,
+    resolve_codec,
+    validate_paging,
+    write_many_encoded_first,
+)
 from microstd.store.base import (
     Event,
     Record,
@@ -84,6 +92,14 @@ def _fail(exc: BaseException) -> NoReturn:
 
 def _code(exc: bexc.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _Missing(MicrostdError):
+    """The object does not exist (internal: callers turn it into NotFound or Conflict)."""
+
+
+class _Precondition(MicrostdError):
+    """An If-Match / If-None-Match precondition failed (internal)."""
 
 
 def _pack(data: bytes, meta: dict[str, str], expires_at: float | None) -> bytes:
@@ -204,17 +220,31 @@ class S3Store(Store):
             raise InvalidKey(f"S3 object names are at most {_MAX_KEY_BYTES} bytes")
         return self._key_prefix + key
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate botocore's errors into microstd's."""
+        try:
+            yield
+        except bexc.ClientError as exc:
+            code = _code(exc)
+            if code in _MISSING:
+                raise _Missing(code) from exc
+            if code in _PRECONDITION:
+                raise _Precondition(code) from exc
+            if code == "NoSuchBucket":
+                raise NotFound(f"S3 bucket {self.bucket!r} does not exist") from exc
+            raise MicrostdError(f"S3 request failed: {code or exc}") from exc
+        except _NETWORK_ERRORS as exc:
+            _fail(exc)
+
     async def _head(self, name: str) -> tuple[str, float | None] | None:
         """(etag, expires_at) of an object, or None when it does not exist."""
         client = await self._s3()
         try:
-            head = await client.head_object(Bucket=self.bucket, Key=name)
-        except bexc.ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise
-        except _NETWORK_ERRORS as exc:
-            _fail(exc)
+            with self._guard():
+                head = await client.head_object(Bucket=self.bucket, Key=name)
+        except _Missing:
+            return None
         expires = head.get("Metadata", {}).get(_EXPIRES_META)
         return str(head["ETag"]), float(expires) if expires else None
 
@@ -233,7 +263,7 @@ class S3Store(Store):
         name = self._name(key)
         ttl = validate_ttl(ttl)
         meta = validate_metadata(metadata)
-        data = encode_value(self._codec, value)
+        data = encoded(self._codec, value)
         expires_at = None if ttl is None else time.time() + ttl
         body = _pack(data, meta, expires_at)
         conflict = Conflict(f"key {key!r} is not at revision {if_revision!r}")
@@ -268,16 +298,20 @@ class S3Store(Store):
         if expires_at is not None:
             extra["Metadata"] = {_EXPIRES_META: repr(expires_at)}
         try:
-            out = await client.put_object(
-                Bucket=self.bucket, Key=name, Body=body, ContentType=_CONTENT_TYPE, **extra
-            )
-        except bexc.ClientError as exc:
-            if conditions and (_code(exc) in _PRECONDITION or _code(exc) in _MISSING):
+            with self._guard():
+                out = await client.put_object(
+                    Bucket=self.bucket, Key=name, Body=body, ContentType=_CONTENT_TYPE, **extra
+                )
+        except (_Precondition, _Missing) as exc:
+            if conditions:
                 raise conflict from exc
             raise
-        except _NETWORK_ERRORS as exc:
-            _fail(exc)
         return str(out["ETag"])
+
+    async def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]:
+        return await write_many_encoded_first(self, self._codec, items, ttl)
 
     async def delete(self, key: str) -> bool:
         name = self._name(key)
@@ -285,10 +319,8 @@ class S3Store(Store):
         if head is None:
             return False
         client = await self._s3()
-        try:
+        with self._guard():
             await client.delete_object(Bucket=self.bucket, Key=name)
-        except _NETWORK_ERRORS as exc:
-            _fail(exc)
         return not _expired(head[1])
 
     # -- reads ---------------------------------------------------------------
@@ -297,15 +329,12 @@ class S3Store(Store):
         name = self._name(key)
         client = await self._s3()
         try:
-            out = await client.get_object(Bucket=self.bucket, Key=name)
-            async with out["Body"] as stream:
-                body = await stream.read()
-        except bexc.ClientError as exc:
-            if _code(exc) in _MISSING:
-                raise NotFound(f"no record for key {key!r}") from exc
-            raise
-        except _NETWORK_ERRORS as exc:
-            _fail(exc)
+            with self._guard():
+                out = await client.get_object(Bucket=self.bucket, Key=name)
+                async with out["Body"] as stream:
+                    body = await stream.read()
+        except _Missing as exc:
+            raise NotFound(f"no record for key {key!r}") from exc
         data, meta, expires_at = _unpack(body)
         if _expired(expires_at):
             raise NotFound(f"no record for key {key!r}")
@@ -338,7 +367,7 @@ class S3Store(Store):
         live: list[str] = []
         cut = len(self._key_prefix)
         paginator = client.get_paginator("list_objects_v2")
-        try:
+        with self._guard():
             # S3 lists in UTF-8 byte order, which is code point order: already sorted.
             async for result in paginator.paginate(
                 Bucket=self.bucket, Prefix=self._key_prefix + prefix
@@ -348,14 +377,10 @@ class S3Store(Store):
                 live += await self._live(names)
                 if wanted is not None and len(live) >= wanted:
                     break
-        except bexc.ClientError:
-            raise
-        except _NETWORK_ERRORS as exc:
-            _fail(exc)
         keys = sorted(n[cut:] for n in live)
         return keys[offset:wanted]
 
-    async def _live(self, names: list[str]) -> list[str]:
+    async def _live(self, names: builtins.list[str]) -> builtins.list[str]:
         gate = asyncio.Semaphore(self._concurrency)
 
         async def alive(name: str) -> bool:
@@ -364,7 +389,7 @@ class S3Store(Store):
             return head is not None and not _expired(head[1])
 
         flags = await asyncio.gather(*(alive(n) for n in names))
-        return [n for n, ok in zip(names, flags) if ok]
+        return [n for n, ok in zip(names, flags, strict=True) if ok]
 
     async def exists(self, key: str) -> bool:
         head = await self._head(self._name(key))
