@@ -1,9 +1,9 @@
 """Build the disk and network stores for tests, each isolated from every other test.
 
-The contract suite imports this (`from store.backends import make_store`, or
-`from backends import ...` from inside tests/store) and parametrizes over
-`NET_KINDS`; the servers come from the fixtures in tests/conftest.py, looked up
-by name so a kind only starts the server it needs.
+The contract suite imports this (`from store.backends import NET_KINDS, make_store`;
+tests/ is on sys.path through its conftest) and parametrizes over `NET_KINDS`.
+The servers come from the fixtures in tests/conftest.py, looked up by name, so a
+kind only starts the server it needs.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
@@ -158,4 +157,3 @@ async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(Closed):
         await store.read("k")
-    assert os.path.exists(tmp_path / "c.db")

@@ -7,15 +7,16 @@ tests/contract/ builds the same stores through `backends.make_store`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from backends import EXPIRE_EVENTS, NET_KINDS, WATCH, make_store, make_sync_store
 
 from microstd.errors import Conflict, EncodeError, InvalidKey, NotFound, NotSupported
 from microstd.store import Event, Store, SyncStore
+from store.backends import EXPIRE_EVENTS, NET_KINDS, WATCH, make_store, make_sync_store
 
 pytestmark = pytest.mark.services
 
@@ -281,6 +282,12 @@ async def _primed_watch(
     return seen, task, changed
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _until(seen: list[Event], changed: asyncio.Event, done: object) -> None:
     deadline = time.monotonic() + 10
     while not done(seen):  # type: ignore[operator]
@@ -305,7 +312,7 @@ async def test_watch_put_and_delete(store: Store, kind: str) -> None:
         await store.write("w/b", 2)
         await _until(seen, changed, lambda s: any(e.key == "w/b" for e in s))
     finally:
-        task.cancel()
+        await _stop(task)
     real = [e for e in seen if not e.key.endswith("prime")]
     assert [(e.kind, e.key) for e in real] == [("put", "w/a"), ("delete", "w/a"), ("put", "w/b")]
     put = real[0].record
@@ -324,7 +331,7 @@ async def test_watch_expire(store: Store, kind: str) -> None:
         await store.write("e/brief", 1, ttl=TTL)
         await _until(seen, changed, lambda s: any(e.kind == "expire" for e in s))
     finally:
-        task.cancel()
+        await _stop(task)
     kinds = [(e.kind, e.key) for e in seen if not e.key.endswith("prime")]
     assert kinds == [("put", "e/brief"), ("expire", "e/brief")]
 

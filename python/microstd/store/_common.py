@@ -210,6 +210,7 @@ class Expirer:
         self._wake = asyncio.Event()
         self._next: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         if self._task is None:
@@ -221,20 +222,30 @@ class Expirer:
             self._wake.set()
 
     async def stop(self) -> None:
+        """End the task. Some client libraries swallow a cancellation (nats-py does,
+        mid-publish), so the loop also checks a flag and the wait is bounded."""
+        self._stopped = True
+        self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        for _ in range(10):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _pending = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return
+        log.warning("store expiry task did not stop; abandoning it")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             delay = self._interval
             if self._next is not None:
                 delay = min(delay, max(0.0, self._next - time.time()))
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+            if self._stopped:
+                return
             if self._next is not None and self._next > time.time() and self._wake.is_set():
                 continue  # woken by an earlier deadline; sleep until it
             try:

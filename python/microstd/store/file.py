@@ -166,7 +166,11 @@ class FileStore(Store):
         if self._closed:
             return
         self._closed = True
-        _peers.get(self._key, set()).discard(self._fanout)
+        peers = _peers.get(self._key)
+        if peers is not None:
+            peers.discard(self._fanout)
+            if not peers:
+                _peers.pop(self._key, None)
         self._fanout.close_all()
         if self._expirer is not None:
             await self._expirer.stop()
