@@ -336,6 +336,37 @@ async def test_watch_expire(store: Store, kind: str) -> None:
     assert kinds == [("put", "e/brief"), ("expire", "e/brief")]
 
 
+async def test_watch_is_live_from_the_call(store: Store, kind: str) -> None:
+    if kind not in WATCH:
+        with pytest.raises(NotSupported):
+            store.watch("x/")
+        return
+    events = store.watch("x/")
+    try:
+        await store.write("x/a", 1)
+        await store.write("y/a", 1)
+        await store.delete("x/a")
+        got = [await asyncio.wait_for(events.__anext__(), 5) for _ in range(2)]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    assert [(e.kind, e.key) for e in got] == [("put", "x/a"), ("delete", "x/a")]
+    with pytest.raises(StopAsyncIteration):
+        await events.__anext__()
+
+
+async def test_close_ends_watches(kind: str, request: pytest.FixtureRequest) -> None:
+    store = await make_store(kind, request)
+    if kind not in WATCH:
+        await store.close()
+        return
+    events = store.watch()
+    await store.write("k", 1)
+    assert (await asyncio.wait_for(events.__anext__(), 5)).key == "k"
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(events.__anext__(), 5)
+
+
 # -- the blocking surface ----------------------------------------------------------------
 
 
@@ -366,6 +397,25 @@ def test_sync_surface(sync_store: SyncStore) -> None:
     time.sleep(PAST_TTL)
     assert not sync_store.exists("brief")
     assert sync_store.list() == ["t/1"]
+
+
+def test_sync_watch_is_live_from_the_call(sync_store: SyncStore, kind: str) -> None:
+    if kind not in WATCH:
+        with pytest.raises(NotSupported):
+            next(iter(sync_store.watch("p/")))
+        return
+    events = sync_store.watch("p/")
+    sync_store.write("p/a", 1)
+    sync_store.write("p/b", 2, ttl=TTL)
+    sync_store.delete("p/a")
+    got = [next(events) for _ in range(4)]
+    events.close()  # type: ignore[attr-defined]
+    assert [(e.kind, e.key) for e in got] == [
+        ("put", "p/a"),
+        ("put", "p/b"),
+        ("delete", "p/a"),
+        ("expire", "p/b"),
+    ]
 
 
 def test_sync_watch(sync_store: SyncStore, kind: str) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from microstd import codec as _codec
@@ -21,12 +21,15 @@ __all__ = [
     "Encoded",
     "EventFanout",
     "Expirer",
+    "WatchStream",
+    "close_streams",
     "encode_value",
     "encoded",
     "key_bytes",
     "page",
     "prefix_successor",
     "resolve_codec",
+    "settle",
     "validate_paging",
     "write_many_encoded_first",
 ]
@@ -134,65 +137,173 @@ def prefix_successor(prefix: str) -> str | None:
     return None
 
 
-class _Subscription:
-    """One watcher's bounded queue, fed from any thread."""
+Emit = Callable[[Event], None]
+Fail = Callable[[BaseException | None], None]
+Unsubscribe = Callable[[], Awaitable[None]]
+Subscribe = Callable[[Emit, Fail], Awaitable[Unsubscribe]]
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.overflowed = False
 
-    def offer(self, event: Event | None) -> None:
-        # Runs on the subscriber's own loop.
-        if self.overflowed:
+class WatchStream:
+    """The async iterator `watch()` returns, subscribed from the moment it is made.
+
+    `subscribe(emit, fail)` sets up the backend's subscription, returns once it is
+    live, and gives back a coroutine function that ends it; the backend calls
+    `emit(event)` for each change and `fail(exc)` (or `fail(None)` for a clean end).
+    Made inside a running loop, the subscription starts as a task and the store's
+    writes wait for it (`pending`), so every later write through the store is seen.
+    Made from a plain thread (the blocking twin), it subscribes on the store's
+    loop before returning.
+    """
+
+    def __init__(
+        self,
+        subscribe: Subscribe,
+        *,
+        home: asyncio.AbstractEventLoop | None,
+        pending: set[asyncio.Future[None]],
+        streams: set[WatchStream],
+    ) -> None:
+        self._subscribe = subscribe
+        self._queue: asyncio.Queue[Event | None] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._overflowed = False
+        self._streams = streams
+        self._task: asyncio.Task[None] | None = None
+        streams.add(self)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._task = loop.create_task(self._start())
+            pending.add(self._task)
+            self._task.add_done_callback(_settled(pending))
+        elif home is not None and home.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._start(), home).result()
+            except BaseException:
+                streams.discard(self)
+                raise
+        # else: no loop yet; subscribe on the first __anext__.
+
+    async def _start(self) -> None:
+        if self._queue is not None:
             return
-        if event is not None and self.queue.qsize() >= WATCH_QUEUE_LIMIT:
-            self.overflowed = True
+        self._queue = asyncio.Queue()
+        self._unsubscribe = await self._subscribe(self._emit, self._fail)
+
+    def _emit(self, event: Event) -> None:
+        queue = self._queue
+        if queue is None or self._closed or self._overflowed:
+            return
+        if queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self._overflowed = True
             log.error("store watch fell %d events behind; ending it", WATCH_QUEUE_LIMIT)
-            self.queue.put_nowait(None)
+            self._fail(Closed("store watch fell too far behind; start a new watch"))
             return
-        self.queue.put_nowait(event)
+        queue.put_nowait(event)
+
+    def _fail(self, exc: BaseException | None) -> None:
+        if self._queue is not None and self._error is None:
+            self._error = exc
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._task is not None:
+            await self._task
+        elif self._queue is None:
+            await self._start()
+        assert self._queue is not None
+        event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)  # stay ended for later calls
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """End the subscription; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._streams.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            with contextlib.suppress(Exception):
+                await unsubscribe()
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
+
+def _settled(pending: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
+    def done(task: asyncio.Future[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here; __anext__ re-raises it to the watcher
+
+    return done
+
+
+async def settle(pending: set[asyncio.Future[None]]) -> None:
+    """Wait until every watch being set up is live, so a write cannot overtake it."""
+    if pending:
+        await asyncio.wait(set(pending))
+
+
+async def close_streams(streams: set[WatchStream]) -> None:
+    """End every open watch of a store that is closing."""
+    for stream in list(streams):
+        await stream.aclose()
 
 
 class EventFanout:
-    """Delivers events to every watcher in the process, whatever loop it runs on."""
+    """Delivers events to every in-process watcher, whatever loop each one runs on."""
 
     def __init__(self) -> None:
-        self._subs: set[_Subscription] = set()
+        self._subs: dict[int, tuple[str, asyncio.AbstractEventLoop, Emit, Fail]] = {}
+        self._ids = 0
 
-    def publish(self, event: Event) -> None:
-        """Hand `event` to every watcher whose prefix matches."""
-        for sub in list(self._subs):
-            if event.key.startswith(sub.prefix):
-                with contextlib.suppress(RuntimeError):  # that watcher's loop has closed
-                    sub.loop.call_soon_threadsafe(sub.offer, event)
+    def add(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
+        """Register a watcher on the running loop; returns its unsubscribe function."""
+        self._ids += 1
+        ident = self._ids
+        self._subs[ident] = (prefix, asyncio.get_running_loop(), emit, fail)
 
-    async def watch(self, prefix: str) -> AsyncIterator[Event]:
-        """Events published from now on for keys under `prefix`."""
-        sub = _Subscription(prefix)
-        self._subs.add(sub)
-        try:
-            while True:
-                event = await sub.queue.get()
-                if event is None:
-                    if sub.overflowed:
-                        raise Closed("store watch fell too far behind; start a new watch")
-                    return
-                yield event
-        finally:
-            self._subs.discard(sub)
+        async def unsubscribe() -> None:
+            self._subs.pop(ident, None)
+
+        return unsubscribe
 
     @property
     def active(self) -> bool:
         """True while anyone is watching (so publishers can skip building events)."""
         return bool(self._subs)
 
+    def publish(self, event: Event) -> None:
+        """Hand `event` to every watcher whose prefix matches."""
+        for prefix, loop, emit, _ in list(self._subs.values()):
+            if event.key.startswith(prefix):
+                with contextlib.suppress(RuntimeError):  # that watcher's loop has closed
+                    loop.call_soon_threadsafe(emit, event)
+
     def close_all(self) -> None:
         """End every watch of this fan-out cleanly."""
-        for sub in list(self._subs):
+        for _, loop, _, fail in list(self._subs.values()):
             with contextlib.suppress(RuntimeError):
-                sub.loop.call_soon_threadsafe(sub.offer, None)
+                loop.call_soon_threadsafe(fail, None)
+        self._subs.clear()
 
 
 class Expirer:

@@ -21,6 +21,7 @@ file; writes made by *other processes* are not watched (SQLite has no change fee
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -33,12 +34,18 @@ from typing import Any, TypeVar
 from microstd._backends import ParsedURL
 from microstd.errors import Closed, Conflict, ConnectionFailed, NotFound
 from microstd.store._common import (
+    Emit,
     EventFanout,
     Expirer,
+    Fail,
+    Unsubscribe,
+    WatchStream,
+    close_streams,
     encode_value,
     key_bytes,
     prefix_successor,
     resolve_codec,
+    settle,
     validate_paging,
 )
 from microstd.store.base import (
@@ -113,6 +120,9 @@ class FileStore(Store):
         self._expirer: Expirer | None = None
         self._key = os.path.abspath(self.path)
         self._fanout = EventFanout()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[None]] = set()
+        self._streams: set[WatchStream] = set()
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> FileStore:
@@ -137,6 +147,7 @@ class FileStore(Store):
         async with self._connect_lock:
             if self._db is not None:
                 return
+            self._loop = asyncio.get_running_loop()
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="microstd-file-store")
             try:
                 self._db = await self._call(self._open)
@@ -166,6 +177,7 @@ class FileStore(Store):
         if self._closed:
             return
         self._closed = True
+        await close_streams(self._streams)
         peers = _peers.get(self._key)
         if peers is not None:
             peers.discard(self._fanout)
@@ -212,6 +224,7 @@ class FileStore(Store):
         meta = validate_metadata(metadata)
         data = encode_value(self._codec, value)
         expires_at = None if ttl is None else time.time() + ttl
+        await settle(self._pending)
         rev = await self._run(
             _write_one, key, data, json.dumps(meta), expires_at, if_revision, if_absent
         )
@@ -227,6 +240,7 @@ class FileStore(Store):
             key_bytes(key)
             rows.append((key, encode_value(self._codec, value)))
         expires_at = None if ttl is None else time.time() + ttl
+        await settle(self._pending)
         revs = await self._run(_write_rows, rows, expires_at)
         for (key, data), rev in zip(rows, revs, strict=True):
             self._after_put(key, data, {}, rev, expires_at)
@@ -243,6 +257,7 @@ class FileStore(Store):
 
     async def delete(self, key: str) -> bool:
         key_bytes(key)
+        await settle(self._pending)
         deleted = await self._run(_delete_rows, [key])
         for gone in deleted:
             _publish(self._key, Event("delete", gone))
@@ -252,6 +267,7 @@ class FileStore(Store):
         chosen = list(keys)
         for key in chosen:
             key_bytes(key)
+        await settle(self._pending)
         deleted = await self._run(_delete_rows, chosen)
         for gone in deleted:
             _publish(self._key, Event("delete", gone))
@@ -298,13 +314,17 @@ class FileStore(Store):
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
         if not isinstance(prefix, str):
             raise TypeError("prefix must be str")
-        return self._watch(prefix)
+        return WatchStream(
+            functools.partial(self._subscribe, prefix),
+            home=self._loop,
+            pending=self._pending,
+            streams=self._streams,
+        )
 
-    async def _watch(self, prefix: str) -> AsyncIterator[Event]:
+    async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
         if self._db is None:
             await self.connect()
-        async for event in self._fanout.watch(prefix):
-            yield event
+        return self._fanout.add(prefix, emit, fail)
 
 
 # -- worker-thread functions (each one transaction) --------------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import heapq
 import json
 import re
@@ -50,12 +51,17 @@ from nats.js import api
 from microstd._backends import ParsedURL
 from microstd.errors import Closed, Conflict, ConnectionFailed, InvalidKey, NotFound
 from microstd.store._common import (
-    WATCH_QUEUE_LIMIT,
+    Emit,
     Expirer,
+    Fail,
+    Unsubscribe,
+    WatchStream,
+    close_streams,
     encoded,
     key_bytes,
     page,
     resolve_codec,
+    settle,
     validate_paging,
     write_many_encoded_first,
 )
@@ -154,6 +160,9 @@ class NatsStore(Store):
         self._lock = asyncio.Lock()
         self._closed = False
         self._due: list[tuple[float, str, int]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[None]] = set()
+        self._streams: set[WatchStream] = set()
         self._expirer: Expirer | None = None
 
     @classmethod
@@ -222,12 +231,14 @@ class NatsStore(Store):
             await nc.close()
             raise
         self._nc, self._js = nc, js
+        self._loop = asyncio.get_running_loop()
         if self._expirer is None:
             self._expirer = Expirer(self._sweep, self._sweep_interval)
             self._expirer.start()
 
     async def close(self) -> None:
         self._closed = True
+        await close_streams(self._streams)
         if self._expirer is not None:
             await self._expirer.stop()
         nc, self._nc = self._nc, None
@@ -270,6 +281,7 @@ class NatsStore(Store):
 
     async def _publish(self, name: str, data: bytes, headers: dict[str, str]) -> int:
         js = await self._jetstream()
+        await settle(self._pending)
         with self._guard():
             try:
                 ack = await js.publish(self._pre + name, data, headers=headers or None)
@@ -401,21 +413,23 @@ class NatsStore(Store):
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
         if not isinstance(prefix, str):
             raise TypeError("prefix must be str")
-        return self._watch(prefix)
+        return WatchStream(
+            functools.partial(self._subscribe, prefix),
+            home=self._loop,
+            pending=self._pending,
+            streams=self._streams,
+        )
 
-    async def _watch(self, prefix: str) -> AsyncIterator[Event]:
+    async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
         js = await self._jetstream()
         nc = self._nc
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        overflow = False
 
         async def deliver(msg: Any) -> None:
-            nonlocal overflow
-            if queue.qsize() >= WATCH_QUEUE_LIMIT:
-                overflow = True
-            else:
-                queue.put_nowait(msg)
+            event = self._event(msg, prefix)
+            if event is not None:
+                emit(event)
 
+        # subscribe() returns once the consumer exists: every later write is delivered.
         with self._guard():
             sub = await js.subscribe(
                 self._pre + ">",
@@ -424,24 +438,23 @@ class NatsStore(Store):
                 ordered_consumer=True,
                 deliver_policy=api.DeliverPolicy.NEW,
             )
-        try:
-            while True:
-                try:
-                    msg = await asyncio.wait_for(queue.get(), 0.5)
-                except asyncio.TimeoutError:
-                    if overflow:
-                        raise Closed("store watch fell too far behind; start a new watch") from None
-                    if nc is None or nc.is_closed:
-                        raise ConnectionFailed(
-                            f"NATS connection to {self._redacted} lost"
-                        ) from None
-                    continue
-                event = self._event(msg, prefix)
-                if event is not None:
-                    yield event
-        finally:
+
+        async def monitor() -> None:
+            # nats-py offers no awaitable for "closed for good"; poll it.
+            while nc is not None and not nc.is_closed:  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+            fail(ConnectionFailed(f"NATS connection to {self._redacted} lost"))
+
+        task = asyncio.get_running_loop().create_task(monitor())
+
+        async def unsubscribe() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+        return unsubscribe
 
     def _event(self, msg: Any, prefix: str) -> Event | None:
         name = msg.subject[len(self._pre) :]

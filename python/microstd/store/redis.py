@@ -24,7 +24,9 @@ events published while a watcher is disconnected are lost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -38,10 +40,16 @@ from redis.backoff import ExponentialBackoff
 from microstd._backends import ParsedURL, option_flag
 from microstd.errors import Closed, Conflict, ConnectionFailed, MicrostdError, NotFound
 from microstd.store._common import (
+    Emit,
+    Fail,
+    Unsubscribe,
+    WatchStream,
+    close_streams,
     encoded,
     key_bytes,
     page,
     resolve_codec,
+    settle,
     validate_paging,
     write_many_encoded_first,
 )
@@ -128,6 +136,9 @@ class RedisStore(Store):
         self._scan_count = scan_count
         self._client: aioredis.Redis | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[None]] = set()
+        self._streams: set[WatchStream] = set()
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisStore:
@@ -156,6 +167,7 @@ class RedisStore(Store):
             raise Closed("store is closed")
         if self._client is not None:
             return
+        self._loop = asyncio.get_running_loop()
         # One quick retry: a caller should learn within seconds that the server is away.
         self._client = aioredis.Redis.from_url(
             self._url,
@@ -172,6 +184,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         self._closed = True
+        await close_streams(self._streams)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -210,6 +223,7 @@ class RedisStore(Store):
         expires = "" if ttl is None else repr(time.time() + ttl)
         ttl_ms = "" if ttl is None else str(max(1, round(ttl * 1000)))
         client = await self._redis()
+        await settle(self._pending)
         try:
             rev = await self._write_script(
                 keys=[self._data + raw_key, self._counter],
@@ -241,6 +255,7 @@ class RedisStore(Store):
     async def delete(self, key: str) -> bool:
         raw_key = key_bytes(key)
         client = await self._redis()
+        await settle(self._pending)
         try:
             n = await self._delete_script(
                 keys=[self._data + raw_key], args=[self._channel, raw_key], client=client
@@ -318,9 +333,14 @@ class RedisStore(Store):
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
         if not isinstance(prefix, str):
             raise TypeError("prefix must be str")
-        return self._watch(prefix)
+        return WatchStream(
+            functools.partial(self._subscribe, prefix),
+            home=self._loop,
+            pending=self._pending,
+            streams=self._streams,
+        )
 
-    async def _watch(self, prefix: str) -> AsyncIterator[Event]:
+    async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
         client = await self._redis()
         raw_prefix = prefix.encode("utf-8", "surrogatepass")
         pubsub = client.pubsub()
@@ -329,18 +349,53 @@ class RedisStore(Store):
             if self._expire_events:
                 channels.append(await self._enable_expire_events(client))
             await pubsub.subscribe(*channels)
+            # Live only once Redis confirms every channel: wait for that.
+            confirmed = 0
+            deadline = time.monotonic() + self._socket_timeout
+            while confirmed < len(channels):
+                if time.monotonic() > deadline:
+                    raise ConnectionFailed("Redis did not confirm the watch subscription")
+                msg = await pubsub.get_message(timeout=0.2)
+                if msg is None:
+                    continue
+                if msg["type"] == "subscribe":
+                    confirmed += 1
+                elif msg["type"] == "message":
+                    event = self._parse(msg["channel"], msg["data"], raw_prefix)
+                    if event is not None:
+                        emit(event)
+        except BaseException as exc:
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
+                _fail(exc)
+            raise
+        task = asyncio.get_running_loop().create_task(self._pump(pubsub, raw_prefix, emit, fail))
+
+        async def unsubscribe() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        return unsubscribe
+
+    async def _pump(self, pubsub: Any, raw_prefix: bytes, emit: Emit, fail: Fail) -> None:
+        try:
             while True:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None:
                     continue
                 event = self._parse(msg["channel"], msg["data"], raw_prefix)
                 if event is not None:
-                    yield event
+                    emit(event)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
-        finally:
-            with contextlib.suppress(rexc.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            lost = ConnectionFailed(f"Redis watch connection lost: {exc}")
+            lost.__cause__ = exc
+            fail(lost)
+        except (MicrostdError, ValueError) as exc:
+            fail(exc)
 
     async def _enable_expire_events(self, client: aioredis.Redis) -> bytes:
         current = await client.config_get("notify-keyspace-events")
