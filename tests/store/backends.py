@@ -4,6 +4,16 @@ The contract suite imports this (`from store.backends import NET_KINDS, make_sto
 tests/ is on sys.path through its conftest) and parametrizes over `NET_KINDS`.
 The servers come from the fixtures in tests/conftest.py, looked up by name, so a
 kind only starts the server it needs.
+
+For tests/contract/conftest.py (its `STORE_BACKENDS` maps an id to a function of
+`request` returning `(url, options)`):
+
+    from store.backends import NET_KINDS, WATCH, backend_url
+
+    STORE_BACKENDS.update(
+        {kind: (lambda request, kind=kind: backend_url(kind, request)) for kind in NET_KINDS}
+    )
+    NO_WATCH |= set(NET_KINDS) - WATCH
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
-"""Helpers the disk and network store backends share: keys, values, paging, fan-out, expiry.
+"""Helpers the disk and network store backends share: keys, values, paging, watch, expiry.
 
 Nothing here is public API; the backends (`file`, `redis`, `nats`, `s3`) import it.
+
+Watch semantics shared by the backends (`WatchStream`): a watch is live from the
+moment `watch()` returns. In async code the subscription starts as a task and the
+store's own writes wait for it, so every later write through the same store is
+seen; changes made by other clients are seen once the subscription is set up
+(a round trip later). The blocking twin subscribes before `watch()` returns.
 """
 
 from __future__ import annotations
