@@ -38,7 +38,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from microstd._backends import ParsedURL, option_flag
-from microstd.errors import Closed, Conflict, ConnectionFailed, MicrostdError, NotFound
+from microstd.errors import (
+    Closed,
+    Conflict,
+    ConnectionFailed,
+    MicrostdError,
+    NotFound,
+    NotSupported,
+)
 from microstd.store._common import (
     Emit,
     Fail,
@@ -398,13 +405,23 @@ class RedisStore(Store):
             fail(exc)
 
     async def _enable_expire_events(self, client: aioredis.Redis) -> bytes:
-        current = await client.config_get("notify-keyspace-events")
+        try:
+            current = await client.config_get("notify-keyspace-events")
+        except rexc.ResponseError as exc:  # CONFIG is often disabled on managed Redis
+            raise NotSupported(
+                "expire_events=True needs CONFIG GET/SET for keyspace notifications"
+            ) from exc
         flags = str(current.get("notify-keyspace-events", ""))
         wanted = flags + ("" if "E" in flags else "E")
         if "x" not in flags and "A" not in flags:
             wanted += "x"
         if wanted != flags:
-            await client.config_set("notify-keyspace-events", wanted)
+            try:
+                await client.config_set("notify-keyspace-events", wanted)
+            except rexc.ResponseError as exc:
+                raise NotSupported(
+                    "expire_events=True needs notify-keyspace-events to include 'Ex'"
+                ) from exc
         db = client.connection_pool.connection_kwargs.get("db", 0)
         return f"__keyevent@{db}__:expired".encode()
 
