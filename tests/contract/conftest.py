@@ -17,6 +17,7 @@ import pytest
 
 import microstd.store
 from microstd.store import Store, SyncStore
+from store.backends import NET_KINDS, WATCH, backend_url
 
 BackendSpec = Callable[[pytest.FixtureRequest], tuple[str, dict[str, Any]]]
 
@@ -27,6 +28,13 @@ STORE_BACKENDS: dict[str, BackendSpec] = {
 
 #: Backend ids whose `watch` raises NotSupported.
 NO_WATCH: set[str] = set()
+
+# The disk and network backends (tests/store/backends.py builds them, each test
+# on a fresh store of its own).
+STORE_BACKENDS.update(
+    {kind: (lambda request, kind=kind: backend_url(kind, request)) for kind in NET_KINDS}
+)
+NO_WATCH |= set(NET_KINDS) - WATCH
 
 
 @pytest.fixture(params=list(STORE_BACKENDS))
