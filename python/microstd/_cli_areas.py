@@ -182,7 +182,7 @@ def _load_service(target: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         svc = _load_service(args.target)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
         return _fail("run", f"cannot load {args.target}: {exc}", EXIT_USAGE)
     if args.address:
         svc.address = args.address
