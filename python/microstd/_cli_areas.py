@@ -99,7 +99,9 @@ def _cmd_services(args: argparse.Namespace) -> int:
                 "name": s.name,
                 "version": s.version,
                 "endpoints": s.endpoints,
-                "nodes": [{"id": n.id, "address": n.address, "metadata": n.metadata} for n in s.nodes],
+                "nodes": [
+                    {"id": n.id, "address": n.address, "metadata": n.metadata} for n in s.nodes
+                ],
             }
             for s in services
         ]
@@ -243,5 +245,7 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
         " SIGTERM / SIGINT.",
     )
     run.add_argument("target", help="module:attribute, e.g. examples.greeter:svc")
-    run.add_argument("--address", default=None, help="host:port to listen on (default: the service's)")
+    run.add_argument(
+        "--address", default=None, help="host:port to listen on (default: the service's)"
+    )
     run.set_defaults(func=_cmd_run)

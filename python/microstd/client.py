@@ -107,7 +107,9 @@ class Client:
             raise ValueError("retries and backoff must be >= 0, timeout > 0")
         self._owns_registry = not isinstance(registry, Registry)
         self.registry: Registry = (
-            registry if isinstance(registry, Registry) else open_registry(registry or DEFAULT_REGISTRY)
+            registry
+            if isinstance(registry, Registry)
+            else open_registry(registry or DEFAULT_REGISTRY)
         )
         self.name = name
         self.selector = selector
@@ -354,5 +356,3 @@ def _wrap(mw: ClientMiddleware, call_next: CallNext) -> CallNext:
         return await mw(call, call_next)
 
     return wrapped
-
-

@@ -96,7 +96,9 @@ class Service:
         self._client_middleware = list(client_middleware)
         self._owns_registry = not isinstance(registry, Registry)
         self.registry: Registry = (
-            registry if isinstance(registry, Registry) else open_registry(registry or DEFAULT_REGISTRY)
+            registry
+            if isinstance(registry, Registry)
+            else open_registry(registry or DEFAULT_REGISTRY)
         )
         # area -> (given URL or object, the opened object once opened)
         self._areas: dict[str, list[Any]] = {

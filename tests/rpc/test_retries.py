@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -78,11 +77,10 @@ def real_service(reg_url: str) -> microstd.Service:
 
 
 @pytest.fixture
-async def dead_address() -> AsyncIterator[str]:
+async def dead_address() -> str:
     # A port that was just free: connecting to it is refused.
     async with FakeNode("ok") as fake:
-        address = fake.address
-    yield address
+        return fake.address
 
 
 async def test_refused_node_fails_over(reg_url: str, dead_address: str) -> None:

@@ -264,5 +264,5 @@ async def test_handler_with_two_required_args_is_rejected() -> None:
     svc = microstd.Service("x", registry="memory://")
     with pytest.raises(TypeError, match="at most one"):
         svc.add_handler("X.Y", lambda a, b: None)
-    with pytest.raises(ValueError, match="Service.Method"):
+    with pytest.raises(ValueError, match=r"Service\.Method"):
         svc.add_handler("nodot", lambda: None)

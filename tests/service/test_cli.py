@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from _procs import spawn, stop, wait_registered
 
 

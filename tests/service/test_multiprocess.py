@@ -7,8 +7,8 @@ import signal
 import uuid
 
 import pytest
-
 from _procs import pids, spawn, stop, wait_registered
+
 from microstd.client import Client
 
 

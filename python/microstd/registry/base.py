@@ -137,7 +137,11 @@ class NodeRecord:
                 "name": self.name,
                 "version": self.version,
                 "endpoints": list(self.endpoints),
-                "node": {"id": self.node_id, "address": self.address, "metadata": dict(self.metadata)},
+                "node": {
+                    "id": self.node_id,
+                    "address": self.address,
+                    "metadata": dict(self.metadata),
+                },
                 "expires_at": self.expires_at,
             }
         )
@@ -157,7 +161,9 @@ class NodeRecord:
                 endpoints=tuple(str(e) for e in raw.get("endpoints", ())),
                 node_id=str(node["id"]),
                 address=str(node["address"]),
-                metadata=tuple(sorted((str(k), str(v)) for k, v in node.get("metadata", {}).items())),
+                metadata=tuple(
+                    sorted((str(k), str(v)) for k, v in node.get("metadata", {}).items())
+                ),
                 expires_at=float(expires) if expires is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

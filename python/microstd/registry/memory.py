@@ -9,6 +9,7 @@ hot path is a dict lookup, so it has no Rust core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -75,10 +76,8 @@ class _MemoryFeed(ChangeFeed):
             self._core.drop_feed(self)
 
     async def wait(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
         self._event.clear()
 
     async def close(self) -> None:

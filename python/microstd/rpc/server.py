@@ -180,7 +180,9 @@ class Server:
             try:
                 return Reply(200, out_codec.dumps(result), out_codec.content_type, rid)
             except EncodeError as exc:
-                log.error("%s %s: cannot encode reply (request %s): %s", self.name, endpoint, rid, exc)
+                log.error(
+                    "%s %s: cannot encode reply (request %s): %s", self.name, endpoint, rid, exc
+                )
                 raise self.fail(500, f"the reply could not be encoded (request id {rid})") from exc
         except ServiceError as exc:
             return self._error(exc, out_codec, rid)
@@ -298,7 +300,9 @@ class Server:
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
         except asyncio.TimeoutError:
-            log.warning("%s: %d requests still running after %.1fs", self.name, self._inflight, grace)
+            log.warning(
+                "%s: %d requests still running after %.1fs", self.name, self._inflight, grace
+            )
             return False
         return True
 
