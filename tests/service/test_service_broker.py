@@ -120,3 +120,18 @@ async def test_publish_command(redis_url: str) -> None:
         )
         assert result.returncode == 0, result.stderr
         await wait_for(lambda: got == [{"n": 1}])
+
+
+def test_events_example_on_embedded_broker() -> None:
+    from _procs import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "events.py"],
+        cwd=ROOT / "examples",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 orders handled, each by one consumer" in result.stdout
