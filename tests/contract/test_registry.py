@@ -186,3 +186,14 @@ async def test_named_memory_is_shared_and_plain_is_private() -> None:
 def test_unknown_scheme() -> None:
     with pytest.raises(UnknownBackend, match="redis"):
         microstd.registry.open("rediss-typo://x")
+
+
+@pytest.mark.parametrize("scheme", ["redis", "etcd", "nats"])
+async def test_unreachable_server_is_connection_failed(scheme: str) -> None:
+    from _servers import free_port
+    from microstd.errors import ConnectionFailed
+
+    registry = microstd.registry.open(f"{scheme}://127.0.0.1:{free_port()}")
+    with pytest.raises(ConnectionFailed):
+        await registry.connect()
+    await registry.close()

@@ -50,10 +50,12 @@ class _EtcdFeed(ChangeFeed):
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
+        if self._task.done() and not self._event.is_set():
+            await asyncio.sleep(timeout)  # the stream is gone: poll
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        if not self._task.done():
-            self._event.clear()
+        self._event.clear()
 
     async def close(self) -> None:
         self._task.cancel()

@@ -28,9 +28,15 @@ class _NatsFeed(ChangeFeed):
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
+        from nats.errors import TimeoutError as NatsTimeout
+
+        # If the watcher fails for good, the task ends and watch falls back to polling.
         with contextlib.suppress(Exception):
             while True:
-                await self._watcher.updates(timeout=3600)
+                try:
+                    await self._watcher.updates(timeout=3600)
+                except NatsTimeout:
+                    continue
                 self._event.set()
 
     async def wait(self, timeout: float) -> None:
@@ -77,7 +83,11 @@ class NatsRegistry(Registry):
 
         try:
             nc = await nats.connect(
-                self._url, connect_timeout=2, max_reconnect_attempts=3, allow_reconnect=True
+                self._url,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=3,
+                reconnect_time_wait=0.5,
             )
         except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
             raise ConnectionFailed(f"cannot reach nats at {redact(self._url)}: {exc}") from exc

@@ -23,8 +23,21 @@ __all__ = ["RedisRegistry"]
 class _RedisFeed(ChangeFeed):
     def __init__(self, pubsub: Any) -> None:
         self._pubsub = pubsub
+        self._broken = False
 
     async def wait(self, timeout: float) -> None:
+        from redis.exceptions import RedisError
+
+        if self._broken:
+            await asyncio.sleep(timeout)
+            return
+        try:
+            await self._wait(timeout)
+        except (RedisError, OSError):
+            # The subscription connection failed: watch keeps going by polling.
+            self._broken = True
+
+    async def _wait(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # get_message returns on the first message of any kind; drain what is queued.
@@ -118,7 +131,7 @@ class RedisRegistry(Registry):
         client = await self._conn()
         # Names are validated to exclude glob characters, so they are safe in MATCH.
         pattern = f"{self.prefix}svc/{name}/*" if name else f"{self.prefix}svc/*"
-        keys = [k async for k in client.scan_iter(match=pattern, count=500)]
+        keys = await self._call("lookup", _collect(client.scan_iter(match=pattern, count=500)))
         if not keys:
             return []
         values = await self._call("lookup", client.mget(keys))
@@ -137,3 +150,7 @@ class RedisRegistry(Registry):
         pubsub = client.pubsub()
         await self._call("watch", pubsub.subscribe(f"{self.prefix}events"))
         return _RedisFeed(pubsub)
+
+
+async def _collect(keys: Any) -> list[Any]:
+    return [k async for k in keys]
