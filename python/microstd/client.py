@@ -50,6 +50,7 @@ from microstd.rpc.context import (
     TIMEOUT_HEADER,
     current_context,
     new_request_id,
+    within,
 )
 from microstd.rpc.convert import build
 from microstd.rpc.server import Reply, local_server
@@ -233,10 +234,14 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            try:
-                nodes = await asyncio.wait_for(self._nodes(call.service, bool(avoid)), left)
-            except asyncio.TimeoutError:
-                break
+            cached = self._cache.get(call.service)
+            if not avoid and cached is not None and cached[0] > time.monotonic() and cached[1]:
+                nodes = cached[1]  # the common case, without a lookup
+            else:
+                try:
+                    nodes = await within(self._nodes(call.service, bool(avoid)), left)
+                except asyncio.TimeoutError:
+                    break
             node = self._pick(call.service, nodes, avoid)
             headers[TIMEOUT_HEADER] = f"{max(deadline - time.monotonic(), 0.0):.6f}"
             try:
@@ -280,7 +285,7 @@ class Client:
         server = local_server(node.id) if self.local and self.registry.embedded else None
         if server is not None:
             try:
-                return await asyncio.wait_for(
+                return await within(
                     server.dispatch(
                         endpoint, payload, headers["Content-Type"], headers["Accept"], headers
                     ),

@@ -8,12 +8,15 @@ calls shares one deadline and one request id.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import math
+import secrets
+import sys
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 __all__ = [
     "CALLER_HEADER",
@@ -24,7 +27,10 @@ __all__ = [
     "Context",
     "current_context",
     "new_request_id",
+    "within",
 ]
+
+T = TypeVar("T")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 CALLER_HEADER = "Microstd-Caller"
@@ -36,11 +42,13 @@ ERROR_HEADER = "Microstd-Error"
 META_PREFIX = "Microstd-Meta-"
 
 _MAX_METADATA = 64
+_META_LEN = len(META_PREFIX)
+_META_LOWER = META_PREFIX.lower()
 
 
 def new_request_id() -> str:
     """A fresh random request id."""
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,11 @@ class Context:
             if math.isfinite(seconds):
                 deadline = time.monotonic() + seconds
         metadata: dict[str, str] = {}
-        for key, value in headers.items():
-            if key.lower().startswith(META_PREFIX.lower()) and len(metadata) < _MAX_METADATA:
-                metadata[key[len(META_PREFIX) :].lower()] = value
+        for key in headers:
+            if len(key) > _META_LEN and key[:_META_LEN].lower() == _META_LOWER:
+                metadata[key[_META_LEN:].lower()] = headers[key]
+                if len(metadata) >= _MAX_METADATA:
+                    break
         return cls(
             service=service,
             endpoint=endpoint,
@@ -106,3 +116,18 @@ def set_context(ctx: Context | None) -> contextvars.Token[Context | None]:
 def reset_context(token: contextvars.Token[Context | None]) -> None:
     """Undo `set_context`."""
     _current.reset(token)
+
+
+if sys.version_info >= (3, 11):
+
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
+        # asyncio.timeout runs `aw` in the current task: no task per call, unlike wait_for.
+        async with asyncio.timeout(seconds):
+            return await aw
+
+else:  # pragma: no cover - Python 3.10
+
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
+        return await asyncio.wait_for(aw, seconds)

@@ -27,6 +27,7 @@ from microstd.rpc.context import (
     Context,
     reset_context,
     set_context,
+    within,
 )
 from microstd.rpc.convert import Endpoint
 
@@ -211,7 +212,7 @@ class Server:
             if left is None:
                 return await call(ctx, request)
             # Past the caller's deadline nobody waits for the answer: stop the work.
-            return await asyncio.wait_for(call(ctx, request), left)
+            return await within(call(ctx, request), left)
         finally:
             reset_context(token)
 
