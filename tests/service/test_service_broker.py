@@ -104,14 +104,14 @@ async def test_service_areas_open_from_urls(broker_url: str) -> None:
         await wait_for(lambda: got == ["hi"])
 
 
-async def test_publish_command(redis_url: str) -> None:
+async def test_publish_command(nats_url: str) -> None:
     got: list[object] = []
     topic = f"cli.{uuid.uuid4().hex[:6]}"
-    async with microstd.broker.open(redis_url) as broker:
+    async with microstd.broker.open(nats_url) as broker:
         await broker.subscribe(topic, lambda m: got.append(m.decode()))
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "microstd", "publish", topic, '{"n": 1}', "--broker", redis_url],
+            [sys.executable, "-m", "microstd", "publish", topic, '{"n": 1}', "--broker", nats_url],
             capture_output=True,
             text=True,
             timeout=60,
