@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from microstd import codec, registry, store
     from microstd.client import Client
     from microstd.service import Service
+    from microstd import codec, store
+    from microstd import codec, config
 
 
 def __getattr__(name: str) -> Any:
