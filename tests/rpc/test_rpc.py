@@ -266,3 +266,17 @@ async def test_handler_with_two_required_args_is_rejected() -> None:
         svc.add_handler("X.Y", lambda a, b: None)
     with pytest.raises(ValueError, match=r"Service\.Method"):
         svc.add_handler("nodot", lambda: None)
+
+
+async def test_random_selector_reaches_every_node(reg_url: str) -> None:
+    svc_a, svc_b = make_service(reg_url), make_service(reg_url)
+    async with svc_a, svc_b, Client(reg_url, selector="random") as c:
+        seen = {await c.call("greeter", "Greeter.Node") for _ in range(40)}
+    assert seen == {svc_a.server.node_id, svc_b.server.node_id}
+
+
+def test_client_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="selector"):
+        Client("memory://", selector="fastest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        Client("memory://", timeout=0)
