@@ -27,6 +27,7 @@ import microstd.store
 from microstd.store import Store, SyncStore
 
 __all__ = [
+    "ALL_KINDS",
     "EXPIRE_EVENTS",
     "NET_KINDS",
     "WATCH",
@@ -35,12 +36,14 @@ __all__ = [
     "make_sync_store",
 ]
 
-#: The backends this module builds.
+#: The disk and network backends this module builds.
 NET_KINDS = ("file", "redis", "nats", "s3")
+#: Every backend, the embedded Rust core and its pure twin included.
+ALL_KINDS = ("memory-rust", "memory-python", *NET_KINDS)
 #: Kinds whose `watch` works (S3 raises NotSupported).
-WATCH = frozenset({"file", "redis", "nats"})
+WATCH = frozenset({"memory-rust", "memory-python", "file", "redis", "nats"})
 #: Kinds whose watch reports TTL expiry as "expire" events (redis: with expire_events=True).
-EXPIRE_EVENTS = frozenset({"file", "redis", "nats"})
+EXPIRE_EVENTS = frozenset({"memory-rust", "memory-python", "file", "redis", "nats"})
 
 S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
@@ -48,6 +51,8 @@ S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 def backend_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     """A URL and options naming a fresh, empty store of `kind` for this test."""
     unique = uuid.uuid4().hex[:12]
+    if kind.startswith("memory-"):
+        return "memory://", {"impl": kind.removeprefix("memory-")}
     if kind == "file":
         tmp = request.getfixturevalue("tmp_path")
         return f"file://{tmp}/store-{unique}.db", {}
