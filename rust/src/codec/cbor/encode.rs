@@ -39,11 +39,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     /// Appends `obj`; `depth` counts the containers and tags around it.
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        // Also bounds a `default=` that keeps returning unencodable objects.
         if depth > MAX_DEPTH {
-            return Err(Error::encode(
-                format!("nesting deeper than {MAX_DEPTH} levels"),
-                "$",
-            ));
+            return Err(too_deep());
         }
         match types::classify(obj)? {
             Kind::Str => self.text(obj.cast::<PyString>().map_err(PyErr::from)?),
@@ -109,6 +107,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             Kind::Set | Kind::FrozenSet => self.set(obj, depth),
             Kind::Tag => {
                 let py = obj.py();
+                nest(depth)?;
                 let number: u64 = obj.getattr(intern!(py, "tag"))?.extract()?;
                 write_head(&mut self.buf, TAG, number);
                 self.encode(&obj.getattr(intern!(py, "value"))?, depth + 1)
@@ -197,6 +196,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     where
         I: Iterator<Item = Bound<'py, PyAny>>,
     {
+        nest(depth)?;
         write_head(&mut self.buf, ARRAY, len as u64);
         let mut count = 0;
         for (i, item) in items.enumerate() {
@@ -239,6 +239,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     fn dict(&mut self, dict: &Bound<'py, PyDict>, depth: usize) -> Result<()> {
+        nest(depth)?;
         let len = dict.len();
         write_head(&mut self.buf, MAP, len as u64);
         let mut spans = Vec::new();
@@ -255,6 +256,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     fn dataclass(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        nest(depth)?;
         let fields = types::dataclass_fields(obj)?;
         write_head(&mut self.buf, MAP, fields.len() as u64);
         let mut spans = Vec::new();
@@ -266,13 +268,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     fn set(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        // The tag and the array are two levels of nesting.
+        nest(depth + 1)?;
         let len = obj.len()?;
-        if depth + 1 > MAX_DEPTH {
-            return Err(Error::encode(
-                format!("nesting deeper than {MAX_DEPTH} levels"),
-                "$",
-            ));
-        }
         write_head(&mut self.buf, TAG, tags::SET);
         write_head(&mut self.buf, ARRAY, len as u64);
         let mut spans = Vec::new();
@@ -280,7 +278,6 @@ impl<'a, 'py> Encoder<'a, 'py> {
         for (i, item) in obj.try_iter()?.enumerate() {
             let item = item?;
             let start = self.buf.len();
-            // The tag and the array are two levels of nesting.
             self.encode(&item, depth + 2)
                 .map_err(|e| types::at_index(e, i))?;
             if self.canonical {
@@ -393,4 +390,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
             )),
         }
     }
+}
+
+fn too_deep() -> Error {
+    Error::encode(format!("nesting deeper than {MAX_DEPTH} levels"), "$")
+}
+
+/// Refuses a container or tag at `depth` when it would nest past `MAX_DEPTH`
+/// (the decoder's limit, so whatever encodes also decodes).
+fn nest(depth: usize) -> Result<()> {
+    if depth >= MAX_DEPTH {
+        return Err(too_deep());
+    }
+    Ok(())
 }
