@@ -360,25 +360,42 @@ def _object_hook(value: dict[Any, Any], immutable: bool) -> object:
     return value
 
 
-def _simple_values(value: object) -> object:
-    """Replaces cbor2's `undefined` and `CBORSimpleValue` (a rare walk: only
-    when the input holds one of their initial bytes)."""
-    import cbor2
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes, Decimal, _dt.datetime, _dt.date})
 
-    if value is cbor2.undefined:
+
+def _simple_values(value: object, undefined: object, simple: type) -> object:
+    """Replaces cbor2's `undefined` and `CBORSimpleValue` objects, in place
+    where the container is ours; run only when the input holds one of their
+    initial bytes."""
+    t = type(value)
+    if t in _LEAVES:
+        return value
+    if value is undefined:
         return None
-    if isinstance(value, cbor2.CBORSimpleValue):
-        return Simple(value.value)
-    if type(value) is list:
-        return [_simple_values(v) for v in value]
-    if type(value) is tuple:
-        return tuple(_simple_values(v) for v in value)
-    if type(value) is dict:
-        return {_simple_values(k): _simple_values(v) for k, v in value.items()}
-    if type(value) in (set, frozenset):
-        return type(value)(_simple_values(v) for v in value)
-    if isinstance(value, Tag):
-        return Tag(value.tag, _simple_values(value.value))
+    if t is simple:
+        return Simple(value.value)  # type: ignore[attr-defined]
+    if t is list:
+        items: list[object] = value  # type: ignore[assignment]
+        for i, item in enumerate(items):
+            if type(item) not in _LEAVES:
+                items[i] = _simple_values(item, undefined, simple)
+        return items
+    if t is dict:
+        mapping: dict[object, object] = value  # type: ignore[assignment]
+        if any(type(k) not in _LEAVES for k in mapping):
+            return {
+                _simple_values(k, undefined, simple): _simple_values(v, undefined, simple)
+                for k, v in mapping.items()
+            }
+        for k, v in mapping.items():
+            if type(v) not in _LEAVES:
+                mapping[k] = _simple_values(v, undefined, simple)
+        return mapping
+    if t in (tuple, set, frozenset):
+        return t(_simple_values(v, undefined, simple) for v in value)  # type: ignore[attr-defined]
+    if t is Tag:
+        tag: Tag = value  # type: ignore[assignment]
+        return Tag(tag.tag, _simple_values(tag.value, undefined, simple))
     return value
 
 
@@ -412,5 +429,5 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     if end != len(raw):
         raise DecodeError(f"{len(raw) - end} trailing bytes after the data item", end)
     if _SIMPLE_BYTES.search(raw):
-        value = _simple_values(value)
+        value = _simple_values(value, cbor2.undefined, cbor2.CBORSimpleValue)
     return value
