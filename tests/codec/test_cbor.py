@@ -71,7 +71,11 @@ MODEL: list[tuple[object, str, object]] = [
     ({"a": 1}, "a1616101", {"a": 1}),
     (OrderedDict(b=1), "a1616201", {"b": 1}),
     ({(1, 2): "t"}, "a1820102617" + "4", {(1, 2): "t"}),
-    (datetime(2013, 3, 21, 20, 4, tzinfo=UTC), "c11a514b67b0", datetime(2013, 3, 21, 20, 4, tzinfo=UTC)),
+    (
+        datetime(2013, 3, 21, 20, 4, tzinfo=UTC),
+        "c11a514b67b0",
+        datetime(2013, 3, 21, 20, 4, tzinfo=UTC),
+    ),
     (
         datetime(2013, 3, 21, 22, 4, 0, 500000, tzinfo=timezone(timedelta(hours=2))),
         "c1fb41d452d9ec200000",

@@ -151,7 +151,7 @@ class _Encoding:
         elif isinstance(value, Enum):
             enc.encode(value.value)
         elif hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
-            fields = type(value).__dataclass_fields__
+            fields: dict[str, object] = type(value).__dataclass_fields__  # type: ignore[attr-defined]
             enc.encode({name: getattr(value, name) for name in fields})
         elif self.user_default is not None:
             enc.encode(self.user_default(value))
@@ -260,9 +260,7 @@ def _decimal_fraction(value: object, immutable: bool) -> object:
 def _bigfloat(value: object, immutable: bool) -> object:
     exponent, mantissa = _exponent_mantissa(value, 5)
     if abs(exponent) > _MAX_BIGFLOAT_EXPONENT:
-        raise ValueError(
-            f"bigfloat exponent {exponent} is beyond +-{_MAX_BIGFLOAT_EXPONENT}"
-        )
+        raise ValueError(f"bigfloat exponent {exponent} is beyond +-{_MAX_BIGFLOAT_EXPONENT}")
     if exponent >= 0:
         return _exact_decimal(abs(mantissa) << exponent, mantissa < 0, 0)
     # m * 2^-k == m * 5^k * 10^-k exactly.
@@ -352,7 +350,7 @@ class _Semantic(Mapping[int, Callable[[object, bool], object]]):
 _SEMANTIC = _Semantic()
 
 
-def _object_hook(value: dict[Any, Any], immutable: bool) -> object:
+def _object_hook(value: Mapping[Any, Any], immutable: bool) -> object:
     if immutable:
         raise ValueError(
             "a map cannot be a map key or a set member: Python has no hashable mapping"
