@@ -52,7 +52,9 @@ pub enum HeadError {
 }
 
 /// Reads the head at `pos`, returning it and the offset just past it.
-#[inline]
+// Inlined into the decoder's hot loop (see `Decoder::head`).
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn read_head(data: &[u8], pos: usize) -> Result<(Head, usize), HeadError> {
     let Some(&ib) = data.get(pos) else {
         return Err(HeadError::Truncated(pos));
