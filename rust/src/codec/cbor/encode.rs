@@ -4,7 +4,7 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyByteArray, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat,
+    PyByteArray, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt,
     PyList, PyString, PyTimeAccess, PyTuple,
 };
 
@@ -116,6 +116,23 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
+    /// `encode` for a container member, with the commonest scalars written
+    /// inline (measured: saves a dispatch per member on record lists).
+    #[inline]
+    fn member(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        if let Ok(s) = obj.cast_exact::<PyString>() {
+            return self.text(s);
+        }
+        if obj.is_exact_instance_of::<PyInt>() {
+            return self.int(obj);
+        }
+        if let Ok(f) = obj.cast_exact::<PyFloat>() {
+            self.float(f.value());
+            return Ok(());
+        }
+        self.encode(obj, depth)
+    }
+
     fn text(&mut self, s: &Bound<'py, PyString>) -> Result<()> {
         let s = s.to_str().map_err(|_| {
             Error::encode(
@@ -200,7 +217,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         write_head(&mut self.buf, ARRAY, len as u64);
         let mut count = 0;
         for (i, item) in items.enumerate() {
-            self.encode(&item, depth + 1)
+            self.member(&item, depth + 1)
                 .map_err(|e| types::at_index(e, i))?;
             count += 1;
         }
@@ -219,14 +236,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
         spans: &mut Vec<Span>,
     ) -> Result<()> {
         let start = self.buf.len();
-        let written = if let Ok(s) = key.cast_exact::<PyString>() {
-            self.text(s)
-        } else {
-            self.encode(key, depth + 1)
-        };
-        written.map_err(|e| types::at_key(e, key))?;
+        self.member(key, depth + 1)
+            .map_err(|e| types::at_key(e, key))?;
         let mid = self.buf.len();
-        self.encode(value, depth + 1)
+        self.member(value, depth + 1)
             .map_err(|e| types::at_key(e, key))?;
         if self.canonical {
             spans.push(Span {
