@@ -4,8 +4,8 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyByteArray, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt,
-    PyList, PyString, PyTimeAccess, PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict,
+    PyFloat, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
 };
 
 use super::canonical::{sort_entries, Span};
@@ -27,7 +27,7 @@ pub struct Encoder<'a, 'py> {
 impl<'a, 'py> Encoder<'a, 'py> {
     pub fn new(canonical: bool, default: Option<&'a Bound<'py, PyAny>>) -> Self {
         Self {
-            buf: Vec::with_capacity(256),
+            buf: Vec::with_capacity(1024),
             canonical,
             default,
         }
@@ -129,6 +129,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if let Ok(f) = obj.cast_exact::<PyFloat>() {
             self.float(f.value());
             return Ok(());
+        }
+        if obj.is_none() {
+            self.buf.push(0xf6);
+            return Ok(());
+        }
+        if let Ok(b) = obj.cast_exact::<PyBool>() {
+            self.buf.push(if b.is_true() { 0xf5 } else { 0xf4 });
+            return Ok(());
+        }
+        if let Ok(d) = obj.cast_exact::<PyDict>() {
+            return self.dict(d, depth);
         }
         self.encode(obj, depth)
     }
