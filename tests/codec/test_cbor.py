@@ -270,3 +270,18 @@ def test_registry_serves_both_implementations() -> None:
     value = {"a": [1, 2.5, None], "b": date(2020, 1, 2)}
     assert rust.dumps(value) == python.dumps(value)
     assert rust.loads(python.dumps(value)) == value
+
+
+def test_epoch_floats_match_cbor2_to_the_bit() -> None:
+    # Rounding cases: a negative timestamp with a fraction (total microseconds
+    # / 10**6, correctly rounded) and a far-future one whose fraction rounds
+    # away entirely (then the integer is written).
+    near = datetime(1970, 1, 1, 2, 54, 58, 999996, tzinfo=timezone(timedelta(seconds=10500)))
+    far = datetime(5618, 2, 14, 6, 40, 40, 999999, tzinfo=timezone(timedelta(minutes=-648)))
+    assert cbor.dumps(near).hex() == "c1fbbff0000431bde82d"
+    assert cbor.dumps(far).hex() == "c11b0000001acde79749"
+    for value in (near, far):
+        for canonical in (False, True):
+            assert cbor.dumps(value, canonical=canonical) == _pure_cbor.dumps(
+                value, canonical=canonical
+            )

@@ -346,8 +346,23 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if micros == 0 {
             self.i64(secs);
         } else {
-            // Same arithmetic as cbor2 (whole seconds plus a float fraction), so the bytes match.
-            self.float(secs as f64 + f64::from(micros) / 1_000_000.0);
+            // cbor2 writes `datetime.timestamp()`: total microseconds divided by
+            // 10^6, correctly rounded. Below 2^53 both operands are exact
+            // doubles, so one IEEE division gives the same bits.
+            let total = i128::from(secs) * 1_000_000 + i128::from(micros);
+            let x = if total.unsigned_abs() < 1 << 53 {
+                total as f64 / 1_000_000.0
+            } else {
+                obj.call_method0(intern!(py, "timestamp"))?
+                    .extract::<f64>()?
+            };
+            if x.fract() == 0.0 {
+                // Far from the epoch the fraction rounds away; cbor2 then
+                // writes the integer, and so do we.
+                self.i64(x as i64);
+            } else {
+                self.float(x);
+            }
         }
         Ok(())
     }
