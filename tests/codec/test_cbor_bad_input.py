@@ -53,6 +53,7 @@ BAD: list[tuple[str, int, str]] = [
     ("c48301020304", 0, "tag 4"),
     ("c582f60f", 0, "tag 5"),
     ("c5821b0000000100000000" + "01", 0, "bigfloat exponent"),
+    ("c5823b7fffffffffffffff01", 0, "bigfloat exponent"),
     ("d8254401020304", 0, "tag 37"),
     ("d8646161", 0, "tag 100"),
     ("d8641b7fffffffffffffff", 0, "tag 100"),

@@ -192,7 +192,7 @@ pub fn decimal_fraction<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
 pub fn bigfloat<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
     let py = value.py();
     let (exponent, mantissa) = exponent_mantissa(value, BIGFLOAT)?;
-    if exponent.abs() > MAX_BIGFLOAT_EXPONENT {
+    if exponent.unsigned_abs() > MAX_BIGFLOAT_EXPONENT.unsigned_abs() {
         return Err(format!(
             "bigfloat exponent {exponent} is beyond +-{MAX_BIGFLOAT_EXPONENT}"
         ));
@@ -237,9 +237,12 @@ pub fn date_from_days<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
     let days = value
         .extract::<i64>()
         .map_err(|_| "tag 100 (date) is out of range".to_owned())?;
+    let ordinal = days
+        .checked_add(ORDINAL_OF_EPOCH)
+        .ok_or_else(|| "tag 100 (date) is out of range".to_owned())?;
     let build = || -> PyResult<Bound<'py, PyAny>> {
         py.get_type::<PyDate>()
-            .call_method1(intern!(py, "fromordinal"), (days + ORDINAL_OF_EPOCH,))
+            .call_method1(intern!(py, "fromordinal"), (ordinal,))
     };
     build().map_err(|e| py_err("tag 100 (date) is out of range", &e, py))
 }
