@@ -285,3 +285,22 @@ def test_epoch_floats_match_cbor2_to_the_bit() -> None:
             assert cbor.dumps(value, canonical=canonical) == _pure_cbor.dumps(
                 value, canonical=canonical
             )
+
+
+def test_baseline_errors_carry_the_same_paths() -> None:
+    class Gadget:
+        pass
+
+    cases: list[object] = [
+        {"items": [1, {"price": Gadget()}]},
+        [{"x": datetime(2020, 1, 1)}],
+        {"k": ["ok", "\ud800"]},
+        Item("pen", Decimal(1), ["a", Gadget()]),  # type: ignore[list-item]
+        [{Gadget()}],
+    ]
+    for value in cases:
+        with pytest.raises(EncodeError) as rust:
+            cbor.dumps(value)
+        with pytest.raises(EncodeError) as python:
+            _pure_cbor.dumps(value)
+        assert python.value.path == rust.value.path != "$"

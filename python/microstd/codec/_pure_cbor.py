@@ -87,6 +87,8 @@ class _Encoding:
         import cbor2
 
         self.cbor2 = cbor2
+        # The object an EncodeError was raised for, so `dumps` can find its path.
+        self.culprit: object = None
         self.canonical = canonical
         self.user_default = default
         encoders: dict[type, Callable[[Any, Any], None]] = {
@@ -117,6 +119,7 @@ class _Encoding:
 
     def _datetime(self, enc: Any, value: _dt.datetime) -> None:
         if value.utcoffset() is None:
+            self.culprit = value
             raise EncodeError(
                 f"cannot encode a naive {_type_name(value)}: attach a tzinfo "
                 "(for example datetime.timezone.utc)",
@@ -156,6 +159,7 @@ class _Encoding:
         elif self.user_default is not None:
             enc.encode(self.user_default(value))
         else:
+            self.culprit = value
             raise EncodeError(
                 f"cannot encode object of type {_type_name(value)} as CBOR; "
                 "pass default= to convert it",
@@ -169,21 +173,73 @@ def dumps(
     """Encode `obj` as CBOR with cbor2, byte-identical to the Rust codec."""
     import cbor2
 
+    encoding = _Encoding(canonical, default)
     try:
-        return _Encoding(canonical, default).dumps(obj)
-    except EncodeError:
-        raise
+        return encoding.dumps(obj)
+    except EncodeError as exc:
+        raise _with_path(exc, obj, encoding.culprit) from None
     except cbor2.CBOREncodeError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, EncodeError):
-            raise cause from exc
+            raise _with_path(cause, obj, encoding.culprit) from exc
         raise EncodeError(str(exc), "$") from exc
     except UnicodeEncodeError as exc:
-        raise EncodeError(
+        culprit = exc.object if isinstance(exc.object, str) else None
+        error = EncodeError(
             "cannot encode a str holding a lone surrogate: UTF-8 cannot carry it", "$"
-        ) from exc
+        )
+        raise _with_path(error, obj, culprit, surrogate=True) from exc
     except RecursionError as exc:
         raise EncodeError(f"nesting deeper than {MAX_DEPTH} levels", "$") from exc
+
+
+def _with_path(
+    error: EncodeError, root: object, culprit: object, *, surrogate: bool = False
+) -> EncodeError:
+    """`error` with the path of `culprit` inside `root`, in the Rust codec's
+    notation (`$.items[3].price`). Runs only when encoding has failed."""
+    if culprit is None and not surrogate:
+        return error
+    found = _find(root, culprit, surrogate, 0)
+    if found is None:
+        return error
+    return EncodeError(error.message, "$" + "".join(reversed(found)))
+
+
+def _key_segment(key: object) -> str:
+    return f".{key}" if isinstance(key, str) else f"[{key!r}]"
+
+
+def _find(node: object, culprit: object, surrogate: bool, depth: int) -> list[str] | None:
+    """Reversed path segments from `node` to the culprit (by identity), or None."""
+    if node is culprit and not surrogate:
+        return []
+    if surrogate and isinstance(node, str):
+        try:
+            node.encode()
+        except UnicodeEncodeError:
+            return []
+        return None
+    if depth > MAX_DEPTH:
+        return None
+    children: list[tuple[str | None, object]] = []
+    if isinstance(node, (Enum, Tag)):
+        children = [(None, node.value)]
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            children += [(_key_segment(k), k), (_key_segment(k), v)]
+    elif isinstance(node, (list, tuple, set, frozenset)):
+        children = [(f"[{i}]", v) for i, v in enumerate(node)]
+    elif hasattr(type(node), "__dataclass_fields__") and not isinstance(node, type):
+        fields: dict[str, object] = type(node).__dataclass_fields__  # type: ignore[attr-defined]
+        children = [(f".{name}", getattr(node, name, None)) for name in fields]
+    for segment, child in children:
+        found = _find(child, culprit, surrogate, depth + 1)
+        if found is not None:
+            if segment is not None:
+                found.append(segment)
+            return found
+    return None
 
 
 # -- decoding: the semantic tags, mirroring rust/src/codec/cbor/tags.rs
