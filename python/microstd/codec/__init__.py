@@ -7,8 +7,9 @@ up by content type (`codec.get("application/cbor").loads(data)`).
 from __future__ import annotations
 
 from microstd.codec import cbor, json, msgpack
+from microstd.codec._cbor_simple import Simple
 from microstd.codec._ext import Ext, Tag
 from microstd.codec.base import Codec
 from microstd.codec.registry import get, known, register
 
-__all__ = ["Codec", "Ext", "Tag", "cbor", "get", "json", "known", "msgpack", "register"]
+__all__ = ["Codec", "Ext", "Simple", "Tag", "cbor", "get", "json", "known", "msgpack", "register"]

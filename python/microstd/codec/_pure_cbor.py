@@ -21,6 +21,7 @@ What it adds to plain `cbor2`:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import re
@@ -154,8 +155,7 @@ class _Encoding:
         elif isinstance(value, Enum):
             enc.encode(value.value)
         elif hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
-            fields: dict[str, object] = type(value).__dataclass_fields__  # type: ignore[attr-defined]
-            enc.encode({name: getattr(value, name) for name in fields})
+            enc.encode({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
         elif self.user_default is not None:
             enc.encode(self.user_default(value))
         else:
@@ -231,8 +231,7 @@ def _find(node: object, culprit: object, surrogate: bool, depth: int) -> list[st
     elif isinstance(node, (list, tuple, set, frozenset)):
         children = [(f"[{i}]", v) for i, v in enumerate(node)]
     elif hasattr(type(node), "__dataclass_fields__") and not isinstance(node, type):
-        fields: dict[str, object] = type(node).__dataclass_fields__  # type: ignore[attr-defined]
-        children = [(f".{name}", getattr(node, name, None)) for name in fields]
+        children = [(f".{f.name}", getattr(node, f.name, None)) for f in dataclasses.fields(node)]
     for segment, child in children:
         found = _find(child, culprit, surrogate, depth + 1)
         if found is not None:

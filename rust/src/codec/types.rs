@@ -52,6 +52,7 @@ static DECIMAL_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static EXT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TAG_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FIELD_MARKER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `uuid.UUID`, imported once.
 pub fn uuid_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
@@ -195,8 +196,16 @@ pub fn dataclass_fields<'py>(
         .get_type()
         .getattr(pyo3::intern!(py, "__dataclass_fields__"))?;
     let fields = fields.cast_into::<PyDict>()?;
+    // `__dataclass_fields__` also lists ClassVar and InitVar pseudo-fields;
+    // only real fields (`_field_type is dataclasses._FIELD`) are data, as in
+    // `dataclasses.fields()`.
+    let real = FIELD_MARKER.import(py, "dataclasses", "_FIELD")?;
+    let field_type = pyo3::intern!(py, "_field_type");
     let mut out = Vec::with_capacity(fields.len());
-    for name in fields.keys() {
+    for (name, field) in fields.iter() {
+        if !field.getattr(field_type)?.is(real) {
+            continue;
+        }
         let name = name.cast_into::<PyString>()?;
         let value = obj.getattr(&name)?;
         out.push((name, value));
