@@ -1,0 +1,164 @@
+//! `RustBroker`: the router bound to Python, and the fan-out loop that calls handlers.
+//!
+//! One publish crosses into Rust once: the subject is matched (through the
+//! cache), queue-group members are picked, and every target is called with
+//! the same message object, so the body is never copied per subscriber.
+//! A target that raises is passed to the error hook with its owner; the loop
+//! goes on with the other targets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::prelude::*;
+
+use super::router::Router;
+use super::subjects;
+
+struct Entry {
+    target: Py<PyAny>,
+    owner: Py<PyAny>,
+    /// Cleared on unsubscribe, so a delivery already in flight skips it.
+    active: AtomicBool,
+}
+
+/// The in-memory routing core: subject trie, match cache, queue groups, fan-out.
+#[pyclass(frozen, module = "microstd._core")]
+pub struct RustBroker {
+    router: Mutex<Router<Entry>>,
+    on_error: Mutex<Option<Py<PyAny>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the router half-updated in a
+    // way that matters more than losing it, so carry on with the data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[pymethods]
+impl RustBroker {
+    #[new]
+    fn new() -> Self {
+        Self {
+            router: Mutex::new(Router::default()),
+            on_error: Mutex::new(None),
+        }
+    }
+
+    /// Route messages matching `pattern` to `target(message)`; `owner` is what the
+    /// error hook is given when `target` raises. Returns the subscription id.
+    #[pyo3(signature = (pattern, queue, target, owner))]
+    fn subscribe(
+        &self,
+        pattern: &str,
+        queue: Option<&str>,
+        target: Py<PyAny>,
+        owner: Py<PyAny>,
+    ) -> PyResult<u64> {
+        let entry = Arc::new(Entry {
+            target,
+            owner,
+            active: AtomicBool::new(true),
+        });
+        Ok(locked(&self.router).subscribe(pattern, queue, entry)?)
+    }
+
+    /// Remove subscription `sid`; False if it was already gone.
+    fn unsubscribe(&self, sid: u64) -> bool {
+        let removed = locked(&self.router).unsubscribe(sid);
+        match removed {
+            Some(entry) => {
+                entry.active.store(false, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Set the hook called as `hook(exc, owner)` when a target raises.
+    fn set_on_error(&self, hook: Option<Py<PyAny>>) {
+        *locked(&self.on_error) = hook;
+    }
+
+    /// Call every target `subject` reaches with `message`; returns how many were called.
+    fn publish(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let (matched, picked) = {
+            let mut router = locked(&self.router);
+            let matched = router.lookup(subject)?;
+            let picked: Vec<Arc<Entry>> = matched
+                .groups
+                .iter()
+                .filter_map(|p| p.pick().cloned())
+                .collect();
+            (matched, picked)
+        };
+        let mut called = 0;
+        for entry in matched.plain.iter().chain(picked.iter()) {
+            if !entry.active.load(Ordering::Acquire) {
+                continue;
+            }
+            called += 1;
+            if let Err(err) = entry.target.bind(py).call1((message,)) {
+                self.report(py, &err, &entry.owner);
+            }
+        }
+        Ok(called)
+    }
+
+    /// The targets one publish to `subject` would reach (queue groups advance).
+    fn targets(&self, py: Python<'_>, subject: &str) -> PyResult<Vec<Py<PyAny>>> {
+        let found = locked(&self.router).targets(subject)?;
+        Ok(found
+            .iter()
+            .filter(|e| e.active.load(Ordering::Acquire))
+            .map(|e| e.target.clone_ref(py))
+            .collect())
+    }
+
+    /// Drop every subscription.
+    fn clear(&self) {
+        let mut router = locked(&self.router);
+        router.clear();
+    }
+
+    fn __len__(&self) -> usize {
+        locked(&self.router).len()
+    }
+}
+
+impl RustBroker {
+    fn report(&self, py: Python<'_>, err: &PyErr, owner: &Py<PyAny>) {
+        let hook = locked(&self.on_error).as_ref().map(|h| h.clone_ref(py));
+        let outcome = match hook {
+            Some(hook) => hook.bind(py).call1((err.value(py), owner)).map(|_| ()),
+            None => Err(err.clone_ref(py)),
+        };
+        if let Err(unreported) = outcome {
+            unreported.write_unraisable(py, Some(owner.bind(py)));
+        }
+    }
+}
+
+/// Raise `InvalidTopic` unless `subject` is a concrete publish subject.
+#[pyfunction]
+pub fn validate_subject(subject: &str) -> PyResult<()> {
+    subjects::validate_subject(subject).map_err(PyErr::from)
+}
+
+/// Raise `InvalidTopic` unless `pattern` is a valid subscription pattern.
+#[pyfunction]
+pub fn validate_pattern(pattern: &str) -> PyResult<()> {
+    subjects::validate_pattern(pattern).map_err(PyErr::from)
+}
+
+/// True if the concrete `subject` matches `pattern` (both validated first).
+#[pyfunction]
+pub fn subject_matches(pattern: &str, subject: &str) -> PyResult<bool> {
+    subjects::validate_pattern(pattern)?;
+    subjects::validate_subject(subject)?;
+    Ok(subjects::matches(pattern, subject))
+}
