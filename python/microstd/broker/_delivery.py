@@ -1,0 +1,184 @@
+"""Per-subscription delivery on the async interface: a bounded queue and one task.
+
+Every backend's async subscriptions use this: the router (or the network
+client's callback) calls `push(message)` without waiting, and one task per
+subscription hands messages to the handler in order. A sync handler is
+called on that task, on the event loop; an async handler is awaited there,
+so one subscription never runs two handlers at once.
+
+A full queue either drops the message for this subscriber (counted in
+`dropped`) or, with `overflow="block"`, takes it and asks the publisher to
+wait for room (`wait_for_room`), so memory stays bounded by `max_pending`
+plus one message per blocked publisher. Either way other subscribers are
+not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from microstd.broker.base import Handler, Message, Overflow, log
+
+__all__ = ["Delivery", "blocked_deliveries", "check_options", "report_error"]
+
+_local = threading.local()
+
+
+def blocked_deliveries() -> list[Delivery]:
+    """Deliveries this thread's last fan-outs overfilled (and forgets them)."""
+    found: list[Delivery] | None = getattr(_local, "blocked", None)
+    if not found:
+        return []
+    _local.blocked = []
+    return found
+
+
+def check_options(max_pending: object, overflow: object, drain_timeout: object) -> None:
+    """Raise ValueError for option values no backend could honour."""
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+        raise ValueError(f"max_pending must be a positive int, got {max_pending!r}")
+    if overflow not in ("block", "drop"):
+        raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+    if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)):
+        raise ValueError(f"drain_timeout must be seconds, got {drain_timeout!r}")
+
+
+def report_error(
+    exc: BaseException, subscription: object, hook: Callable[[BaseException, object], None] | None
+) -> None:
+    """Log a handler's exception at WARNING and pass it to the user's hook, if any."""
+    pattern = getattr(subscription, "pattern", "?")
+    log.warning("broker handler for %r raised %s", pattern, type(exc).__name__, exc_info=exc)
+    if hook is not None:
+        try:
+            hook(exc, subscription)
+        except Exception:
+            log.exception("broker on_error hook raised")
+
+
+class Delivery:
+    """The queue and task that feed one subscription's handler."""
+
+    __slots__ = (
+        "_idle",
+        "_loop",
+        "_room",
+        "_thread",
+        "_wake",
+        "closed",
+        "dropped",
+        "gate",
+        "handler",
+        "max_pending",
+        "overflow",
+        "queue",
+        "report",
+        "task",
+    )
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_pending: int,
+        overflow: Overflow,
+        report: Callable[[BaseException], None],
+        gate: Callable[[Message], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.max_pending = max_pending
+        self.overflow = overflow
+        self.report = report
+        # An optional async check run before the handler (Redis queue-group claims).
+        self.gate = gate
+        self.queue: deque[Message] = deque()
+        self.dropped = 0
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._idle = True
+        self.task = self._loop.create_task(self._run())
+
+    def push(self, message: Message) -> None:
+        """Queue `message` (called by the fan-out; never waits)."""
+        if self.closed:
+            return
+        if threading.get_ident() != self._thread:
+            # A publish from another thread (the sync surface of a shared instance).
+            self._loop.call_soon_threadsafe(self.push, message)
+            return
+        queue = self.queue
+        if len(queue) >= self.max_pending:
+            if self.overflow == "drop":
+                self.dropped += 1
+                return
+            blocked = getattr(_local, "blocked", None)
+            if blocked is None:
+                blocked = _local.blocked = []
+            blocked.append(self)
+        queue.append(message)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is back within `max_pending` (or delivery stopped)."""
+        while len(self.queue) > self.max_pending and not self.closed:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _run(self) -> None:
+        queue = self.queue
+        handler = self.handler
+        while True:
+            while not queue:
+                if self.closed:
+                    return
+                self._wake.clear()
+                self._idle = True
+                await self._wake.wait()
+            message = queue.popleft()
+            if len(queue) < self.max_pending:
+                self._room.set()
+            try:
+                if self.gate is not None and not await self.gate(message):
+                    continue
+                result = handler(message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self.report(exc)
+
+    def stop(self) -> None:
+        """No more messages: pending ones are discarded, the running handler finishes."""
+        self.closed = True
+        self.queue.clear()
+        self._room.set()
+        self._wake.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking messages, handle what is queued, cancel after `timeout` seconds."""
+        self.closed = True
+        self._room.set()
+        self._wake.set()
+        if asyncio.current_task() is self.task:
+            return
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            log.warning("broker: handler still running after %.1fs drain, cancelled", timeout)
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def join(self) -> None:
+        """Wait for the task to end (not from within the handler itself)."""
+        if asyncio.current_task() is not self.task and not self.task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
