@@ -22,9 +22,9 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from microstd.broker.base import Handler, Message, Overflow, log
+from microstd.broker.base import ErrorHook, Handler, Message, Overflow, log
 
-__all__ = ["Delivery", "blocked_deliveries", "check_options", "report_error"]
+__all__ = ["Delivery", "Options", "blocked_deliveries", "check_options", "report_error"]
 
 _local = threading.local()
 
@@ -59,6 +59,25 @@ def report_error(
             hook(exc, subscription)
         except Exception:
             log.exception("broker on_error hook raised")
+
+
+class Options:
+    """The options every backend takes (see `Broker`)."""
+
+    __slots__ = ("drain_timeout", "hook", "max_pending", "overflow")
+
+    def __init__(
+        self,
+        on_error: ErrorHook | None = None,
+        max_pending: int = 10_000,
+        overflow: Overflow = "block",
+        drain_timeout: float = 5.0,
+    ) -> None:
+        check_options(max_pending, overflow, drain_timeout)
+        self.hook = on_error
+        self.max_pending = max_pending
+        self.overflow: Overflow = overflow
+        self.drain_timeout = float(drain_timeout)
 
 
 class Delivery:

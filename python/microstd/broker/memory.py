@@ -29,14 +29,13 @@ from typing import Any, Protocol
 from microstd import _accel
 from microstd._backends import ParsedURL, shared_instance
 from microstd._loopthread import LoopThread
-from microstd.broker._delivery import Delivery, blocked_deliveries, check_options, report_error
+from microstd.broker._delivery import Delivery, Options, blocked_deliveries, report_error
 from microstd.broker._pure import PythonBroker
 from microstd.broker.base import (
     Broker,
     ErrorHook,
     Handler,
     Message,
-    Overflow,
     Subscription,
     SyncBroker,
     SyncSubscription,
@@ -81,23 +80,6 @@ def new_core(impl: str = "rust") -> Core:
     return core
 
 
-class _Options:
-    __slots__ = ("drain_timeout", "hook", "max_pending", "overflow")
-
-    def __init__(
-        self,
-        on_error: ErrorHook | None = None,
-        max_pending: int = 10_000,
-        overflow: Overflow = "block",
-        drain_timeout: float = 5.0,
-    ) -> None:
-        check_options(max_pending, overflow, drain_timeout)
-        self.hook = on_error
-        self.max_pending = max_pending
-        self.overflow: Overflow = overflow
-        self.drain_timeout = float(drain_timeout)
-
-
 class _AsyncSubscription(Subscription):
     __slots__ = ("_broker", "delivery", "pattern", "queue", "sid")
 
@@ -131,7 +113,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, core: Core, **options: Any) -> None:
         self._core = core
-        self._opts = _Options(**options)
+        self._opts = Options(**options)
         self._subs: dict[int, _AsyncSubscription] = {}
         self._closed = False
 
@@ -222,7 +204,7 @@ class SyncMemoryBroker(SyncBroker):
 
     def __init__(self, core: Core, **options: Any) -> None:
         self._core = core
-        self._opts = _Options(**options)
+        self._opts = Options(**options)
         self._subs: dict[int, _SyncSubscription] = {}
         self._closed = False
         self._runner: LoopThread | None = None
