@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Literal, Union
 
 from microstd import codec
+from microstd.errors import EncodeError
 
 __all__ = [
     "Broker",
@@ -108,7 +109,13 @@ def encode_body(
     c = codec.get(ct)
     if isinstance(body, (bytes, bytearray, memoryview)) and ct in (OCTET_STREAM, "text/plain"):
         return bytes(body), ct, hdrs
-    return c.dumps(body), ct, hdrs
+    try:
+        return c.dumps(body), ct, hdrs
+    except EncodeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        # A codec that reports with builtin exceptions still gives callers one type to catch.
+        raise EncodeError(f"cannot encode body as {ct}: {exc}", "$") from exc
 
 
 class Subscription(abc.ABC):

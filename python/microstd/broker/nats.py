@@ -2,8 +2,10 @@
 
     broker = microstd.broker.open("nats://127.0.0.1:4222")
 
-Wildcards and queue groups are native NATS features with the same
-semantics as the design (a queue group is its subject and queue name).
+Wildcards and queue groups are native NATS features. The server groups
+queue subscribers by queue name alone, so the NATS queue name is the queue
+qualified by its pattern (`queue@pattern`, see `nats_queue`): a group is its
+pattern and queue name together, as the design says.
 Headers travel as NATS headers; the content type is the `Content-Type`
 header, removed from `Message.headers` on receipt. Each subscription's
 messages go through the same bounded per-subscription queue as the memory
@@ -24,9 +26,19 @@ from microstd.broker._subjects import validate_pattern, validate_subject
 from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
 
-__all__ = ["NatsBroker"]
+__all__ = ["NatsBroker", "nats_queue"]
 
 CONTENT_TYPE_HEADER = "Content-Type"
+
+
+def nats_queue(pattern: str, queue: str | None) -> str:
+    """The NATS queue name for group (`pattern`, `queue`).
+
+    The NATS server groups the queue subscribers a message matches by queue
+    name alone, so `a.*` and `a.>` with queue `q` would share one delivery.
+    Qualifying the name with the pattern keeps them two groups, as designed.
+    """
+    return "" if queue is None else f"{queue}@{pattern}"
 
 
 class NatsBroker(NetworkBroker):
@@ -106,7 +118,7 @@ class NatsBroker(NetworkBroker):
                 await delivery.wait_for_room()
 
         try:
-            nsub = await nc.subscribe(pattern, queue=queue or "", cb=on_message)
+            nsub = await nc.subscribe(pattern, queue=nats_queue(pattern, queue), cb=on_message)
             # Once flushed the server has the interest: a publish right after is seen.
             await nc.flush()
         except NatsError as exc:

@@ -192,8 +192,9 @@ class RedisBroker(NetworkBroker):
                 continue
             kind = raw.get("type")
             glob = _text(raw.get("pattern"))
-            if kind == "psubscribe" and glob is not None:
-                confirmed = self._confirm.get(glob)
+            if kind == "psubscribe":
+                # A subscribe confirmation names the glob in its `channel` field.
+                confirmed = self._confirm.get(_text(raw.get("channel")) or "")
                 if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
             elif kind == "pmessage" and glob is not None:
