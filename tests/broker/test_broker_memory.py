@@ -154,7 +154,7 @@ def test_rust_core_and_twin_route_identically(
     assert _accel.core is not None
     twins = [PythonBroker(), _accel.core.RustBroker()]
     logs: list[list[tuple[str, int]]] = [[], []]
-    for log, core in zip(logs, twins):
+    for log, core in zip(logs, twins, strict=True):
         sids = [
             core.subscribe(p, q, lambda m, i=i, log=log: log.append((m, i)), i)
             for i, (p, q) in enumerate(patterns)

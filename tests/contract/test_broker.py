@@ -364,9 +364,7 @@ def test_queue_group_across_two_processes(
                 pub.publish(f"{base}.job", i)
 
             def handled() -> int:
-                return sum(
-                    len(o.read_text().split()) for o in outs if o.exists()
-                )
+                return sum(len(o.read_text().split()) for o in outs if o.exists())
 
             eventually_sync(lambda: handled() >= n, timeout=30)
     finally:

@@ -9,7 +9,26 @@ from typing import Any
 from microstd.broker._delivery import Delivery, Options, report_error
 from microstd.broker.base import Broker, ErrorHook, Subscription
 
-__all__ = ["NetworkBroker", "NetworkSubscription"]
+__all__ = ["NetworkBroker", "NetworkSubscription", "query_options"]
+
+_NUMBERS: dict[str, type] = {
+    "max_pending": int,
+    "drain_timeout": float,
+    "claim_ttl": float,
+    "connect_timeout": float,
+}
+
+
+def query_options(query: dict[str, str], options: dict[str, Any]) -> dict[str, Any]:
+    """The URL's query options, numbers converted, overridden by keyword `options`."""
+    merged: dict[str, Any] = {}
+    for key, value in query.items():
+        try:
+            merged[key] = _NUMBERS[key](value) if key in _NUMBERS else value
+        except ValueError as exc:
+            raise ValueError(f"URL option {key}={value!r} is not a number") from exc
+    merged.update(options)
+    return merged
 
 
 class NetworkSubscription(Subscription):
@@ -60,9 +79,7 @@ class NetworkBroker(Broker):
     def on_error(self, hook: ErrorHook | None) -> None:
         self._opts.hook = hook
 
-    def _new_delivery(
-        self, sub: NetworkSubscription, handler: Any, gate: Any = None
-    ) -> Delivery:
+    def _new_delivery(self, sub: NetworkSubscription, handler: Any, gate: Any = None) -> Delivery:
         delivery = Delivery(
             handler,
             max_pending=self._opts.max_pending,

@@ -2,7 +2,7 @@
 
 The same rules as the Rust core (`rust/src/broker/subjects.rs`): dot-separated
 non-empty tokens without whitespace; in a pattern `*` matches exactly one
-token and `>` (last only) one or more trailing tokens. Used by the pure twin
+part and `>` (last only) one or more trailing tokens. Used by the pure twin
 and by the Redis backend's filter.
 """
 
@@ -26,7 +26,7 @@ def _check_common(subject: object, what: str) -> list[str]:
         raise InvalidTopic(f"{what} {subject!r} contains whitespace")
     tokens = subject.split(".")
     if "" in tokens:
-        raise InvalidTopic(f"{what} {subject!r} has an empty token")
+        raise InvalidTopic(f"{what} {subject!r} has an empty part")
     return tokens
 
 
@@ -34,7 +34,9 @@ def validate_subject(subject: object) -> list[str]:
     """The tokens of a concrete publish subject, or `InvalidTopic`."""
     tokens = _check_common(subject, "topic")
     if "*" in tokens or ">" in tokens:
-        raise InvalidTopic(f"topic {subject!r} contains a wildcard; wildcards are for subscriptions")
+        raise InvalidTopic(
+            f"topic {subject!r} contains a wildcard; wildcards are for subscriptions"
+        )
     return tokens
 
 
@@ -42,7 +44,7 @@ def validate_pattern(pattern: object) -> list[str]:
     """The tokens of a subscription pattern, or `InvalidTopic`."""
     tokens = _check_common(pattern, "pattern")
     if ">" in tokens[:-1]:
-        raise InvalidTopic(f"pattern {pattern!r}: '>' must be the last token")
+        raise InvalidTopic(f"pattern {pattern!r}: '>' must be the last part")
     return tokens
 
 
@@ -50,10 +52,10 @@ def matches(pattern: str, subject: str) -> bool:
     """True if the concrete `subject` matches `pattern` (both already valid)."""
     subj = subject.split(".")
     pat = pattern.split(".")
-    for i, token in enumerate(pat):
-        if token == ">":
+    for i, part in enumerate(pat):
+        if part == ">":
             return len(subj) > i
-        if i >= len(subj) or (token != "*" and token != subj[i]):
+        if i >= len(subj) or (part != "*" and part != subj[i]):
             return False
     return len(subj) == len(pat)
 
@@ -81,18 +83,18 @@ class Trie:
 
     def insert(self, tokens: list[str], ident: int) -> None:
         node = self._root
-        for token in tokens:
-            if token == ">":
+        for part in tokens:
+            if part == ">":
                 node.tail.append(ident)
                 return
-            if token == "*":
+            if part == "*":
                 if node.star is None:
                     node.star = _Node()
                 node = node.star
             else:
-                child = node.literal.get(token)
+                child = node.literal.get(part)
                 if child is None:
-                    child = node.literal[token] = _Node()
+                    child = node.literal[part] = _Node()
                 node = child
         node.here.append(ident)
 
@@ -102,18 +104,18 @@ class Trie:
     def _remove(self, node: _Node, tokens: list[str], i: int, ident: int) -> bool:
         if i == len(tokens):
             return _take(node.here, ident)
-        token = tokens[i]
-        if token == ">":
+        part = tokens[i]
+        if part == ">":
             return _take(node.tail, ident)
-        child = node.star if token == "*" else node.literal.get(token)
+        child = node.star if part == "*" else node.literal.get(part)
         if child is None:
             return False
         found = self._remove(child, tokens, i + 1, ident)
         if child.empty():
-            if token == "*":
+            if part == "*":
                 node.star = None
             else:
-                del node.literal[token]
+                del node.literal[part]
         return found
 
     def find(self, tokens: list[str]) -> list[int]:

@@ -11,7 +11,7 @@ import abc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Literal, Union
+from typing import Literal
 
 from microstd import codec
 from microstd.errors import EncodeError
@@ -82,7 +82,7 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
-Handler = Callable[[Message], Union[None, Awaitable[None]]]
+Handler = Callable[[Message], "Awaitable[None] | None"]
 ErrorHook = Callable[[BaseException, "Subscription | SyncSubscription"], None]
 
 

@@ -225,7 +225,9 @@ class SyncMemoryBroker(SyncBroker):
         runner = self._runner
 
         def run_async(message: Message) -> None:
-            runner.run(handler(message))  # type: ignore[arg-type]
+            result = handler(message)
+            if inspect.iscoroutine(result):
+                runner.run(result)
 
         return run_async
 

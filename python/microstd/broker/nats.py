@@ -21,7 +21,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd.broker._delivery import blocked_deliveries
-from microstd.broker._network import NetworkBroker, NetworkSubscription
+from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import validate_pattern, validate_subject
 from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
@@ -53,11 +53,7 @@ class NatsBroker(NetworkBroker):
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> NatsBroker:
         servers = url.raw.split("?", 1)[0]
-        query = dict(url.query)
-        query.update(options)
-        if "connect_timeout" in query:
-            query["connect_timeout"] = float(query["connect_timeout"])
-        return cls(servers, **query)
+        return cls(servers, **query_options(url.query, options))
 
     def __repr__(self) -> str:
         from microstd._backends import redact

@@ -33,7 +33,7 @@ from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL, redact
-from microstd.broker._network import NetworkBroker, NetworkSubscription
+from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
@@ -45,7 +45,9 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
 
 def glob_for(pattern: str) -> str:
     """The Redis glob that matches a superset of the subjects `pattern` matches."""
-    return ".".join("*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split("."))
+    return ".".join(
+        "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
+    )
 
 
 class _RedisMessage(Message):
@@ -82,9 +84,7 @@ class RedisBroker(NetworkBroker):
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> RedisBroker:
-        query = dict(url.query)
-        query.update(options)
-        return cls(url.raw.split("?", 1)[0], **query)
+        return cls(url.raw.split("?", 1)[0], **query_options(url.query, options))
 
     def __repr__(self) -> str:
         return f"RedisBroker({redact(self._url)!r})"
@@ -207,10 +207,13 @@ class RedisBroker(NetworkBroker):
         topic = channel[len(self._prefix) :]
         try:
             validate_subject(topic)
-            version, msgid, headers, content_type, body = codec.msgpack.loads(data)  # type: ignore[arg-type, misc]
-            if version != 1 or not isinstance(body, bytes):
+            envelope = codec.msgpack.loads(data)  # type: ignore[arg-type]
+            if not isinstance(envelope, list) or len(envelope) != 5 or envelope[0] != 1:
                 raise ValueError("unknown envelope")
-            message = _RedisMessage(str(msgid), topic, body, dict(headers), str(content_type))
+            _, msgid, headers, content_type, body = envelope
+            if not isinstance(body, bytes) or not isinstance(headers, dict):
+                raise ValueError("unknown envelope")
+            message = _RedisMessage(str(msgid), topic, body, headers, str(content_type))
         except Exception as exc:
             log.warning("Redis broker: skipped a malformed message on %r: %s", channel, exc)
             return
