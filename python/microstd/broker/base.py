@@ -95,6 +95,8 @@ def encode_body(
     else goes through `microstd.codec` (msgpack by default), whose
     `EncodeError` then stops the publish.
     """
+    if type(body) is bytes and content_type is None and not headers:
+        return body, OCTET_STREAM, {}  # the common case, kept cheap
     hdrs: dict[str, str] = {}
     if headers:
         for k, v in headers.items():

@@ -3,6 +3,7 @@
 //! Generic over the target type so `cargo test` runs it without Python.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::groups::{Group, Picker};
@@ -28,6 +29,38 @@ struct Sub {
 
 type GroupKey = (Box<str>, Box<str>);
 
+/// Cache keys are already hashes (Python's cached `str` hash from the binding,
+/// FNV-1a otherwise): hashing them again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Bucket<T> = Vec<(Box<str>, Arc<Matched<T>>)>;
+type Cache<T> = HashMap<u64, Bucket<T>, BuildHasherDefault<PassThrough>>;
+
+/// FNV-1a, the cache hash when the caller has none.
+pub fn subject_hash(subject: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in subject.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
 /// The routing table of one broker.
 #[derive(Debug)]
 pub struct Router<T> {
@@ -35,7 +68,8 @@ pub struct Router<T> {
     subs: HashMap<u64, (Sub, Arc<T>)>,
     groups: HashMap<GroupKey, Group<T>>,
     group_of_tid: HashMap<u64, GroupKey>,
-    cache: HashMap<Box<str>, Arc<Matched<T>>>,
+    cache: Cache<T>,
+    cached: usize,
     next_id: u64,
 }
 
@@ -46,7 +80,8 @@ impl<T> Default for Router<T> {
             subs: HashMap::new(),
             groups: HashMap::new(),
             group_of_tid: HashMap::new(),
-            cache: HashMap::new(),
+            cache: Cache::default(),
+            cached: 0,
             next_id: 1,
         }
     }
@@ -88,7 +123,7 @@ impl<T> Router<T> {
             queue: queue.map(Into::into),
         };
         self.subs.insert(sid, (sub, target));
-        self.cache.clear();
+        self.clear_cache();
         Ok(sid)
     }
 
@@ -112,14 +147,28 @@ impl<T> Router<T> {
                 }
             }
         }
-        self.cache.clear();
+        self.clear_cache();
         Some(target)
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.cached = 0;
     }
 
     /// What `subject` matches: from the cache, or by walking the trie once.
     pub fn lookup(&mut self, subject: &str) -> Result<Arc<Matched<T>>> {
-        if let Some(hit) = self.cache.get(subject) {
-            return Ok(Arc::clone(hit));
+        self.lookup_hashed(subject_hash(subject), subject)
+    }
+
+    /// `lookup` with the subject's hash given; one router must always use the same hash.
+    pub fn lookup_hashed(&mut self, hash: u64, subject: &str) -> Result<Arc<Matched<T>>> {
+        if let Some(bucket) = self.cache.get(&hash) {
+            for (key, hit) in bucket {
+                if **key == *subject {
+                    return Ok(Arc::clone(hit));
+                }
+            }
         }
         // Only valid subjects reach the cache, so a hit needs no validation.
         validate_subject(subject)?;
@@ -136,10 +185,14 @@ impl<T> Router<T> {
             }
         }
         let found = Arc::new(Matched { plain, groups });
-        if self.cache.len() >= CACHE_MAX {
-            self.cache.clear();
+        if self.cached >= CACHE_MAX {
+            self.clear_cache();
         }
-        self.cache.insert(subject.into(), Arc::clone(&found));
+        self.cached += 1;
+        self.cache
+            .entry(hash)
+            .or_default()
+            .push((subject.into(), Arc::clone(&found)));
         Ok(found)
     }
 
@@ -162,7 +215,7 @@ impl<T> Router<T> {
 
     /// Distinct subjects currently cached.
     pub fn cached(&self) -> usize {
-        self.cache.len()
+        self.cached
     }
 
     /// Drop every subscription.
@@ -200,6 +253,17 @@ mod tests {
         assert!(r.targets("a.*").is_err());
         assert!(r.subscribe("a.>.b", None, Arc::new("x")).is_err());
         assert!(r.subscribe("a", Some(""), Arc::new("x")).is_err());
+    }
+
+    #[test]
+    fn colliding_hashes_keep_subjects_apart() {
+        let mut r: Router<u8> = Router::default();
+        r.subscribe("a", None, Arc::new(1)).unwrap();
+        r.subscribe("b", None, Arc::new(2)).unwrap();
+        assert_eq!(*r.lookup_hashed(7, "a").unwrap().plain[0], 1);
+        assert_eq!(*r.lookup_hashed(7, "b").unwrap().plain[0], 2);
+        assert_eq!(*r.lookup_hashed(7, "a").unwrap().plain[0], 1);
+        assert_eq!(r.cached(), 2);
     }
 
     #[test]
