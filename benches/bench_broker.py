@@ -20,7 +20,7 @@ from microstd.bench.report import format_table
 from microstd.bench.runner import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _servers import nats_server  # noqa: E402
+from _servers import nats_server
 
 CASES = cases(quick=True)
 

@@ -242,6 +242,10 @@ class _NatsPublish:
             self.loop = None
 
 
+def _equals(expected: int) -> Callable[[object], bool]:
+    return lambda result: result == expected
+
+
 def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
     """Every broker benchmark case (`quick` shrinks the subscription count to 10,004)."""
     out: list[Case] = []
@@ -307,7 +311,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
                 runner,
                 baseline=impl == "python",
                 ops_per_call=batch,
-                check=lambda r, b=batch: r == 10 * b,
+                check=_equals(10 * batch),
                 setup=runner.setup,
                 teardown=runner.teardown,
             )
@@ -324,7 +328,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
                     nats_runner,
                     baseline=raw,
                     ops_per_call=batch,
-                    check=lambda r, b=batch: r == b,
+                    check=_equals(batch),
                     setup=nats_runner.setup,
                     teardown=nats_runner.teardown,
                 )
