@@ -299,10 +299,11 @@ async def test_drop_overflow_counts_and_spares_other_subscribers(url: str) -> No
         for i in range(20):
             await roomy.publish(f"{base}.s", i)
         await eventually(lambda: len(fast) == 20)
-        await eventually(lambda: slow_sub.dropped >= 17)
+        await eventually(lambda: slow_sub.dropped >= 16)
         await settle(roomy, base)
-        # Two queued, and one in the handler unless the publisher outran the first wakeup.
-        assert slow_sub.dropped in (17, 18)
+        # Two queued, and one or two in the handler's batch unless the publisher
+        # outran the first wakeup.
+        assert slow_sub.dropped in (16, 17, 18)
         release.set()
 
 

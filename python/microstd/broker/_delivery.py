@@ -6,10 +6,12 @@ subscription hands messages to the handler in order. A sync handler is
 called on that task, on the event loop; an async handler is awaited there,
 so one subscription never runs two handlers at once.
 
-A full queue either drops the message for this subscriber (counted in
+The task takes everything queued at once and hands it out in order. A
+full queue either drops the message for this subscriber (counted in
 `dropped`) or, with `overflow="block"`, takes it and asks the publisher to
-wait for room (`wait_for_room`), so memory stays bounded by `max_pending`
-plus one message per blocked publisher. Either way other subscribers are
+wait for room (`wait_for_room`), so a subscriber holds at most about twice
+`max_pending` messages (the batch in hand and the queue) plus one per
+blocked publisher. Either way other subscribers are
 not affected.
 """
 
@@ -19,12 +21,20 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from microstd import _accel
 from microstd.broker.base import ErrorHook, Handler, Message, Overflow, log
 
-__all__ = ["Delivery", "Options", "blocked_deliveries", "check_options", "report_error"]
+__all__ = [
+    "Delivery",
+    "Options",
+    "blocked_deliveries",
+    "check_options",
+    "new_queue",
+    "report_error",
+]
 
 _local = threading.local()
 
@@ -80,23 +90,42 @@ class Options:
         self.drain_timeout = float(drain_timeout)
 
 
+def new_queue(
+    impl: str,
+    max_pending: int,
+    drop_when_full: bool,
+    waker: Callable[[], object],
+    on_over: Callable[[], object],
+) -> Any:
+    """A subscriber queue: `RustQueue`, or the twin `PythonQueue` with `impl="python"`."""
+    if impl == "rust" and _accel.core is not None:
+        return _accel.core.RustQueue(max_pending, drop_when_full, waker, on_over)
+    from microstd.broker._pure import PythonQueue
+
+    return PythonQueue(max_pending, drop_when_full, waker, on_over)
+
+
 class Delivery:
-    """The queue and task that feed one subscription's handler."""
+    """The queue and task that feed one subscription's handler.
+
+    `target` is what the fan-out calls (or, for `RustQueue`, pushes into
+    natively); `push(message)` is the same from Python code.
+    """
 
     __slots__ = (
-        "_idle",
         "_loop",
         "_room",
+        "_stopped",
         "_thread",
+        "_waiting",
         "_wake",
         "closed",
-        "dropped",
         "gate",
         "handler",
-        "max_pending",
-        "overflow",
+        "push",
         "queue",
         "report",
+        "target",
         "task",
     )
 
@@ -108,83 +137,91 @@ class Delivery:
         overflow: Overflow,
         report: Callable[[BaseException], None],
         gate: Callable[[Message], Awaitable[bool]] | None = None,
+        impl: str = "rust",
     ) -> None:
         self.handler = handler
-        self.max_pending = max_pending
-        self.overflow = overflow
         self.report = report
         # An optional async check run before the handler (Redis queue-group claims).
         self.gate = gate
-        self.queue: deque[Message] = deque()
-        self.dropped = 0
         self.closed = False
+        self._stopped = False
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
-        self._idle = True
+        self._waiting = 0
+        self.queue = new_queue(impl, max_pending, overflow == "drop", self._wakeup, self._note_over)
+        self.push: Callable[[Message], None] = self.queue.push
+        self.target: object = self.queue if impl == "rust" and _accel.core else self.push
         self.task = self._loop.create_task(self._run())
 
-    def push(self, message: Message) -> None:
-        """Queue `message` (called by the fan-out; never waits)."""
-        if self.closed:
-            return
-        if threading.get_ident() != self._thread:
-            # A publish from another thread (the sync surface of a shared instance).
-            self._loop.call_soon_threadsafe(self.push, message)
-            return
-        queue = self.queue
-        if len(queue) >= self.max_pending:
-            if self.overflow == "drop":
-                self.dropped += 1
-                return
-            blocked = getattr(_local, "blocked", None)
-            if blocked is None:
-                blocked = _local.blocked = []
-            blocked.append(self)
-        queue.append(message)
-        if self._idle:
-            self._idle = False
+    @property
+    def dropped(self) -> int:
+        return int(self.queue.dropped)
+
+    def _wakeup(self) -> None:
+        if threading.get_ident() == self._thread:
             self._wake.set()
+        else:
+            # A publish from another thread (the sync surface of a shared instance).
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _note_over(self) -> None:
+        if threading.get_ident() != self._thread:
+            return  # a foreign thread cannot wait on this loop; the message is kept
+        blocked = getattr(_local, "blocked", None)
+        if blocked is None:
+            blocked = _local.blocked = []
+        blocked.append(self)
 
     async def wait_for_room(self) -> None:
         """Return once the queue is back within `max_pending` (or delivery stopped)."""
-        while len(self.queue) > self.max_pending and not self.closed:
+        while self.queue.over() and not self.closed:
+            self._waiting += 1
             self._room.clear()
-            await self._room.wait()
+            try:
+                await self._room.wait()
+            finally:
+                self._waiting -= 1
 
     async def _run(self) -> None:
-        queue = self.queue
+        take = self.queue.take
         handler = self.handler
+        wake = self._wake
         while True:
-            while not queue:
+            batch = take()
+            if not batch:
                 if self.closed:
                     return
-                self._wake.clear()
-                self._idle = True
-                await self._wake.wait()
-            message = queue.popleft()
-            if len(queue) < self.max_pending:
+                await wake.wait()
+                wake.clear()
+                continue
+            if self._waiting:
                 self._room.set()
-            try:
-                if self.gate is not None and not await self.gate(message):
-                    continue
-                result = handler(message)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self.report(exc)
+            for message in batch:
+                if self._stopped:
+                    return
+                try:
+                    if self.gate is not None and not await self.gate(message):
+                        continue
+                    result = handler(message)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    self.report(exc)
 
     def stop(self) -> None:
         """No more messages: pending ones are discarded, the running handler finishes."""
         self.closed = True
-        self.queue.clear()
+        self._stopped = True
+        self.queue.close(True)
         self._room.set()
         self._wake.set()
 
     async def drain(self, timeout: float) -> None:
         """Stop taking messages, handle what is queued, cancel after `timeout` seconds."""
         self.closed = True
+        self.queue.close(False)
         self._room.set()
         self._wake.set()
         if asyncio.current_task() is self.task:

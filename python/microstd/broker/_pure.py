@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from microstd.broker._subjects import Trie, validate_pattern, validate_subject
 from microstd.errors import InvalidTopic
 
-__all__ = ["CACHE_MAX", "PythonBroker"]
+__all__ = ["CACHE_MAX", "PythonBroker", "PythonQueue"]
 
 _log = logging.getLogger("microstd.broker")
 
@@ -175,3 +176,66 @@ class PythonBroker:
 
     def __len__(self) -> int:
         return len(self._subs)
+
+
+class PythonQueue:
+    """The twin of `RustQueue`: a subscriber's bounded queue, the same rules.
+
+    `push` never waits: past `max_pending` it drops and counts, or (block
+    policy) keeps the message and calls `on_over()` so the publisher waits.
+    `waker()` is called when a push finds the delivery task idle. `take`
+    returns everything queued; an empty result marks the queue idle.
+    """
+
+    __slots__ = ("_closed", "_drop", "_idle", "_items", "_max", "_on_over", "_waker", "dropped")
+
+    def __init__(
+        self,
+        max_pending: int,
+        drop_when_full: bool,
+        waker: Callable[[], object],
+        on_over: Callable[[], object],
+    ) -> None:
+        self._items: deque[object] = deque()
+        self._max = max(1, max_pending)
+        self._drop = drop_when_full
+        self._idle = True
+        self._closed = False
+        self._waker = waker
+        self._on_over = on_over
+        self.dropped = 0
+
+    def push(self, message: object) -> None:
+        if self._closed:
+            return
+        items = self._items
+        full = len(items) >= self._max
+        if full and self._drop:
+            self.dropped += 1
+            return
+        items.append(message)
+        if self._idle:
+            self._idle = False
+            self._waker()
+        if full:
+            self._on_over()
+
+    def take(self) -> list[object]:
+        items = self._items
+        if not items:
+            self._idle = True
+            return []
+        batch = list(items)
+        items.clear()
+        return batch
+
+    def close(self, discard: bool) -> None:
+        self._closed = True
+        if discard:
+            self._items.clear()
+
+    def over(self) -> bool:
+        return len(self._items) > self._max
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -49,9 +49,7 @@ __all__ = ["MemoryBackend", "MemoryBroker", "SyncMemoryBroker", "new_core"]
 class Core(Protocol):
     """What `RustBroker` and `PythonBroker` both provide."""
 
-    def subscribe(
-        self, pattern: str, queue: str | None, target: Callable[[Any], object], owner: object
-    ) -> int: ...
+    def subscribe(self, pattern: str, queue: str | None, target: Any, owner: object) -> int: ...
     def unsubscribe(self, sid: int) -> bool: ...
     def set_on_error(self, hook: Callable[[BaseException, object], object] | None) -> None: ...
     def publish(self, subject: str, message: object) -> int: ...
@@ -113,6 +111,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, core: Core, **options: Any) -> None:
         self._core = core
+        self._impl = "python" if isinstance(core, PythonBroker) else "rust"
         self._opts = Options(**options)
         self._subs: dict[int, _AsyncSubscription] = {}
         self._closed = False
@@ -136,9 +135,10 @@ class MemoryBroker(Broker):
             max_pending=self._opts.max_pending,
             overflow=self._opts.overflow,
             report=sub.report,
+            impl=self._impl,
         )
         try:
-            sub.sid = self._core.subscribe(pattern, queue, delivery.push, sub)
+            sub.sid = self._core.subscribe(pattern, queue, delivery.target, sub)
         except BaseException:
             delivery.stop()
             await delivery.join()

@@ -12,12 +12,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use super::queue::Bounded;
 use super::router::Router;
 use super::subjects;
 use crate::errors::Error;
 
 struct Entry {
     target: Py<PyAny>,
+    /// Set when the target is a `RustQueue`: the fan-out pushes without a Python call.
+    queue: Option<Py<RustQueue>>,
     owner: Py<PyAny>,
     /// Cleared on unsubscribe, so a delivery already in flight skips it.
     active: AtomicBool,
@@ -51,13 +54,20 @@ impl RustBroker {
     #[pyo3(signature = (pattern, queue, target, owner))]
     fn subscribe(
         &self,
+        py: Python<'_>,
         pattern: &str,
         queue: Option<&str>,
         target: Py<PyAny>,
         owner: Py<PyAny>,
     ) -> PyResult<u64> {
+        let native = target
+            .bind(py)
+            .cast::<RustQueue>()
+            .ok()
+            .map(|q| q.clone().unbind());
         let entry = Arc::new(Entry {
             target,
+            queue: native,
             owner,
             active: AtomicBool::new(true),
         });
@@ -104,7 +114,11 @@ impl RustBroker {
                 continue;
             }
             called += 1;
-            if let Err(err) = call_one(py, &entry.target, message) {
+            let outcome = match &entry.queue {
+                Some(queue) => queue.get().push_inner(py, message),
+                None => call_one(py, &entry.target, message),
+            };
+            if let Err(err) = outcome {
                 self.report(py, &err, &entry.owner);
             }
         }
@@ -137,6 +151,78 @@ impl RustBroker {
 
     fn __len__(&self) -> usize {
         locked(&self.router).len()
+    }
+}
+
+/// A subscriber's bounded queue for the async interface (see `queue.rs`).
+///
+/// `waker()` is called when a push finds the delivery task idle, `on_over()`
+/// when the block policy wants the publisher to wait; both after the lock
+/// is released, so they may call back into the queue.
+#[pyclass(frozen, module = "microstd._core")]
+pub struct RustQueue {
+    inner: Mutex<Bounded<Py<PyAny>>>,
+    waker: Py<PyAny>,
+    on_over: Py<PyAny>,
+}
+
+impl RustQueue {
+    fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let pushed = locked(&self.inner).push(message.clone().unbind());
+        if pushed.wake {
+            self.waker.bind(py).call0()?;
+        }
+        if pushed.over {
+            self.on_over.bind(py).call0()?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl RustQueue {
+    #[new]
+    fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>, on_over: Py<PyAny>) -> Self {
+        Self {
+            inner: Mutex::new(Bounded::new(max_pending, drop_when_full)),
+            waker,
+            on_over,
+        }
+    }
+
+    /// Queue `message` (never waits).
+    fn push(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.push_inner(py, message)
+    }
+
+    /// Everything queued, oldest first; empty means the task may sleep until woken.
+    fn take(&self) -> Vec<Py<PyAny>> {
+        locked(&self.inner).take()
+    }
+
+    /// Refuse further pushes; `discard` also forgets what is queued.
+    fn close(&self, discard: bool) {
+        let dropped_items = {
+            let mut q = locked(&self.inner);
+            let items = if discard { q.take() } else { Vec::new() };
+            q.close(discard);
+            items
+        };
+        drop(dropped_items);
+    }
+
+    /// True while the queue holds more than its bound (block policy).
+    fn over(&self) -> bool {
+        locked(&self.inner).over()
+    }
+
+    #[getter]
+    fn dropped(&self) -> u64 {
+        locked(&self.inner).dropped()
+    }
+
+    fn __len__(&self) -> usize {
+        locked(&self.inner).len()
     }
 }
 
