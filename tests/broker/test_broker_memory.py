@@ -190,3 +190,34 @@ def test_pure_validation_agrees_with_rust() -> None:
                 except InvalidTopic:
                     outcomes.append(False)
             assert outcomes[0] == outcomes[1], (s, pure.__name__)
+
+
+def queues() -> list[type]:
+    from microstd.broker._pure import PythonQueue
+
+    found: list[type] = [PythonQueue]
+    if _accel.core is not None:
+        found.append(_accel.core.RustQueue)
+    return found
+
+
+@pytest.mark.parametrize("kind", queues(), ids=lambda k: k.__name__)
+def test_subscriber_queue_rules(kind: type) -> None:
+    wakes: list[int] = []
+    overs: list[int] = []
+    drop = kind(2, True, lambda: wakes.append(1), lambda: overs.append(1))
+    for i in range(5):
+        drop.push(i)
+    assert (drop.take(), drop.dropped, wakes, overs) == ([0, 1], 3, [1], [])
+    assert drop.take() == []
+    drop.push(9)
+    assert wakes == [1, 1], "an empty take leaves the queue idle, so the next push wakes"
+    block = kind(1, False, lambda: None, lambda: overs.append(1))
+    block.push("a")
+    block.push("b")
+    assert overs == [1] and block.over() and len(block) == 2
+    block.close(False)
+    block.push("c")
+    assert block.take() == ["a", "b"]
+    block.close(True)
+    assert len(block) == 0

@@ -181,7 +181,8 @@ impl Trie {
 fn take(ids: &mut Vec<u64>, id: u64) -> bool {
     match ids.iter().position(|&x| x == id) {
         Some(i) => {
-            ids.swap_remove(i);
+            // `remove`, not `swap_remove`: subscribers keep their subscription order.
+            ids.remove(i);
             true
         }
         None => false,
