@@ -215,7 +215,9 @@ def test_subscriber_queue_rules(kind: type) -> None:
     block = kind(1, False, lambda: None, lambda: overs.append(1))
     block.push("a")
     block.push("b")
-    assert overs == [1] and block.over() and len(block) == 2
+    assert overs == [1]
+    assert block.over()
+    assert len(block) == 2
     block.close(False)
     block.push("c")
     assert block.take() == ["a", "b"]
