@@ -16,6 +16,8 @@ _NUMBERS: dict[str, type] = {
     "drain_timeout": float,
     "claim_ttl": float,
     "connect_timeout": float,
+    "max_reconnect_attempts": int,
+    "reconnect_time_wait": float,
 }
 
 

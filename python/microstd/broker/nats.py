@@ -44,10 +44,22 @@ def nats_queue(pattern: str, queue: str | None) -> str:
 class NatsBroker(NetworkBroker):
     """Async broker on a NATS server (core NATS, no JetStream)."""
 
-    def __init__(self, servers: str, *, connect_timeout: float = 2.0, **options: Any) -> None:
+    def __init__(
+        self,
+        servers: str,
+        *,
+        connect_timeout: float = 2.0,
+        max_reconnect_attempts: int = 60,
+        reconnect_time_wait: float = 0.5,
+        **options: Any,
+    ) -> None:
+        """`max_reconnect_attempts` bounds the first connection's attempts too (nats-py
+        rules): an unreachable server raises `ConnectionFailed` after that many."""
         super().__init__(**options)
         self._servers = servers
         self._connect_timeout = connect_timeout
+        self._max_reconnect = int(max_reconnect_attempts)
+        self._reconnect_wait = float(reconnect_time_wait)
         self._nc: Any = None
 
     @classmethod
@@ -72,9 +84,9 @@ class NatsBroker(NetworkBroker):
             self._nc = await nats.connect(
                 self._servers,
                 connect_timeout=max(1, round(self._connect_timeout)),
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=self._max_reconnect,
                 allow_reconnect=True,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=self._reconnect_wait,
                 error_cb=self._on_client_error,
             )
         except (OSError, TimeoutError, NatsError) as exc:
