@@ -223,3 +223,59 @@ def test_subscriber_queue_rules(kind: type) -> None:
     assert block.take() == ["a", "b"]
     block.close(True)
     assert len(block) == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_async_handlers_that_suspend_raise_or_return_awaitables(impl: str) -> None:
+    errors: list[str] = []
+    got: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def suspends_then_raises(m: Message) -> None:
+        await asyncio.sleep(0)
+        got.append("before")
+        raise LookupError("late")
+
+    async def returns_value(m: Message) -> int:
+        await asyncio.sleep(0)
+        got.append("value")
+        return 42
+
+    def returns_future(m: Message) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(fut.set_result, None)
+        got.append("future")
+        return fut
+
+    async with microstd.broker.open("memory://", impl=impl) as b:
+        b.on_error(lambda exc, sub: errors.append(str(exc)))
+        await b.subscribe("s", suspends_then_raises)
+        await b.subscribe("s", returns_value)  # type: ignore[arg-type]
+        await b.subscribe("s", returns_future)  # type: ignore[arg-type]
+        await b.publish("s", b"")
+        await b.publish("s", b"")
+        for _ in range(100):
+            await asyncio.sleep(0)
+    assert sorted(got) == sorted(["before", "value", "future"] * 2)
+    assert errors == ["late", "late"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_a_stuck_handler_is_cancelled_by_close(impl: str) -> None:
+    started = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def forever(m: Message) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    b = microstd.broker.open("memory://", impl=impl, drain_timeout=0.05)
+    await b.subscribe("s", forever)
+    await b.publish("s", b"")
+    await started.wait()
+    await b.close()
+    assert cancelled == [True]

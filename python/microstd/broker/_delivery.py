@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from microstd import _accel
@@ -88,6 +89,32 @@ class Options:
         self.max_pending = max_pending
         self.overflow: Overflow = overflow
         self.drain_timeout = float(drain_timeout)
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Carry on a coroutine whose first step already ran and yielded `yielded`.
+
+    The task awaiting this sees exactly what it would have seen awaiting the
+    coroutine from the start: each yielded future, each value or exception
+    sent back in.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration:
+            return
 
 
 def new_queue(
@@ -186,8 +213,10 @@ class Delivery:
 
     async def _run(self) -> None:
         take = self.queue.take
-        handler = self.handler
         wake = self._wake
+        # The Rust queue can step handlers natively (`RustQueue.run`); a gate
+        # (Redis claims) needs the plain loop.
+        native = getattr(self.queue, "run", None) if self.gate is None else None
         while True:
             batch = take()
             if not batch:
@@ -198,17 +227,49 @@ class Delivery:
                 continue
             if self._waiting:
                 self._room.set()
-            for message in batch:
-                if self._stopped:
+            if native is not None:
+                if not await self._run_native(native, batch):
                     return
+            elif not await self._run_batch(batch):
+                return
+
+    async def _run_batch(self, batch: list[Message]) -> bool:
+        handler = self.handler
+        for message in batch:
+            if self._stopped:
+                return False
+            try:
+                if self.gate is not None and not await self.gate(message):
+                    continue
+                result = handler(message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self.report(exc)
+        return True
+
+    async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
+        handler = self.handler
+        i = 0
+        n = len(batch)
+        while i < n:
+            i, kind, obj = run(handler, batch, i)
+            if kind == 0:
+                return True
+            if kind == 3:
+                return False
+            if kind == 1:
+                self.report(obj)
+            else:
                 try:
-                    if self.gate is not None and not await self.gate(message):
-                        continue
-                    result = handler(message)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
+                    if type(obj) is tuple:
+                        await _resume(*obj)
+                    elif inspect.isawaitable(obj):
+                        await obj
                 except Exception as exc:
                     self.report(exc)
+            i += 1
+        return True
 
     def stop(self) -> None:
         """No more messages: pending ones are discarded, the running handler finishes."""

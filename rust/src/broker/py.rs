@@ -9,8 +9,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyList, PyString};
 
 use super::queue::Bounded;
 use super::router::Router;
@@ -162,6 +163,8 @@ impl RustBroker {
 #[pyclass(frozen, module = "microstd._core")]
 pub struct RustQueue {
     inner: Mutex<Bounded<Py<PyAny>>>,
+    /// Set by `close(discard=True)` (unsubscribe): `run` stops between messages.
+    stopped: AtomicBool,
     waker: Py<PyAny>,
     on_over: Py<PyAny>,
 }
@@ -185,6 +188,7 @@ impl RustQueue {
     fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>, on_over: Py<PyAny>) -> Self {
         Self {
             inner: Mutex::new(Bounded::new(max_pending, drop_when_full)),
+            stopped: AtomicBool::new(false),
             waker,
             on_over,
         }
@@ -200,8 +204,66 @@ impl RustQueue {
         locked(&self.inner).take()
     }
 
+    /// Hand `batch[start:]` to `handler` in order until one needs the event loop.
+    ///
+    /// Returns `(index, kind, obj)`: kind 0, all handled; 1, `handler` raised
+    /// `obj` at `index`; 2, `obj` at `index` must be awaited (an awaitable, or
+    /// a `(coroutine, yielded)` pair of a coroutine that suspended on its first
+    /// step); 3, the queue was stopped. Coroutines are stepped here first, so a
+    /// handler that finishes without suspending costs no trip through asyncio,
+    /// exactly as `await handler(m)` would not.
+    fn run(
+        &self,
+        py: Python<'_>,
+        handler: &Bound<'_, PyAny>,
+        batch: &Bound<'_, PyList>,
+        start: usize,
+    ) -> PyResult<(usize, u8, Option<Py<PyAny>>)> {
+        let n = batch.len();
+        for i in start..n {
+            if self.stopped.load(Ordering::Acquire) {
+                return Ok((i, 3, None));
+            }
+            let message = batch.get_item(i)?;
+            let result = match call_returning(py, handler, &message) {
+                Ok(result) => result,
+                Err(err) => return raised(py, i, err),
+            };
+            if result.is_none() {
+                continue;
+            }
+            // SAFETY: `result` is a live object and the GIL is held.
+            if unsafe { pyo3::ffi::PyCoro_CheckExact(result.as_ptr()) } == 0 {
+                return Ok((i, 2, Some(result.unbind())));
+            }
+            let mut out: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+            // SAFETY: `result` is a coroutine (checked above); `out` receives a
+            // new reference on RETURN and NEXT, and stays null on ERROR.
+            let sent = unsafe {
+                pyo3::ffi::PyIter_Send(result.as_ptr(), pyo3::ffi::Py_None(), &raw mut out)
+            };
+            match sent {
+                pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                    // SAFETY: a new reference we own (the handler's return value).
+                    drop(unsafe { Bound::from_owned_ptr(py, out) });
+                }
+                pyo3::ffi::PySendResult::PYGEN_NEXT => {
+                    // SAFETY: a new reference we own (what the coroutine yielded).
+                    let yielded = unsafe { Bound::from_owned_ptr(py, out) };
+                    let pair = (result, yielded).into_pyobject(py)?.into_any().unbind();
+                    return Ok((i, 2, Some(pair)));
+                }
+                pyo3::ffi::PySendResult::PYGEN_ERROR => return raised(py, i, PyErr::fetch(py)),
+            }
+        }
+        Ok((n, 0, None))
+    }
+
     /// Refuse further pushes; `discard` also forgets what is queued.
     fn close(&self, discard: bool) {
+        if discard {
+            self.stopped.store(true, Ordering::Release);
+        }
         let dropped_items = {
             let mut q = locked(&self.inner);
             let items = if discard { q.take() } else { Vec::new() };
@@ -223,6 +285,37 @@ impl RustQueue {
 
     fn __len__(&self) -> usize {
         locked(&self.inner).len()
+    }
+}
+
+/// A handler's exception for the caller to report; anything that is not an
+/// `Exception` (cancellation, `KeyboardInterrupt`) propagates instead.
+fn raised(py: Python<'_>, i: usize, err: PyErr) -> PyResult<(usize, u8, Option<Py<PyAny>>)> {
+    if !err.is_instance_of::<PyException>(py) {
+        return Err(err);
+    }
+    Ok((i, 1, Some(err.into_value(py).into_any())))
+}
+
+/// `target(arg)` by vectorcall, keeping the result.
+fn call_returning<'py>(
+    py: Python<'py>,
+    target: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut args = [std::ptr::null_mut(), arg.as_ptr()];
+    // SAFETY: as in `call_one`; the result is a new reference owned by the Bound.
+    unsafe {
+        let result = pyo3::ffi::PyObject_Vectorcall(
+            target.as_ptr(),
+            args.as_mut_ptr().add(1),
+            1 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            std::ptr::null_mut(),
+        );
+        if result.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Bound::from_owned_ptr(py, result))
     }
 }
 
