@@ -8,11 +8,15 @@ and by the Redis backend's filter.
 
 from __future__ import annotations
 
+import re
+
 from microstd.errors import InvalidTopic
 
 __all__ = ["MAX_SUBJECT_LEN", "Trie", "matches", "validate_pattern", "validate_subject"]
 
 MAX_SUBJECT_LEN = 4096
+
+_WHITESPACE = re.compile(r"\s")
 
 
 def _check_common(subject: object, what: str) -> list[str]:
@@ -22,7 +26,7 @@ def _check_common(subject: object, what: str) -> list[str]:
         raise InvalidTopic(f"{what} must not be empty")
     if len(subject.encode()) > MAX_SUBJECT_LEN:
         raise InvalidTopic(f"{what} is longer than {MAX_SUBJECT_LEN} bytes")
-    if any(c.isspace() for c in subject):
+    if _WHITESPACE.search(subject):
         raise InvalidTopic(f"{what} {subject!r} contains whitespace")
     tokens = subject.split(".")
     if "" in tokens:

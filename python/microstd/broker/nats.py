@@ -152,12 +152,15 @@ class NatsBroker(NetworkBroker):
     ) -> None:
         validate_subject(topic)
         data, ct, hdrs = encode_body(body, content_type, headers)
-        hdrs[CONTENT_TYPE_HEADER] = ct
+        if hdrs or ct != OCTET_STREAM:
+            hdrs[CONTENT_TYPE_HEADER] = ct
         nc = await self._client()
         from nats.errors import Error as NatsError
 
         try:
-            await nc.publish(topic, data, headers=hdrs)
+            # Raw bytes with no headers go header-less (HPUB costs more than PUB);
+            # a message without `Content-Type` is read as application/octet-stream.
+            await nc.publish(topic, data, headers=hdrs or None)
         except NatsError as exc:
             raise ConnectionFailed(f"NATS publish failed: {exc}") from exc
 
