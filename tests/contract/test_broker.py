@@ -378,5 +378,8 @@ def test_queue_group_across_two_processes(
             p.stdout.close()
     ids = [int(x) for o in outs for x in o.read_text().split()]
     assert sorted(ids) == list(range(n))
-    assert all(o.read_text().split() for o in outs), "one process handled nothing"
+    if kind == "nats":
+        # NATS spreads a queue group across connections; Redis claims are
+        # first-come (exactly once, not balanced across processes).
+        assert all(o.read_text().split() for o in outs), "one process handled nothing"
     assert all(p.returncode == 0 for p in procs)

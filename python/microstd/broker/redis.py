@@ -20,7 +20,9 @@ claims the message with `SET {prefix}claim:{id}:{pattern}:{queue} 1 NX PX
 claim_ttl` (default 60 s). Only the first claimer across all processes
 handles it. Atomic claims are simpler than streams with consumer groups
 and keep pub/sub's fan-out for plain subscribers; like pub/sub itself,
-they give at-most-once delivery if no member is connected.
+they give at-most-once delivery if no member is connected. Within a process
+the members take turns; across processes the first claimer wins, so the
+split between processes follows who is quicker, not a rotation.
 """
 
 from __future__ import annotations
