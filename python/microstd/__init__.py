@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from microstd import codec, config, registry, store
     from microstd.client import Client
     from microstd.service import Service
+    from microstd import broker, codec, store
 
 
 def __getattr__(name: str) -> Any:

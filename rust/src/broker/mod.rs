@@ -1,8 +1,20 @@
-//! The broker core. Pure logic lives in files without PyO3; `py.rs` binds it.
+//! The broker core: subject matching, queue groups, the match cache and fan-out.
+//! Pure logic lives in `subjects`, `groups`, `router` and `queue` (no PyO3); `py` binds it.
+
+pub mod groups;
+pub mod py;
+pub mod queue;
+pub mod router;
+pub mod subjects;
 
 use pyo3::prelude::*;
 
 /// Adds this area's classes and functions to `microstd._core`.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<py::RustBroker>()?;
+    m.add_class::<py::RustQueue>()?;
+    m.add_function(wrap_pyfunction!(py::validate_subject, m)?)?;
+    m.add_function(wrap_pyfunction!(py::validate_pattern, m)?)?;
+    m.add_function(wrap_pyfunction!(py::subject_matches, m)?)?;
     Ok(())
 }

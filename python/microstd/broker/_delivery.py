@@ -1,0 +1,301 @@
+"""Per-subscription delivery on the async interface: a bounded queue and one task.
+
+Every backend's async subscriptions use this: the router (or the network
+client's callback) calls `push(message)` without waiting, and one task per
+subscription hands messages to the handler in order. A sync handler is
+called on that task, on the event loop; an async handler is awaited there,
+so one subscription never runs two handlers at once.
+
+The task takes everything queued at once and hands it out in order. A
+full queue either drops the message for this subscriber (counted in
+`dropped`) or, with `overflow="block"`, takes it and asks the publisher to
+wait for room (`wait_for_room`), so a subscriber holds at most about twice
+`max_pending` messages (the batch in hand and the queue) plus one per
+blocked publisher. Either way other subscribers are
+not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from microstd import _accel
+from microstd.broker.base import ErrorHook, Handler, Message, Overflow, log
+
+__all__ = [
+    "Delivery",
+    "Options",
+    "blocked_deliveries",
+    "check_options",
+    "new_queue",
+    "report_error",
+]
+
+_local = threading.local()
+
+
+def blocked_deliveries() -> list[Delivery]:
+    """Deliveries this thread's last fan-outs overfilled (and forgets them)."""
+    found: list[Delivery] | None = getattr(_local, "blocked", None)
+    if not found:
+        return []
+    _local.blocked = []
+    return found
+
+
+def check_options(max_pending: object, overflow: object, drain_timeout: object) -> None:
+    """Raise ValueError for option values no backend could honour."""
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+        raise ValueError(f"max_pending must be a positive int, got {max_pending!r}")
+    if overflow not in ("block", "drop"):
+        raise ValueError(f"overflow must be 'block' or 'drop', got {overflow!r}")
+    if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)):
+        raise ValueError(f"drain_timeout must be seconds, got {drain_timeout!r}")
+
+
+def report_error(
+    exc: BaseException, subscription: object, hook: Callable[[BaseException, object], None] | None
+) -> None:
+    """Log a handler's exception at WARNING and pass it to the user's hook, if any."""
+    pattern = getattr(subscription, "pattern", "?")
+    log.warning("broker handler for %r raised %s", pattern, type(exc).__name__, exc_info=exc)
+    if hook is not None:
+        try:
+            hook(exc, subscription)
+        except Exception:
+            log.exception("broker on_error hook raised")
+
+
+class Options:
+    """The options every backend takes (see `Broker`)."""
+
+    __slots__ = ("drain_timeout", "hook", "max_pending", "overflow")
+
+    def __init__(
+        self,
+        on_error: ErrorHook | None = None,
+        max_pending: int = 10_000,
+        overflow: Overflow = "block",
+        drain_timeout: float = 5.0,
+    ) -> None:
+        check_options(max_pending, overflow, drain_timeout)
+        self.hook = on_error
+        self.max_pending = max_pending
+        self.overflow: Overflow = overflow
+        self.drain_timeout = float(drain_timeout)
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Carry on a coroutine whose first step already ran and yielded `yielded`.
+
+    The task awaiting this sees exactly what it would have seen awaiting the
+    coroutine from the start: each yielded future, each value or exception
+    sent back in.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration:
+            return
+
+
+def new_queue(
+    impl: str,
+    max_pending: int,
+    drop_when_full: bool,
+    waker: Callable[[], object],
+    on_over: Callable[[], object],
+) -> Any:
+    """A subscriber queue: `RustQueue`, or the twin `PythonQueue` with `impl="python"`."""
+    if impl == "rust" and _accel.core is not None:
+        return _accel.core.RustQueue(max_pending, drop_when_full, waker, on_over)
+    from microstd.broker._pure import PythonQueue
+
+    return PythonQueue(max_pending, drop_when_full, waker, on_over)
+
+
+class Delivery:
+    """The queue and task that feed one subscription's handler.
+
+    `target` is what the fan-out calls (or, for `RustQueue`, pushes into
+    natively); `push(message)` is the same from Python code.
+    """
+
+    __slots__ = (
+        "_loop",
+        "_room",
+        "_stopped",
+        "_thread",
+        "_waiting",
+        "_wake",
+        "closed",
+        "gate",
+        "handler",
+        "push",
+        "queue",
+        "report",
+        "target",
+        "task",
+    )
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_pending: int,
+        overflow: Overflow,
+        report: Callable[[BaseException], None],
+        gate: Callable[[Message], Awaitable[bool]] | None = None,
+        impl: str = "rust",
+    ) -> None:
+        self.handler = handler
+        self.report = report
+        # An optional async check run before the handler (Redis queue-group claims).
+        self.gate = gate
+        self.closed = False
+        self._stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._waiting = 0
+        self.queue = new_queue(impl, max_pending, overflow == "drop", self._wakeup, self._note_over)
+        self.push: Callable[[Message], None] = self.queue.push
+        self.target: object = self.queue if impl == "rust" and _accel.core else self.push
+        self.task = self._loop.create_task(self._run())
+
+    @property
+    def dropped(self) -> int:
+        return int(self.queue.dropped)
+
+    def _wakeup(self) -> None:
+        if threading.get_ident() == self._thread:
+            self._wake.set()
+        else:
+            # A publish from another thread (the sync surface of a shared instance).
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _note_over(self) -> None:
+        if threading.get_ident() != self._thread:
+            return  # a foreign thread cannot wait on this loop; the message is kept
+        blocked = getattr(_local, "blocked", None)
+        if blocked is None:
+            blocked = _local.blocked = []
+        blocked.append(self)
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue is back within `max_pending` (or delivery stopped)."""
+        while self.queue.over() and not self.closed:
+            self._waiting += 1
+            self._room.clear()
+            try:
+                await self._room.wait()
+            finally:
+                self._waiting -= 1
+
+    async def _run(self) -> None:
+        take = self.queue.take
+        wake = self._wake
+        # The Rust queue can step handlers natively (`RustQueue.run`); a gate
+        # (Redis claims) needs the plain loop.
+        native = getattr(self.queue, "run", None) if self.gate is None else None
+        while True:
+            batch = take()
+            if not batch:
+                if self.closed:
+                    return
+                await wake.wait()
+                wake.clear()
+                continue
+            if self._waiting:
+                self._room.set()
+            if native is not None:
+                if not await self._run_native(native, batch):
+                    return
+            elif not await self._run_batch(batch):
+                return
+
+    async def _run_batch(self, batch: list[Message]) -> bool:
+        handler = self.handler
+        for message in batch:
+            if self._stopped:
+                return False
+            try:
+                if self.gate is not None and not await self.gate(message):
+                    continue
+                result = handler(message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self.report(exc)
+        return True
+
+    async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
+        handler = self.handler
+        i = 0
+        n = len(batch)
+        while i < n:
+            i, kind, obj = run(handler, batch, i)
+            if kind == 0:
+                return True
+            if kind == 3:
+                return False
+            if kind == 1:
+                self.report(obj)
+            else:
+                try:
+                    if type(obj) is tuple:
+                        await _resume(*obj)
+                    elif inspect.isawaitable(obj):
+                        await obj
+                except Exception as exc:
+                    self.report(exc)
+            i += 1
+        return True
+
+    def stop(self) -> None:
+        """No more messages: pending ones are discarded, the running handler finishes."""
+        self.closed = True
+        self._stopped = True
+        self.queue.close(True)
+        self._room.set()
+        self._wake.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking messages, handle what is queued, cancel after `timeout` seconds."""
+        self.closed = True
+        self.queue.close(False)
+        self._room.set()
+        self._wake.set()
+        if asyncio.current_task() is self.task:
+            return
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            log.warning("broker: handler still running after %.1fs drain, cancelled", timeout)
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def join(self) -> None:
+        """Wait for the task to end (not from within the handler itself)."""
+        if asyncio.current_task() is not self.task and not self.task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task

@@ -1,0 +1,289 @@
+"""`memory://`: the in-process broker on the Rust routing core (or its pure twin).
+
+    broker = microstd.broker.open("memory://")          # private
+    broker = microstd.broker.open("memory://events")    # shared by name in this process
+    broker = microstd.broker.open("memory://?impl=python")   # the pure-Python twin
+
+One routing core (`RustBroker`, or `PythonBroker` with `impl="python"`)
+matches subjects and fans out; each broker handle owns its subscriptions
+and removes them on `close()`, so handles on a shared name stay independent.
+
+Where handlers run:
+- async interface (`open`): each subscription has a bounded queue and one
+  task on the subscriber's event loop; `publish` only queues, then (with
+  `overflow="block"`) waits for room in overfilled queues. Sync handlers
+  are called on that task, async ones awaited there, in publish order.
+- sync interface (`open_sync`): handlers run inline, inside `publish`, in
+  the publishing thread, before `publish` returns. An async handler is run
+  to completion on a private event-loop thread. No queue is involved, so
+  the publisher naturally waits for its subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from microstd import _accel
+from microstd._backends import ParsedURL, shared_instance
+from microstd._loopthread import LoopThread
+from microstd.broker._delivery import Delivery, Options, blocked_deliveries, report_error
+from microstd.broker._pure import PythonBroker
+from microstd.broker.base import (
+    Broker,
+    ErrorHook,
+    Handler,
+    Message,
+    Subscription,
+    SyncBroker,
+    SyncSubscription,
+    encode_body,
+)
+from microstd.errors import Closed
+
+__all__ = ["MemoryBackend", "MemoryBroker", "SyncMemoryBroker", "new_core"]
+
+
+class Core(Protocol):
+    """What `RustBroker` and `PythonBroker` both provide."""
+
+    def subscribe(self, pattern: str, queue: str | None, target: Any, owner: object) -> int: ...
+    def unsubscribe(self, sid: int) -> bool: ...
+    def set_on_error(self, hook: Callable[[BaseException, object], object] | None) -> None: ...
+    def publish(self, subject: str, message: object) -> int: ...
+    def __len__(self) -> int: ...
+
+
+def _dispatch_error(exc: BaseException, owner: object) -> None:
+    # One hook per core; the owner (a subscription) knows its broker's hook.
+    report = getattr(owner, "report", None)
+    if report is not None:
+        report(exc)
+    else:
+        report_error(exc, owner, None)
+
+
+def new_core(impl: str = "rust") -> Core:
+    """A fresh routing core: the Rust one, or the pure twin with `impl="python"`."""
+    if impl not in ("rust", "python"):
+        raise ValueError(f"impl must be 'rust' or 'python', got {impl!r}")
+    core: Core
+    if impl == "rust" and _accel.core is not None:
+        core = _accel.core.RustBroker()
+    else:
+        core = PythonBroker()
+    core.set_on_error(_dispatch_error)
+    return core
+
+
+class _AsyncSubscription(Subscription):
+    __slots__ = ("_broker", "delivery", "pattern", "queue", "sid")
+
+    def __init__(self, broker: MemoryBroker, pattern: str, queue: str | None) -> None:
+        self._broker = broker
+        self.pattern = pattern
+        self.queue = queue
+        self.sid = 0
+        self.delivery: Delivery | None = None
+
+    def __repr__(self) -> str:
+        return f"Subscription(pattern={self.pattern!r}, queue={self.queue!r})"
+
+    @property
+    def dropped(self) -> int:
+        return self.delivery.dropped if self.delivery is not None else 0
+
+    def report(self, exc: BaseException) -> None:
+        report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
+
+    async def unsubscribe(self) -> None:
+        self._broker._core.unsubscribe(self.sid)
+        self._broker._subs.pop(self.sid, None)
+        if self.delivery is not None:
+            self.delivery.stop()
+            await self.delivery.join()
+
+
+class MemoryBroker(Broker):
+    """The async in-memory broker; see the module docstring for delivery rules."""
+
+    def __init__(self, core: Core, **options: Any) -> None:
+        self._core = core
+        self._impl = "python" if isinstance(core, PythonBroker) else "rust"
+        self._opts = Options(**options)
+        self._subs: dict[int, _AsyncSubscription] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker(core={type(self._core).__name__}, subscriptions={len(self._subs)})"
+
+    def on_error(self, hook: ErrorHook | None) -> None:
+        self._opts.hook = hook
+
+    async def subscribe(
+        self, pattern: str, handler: Handler, queue: str | None = None
+    ) -> Subscription:
+        if self._closed:
+            raise Closed("broker is closed")
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        sub = _AsyncSubscription(self, pattern, queue)
+        delivery = Delivery(
+            handler,
+            max_pending=self._opts.max_pending,
+            overflow=self._opts.overflow,
+            report=sub.report,
+            impl=self._impl,
+        )
+        try:
+            sub.sid = self._core.subscribe(pattern, queue, delivery.target, sub)
+        except BaseException:
+            delivery.stop()
+            await delivery.join()
+            raise
+        sub.delivery = delivery
+        self._subs[sub.sid] = sub
+        return sub
+
+    async def publish(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        if self._closed:
+            raise Closed("broker is closed")
+        data, ct, hdrs = encode_body(body, content_type, headers)
+        self._core.publish(topic, Message(topic, data, hdrs, ct))
+        blocked = blocked_deliveries()
+        for delivery in blocked:
+            await delivery.wait_for_room()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        subs = list(self._subs.values())
+        self._subs.clear()
+        for sub in subs:
+            self._core.unsubscribe(sub.sid)
+        deliveries = [s.delivery for s in subs if s.delivery is not None]
+        if deliveries:
+            await asyncio.gather(*(d.drain(self._opts.drain_timeout) for d in deliveries))
+
+
+class _SyncSubscription(SyncSubscription):
+    __slots__ = ("_broker", "pattern", "queue", "sid")
+
+    def __init__(self, broker: SyncMemoryBroker, pattern: str, queue: str | None) -> None:
+        self._broker = broker
+        self.pattern = pattern
+        self.queue = queue
+        self.sid = 0
+
+    def __repr__(self) -> str:
+        return f"SyncSubscription(pattern={self.pattern!r}, queue={self.queue!r})"
+
+    @property
+    def dropped(self) -> int:
+        return 0  # inline delivery has no queue to overflow
+
+    def report(self, exc: BaseException) -> None:
+        report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
+
+    def unsubscribe(self) -> None:
+        self._broker._core.unsubscribe(self.sid)
+        self._broker._subs.pop(self.sid, None)
+
+
+class SyncMemoryBroker(SyncBroker):
+    """The blocking in-memory broker: handlers run inline in `publish`."""
+
+    def __init__(self, core: Core, **options: Any) -> None:
+        self._core = core
+        self._opts = Options(**options)
+        self._subs: dict[int, _SyncSubscription] = {}
+        self._closed = False
+        self._runner: LoopThread | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SyncMemoryBroker(core={type(self._core).__name__}, subscriptions={len(self._subs)})"
+        )
+
+    def on_error(self, hook: ErrorHook | None) -> None:
+        self._opts.hook = hook
+
+    def _inline(self, handler: Handler) -> Callable[[Message], object]:
+        if not inspect.iscoroutinefunction(handler):
+            return handler
+        if self._runner is None:
+            self._runner = LoopThread("microstd-broker-async-handlers")
+        runner = self._runner
+
+        def run_async(message: Message) -> None:
+            result = handler(message)
+            if inspect.iscoroutine(result):
+                runner.run(result)
+
+        return run_async
+
+    def subscribe(
+        self, pattern: str, handler: Handler, queue: str | None = None
+    ) -> SyncSubscription:
+        if self._closed:
+            raise Closed("broker is closed")
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        sub = _SyncSubscription(self, pattern, queue)
+        sub.sid = self._core.subscribe(pattern, queue, self._inline(handler), sub)
+        self._subs[sub.sid] = sub
+        return sub
+
+    def publish(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        if self._closed:
+            raise Closed("broker is closed")
+        data, ct, hdrs = encode_body(body, content_type, headers)
+        self._core.publish(topic, Message(topic, data, hdrs, ct))
+        # Async subscribers of a shared instance were queued from this thread:
+        # their loop applies the overflow policy, this thread cannot wait on it.
+        blocked_deliveries()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sid in list(self._subs):
+            self._core.unsubscribe(sid)
+        self._subs.clear()
+        if self._runner is not None:
+            self._runner.stop()
+
+
+class MemoryBackend:
+    """Resolves `memory://[NAME][?impl=python]` for `microstd.broker.open` / `open_sync`."""
+
+    @staticmethod
+    def _core(url: ParsedURL, options: dict[str, Any]) -> Core:
+        impl = str(options.pop("impl", url.query.get("impl", "rust")))
+        name = url.netloc_name
+        if not name:
+            return new_core(impl)
+        return shared_instance("broker", impl, name, lambda: new_core(impl))
+
+    @classmethod
+    def from_url(cls, url: ParsedURL, **options: Any) -> MemoryBroker:
+        return MemoryBroker(cls._core(url, options), **options)
+
+    @classmethod
+    def from_url_sync(cls, url: ParsedURL, **options: Any) -> SyncMemoryBroker:
+        return SyncMemoryBroker(cls._core(url, options), **options)

@@ -1,0 +1,390 @@
+//! `RustBroker`: the router bound to Python, and the fan-out loop that calls handlers.
+//!
+//! One publish crosses into Rust once: the subject is matched (through the
+//! cache), queue-group members are picked, and every target is called with
+//! the same message object, so the body is never copied per subscriber.
+//! A target that raises is passed to the error hook with its owner; the loop
+//! goes on with the other targets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
+
+use super::queue::Bounded;
+use super::router::Router;
+use super::subjects;
+use crate::errors::Error;
+
+struct Entry {
+    target: Py<PyAny>,
+    /// Set when the target is a `RustQueue`: the fan-out pushes without a Python call.
+    queue: Option<Py<RustQueue>>,
+    owner: Py<PyAny>,
+    /// Cleared on unsubscribe, so a delivery already in flight skips it.
+    active: AtomicBool,
+}
+
+/// The in-memory routing core: subject trie, match cache, queue groups, fan-out.
+#[pyclass(frozen, module = "microstd._core")]
+pub struct RustBroker {
+    router: Mutex<Router<Entry>>,
+    on_error: Mutex<Option<Py<PyAny>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the router half-updated in a
+    // way that matters more than losing it, so carry on with the data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[pymethods]
+impl RustBroker {
+    #[new]
+    fn new() -> Self {
+        Self {
+            router: Mutex::new(Router::default()),
+            on_error: Mutex::new(None),
+        }
+    }
+
+    /// Route messages matching `pattern` to `target(message)`; `owner` is what the
+    /// error hook is given when `target` raises. Returns the subscription id.
+    #[pyo3(signature = (pattern, queue, target, owner))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        pattern: &str,
+        queue: Option<&str>,
+        target: Py<PyAny>,
+        owner: Py<PyAny>,
+    ) -> PyResult<u64> {
+        let native = target
+            .bind(py)
+            .cast::<RustQueue>()
+            .ok()
+            .map(|q| q.clone().unbind());
+        let entry = Arc::new(Entry {
+            target,
+            queue: native,
+            owner,
+            active: AtomicBool::new(true),
+        });
+        Ok(locked(&self.router).subscribe(pattern, queue, entry)?)
+    }
+
+    /// Remove subscription `sid`; False if it was already gone.
+    fn unsubscribe(&self, sid: u64) -> bool {
+        let removed = locked(&self.router).unsubscribe(sid);
+        match removed {
+            Some(entry) => {
+                entry.active.store(false, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Set the hook called as `hook(exc, owner)` when a target raises.
+    fn set_on_error(&self, hook: Option<Py<PyAny>>) {
+        *locked(&self.on_error) = hook;
+    }
+
+    /// Call every target `subject` reaches with `message`; returns how many were called.
+    fn publish(
+        &self,
+        py: Python<'_>,
+        subject: &str,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let (matched, picked) = {
+            let mut router = locked(&self.router);
+            let matched = router.lookup(subject)?;
+            let picked: Vec<Arc<Entry>> = matched
+                .groups
+                .iter()
+                .filter_map(|p| p.pick().cloned())
+                .collect();
+            (matched, picked)
+        };
+        let mut called = 0;
+        for entry in matched.plain.iter().chain(picked.iter()) {
+            if !entry.active.load(Ordering::Acquire) {
+                continue;
+            }
+            called += 1;
+            let outcome = match &entry.queue {
+                Some(queue) => queue.get().push_inner(py, message),
+                None => call_one(py, &entry.target, message),
+            };
+            if let Err(err) = outcome {
+                self.report(py, &err, &entry.owner);
+            }
+        }
+        Ok(called)
+    }
+
+    /// The targets one publish to `subject` would reach (queue groups advance).
+    fn targets(&self, py: Python<'_>, subject: &Bound<'_, PyAny>) -> PyResult<Vec<Py<PyAny>>> {
+        let subject = as_subject(subject)?;
+        let hash = subject.hash()? as u64;
+        let found = {
+            let mut router = locked(&self.router);
+            let m = router.lookup_hashed(hash, subject.to_str()?)?;
+            let mut out = m.plain.clone();
+            out.extend(m.groups.iter().filter_map(|p| p.pick().cloned()));
+            out
+        };
+        Ok(found
+            .iter()
+            .filter(|e| e.active.load(Ordering::Acquire))
+            .map(|e| e.target.clone_ref(py))
+            .collect())
+    }
+
+    /// Drop every subscription.
+    fn clear(&self) {
+        let mut router = locked(&self.router);
+        router.clear();
+    }
+
+    fn __len__(&self) -> usize {
+        locked(&self.router).len()
+    }
+}
+
+/// A subscriber's bounded queue for the async interface (see `queue.rs`).
+///
+/// `waker()` is called when a push finds the delivery task idle, `on_over()`
+/// when the block policy wants the publisher to wait; both after the lock
+/// is released, so they may call back into the queue.
+#[pyclass(frozen, module = "microstd._core")]
+pub struct RustQueue {
+    inner: Mutex<Bounded<Py<PyAny>>>,
+    /// Set by `close(discard=True)` (unsubscribe): `run` stops between messages.
+    stopped: AtomicBool,
+    waker: Py<PyAny>,
+    on_over: Py<PyAny>,
+}
+
+impl RustQueue {
+    fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        let pushed = locked(&self.inner).push(message.clone().unbind());
+        if pushed.wake {
+            self.waker.bind(py).call0()?;
+        }
+        if pushed.over {
+            self.on_over.bind(py).call0()?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl RustQueue {
+    #[new]
+    fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>, on_over: Py<PyAny>) -> Self {
+        Self {
+            inner: Mutex::new(Bounded::new(max_pending, drop_when_full)),
+            stopped: AtomicBool::new(false),
+            waker,
+            on_over,
+        }
+    }
+
+    /// Queue `message` (never waits).
+    fn push(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.push_inner(py, message)
+    }
+
+    /// Everything queued, oldest first; empty means the task may sleep until woken.
+    fn take(&self) -> Vec<Py<PyAny>> {
+        locked(&self.inner).take()
+    }
+
+    /// Hand `batch[start:]` to `handler` in order until one needs the event loop.
+    ///
+    /// Returns `(index, kind, obj)`: kind 0, all handled; 1, `handler` raised
+    /// `obj` at `index`; 2, `obj` at `index` must be awaited (an awaitable, or
+    /// a `(coroutine, yielded)` pair of a coroutine that suspended on its first
+    /// step); 3, the queue was stopped. Coroutines are stepped here first, so a
+    /// handler that finishes without suspending costs no trip through asyncio,
+    /// exactly as `await handler(m)` would not.
+    fn run(
+        &self,
+        py: Python<'_>,
+        handler: &Bound<'_, PyAny>,
+        batch: &Bound<'_, PyList>,
+        start: usize,
+    ) -> PyResult<(usize, u8, Option<Py<PyAny>>)> {
+        let n = batch.len();
+        for i in start..n {
+            if self.stopped.load(Ordering::Acquire) {
+                return Ok((i, 3, None));
+            }
+            let message = batch.get_item(i)?;
+            let result = match call_returning(py, handler, &message) {
+                Ok(result) => result,
+                Err(err) => return raised(py, i, err),
+            };
+            if result.is_none() {
+                continue;
+            }
+            // SAFETY: `result` is a live object and the GIL is held.
+            if unsafe { pyo3::ffi::PyCoro_CheckExact(result.as_ptr()) } == 0 {
+                return Ok((i, 2, Some(result.unbind())));
+            }
+            let mut out: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+            // SAFETY: `result` is a coroutine (checked above); `out` receives a
+            // new reference on RETURN and NEXT, and stays null on ERROR.
+            let sent = unsafe {
+                pyo3::ffi::PyIter_Send(result.as_ptr(), pyo3::ffi::Py_None(), &raw mut out)
+            };
+            match sent {
+                pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                    // SAFETY: a new reference we own (the handler's return value).
+                    drop(unsafe { Bound::from_owned_ptr(py, out) });
+                }
+                pyo3::ffi::PySendResult::PYGEN_NEXT => {
+                    // SAFETY: a new reference we own (what the coroutine yielded).
+                    let yielded = unsafe { Bound::from_owned_ptr(py, out) };
+                    let pair = (result, yielded).into_pyobject(py)?.into_any().unbind();
+                    return Ok((i, 2, Some(pair)));
+                }
+                pyo3::ffi::PySendResult::PYGEN_ERROR => return raised(py, i, PyErr::fetch(py)),
+            }
+        }
+        Ok((n, 0, None))
+    }
+
+    /// Refuse further pushes; `discard` also forgets what is queued.
+    fn close(&self, discard: bool) {
+        if discard {
+            self.stopped.store(true, Ordering::Release);
+        }
+        let dropped_items = {
+            let mut q = locked(&self.inner);
+            let items = if discard { q.take() } else { Vec::new() };
+            q.close(discard);
+            items
+        };
+        drop(dropped_items);
+    }
+
+    /// True while the queue holds more than its bound (block policy).
+    fn over(&self) -> bool {
+        locked(&self.inner).over()
+    }
+
+    #[getter]
+    fn dropped(&self) -> u64 {
+        locked(&self.inner).dropped()
+    }
+
+    fn __len__(&self) -> usize {
+        locked(&self.inner).len()
+    }
+}
+
+/// A handler's exception for the caller to report; anything that is not an
+/// `Exception` (cancellation, `KeyboardInterrupt`) propagates instead.
+fn raised(py: Python<'_>, i: usize, err: PyErr) -> PyResult<(usize, u8, Option<Py<PyAny>>)> {
+    if !err.is_instance_of::<PyException>(py) {
+        return Err(err);
+    }
+    Ok((i, 1, Some(err.into_value(py).into_any())))
+}
+
+/// `target(arg)` by vectorcall, keeping the result.
+fn call_returning<'py>(
+    py: Python<'py>,
+    target: &Bound<'py, PyAny>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut args = [std::ptr::null_mut(), arg.as_ptr()];
+    // SAFETY: as in `call_one`; the result is a new reference owned by the Bound.
+    unsafe {
+        let result = pyo3::ffi::PyObject_Vectorcall(
+            target.as_ptr(),
+            args.as_mut_ptr().add(1),
+            1 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            std::ptr::null_mut(),
+        );
+        if result.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Bound::from_owned_ptr(py, result))
+    }
+}
+
+fn as_subject<'a, 'py>(subject: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyString>> {
+    subject.cast::<PyString>().map_err(|_| {
+        Error::InvalidTopic(format!(
+            "topic must be a str, got {}",
+            subject
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+        ))
+        .into()
+    })
+}
+
+/// `target(arg)` through the vectorcall protocol: no argument tuple is built,
+/// which is most of what a call costs on a fan-out to many handlers.
+fn call_one(py: Python<'_>, target: &Py<PyAny>, arg: &Bound<'_, PyAny>) -> PyResult<()> {
+    // The slot before the argument is scratch space the callee may use
+    // (PY_VECTORCALL_ARGUMENTS_OFFSET), so bound methods avoid a copy.
+    let mut args = [std::ptr::null_mut(), arg.as_ptr()];
+    // SAFETY: the GIL is held (`py`); `target` and `arg` are live references for
+    // the duration of the call; `args` has the offset slot plus one argument, as
+    // the flag declares; the result is a new reference we own and release.
+    unsafe {
+        let result = pyo3::ffi::PyObject_Vectorcall(
+            target.as_ptr(),
+            args.as_mut_ptr().add(1),
+            1 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            std::ptr::null_mut(),
+        );
+        if result.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        pyo3::ffi::Py_DECREF(result);
+    }
+    Ok(())
+}
+
+impl RustBroker {
+    fn report(&self, py: Python<'_>, err: &PyErr, owner: &Py<PyAny>) {
+        let hook = locked(&self.on_error).as_ref().map(|h| h.clone_ref(py));
+        let outcome = match hook {
+            Some(hook) => hook.bind(py).call1((err.value(py), owner)).map(|_| ()),
+            None => Err(err.clone_ref(py)),
+        };
+        if let Err(unreported) = outcome {
+            unreported.write_unraisable(py, Some(owner.bind(py)));
+        }
+    }
+}
+
+/// Raise `InvalidTopic` unless `subject` is a concrete publish subject.
+#[pyfunction]
+pub fn validate_subject(subject: &str) -> PyResult<()> {
+    subjects::validate_subject(subject).map_err(PyErr::from)
+}
+
+/// Raise `InvalidTopic` unless `pattern` is a valid subscription pattern.
+#[pyfunction]
+pub fn validate_pattern(pattern: &str) -> PyResult<()> {
+    subjects::validate_pattern(pattern).map_err(PyErr::from)
+}
+
+/// True if the concrete `subject` matches `pattern` (both validated first).
+#[pyfunction]
+pub fn subject_matches(pattern: &str, subject: &str) -> PyResult<bool> {
+    subjects::validate_pattern(pattern)?;
+    subjects::validate_subject(subject)?;
+    Ok(subjects::matches(pattern, subject))
+}
