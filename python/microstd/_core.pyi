@@ -2,11 +2,9 @@
 # Each area adds its functions and classes here as it lands in Rust.
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import final
+from typing import Any, final
 
 from microstd.store.base import Event, Record
-from collections.abc import Callable
-from typing import Any, final
 
 __version__: str
 MAX_DEPTH: int

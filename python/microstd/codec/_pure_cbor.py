@@ -154,7 +154,7 @@ class _Encoding:
             enc.write(bytes((0xE0 | v,)) if v < 24 else bytes((0xF8, v)))
         elif isinstance(value, Enum):
             enc.encode(value.value)
-        elif hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             enc.encode({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
         elif self.user_default is not None:
             enc.encode(self.user_default(value))
@@ -230,7 +230,7 @@ def _find(node: object, culprit: object, surrogate: bool, depth: int) -> list[st
             children += [(_key_segment(k), k), (_key_segment(k), v)]
     elif isinstance(node, (list, tuple, set, frozenset)):
         children = [(f"[{i}]", v) for i, v in enumerate(node)]
-    elif hasattr(type(node), "__dataclass_fields__") and not isinstance(node, type):
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
         children = [(f".{f.name}", getattr(node, f.name, None)) for f in dataclasses.fields(node)]
     for segment, child in children:
         found = _find(child, culprit, surrogate, depth + 1)
