@@ -35,7 +35,7 @@ _ATTRIBUTES = {"Client": "microstd.client", "Service": "microstd.service"}
 
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
-    from microstd import codec, store
+    from microstd import codec, store, sync
 
 
 def __getattr__(name: str) -> Any:
