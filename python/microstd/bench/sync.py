@@ -3,14 +3,16 @@
 Groups: an uncontended named lock on the blocking surface (`with
 locks.lock(name):`, peer `with threading.Lock():`) and on the async surface
 (peer `asyncio.Lock`); hand-offs between two threads and between two asyncio
-tasks taking turns on one lock (each turn is one hand-off: the releaser gives
-the lock straight to the waiting partner).
+tasks taking turns on one lock (each turn is one hand-off: the holder keeps
+the lock until its partner is queued, then its release gives the lock straight
+to the partner; a thread turn includes the GIL switch that takes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from microstd import _accel
 from microstd.bench.runner import Case
 from microstd.sync import open as open_async
 from microstd.sync import open_sync
+from microstd.sync.memory import SyncMemoryLocks, _Cores
 
 __all__ = ["cases"]
 
@@ -110,18 +113,23 @@ def _asyncio_lock(batch: int) -> _AsyncRunner:
 
 
 def _thread_handoff(impl: str, turns: int) -> Callable[[], object]:
-    locks = open_sync("memory://", impl=impl)
-
-    def partner(n: int) -> None:
-        for _ in range(n):
-            with locks.lock("pingpong", ttl=10.0):
-                pass
+    cores = _Cores(impl)
+    locks, core = SyncMemoryLocks(cores), cores.locks
 
     def run() -> object:
-        # Two threads taking turns: with FIFO hand-off every release wakes the other.
-        other = threading.Thread(target=partner, args=(turns,))
+        finished = [False, False]
+
+        def partner(me: int) -> None:
+            for _ in range(turns):
+                with locks.lock("pingpong", ttl=10.0):
+                    # Hold until the partner is queued, so each release is a hand-off.
+                    while not finished[1 - me] and core.waiting("pingpong") == 0:
+                        time.sleep(0)
+            finished[me] = True
+
+        other = threading.Thread(target=partner, args=(1,))
         other.start()
-        partner(turns)
+        partner(0)
         other.join()
         return 2 * turns
 

@@ -11,6 +11,7 @@ extension is missing and the baseline of the benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -400,27 +401,46 @@ class PythonLease(SyncLease):
         )
 
 
-class PythonLockGuard:
-    """`with manager.lock(name, owner, ttl, wait) as lease:` on the blocking surface."""
+class PythonLockGuard(SyncLease):
+    """`with manager.lock(name, owner, ttl, wait) as lease:` on the blocking surface.
 
-    __slots__ = ("_args", "_lease", "_manager")
+    The guard is its own lease once entered (one object per holding, not two):
+    `token`, `refresh()` and `release()` act on the current holding.
+    """
+
+    __slots__ = ("_active", "_expires_at", "_manager", "_ttl", "_wait", "name", "owner", "token")
 
     def __init__(
         self, manager: PythonLockManager, name: str, owner: str, ttl: float, wait: float | None
     ) -> None:
         self._manager = manager
-        self._args = (name, owner, ttl, wait)
-        self._lease: PythonLease | None = None
+        self.name = name
+        self.owner = owner
+        self._ttl = ttl
+        self._wait = wait
+        self.token = 0
+        self._expires_at = 0.0
+        self._active = False
 
-    def __enter__(self) -> PythonLease:
-        name, owner, ttl, wait = self._args
-        lease = PythonLease(
-            self._manager, name, owner, ttl, self._manager._acquire_blocking(name, owner, ttl, wait)
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
+    @property
+    def expires_at(self) -> float:
+        return self._expires_at
+
+    def __enter__(self) -> PythonLockGuard:
+        token, _, expires_at = self._manager._acquire_blocking(
+            self.name, self.owner, self._ttl, self._wait
         )
-        if self._lease is not None:
-            self._lease.release()
-        self._lease = lease
-        return lease
+        previous, self.token, self._expires_at = self.token, token, expires_at
+        if self._active:
+            # Entered twice without exiting: the first holding is given up, not leaked.
+            with contextlib.suppress(LockLost):
+                self._manager._release(self.name, previous)
+        self._active = True
+        return self
 
     def __exit__(
         self,
@@ -428,10 +448,30 @@ class PythonLockGuard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None:
+        if self._active:
+            self._active = False
             try:
-                lease.release()
+                self._manager._release(self.name, self.token)
             except LockLost:
                 if exc_type is None:
                     raise
+
+    def refresh(self, ttl: float | None = None) -> None:
+        if not self._active:
+            raise LockLost(f"lock {self.name!r} (token {self.token}) is not held")
+        new = self._ttl if ttl is None else ttl
+        _check(self.name, new)
+        self._expires_at = self._manager._refresh(self.name, self.token, new)
+        self._ttl = float(new)
+
+    def release(self) -> None:
+        if not self._active:
+            raise LockLost(f"lock {self.name!r} (token {self.token}) is not held")
+        self._active = False
+        self._manager._release(self.name, self.token)
+
+    def __repr__(self) -> str:
+        return (
+            f"PythonLockGuard(name={self.name!r}, owner={self.owner!r}, "
+            f"token={self.token}, ttl={self._ttl})"
+        )

@@ -17,7 +17,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from microstd.errors import InvalidKey
+from microstd.errors import InvalidKey, LockLost
 
 __all__ = [
     "DEFAULT_TTL",
@@ -113,8 +113,6 @@ class Lease(abc.ABC):
 
 
 async def _release_on_exit(release: Any, propagating: bool) -> None:
-    from microstd.errors import LockLost
-
     try:
         await release
     except LockLost:
@@ -332,8 +330,6 @@ class _SyncLockContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        from microstd.errors import LockLost
-
         lease, self._lease = self._lease, None
         if lease is not None:
             try:

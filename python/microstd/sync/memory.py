@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
+import threading
 import uuid
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = ["MemoryBackend", "MemoryLease", "MemoryLocks", "SyncMemoryLocks", "de
 if _accel.core is not None:
     # The Rust lease is a SyncLease in all but inheritance.
     SyncLease.register(_accel.core.RustLease)
+    SyncLease.register(_accel.core.RustLockGuard)
 
 
 def default_owner() -> str:
@@ -85,6 +86,28 @@ def _deliver(fut: asyncio.Future[Any], outcome: object) -> None:
         fut.set_exception(outcome)
     else:
         fut.set_result(outcome)
+
+
+class _Delivery:
+    """The callback the core calls with a waiter's lease (or exception).
+
+    On the waiter's own loop thread (a release by another task) it resolves the
+    future at once, as `asyncio.Lock` does; from any other thread it goes
+    through `call_soon_threadsafe`.
+    """
+
+    __slots__ = ("_fut", "_loop", "_thread")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+        self._loop = loop
+        self._fut = fut
+        self._thread = threading.get_ident()
+
+    def __call__(self, outcome: object) -> None:
+        if threading.get_ident() == self._thread:
+            _deliver(self._fut, outcome)
+        else:
+            self._loop.call_soon_threadsafe(_deliver, self._fut, outcome)
 
 
 def _abandon(core: Any, name: str, waiter: int, fut: asyncio.Future[Any]) -> None:
@@ -142,19 +165,14 @@ class MemoryLocks(Locks):
         self, core: Any, name: str, ttl: float, wait: float | None, owner: str
     ) -> Any:
         wait = validate_wait(wait)
-        if wait == 0:
-            got = core.try_acquire(name, owner, ttl)
-            if got is None:
-                raise LockTimeout(f"lock {name!r} is held")
+        got = core.try_acquire(name, owner, ttl)
+        if got is not None:
             return got
+        if wait == 0:
+            raise LockTimeout(f"lock {name!r} is held")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        got = core.acquire_async(
-            name,
-            owner,
-            ttl,
-            functools.partial(loop.call_soon_threadsafe, _deliver, fut),  # type: ignore[arg-type]
-        )
+        got = core.acquire_async(name, owner, ttl, _Delivery(loop, fut))
         if not isinstance(got, int):
             return got
         try:

@@ -5,6 +5,7 @@
 //! with the lease when it grants the lock (the Python side passes
 //! `loop.call_soon_threadsafe`-based delivery, so nothing polls).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,10 @@ fn acquire_blocking(
     ttl: Duration,
     wait: Option<Duration>,
 ) -> PyResult<Grant> {
+    // The common case first: no waiter slot to allocate when the lock is free.
+    if let Some(g) = core.try_acquire(name, owner, ttl)? {
+        return Ok(g);
+    }
     let ticket = match core.acquire_or_ticket(name, owner, ttl)? {
         Ok(g) => return Ok(g),
         Err(ticket) => ticket,
@@ -195,14 +200,14 @@ impl RustLockManager {
         wait: Option<f64>,
     ) -> PyResult<RustLockGuard> {
         check_name(&name)?;
+        seconds(ttl, "ttl", false)?;
         Ok(RustLockGuard {
             core: Arc::clone(&self.core),
-            ttl: seconds(ttl, "ttl", false)?,
-            ttl_f: ttl,
             wait: wait_arg(wait)?,
             name,
             owner,
-            lease: Mutex::new(None),
+            held: Mutex::new((ttl, 0, 0.0)),
+            active: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -289,58 +294,123 @@ impl RustLease {
 }
 
 /// `with manager.lock(name, owner, ttl, wait) as lease:` on the blocking surface.
+///
+/// The guard is its own lease once entered (one object per holding, not two):
+/// `token`, `refresh()` and `release()` act on the current holding.
 #[pyclass(frozen, module = "microstd._core")]
 pub struct RustLockGuard {
     core: Arc<LockManager>,
     name: String,
     owner: String,
-    ttl: Duration,
-    ttl_f: f64,
     wait: Option<Duration>,
-    lease: Mutex<Option<Py<RustLease>>>,
+    /// (ttl, token, expires_at) of the current or last holding; token 0 before the first.
+    held: Mutex<(f64, u64, f64)>,
+    /// Whether a holding is current (entered and not yet exited or released).
+    active: std::sync::atomic::AtomicBool,
+}
+
+impl RustLockGuard {
+    fn state(&self) -> (f64, u64, f64) {
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lost(&self, token: u64) -> PyErr {
+        Error::LockLost(format!("lock {:?} (token {token}) is not held", self.name)).into()
+    }
 }
 
 #[pymethods]
 impl RustLockGuard {
-    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<RustLease>> {
-        let g = acquire_blocking(py, &self.core, &self.name, &self.owner, self.ttl, self.wait)?;
-        let held = Py::new(
-            py,
-            lease(
-                &self.core,
-                self.name.clone(),
-                self.owner.clone(),
-                self.ttl_f,
-                g,
-            ),
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let me = slf.get();
+        let (ttl, _, _) = me.state();
+        let g = acquire_blocking(
+            slf.py(),
+            &me.core,
+            &me.name,
+            &me.owner,
+            Duration::from_secs_f64(ttl),
+            me.wait,
         )?;
-        let previous = self
-            .lease
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(held.clone_ref(py));
-        if let Some(p) = previous {
-            // Entered twice without exiting: the first lease is dropped, not leaked.
-            let _ = p.get().release();
+        let previous = std::mem::replace(
+            &mut *me.held.lock().unwrap_or_else(PoisonError::into_inner),
+            (ttl, g.token, g.expires_at),
+        );
+        if me.active.swap(true, Ordering::AcqRel) {
+            // Entered twice without exiting: the first holding is given up, not leaked.
+            let _ = me.core.release(&me.name, previous.1);
         }
-        Ok(held)
+        Ok(slf)
     }
 
     /// Releases; a lost lease raises `LockLost` unless an exception is already propagating.
     #[pyo3(signature = (*exc))]
     fn __exit__(&self, exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        let held = self
-            .lease
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(held) = held {
-            let outcome = held.get().release();
-            let propagating = exc.len() > 0 && !exc.get_item(0)?.is_none();
+        if self.active.swap(false, Ordering::AcqRel) {
+            let token = self.state().1;
+            let outcome = self.core.release(&self.name, token);
+            let propagating = !exc.is_empty() && !exc.get_item(0)?.is_none();
             if !propagating {
                 outcome?;
             }
         }
         Ok(false)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    #[getter]
+    fn token(&self) -> u64 {
+        self.state().1
+    }
+
+    #[getter]
+    fn ttl(&self) -> f64 {
+        self.state().0
+    }
+
+    #[getter]
+    fn expires_at(&self) -> f64 {
+        self.state().2
+    }
+
+    /// Extends the current holding to `ttl` (default: its ttl) from now; `LockLost` if gone.
+    #[pyo3(signature = (ttl=None))]
+    fn refresh(&self, ttl: Option<f64>) -> PyResult<()> {
+        let (old_ttl, token, _) = self.state();
+        if !self.active.load(Ordering::Acquire) {
+            return Err(self.lost(token));
+        }
+        let ttl = ttl.unwrap_or(old_ttl);
+        let g = self
+            .core
+            .refresh(&self.name, token, seconds(ttl, "ttl", false)?)?;
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = (ttl, token, g.expires_at);
+        Ok(())
+    }
+
+    /// Gives the lock up before the block ends; `LockLost` if it was no longer held.
+    fn release(&self) -> PyResult<()> {
+        let token = self.state().1;
+        if !self.active.swap(false, Ordering::AcqRel) {
+            return Err(self.lost(token));
+        }
+        Ok(self.core.release(&self.name, token)?)
+    }
+
+    fn __repr__(&self) -> String {
+        let (ttl, token, _) = self.state();
+        format!(
+            "RustLockGuard(name={:?}, owner={:?}, token={token}, ttl={ttl})",
+            self.name, self.owner
+        )
     }
 }
