@@ -79,14 +79,17 @@ fn acquire_blocking(
         if let Some(outcome) = py.detach(|| ticket.wait(Some(slice))) {
             return Ok(outcome?);
         }
+        // cancel_ticket may wait for a grant already decided; detached, because
+        // the granter (the reaper) may first be handing another name to an
+        // asyncio waiter, which needs the GIL.
         if let Err(e) = py.check_signals() {
-            if let Some(Ok(g)) = core.cancel_ticket(&ticket) {
+            if let Some(Ok(g)) = py.detach(|| core.cancel_ticket(&ticket)) {
                 let _ = core.release(name, g.token);
             }
             return Err(e);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return match core.cancel_ticket(&ticket) {
+            return match py.detach(|| core.cancel_ticket(&ticket)) {
                 Some(outcome) => Ok(outcome?),
                 None => Err(timeout(name, wait).into()),
             };
