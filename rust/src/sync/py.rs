@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use super::manager::{timeout, Attempt, Grant, LockManager, Notify};
 use crate::errors::Error;
@@ -347,13 +346,16 @@ impl RustLockGuard {
     }
 
     /// Releases; a lost lease raises `LockLost` unless an exception is already propagating.
-    #[pyo3(signature = (*exc))]
-    fn __exit__(&self, exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         if self.active.swap(false, Ordering::AcqRel) {
             let token = self.state().1;
             let outcome = self.core.release(&self.name, token);
-            let propagating = !exc.is_empty() && !exc.get_item(0)?.is_none();
-            if !propagating {
+            if exc_type.is_none() {
                 outcome?;
             }
         }
