@@ -29,3 +29,12 @@ def test_sync_case(benchmark: Any, case: Any) -> None:
     finally:
         if case.teardown is not None:
             case.teardown()
+
+
+def test_uncontended_ratio_report() -> None:
+    """Interleaved timing of the uncontended blocking lock (printed with -s)."""
+    from microstd.bench.sync import uncontended_report
+
+    report = uncontended_report(rounds=3, batch=200)
+    print(report)
+    assert "python" in report

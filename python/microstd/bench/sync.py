@@ -250,3 +250,32 @@ def cases(quick: bool) -> list[Case]:
             )
         )
     return out
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 20, batch: int = 2000
+) -> dict[str, float]:
+    """Seconds per call of each fn, best of `rounds`, timing the fns in turn each
+    round, so load from elsewhere on the machine hits them all alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            best[label] = min(best[label], (time.perf_counter() - start) / batch)
+    return best
+
+
+def uncontended_report(rounds: int = 20, batch: int = 2000) -> str:
+    """The blocking surface's uncontended cost, Rust core vs twin vs threading.Lock."""
+    fns = {impl: _uncontended_sync(impl) for impl in _impls()}
+    fns["threading.Lock"] = _threading_lock()
+    best = interleaved(fns, rounds=rounds, batch=batch)
+    lines = [f"{label:<15} {secs * 1e9:8.0f} ns/op" for label, secs in best.items()]
+    if "rust" in best:
+        lines.append(f"rust vs python twin: {best['python'] / best['rust']:.2f}x faster")
+        lines.append(
+            f"rust vs threading.Lock: {best['rust'] / best['threading.Lock']:.2f}x the cost"
+        )
+    return "\n".join(lines)
