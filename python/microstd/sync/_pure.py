@@ -88,6 +88,13 @@ class _Table:
         self.last_token = 0
         self.last_waiter = 0
         self.closed = False
+        # The reaper starts with the first contended name (as in the Rust core).
+        self.reaper_started = False
+
+    def start_reaper(self) -> None:
+        if not self.reaper_started:
+            self.reaper_started = True
+            threading.Thread(target=self.reap, name="microstd-sync-reaper", daemon=True).start()
 
     def hand_over(self, name: str, now: float, fired: Fired) -> None:
         entry = self.entries.get(name)
@@ -162,10 +169,8 @@ class PythonLockManager:
     """Named locks with leases, fencing tokens and FIFO waiters, in pure Python."""
 
     def __init__(self) -> None:
-        self._t = _Table()
         # The reaper holds only the table, so dropping the manager closes it.
-        reaper = threading.Thread(target=self._t.reap, name="microstd-sync-reaper", daemon=True)
-        reaper.start()
+        self._t = _Table()
         weakref.finalize(self, _close_table, self._t)
 
     def _enter(self, name: str, owner: str, ttl: float, fired: Fired) -> tuple[_Table, float]:
@@ -197,6 +202,7 @@ class PythonLockManager:
                 t.entries[name].waiters.append(_Waiter(wid, owner, ttl, notify))
                 if name not in t.contended:
                     t.contended.add(name)
+                    t.start_reaper()
                     t.wake.notify()
         _fire(fired)
         return wid if g is None else g

@@ -110,6 +110,12 @@ class RedisLease(Lease):
             raise LockLost(f"lock {self.name!r} (token {self.token}) is no longer held")
 
 
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a background request's outcome, so asyncio does not warn of it."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -157,9 +163,40 @@ class RedisLocks(Locks):
     def _channel(self, key: str) -> str:
         return f"{self._prefix}released:{key}"
 
+    async def _shielded(self, coro: Any) -> Any:
+        """Await `coro` so that cancelling the caller always raises CancelledError.
+
+        redis-py can swallow a cancellation that lands while it opens a
+        connection; shielding keeps the request running to its end in the
+        background while the caller's cancellation propagates at once.
+        """
+        inner = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            inner.add_done_callback(_consume)
+            raise
+
     async def _try(self, key: str, counter: str, owner: str, ttl: float) -> tuple[int, float]:
-        token, pttl = await self._call(self._acquire, [key, counter], [owner, _ms(ttl)])
+        inner = asyncio.ensure_future(self._call(self._acquire, [key, counter], [owner, _ms(ttl)]))
+        try:
+            token, pttl = await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            # The script may still take the lock after we gave up: give it back.
+            inner.add_done_callback(lambda f: self._orphaned(f, key, owner))
+            raise
         return int(token), max(0.0, int(pttl) / 1000.0)
+
+    def _orphaned(self, fut: asyncio.Future[Any], key: str, owner: str) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        token = int(fut.result()[0])
+        if token:
+            value = f"{owner}|{token}"
+            task = asyncio.ensure_future(
+                self._call(self._release, [key], [value, self._channel(key)])
+            )
+            task.add_done_callback(_consume)
 
     async def _take(
         self, kind: str, name: str, ttl: float, wait: float | None, owner: str
@@ -178,7 +215,7 @@ class RedisLocks(Locks):
         pubsub = self._client.pubsub()
         try:
             # Subscribe first, then retry: a release between the two is not missed.
-            await self._call(pubsub.subscribe, self._channel(key))
+            await self._shielded(self._call(pubsub.subscribe, self._channel(key)))
             while True:
                 token, pttl = await self._try(key, counter, owner, ttl)
                 if token:

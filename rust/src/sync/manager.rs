@@ -72,6 +72,9 @@ struct Table {
     last_token: u64,
     last_waiter: u64,
     closed: bool,
+    /// The reaper starts with the first contended name: a manager that never
+    /// sees contention never costs a thread.
+    reaper_started: bool,
 }
 
 struct Shared {
@@ -235,7 +238,7 @@ impl Default for LockManager {
 }
 
 impl LockManager {
-    /// A manager with its reaper thread running.
+    /// An empty manager; its reaper thread starts on first contention.
     pub fn new() -> Self {
         let shared = Arc::new(Shared {
             table: Mutex::new(Table {
@@ -244,17 +247,25 @@ impl LockManager {
                 last_token: 0,
                 last_waiter: 0,
                 closed: false,
+                reaper_started: false,
             }),
             wake: Condvar::new(),
         });
-        let for_reaper = Arc::clone(&shared);
+        Self { shared }
+    }
+
+    fn start_reaper(&self, t: &mut Table) {
+        if t.reaper_started {
+            return;
+        }
+        t.reaper_started = true;
+        let for_reaper = Arc::clone(&self.shared);
         // Detached on purpose: it exits by itself once the manager closes, and
         // joining it from a drop could wait on a callback that wants the GIL.
         thread::Builder::new()
             .name("microstd-sync-reaper".into())
             .spawn(move || reap(&for_reaper))
             .expect("spawning the lock reaper thread");
-        Self { shared }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -333,6 +344,7 @@ impl LockManager {
                     notify,
                 });
                 if t.contended.insert(name.to_owned()) {
+                    self.start_reaper(&mut t);
                     self.shared.wake.notify_one();
                 }
                 Attempt::Queued(id)
