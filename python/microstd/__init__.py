@@ -36,6 +36,9 @@ _ATTRIBUTES = {"Client": "microstd.client", "Service": "microstd.service"}
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
     from microstd import codec, store, sync
+    from microstd import codec, config, registry, store
+    from microstd.client import Client
+    from microstd.service import Service
 
 
 def __getattr__(name: str) -> Any:

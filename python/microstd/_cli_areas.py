@@ -1,17 +1,251 @@
 """Subcommands contributed by the service areas (services, call, publish, run).
 
 Kept apart from `cli.py` so the command's core does not import the RPC stack.
+
+Exit codes: 0 success; 1 the service answered an error (printed as JSON on
+stderr); 2 bad usage or input; 3 the service or a backend could not be reached
+(not registered, connection failed); 4 the deadline passed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
 from typing import Any
 
 __all__ = ["add_commands"]
 
+EXIT_ERROR_REPLY = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_DEADLINE = 4
+
+
+def _default_registry() -> str:
+    return os.environ.get("MICROSTD_REGISTRY", "memory://default")
+
+
+def _default_broker() -> str:
+    return os.environ.get("MICROSTD_BROKER", "memory://default")
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    print(f"microstd {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _parse_json(command: str, text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text)
+    except ValueError as exc:
+        _fail(command, f"the body is not valid JSON: {exc}", EXIT_USAGE)
+        return False, None
+
+
+def _plain(obj: Any) -> Any:
+    # Replies may hold bytes (msgpack); print them readably instead of failing.
+    if isinstance(obj, bytes):
+        try:
+            return obj.decode()
+        except UnicodeDecodeError:
+            return obj.hex()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _errors(command: str, exc: BaseException) -> int:
+    from microstd.errors import (
+        ConnectionFailed,
+        DeadlineExceeded,
+        MicrostdError,
+        NotFound,
+        ServiceError,
+        UnknownBackend,
+    )
+
+    if isinstance(exc, ServiceError):
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return EXIT_ERROR_REPLY
+    if isinstance(exc, DeadlineExceeded):
+        return _fail(command, str(exc), EXIT_DEADLINE)
+    if isinstance(exc, (NotFound, ConnectionFailed)):
+        return _fail(command, str(exc), EXIT_UNREACHABLE)
+    if isinstance(exc, (UnknownBackend, ValueError, MicrostdError)):
+        return _fail(command, str(exc), EXIT_USAGE)
+    raise exc
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    from microstd import registry
+
+    async def main() -> list[registry.Service]:
+        async with registry.open(args.registry) as reg:
+            return await reg.list_services()
+
+    try:
+        services = asyncio.run(main())
+    except Exception as exc:
+        return _errors("services", exc)
+    if args.json:
+        out = [
+            {
+                "name": s.name,
+                "version": s.version,
+                "endpoints": s.endpoints,
+                "nodes": [
+                    {"id": n.id, "address": n.address, "metadata": n.metadata} for n in s.nodes
+                ],
+            }
+            for s in services
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    if not services:
+        print("no services registered")
+        return 0
+    for s in services:
+        version = f" {s.version}" if s.version else ""
+        print(f"{s.name}{version}  ({len(s.nodes)} node{'s' if len(s.nodes) != 1 else ''})")
+        for n in s.nodes:
+            print(f"  {n.id}  {n.address}")
+        for e in s.endpoints:
+            print(f"  - {e}")
+    return 0
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from microstd.client import Client
+
+    ok, body = _parse_json("call", args.body)
+    if not ok:
+        return EXIT_USAGE
+
+    async def main() -> Any:
+        async with Client(args.registry, content_type=args.content_type) as client:
+            return await client.call(
+                args.service, args.endpoint, body, timeout=args.timeout, idempotent=args.idempotent
+            )
+
+    try:
+        reply = asyncio.run(main())
+    except Exception as exc:
+        return _errors("call", exc)
+    print(json.dumps(_plain(reply), indent=2))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    ok, body = _parse_json("publish", args.body)
+    if not ok:
+        return EXIT_USAGE
+
+    async def main() -> None:
+        from microstd import broker
+
+        async with broker.open(args.broker) as b:
+            await b.publish(args.topic, body, content_type=args.content_type)
+
+    try:
+        asyncio.run(main())
+    except ModuleNotFoundError as exc:
+        return _fail("publish", f"the broker area is not available: {exc}", EXIT_UNREACHABLE)
+    except Exception as exc:
+        return _errors("publish", exc)
+    return 0
+
+
+def _load_service(target: str) -> Any:
+    from microstd.service import Service
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected module:service, got {target!r}")
+    # Like `python -m`, let the current directory's modules be found.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Service) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Service):
+        raise ValueError(f"{target} is a {type(obj).__name__}, not a microstd.Service")
+    return obj
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        svc = _load_service(args.target)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        return _fail("run", f"cannot load {args.target}: {exc}", EXIT_USAGE)
+    if args.address:
+        svc.address = args.address
+    try:
+        svc.run()
+    except Exception as exc:
+        return _errors("run", exc)
+    return 0
+
 
 def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the service subcommands to the `microstd` parser."""
-    del sub
-    _ = argparse
+    reg_help = "registry URL (default: $MICROSTD_REGISTRY or memory://default)"
+
+    services = sub.add_parser(
+        "services",
+        help="list the registered services and their nodes",
+        description="List the services in a registry, with their nodes and endpoints.",
+    )
+    services.add_argument("--registry", default=_default_registry(), help=reg_help)
+    services.add_argument("--json", action="store_true", help="print JSON")
+    services.set_defaults(func=_cmd_services)
+
+    call = sub.add_parser(
+        "call",
+        help="call a service's endpoint with a JSON body",
+        description="Call SERVICE's ENDPOINT with the JSON body and print the JSON reply."
+        " Exit codes: 1 error reply, 2 bad input, 3 unreachable, 4 deadline exceeded.",
+    )
+    call.add_argument("service", help="service name, e.g. greeter")
+    call.add_argument("endpoint", help="endpoint, e.g. Greeter.Hello")
+    call.add_argument("body", nargs="?", default="{}", help="JSON request body (default {})")
+    call.add_argument("--registry", default=_default_registry(), help=reg_help)
+    call.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    call.add_argument(
+        "--content-type", default="application/json", help="wire codec (default application/json)"
+    )
+    call.add_argument("--idempotent", action="store_true", help="allow retries after sending")
+    call.set_defaults(func=_cmd_call)
+
+    publish = sub.add_parser(
+        "publish",
+        help="publish a JSON message on a topic",
+        description="Publish the JSON body on TOPIC through a broker.",
+    )
+    publish.add_argument("topic", help="topic, e.g. orders.created")
+    publish.add_argument("body", help="JSON message body")
+    publish.add_argument(
+        "--broker", default=_default_broker(), help="broker URL (default: $MICROSTD_BROKER)"
+    )
+    publish.add_argument("--content-type", default=None, help="codec (default: the broker's)")
+    publish.set_defaults(func=_cmd_publish)
+
+    run = sub.add_parser(
+        "run",
+        help="run a service: module:service",
+        description="Import MODULE and run its microstd.Service attribute (or factory) until"
+        " SIGTERM / SIGINT.",
+    )
+    run.add_argument("target", help="module:attribute, e.g. examples.greeter:svc")
+    run.add_argument(
+        "--address", default=None, help="host:port to listen on (default: the service's)"
+    )
+    run.set_defaults(func=_cmd_run)

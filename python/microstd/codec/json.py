@@ -1,25 +1,132 @@
-"""JSON through orjson, with the type model JSON can carry.
+"""JSON through orjson, with the part of the type model JSON can carry.
 
-PLACEHOLDER: the full type model (Decimal, sets, bytes, ...) lands with the codec.
+What JSON carries, and how (`dumps` and the stdlib twin `pure_dumps` write
+the same bytes):
+
+- None, bool, str, list / tuple, dict: natively. Dict keys may be str, int,
+  float, bool or None; JSON writes them as text (`{1: 2}` -> `{"1":2}`), and
+  `sort_keys=True` sorts by that text (so `"-1"` before `"-2"`).
+- int: within [-2**63, 2**64), else `EncodeError` (as in msgpack).
+- float: shortest round-trip form; NaN and infinities become `null` (orjson's rule).
+- aware datetime: RFC 3339 text, `datetime.isoformat()` (`2024-05-01T12:00:00+00:00`).
+  A naive datetime raises `EncodeError` (attach a tzinfo), as in msgpack.
+- date: `"YYYY-MM-DD"`; UUID: the 36-character form; Decimal: `str(d)`;
+  Enum: its value; dataclass: an object of its fields; set / frozenset: an array.
+- bytes / bytearray / memoryview: standard base64 text with padding (it
+  decodes as that str: JSON has no bytes type).
+- `Ext` and `Tag` cannot be carried: `EncodeError` unless `default=` handles them.
+
+Decoding gives str / int / float / bool / None / list / dict; integers
+outside 64 bits decode as float (orjson's rule). Errors: `EncodeError` with
+the path of the offending value, `DecodeError` with the byte offset.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime as _dt
+import enum
+import json as _stdjson
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
 import orjson
 
+from microstd.codec._ext import Ext, Tag
+from microstd.codec._paths import find_path
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["CONTENT_TYPE", "dumps", "loads"]
+__all__ = ["CONTENT_TYPE", "dumps", "loads", "pure_dumps", "pure_loads"]
 
 CONTENT_TYPE = "application/json"
 
+_NAIVE = "cannot encode a naive datetime: attach a tzinfo (e.g. datetime.timezone.utc)"
+_INT_RANGE = "int out of range (must be in [-2**63, 2**64))"
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
-def dumps(obj: object) -> bytes:
+
+class _Unencodable(Exception):
+    def __init__(self, message: str, obj: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.obj = obj
+
+
+def _type_name(obj: object) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _model(obj: object, user_default: Callable[[object], object] | None) -> object:
+    """Map one object orjson (or json) does not carry onto one it does."""
+    if isinstance(obj, _dt.datetime):
+        if obj.utcoffset() is None:
+            if user_default is not None:
+                return user_default(obj)
+            raise _Unencodable(_NAIVE, obj)
+        return obj.isoformat()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, _dt.date):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if user_default is not None:
+        return user_default(obj)
+    if isinstance(obj, (Ext, Tag)):
+        raise _Unencodable(f"cannot encode {_type_name(obj)} as JSON", obj)
+    raise _Unencodable(f"cannot encode object of type {_type_name(obj)}", obj)
+
+
+def _is_big_int(o: object) -> bool:
+    return isinstance(o, int) and not isinstance(o, bool) and not -(2**63) <= o < 2**64
+
+
+def dumps(
+    obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
+) -> bytes:
     """Encode `obj` as compact UTF-8 JSON."""
+
+    def hook(value: object) -> object:
+        return _model(value, default)
+
+    # orjson does not sort a dataclass's fields: hand dataclasses to the hook then.
+    sorting = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+    option = _OPTIONS | sorting if sort_keys else _OPTIONS
     try:
-        return orjson.dumps(obj)
+        return orjson.dumps(obj, default=hook, option=option)
     except orjson.JSONEncodeError as exc:
-        raise EncodeError(str(exc), "$") from exc
+        cause = exc.__cause__
+        if isinstance(cause, _Unencodable):
+            raise EncodeError(cause.message, find_path(obj, cause.obj)) from None
+        if cause is not None and not isinstance(cause, TypeError):
+            raise cause from None  # the user's default= raised: pass it through
+        message = str(exc)
+        if "Integer exceeds" in message:
+            raise EncodeError(_INT_RANGE, find_path(obj, pred=_is_big_int)) from None
+        raise EncodeError(message, "$") from None
+
+
+def _byte_offset(data: bytes | bytearray | memoryview | str, pos: int) -> int:
+    """orjson and json report a character index; callers want the byte offset."""
+    if isinstance(data, str):
+        return len(data[:pos].encode("utf-8", "surrogatepass"))
+    raw = bytes(data)
+    try:
+        return len(raw.decode()[:pos].encode())
+    except UnicodeDecodeError:
+        return pos
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> object:
@@ -27,21 +134,104 @@ def loads(data: bytes | bytearray | memoryview | str) -> object:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(exc.msg, exc.pos) from exc
+        raise DecodeError(exc.msg, _byte_offset(data, exc.pos)) from None
 
 
-def pure_dumps(obj: object) -> bytes:
-    """The standard library's json, configured to give the same bytes as `dumps`."""
-    import json as stdjson
+def _floatstr(f: float) -> str:
+    """orjson's float text: Python's repr, except `null` for non-finite values,
+    no zero padding in negative exponents (`1e-7`, not `1e-07`), and fixed
+    notation one decade further down (`0.00001`, not `1e-05`)."""
+    if f != f or f in (float("inf"), float("-inf")):
+        return "null"
+    text = float.__repr__(f)
+    if "e-" not in text:
+        return text
+    mantissa, exponent = text.split("e-")
+    if exponent == "05":
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e-{exponent.lstrip('0')}"
 
-    return stdjson.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+def _intstr(i: int) -> str:
+    if not -(2**63) <= i < 2**64:
+        raise _Unencodable(_INT_RANGE, i)
+    return int.__repr__(i)
+
+
+def _key_text(key: object) -> object:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, float):
+        return _floatstr(key)
+    if isinstance(key, int):
+        return _intstr(key)
+    return key
+
+
+def _text_keys(obj: object) -> object:
+    """Keys turned into their JSON text first, so sorting compares that text (as orjson does)."""
+    if isinstance(obj, dict):
+        return {_key_text(k): _text_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_text_keys(v) for v in obj]
+    return obj
+
+
+def pure_dumps(
+    obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
+) -> bytes:
+    """The standard library's json, configured to write the same bytes as `dumps`."""
+
+    def hook(value: object) -> object:
+        return _model(value, default)
+
+    # The pure-Python iterencode is the only one that takes a float formatter.
+    make = _stdjson.encoder._make_iterencode  # type: ignore[attr-defined]
+    chunks = make(
+        {},
+        hook,
+        _stdjson.encoder.encode_basestring,
+        None,
+        _floatstr,
+        ":",
+        ",",
+        sort_keys,
+        False,
+        True,
+        _intstr=_intstr,
+    )
+    try:
+        text = "".join(chunks(_text_keys(obj) if sort_keys else obj, 0))
+        return text.encode()
+    except _Unencodable as exc:
+        raise EncodeError(exc.message, find_path(obj, exc.obj)) from None
+    except UnicodeEncodeError:
+        raise EncodeError("str is not valid UTF-8 (it holds a lone surrogate)", "$") from None
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(str(exc), "$") from None
+
+
+def _parse_int(text: str) -> Any:
+    v = int(text)
+    return v if -(2**63) <= v < 2**64 else float(text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def pure_loads(data: bytes | bytearray | memoryview | str) -> object:
-    """Decode with the standard library's json."""
-    import json as stdjson
-
+    """Decode with the standard library's json (same results as `loads`)."""
     try:
-        return stdjson.loads(bytes(data) if not isinstance(data, str) else data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(str(exc), getattr(exc, "pos", 0) or 0) from exc
+        text = data if isinstance(data, str) else bytes(data).decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid UTF-8", exc.start) from None
+    try:
+        return _stdjson.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+    except _stdjson.JSONDecodeError as exc:
+        raise DecodeError(exc.msg, _byte_offset(text, exc.pos)) from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(str(exc), 0) from None

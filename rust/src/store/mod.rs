@@ -1,8 +1,18 @@
-//! The store core. Pure logic lives in files without PyO3; `py.rs` binds it.
+//! The store core: `memory` (the ordered store) and `watch` (event queues)
+//! are pure Rust, unit-tested by `cargo test`; `py` binds them to Python.
+
+mod convert;
+mod entry;
+pub mod key;
+pub mod memory;
+mod py;
+pub mod watch;
 
 use pyo3::prelude::*;
 
-/// Adds this area's classes and functions to `microstd._core`.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+/// Adds this area's classes to `microstd._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<py::RustMemoryStore>()?;
+    m.add_class::<py::RustWatch>()?;
     Ok(())
 }

@@ -1,29 +1,99 @@
-//! msgpack: encoder and decoder. PLACEHOLDER until the codec lands: it
-//! delegates to the `msgpack` package so other areas can build on the API.
+//! msgpack: an encoder writing straight from Python objects into one buffer
+//! and a decoder reading straight into Python objects.
+//!
+//! The output is byte-identical to `msgpack.packb(obj)` for the plain types;
+//! see `codec::types` for the type model both formats share.
+
+mod decode;
+mod encode;
+mod fast;
+mod keys;
+pub mod timestamp;
+pub mod wire;
+
+use pyo3::buffer::PyUntypedBuffer;
+use std::cell::RefCell;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
-use crate::errors::{Error, Result};
+use crate::errors::Result;
+use encode::Encoder;
 
-/// Encodes `obj` as msgpack bytes.
+pub use decode::decode;
+
+/// Encodes `obj` as msgpack bytes with the default options.
 pub fn encode(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>> {
-    let py = obj.py();
-    let packed = py.import("msgpack")?.call_method1("packb", (obj,))?;
-    Ok(packed
-        .cast_into::<PyBytes>()
-        .map_err(PyErr::from)?
-        .as_bytes()
-        .to_vec())
+    encode_with(obj, None, false)
 }
 
-/// Decodes one msgpack object from `data`.
-pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
-    let obj = py
-        .import("msgpack")?
-        .call_method1("unpackb", (PyBytes::new(py, data),))
-        .map_err(|e| Error::decode(e.to_string(), 0))?;
-    Ok(obj)
+/// Encodes `obj`, calling `default` for objects outside the type model and
+/// sorting map keys when `sort_keys` is set.
+pub fn encode_with<'py>(
+    obj: &Bound<'py, PyAny>,
+    default: Option<&Bound<'py, PyAny>>,
+    sort_keys: bool,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    encode_into(obj, &mut out, default, sort_keys)?;
+    Ok(out)
+}
+
+/// Appends the encoding of `obj` to `out` (which is left with a partial
+/// object in it on error).
+pub fn encode_into<'py>(
+    obj: &Bound<'py, PyAny>,
+    out: &mut Vec<u8>,
+    default: Option<&Bound<'py, PyAny>>,
+    sort_keys: bool,
+) -> Result<()> {
+    Encoder::new(out, default, sort_keys).encode(obj, 0)
+}
+
+/// Calls `f` with the bytes of a bytes-like object: bytes are borrowed,
+/// anything else exporting a contiguous buffer is copied first (a bytearray
+/// could be changed under us while we decode).
+pub fn with_bytes<T>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<T>) -> PyResult<T> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return f(bytes.as_bytes());
+    }
+    if let Ok(array) = data.cast::<PyByteArray>() {
+        return f(&array.to_vec());
+    }
+    let buffer = PyUntypedBuffer::get(data).map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "expected bytes, bytearray or memoryview, got {}",
+            crate::codec::types::type_name(data)
+        ))
+    })?;
+    if !buffer.is_c_contiguous() {
+        return f(data
+            .cast::<PyMemoryView>()
+            .map_err(PyErr::from)?
+            .call_method0("tobytes")?
+            .cast::<PyBytes>()
+            .map_err(PyErr::from)?
+            .as_bytes());
+    }
+    let len = buffer.len_bytes();
+    let copy = if len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the buffer is C-contiguous and stays exported (so its memory
+        // stays valid) until `buffer` drops, after this copy.
+        unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<u8>(), len) }.to_vec()
+    };
+    drop(buffer);
+    f(&copy)
+}
+
+/// Output buffers kept above this size are released after the call.
+const KEEP_BUFFER: usize = 1 << 20;
+
+thread_local! {
+    /// One output buffer per thread, reused across `msgpack_dumps` calls so a
+    /// call does not pay for growing a fresh Vec from empty.
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
 }
 
 #[pyfunction]
@@ -33,13 +103,27 @@ fn msgpack_dumps<'py>(
     default: Option<&Bound<'py, PyAny>>,
     sort_keys: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let _ = (default, sort_keys);
-    Ok(PyBytes::new(obj.py(), &encode(obj)?))
+    let default = default.filter(|d| !d.is_none());
+    BUFFER.with(|cell| {
+        // A `default` hook that itself calls msgpack_dumps finds the buffer
+        // taken and uses a fresh one.
+        let Ok(mut out) = cell.try_borrow_mut() else {
+            let out = encode_with(obj, default, sort_keys)?;
+            return Ok(PyBytes::new(obj.py(), &out));
+        };
+        out.clear();
+        let result = encode_into(obj, &mut out, default, sort_keys);
+        let bytes = result.map(|()| PyBytes::new(obj.py(), &out));
+        if out.capacity() > KEEP_BUFFER {
+            *out = Vec::with_capacity(4096);
+        }
+        Ok(bytes?)
+    })
 }
 
 #[pyfunction]
-fn msgpack_loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    Ok(decode(py, data)?)
+fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    with_bytes(data, |bytes| Ok(decode(py, bytes)?))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

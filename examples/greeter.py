@@ -1,0 +1,39 @@
+"""A greeter service. Run it with `microstd run greeter:svc` (from this folder)
+or `python greeter.py`; it serves until SIGTERM / Ctrl-C.
+
+Set MICROSTD_REGISTRY (for example redis://127.0.0.1:6379/0) to run it in its
+own process and find it from others; without it, it uses the process's
+embedded registry.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import microstd
+from microstd.errors import ServiceError
+
+
+@dataclass
+class HelloRequest:
+    name: str
+
+
+@dataclass
+class HelloReply:
+    message: str
+
+
+svc = microstd.Service("greeter", version="1.0", registry=os.environ.get("MICROSTD_REGISTRY"))
+
+
+@svc.handler("Greeter.Hello")
+async def hello(req: HelloRequest) -> HelloReply:
+    if not req.name:
+        raise ServiceError("greeter", 400, "name must not be empty", "Bad Request")
+    return HelloReply(f"Hello, {req.name}!")
+
+
+if __name__ == "__main__":
+    svc.run()

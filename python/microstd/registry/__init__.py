@@ -1,0 +1,42 @@
+"""Service discovery: register nodes with a TTL, look services up, watch changes.
+
+    reg = microstd.registry.open("memory://default")    # redis://, etcd://, nats://
+    async with reg:
+        await reg.register(Service("greeter", "1.0", [Node("n1", "127.0.0.1:8080")]), ttl=10)
+        [svc] = await reg.lookup("greeter")
+
+`microstd.registry.Service` is the registry's record of a service; the runnable
+service is `microstd.Service`. Third-party backends plug in through the
+`microstd.registries` entry point group (an object with
+`from_url(parsed, **options)` returning a `Registry`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microstd._backends import parse_url, resolve
+from microstd.registry.base import Event, EventKind, Node, Registry, Service
+from microstd.registry.blocking import SyncRegistry
+
+__all__ = ["Event", "EventKind", "Node", "Registry", "Service", "SyncRegistry", "open", "open_sync"]
+
+_BUILTINS = {
+    "memory": "microstd.registry.memory:MemoryRegistry",
+    "redis": "microstd.registry.redis:RedisRegistry",
+    "etcd": "microstd.registry.etcd:EtcdRegistry",
+    "nats": "microstd.registry.nats:NatsRegistry",
+}
+
+
+def open(url: str = "memory://", **options: Any) -> Registry:
+    """The async registry `url` names. Options override the URL's query parameters."""
+    parsed = parse_url(url)
+    backend = resolve("registry", parsed.scheme, _BUILTINS, "microstd.registries")
+    registry: Registry = backend.from_url(parsed, **options)
+    return registry
+
+
+def open_sync(url: str = "memory://", **options: Any) -> SyncRegistry:
+    """The blocking registry `url` names: the async backend on a private loop thread."""
+    return SyncRegistry(open(url, **options))

@@ -1,0 +1,133 @@
+"""The metadata a call carries: request id, caller, deadline, and free-form metadata.
+
+On the wire these are HTTP headers. Inside a handler, `current_context()` gives
+the incoming call's context; a `Client` call made from within a handler
+forwards its request id and the time left before its deadline, so a chain of
+calls shares one deadline and one request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+__all__ = [
+    "CALLER_HEADER",
+    "ERROR_HEADER",
+    "META_PREFIX",
+    "REQUEST_ID_HEADER",
+    "TIMEOUT_HEADER",
+    "Context",
+    "current_context",
+    "new_request_id",
+    "within",
+]
+
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+CALLER_HEADER = "Microstd-Caller"
+#: Seconds left before the caller's deadline, relative so clocks need not agree.
+TIMEOUT_HEADER = "Microstd-Timeout"
+#: Set on error replies, whose body is `{"id", "code", "detail", "status"}`.
+ERROR_HEADER = "Microstd-Error"
+#: Further metadata travels as `Microstd-Meta-<key>` headers.
+META_PREFIX = "Microstd-Meta-"
+
+_MAX_METADATA = 64
+_META_LEN = len(META_PREFIX)
+_META_LOWER = META_PREFIX.lower()
+
+
+def new_request_id() -> str:
+    """A fresh random request id."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One call as a handler sees it.
+
+    `deadline` is a `time.monotonic()` instant (None: no deadline);
+    `metadata` holds the `Microstd-Meta-*` headers, keys lower-cased.
+    """
+
+    service: str
+    endpoint: str
+    request_id: str
+    caller: str = ""
+    deadline: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (may be negative), or None without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    @classmethod
+    def from_headers(cls, service: str, endpoint: str, headers: Mapping[str, str]) -> Context:
+        """Read a context from request headers; malformed values are ignored."""
+        deadline = None
+        raw = headers.get(TIMEOUT_HEADER)
+        if raw:
+            try:
+                seconds = float(raw)
+            except ValueError:
+                seconds = math.nan
+            if math.isfinite(seconds):
+                deadline = time.monotonic() + seconds
+        metadata: dict[str, str] = {}
+        for key in headers:
+            if len(key) > _META_LEN and key[:_META_LEN].lower() == _META_LOWER:
+                metadata[key[_META_LEN:].lower()] = headers[key]
+                if len(metadata) >= _MAX_METADATA:
+                    break
+        return cls(
+            service=service,
+            endpoint=endpoint,
+            request_id=headers.get(REQUEST_ID_HEADER) or new_request_id(),
+            caller=headers.get(CALLER_HEADER, ""),
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "microstd_rpc_context", default=None
+)
+
+
+def current_context() -> Context | None:
+    """The context of the call being handled, or None outside a handler."""
+    return _current.get()
+
+
+def set_context(ctx: Context | None) -> contextvars.Token[Context | None]:
+    """Make `ctx` the current context (the server does this around each handler)."""
+    return _current.set(ctx)
+
+
+def reset_context(token: contextvars.Token[Context | None]) -> None:
+    """Undo `set_context`."""
+    _current.reset(token)
+
+
+if sys.version_info >= (3, 11):
+
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
+        # asyncio.timeout runs `aw` in the current task: no task per call, unlike wait_for.
+        async with asyncio.timeout(seconds):
+            return await aw
+
+else:  # pragma: no cover - Python 3.10
+
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
+        return await asyncio.wait_for(aw, seconds)

@@ -1,0 +1,97 @@
+"""Handler arguments and results: dicts, dataclasses and pydantic models, sync or async.
+
+A handler declares what it takes with the annotation of its first parameter:
+a dataclass or a pydantic model is built from the decoded body; anything else
+gets the decoded body as is. What it returns is turned back into plain data
+(dataclasses with `asdict`, pydantic models with `model_dump(mode="json")`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from microstd.errors import ServiceError
+
+__all__ = ["Endpoint", "bad_request", "build", "to_plain"]
+
+
+def bad_request(service: str, detail: str) -> ServiceError:
+    return ServiceError(service, 400, detail, "Bad Request")
+
+
+def _is_pydantic(tp: object) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_dump")
+
+
+def build(tp: object, data: object, service: str = "") -> object:
+    """`data` as an instance of `tp` (a dataclass or pydantic model), else unchanged.
+
+    Raises a 400 `ServiceError` when the data does not fit.
+    """
+    if _is_pydantic(tp):
+        try:
+            return tp.model_validate(data)  # type: ignore[attr-defined]
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise bad_request(service, f"invalid request: {exc}") from exc
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise bad_request(service, f"{tp.__name__} needs an object, got {type(data).__name__}")
+        try:
+            return tp(**data)
+        except TypeError as exc:
+            raise bad_request(service, f"invalid request for {tp.__name__}: {exc}") from exc
+    return data
+
+
+def to_plain(obj: object) -> object:
+    """A handler's result as codec-friendly data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if _is_pydantic(type(obj)):
+        return obj.model_dump(mode="json")  # type: ignore[attr-defined]
+    return obj
+
+
+class Endpoint:
+    """A registered handler, adapted to `await endpoint(body) -> plain result`."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if len(params) > 1 and all(p.default is p.empty for p in params[1:]):
+            raise TypeError(f"handler {name!r} must take at most one argument (the request)")
+        self.takes_body = bool(params)
+        self.arg_type: object = None
+        if params:
+            try:
+                hints = typing.get_type_hints(fn)
+            except (NameError, TypeError):
+                hints = {}
+            self.arg_type = hints.get(params[0].name)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
+
+    async def __call__(self, body: object, service: str) -> object:
+        args = (build(self.arg_type, body, service),) if self.takes_body else ()
+        if self.is_async:
+            result = await self.fn(*args)
+        else:
+            # Sync handlers run on a worker thread so they never block the event loop;
+            # to_thread copies the context, so current_context() works inside them.
+            result = await asyncio.to_thread(functools.partial(self.fn, *args))
+        if inspect.isawaitable(result):
+            result = await typing.cast(Awaitable[object], result)
+        return to_plain(result)

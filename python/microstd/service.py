@@ -1,0 +1,346 @@
+"""`Service`: the runnable service, wiring handlers, subscribers and the areas.
+
+    svc = microstd.Service("greeter")                # memory://default registry and broker
+    @svc.handler("Greeter.Hello")
+    async def hello(req: dict) -> dict: ...
+    svc.run()                                        # blocks; SIGTERM / SIGINT stop it gracefully
+
+Not to be confused with `microstd.registry.Service`, the registry's record of
+a service (name, version, nodes, endpoints): this class is what runs, and it
+registers such a record for itself.
+
+Lifecycle. `start()` connects the registry and the areas given by URL, starts
+the HTTP server (`address="127.0.0.1:0"` picks a free port; the registered
+node carries the real one), subscribes the subscribers, registers the node
+with `ttl` and re-registers it every `ttl / 3` seconds. `stop()` — and
+SIGTERM / SIGINT under `run()` — deregisters first (so clients stop picking
+this node), then stops taking requests (new ones get 503, which clients retry
+on another node), unsubscribes, waits up to `grace` seconds for in-flight
+requests and message handlers, then closes the server and the areas.
+`/health` answers 200 while the service is registered and taking requests,
+503 while starting or draining; `/health/live` answers 200 while the process
+serves HTTP at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from microstd.client import Client, ClientMiddleware
+from microstd.registry import Node, Registry
+from microstd.registry import Service as ServiceRecord
+from microstd.registry import open as open_registry
+from microstd.registry.base import validate_name
+from microstd.rpc.server import Server, ServerMiddleware
+
+__all__ = ["Service"]
+
+log = logging.getLogger("microstd.service")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_REGISTRY = "memory://default"
+DEFAULT_BROKER = "memory://default"
+DEFAULT_STORE = "memory://default"
+DEFAULT_LOCKS = "memory://default"
+
+
+class Service:
+    """A named service: RPC handlers, broker subscribers, and its backends by URL.
+
+    `registry`, `broker`, `store` and `locks` are URLs (or already-open
+    objects); omitted ones are the process's embedded `memory://default`.
+    An area given by URL is connected by `start()`; an omitted one is opened
+    on first use of `svc.broker` / `svc.store` / `svc.locks` (the broker at
+    start when there are subscribers). `config` is kept as `svc.config`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "",
+        address: str = "127.0.0.1:0",
+        advertise: str | None = None,
+        registry: str | Registry | None = None,
+        broker: Any = None,
+        store: Any = None,
+        locks: Any = None,
+        config: Any = None,
+        ttl: float = 10.0,
+        interval: float | None = None,
+        grace: float = 10.0,
+        metadata: dict[str, str] | None = None,
+        middleware: Sequence[ServerMiddleware] = (),
+        client_middleware: Sequence[ClientMiddleware] = (),
+    ) -> None:
+        self.name = validate_name(name)
+        self.version = version
+        self.address = address
+        self.advertise = advertise
+        self.ttl = ttl
+        self.interval = interval if interval is not None else ttl / 3
+        self.grace = grace
+        self.metadata = dict(metadata or {})
+        self.config = config
+        self.server = Server(name, middleware=middleware)
+        self._client_middleware = list(client_middleware)
+        self._owns_registry = not isinstance(registry, Registry)
+        self.registry: Registry = (
+            registry
+            if isinstance(registry, Registry)
+            else open_registry(registry or DEFAULT_REGISTRY)
+        )
+        # area -> (given URL or object, the opened object once opened)
+        self._areas: dict[str, list[Any]] = {
+            "broker": [broker, None],
+            "store": [store, None],
+            "sync": [locks, None],
+        }
+        self._owned: list[Any] = []
+        self._subscribers: list[tuple[str, str | None, Callable[..., Any]]] = []
+        self._subscriptions: list[Any] = []
+        self._client: Client | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._running = False
+        self._stopped: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r}, address={self.server.address or self.address!r})"
+
+    # --- declaring ------------------------------------------------------------
+
+    def handler(self, endpoint: str) -> Callable[[F], F]:
+        """Decorator: serve the function as `endpoint` (`"Service.Method"`).
+
+        The handler takes the request (a dict, or a dataclass / pydantic model
+        as annotated) and returns the reply; it may be sync (run on a thread)
+        or async. Raise `microstd.errors.ServiceError` to answer an error.
+        """
+
+        def register(fn: F) -> F:
+            self.server.add(endpoint, fn)
+            return fn
+
+        return register
+
+    def add_handler(self, endpoint: str, fn: Callable[..., Any]) -> None:
+        """Serve `fn` as `endpoint`; the non-decorator form of `handler`."""
+        self.server.add(endpoint, fn)
+
+    def subscriber(self, topic: str, *, queue: str | None = None) -> Callable[[F], F]:
+        """Decorator: subscribe the function to `topic` through `svc.broker` at start.
+
+        With `queue`, the service's instances share the messages (each goes to
+        one of them). In-flight handlers are drained on stop like requests.
+        """
+
+        def register(fn: F) -> F:
+            self._subscribers.append((topic, queue, fn))
+            return fn
+
+        return register
+
+    # --- areas ------------------------------------------------------------------
+
+    def _area(self, area: str, default: str) -> Any:
+        given, opened = self._areas[area]
+        if opened is not None:
+            return opened
+        if given is not None and not isinstance(given, str):
+            opened = given
+        else:
+            import importlib
+
+            module = importlib.import_module(f"microstd.{area}")
+            opened = module.open(given or default)
+            self._owned.append(opened)
+        self._areas[area][1] = opened
+        return opened
+
+    @property
+    def broker(self) -> Any:
+        """The service's broker (`microstd.broker`), opened on first use."""
+        return self._area("broker", DEFAULT_BROKER)
+
+    @property
+    def store(self) -> Any:
+        """The service's store (`microstd.store`), opened on first use."""
+        return self._area("store", DEFAULT_STORE)
+
+    @property
+    def locks(self) -> Any:
+        """The service's locks (`microstd.sync`), opened on first use."""
+        return self._area("sync", DEFAULT_LOCKS)
+
+    @property
+    def client(self) -> Client:
+        """A `Client` on this service's registry; calls carry this service as caller."""
+        if self._client is None:
+            self._client = Client(self.registry, name=self.name, middleware=self._client_middleware)
+        return self._client
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    @property
+    def node(self) -> Node:
+        """This instance's node as registered (address known once started)."""
+        meta = {"pid": str(os.getpid()), "protocol": "http", **self.metadata}
+        return Node(self.server.node_id, self.advertise or self.server.address, meta)
+
+    def record(self) -> ServiceRecord:
+        """The registry record this service registers."""
+        return ServiceRecord(self.name, self.version, [self.node], sorted(self.server.endpoints))
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        """Connect, serve, subscribe and register; see the module docstring."""
+        if self._running:
+            return
+        self._stopped = asyncio.Event()
+        try:
+            await self.registry.connect()
+            for area, default in (
+                ("broker", DEFAULT_BROKER),
+                ("store", DEFAULT_STORE),
+                ("sync", DEFAULT_LOCKS),
+            ):
+                wanted = self._areas[area][0] is not None or self._areas[area][1] is not None
+                if wanted or (area == "broker" and self._subscribers):
+                    await self._area(area, default).connect()
+            await self.server.start(self.address)
+            for topic, queue, fn in self._subscribers:
+                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue)
+                self._subscriptions.append(sub)
+            await self.registry.register(self.record(), self.ttl)
+        except BaseException:
+            await self._shutdown(deregister=False)
+            raise
+        self.server.ready = True
+        self._running = True
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"microstd-heartbeat-{self.name}")
+        log.info("%s serving on %s as node %s", self.name, self.server.address, self.server.node_id)
+
+    def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
+        # Counted with the requests, so stop() drains message handlers too.
+        is_async = inspect.iscoroutinefunction(fn)
+
+        async def handle(msg: Any) -> None:
+            self.server._enter()
+            try:
+                if is_async:
+                    await fn(msg)
+                else:
+                    result = await asyncio.to_thread(functools.partial(fn, msg))
+                    if inspect.isawaitable(result):
+                        await result
+            finally:
+                self.server._leave()
+
+        return handle
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.registry.register(self.record(), self.ttl)
+            except Exception as exc:
+                # Keep serving: the next beat may succeed before the TTL runs out.
+                log.warning("%s: re-registering failed: %s", self.name, exc)
+
+    async def stop(self) -> None:
+        """Deregister, stop taking requests, drain within `grace`, then disconnect."""
+        if not self._running:
+            return
+        self._running = False
+        await self._shutdown(deregister=True)
+        log.info("%s stopped", self.name)
+
+    async def _shutdown(self, *, deregister: bool) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if deregister:
+            try:
+                await self.registry.deregister(self.record())
+            except Exception as exc:
+                log.warning("%s: deregistering failed (the TTL will expire it): %s", self.name, exc)
+        self.server.stop_accepting()
+        for sub in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subscriptions.clear()
+        await self.server.drain(self.grace)
+        await self.server.stop(0)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        for opened in reversed(self._owned):
+            try:
+                await opened.close()
+            except Exception as exc:
+                log.warning("%s: closing %r failed: %s", self.name, opened, exc)
+        self._owned.clear()
+        for slot in self._areas.values():
+            slot[1] = None
+        if self._owns_registry:
+            with contextlib.suppress(Exception):
+                await self.registry.close()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def serve(self) -> None:
+        """Start, then run until SIGTERM / SIGINT (or `stop()`), then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, signalled.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or a platform without signal support
+        try:
+            await self.start()
+            assert self._stopped is not None
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            signal_wait = asyncio.ensure_future(signalled.wait())
+            await asyncio.wait({stopped, signal_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            signal_wait.cancel()
+            if signalled.is_set():
+                log.info("%s: signal received, stopping", self.name)
+            await self.stop()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def run(self) -> None:
+        """Block serving until SIGTERM / SIGINT, then stop gracefully."""
+        asyncio.run(self.serve())

@@ -1,0 +1,374 @@
+"""Helpers the disk and network store backends share: keys, values, paging, watch, expiry.
+
+Nothing here is public API; the backends (`file`, `redis`, `nats`, `s3`) import it.
+
+Watch semantics shared by the backends (`WatchStream`): a watch is live from the
+moment `watch()` returns. In async code the subscription starts as a task and the
+store's own writes wait for it, so every later write through the same store is
+seen; changes made by other clients are seen once the subscription is set up
+(a round trip later). The blocking twin subscribes before `watch()` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from microstd import codec as _codec
+from microstd.codec.base import Codec
+from microstd.errors import Closed, EncodeError, InvalidKey, MicrostdError
+from microstd.store.base import Event, Revision, Store, validate_key, validate_ttl
+
+__all__ = [
+    "Encoded",
+    "EventFanout",
+    "Expirer",
+    "WatchStream",
+    "close_streams",
+    "encode_value",
+    "encoded",
+    "key_bytes",
+    "page",
+    "prefix_successor",
+    "resolve_codec",
+    "settle",
+    "validate_paging",
+    "write_many_encoded_first",
+]
+
+log = logging.getLogger("microstd.store")
+
+DEFAULT_CONTENT_TYPE = "application/msgpack"
+#: Events a watcher may fall behind by before its watch ends (bounds memory per watcher).
+WATCH_QUEUE_LIMIT = 10_000
+
+
+def resolve_codec(option: object) -> Codec:
+    """The codec an option names: a Codec, a content type, or None for msgpack."""
+    if option is None:
+        return _codec.get(DEFAULT_CONTENT_TYPE)
+    if isinstance(option, Codec):
+        return option
+    if isinstance(option, str):
+        return _codec.get(option)
+    raise TypeError(f"codec must be a content type or a Codec, got {type(option).__name__}")
+
+
+def key_bytes(key: object) -> bytes:
+    """The UTF-8 bytes of a valid key; `InvalidKey` for non-str, empty or unencodable keys."""
+    text = validate_key(key)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates cannot be stored by any backend that speaks UTF-8.
+        raise InvalidKey(f"store keys must be valid Unicode text: {exc.reason}") from exc
+
+
+def encode_value(codec: Codec, value: object) -> bytes:
+    """`value` encoded with `codec`; any failure surfaces as `EncodeError`."""
+    try:
+        return codec.dumps(value)
+    except EncodeError:
+        raise
+    except MicrostdError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise EncodeError(
+            f"cannot encode {type(value).__name__} as {codec.content_type}: {exc}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A value already encoded by `write_many`, so `write` does not encode it twice."""
+
+    data: bytes
+
+
+def encoded(codec: Codec, value: object) -> bytes:
+    """The bytes to store for `value` (which may be a pre-encoded `Encoded`)."""
+    if isinstance(value, Encoded):
+        return value.data
+    return encode_value(codec, value)
+
+
+async def write_many_encoded_first(
+    store: Store, codec: Codec, items: Mapping[str, object], ttl: float | None
+) -> dict[str, Revision]:
+    """`write_many` that encodes every value and checks every key before writing any,
+    so an unencodable value or bad key stores nothing."""
+    validate_ttl(ttl)
+    prepared: dict[str, Encoded] = {}
+    for key, value in items.items():
+        key_bytes(key)
+        prepared[key] = Encoded(encode_value(codec, value))
+    return {key: await store.write(key, data, ttl=ttl) for key, data in prepared.items()}
+
+
+def validate_paging(limit: int | None, offset: int) -> None:
+    """Reject negative or non-integer paging arguments with a clear error."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+
+
+def page(
+    keys: Iterable[str], prefix: str, suffix: str, limit: int | None, offset: int
+) -> list[str]:
+    """Filter by prefix and suffix, sort, then apply offset and limit."""
+    chosen = sorted({k for k in keys if k.startswith(prefix) and k.endswith(suffix)})
+    end = None if limit is None else offset + limit
+    return chosen[offset:end]
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix`; None if none.
+
+    Code point order equals UTF-8 byte order, so this bounds a range query on
+    backends that compare keys as UTF-8 bytes (SQLite's BINARY collation).
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates, which UTF-8 cannot carry
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+Emit = Callable[[Event], None]
+Fail = Callable[[BaseException | None], None]
+Unsubscribe = Callable[[], Awaitable[None]]
+Subscribe = Callable[[Emit, Fail], Awaitable[Unsubscribe]]
+
+
+class WatchStream:
+    """The async iterator `watch()` returns, subscribed from the moment it is made.
+
+    `subscribe(emit, fail)` sets up the backend's subscription, returns once it is
+    live, and gives back a coroutine function that ends it; the backend calls
+    `emit(event)` for each change and `fail(exc)` (or `fail(None)` for a clean end).
+    Made inside a running loop, the subscription starts as a task and the store's
+    writes wait for it (`pending`), so every later write through the store is seen.
+    Made from a plain thread (the blocking twin), it subscribes on the store's
+    loop before returning.
+    """
+
+    def __init__(
+        self,
+        subscribe: Subscribe,
+        *,
+        home: asyncio.AbstractEventLoop | None,
+        pending: set[asyncio.Future[None]],
+        streams: set[WatchStream],
+    ) -> None:
+        self._subscribe = subscribe
+        self._queue: asyncio.Queue[Event | None] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._overflowed = False
+        self._streams = streams
+        self._task: asyncio.Task[None] | None = None
+        streams.add(self)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._task = loop.create_task(self._start())
+            pending.add(self._task)
+            self._task.add_done_callback(_settled(pending))
+        elif home is not None and home.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._start(), home).result()
+            except BaseException:
+                streams.discard(self)
+                raise
+        # else: no loop yet; subscribe on the first __anext__.
+
+    async def _start(self) -> None:
+        if self._queue is not None:
+            return
+        self._queue = asyncio.Queue()
+        self._unsubscribe = await self._subscribe(self._emit, self._fail)
+
+    def _emit(self, event: Event) -> None:
+        queue = self._queue
+        if queue is None or self._closed or self._overflowed:
+            return
+        if queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self._overflowed = True
+            log.error("store watch fell %d events behind; ending it", WATCH_QUEUE_LIMIT)
+            self._fail(Closed("store watch fell too far behind; start a new watch"))
+            return
+        queue.put_nowait(event)
+
+    def _fail(self, exc: BaseException | None) -> None:
+        if self._queue is not None and self._error is None:
+            self._error = exc
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._task is not None:
+            await self._task
+        elif self._queue is None:
+            await self._start()
+        assert self._queue is not None
+        event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)  # stay ended for later calls
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """End the subscription; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._streams.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            with contextlib.suppress(Exception):
+                await unsubscribe()
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
+
+def _settled(pending: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
+    def done(task: asyncio.Future[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here; __anext__ re-raises it to the watcher
+
+    return done
+
+
+async def settle(pending: set[asyncio.Future[None]]) -> None:
+    """Wait until every watch being set up is live, so a write cannot overtake it."""
+    if pending:
+        await asyncio.wait(set(pending))
+
+
+async def close_streams(streams: set[WatchStream]) -> None:
+    """End every open watch of a store that is closing."""
+    for stream in list(streams):
+        await stream.aclose()
+
+
+class EventFanout:
+    """Delivers events to every in-process watcher, whatever loop each one runs on."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, tuple[str, asyncio.AbstractEventLoop, Emit, Fail]] = {}
+        self._ids = 0
+
+    def add(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
+        """Register a watcher on the running loop; returns its unsubscribe function."""
+        self._ids += 1
+        ident = self._ids
+        self._subs[ident] = (prefix, asyncio.get_running_loop(), emit, fail)
+
+        async def unsubscribe() -> None:
+            self._subs.pop(ident, None)
+
+        return unsubscribe
+
+    @property
+    def active(self) -> bool:
+        """True while anyone is watching (so publishers can skip building events)."""
+        return bool(self._subs)
+
+    def publish(self, event: Event) -> None:
+        """Hand `event` to every watcher whose prefix matches."""
+        for prefix, loop, emit, _ in list(self._subs.values()):
+            if event.key.startswith(prefix):
+                with contextlib.suppress(RuntimeError):  # that watcher's loop has closed
+                    loop.call_soon_threadsafe(emit, event)
+
+    def close_all(self) -> None:
+        """End every watch of this fan-out cleanly."""
+        for _, loop, _, fail in list(self._subs.values()):
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fail, None)
+        self._subs.clear()
+
+
+class Expirer:
+    """A background task that calls `sweep()` when the next TTL falls due.
+
+    `sweep()` removes what has expired and returns the next expiry time (epoch
+    seconds) it knows of, or None. `poke(at)` wakes the task earlier for a
+    write whose TTL ends sooner. `interval` caps the sleep so expiries written
+    by other processes are also found.
+    """
+
+    def __init__(self, sweep: Callable[[], Awaitable[float | None]], interval: float) -> None:
+        self._sweep = sweep
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._next: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poke(self, at: float) -> None:
+        if self._next is None or at < self._next:
+            self._next = at
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """End the task. Some client libraries swallow a cancellation (nats-py does,
+        mid-publish), so the loop also checks a flag and the wait is bounded."""
+        self._stopped = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        for _ in range(10):
+            task.cancel()
+            done, _pending = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return
+        log.warning("store expiry task did not stop; abandoning it")
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            delay = self._interval
+            if self._next is not None:
+                delay = min(delay, max(0.0, self._next - time.time()))
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._stopped:
+                return
+            if self._next is not None and self._next > time.time() and self._wake.is_set():
+                continue  # woken by an earlier deadline; sleep until it
+            try:
+                self._next = await self._sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a sweep failure (server away) must not end the task
+                log.debug("store expiry sweep failed: %r", exc)
+                self._next = None

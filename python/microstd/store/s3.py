@@ -1,0 +1,399 @@
+"""`s3://BUCKET?endpoint_url=...`: a store in an S3 bucket, through aiobotocore.
+
+    store = microstd.store.open(
+        "s3://my-bucket?endpoint_url=http://127.0.0.1:9000&region_name=us-east-1",
+        aws_access_key_id="...", aws_secret_access_key="...",
+    )
+
+Each record is one object named ``<key_prefix><key>``. Its body is a small
+envelope (``MSTD\\x01``, a 4-byte header length, a JSON header with metadata,
+expiry and a random nonce, then the encoded value), so the object's ETag differs
+on every write, even of the same value: the revision *is* the ETag.
+
+Conditional writes use S3's own preconditions on PutObject: `if_absent` sends
+``If-None-Match: *`` and `if_revision` sends ``If-Match: <etag>``, so they are
+atomic on S3 (and on servers that implement them, moto included).
+
+TTL is emulated: S3 has no per-object expiry, so ``expires_at`` is stored with
+the object (envelope and ``x-amz-meta-microstd-expires-at``) and an expired
+object reads as missing. Nothing deletes it on the server; add a bucket lifecycle
+rule if storage matters. Because S3 listings carry no metadata, `list` asks for
+each candidate object's head to skip expired ones, which costs a request per key.
+
+`watch` raises `NotSupported`: S3 has no change feed this store can follow.
+Credentials and `endpoint_url` come from the options, the query string or the
+usual AWS environment; they never appear in a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, NoReturn
+
+import botocore.exceptions as bexc
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from microstd._backends import ParsedURL, option_flag
+from microstd.errors import (
+    Closed,
+    Conflict,
+    ConnectionFailed,
+    DecodeError,
+    InvalidKey,
+    MicrostdError,
+    NotFound,
+    NotSupported,
+)
+from microstd.store._common import (
+    encoded,
+    key_bytes,
+    resolve_codec,
+    validate_paging,
+    write_many_encoded_first,
+)
+from microstd.store.base import (
+    Event,
+    Record,
+    Revision,
+    Store,
+    validate_metadata,
+    validate_ttl,
+)
+
+__all__ = ["S3Store"]
+
+_MAGIC = b"MSTD\x01"
+_CONTENT_TYPE = "application/vnd.microstd.record"
+_EXPIRES_META = "microstd-expires-at"
+_MAX_KEY_BYTES = 1024
+_CLIENT_OPTIONS = (
+    "endpoint_url",
+    "region_name",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+)
+_NETWORK_ERRORS = (bexc.ConnectionError, bexc.HTTPClientError, OSError)
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    raise ConnectionFailed(f"S3 endpoint unreachable: {exc}") from exc
+
+
+def _code(exc: bexc.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _Missing(MicrostdError):
+    """The object does not exist (internal: callers turn it into NotFound or Conflict)."""
+
+
+class _Precondition(MicrostdError):
+    """An If-Match / If-None-Match precondition failed (internal)."""
+
+
+def _pack(data: bytes, meta: dict[str, str], expires_at: float | None) -> bytes:
+    header = json.dumps({"m": meta, "e": expires_at, "n": os.urandom(8).hex()}).encode()
+    return _MAGIC + struct.pack(">I", len(header)) + header + data
+
+
+def _unpack(body: bytes) -> tuple[bytes, dict[str, str], float | None]:
+    if not body.startswith(_MAGIC) or len(body) < len(_MAGIC) + 4:
+        raise DecodeError("S3 object is not a microstd record", 0)
+    start = len(_MAGIC) + 4
+    (size,) = struct.unpack(">I", body[len(_MAGIC) : start])
+    try:
+        header = json.loads(body[start : start + size])
+    except ValueError as exc:
+        raise DecodeError("corrupt microstd record header", start) from exc
+    return body[start + size :], dict(header.get("m") or {}), header.get("e")
+
+
+def _expired(expires_at: float | None) -> bool:
+    return expires_at is not None and expires_at <= time.time()
+
+
+class S3Store(Store):
+    """A store in one S3 bucket: one object per record, revision = ETag, no watch."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        key_prefix: str = "",
+        codec: object = None,
+        create_bucket: bool = False,
+        timeout: float = 10.0,
+        concurrency: int = 16,
+        **client_options: Any,
+    ) -> None:
+        if not bucket:
+            raise ValueError("s3:// URL needs a bucket name: s3://BUCKET?endpoint_url=...")
+        unknown = set(client_options) - set(_CLIENT_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown S3 store options: {', '.join(sorted(unknown))}")
+        self.bucket = bucket
+        self._key_prefix = key_prefix
+        self._codec = resolve_codec(codec)
+        self._create_bucket = create_bucket
+        self._timeout = timeout
+        self._concurrency = concurrency
+        self._client_options = {k: v for k, v in client_options.items() if v is not None}
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, parsed: ParsedURL, **options: Any) -> S3Store:
+        """`s3://BUCKET?endpoint_url=...&region_name=...`; options override the query."""
+        merged: dict[str, Any] = {**parsed.query, **options}
+        if "region" in merged:
+            merged.setdefault("region_name", merged.pop("region"))
+        if "create_bucket" in merged:
+            merged["create_bucket"] = option_flag(merged["create_bucket"])
+        for name, kind in (("timeout", float), ("concurrency", int)):
+            if name in merged:
+                merged[name] = kind(merged[name])
+        return cls(parsed.netloc_name, **merged)
+
+    def __repr__(self) -> str:
+        endpoint = self._client_options.get("endpoint_url", "aws")
+        return f"S3Store(bucket={self.bucket!r}, endpoint={endpoint!r})"
+
+    async def connect(self) -> None:
+        if self._closed:
+            raise Closed("store is closed")
+        if self._client is not None:
+            return
+        config = AioConfig(
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=self._timeout,
+            read_timeout=self._timeout,
+        )
+        options = {"region_name": "us-east-1", **self._client_options}
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(
+                get_session().create_client("s3", config=config, **options)
+            )
+            await self._ensure_bucket(client)
+        except BaseException as exc:
+            await stack.aclose()
+            if isinstance(exc, _NETWORK_ERRORS):
+                _fail(exc)
+            raise
+        self._stack, self._client = stack, client
+
+    async def _ensure_bucket(self, client: Any) -> None:
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except bexc.ClientError as exc:
+            if _code(exc) not in {"404", "NoSuchBucket", "NotFound"} or not self._create_bucket:
+                raise NotFound(f"S3 bucket {self.bucket!r} not found") from exc
+            await client.create_bucket(Bucket=self.bucket)
+
+    async def close(self) -> None:
+        self._closed = True
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            await self.connect()
+        if self._client is None:
+            raise Closed("store is closed")
+        return self._client
+
+    def _name(self, key: str) -> str:
+        if len(key_bytes(key)) + len(self._key_prefix.encode()) > _MAX_KEY_BYTES:
+            raise InvalidKey(f"S3 object names are at most {_MAX_KEY_BYTES} bytes")
+        return self._key_prefix + key
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate botocore's errors into microstd's."""
+        try:
+            yield
+        except bexc.ClientError as exc:
+            code = _code(exc)
+            if code in _MISSING:
+                raise _Missing(code) from exc
+            if code in _PRECONDITION:
+                raise _Precondition(code) from exc
+            if code == "NoSuchBucket":
+                raise NotFound(f"S3 bucket {self.bucket!r} does not exist") from exc
+            raise MicrostdError(f"S3 request failed: {code or exc}") from exc
+        except _NETWORK_ERRORS as exc:
+            _fail(exc)
+
+    async def _head(self, name: str) -> tuple[str, float | None] | None:
+        """(etag, expires_at) of an object, or None when it does not exist."""
+        client = await self._s3()
+        try:
+            with self._guard():
+                head = await client.head_object(Bucket=self.bucket, Key=name)
+        except _Missing:
+            return None
+        expires = head.get("Metadata", {}).get(_EXPIRES_META)
+        return str(head["ETag"]), float(expires) if expires else None
+
+    # -- writes ----------------------------------------------------------------
+
+    async def write(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_revision: Revision | None = None,
+        if_absent: bool = False,
+    ) -> Revision:
+        name = self._name(key)
+        ttl = validate_ttl(ttl)
+        meta = validate_metadata(metadata)
+        data = encoded(self._codec, value)
+        expires_at = None if ttl is None else time.time() + ttl
+        body = _pack(data, meta, expires_at)
+        conflict = Conflict(f"key {key!r} is not at revision {if_revision!r}")
+        if if_revision is not None:
+            head = await self._head(name)
+            # An expired object is gone as far as the contract goes.
+            if head is None or _expired(head[1]) or head[0] != if_revision:
+                raise conflict
+            return await self._put(name, body, expires_at, {"IfMatch": head[0]}, conflict)
+        if if_absent:
+            exists = Conflict(f"key {key!r} already exists")
+            try:
+                return await self._put(name, body, expires_at, {"IfNoneMatch": "*"}, exists)
+            except Conflict:
+                head = await self._head(name)
+                if head is None or not _expired(head[1]):
+                    raise
+                # Replace the expired object, unless someone else did so first.
+                return await self._put(name, body, expires_at, {"IfMatch": head[0]}, exists)
+        return await self._put(name, body, expires_at, {}, conflict)
+
+    async def _put(
+        self,
+        name: str,
+        body: bytes,
+        expires_at: float | None,
+        conditions: dict[str, str],
+        conflict: Conflict,
+    ) -> str:
+        client = await self._s3()
+        extra: dict[str, Any] = dict(conditions)
+        if expires_at is not None:
+            extra["Metadata"] = {_EXPIRES_META: repr(expires_at)}
+        try:
+            with self._guard():
+                out = await client.put_object(
+                    Bucket=self.bucket, Key=name, Body=body, ContentType=_CONTENT_TYPE, **extra
+                )
+        except (_Precondition, _Missing) as exc:
+            if conditions:
+                raise conflict from exc
+            raise
+        return str(out["ETag"])
+
+    async def write_many(
+        self, items: Mapping[str, object], *, ttl: float | None = None
+    ) -> dict[str, Revision]:
+        return await write_many_encoded_first(self, self._codec, items, ttl)
+
+    async def delete(self, key: str) -> bool:
+        name = self._name(key)
+        head = await self._head(name)
+        if head is None:
+            return False
+        client = await self._s3()
+        with self._guard():
+            await client.delete_object(Bucket=self.bucket, Key=name)
+        return not _expired(head[1])
+
+    # -- reads ---------------------------------------------------------------
+
+    async def read(self, key: str) -> Record:
+        name = self._name(key)
+        client = await self._s3()
+        try:
+            with self._guard():
+                out = await client.get_object(Bucket=self.bucket, Key=name)
+                async with out["Body"] as stream:
+                    body = await stream.read()
+        except _Missing as exc:
+            raise NotFound(f"no record for key {key!r}") from exc
+        data, meta, expires_at = _unpack(body)
+        if _expired(expires_at):
+            raise NotFound(f"no record for key {key!r}")
+        return Record(key, self._codec.loads(data), meta, str(out["ETag"]), expires_at)
+
+    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        chosen = list(dict.fromkeys(keys))
+        for key in chosen:
+            self._name(key)
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(key: str) -> Record | None:
+            async with gate:
+                try:
+                    return await self.read(key)
+                except NotFound:
+                    return None
+
+        found = await asyncio.gather(*(one(k) for k in chosen))
+        return {rec.key: rec for rec in found if rec is not None}
+
+    async def list(
+        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
+    ) -> list[str]:
+        validate_paging(limit, offset)
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise TypeError("prefix and suffix must be str")
+        client = await self._s3()
+        wanted = None if limit is None else offset + limit
+        live: list[str] = []
+        cut = len(self._key_prefix)
+        paginator = client.get_paginator("list_objects_v2")
+        with self._guard():
+            # S3 lists in UTF-8 byte order, which is code point order: already sorted.
+            async for result in paginator.paginate(
+                Bucket=self.bucket, Prefix=self._key_prefix + prefix
+            ):
+                names = [o["Key"] for o in result.get("Contents", ())]
+                names = [n for n in names if n.endswith(suffix) and len(n) > cut]
+                live += await self._live(names)
+                if wanted is not None and len(live) >= wanted:
+                    break
+        keys = sorted(n[cut:] for n in live)
+        return keys[offset:wanted]
+
+    async def _live(self, names: builtins.list[str]) -> builtins.list[str]:
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def alive(name: str) -> bool:
+            async with gate:
+                head = await self._head(name)
+            return head is not None and not _expired(head[1])
+
+        flags = await asyncio.gather(*(alive(n) for n in names))
+        return [n for n, ok in zip(names, flags, strict=True) if ok]
+
+    async def exists(self, key: str) -> bool:
+        head = await self._head(self._name(key))
+        return head is not None and not _expired(head[1])
+
+    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
+        raise NotSupported("S3 has no change feed: watch is not supported by the s3:// store")

@@ -1,0 +1,309 @@
+//! The msgpack decoder: reads bytes straight into Python objects.
+//!
+//! Every length is checked against the bytes left before anything is
+//! allocated, so memory stays a small multiple of the input; every error is
+//! a `DecodeError` carrying the offset of the item that failed.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDateTime, PyDict, PyFloat, PyTuple, PyTzInfo};
+
+use super::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
+use super::{fast, timestamp};
+use crate::codec::types::{ext_type, type_name};
+use crate::codec::MAX_DEPTH;
+use crate::errors::{Error, Result};
+
+/// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
+pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    let mut guard = KEY_CACHE.try_lock().ok();
+    let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
+    let mut decoder = Decoder {
+        py,
+        data,
+        pos: 0,
+        keys,
+    };
+    let value = decoder.value(0, false)?;
+    if decoder.pos != data.len() {
+        return Err(Error::decode(
+            format!(
+                "trailing data after the msgpack object ({} bytes)",
+                data.len() - decoder.pos
+            ),
+            decoder.pos,
+        ));
+    }
+    Ok(value)
+}
+
+struct Decoder<'a, 'py> {
+    py: Python<'py>,
+    data: &'a [u8],
+    pos: usize,
+    keys: Option<&'a mut KeyCache>,
+}
+
+impl<'a, 'py> Decoder<'a, 'py> {
+    fn left(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    /// The next `n` bytes; `start` is the item's offset, reported if they are missing.
+    fn take(&mut self, n: usize, start: usize, what: &str) -> Result<&'a [u8]> {
+        if n > self.left() {
+            return Err(Error::decode(
+                format!("truncated {what}: needs {n} bytes, {} left", self.left()),
+                start,
+            ));
+        }
+        let bytes = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(bytes)
+    }
+
+    fn fixed<const N: usize>(&mut self, start: usize, what: &str) -> Result<[u8; N]> {
+        Ok(self
+            .take(N, start, what)?
+            .try_into()
+            .expect("take returns N bytes"))
+    }
+
+    fn len_field(&mut self, width: usize, start: usize, what: &str) -> Result<usize> {
+        Ok(match width {
+            1 => usize::from(self.fixed::<1>(start, what)?[0]),
+            2 => usize::from(u16::from_be_bytes(self.fixed(start, what)?)),
+            _ => u32::from_be_bytes(self.fixed(start, what)?) as usize,
+        })
+    }
+
+    fn value(&mut self, depth: usize, key: bool) -> Result<Bound<'py, PyAny>> {
+        let py = self.py;
+        let start = self.pos;
+        let Some(&b) = self.data.get(start) else {
+            return Err(Error::decode("unexpected end of data", start));
+        };
+        self.pos += 1;
+        let obj = match b {
+            0x00..=0x7f => int_obj(py, i64::from(b)),
+            0x80..=0x8f => return self.map(usize::from(b & 0x0f), start, depth),
+            0x90..=0x9f => return self.array(usize::from(b & 0x0f), start, depth, key),
+            0xa0..=0xbf => return self.str(usize::from(b & 0x1f), start),
+            0xc0 => py.None().into_bound(py),
+            0xc1 => return Err(Error::decode("reserved type byte 0xc1", start)),
+            0xc2 => pyo3::types::PyBool::new(py, false).to_owned().into_any(),
+            0xc3 => pyo3::types::PyBool::new(py, true).to_owned().into_any(),
+            0xc4..=0xc6 => {
+                let n = self.len_field(1 << (b - 0xc4), start, "bin header")?;
+                PyBytes::new(py, self.take(n, start, "bin")?).into_any()
+            }
+            0xc7..=0xc9 => {
+                let n = self.len_field(1 << (b - 0xc7), start, "ext header")?;
+                return self.ext(n, start);
+            }
+            0xca => {
+                let v = f32::from_be_bytes(self.fixed(start, "float32")?);
+                PyFloat::new(py, f64::from(v)).into_any()
+            }
+            0xcb => PyFloat::new(py, f64::from_be_bytes(self.fixed(start, "float64")?)).into_any(),
+            0xcc => int_obj(py, i64::from(self.fixed::<1>(start, "uint8")?[0])),
+            0xcd => int_obj(
+                py,
+                i64::from(u16::from_be_bytes(self.fixed(start, "uint16")?)),
+            ),
+            0xce => int_obj(
+                py,
+                i64::from(u32::from_be_bytes(self.fixed(start, "uint32")?)),
+            ),
+            0xcf => {
+                let v = u64::from_be_bytes(self.fixed(start, "uint64")?);
+                match v.into_pyobject(py) {
+                    Ok(obj) => obj.into_any(),
+                    Err(never) => match never {},
+                }
+            }
+            0xd0 => int_obj(py, i64::from(i8::from_be_bytes(self.fixed(start, "int8")?))),
+            0xd1 => int_obj(
+                py,
+                i64::from(i16::from_be_bytes(self.fixed(start, "int16")?)),
+            ),
+            0xd2 => int_obj(
+                py,
+                i64::from(i32::from_be_bytes(self.fixed(start, "int32")?)),
+            ),
+            0xd3 => int_obj(py, i64::from_be_bytes(self.fixed(start, "int64")?)),
+            0xd4..=0xd8 => return self.ext(1 << (b - 0xd4), start),
+            0xd9..=0xdb => {
+                let n = self.len_field(1 << (b - 0xd9), start, "str header")?;
+                return self.str(n, start);
+            }
+            0xdc | 0xdd => {
+                let n = self.len_field(if b == 0xdc { 2 } else { 4 }, start, "array header")?;
+                return self.array(n, start, depth, key);
+            }
+            0xde | 0xdf => {
+                let n = self.len_field(if b == 0xde { 2 } else { 4 }, start, "map header")?;
+                return self.map(n, start, depth);
+            }
+            0xe0..=0xff => int_obj(py, i64::from(b as i8)),
+        };
+        Ok(obj)
+    }
+
+    fn enter(depth: usize, start: usize) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Error::decode(
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+                start,
+            ));
+        }
+        Ok(())
+    }
+
+    fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
+        let at = self.pos;
+        let bytes = self.take(n, start, "str")?;
+        match fast::new_str(self.py, bytes)? {
+            Some(obj) => Ok(obj),
+            None => Err(utf8_error(bytes, at)),
+        }
+    }
+
+    /// A map key: short strs come from the key cache; arrays become tuples.
+    fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+        let start = self.pos;
+        let short = match self.data.get(start) {
+            Some(&b) if b & 0xe0 == 0xa0 => Some((usize::from(b & 0x1f), 1)),
+            Some(&0xd9) => self.data.get(start + 1).map(|&n| (usize::from(n), 2)),
+            _ => None,
+        };
+        if let Some((n, header)) = short {
+            if n <= MAX_KEY_LEN && self.keys.is_some() {
+                self.pos += header;
+                let at = self.pos;
+                let bytes = self.take(n, start, "str")?;
+                let cache = self.keys.as_mut().expect("checked above");
+                return cache
+                    .get(self.py, bytes)?
+                    .ok_or_else(|| utf8_error(bytes, at));
+            }
+        }
+        self.value(depth, true)
+    }
+
+    fn array(
+        &mut self,
+        n: usize,
+        start: usize,
+        depth: usize,
+        key: bool,
+    ) -> Result<Bound<'py, PyAny>> {
+        Self::enter(depth, start)?;
+        // Every item takes at least one byte: a larger count is a lie, refused before allocating.
+        if n > self.left() {
+            return Err(Error::decode(
+                format!(
+                    "array of {n} items is longer than the {} bytes left",
+                    self.left()
+                ),
+                start,
+            ));
+        }
+        if key {
+            // An array used as a map key must be hashable: a tuple, all the way down.
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(self.value(depth + 1, true)?);
+            }
+            return Ok(PyTuple::new(self.py, items)?.into_any());
+        }
+        let len = ffi::Py_ssize_t::try_from(n).expect("at most the input length");
+        // SAFETY: PyList_New returns a new reference to a list of `len` NULL slots,
+        // or NULL with an exception set (handled by from_owned_ptr_or_err).
+        let list = unsafe { Bound::from_owned_ptr_or_err(self.py, ffi::PyList_New(len))? };
+        for i in 0..len {
+            let item = self.value(depth + 1, false)?;
+            // SAFETY: `list` is a fresh list of `len` slots, `i < len`, and slot `i` is
+            // still NULL; SET_ITEM steals the new reference `into_ptr` hands over. On an
+            // early return the remaining NULL slots are fine: list dealloc uses XDECREF.
+            unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i, item.into_ptr()) };
+        }
+        Ok(list)
+    }
+
+    fn map(&mut self, n: usize, start: usize, depth: usize) -> Result<Bound<'py, PyAny>> {
+        Self::enter(depth, start)?;
+        if n.saturating_mul(2) > self.left() {
+            return Err(Error::decode(
+                format!(
+                    "map of {n} pairs is longer than the {} bytes left",
+                    self.left()
+                ),
+                start,
+            ));
+        }
+        let dict = PyDict::new(self.py);
+        for _ in 0..n {
+            let key_at = self.pos;
+            let key = self.key(depth + 1)?;
+            let value = self.value(depth + 1, false)?;
+            dict.set_item(&key, value).map_err(|_| {
+                Error::decode(
+                    format!("map key of type {} is not hashable", type_name(&key)),
+                    key_at,
+                )
+            })?;
+        }
+        Ok(dict.into_any())
+    }
+
+    fn ext(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
+        let code = self.fixed::<1>(start, "ext type")?[0] as i8;
+        let data = self.take(n, start, "ext")?;
+        if code == timestamp::EXT_CODE {
+            let (seconds, nanos) =
+                timestamp::decode(data).map_err(|msg| Error::decode(msg, start))?;
+            return datetime_from(self.py, seconds, nanos)
+                .ok_or_else(|| Error::decode("timestamp outside datetime's range", start));
+        }
+        Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
+    }
+}
+
+/// The DecodeError for invalid UTF-8 starting at `at`, pointing at the first bad byte.
+fn utf8_error(bytes: &[u8], at: usize) -> Error {
+    let valid = std::str::from_utf8(bytes)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    Error::decode("invalid UTF-8 in str", at + valid)
+}
+
+fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
+    match v.into_pyobject(py) {
+        Ok(obj) => obj.into_any(),
+        Err(never) => match never {},
+    }
+}
+
+/// An aware UTC datetime, or None outside years 1..=9999. Nanoseconds are
+/// truncated to microseconds, as `msgpack.unpackb(timestamp=3)` does.
+fn datetime_from(py: Python<'_>, seconds: i64, nanos: u32) -> Option<Bound<'_, PyAny>> {
+    let civil = timestamp::civil_from_seconds(seconds);
+    if !(1..=9999).contains(&civil.year) {
+        return None;
+    }
+    let utc = PyTzInfo::utc(py).ok()?;
+    PyDateTime::new(
+        py,
+        civil.year as i32,
+        civil.month as u8,
+        civil.day as u8,
+        civil.hour as u8,
+        civil.minute as u8,
+        civil.second as u8,
+        nanos / 1000,
+        Some(&utc),
+    )
+    .ok()
+    .map(Bound::into_any)
+}

@@ -1,0 +1,391 @@
+//! The msgpack encoder: walks Python objects and writes straight into one
+//! growing `Vec<u8>`, with no intermediate tree.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyByteArray, PyByteArrayMethods, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDelta,
+    PyDeltaAccess, PyDict, PyFloat, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfoAccess,
+};
+
+use super::{fast, timestamp, wire};
+use crate::codec::types::{self, at_index, at_key, classify, type_name, Kind};
+use crate::codec::MAX_DEPTH;
+use crate::errors::{Error, Result};
+
+/// One encoding run: the output buffer and the options.
+pub struct Encoder<'a, 'py> {
+    out: &'a mut Vec<u8>,
+    default: Option<&'a Bound<'py, PyAny>>,
+    sort_keys: bool,
+}
+
+impl<'a, 'py> Encoder<'a, 'py> {
+    pub fn new(
+        out: &'a mut Vec<u8>,
+        default: Option<&'a Bound<'py, PyAny>>,
+        sort_keys: bool,
+    ) -> Self {
+        Self {
+            out,
+            default,
+            sort_keys,
+        }
+    }
+
+    /// Encodes `obj`; `depth` counts the containers around it.
+    pub fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        // Exact builtin types first, by type pointer: the whole cost of plain data.
+        let ty = fast::type_ptr(obj);
+        if ty == fast::str_type() {
+            return self.write_str(obj);
+        }
+        if ty == fast::int_type() {
+            return self.write_int(obj);
+        }
+        if ty == fast::float_type() {
+            wire::write_f64(self.out, float_value(obj)?);
+            return Ok(());
+        }
+        if ty == fast::dict_type() {
+            return self.write_dict(obj, depth);
+        }
+        if ty == fast::list_type() {
+            return self.write_sequence(obj, depth);
+        }
+        self.encode_slow(obj, depth)
+    }
+
+    #[inline(never)]
+    fn encode_slow(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        match classify(obj)? {
+            Kind::Str => self.write_str(obj),
+            Kind::Int => self.write_int(obj),
+            Kind::Float => {
+                wire::write_f64(self.out, float_value(obj)?);
+                Ok(())
+            }
+            Kind::Dict => self.write_dict(obj, depth),
+            Kind::List | Kind::Tuple => self.write_sequence(obj, depth),
+            Kind::None => {
+                wire::write_nil(self.out);
+                Ok(())
+            }
+            Kind::Bool => {
+                wire::write_bool(self.out, obj.is_truthy()?);
+                Ok(())
+            }
+            Kind::Bytes => self.write_bin(obj.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes()),
+            Kind::ByteArray => {
+                let bytes = obj.cast::<PyByteArray>().map_err(PyErr::from)?.to_vec();
+                self.write_bin(&bytes)
+            }
+            Kind::MemoryView => {
+                let bytes = obj.call_method0(intern!(obj.py(), "tobytes"))?;
+                self.write_bin(bytes.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes())
+            }
+            Kind::DateTime => self.write_datetime(obj, depth),
+            Kind::Date => {
+                let date = obj.cast::<PyDate>().map_err(PyErr::from)?;
+                let iso = format!(
+                    "{:04}-{:02}-{:02}",
+                    date.get_year(),
+                    date.get_month(),
+                    date.get_day()
+                );
+                wire::write_str(self.out, &iso);
+                Ok(())
+            }
+            Kind::Uuid | Kind::Decimal => self.write_str(obj.str()?.as_any()),
+            Kind::Enum => {
+                let value = obj.getattr(intern!(obj.py(), "value"))?;
+                self.nested(&value, depth)
+            }
+            Kind::Dataclass => self.write_dataclass(obj, depth),
+            Kind::Set | Kind::FrozenSet => {
+                let len = obj.len()?;
+                Self::check_len(len, "set")?;
+                Self::enter(depth)?;
+                wire::write_array_header(self.out, len);
+                for (i, item) in obj.try_iter()?.enumerate() {
+                    self.encode(&item?, depth + 1).map_err(|e| at_index(e, i))?;
+                }
+                Ok(())
+            }
+            Kind::Ext => self.write_ext(obj),
+            Kind::Tag | Kind::Other => self.fallback(obj, depth, None),
+        }
+    }
+
+    /// Encodes a value one level deeper than `depth` (an enum's value, `default`'s result).
+    fn nested(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        Self::enter(depth)?;
+        self.encode(obj, depth + 1)
+    }
+
+    fn enter(depth: usize) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Error::encode(
+                format!("nesting deeper than {MAX_DEPTH} levels (a cycle, or a default= that never ends?)"),
+                "$",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_len(len: usize, what: &str) -> Result<()> {
+        if len > wire::MAX_LEN {
+            return Err(Error::encode(
+                format!("{what} of {len} items or bytes is too long for msgpack (max 2**32-1)"),
+                "$",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What happens to an object outside the type model: `default`, else an error.
+    #[inline(never)]
+    fn fallback(&mut self, obj: &Bound<'py, PyAny>, depth: usize, why: Option<&str>) -> Result<()> {
+        if let Some(default) = self.default {
+            let replaced = default.call1((obj,))?;
+            return self.nested(&replaced, depth);
+        }
+        let message = match why {
+            Some(why) => why.to_owned(),
+            None if classify(obj)? == Kind::Tag => {
+                "cannot encode microstd.codec.Tag (a CBOR tag) as msgpack".to_owned()
+            }
+            None => format!("cannot encode object of type {}", type_name(obj)),
+        };
+        Err(Error::encode(message, "$"))
+    }
+
+    fn write_str(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
+        // `to_str` borrows the UTF-8 the str object caches: no copy, no temporary.
+        let s = obj.cast::<PyString>().map_err(PyErr::from)?;
+        let text = s.to_str().map_err(|_| {
+            Error::encode("str is not valid UTF-8 (it holds a lone surrogate)", "$")
+        })?;
+        Self::check_len(text.len(), "str")?;
+        wire::write_str(self.out, text);
+        Ok(())
+    }
+
+    fn write_bin(&mut self, bytes: &[u8]) -> Result<()> {
+        Self::check_len(bytes.len(), "bytes")?;
+        wire::write_bin(self.out, bytes);
+        Ok(())
+    }
+
+    fn write_int(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
+        if let Some(v) = fast::int_as_i64(obj) {
+            wire::write_int(self.out, v);
+        } else if let Ok(v) = obj.extract::<u64>() {
+            wire::write_uint(self.out, v);
+        } else {
+            return Err(Error::encode(
+                "int out of range for msgpack (must be in [-2**63, 2**64))",
+                "$",
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_sequence(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        Self::enter(depth)?;
+        if let Ok(list) = obj.cast::<PyList>() {
+            let len = list.len();
+            Self::check_len(len, "list")?;
+            wire::write_array_header(self.out, len);
+            // Indexing (not an iterator) so a list mutated by a `default` hook
+            // cannot make the header lie: stop at the promised length.
+            for i in 0..len {
+                let item = fast::list_item(list, i)
+                    .ok_or_else(|| Error::encode("list changed size during encoding", "$"))?;
+                self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
+            }
+            return Ok(());
+        }
+        let tuple = obj.cast::<PyTuple>().map_err(PyErr::from)?;
+        let len = tuple.len();
+        Self::check_len(len, "tuple")?;
+        wire::write_array_header(self.out, len);
+        for (i, item) in tuple.iter_borrowed().enumerate() {
+            self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
+        }
+        Ok(())
+    }
+
+    fn write_dict(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        Self::enter(depth)?;
+        let dict = obj.cast::<PyDict>().map_err(PyErr::from)?;
+        let exact = obj.is_exact_instance_of::<PyDict>();
+        if self.sort_keys || !exact {
+            // A dict subclass may override items() (OrderedDict order): ask it,
+            // as msgpack.packb does.
+            let items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = if exact {
+                dict.iter().collect()
+            } else {
+                obj.call_method0(intern!(obj.py(), "items"))?
+                    .try_iter()?
+                    .map(|kv| kv?.extract())
+                    .collect::<PyResult<_>>()?
+            };
+            return self.write_items(items, depth);
+        }
+        let len = dict.len();
+        Self::check_len(len, "dict")?;
+        wire::write_map_header(self.out, len);
+        let seen = fast::for_each_item(dict, |key, value| {
+            self.write_key(key, depth)?;
+            self.encode(value, depth + 1).map_err(|e| at_key(e, key))
+        })?;
+        if seen != len {
+            return Err(Error::encode("dict changed size during encoding", "$"));
+        }
+        Ok(())
+    }
+
+    fn write_key(&mut self, key: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        if key.is_exact_instance_of::<PyString>() {
+            self.write_str(key)
+        } else {
+            self.encode(key, depth + 1)
+        }
+        .map_err(|e| at_key(e, key))
+    }
+
+    #[inline(never)]
+    fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        Self::enter(depth)?;
+        let fields = types::dataclass_fields(obj)?;
+        let items = fields.into_iter().map(|(k, v)| (k.into_any(), v)).collect();
+        self.write_items(items, depth)
+    }
+
+    /// A map from collected pairs, sorted first when `sort_keys` is set.
+    ///
+    /// Sort order: when every key is a `str`, by code point (what `sorted()`
+    /// gives, and the UTF-8 byte order); otherwise by the keys' encoded
+    /// msgpack bytes, compared bytewise. Ties keep insertion order.
+    #[inline(never)]
+    fn write_items(
+        &mut self,
+        mut items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        depth: usize,
+    ) -> Result<()> {
+        Self::check_len(items.len(), "dict")?;
+        if !self.sort_keys {
+            wire::write_map_header(self.out, items.len());
+            for (key, value) in &items {
+                self.write_key(key, depth)?;
+                self.encode(value, depth + 1).map_err(|e| at_key(e, key))?;
+            }
+            return Ok(());
+        }
+        if items.iter().all(|(k, _)| k.is_instance_of::<PyString>()) {
+            let mut keyed = Vec::with_capacity(items.len());
+            for (key, value) in items {
+                let text = key
+                    .cast::<PyString>()
+                    .map_err(PyErr::from)?
+                    .to_str()
+                    .map_err(|_| {
+                        at_key(
+                            Error::encode(
+                                "str is not valid UTF-8 (it holds a lone surrogate)",
+                                "$",
+                            ),
+                            &key,
+                        )
+                    })?
+                    .to_owned();
+                keyed.push((text, key, value));
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            wire::write_map_header(self.out, keyed.len());
+            for (text, key, value) in &keyed {
+                wire::write_str(self.out, text);
+                self.encode(value, depth + 1).map_err(|e| at_key(e, key))?;
+            }
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(items.len());
+        for (key, value) in items.drain(..) {
+            let mut buf = Vec::new();
+            Encoder::new(&mut buf, self.default, true)
+                .encode(&key, depth + 1)
+                .map_err(|e| at_key(e, &key))?;
+            encoded.push((buf, key, value));
+        }
+        encoded.sort_by(|a, b| a.0.cmp(&b.0));
+        wire::write_map_header(self.out, encoded.len());
+        for (buf, key, value) in &encoded {
+            self.out.extend_from_slice(buf);
+            self.encode(value, depth + 1).map_err(|e| at_key(e, key))?;
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn write_datetime(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
+        let py = obj.py();
+        let dt = obj.cast::<PyDateTime>().map_err(PyErr::from)?;
+        let offset = if dt.get_tzinfo().is_some() {
+            obj.call_method0(intern!(py, "utcoffset"))?
+        } else {
+            py.None().into_bound(py)
+        };
+        if offset.is_none() {
+            return self.fallback(
+                obj,
+                depth,
+                Some(
+                    "cannot encode a naive datetime: attach a tzinfo (e.g. datetime.timezone.utc)",
+                ),
+            );
+        }
+        let offset = offset.cast::<PyDelta>().map_err(PyErr::from)?;
+        let days = timestamp::days_from_civil(
+            i64::from(dt.get_year()),
+            u32::from(dt.get_month()),
+            u32::from(dt.get_day()),
+        );
+        let local_us = (days * 86_400
+            + i64::from(dt.get_hour()) * 3600
+            + i64::from(dt.get_minute()) * 60
+            + i64::from(dt.get_second()))
+            * 1_000_000
+            + i64::from(dt.get_microsecond());
+        let offset_us = (i64::from(offset.get_days()) * 86_400 + i64::from(offset.get_seconds()))
+            * 1_000_000
+            + i64::from(offset.get_microseconds());
+        let utc_us = local_us - offset_us;
+        let seconds = utc_us.div_euclid(1_000_000);
+        let nanos = (utc_us.rem_euclid(1_000_000) * 1000) as u32;
+        wire::write_ext(
+            self.out,
+            timestamp::EXT_CODE,
+            &timestamp::encode(seconds, nanos),
+        );
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn write_ext(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
+        let py = obj.py();
+        let code: i8 = obj.getattr(intern!(py, "code"))?.extract()?;
+        let data = obj.getattr(intern!(py, "data"))?;
+        let data = data.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes();
+        Self::check_len(data.len(), "Ext data")?;
+        wire::write_ext(self.out, code, data);
+        Ok(())
+    }
+}
+
+fn float_value(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    match obj.cast::<PyFloat>() {
+        Ok(f) => Ok(f.value()),
+        Err(_) => obj.extract(),
+    }
+}

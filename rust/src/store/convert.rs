@@ -1,0 +1,299 @@
+//! Python <-> store conversions for the binding: argument checks, value
+//! encoding and decoding, and fast `Record` / `Event` construction.
+
+use std::time::Instant;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
+
+use crate::codec::msgpack;
+use crate::errors::{EncodeError, Error, Result};
+use crate::store::memory::{Condition, TAG_ENCODED, TAG_RAW};
+use crate::store::watch::{RawEvent, Snapshot};
+
+static RECORD: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EVENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The store's monotonic clock, and the wall-clock time of its epoch so an
+/// `expires_at` is stable across reads of the same record.
+#[derive(Debug)]
+pub struct Clock {
+    epoch: Instant,
+    wall_epoch: f64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let wall_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Self {
+            epoch: Instant::now(),
+            wall_epoch,
+        }
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    pub fn wall(&self, deadline: u64) -> f64 {
+        self.wall_epoch + deadline as f64 / 1e9
+    }
+}
+
+/// How values become bytes: msgpack in Rust, or a Python codec's functions.
+#[derive(Debug)]
+pub enum ValueCodec {
+    Msgpack,
+    Python { dumps: Py<PyAny>, loads: Py<PyAny> },
+}
+
+impl ValueCodec {
+    /// Tag byte + payload. `bytes` pass through; anything else goes through
+    /// the codec, and any failure is an `EncodeError`.
+    pub fn encode(&self, value: &Bound<'_, PyAny>) -> Result<Vec<u8>> {
+        if let Ok(raw) = value.cast::<PyBytes>() {
+            let raw = raw.as_bytes();
+            let mut out = Vec::with_capacity(raw.len() + 1);
+            out.push(TAG_RAW);
+            out.extend_from_slice(raw);
+            return Ok(out);
+        }
+        let py = value.py();
+        let encoded = match self {
+            Self::Msgpack => msgpack::encode(value),
+            Self::Python { dumps, .. } => dumps
+                .bind(py)
+                .call1((value,))
+                .map_err(Error::from)
+                .and_then(|b| {
+                    b.cast_into::<PyBytes>()
+                        .map(|b| b.as_bytes().to_vec())
+                        .map_err(|_| Error::encode("the codec's dumps did not return bytes", "$"))
+                }),
+        };
+        let payload = encoded.map_err(|e| as_encode_error(py, e, value))?;
+        let mut out = Vec::with_capacity(payload.len() + 1);
+        out.push(TAG_ENCODED);
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    pub fn decode<'py>(&self, py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let (tag, payload) = value.split_first().unwrap_or((&TAG_RAW, &[]));
+        if *tag == TAG_RAW {
+            return Ok(PyBytes::new(py, payload).into_any());
+        }
+        match self {
+            Self::Msgpack => Ok(msgpack::decode(py, payload)?),
+            Self::Python { loads, .. } => loads.bind(py).call1((PyBytes::new(py, payload),)),
+        }
+    }
+}
+
+/// A codec's own `EncodeError` passes through; any other failure (a
+/// `TypeError` from a codec package, say) becomes one, chained to the cause.
+fn as_encode_error(py: Python<'_>, err: Error, value: &Bound<'_, PyAny>) -> Error {
+    match err {
+        Error::Python(e) if !e.is_instance_of::<EncodeError>(py) => {
+            let type_name = value
+                .get_type()
+                .name()
+                .map_or_else(|_| "object".to_owned(), |n| n.to_string());
+            let reason = e
+                .value(py)
+                .str()
+                .map_or_else(|_| "error".to_owned(), |s| s.to_string());
+            let new: PyErr =
+                Error::encode(format!("cannot encode {type_name}: {reason}"), "$").into();
+            new.set_cause(py, Some(e));
+            Error::Python(new)
+        }
+        other => other,
+    }
+}
+
+/// `key` as a `&str` if it is a non-empty `str`, else `InvalidKey`.
+pub fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> Result<&'a str> {
+    let s = key.cast::<PyString>().map_err(|_| {
+        let type_name = key
+            .get_type()
+            .name()
+            .map_or_else(|_| "object".to_owned(), |n| n.to_string());
+        Error::InvalidKey(format!("store keys are str, got {type_name}"))
+    })?;
+    let text = s.to_str().map_err(|_| {
+        Error::InvalidKey("store keys must be valid Unicode (no lone surrogates)".into())
+    })?;
+    if text.is_empty() {
+        return Err(Error::InvalidKey("store keys must not be empty".into()));
+    }
+    Ok(text)
+}
+
+/// A TTL in nanoseconds (at least 1) from float seconds, checked like `validate_ttl`.
+pub fn ttl_nanos(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    let Some(ttl) = ttl.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    if ttl.is_instance_of::<PyBool>()
+        || !(ttl.is_instance_of::<PyInt>() || ttl.is_instance_of::<PyFloat>())
+    {
+        let type_name = ttl.get_type().name()?;
+        return Err(PyTypeError::new_err(format!(
+            "ttl must be a number of seconds, got {type_name}"
+        )));
+    }
+    let seconds: f64 = ttl.extract()?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "ttl must be a positive number of seconds, got {}",
+            ttl.repr()?
+        )));
+    }
+    // `as` saturates, so an enormous TTL means "practically never".
+    Ok(Some(((seconds * 1e9).ceil() as u64).max(1)))
+}
+
+/// `metadata` as owned pairs, checking it maps str to str.
+pub fn metadata_pairs(metadata: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, String)>> {
+    let Some(metadata) = metadata.filter(|m| !m.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let bad = || PyTypeError::new_err("metadata must map str to str");
+    let items = match metadata.cast::<PyDict>() {
+        Ok(d) => d.items().into_any(),
+        Err(_) => metadata.call_method0(intern!(metadata.py(), "items"))?,
+    };
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract().map_err(|_| bad())?;
+        let k = k
+            .cast::<PyString>()
+            .map_err(|_| bad())?
+            .to_str()?
+            .to_owned();
+        let v = v
+            .cast::<PyString>()
+            .map_err(|_| bad())?
+            .to_str()?
+            .to_owned();
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// The write's condition from `if_revision` / `if_absent`.
+pub fn condition(if_revision: Option<&Bound<'_, PyAny>>, if_absent: bool) -> PyResult<Condition> {
+    match if_revision.filter(|r| !r.is_none()) {
+        Some(_) if if_absent => Err(PyValueError::new_err(
+            "pass if_revision or if_absent, not both",
+        )),
+        // A revision that is not one of ours matches no record.
+        Some(rev) if rev.is_instance_of::<PyBool>() => Ok(Condition::Revision(None)),
+        Some(rev) => Ok(Condition::Revision(rev.extract::<u64>().ok())),
+        None if if_absent => Ok(Condition::Absent),
+        None => Ok(Condition::Always),
+    }
+}
+
+/// An instance of the frozen dataclass `name`, built the way its `__init__`
+/// would (`cls.__new__(cls)`, then `object.__setattr__` per field) but
+/// without the interpreted per-field calls, which cost more than the rest of
+/// a read. Measured hot path: this is why it drops to `pyo3::ffi`.
+fn fast_instance<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+) -> PyResult<Bound<'py, PyAny>> {
+    let cls = cell.import(py, "microstd.store.base", name)?;
+    let tp = cls.as_type_ptr();
+    let empty = PyTuple::empty(py);
+    // SAFETY: `tp` is a live type object (held by `cls`); its `tp_new` takes
+    // (type, args tuple, NULL kwargs) and returns a new reference, or NULL
+    // with an exception set, which `from_owned_ptr_or_err` turns into PyErr.
+    let obj = unsafe {
+        let new = (*tp)
+            .tp_new
+            .ok_or_else(|| PyTypeError::new_err(format!("cannot create {name} instances")))?;
+        Bound::from_owned_ptr_or_err(py, new(tp, empty.as_ptr(), std::ptr::null_mut()))?
+    };
+    for (field, value) in fields {
+        // SAFETY: all three pointers are live for the call; it returns -1
+        // with an exception set on failure.
+        let rc =
+            unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), field.as_ptr(), value.as_ptr()) };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(obj)
+}
+
+/// A `microstd.store.base.Record` for `snap`.
+pub fn record<'py>(
+    py: Python<'py>,
+    codec: &ValueCodec,
+    clock: &Clock,
+    key: Bound<'py, PyAny>,
+    snap: &Snapshot,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = codec.decode(py, &snap.value)?;
+    let metadata = PyDict::new(py);
+    for (k, v) in &snap.metadata {
+        metadata.set_item(k, v)?;
+    }
+    let expires_at = match snap.deadline {
+        Some(d) => PyFloat::new(py, clock.wall(d)).into_any(),
+        None => py.None().into_bound(py),
+    };
+    fast_instance(
+        py,
+        &RECORD,
+        "Record",
+        &[
+            (intern!(py, "key"), key),
+            (intern!(py, "value"), value),
+            (intern!(py, "metadata"), metadata.into_any()),
+            (
+                intern!(py, "revision"),
+                snap.revision.into_pyobject(py)?.into_any(),
+            ),
+            (intern!(py, "expires_at"), expires_at),
+        ],
+    )
+}
+
+/// A `microstd.store.base.Event` for `event`.
+pub fn event<'py>(
+    py: Python<'py>,
+    codec: &ValueCodec,
+    clock: &Clock,
+    event: &RawEvent,
+) -> PyResult<Bound<'py, PyAny>> {
+    let key = PyString::new(py, &event.key).into_any();
+    let record = match &event.record {
+        Some(snap) => record(py, codec, clock, key.clone(), snap)?,
+        None => py.None().into_bound(py),
+    };
+    fast_instance(
+        py,
+        &EVENT,
+        "Event",
+        &[
+            (
+                intern!(py, "kind"),
+                PyString::new(py, event.kind.as_str()).into_any(),
+            ),
+            (intern!(py, "key"), key),
+            (intern!(py, "record"), record),
+        ],
+    )
+}

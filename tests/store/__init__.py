@@ -1,0 +1,1 @@
+"""Store backend tests: a package, so module names like test_redis never clash."""

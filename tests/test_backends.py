@@ -1,0 +1,88 @@
+"""Backend URLs: parsing, redaction, resolution by scheme, named memory instances."""
+
+from __future__ import annotations
+
+import pytest
+
+from microstd import _backends
+from microstd.errors import UnknownBackend
+
+
+def test_url_parts_and_query_options() -> None:
+    url = _backends.parse_url("redis://user:secret@127.0.0.1:6380/2?prefix=app&tls=1")
+    assert (url.scheme, url.host, url.port, url.path) == ("redis", "127.0.0.1", 6380, "/2")
+    assert url.username == "user"
+    assert url.password == "secret"
+    assert url.query == {"prefix": "app", "tls": "1"}
+
+
+def test_password_never_shows_in_repr_or_redacted_form() -> None:
+    url = _backends.parse_url("redis://user:secret@127.0.0.1:6380/0")
+    assert "secret" not in repr(url)
+    assert "secret" not in url.redacted
+    assert url.redacted == "redis://user:***@127.0.0.1:6380/0"
+
+
+def test_memory_names() -> None:
+    assert _backends.parse_url("memory://").netloc_name == ""
+    assert _backends.parse_url("memory://default?impl=python").netloc_name == "default"
+
+
+@pytest.mark.parametrize("bad", ["", "localhost:6379", "redis:/x", 42])
+def test_not_a_url(bad: object) -> None:
+    with pytest.raises(UnknownBackend):
+        _backends.parse_url(bad)  # type: ignore[arg-type]
+
+
+def test_bad_port_is_a_clear_error() -> None:
+    with pytest.raises(UnknownBackend, match="bad port"):
+        _backends.parse_url("redis://127.0.0.1:notaport/0")
+
+
+def test_unknown_scheme_names_the_known_ones_and_suggests() -> None:
+    builtins = {"memory": "microstd.errors:MicrostdError", "redis": "microstd.errors:NotFound"}
+    with pytest.raises(UnknownBackend) as info:
+        _backends.resolve("store", "rediss", builtins, "microstd.test-no-such-group")
+    message = str(info.value)
+    assert "memory, redis" in message
+    assert "Did you mean 'redis'?" in message
+
+
+def test_resolve_imports_the_builtin_lazily() -> None:
+    from microstd.errors import NotFound
+
+    found = _backends.resolve(
+        "store", "redis", {"redis": "microstd.errors:NotFound"}, "microstd.stores"
+    )
+    assert found is NotFound
+
+
+def test_shared_instances_are_per_area_impl_and_name() -> None:
+    made: list[object] = []
+
+    def factory() -> object:
+        made.append(object())
+        return made[-1]
+
+    a = _backends.shared_instance("test-area", "rust", "x", factory)
+    b = _backends.shared_instance("test-area", "rust", "x", factory)
+    c = _backends.shared_instance("test-area", "python", "x", factory)
+    assert a is b
+    assert c is not a
+    assert len(made) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        ("0", False),
+        ("off", False),
+        (True, True),
+        (0, False),
+    ],
+)
+def test_option_flags(value: object, expected: bool) -> None:
+    assert _backends.option_flag(value) is expected
