@@ -35,8 +35,7 @@ _ATTRIBUTES = {"Client": "microstd.client", "Service": "microstd.service"}
 
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
-    from microstd import codec, store, sync
-    from microstd import codec, config, registry, store
+    from microstd import codec, config, registry, store, sync
     from microstd.client import Client
     from microstd.service import Service
 
