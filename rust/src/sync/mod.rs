@@ -1,8 +1,17 @@
-//! The sync core. Pure logic lives in files without PyO3; `py.rs` binds it.
+//! The sync core: named locks with leases and fencing tokens.
+//!
+//! `manager` is the pure-Rust lock table (tested by `cargo test`); `py` binds
+//! it as `RustLockManager` / `RustLease` / `RustLockGuard`.
+
+pub mod manager;
+pub mod py;
 
 use pyo3::prelude::*;
 
 /// Adds this area's classes and functions to `microstd._core`.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<py::RustLockManager>()?;
+    m.add_class::<py::RustLease>()?;
+    m.add_class::<py::RustLockGuard>()?;
     Ok(())
 }

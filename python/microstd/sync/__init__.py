@@ -1,0 +1,72 @@
+"""Distributed locks with leases and fencing tokens, and leader election.
+
+    locks = microstd.sync.open("memory://")        # redis://..., etcd://...
+    async with locks.lock("invoice/42", ttl=10.0, wait=5.0) as lease:
+        lease.token                                # fencing token, strictly increasing per name
+    leadership = await locks.elect("scheduler", candidate="node-1", ttl=10.0)
+    await leadership.lost                          # set when leadership is lost
+
+Backends are chosen by URL scheme; third parties add theirs through the
+`microstd.sync` entry point group (an object with `from_url(parsed, **options)`
+returning a `Locks`, and optionally `from_url_sync`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microstd._backends import parse_url, resolve
+from microstd.sync.base import (
+    DEFAULT_TTL,
+    Leadership,
+    Lease,
+    Locks,
+    LostSignal,
+    SyncLeadership,
+    SyncLease,
+    SyncLocks,
+)
+
+__all__ = [
+    "DEFAULT_TTL",
+    "Leadership",
+    "Lease",
+    "Locks",
+    "LostSignal",
+    "SyncLeadership",
+    "SyncLease",
+    "SyncLocks",
+    "open",
+    "open_sync",
+]
+
+_BUILTINS = {
+    "memory": "microstd.sync.memory:MemoryBackend",
+    "redis": "microstd.sync.redis:RedisLocks",
+    "etcd": "microstd.sync.etcd:EtcdLocks",
+}
+
+
+def _backend(url: str) -> tuple[Any, Any]:
+    parsed = parse_url(url)
+    return resolve("sync", parsed.scheme, _BUILTINS, "microstd.sync"), parsed
+
+
+def open(url: str = "memory://", **options: Any) -> Locks:
+    """The async locks `url` names. Options override the URL's query parameters."""
+    backend, parsed = _backend(url)
+    locks: Locks = backend.from_url(parsed, **options)
+    return locks
+
+
+def open_sync(url: str = "memory://", **options: Any) -> SyncLocks:
+    """The blocking locks `url` names: native for memory://, else the async backend
+    on a private loop thread."""
+    backend, parsed = _backend(url)
+    sync_factory = getattr(backend, "from_url_sync", None)
+    if sync_factory is not None:
+        locks: SyncLocks = sync_factory(parsed, **options)
+        return locks
+    from microstd.sync.blocking import BlockingLocks
+
+    return BlockingLocks(backend.from_url(parsed, **options))
