@@ -36,7 +36,6 @@ _ATTRIBUTES = {"Client": "microstd.client", "Service": "microstd.service"}
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
     from microstd import broker, codec, config, registry, store, sync
-    from microstd import codec, config, registry, store, sync
     from microstd.client import Client
     from microstd.service import Service
 
