@@ -334,7 +334,7 @@ def test_sync_surface(sync_broker: microstd.broker.SyncBroker) -> None:
     with pytest.raises(InvalidTopic):
         sync_broker.publish(f"{base}.*", 1)
     with pytest.raises(EncodeError):
-        sync_broker.publish(f"{base}.a", {1, 2, 3})
+        sync_broker.publish(f"{base}.a", {"bad": object()})
     assert isinstance(errors[0], KeyError)
 
 
