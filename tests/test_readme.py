@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -17,5 +19,15 @@ def test_the_readme_has_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int) -> None:
-    code = compile(BLOCKS[index], f"README.md python block {index + 1}", "exec")
-    exec(code, {"__name__": f"readme_example_{index}"})
+    # Run each block as its own module, as a user's script would be: not
+    # inheriting this file's __future__ imports, and findable in sys.modules
+    # (dataclasses look their module up there).
+    name = f"readme_example_{index}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        source = f"README.md python block {index + 1}"
+        code = compile(BLOCKS[index], source, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+    finally:
+        del sys.modules[name]
