@@ -10,10 +10,10 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Literal
 
 from microstd import codec
+from microstd._lifecycle import AsyncResource, SyncResource
 from microstd.errors import EncodeError
 
 __all__ = [
@@ -150,7 +150,7 @@ class SyncSubscription(abc.ABC):
     def unsubscribe(self) -> None: ...
 
 
-class Broker(abc.ABC):
+class Broker(AsyncResource, abc.ABC):
     """Async publish / subscribe. Use as `async with broker:` or `connect()` / `close()`.
 
     Options every backend takes: `on_error` (called as `hook(exc, subscription)`
@@ -162,23 +162,8 @@ class Broker(abc.ABC):
     queued messages to be handled, default 5).
     """
 
-    async def connect(self) -> None:  # noqa: B027 - optional hook
-        """Open connections; embedded backends need nothing."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Unsubscribe everything, drain in-flight handlers (up to `drain_timeout`), disconnect."""
-
-    async def __aenter__(self) -> Broker:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     def on_error(self, hook: ErrorHook | None) -> None:
@@ -205,26 +190,11 @@ class Broker(abc.ABC):
         """Publish `body` to `topic` (no wildcards). An `EncodeError` publishes nothing."""
 
 
-class SyncBroker(abc.ABC):
+class SyncBroker(SyncResource, abc.ABC):
     """The blocking twin of `Broker`: same methods, same semantics, no awaits."""
 
-    def connect(self) -> None:  # noqa: B027 - optional hook
-        """Open connections; embedded backends need nothing."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Unsubscribe everything and disconnect."""
-
-    def __enter__(self) -> SyncBroker:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @abc.abstractmethod
     def on_error(self, hook: ErrorHook | None) -> None: ...

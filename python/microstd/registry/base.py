@@ -26,10 +26,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
 
 from microstd import codec
+from microstd._lifecycle import AsyncResource
 from microstd.errors import DecodeError, NotFound
 
 __all__ = [
@@ -229,23 +229,11 @@ class ChangeFeed(abc.ABC):
         """Stop listening."""
 
 
-class Registry(abc.ABC):
+class Registry(AsyncResource, abc.ABC):
     """The async registry interface. Use `microstd.registry.open(url)` to get one."""
 
     #: How often `watch` re-reads when the backend gives no change hint.
     poll_interval: float = 1.0
-
-    async def __aenter__(self) -> Registry:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     async def connect(self) -> None:

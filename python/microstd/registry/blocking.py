@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import TracebackType
 
+from microstd._lifecycle import SyncResource
 from microstd._loopthread import LoopThread, iterate_blocking
 from microstd.registry.base import Event, Registry, Service
 
 __all__ = ["SyncRegistry"]
 
 
-class SyncRegistry:
+class SyncRegistry(SyncResource):
     """The same methods as `Registry`, blocking. Use it as a context manager or call
     `connect()` / `close()`."""
 
@@ -22,18 +22,6 @@ class SyncRegistry:
 
     def __repr__(self) -> str:
         return f"SyncRegistry({self.registry!r})"
-
-    def __enter__(self) -> SyncRegistry:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def connect(self) -> None:
         """Connect to the backend."""

@@ -11,9 +11,9 @@ import abc
 import math
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
 
+from microstd._lifecycle import AsyncResource, SyncResource
 from microstd.errors import InvalidKey
 
 __all__ = [
@@ -90,26 +90,8 @@ def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-class Store(abc.ABC):
+class Store(AsyncResource, abc.ABC):
     """Async key-value store. Use as `async with store:` or `connect()` / `close()`."""
-
-    async def connect(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Open connections; embedded backends need nothing."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; the store is unusable afterwards."""
-
-    async def __aenter__(self) -> Store:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     async def write(
@@ -183,26 +165,8 @@ class Store(abc.ABC):
         the backend cannot watch."""
 
 
-class SyncStore(abc.ABC):
+class SyncStore(SyncResource, abc.ABC):
     """The blocking twin of `Store`: same methods, same semantics, no awaits."""
-
-    def connect(self) -> None:  # noqa: B027 - optional hook
-        """Open connections; embedded backends need nothing."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; the store is unusable afterwards."""
-
-    def __enter__(self) -> SyncStore:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @abc.abstractmethod
     def write(

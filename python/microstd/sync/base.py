@@ -17,6 +17,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from microstd._lifecycle import AsyncResource, SyncResource
 from microstd.errors import InvalidKey, LockLost
 
 __all__ = [
@@ -256,26 +257,8 @@ class _LockContext:
             await _release_on_exit(lease.release(), exc_type is not None)
 
 
-class Locks(abc.ABC):
+class Locks(AsyncResource, abc.ABC):
     """Async locks and elections. Use as `async with locks:` or `connect()` / `close()`."""
-
-    async def connect(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Open connections; embedded backends need nothing."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; the object is unusable afterwards."""
-
-    async def __aenter__(self) -> Locks:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     async def acquire(
@@ -339,26 +322,8 @@ class _SyncLockContext:
                     raise
 
 
-class SyncLocks(abc.ABC):
+class SyncLocks(SyncResource, abc.ABC):
     """The blocking twin of `Locks`: same methods, same semantics."""
-
-    def connect(self) -> None:  # noqa: B027 - optional hook
-        """Open connections; embedded backends need nothing."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; the object is unusable afterwards."""
-
-    def __enter__(self) -> SyncLocks:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @abc.abstractmethod
     def acquire(
