@@ -86,3 +86,45 @@ def test_shared_instances_are_per_area_impl_and_name() -> None:
 )
 def test_option_flags(value: object, expected: bool) -> None:
     assert _backends.option_flag(value) is expected
+
+
+def test_backends_open_native_sync_or_wraps_the_async_backend() -> None:
+    class Native:
+        @classmethod
+        def from_url(cls, parsed: _backends.ParsedURL, **options: object) -> tuple[str, object]:
+            return ("async", options)
+
+        @classmethod
+        def from_url_sync(
+            cls, parsed: _backends.ParsedURL, **options: object
+        ) -> tuple[str, object]:
+            return ("sync", options)
+
+    class AsyncOnly:
+        @classmethod
+        def from_url(cls, parsed: _backends.ParsedURL, **options: object) -> str:
+            return f"async:{parsed.host}"
+
+    import types
+
+    module = types.ModuleType("microstd_test_backends_fake")
+    module.Native = Native  # type: ignore[attr-defined]
+    module.AsyncOnly = AsyncOnly  # type: ignore[attr-defined]
+    module.Wrap = lambda inner: ("wrapped", inner)  # type: ignore[attr-defined]
+    import sys
+
+    sys.modules[module.__name__] = module
+    try:
+        family = _backends.Backends(
+            "test",
+            "microstd.test-no-such-group",
+            {"n": f"{module.__name__}:Native", "a": f"{module.__name__}:AsyncOnly"},
+            blocking=f"{module.__name__}:Wrap",
+        )
+        assert family.open("n://x", {"k": 1}) == ("async", {"k": 1})
+        assert family.open_sync("n://x", {"k": 1}) == ("sync", {"k": 1})
+        assert family.open_sync("a://host1", {}) == ("wrapped", "async:host1")
+        with pytest.raises(UnknownBackend, match="known: a, n"):
+            family.open("zz://x", {})
+    finally:
+        del sys.modules[module.__name__]

@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from microstd.errors import UnknownBackend
 
-__all__ = ["ParsedURL", "parse_url", "resolve", "shared_instance"]
+__all__ = ["Backends", "ParsedURL", "parse_url", "resolve", "shared_instance"]
 
 T = TypeVar("T")
 
@@ -80,8 +80,7 @@ def resolve(area: str, scheme: str, builtins: Mapping[str, str], group: str) -> 
     """The backend object registered for `scheme`: a builtin, or an entry point in `group`."""
     target = builtins.get(scheme)
     if target is not None:
-        module_name, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return _import_target(target)
     for ep in entry_points(group=group):
         if ep.name == scheme:
             return ep.load()
@@ -116,3 +115,42 @@ def option_flag(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)
+
+
+def _import_target(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class Backends:
+    """The backends of one area, and its `open` / `open_sync` logic.
+
+    A backend is a class (or any object) with `from_url(parsed, **options)`
+    returning the async interface, and optionally `from_url_sync(parsed,
+    **options)` returning a native blocking twin; without one, `open_sync`
+    wraps the async backend in the area's `blocking` class (`"module:Class"`),
+    which runs it on a private loop thread.
+    """
+
+    def __init__(self, area: str, group: str, builtins: Mapping[str, str], blocking: str) -> None:
+        self.area = area
+        self.group = group
+        self.builtins = dict(builtins)
+        self.blocking = blocking
+
+    def _resolve(self, url: str) -> tuple[Any, ParsedURL]:
+        parsed = parse_url(url)
+        return resolve(self.area, parsed.scheme, self.builtins, self.group), parsed
+
+    def open(self, url: str, options: Mapping[str, Any]) -> Any:
+        """The async interface `url` names; `options` override its query parameters."""
+        backend, parsed = self._resolve(url)
+        return backend.from_url(parsed, **options)
+
+    def open_sync(self, url: str, options: Mapping[str, Any]) -> Any:
+        """The blocking interface `url` names: native where the backend has one."""
+        backend, parsed = self._resolve(url)
+        native = getattr(backend, "from_url_sync", None)
+        if native is not None:
+            return native(parsed, **options)
+        return _import_target(self.blocking)(backend.from_url(parsed, **options))

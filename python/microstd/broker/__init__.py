@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microstd._backends import parse_url, resolve
+from microstd._backends import Backends
 from microstd.broker.base import (
     Broker,
     ErrorHook,
@@ -46,26 +46,19 @@ _BUILTINS = {
 }
 
 
-def _backend(url: str) -> tuple[Any, Any]:
-    parsed = parse_url(url)
-    return resolve("broker", parsed.scheme, _BUILTINS, "microstd.brokers"), parsed
+_FAMILY = Backends(
+    "broker", "microstd.brokers", _BUILTINS, blocking="microstd.broker.blocking:BlockingBroker"
+)
 
 
 def open(url: str = "memory://", **options: Any) -> Broker:
     """The async broker `url` names. Options override the URL's query parameters."""
-    backend, parsed = _backend(url)
-    broker: Broker = backend.from_url(parsed, **options)
+    broker: Broker = _FAMILY.open(url, options)
     return broker
 
 
 def open_sync(url: str = "memory://", **options: Any) -> SyncBroker:
     """The blocking broker `url` names: native for `memory://`, else the async
     backend on a private loop thread (handlers then run on that thread)."""
-    backend, parsed = _backend(url)
-    sync_factory = getattr(backend, "from_url_sync", None)
-    if sync_factory is not None:
-        broker: SyncBroker = sync_factory(parsed, **options)
-        return broker
-    from microstd.broker.blocking import BlockingBroker
-
-    return BlockingBroker(backend.from_url(parsed, **options))
+    broker: SyncBroker = _FAMILY.open_sync(url, options)
+    return broker

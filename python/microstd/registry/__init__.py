@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microstd._backends import parse_url, resolve
+from microstd._backends import Backends
 from microstd.registry.base import Event, EventKind, Node, Registry, Service
 from microstd.registry.blocking import SyncRegistry
 
@@ -29,14 +29,18 @@ _BUILTINS = {
 }
 
 
+_FAMILY = Backends(
+    "registry", "microstd.registries", _BUILTINS, blocking="microstd.registry.blocking:SyncRegistry"
+)
+
+
 def open(url: str = "memory://", **options: Any) -> Registry:
     """The async registry `url` names. Options override the URL's query parameters."""
-    parsed = parse_url(url)
-    backend = resolve("registry", parsed.scheme, _BUILTINS, "microstd.registries")
-    registry: Registry = backend.from_url(parsed, **options)
+    registry: Registry = _FAMILY.open(url, options)
     return registry
 
 
 def open_sync(url: str = "memory://", **options: Any) -> SyncRegistry:
     """The blocking registry `url` names: the async backend on a private loop thread."""
-    return SyncRegistry(open(url, **options))
+    registry: SyncRegistry = _FAMILY.open_sync(url, options)
+    return registry

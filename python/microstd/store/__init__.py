@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microstd._backends import parse_url, resolve
+from microstd._backends import Backends
 from microstd.store.base import Event, Record, Revision, Store, SyncStore
 
 __all__ = ["Event", "Record", "Revision", "Store", "SyncStore", "open", "open_sync"]
@@ -28,26 +28,19 @@ _BUILTINS = {
 }
 
 
-def _backend(url: str) -> tuple[Any, Any]:
-    parsed = parse_url(url)
-    return resolve("store", parsed.scheme, _BUILTINS, "microstd.stores"), parsed
+_FAMILY = Backends(
+    "store", "microstd.stores", _BUILTINS, blocking="microstd.store.blocking:BlockingStore"
+)
 
 
 def open(url: str = "memory://", **options: Any) -> Store:
     """The async store `url` names. Options override the URL's query parameters."""
-    backend, parsed = _backend(url)
-    store: Store = backend.from_url(parsed, **options)
+    store: Store = _FAMILY.open(url, options)
     return store
 
 
 def open_sync(url: str = "memory://", **options: Any) -> SyncStore:
     """The blocking store `url` names: native for embedded backends, else the async
     backend on a private loop thread."""
-    backend, parsed = _backend(url)
-    sync_factory = getattr(backend, "from_url_sync", None)
-    if sync_factory is not None:
-        store: SyncStore = sync_factory(parsed, **options)
-        return store
-    from microstd.store.blocking import BlockingStore
-
-    return BlockingStore(backend.from_url(parsed, **options))
+    store: SyncStore = _FAMILY.open_sync(url, options)
+    return store

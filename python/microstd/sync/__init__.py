@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microstd._backends import parse_url, resolve
+from microstd._backends import Backends
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -47,26 +47,19 @@ _BUILTINS = {
 }
 
 
-def _backend(url: str) -> tuple[Any, Any]:
-    parsed = parse_url(url)
-    return resolve("sync", parsed.scheme, _BUILTINS, "microstd.sync"), parsed
+_FAMILY = Backends(
+    "sync", "microstd.sync", _BUILTINS, blocking="microstd.sync.blocking:BlockingLocks"
+)
 
 
 def open(url: str = "memory://", **options: Any) -> Locks:
     """The async locks `url` names. Options override the URL's query parameters."""
-    backend, parsed = _backend(url)
-    locks: Locks = backend.from_url(parsed, **options)
+    locks: Locks = _FAMILY.open(url, options)
     return locks
 
 
 def open_sync(url: str = "memory://", **options: Any) -> SyncLocks:
     """The blocking locks `url` names: native for memory://, else the async backend
     on a private loop thread."""
-    backend, parsed = _backend(url)
-    sync_factory = getattr(backend, "from_url_sync", None)
-    if sync_factory is not None:
-        locks: SyncLocks = sync_factory(parsed, **options)
-        return locks
-    from microstd.sync.blocking import BlockingLocks
-
-    return BlockingLocks(backend.from_url(parsed, **options))
+    locks: SyncLocks = _FAMILY.open_sync(url, options)
+    return locks
