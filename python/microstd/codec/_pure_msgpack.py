@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from microstd.codec._ext import Ext, Tag
-from microstd.codec._paths import find_path
+from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["dumps", "loads"]
@@ -140,6 +140,8 @@ def dumps(
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise EncodeError("nesting deeper than the msgpack package's limit", "$") from None
+        if "released memoryview" in str(exc):
+            raise EncodeError(RELEASED, find_path(obj, pred=is_released)) from None
         raise
     return result
 

@@ -79,8 +79,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 Ok(())
             }
             Kind::MemoryView => {
-                let b = obj.call_method0(intern!(obj.py(), "tobytes"))?;
-                self.bytes(b.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes());
+                self.bytes(types::memoryview_bytes(obj)?.as_bytes());
                 Ok(())
             }
             Kind::DateTime => self.datetime(obj),
@@ -386,6 +385,24 @@ impl<'a, 'py> Encoder<'a, 'py> {
         // Tag 4: [exponent, mantissa], the mantissa exact from the digits.
         let digits = parts.getattr(intern!(py, "digits"))?;
         let digits = digits.cast::<PyTuple>().map_err(PyErr::from)?;
+        // What the decoder refuses is refused here too, so nothing written is unreadable.
+        let within = exponent
+            .extract::<i64>()
+            .is_ok_and(|e| e.unsigned_abs() <= tags::MAX_EXPONENT.unsigned_abs());
+        // 10^d < 2^(3.33 d): the mantissa fits in MAX_MANTISSA_BITS when d digits do.
+        let max_digits = (tags::MAX_MANTISSA_BITS as f64 * std::f64::consts::LOG10_2) as usize;
+        if !within || digits.len() > max_digits {
+            return Err(Error::encode(
+                format!(
+                    "cannot encode {}: a CBOR decimal fraction is limited to exponents within \
+                     +-{} and {} digits",
+                    types::type_name(obj),
+                    tags::MAX_EXPONENT,
+                    max_digits
+                ),
+                "$",
+            ));
+        }
         write_head(&mut self.buf, TAG, tags::DECIMAL);
         write_head(&mut self.buf, ARRAY, 2);
         self.int(&exponent)?;
