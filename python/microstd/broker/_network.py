@@ -9,7 +9,55 @@ from typing import Any
 from microstd.broker._delivery import Delivery, Options, report_error
 from microstd.broker.base import Broker, ErrorHook, Subscription
 
-__all__ = ["NetworkBroker", "NetworkSubscription", "query_options"]
+__all__ = [
+    "ENVELOPE_VERSION",
+    "MalformedEnvelope",
+    "NetworkBroker",
+    "NetworkSubscription",
+    "parse_envelope",
+    "query_options",
+]
+
+ENVELOPE_VERSION = 1
+# Anyone who can publish on the server can send an envelope, so nothing in it is
+# trusted. The id becomes part of a Redis claim key: keep it short.
+_MAX_ID_CHARS = 128
+
+
+class MalformedEnvelope(ValueError):
+    """A received message is not an envelope a microstd broker wrote. The
+    message says which part is wrong, never what the bytes were."""
+
+
+def parse_envelope(data: object) -> tuple[str, dict[str, str], str, bytes]:
+    """`(id, headers, content_type, body)` of a msgpack envelope
+    `[1, id, headers, content_type, body]`; `MalformedEnvelope` for any other shape."""
+    from microstd import codec
+    from microstd.errors import DecodeError
+
+    if not isinstance(data, bytes):
+        raise MalformedEnvelope(f"payload is {type(data).__name__}, not bytes")
+    try:
+        envelope = codec.msgpack.loads(data)
+    except DecodeError as exc:
+        raise MalformedEnvelope(f"not msgpack (at byte {exc.offset})") from None
+    if not isinstance(envelope, list) or len(envelope) != 5:
+        raise MalformedEnvelope("not a 5-item array")
+    version, msgid, headers, content_type, body = envelope
+    if version != ENVELOPE_VERSION or isinstance(version, bool):
+        raise MalformedEnvelope("unknown envelope version")
+    if not isinstance(msgid, str) or not 0 < len(msgid) <= _MAX_ID_CHARS:
+        raise MalformedEnvelope("the message id is not a short str")
+    if not isinstance(headers, dict):
+        raise MalformedEnvelope("the headers are not a map")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise MalformedEnvelope("a header name or value is not a str")
+    if not isinstance(content_type, str):
+        raise MalformedEnvelope("the content type is not a str")
+    if not isinstance(body, bytes):
+        raise MalformedEnvelope("the body is not bytes")
+    return msgid, headers, content_type, body
+
 
 _NUMBERS: dict[str, type] = {
     "max_pending": int,

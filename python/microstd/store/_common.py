@@ -108,7 +108,7 @@ def malformed(key: object, what: str, offset: int = 0) -> DecodeError:
 
 
 def _stored_value(codec: Codec, key: object, data: object) -> object:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, bytes):
         raise malformed(key, f"the value is {type(data).__name__}, not bytes")
     try:
         return codec.loads(data)
