@@ -82,7 +82,8 @@ class ConsulSource(Source):
                 tree, _ = await self._get(session, None)
                 return tree
         except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: cannot read {redact(self.url)}: {redact_text(str(exc))}") from None
+            where, why = redact(self.url), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: cannot read {where}: {why}") from None
 
     async def changes(self) -> AsyncIterator[None]:
         import aiohttp
@@ -100,7 +101,8 @@ class ConsulSource(Source):
                         tree = new_tree
                         yield None
         except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: watch on {redact(self.url)} failed: {redact_text(str(exc))}") from None
+            where, why = redact(self.url), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: watch on {where} failed: {why}") from None
 
 
 def consul(

@@ -68,7 +68,8 @@ class EtcdSource(Source):
             asyncio.TimeoutError,
             ValueError,
         ) as exc:
-            raise ConfigError(f"{self.name}: cannot read {redact(self.base)}: {redact_text(str(exc))}") from None
+            where, why = redact(self.base), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: cannot read {where}: {why}") from None
         return kv_tree(pairs, self.prefix, self.separator, self.name)
 
     async def changes(self) -> AsyncIterator[None]:
@@ -81,7 +82,8 @@ class EtcdSource(Source):
                 ):
                     yield None
         except (aiohttp.ClientError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: watch on {redact(self.base)} failed: {redact_text(str(exc))}") from None
+            where, why = redact(self.base), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: watch on {where} failed: {why}") from None
 
 
 def etcd(
