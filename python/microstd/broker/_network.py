@@ -90,7 +90,9 @@ class NetworkSubscription(Subscription):
         self.queue = queue
         self.delivery: Delivery | None = None
         #: Tells the server (or the shared reader) to stop sending; set by the backend.
-        self.cancel: Callable[[], Awaitable[None]] | None = None
+        #: `cancel(drain)`: with `drain`, messages the client library already
+        #: received are first handed to the delivery (a close must not lose them).
+        self.cancel: Callable[[bool], Awaitable[None]] | None = None
         self._gone = False
 
     def __repr__(self) -> str:
@@ -103,13 +105,13 @@ class NetworkSubscription(Subscription):
     def report(self, exc: BaseException) -> None:
         report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
 
-    async def _detach(self) -> None:
+    async def _detach(self, drain: bool = False) -> None:
         if self._gone:
             return
         self._gone = True
         self._broker._subs.discard(self)
         if self.cancel is not None:
-            await self.cancel()
+            await self.cancel(drain)
 
     async def unsubscribe(self) -> None:
         await self._detach()
@@ -144,7 +146,7 @@ class NetworkBroker(Broker):
         subs = list(self._subs)
         for sub in subs:
             try:
-                await sub._detach()
+                await sub._detach(drain=True)
             except Exception as exc:  # the server may already be gone
                 report_error(exc, sub, None)
         deliveries = [s.delivery for s in subs if s.delivery is not None]

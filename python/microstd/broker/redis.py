@@ -154,7 +154,9 @@ class RedisBroker(NetworkBroker):
             delivery.stop()
             raise ConnectionFailed(f"Redis subscribe failed: {exc}") from exc
 
-        async def cancel() -> None:
+        async def cancel(drain: bool) -> None:
+            # The shared reader pushes each message as it reads it: nothing to drain.
+            del drain
             group = self._globs.get(glob, [])
             if sub in group:
                 group.remove(sub)
