@@ -380,7 +380,7 @@ class NatsStore(Store):
         meta: bytes | None = None
         if _META in headers:
             try:
-                meta = base64.urlsafe_b64decode(headers[_META])
+                meta = base64.b64decode(headers[_META], altchars=b"-_", validate=True)
             except (ValueError, TypeError):
                 raise malformed(key, "the metadata header is not base64") from None
         return decode_record(
