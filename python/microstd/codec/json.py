@@ -256,7 +256,9 @@ def _reject_constant(name: str) -> Any:
 
 
 # Strings (skipped whole) and numbers, in document order.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|(-?[0-9][0-9.eE+-]*)', re.S)
+_TOKENS = re.compile(
+    r'"(?:[^"\\]|\\.)*"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)', re.S
+)
 # Every escape in order; \u escapes of surrogates are captured (a high one with
 # the escape after it). Outside strings valid JSON has no backslash, so a
 # left-to-right scan stays aligned with the escapes.
