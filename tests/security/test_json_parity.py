@@ -11,6 +11,7 @@ from microstd.errors import DecodeError
 REFUSED = [
     (b"1e400", "number is infinity when parsed as double", 0),
     (b"[1, -1.5E309]", "number is infinity when parsed as double", 4),
+    (b"[1e4004.1 5]", "number is infinity when parsed as double", 1),  # found by fuzzing
     (b'{"a": "1e999", "b": 1e999}', "number is infinity when parsed as double", 20),
     (b"1" * 400, "number is infinity when parsed as double", 0),
     (b"-" + b"9" * 5000, "number is infinity when parsed as double", 0),

@@ -193,7 +193,9 @@ def loads(data: bytes | bytearray | memoryview) -> object:
             # An array used as a map key: decode arrays as tuples so the key is
             # hashable, then turn every array outside keys back into a list.
             return _keys_to_tuples(msgpack.unpackb(data, use_list=False, **options))
-    except (ValueError, TypeError, OverflowError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # RecursionError: _keys_to_tuples on a document nested near the msgpack
+        # package's own limit; the scan then reports the Rust codec's depth error.
         from microstd.codec._msgpack_scan import locate_error
 
         message, offset = locate_error(bytes(data))
