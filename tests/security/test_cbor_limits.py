@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -106,3 +107,18 @@ def test_the_encoder_refuses_what_the_decoder_would(dumps: Callable[[object], by
         assert "decimal fraction" in info.value.message
     for value in (Decimal("1e4096"), Decimal("9" * 4932)):
         assert LOADS["rust"](dumps(value)) == value
+
+
+class _Four(enum.Enum):
+    FOUR = 4
+
+
+@pytest.mark.parametrize("value", [{4: "a", _Four.FOUR: "b"}, {4, _Four.FOUR}])
+def test_canonical_refuses_keys_that_encode_alike(
+    dumps: Callable[..., bytes], value: object
+) -> None:
+    # Duplicate keys are a parser-differential hazard (which one wins depends on
+    # the decoder); deterministic CBOR forbids them.
+    with pytest.raises(EncodeError, match="same bytes"):
+        dumps(value, canonical=True)
+    dumps(value)  # the plain encoding writes both, as cbor2 does

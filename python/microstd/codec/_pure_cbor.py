@@ -47,6 +47,7 @@ _ORDINAL_OF_EPOCH = 719_163
 MAX_EXPONENT = 4096
 MAX_MANTISSA_BITS = 16384
 _TAG_NAMES = {4: "decimal fraction (tag 4)", 5: "bigfloat (tag 5)"}
+_DUPLICATE = "two keys (or set members) encode to the same bytes: canonical CBOR forbids duplicates"
 # 10^d < 2^(3.33 d): a mantissa of this many digits fits in MAX_MANTISSA_BITS.
 _MAX_DIGITS = int(MAX_MANTISSA_BITS * math.log10(2))
 _DATETIME_RE = re.compile(
@@ -158,6 +159,7 @@ class _Encoding:
 
     def _sorted_map(self, enc: Any, value: dict[Any, Any]) -> None:
         entries = sorted(((self.dumps(k), v) for k, v in value.items()), key=lambda e: e[0])
+        self._no_duplicates(value, [key for key, _ in entries])
         enc.encode_length(5, len(entries))
         for key, item in entries:
             enc.write(key)
@@ -165,10 +167,18 @@ class _Encoding:
 
     def _sorted_set(self, enc: Any, value: set[Any] | frozenset[Any]) -> None:
         members = sorted(self.dumps(m) for m in value)
+        self._no_duplicates(value, members)
         enc.encode_length(6, 258)
         enc.encode_length(4, len(members))
         for member in members:
             enc.write(member)
+
+    def _no_duplicates(self, container: object, keys: list[bytes]) -> None:
+        """Canonical CBOR forbids two keys (or set members) with the same bytes,
+        such as 4 and an Enum whose value is 4 (as the Rust codec does)."""
+        if any(a == b for a, b in zip(keys, keys[1:])):
+            self.culprit = container
+            raise EncodeError(_DUPLICATE, "$")
 
     def _outside(self, enc: Any, value: object) -> None:
         self._default(enc, value)

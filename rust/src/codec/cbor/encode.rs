@@ -8,7 +8,7 @@ use pyo3::types::{
     PyFloat, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
 };
 
-use super::canonical::{sort_entries, Span};
+use super::canonical::{sort_entries, DuplicateKey, Span};
 use super::float::{self, Wire};
 use super::head::{write_head, ARRAY, BYTES, MAP, NINT, TAG, TEXT, UINT};
 use super::rfc3339::days_from_civil;
@@ -274,8 +274,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if count != len {
             return Err(Error::encode("dict changed size while being encoded", "$"));
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn dataclass(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
@@ -286,8 +285,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         for (name, value) in &fields {
             self.entry(name.as_any(), value, depth, &mut spans)?;
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn set(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
@@ -316,8 +314,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if count != len {
             return Err(Error::encode("set changed size while being encoded", "$"));
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn datetime(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
@@ -459,4 +456,15 @@ fn nest(depth: usize) -> Result<()> {
         return Err(too_deep());
     }
     Ok(())
+}
+
+/// `sort_entries`, with duplicate keys reported as an encode error.
+fn sorted(buf: &mut Vec<u8>, spans: &mut [Span]) -> Result<()> {
+    sort_entries(buf, spans).map_err(|DuplicateKey| {
+        Error::encode(
+            "two keys (or set members) encode to the same bytes: canonical CBOR forbids \
+             duplicates",
+            "$",
+        )
+    })
 }
