@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import threading
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -18,7 +19,15 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from microstd.errors import UnknownBackend
 
-__all__ = ["Backends", "ParsedURL", "parse_url", "resolve", "shared_instance"]
+__all__ = [
+    "Backends",
+    "ParsedURL",
+    "parse_url",
+    "redact",
+    "redact_text",
+    "resolve",
+    "shared_instance",
+]
 
 T = TypeVar("T")
 
@@ -62,13 +71,50 @@ class ParsedURL:
         return f"ParsedURL({self.redacted!r})"
 
 
+# Schemes whose user-only userinfo is a secret: nats://TOKEN@host authenticates
+# with TOKEN (nats-py's token form).
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+# Query options whose values are secrets (redis-py takes ?password=, S3 URLs may
+# carry keys, presigned URLs a signature).
+_SECRET_OPTION = re.compile(r"pass|secret|token|key|credential|signature|sig$|auth", re.I)
+# A new server starts at a comma followed by a scheme: nats://a:4222,nats://b:4222.
+_SERVER_LIST = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+_USERINFO_IN_TEXT = re.compile(r"(://[^/@:\s]*):[^@/\s]*@")
+
+
 def redact(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """`url` fit for logs and reprs: a password, a token in the user position of
+    a token scheme (`nats://TOKEN@host`) and secret-looking query values become
+    `***`. A comma-separated server list is redacted server by server."""
+    servers = _SERVER_LIST.split(url)
+    if len(servers) > 1:
+        return ",".join(redact(server) for server in servers)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url.split("?", 1)[0])
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:***"
+        elif parts.scheme.lower() in _TOKEN_SCHEMES:
+            userinfo = "***"
+    netloc = f"{userinfo}{at}{hostport}"
+    query = "&".join(_redact_option(option) for option in parts.query.split("&"))
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret: unchanged (geturl would drop the // of memory://)
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _redact_option(option: str) -> str:
+    name, eq, _value = option.partition("=")
+    return f"{name}=***" if eq and _SECRET_OPTION.search(name) else option
+
+
+def redact_text(text: str) -> str:
+    """`text` (an error message that may quote a URL) with `user:password@` redacted."""
+    return _USERINFO_IN_TEXT.sub(r"\1:***@", text)
 
 
 def parse_url(url: str) -> ParsedURL:

@@ -25,6 +25,7 @@ semantics.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import random
 import time
@@ -58,6 +59,8 @@ from microstd.rpc.server import Reply, local_server
 __all__ = ["Call", "CallNext", "Client", "ClientMiddleware"]
 
 DEFAULT_REGISTRY = "memory://default"
+#: Request bodies from this size on are streamed (aiohttp's large-body threshold).
+_STREAM_BODY = 1 << 20
 
 
 @dataclass
@@ -305,9 +308,12 @@ class Client:
                 connector=aiohttp.TCPConnector(limit=256), skip_auto_headers=("User-Agent",)
             )
         url = f"http://{node.address}/{endpoint}"
+        # aiohttp sends a large bytes body in one blocking write (and warns): a
+        # file-like body is streamed instead. A fresh one per attempt.
+        data: bytes | io.BytesIO = payload if len(payload) < _STREAM_BODY else io.BytesIO(payload)
         try:
             async with self._session.post(
-                url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=left)
+                url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=left)
             ) as resp:
                 body = await resp.read()
                 return Reply(

@@ -11,11 +11,13 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microstd.codec import Tag, _pure_cbor, cbor
 from microstd.codec._cbor_simple import Simple
+from microstd.errors import EncodeError
 
 
 class Suit(enum.Enum):
@@ -84,9 +86,35 @@ values = st.recursive(leaves, _extend, max_leaves=25)
 @settings(max_examples=300, deadline=None)
 @given(value=values, canonical=st.booleans())
 def test_rust_and_baseline_write_the_same_bytes(value: object, canonical: bool) -> None:
+    if canonical and _has_alike_keys(value):
+        # Canonical CBOR refuses keys that encode alike (4 and an Enum of value 4).
+        for dumps in (cbor.dumps, _pure_cbor.dumps):
+            with pytest.raises(EncodeError, match="same bytes"):
+                dumps(value, canonical=True)
+        return
     rust = cbor.dumps(value, canonical=canonical)
     assert rust == _pure_cbor.dumps(value, canonical=canonical)
     assert _same(cbor.loads(rust), _pure_cbor.loads(rust))
+
+
+def _has_alike_keys(value: object) -> bool:
+    """True when some map or set inside `value` has two keys that encode alike."""
+    keys: list[object] = []
+    if isinstance(value, dict):
+        keys = list(value)
+        children = [*value, *value.values()]
+    elif isinstance(value, (set, frozenset)):
+        keys = children = list(value)
+    elif isinstance(value, (list, tuple)):
+        children = list(value)
+    elif isinstance(value, Tag):
+        children = [value.value]
+    else:
+        return False
+    if any(_has_alike_keys(child) for child in children):
+        return True
+    encoded = [cbor.dumps(k) for k in keys]
+    return len(set(encoded)) < len(encoded)
 
 
 def _normal(value: object) -> object:
@@ -142,6 +170,8 @@ def _same(a: object, b: object) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(value=values, canonical=st.booleans())
 def test_round_trip(value: object, canonical: bool) -> None:
+    if canonical and _has_alike_keys(value):
+        return  # refused, see test_rust_and_baseline_write_the_same_bytes
     decoded = cbor.loads(cbor.dumps(value, canonical=canonical))
     assert _same(decoded, _normal(value))
 
@@ -150,6 +180,12 @@ def test_round_trip(value: object, canonical: bool) -> None:
 @given(value=st.dictionaries(hashable, hashable, max_size=8))
 def test_canonical_is_independent_of_insertion_order(value: dict[object, object]) -> None:
     reordered = dict(reversed(list(value.items())))
+    if _has_alike_keys(value):
+        # Two keys that encode alike (4 and an Enum of value 4): refused either way.
+        for mapping in (value, reordered):
+            with pytest.raises(EncodeError, match="same bytes"):
+                cbor.dumps(mapping, canonical=True)
+        return
     assert cbor.dumps(value, canonical=True) == cbor.dumps(reordered, canonical=True)
 
 

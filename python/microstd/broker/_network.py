@@ -9,7 +9,55 @@ from typing import Any
 from microstd.broker._delivery import Delivery, Options, report_error
 from microstd.broker.base import Broker, ErrorHook, Subscription
 
-__all__ = ["NetworkBroker", "NetworkSubscription", "query_options"]
+__all__ = [
+    "ENVELOPE_VERSION",
+    "MalformedEnvelope",
+    "NetworkBroker",
+    "NetworkSubscription",
+    "parse_envelope",
+    "query_options",
+]
+
+ENVELOPE_VERSION = 1
+# Anyone who can publish on the server can send an envelope, so nothing in it is
+# trusted. The id becomes part of a Redis claim key: keep it short.
+_MAX_ID_CHARS = 128
+
+
+class MalformedEnvelope(ValueError):
+    """A received message is not an envelope a microstd broker wrote. The
+    message says which part is wrong, never what the bytes were."""
+
+
+def parse_envelope(data: object) -> tuple[str, dict[str, str], str, bytes]:
+    """`(id, headers, content_type, body)` of a msgpack envelope
+    `[1, id, headers, content_type, body]`; `MalformedEnvelope` for any other shape."""
+    from microstd import codec
+    from microstd.errors import DecodeError
+
+    if not isinstance(data, bytes):
+        raise MalformedEnvelope(f"payload is {type(data).__name__}, not bytes")
+    try:
+        envelope = codec.msgpack.loads(data)
+    except DecodeError as exc:
+        raise MalformedEnvelope(f"not msgpack (at byte {exc.offset})") from None
+    if not isinstance(envelope, list) or len(envelope) != 5:
+        raise MalformedEnvelope("not a 5-item array")
+    version, msgid, headers, content_type, body = envelope
+    if version != ENVELOPE_VERSION or isinstance(version, bool):
+        raise MalformedEnvelope("unknown envelope version")
+    if not isinstance(msgid, str) or not 0 < len(msgid) <= _MAX_ID_CHARS:
+        raise MalformedEnvelope("the message id is not a short str")
+    if not isinstance(headers, dict):
+        raise MalformedEnvelope("the headers are not a map")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise MalformedEnvelope("a header name or value is not a str")
+    if not isinstance(content_type, str):
+        raise MalformedEnvelope("the content type is not a str")
+    if not isinstance(body, bytes):
+        raise MalformedEnvelope("the body is not bytes")
+    return msgid, headers, content_type, body
+
 
 _NUMBERS: dict[str, type] = {
     "max_pending": int,
@@ -42,7 +90,9 @@ class NetworkSubscription(Subscription):
         self.queue = queue
         self.delivery: Delivery | None = None
         #: Tells the server (or the shared reader) to stop sending; set by the backend.
-        self.cancel: Callable[[], Awaitable[None]] | None = None
+        #: `cancel(drain)`: with `drain`, messages the client library already
+        #: received are first handed to the delivery (a close must not lose them).
+        self.cancel: Callable[[bool], Awaitable[None]] | None = None
         self._gone = False
 
     def __repr__(self) -> str:
@@ -55,13 +105,13 @@ class NetworkSubscription(Subscription):
     def report(self, exc: BaseException) -> None:
         report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
 
-    async def _detach(self) -> None:
+    async def _detach(self, drain: bool = False) -> None:
         if self._gone:
             return
         self._gone = True
         self._broker._subs.discard(self)
         if self.cancel is not None:
-            await self.cancel()
+            await self.cancel(drain)
 
     async def unsubscribe(self) -> None:
         await self._detach()
@@ -96,7 +146,7 @@ class NetworkBroker(Broker):
         subs = list(self._subs)
         for sub in subs:
             try:
-                await sub._detach()
+                await sub._detach(drain=True)
             except Exception as exc:  # the server may already be gone
                 report_error(exc, sub, None)
         deliveries = [s.delivery for s in subs if s.delivery is not None]

@@ -16,6 +16,8 @@ message is dropped and counted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +25,14 @@ from microstd._backends import ParsedURL
 from microstd.broker._delivery import blocked_deliveries
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import validate_pattern, validate_subject
-from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body
+from microstd.broker.base import (
+    OCTET_STREAM,
+    Handler,
+    Message,
+    Subscription,
+    encode_body,
+    log,
+)
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
 
 __all__ = ["NatsBroker", "nats_queue"]
@@ -133,8 +142,19 @@ class NatsBroker(NetworkBroker):
             delivery.stop()
             raise ConnectionFailed(f"NATS subscribe failed: {exc}") from exc
 
-        async def cancel() -> None:
+        async def cancel(drain: bool) -> None:
             try:
+                if drain:
+                    # nats-py holds received messages in its own queue until our
+                    # callback takes them; unsubscribe() would discard those, so a
+                    # close drains them into the delivery first (bounded).
+                    try:
+                        await asyncio.wait_for(nsub.drain(), self._opts.drain_timeout)
+                    except asyncio.TimeoutError:
+                        log.warning("NATS subscription drain timed out; unsubscribing")
+                        with contextlib.suppress(NatsError):
+                            await nsub.unsubscribe()
+                    return
                 await nsub.unsubscribe()
             except NatsError as exc:
                 raise ConnectionFailed(f"NATS unsubscribe failed: {exc}") from exc

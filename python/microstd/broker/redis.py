@@ -35,7 +35,14 @@ from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL, redact
-from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
+from microstd.broker._network import (
+    ENVELOPE_VERSION,
+    MalformedEnvelope,
+    NetworkBroker,
+    NetworkSubscription,
+    parse_envelope,
+    query_options,
+)
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
@@ -147,7 +154,9 @@ class RedisBroker(NetworkBroker):
             delivery.stop()
             raise ConnectionFailed(f"Redis subscribe failed: {exc}") from exc
 
-        async def cancel() -> None:
+        async def cancel(drain: bool) -> None:
+            # The shared reader pushes each message as it reads it: nothing to drain.
+            del drain
             group = self._globs.get(glob, [])
             if sub in group:
                 group.remove(sub)
@@ -200,7 +209,10 @@ class RedisBroker(NetworkBroker):
                 if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
             elif kind == "pmessage" and glob is not None:
-                self._dispatch(glob, _text(raw.get("channel")) or "", raw.get("data"))
+                try:
+                    self._dispatch(glob, _text(raw.get("channel")) or "", raw.get("data"))
+                except Exception as exc:  # a bug here must not end every subscription
+                    log.exception("Redis broker: delivering a message failed", exc_info=exc)
 
     def _dispatch(self, glob: str, channel: str, data: object) -> None:
         subs = self._globs.get(glob)
@@ -209,16 +221,13 @@ class RedisBroker(NetworkBroker):
         topic = channel[len(self._prefix) :]
         try:
             validate_subject(topic)
-            envelope = codec.msgpack.loads(data)  # type: ignore[arg-type]
-            if not isinstance(envelope, list) or len(envelope) != 5 or envelope[0] != 1:
-                raise ValueError("unknown envelope")
-            _, msgid, headers, content_type, body = envelope
-            if not isinstance(body, bytes) or not isinstance(headers, dict):
-                raise ValueError("unknown envelope")
-            message = _RedisMessage(str(msgid), topic, body, headers, str(content_type))
-        except Exception as exc:
-            log.warning("Redis broker: skipped a malformed message on %r: %s", channel, exc)
+            msgid, headers, content_type, body = parse_envelope(data)
+        except (InvalidTopic, MalformedEnvelope) as exc:
+            # Anyone may publish on the channel: skip it (the payload stays out of
+            # the log), and the subscription goes on.
+            log.warning("Redis broker: skipped a malformed message on %r: %s", channel[:200], exc)
             return
+        message = _RedisMessage(msgid, topic, body, headers, content_type)
         groups: dict[tuple[str, str], list[NetworkSubscription]] = {}
         for sub in subs:
             if not matches(sub.pattern, topic):
@@ -244,7 +253,7 @@ class RedisBroker(NetworkBroker):
     ) -> None:
         validate_subject(topic)
         data, ct, hdrs = encode_body(body, content_type, headers)
-        envelope = codec.msgpack.dumps([1, os.urandom(16).hex(), hdrs, ct, data])
+        envelope = codec.msgpack.dumps([ENVELOPE_VERSION, os.urandom(16).hex(), hdrs, ct, data])
         client = await self._client()
         from redis.exceptions import RedisError
 

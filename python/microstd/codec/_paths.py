@@ -11,9 +11,22 @@ import dataclasses
 import enum
 from collections.abc import Callable
 
-__all__ = ["find_path"]
+__all__ = ["RELEASED", "find_path", "is_released"]
 
 _MAX_DEPTH = 600
+#: The EncodeError message for a memoryview whose buffer was released, in every codec.
+RELEASED = "cannot encode a released memoryview (its buffer is gone)"
+
+
+def is_released(obj: object) -> bool:
+    """True for a memoryview whose `release()` was called: it has no bytes to encode."""
+    if not isinstance(obj, memoryview):
+        return False
+    try:
+        obj.nbytes  # noqa: B018  (raises once released)
+    except ValueError:
+        return True
+    return False
 
 
 def _children(obj: object) -> list[tuple[str, object]]:

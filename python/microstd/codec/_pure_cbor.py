@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import io
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
@@ -32,14 +33,23 @@ from typing import Any
 
 from microstd.codec._cbor_simple import Simple
 from microstd.codec._ext import Tag
+from microstd.codec._paths import RELEASED
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["MAX_DEPTH", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "MAX_EXPONENT", "MAX_MANTISSA_BITS", "dumps", "loads"]
 
 # Must equal the Rust core's crate::codec::MAX_DEPTH.
 MAX_DEPTH = 256
 _ORDINAL_OF_EPOCH = 719_163
-_MAX_BIGFLOAT_EXPONENT = 4096
+# Must equal MAX_EXPONENT and MAX_MANTISSA_BITS in rust/src/codec/cbor/tags.rs
+# (the reasons are there): caps on tags 4 and 5, so a few input bytes cannot ask
+# for a huge exact Decimal or a quadratic int -> Decimal conversion.
+MAX_EXPONENT = 4096
+MAX_MANTISSA_BITS = 16384
+_TAG_NAMES = {4: "decimal fraction (tag 4)", 5: "bigfloat (tag 5)"}
+_DUPLICATE = "two keys (or set members) encode to the same bytes: canonical CBOR forbids duplicates"
+# 10^d < 2^(3.33 d): a mantissa of this many digits fits in MAX_MANTISSA_BITS.
+_MAX_DIGITS = int(MAX_MANTISSA_BITS * math.log10(2))
 _DATETIME_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})",
@@ -95,6 +105,7 @@ class _Encoding:
         encoders: dict[type, Callable[[Any, Any], None]] = {
             memoryview: self._memoryview,
             _dt.datetime: self._datetime,
+            Decimal: self._decimal,
         }
         for t in _foreign_types():
             encoders[t] = self._outside
@@ -114,9 +125,27 @@ class _Encoding:
         )
         return result
 
-    @staticmethod
-    def _memoryview(enc: Any, value: memoryview) -> None:
-        enc.encode(value.tobytes())
+    def _memoryview(self, enc: Any, value: memoryview) -> None:
+        try:
+            data = value.tobytes()
+        except ValueError:
+            self.culprit = value
+            raise EncodeError(RELEASED, "$") from None
+        enc.encode(data)
+
+    def _decimal(self, enc: Any, value: Decimal) -> None:
+        # What the decoder refuses is refused here too, so nothing written is unreadable.
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and (
+            abs(exponent) > MAX_EXPONENT or len(value.as_tuple().digits) > _MAX_DIGITS
+        ):
+            self.culprit = value
+            raise EncodeError(
+                f"cannot encode {_type_name(value)}: a CBOR decimal fraction is limited to "
+                f"exponents within +-{MAX_EXPONENT} and {_MAX_DIGITS} digits",
+                "$",
+            )
+        enc.encode_decimal(value)
 
     def _datetime(self, enc: Any, value: _dt.datetime) -> None:
         if value.utcoffset() is None:
@@ -130,6 +159,7 @@ class _Encoding:
 
     def _sorted_map(self, enc: Any, value: dict[Any, Any]) -> None:
         entries = sorted(((self.dumps(k), v) for k, v in value.items()), key=lambda e: e[0])
+        self._no_duplicates(value, [key for key, _ in entries])
         enc.encode_length(5, len(entries))
         for key, item in entries:
             enc.write(key)
@@ -137,10 +167,18 @@ class _Encoding:
 
     def _sorted_set(self, enc: Any, value: set[Any] | frozenset[Any]) -> None:
         members = sorted(self.dumps(m) for m in value)
+        self._no_duplicates(value, members)
         enc.encode_length(6, 258)
         enc.encode_length(4, len(members))
         for member in members:
             enc.write(member)
+
+    def _no_duplicates(self, container: object, keys: list[bytes]) -> None:
+        """Canonical CBOR forbids two keys (or set members) with the same bytes,
+        such as 4 and an Enum whose value is 4 (as the Rust codec does)."""
+        if any(a == b for a, b in zip(keys, keys[1:])):
+            self.culprit = container
+            raise EncodeError(_DUPLICATE, "$")
 
     def _outside(self, enc: Any, value: object) -> None:
         self._default(enc, value)
@@ -281,6 +319,8 @@ def _epoch(value: object, immutable: bool) -> object:
 
 
 def _bignum(negative: bool) -> Callable[[object, bool], object]:
+    # Not capped, as in the Rust codec: int.from_bytes is linear; the caps are
+    # where a bignum becomes a Decimal mantissa (tags 4 and 5).
     def decode(value: object, immutable: bool) -> object:
         if not isinstance(value, bytes):
             raise ValueError("a bignum (tag 2 or 3) must hold a byte string")
@@ -298,8 +338,13 @@ def _exponent_mantissa(value: object, tag: int) -> tuple[int, int]:
     ):
         raise ValueError(f"tag {tag} must hold [exponent, mantissa] integers")
     exponent, mantissa = value
-    if not -(2**63) <= exponent < 2**63:
-        raise ValueError(f"tag {tag} exponent is out of range")
+    if abs(exponent) > MAX_EXPONENT:
+        raise ValueError(f"{_TAG_NAMES[tag]} exponent is beyond +-{MAX_EXPONENT}")
+    bits = mantissa.bit_length()
+    if bits > MAX_MANTISSA_BITS:
+        raise ValueError(
+            f"{_TAG_NAMES[tag]} mantissa of {bits} bits is beyond {MAX_MANTISSA_BITS} bits"
+        )
     return exponent, mantissa
 
 
@@ -314,8 +359,6 @@ def _decimal_fraction(value: object, immutable: bool) -> object:
 
 def _bigfloat(value: object, immutable: bool) -> object:
     exponent, mantissa = _exponent_mantissa(value, 5)
-    if abs(exponent) > _MAX_BIGFLOAT_EXPONENT:
-        raise ValueError(f"bigfloat exponent {exponent} is beyond +-{_MAX_BIGFLOAT_EXPONENT}")
     if exponent >= 0:
         return _exact_decimal(abs(mantissa) << exponent, mantissa < 0, 0)
     # m * 2^-k == m * 5^k * 10^-k exactly.

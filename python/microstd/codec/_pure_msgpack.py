@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from microstd.codec._ext import Ext, Tag
-from microstd.codec._paths import find_path
+from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["dumps", "loads"]
@@ -140,6 +140,8 @@ def dumps(
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise EncodeError("nesting deeper than the msgpack package's limit", "$") from None
+        if "released memoryview" in str(exc):
+            raise EncodeError(RELEASED, find_path(obj, pred=is_released)) from None
         raise
     return result
 
@@ -191,7 +193,9 @@ def loads(data: bytes | bytearray | memoryview) -> object:
             # An array used as a map key: decode arrays as tuples so the key is
             # hashable, then turn every array outside keys back into a list.
             return _keys_to_tuples(msgpack.unpackb(data, use_list=False, **options))
-    except (ValueError, TypeError, OverflowError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # RecursionError: _keys_to_tuples on a document nested near the msgpack
+        # package's own limit; the scan then reports the Rust codec's depth error.
         from microstd.codec._msgpack_scan import locate_error
 
         message, offset = locate_error(bytes(data))

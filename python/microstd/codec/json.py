@@ -17,8 +17,16 @@ the same bytes):
 - `Ext` and `Tag` cannot be carried: `EncodeError` unless `default=` handles them.
 
 Decoding gives str / int / float / bool / None / list / dict; integers
-outside 64 bits decode as float (orjson's rule). Errors: `EncodeError` with
-the path of the offending value, `DecodeError` with the byte offset.
+outside 64 bits decode as float (orjson's rule). Both decoders refuse, with
+the same `DecodeError` (message and offset):
+
+- a number too large for a double (`1e400`, a 400-digit integer): orjson
+  refuses it, and silently turning it into `inf` would hide the problem;
+- a lone surrogate escape (`"\\ud800"` without its pair): orjson refuses it
+  (the stricter choice), and such a str cannot be encoded again as UTF-8.
+
+Errors: `EncodeError` with the path of the offending value, `DecodeError`
+with the byte offset.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import json as _stdjson
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -36,7 +45,7 @@ from typing import Any
 import orjson
 
 from microstd.codec._ext import Ext, Tag
-from microstd.codec._paths import find_path
+from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["CONTENT_TYPE", "dumps", "loads", "pure_dumps", "pure_loads"]
@@ -69,6 +78,8 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
             raise _Unencodable(_NAIVE, obj)
         return obj.isoformat()
     if isinstance(obj, (bytes, bytearray, memoryview)):
+        if is_released(obj):
+            raise _Unencodable(RELEASED, obj)
         return base64.b64encode(obj).decode("ascii")
     if isinstance(obj, Decimal):
         return str(obj)
@@ -214,13 +225,71 @@ def pure_dumps(
         raise EncodeError(str(exc), "$") from None
 
 
+_OVERFLOW = "number is infinity when parsed as double"
+# "-18446744073709551616" has 21 characters: longer texts are never 64-bit ints,
+# and skipping int() for them also skips its quadratic conversion.
+_MAX_INT_CHARS = 21
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+class _Overflow(ValueError):
+    """A number too large for a double; `pure_loads` finds where it is."""
+
+
 def _parse_int(text: str) -> Any:
-    v = int(text)
-    return v if -(2**63) <= v < 2**64 else float(text)
+    if len(text) <= _MAX_INT_CHARS:
+        v = int(text)
+        if -(2**63) <= v < 2**64:
+            return v
+    return _parse_float(text)
+
+
+def _parse_float(text: str) -> float:
+    f = float(text)
+    if f in _INFINITIES:
+        raise _Overflow(_OVERFLOW)
+    return f
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# Strings (skipped whole) and numbers, in document order.
+_TOKENS = re.compile(
+    r'"(?:[^"\\]|\\.)*"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)', re.S
+)
+# Every escape in order; \u escapes of surrogates are captured (a high one with
+# the escape after it). Outside strings valid JSON has no backslash, so a
+# left-to-right scan stays aligned with the escapes.
+_ESCAPES = re.compile(
+    r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})(?:\\u([0-9a-fA-F]{4}))?|u([dD][c-fC-F][0-9a-fA-F]{2})|.)",
+    re.S,
+)
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _overflow_at(text: str) -> int:
+    """Where the first number too large for a double starts (what orjson reports)."""
+    for m in _TOKENS.finditer(text):
+        number = m.group(1)
+        if number is not None and float(number) in _INFINITIES:
+            return m.start(1)
+    return 0
+
+
+def _lone_surrogate(text: str) -> tuple[str, int] | None:
+    """orjson's error for the first lone surrogate escape in `text`, or None."""
+    for m in _ESCAPES.finditer(text):
+        high, after, low = m.group(1), m.group(2), m.group(3)
+        if low is not None:
+            return "invalid high surrogate in string", m.start()
+        if high is not None:
+            if after is None:
+                return "no low surrogate in string", m.start()
+            if not 0xDC00 <= int(after, 16) <= 0xDFFF:
+                return "invalid low surrogate in string", m.start()
+    return None
 
 
 def pure_loads(data: bytes | bytearray | memoryview | str) -> object:
@@ -229,9 +298,29 @@ def pure_loads(data: bytes | bytearray | memoryview | str) -> object:
         text = data if isinstance(data, str) else bytes(data).decode()
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid UTF-8", exc.start) from None
+    if isinstance(data, str) and not data.isascii():
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            # orjson's rule: a str holding a lone surrogate is no JSON text.
+            raise DecodeError("str is not valid UTF-8: surrogates not allowed", 0) from None
+    # Each float is checked (a Python call, as each int already was): a regex or
+    # translate pre-scan for overflow candidates measured slower on common documents.
     try:
-        return _stdjson.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+        value = _stdjson.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_reject_constant,
+        )
     except _stdjson.JSONDecodeError as exc:
         raise DecodeError(exc.msg, _byte_offset(text, exc.pos)) from None
+    except _Overflow:
+        raise DecodeError(_OVERFLOW, _byte_offset(text, _overflow_at(text))) from None
     except (ValueError, RecursionError) as exc:
         raise DecodeError(str(exc), 0) from None
+    if "\\u" in text and _SURROGATE_HINT.search(text):
+        lone = _lone_surrogate(text)
+        if lone is not None:
+            raise DecodeError(lone[0], _byte_offset(text, lone[1]))
+    return value

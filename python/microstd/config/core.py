@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from microstd.config.binding import bind, parse_textual
+from microstd.config.limits import check_tree
 from microstd.config.merge import Layer, merge_layers
 from microstd.config.provenance import Explanation, Path, Provenance, join_path, split_path
 from microstd.config.reload import Change, watch
@@ -155,6 +156,7 @@ class Config:
                 names.append(source.name)
                 try:
                     data = await source.fetch()
+                    check_tree(data, source.name)
                 except Exception as exc:  # any source bug must leave the service running
                     if source.optional and not source.local and layers[i] is not None:
                         # A remote source that is briefly unreachable keeps its last good
@@ -253,6 +255,7 @@ def _failed(source: Source, exc: BaseException) -> Layer | None:
 async def _fetch_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = await source.fetch()
+        check_tree(data, source.name)
     except Exception as exc:  # whatever a source raises, the caller gets a ConfigError
         return _failed(source, exc)
     return _layer(source, data, schema)
@@ -261,6 +264,7 @@ async def _fetch_layer(source: Source, schema: Any) -> Layer | None:
 def _read_layer(source: Source, schema: Any) -> Layer | None:
     try:
         data = source.read()
+        check_tree(data, source.name)
     except Exception as exc:  # whatever a source raises, the caller gets a ConfigError
         return _failed(source, exc)
     return _layer(source, data, schema)

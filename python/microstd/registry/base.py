@@ -149,24 +149,41 @@ class NodeRecord:
     @classmethod
     def decode(cls, data: bytes) -> NodeRecord:
         """Parse a stored record; raises `DecodeError` for anything malformed."""
+        # Anyone with write access to the backend can put anything here: every
+        # field's type is checked, so a foreign record is skipped, not half-read.
         try:
             raw = codec.json.loads(data)
             if not isinstance(raw, dict):
                 raise TypeError("not an object")
             node = raw["node"]
+            if not isinstance(node, dict):
+                raise TypeError("node is not an object")
+            endpoints = raw.get("endpoints", [])
+            metadata = node.get("metadata", {})
             expires = raw.get("expires_at")
+            texts = (raw["name"], raw.get("version", ""), node["id"], node["address"])
+            if not all(isinstance(t, str) for t in texts):
+                raise TypeError("name, version, node id and address must be text")
+            if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
+                raise TypeError("endpoints must be a list of text")
+            if not isinstance(metadata, dict) or not all(
+                isinstance(v, str) for v in metadata.values()
+            ):
+                raise TypeError("metadata must map text to text")
+            if expires is not None and (
+                isinstance(expires, bool) or not isinstance(expires, (int, float))
+            ):
+                raise TypeError("expires_at must be a number")
             return cls(
-                name=str(raw["name"]),
-                version=str(raw.get("version", "")),
-                endpoints=tuple(str(e) for e in raw.get("endpoints", ())),
-                node_id=str(node["id"]),
-                address=str(node["address"]),
-                metadata=tuple(
-                    sorted((str(k), str(v)) for k, v in node.get("metadata", {}).items())
-                ),
+                name=raw["name"],
+                version=raw.get("version", ""),
+                endpoints=tuple(endpoints),
+                node_id=node["id"],
+                address=node["address"],
+                metadata=tuple(sorted(metadata.items())),
                 expires_at=float(expires) if expires is not None else None,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DecodeError(f"malformed registry record: {exc}", 0) from exc
 
 

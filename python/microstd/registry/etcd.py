@@ -19,6 +19,7 @@ from microstd import codec
 from microstd._backends import ParsedURL
 from microstd.errors import ConnectionFailed, DecodeError
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
+from microstd.sync._etcdapi import int_field, kvs_of
 
 __all__ = ["EtcdRegistry"]
 
@@ -131,10 +132,10 @@ class EtcdRegistry(Registry):
         held = self._leases.get(key)
         if held is not None and held[1] == seconds:
             answer = await self._post("/v3/lease/keepalive", {"ID": held[0]})
-            if int(answer.get("result", {}).get("TTL", 0) or 0) > 0:
+            if int_field(answer, "result", "TTL", default=0) > 0:
                 return held[0]
         granted = await self._post("/v3/lease/grant", {"TTL": str(seconds)})
-        lease_id = str(granted["ID"])
+        lease_id = str(int_field(granted, "ID"))
         self._leases[key] = (lease_id, seconds)
         if held is not None:
             # The key moves to the new lease with the put below; the old one is garbage.
@@ -166,9 +167,12 @@ class EtcdRegistry(Registry):
             "/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
         )
         out = []
-        for kv in answer.get("kvs", []):
+        for kv in kvs_of(answer):
+            value = kv.get("value", "")
+            if not isinstance(value, str):
+                continue  # not an etcd value: skipped, like a foreign record
             try:
-                out.append(NodeRecord.decode(base64.b64decode(kv.get("value", ""))))
+                out.append(NodeRecord.decode(base64.b64decode(value, validate=True)))
             except (DecodeError, ValueError):
                 continue  # not a record of ours
         return out

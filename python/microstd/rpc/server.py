@@ -25,6 +25,7 @@ from microstd.rpc.context import (
     ERROR_HEADER,
     REQUEST_ID_HEADER,
     Context,
+    new_request_id,
     reset_context,
     set_context,
     within,
@@ -74,6 +75,18 @@ class Reply:
         if self.error:
             out[ERROR_HEADER] = "1"
         return out
+
+
+#: How much of a request header an error reply may quote.
+_QUOTE_CHARS = 64
+
+
+def quote_header(value: str) -> str:
+    """A request header value fit to quote in an error reply: printable ASCII
+    only (anything else becomes `?`) and at most `_QUOTE_CHARS` characters, so a
+    client cannot make the server echo megabytes or control characters."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in value[:_QUOTE_CHARS])
+    return repr(clean + ("..." if len(value) > _QUOTE_CHARS else ""))
 
 
 def _accept_codec(accept: str | None, fallback: Codec | None) -> Codec | None:
@@ -158,11 +171,16 @@ class Server:
         rid = ctx.request_id
         try:
             in_codec = codecs.get(content_type or DEFAULT_CONTENT_TYPE)
-        except UnknownContentType as exc:
-            return self._error(self.fail(415, str(exc)), _accept_codec(accept, None), rid)
+        except UnknownContentType:
+            detail = f"no codec for Content-Type {quote_header(content_type or '')}"
+            return self._error(self.fail(415, detail), _accept_codec(accept, None), rid)
         out_codec = _accept_codec(accept, in_codec)
         if out_codec is None:
-            return self._error(self.fail(406, f"no codec for Accept: {accept}"), None, rid)
+            detail = f"no codec for Accept {quote_header(accept or '')}"
+            return self._error(self.fail(406, detail), None, rid)
+        if len(body) > self.max_body:
+            # The HTTP side refuses these before reading them; in-process calls end here.
+            return self._error(self._too_large(), out_codec, rid)
         if not self.accepting:
             return self._error(self.fail(503, f"{self.name} is shutting down"), out_codec, rid)
         handler = self.endpoints.get(endpoint)
@@ -228,11 +246,26 @@ class Server:
 
     # --- HTTP -----------------------------------------------------------------
 
+    def _too_large(self) -> ServiceError:
+        return self.fail(413, f"the request body is larger than {self.max_body} bytes")
+
     async def _http_call(self, request: Any) -> Any:
         from aiohttp import web
 
         endpoint = request.match_info["endpoint"]
-        body = await request.read()
+        declared = request.content_length
+        try:
+            if declared is not None and declared > self.max_body:
+                raise web.HTTPRequestEntityTooLarge(max_size=self.max_body, actual_size=declared)
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            # Our error shape (not aiohttp's text page), so the client raises a
+            # ServiceError; the unread rest of the body makes the connection unusable.
+            out = _accept_codec(request.headers.get("Accept"), None)
+            reply = self._error(self._too_large(), out, new_request_id())
+            headers = reply.headers()
+            headers["Connection"] = "close"
+            return web.Response(body=reply.body, status=413, headers=headers)
         reply = await self.dispatch(
             endpoint,
             body,

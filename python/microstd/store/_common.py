@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from microstd import codec as _codec
 from microstd.codec.base import Codec
-from microstd.errors import Closed, EncodeError, InvalidKey, MicrostdError
-from microstd.store.base import Event, Revision, Store, validate_key, validate_ttl
+from microstd.errors import Closed, DecodeError, EncodeError, InvalidKey, MicrostdError
+from microstd.store.base import Event, Record, Revision, Store, validate_key, validate_ttl
 
 __all__ = [
     "Encoded",
@@ -29,13 +31,16 @@ __all__ = [
     "Expirer",
     "WatchStream",
     "close_streams",
+    "decode_record",
     "encode_value",
     "encoded",
     "key_bytes",
+    "malformed",
     "page",
     "prefix_successor",
     "resolve_codec",
     "settle",
+    "stored_expiry",
     "validate_paging",
     "write_many_encoded_first",
 ]
@@ -80,6 +85,112 @@ def encode_value(codec: Codec, value: object) -> bytes:
         raise EncodeError(
             f"cannot encode {type(value).__name__} as {codec.content_type}: {exc}"
         ) from exc
+
+
+# -- reading records back ------------------------------------------------------
+#
+# What a backend reads back may have been written by someone else: another
+# program, an older version, or an attacker with access to the server. Every
+# part of a record is checked here, and anything malformed raises one
+# `DecodeError` naming the key (never KeyError / TypeError / struct.error from
+# deep inside a backend). Messages never quote the stored bytes themselves.
+
+# Failures a codec (ours or a user's) may raise on bad input, besides DecodeError.
+_CODEC_FAILURES = (ValueError, TypeError, LookupError, ArithmeticError, RecursionError)
+
+
+def malformed(key: object, what: str, offset: int = 0) -> DecodeError:
+    """The `DecodeError` for a stored record that cannot be read back."""
+    name = repr(key)
+    if len(name) > 200:
+        name = name[:200] + "..."
+    return DecodeError(f"stored record {name} is malformed: {what}", offset)
+
+
+def _stored_value(codec: Codec, key: object, data: object) -> object:
+    if not isinstance(data, bytes):
+        raise malformed(key, f"the value is {type(data).__name__}, not bytes")
+    try:
+        return codec.loads(data)
+    except DecodeError as exc:
+        what = f"undecodable {codec.content_type} value: {exc.message}"
+        raise malformed(key, what, exc.offset) from exc
+    except _CODEC_FAILURES as exc:
+        what = f"undecodable {codec.content_type} value ({type(exc).__name__})"
+        raise malformed(key, what) from exc
+
+
+def _stored_metadata(key: object, meta: object) -> dict[str, str]:
+    if meta is None or meta in (b"", ""):
+        return {}
+    if isinstance(meta, (bytes, bytearray, str)):
+        try:
+            meta = json.loads(meta)
+        except (ValueError, RecursionError):
+            raise malformed(key, "the metadata is not JSON") from None
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise malformed(key, "the metadata is not a map of str to str")
+    return meta
+
+
+def _stored_revision(key: object, revision: object, numeric: bool) -> Revision:
+    if not numeric:
+        if isinstance(revision, str) and revision:
+            return revision
+        raise malformed(key, "the revision is missing")
+    if isinstance(revision, int) and not isinstance(revision, bool):
+        return revision
+    if (
+        isinstance(revision, (bytes, str))
+        and 0 < len(revision) <= 20
+        and revision.isascii()
+        and revision.isdigit()
+    ):
+        return int(revision)
+    raise malformed(key, "the revision is not a number")
+
+
+def stored_expiry(key: object, expires_at: object) -> float | None:
+    """A stored expiry time as epoch seconds (None for none); `DecodeError` if malformed."""
+    if expires_at is None or expires_at in (b"", ""):
+        return None
+    if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float, bytes, str)):
+        raise malformed(key, "the expiry time is not a number")
+    try:
+        value = float(expires_at)
+    except (ValueError, OverflowError):
+        raise malformed(key, "the expiry time is not a number") from None
+    if not math.isfinite(value):
+        raise malformed(key, "the expiry time is not finite")
+    return value
+
+
+def decode_record(
+    codec: Codec,
+    key: str,
+    data: object,
+    *,
+    metadata: object,
+    revision: object,
+    expires_at: object,
+    numeric_revision: bool = True,
+) -> Record:
+    """A `Record` from the raw parts a backend read back, each one checked.
+
+    `data` is the encoded value; `metadata` JSON text or a mapping (None for
+    none); `revision` an int (or its digits), or a non-empty str when
+    `numeric_revision` is false; `expires_at` epoch seconds as a number or
+    its text, or None / empty for none. Raises `DecodeError` naming the key.
+    """
+    return Record(
+        key,
+        _stored_value(codec, key, data),
+        _stored_metadata(key, metadata),
+        _stored_revision(key, revision, numeric_revision),
+        stored_expiry(key, expires_at),
+    )
 
 
 @dataclass(frozen=True)

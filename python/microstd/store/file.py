@@ -41,8 +41,10 @@ from microstd.store._common import (
     Unsubscribe,
     WatchStream,
     close_streams,
+    decode_record,
     encode_value,
     key_bytes,
+    malformed,
     prefix_successor,
     resolve_codec,
     settle,
@@ -293,15 +295,21 @@ class FileStore(Store):
         for key in chosen:
             key_bytes(key)
         rows = await self._run(_read_rows, chosen)
-        return {row[0]: self._record(row) for row in rows}
+        return {record.key: record for record in map(self._record, rows)}
 
     async def exists(self, key: str) -> bool:
         key_bytes(key)
         return bool(await self._run(_exists, key))
 
-    def _record(self, row: tuple[str, bytes, str, int, float | None]) -> Record:
+    def _record(self, row: tuple[object, ...]) -> Record:
+        # The database file may have been written by another program: SQLite
+        # keeps whatever types it was given, so every column is checked.
         key, data, meta, rev, expires_at = row
-        return Record(key, self._codec.loads(data), json.loads(meta), rev, expires_at)
+        if not isinstance(key, str):
+            raise malformed(key, "the key is not text")
+        return decode_record(
+            self._codec, key, data, metadata=meta, revision=rev, expires_at=expires_at
+        )
 
     async def list(
         self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0

@@ -40,7 +40,7 @@ import heapq
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import nats
@@ -49,7 +49,14 @@ import nats.js.errors as jerr
 from nats.js import api
 
 from microstd._backends import ParsedURL
-from microstd.errors import Closed, Conflict, ConnectionFailed, InvalidKey, NotFound
+from microstd.errors import (
+    Closed,
+    Conflict,
+    ConnectionFailed,
+    DecodeError,
+    InvalidKey,
+    NotFound,
+)
 from microstd.store._common import (
     Emit,
     Expirer,
@@ -57,11 +64,15 @@ from microstd.store._common import (
     Unsubscribe,
     WatchStream,
     close_streams,
+    decode_record,
     encoded,
     key_bytes,
+    log,
+    malformed,
     page,
     resolve_codec,
     settle,
+    stored_expiry,
     validate_paging,
     write_many_encoded_first,
 )
@@ -97,6 +108,7 @@ _NETWORK_ERRORS = (
     OSError,
 )
 _MAX_KEY_CHARS = 2048
+_HEX = frozenset("0123456789ABCDEFabcdef")
 
 
 def encode_key(key: str) -> str:
@@ -109,17 +121,32 @@ def encode_key(key: str) -> str:
 
 
 def decode_key(name: str) -> str:
-    """The key `encode_key` turned into `name`."""
+    """The key `encode_key` turned into `name`; `DecodeError` for a name it cannot
+    have made (another client may write any subject into the bucket's stream)."""
     raw = bytearray()
     i = 0
     while i < len(name):
         if name[i] == "_":
-            raw.append(int(name[i + 1 : i + 3], 16))
+            escape = name[i + 1 : i + 3]
+            if len(escape) != 2 or not all(c in _HEX for c in escape):
+                raise DecodeError(f"KV name {name[:100]!r} has a bad escape", i)
+            raw.append(int(escape, 16))
             i += 3
-        else:
+        elif ord(name[i]) < 128:
             raw.append(ord(name[i]))
             i += 1
+        else:
+            raise DecodeError(f"KV name {name[:100]!r} is not ASCII", i)
     return raw.decode("utf-8", "replace")
+
+
+def _decodable_keys(names: Iterable[str]) -> Iterator[str]:
+    """The keys of `names`, skipping (and logging) names no microstd store wrote."""
+    for name in names:
+        try:
+            yield decode_key(name)
+        except DecodeError as exc:
+            log.warning("store list: skipped a foreign KV entry: %s", exc)
 
 
 async def _quiet(exc: Exception) -> None:
@@ -266,11 +293,12 @@ class NatsStore(Store):
         return int(msg.seq), dict(msg.headers or {}), msg.data or b""
 
     def _live(self, name: str, seq: int, headers: Mapping[str, str]) -> bool:
+        """False for a deleted or expired entry; `DecodeError` for a malformed expiry."""
         if headers.get(_OP) in {"DEL", "PURGE"}:
             return False
-        expires = headers.get(_EXPIRES)
-        if expires and _expired(float(expires)):
-            self._schedule(float(expires), name, seq)
+        expires = stored_expiry(name, headers.get(_EXPIRES))
+        if _expired(expires):
+            self._schedule(expires, name, seq)  # type: ignore[arg-type]
             return False
         return True
 
@@ -349,9 +377,20 @@ class NatsStore(Store):
         return await write_many_encoded_first(self, self._codec, items, ttl)
 
     def _record(self, key: str, seq: int, headers: Mapping[str, str], data: bytes) -> Record:
-        meta = json.loads(base64.urlsafe_b64decode(headers[_META])) if _META in headers else {}
-        expires = headers.get(_EXPIRES)
-        return Record(key, self._codec.loads(data), meta, seq, float(expires) if expires else None)
+        meta: bytes | None = None
+        if _META in headers:
+            try:
+                meta = base64.b64decode(headers[_META], altchars=b"-_", validate=True)
+            except (ValueError, TypeError):
+                raise malformed(key, "the metadata header is not base64") from None
+        return decode_record(
+            self._codec,
+            key,
+            data,
+            metadata=meta,
+            revision=seq,
+            expires_at=headers.get(_EXPIRES),
+        )
 
     async def read(self, key: str) -> Record:
         name = encode_key(key)
@@ -402,13 +441,17 @@ class NatsStore(Store):
                 while more:
                     msg = await asyncio.wait_for(queue.get(), self._timeout)
                     name = msg.subject[len(self._pre) :]
-                    if self._live(name, msg.metadata.sequence.stream, msg.headers or {}):
+                    try:
+                        live = self._live(name, msg.metadata.sequence.stream, msg.headers or {})
+                    except DecodeError:
+                        live = True  # it exists; reading it says what is wrong
+                    if live:
                         names.append(name)
                     more = msg.metadata.num_pending > 0
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-        return page((decode_key(n) for n in names), prefix, suffix, limit, offset)
+        return page(_decodable_keys(names), prefix, suffix, limit, offset)
 
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
         if not isinstance(prefix, str):
@@ -425,7 +468,16 @@ class NatsStore(Store):
         nc = self._nc
 
         async def deliver(msg: Any) -> None:
-            event = self._event(msg, prefix)
+            try:
+                event = self._event(msg, prefix)
+            except DecodeError as exc:
+                # Written by someone else: log without the payload, keep watching.
+                log.warning(
+                    "store watch: skipped a malformed entry (%d bytes): %s",
+                    len(msg.data or b""),
+                    exc,
+                )
+                return
             if event is not None:
                 emit(event)
 
@@ -466,7 +518,7 @@ class NatsStore(Store):
         if op in {"DEL", "PURGE"}:
             return Event("expire" if headers.get(_REASON) == "expire" else "delete", key)
         seq = int(msg.metadata.sequence.stream)
-        expires = headers.get(_EXPIRES)
-        if expires:
-            self._schedule(float(expires), name, seq)
-        return Event("put", key, self._record(key, seq, headers, msg.data or b""))
+        record = self._record(key, seq, headers, msg.data or b"")
+        if record.expires_at is not None:
+            self._schedule(record.expires_at, name, seq)
+        return Event("put", key, record)

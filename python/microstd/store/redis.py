@@ -42,6 +42,7 @@ from microstd.errors import (
     Closed,
     Conflict,
     ConnectionFailed,
+    DecodeError,
     MicrostdError,
     NotFound,
     NotSupported,
@@ -52,8 +53,11 @@ from microstd.store._common import (
     Unsubscribe,
     WatchStream,
     close_streams,
+    decode_record,
     encoded,
     key_bytes,
+    log,
+    malformed,
     page,
     resolve_codec,
     settle,
@@ -273,26 +277,35 @@ class RedisStore(Store):
 
     # -- reads ---------------------------------------------------------------
 
-    def _record(self, key: str, fields: Mapping[Any, Any]) -> Record:
-        expires = fields.get(b"e") or b""
-        return Record(
+    def _record(self, key: str, fields: object) -> Record | None:
+        """The record in a hash read back; None when there is none (no value field)."""
+        if isinstance(fields, rexc.ResponseError):
+            # WRONGTYPE: someone else put a non-hash at the record's Redis key.
+            raise malformed(key, "the Redis key does not hold a hash")
+        if not isinstance(fields, dict) or b"v" not in fields:
+            return None
+        return decode_record(
+            self._codec,
             key,
-            self._codec.loads(fields[b"v"]),
-            json.loads(fields.get(b"m") or b"{}"),
-            int(fields[b"r"]),
-            float(expires) if expires else None,
+            fields[b"v"],
+            metadata=fields.get(b"m"),
+            revision=fields.get(b"r"),
+            expires_at=fields.get(b"e"),
         )
 
     async def read(self, key: str) -> Record:
         raw_key = key_bytes(key)
         client = await self._redis()
         try:
-            fields = await client.hgetall(self._data + raw_key)
+            fields: object = await client.hgetall(self._data + raw_key)
+        except rexc.ResponseError as exc:
+            fields = exc
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             _fail(exc)
-        if not fields or b"v" not in fields:
+        record = self._record(key, fields)
+        if record is None:
             raise NotFound(f"no record for key {key!r}")
-        return self._record(key, fields)
+        return record
 
     async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
         chosen = [(k, key_bytes(k)) for k in keys]
@@ -301,14 +314,17 @@ class RedisStore(Store):
             async with client.pipeline(transaction=False) as pipe:
                 for _, raw in chosen:
                     pipe.hgetall(self._data + raw)
-                results = await pipe.execute()
+                results = await pipe.execute(raise_on_error=False)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             _fail(exc)
-        return {
-            key: self._record(key, fields)
-            for (key, _), fields in zip(chosen, results, strict=True)
-            if fields and b"v" in fields
-        }
+        found: dict[str, Record] = {}
+        for (key, _), fields in zip(chosen, results, strict=True):
+            if isinstance(fields, (rexc.ConnectionError, rexc.TimeoutError)):
+                _fail(fields)
+            record = self._record(key, fields)
+            if record is not None:
+                found[key] = record
+        return found
 
     async def exists(self, key: str) -> bool:
         raw_key = key_bytes(key)
@@ -368,7 +384,7 @@ class RedisStore(Store):
                 if msg["type"] == "subscribe":
                     confirmed += 1
                 elif msg["type"] == "message":
-                    event = self._parse(msg["channel"], msg["data"], raw_prefix)
+                    event = self._parse_or_skip(msg, raw_prefix)
                     if event is not None:
                         emit(event)
         except BaseException as exc:
@@ -394,15 +410,33 @@ class RedisStore(Store):
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None:
                     continue
-                event = self._parse(msg["channel"], msg["data"], raw_prefix)
+                event = self._parse_or_skip(msg, raw_prefix)
                 if event is not None:
                     emit(event)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
             lost = ConnectionFailed(f"Redis watch connection lost: {exc}")
             lost.__cause__ = exc
             fail(lost)
-        except (MicrostdError, ValueError) as exc:
+        except MicrostdError as exc:
             fail(exc)
+
+    def _parse_or_skip(self, msg: Mapping[str, Any], raw_prefix: bytes) -> Event | None:
+        """The event in a pub/sub message; a malformed one (anyone may publish on the
+        channel) is logged, without its payload, and skipped: the watch goes on."""
+        channel, data = msg.get("channel"), msg.get("data")
+        if not isinstance(channel, bytes) or not isinstance(data, bytes):
+            log.warning("store watch: skipped a pub/sub message that is not bytes")
+            return None
+        try:
+            return self._parse(channel, data, raw_prefix)
+        except DecodeError as exc:
+            log.warning(
+                "store watch: skipped a malformed event on %r (%d bytes): %s",
+                channel[:100],
+                len(data),
+                exc,
+            )
+            return None
 
     async def _enable_expire_events(self, client: aioredis.Redis) -> bytes:
         try:
@@ -435,9 +469,11 @@ class RedisStore(Store):
             head, rest = data[:1], data[1:]
             rev, klen, mlen, expires, tail = rest.split(b",", 4)
             k, m = int(klen), int(mlen)
-            raw_key, meta, value = tail[:k], tail[k : k + m], tail[k + m :]
-        except ValueError as exc:
-            raise MicrostdError(f"malformed store event on {channel!r}") from exc
+        except ValueError:
+            raise DecodeError("not a store event (bad header)", 0) from None
+        if k < 0 or m < 0 or k + m > len(tail):
+            raise DecodeError("not a store event (lengths beyond its end)", 0)
+        raw_key, meta, value = tail[:k], tail[k : k + m], tail[k + m :]
         if not raw_key.startswith(raw_prefix):
             return None
         kind = _KINDS.get(head)
@@ -446,11 +482,7 @@ class RedisStore(Store):
         key = raw_key.decode("utf-8", "replace")
         if kind != "put":
             return Event(kind, key)
-        record = Record(
-            key,
-            self._codec.loads(value),
-            json.loads(meta or b"{}"),
-            int(rev),
-            float(expires) if expires else None,
+        record = decode_record(
+            self._codec, key, value, metadata=meta, revision=rev, expires_at=expires
         )
         return Event("put", key, record)

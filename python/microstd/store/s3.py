@@ -41,7 +41,7 @@ import botocore.exceptions as bexc
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from microstd._backends import ParsedURL, option_flag
+from microstd._backends import ParsedURL, option_flag, redact, redact_text
 from microstd.errors import (
     Closed,
     Conflict,
@@ -53,9 +53,12 @@ from microstd.errors import (
     NotSupported,
 )
 from microstd.store._common import (
+    decode_record,
     encoded,
     key_bytes,
+    malformed,
     resolve_codec,
+    stored_expiry,
     validate_paging,
     write_many_encoded_first,
 )
@@ -87,7 +90,8 @@ _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    raise ConnectionFailed(f"S3 endpoint unreachable: {exc}") from exc
+    # botocore's messages quote the endpoint URL, which may hold credentials.
+    raise ConnectionFailed(f"S3 endpoint unreachable: {redact_text(str(exc))}") from exc
 
 
 def _code(exc: bexc.ClientError) -> str:
@@ -107,16 +111,22 @@ def _pack(data: bytes, meta: dict[str, str], expires_at: float | None) -> bytes:
     return _MAGIC + struct.pack(">I", len(header)) + header + data
 
 
-def _unpack(body: bytes) -> tuple[bytes, dict[str, str], float | None]:
-    if not body.startswith(_MAGIC) or len(body) < len(_MAGIC) + 4:
-        raise DecodeError("S3 object is not a microstd record", 0)
+def _unpack(key: str, body: bytes) -> tuple[bytes, object, object]:
+    """(value bytes, metadata, expiry) of a stored object, still to be checked by
+    `decode_record`; `DecodeError` naming the key when the framing is wrong."""
     start = len(_MAGIC) + 4
+    if not body.startswith(_MAGIC) or len(body) < start:
+        raise malformed(key, "the S3 object is not a microstd record")
     (size,) = struct.unpack(">I", body[len(_MAGIC) : start])
+    if size > len(body) - start:
+        raise malformed(key, "the record header runs past the end of the object", start)
     try:
         header = json.loads(body[start : start + size])
-    except ValueError as exc:
-        raise DecodeError("corrupt microstd record header", start) from exc
-    return body[start + size :], dict(header.get("m") or {}), header.get("e")
+    except (ValueError, RecursionError):
+        raise malformed(key, "the record header is not JSON", start) from None
+    if not isinstance(header, dict):
+        raise malformed(key, "the record header is not a JSON object", start)
+    return body[start + size :], header.get("m"), header.get("e")
 
 
 def _expired(expires_at: float | None) -> bool:
@@ -167,7 +177,7 @@ class S3Store(Store):
         return cls(parsed.netloc_name, **merged)
 
     def __repr__(self) -> str:
-        endpoint = self._client_options.get("endpoint_url", "aws")
+        endpoint = redact(str(self._client_options.get("endpoint_url", "aws")))
         return f"S3Store(bucket={self.bucket!r}, endpoint={endpoint!r})"
 
     async def connect(self) -> None:
@@ -245,8 +255,8 @@ class S3Store(Store):
                 head = await client.head_object(Bucket=self.bucket, Key=name)
         except _Missing:
             return None
-        expires = head.get("Metadata", {}).get(_EXPIRES_META)
-        return str(head["ETag"]), float(expires) if expires else None
+        expires = (head.get("Metadata") or {}).get(_EXPIRES_META)
+        return str(head.get("ETag", "")), stored_expiry(name, expires)
 
     # -- writes ----------------------------------------------------------------
 
@@ -335,10 +345,18 @@ class S3Store(Store):
                     body = await stream.read()
         except _Missing as exc:
             raise NotFound(f"no record for key {key!r}") from exc
-        data, meta, expires_at = _unpack(body)
-        if _expired(expires_at):
+        data, meta, expires_at = _unpack(key, body)
+        if _expired(stored_expiry(key, expires_at)):
             raise NotFound(f"no record for key {key!r}")
-        return Record(key, self._codec.loads(data), meta, str(out["ETag"]), expires_at)
+        return decode_record(
+            self._codec,
+            key,
+            data,
+            metadata=meta,
+            revision=out.get("ETag"),
+            expires_at=expires_at,
+            numeric_revision=False,
+        )
 
     async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
         chosen = list(dict.fromkeys(keys))
@@ -385,7 +403,10 @@ class S3Store(Store):
 
         async def alive(name: str) -> bool:
             async with gate:
-                head = await self._head(name)
+                try:
+                    head = await self._head(name)
+                except DecodeError:
+                    return True  # it exists; reading it says what is wrong
             return head is not None and not _expired(head[1])
 
         flags = await asyncio.gather(*(alive(n) for n in names))

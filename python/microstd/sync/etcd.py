@@ -23,9 +23,9 @@ import time
 from typing import Any
 
 from microstd._backends import ParsedURL
-from microstd.errors import LockLost, LockTimeout
+from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
-from microstd.sync._etcdapi import EtcdAPI, b64, prefix_end, unb64
+from microstd.sync._etcdapi import EtcdAPI, b64, field, int_field, kvs_of, prefix_end, unb64
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -83,18 +83,18 @@ class EtcdLease(Lease):
             await self._move_to_new_lease(ttl)
             return
         alive = await self._api.call("lease/keepalive", {"ID": self._lease_id})
-        if int(alive.get("result", {}).get("TTL", 0)) <= 0:
+        if int_field(alive, "result", "TTL", default=0) <= 0:
             raise self._lost()
         # The lease lives; check the key is still this holding's own.
         got = await self._api.call("kv/range", {"key": b64(self._key)})
-        kvs = got.get("kvs", [])
-        if not kvs or int(kvs[0]["create_revision"]) != self.token:
+        kvs = kvs_of(got)
+        if not kvs or int_field(kvs[0], "create_revision", default=-1) != self.token:
             raise self._lost()
         self._expires_at = time.time() + self._ttl
 
     async def _move_to_new_lease(self, ttl: float) -> None:
         granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
-        new_id, new_ttl = granted["ID"], float(granted["TTL"])
+        new_id, new_ttl = str(int_field(granted, "ID")), float(int_field(granted, "TTL"))
         # A put keeps the key's create revision, so the token does not change.
         moved = await self._api.call(
             "kv/txn",
@@ -166,13 +166,13 @@ class EtcdLocks(Locks):
         wait = validate_wait(wait)
         prefix = f"{self._prefix}{kind}/{name}/"
         granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
-        lease_id = granted["ID"]
+        lease_id = str(int_field(granted, "ID"))
         key = f"{prefix}{int(lease_id):x}"
         try:
             put = await self._api.call(
                 "kv/put", {"key": b64(key), "value": b64(value), "lease": lease_id}
             )
-            token = int(put["header"]["revision"])
+            token = int_field(put, "header", "revision")
             if wait is None:
                 await self._wait_turn(prefix, token)
             else:
@@ -185,7 +185,8 @@ class EtcdLocks(Locks):
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._api.call("lease/revoke", {"ID": lease_id}))
             raise
-        return EtcdLease(self._api, key, name, value, token, lease_id, float(granted["TTL"]))
+        granted_ttl = float(int_field(granted, "TTL", default=_seconds(ttl)))
+        return EtcdLease(self._api, key, name, value, token, lease_id, granted_ttl)
 
     async def _wait_turn(self, prefix: str, token: int, once: bool = False) -> None:
         """Return once no key under `prefix` was created before `token`."""
@@ -202,17 +203,21 @@ class EtcdLocks(Locks):
                     "keys_only": True,
                 },
             )
-            kvs = got.get("kvs", [])
+            kvs = kvs_of(got)
             if not kvs:
                 return
             if once:
                 raise asyncio.TimeoutError
             # Watch from just after this read, so a deletion in between is seen.
-            start = int(got["header"]["revision"]) + 1
-            async for result in self._api.watch(
-                {"key": kvs[0]["key"], "start_revision": str(start)}
-            ):
-                if any(ev.get("type") == "DELETE" for ev in result.get("events", [])):
+            start = int_field(got, "header", "revision") + 1
+            before = field(kvs[0], "key")  # still base64, as the watch wants it
+            if not isinstance(before, str):
+                raise ConnectionFailed("etcd answered a non-text key")
+            async for result in self._api.watch({"key": before, "start_revision": str(start)}):
+                events = result.get("events")
+                if isinstance(events, list) and any(
+                    isinstance(ev, dict) and ev.get("type") == "DELETE" for ev in events
+                ):
                     break
 
     async def acquire(
@@ -243,5 +248,5 @@ class EtcdLocks(Locks):
                 "limit": 1,
             },
         )
-        kvs = got.get("kvs", [])
+        kvs = kvs_of(got)
         return unb64(kvs[0].get("value", "")) if kvs else None

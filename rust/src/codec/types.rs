@@ -213,6 +213,22 @@ pub fn dataclass_fields<'py>(
     Ok(out)
 }
 
+/// The EncodeError message for a released memoryview; the pure codecs use the
+/// same text (`microstd.codec._paths.RELEASED`).
+pub const RELEASED: &str = "cannot encode a released memoryview (its buffer is gone)";
+
+/// The bytes of a memoryview, or an encode error when it was released (its
+/// buffer is gone: CPython raises a bare ValueError from `tobytes`).
+pub fn memoryview_bytes<'py>(obj: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>, Error> {
+    match obj.call_method0(pyo3::intern!(obj.py(), "tobytes")) {
+        Ok(b) => Ok(b.cast_into::<PyBytes>().map_err(PyErr::from)?),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(obj.py()) => {
+            Err(Error::encode(RELEASED, "$"))
+        }
+        Err(e) => Err(Error::Python(e)),
+    }
+}
+
 /// The qualified type name of `obj`, for error messages.
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()

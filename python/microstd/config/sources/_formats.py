@@ -7,6 +7,7 @@ import re
 import sys
 from typing import Any
 
+from microstd.config.limits import check_document, check_tree
 from microstd.errors import ConfigError
 
 __all__ = ["FORMATS", "format_for", "parse_document"]
@@ -36,6 +37,7 @@ def parse_document(text: str, fmt: str, where: str) -> dict[str, Any]:
     A malformed document raises `ConfigError` naming `where`, the line and
     the column (both 1-based).
     """
+    check_document(text, where)
     if fmt == "json":
         data = _json(text, where)
     elif fmt == "yaml":
@@ -46,6 +48,8 @@ def parse_document(text: str, fmt: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: unknown format {fmt!r} (known: json, yaml, toml)")
     if data is None:
         return {}
+    # Before the source does anything with it (interpolation walks the tree too).
+    check_tree(data, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping, not {type(data).__name__}")
     return data
@@ -97,6 +101,8 @@ def _toml(text: str, where: str) -> Any:
             ) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         line = getattr(exc, "lineno", None)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from microstd._backends import redact, redact_text
 from microstd.config.sources._kv import decode_value, kv_tree
 from microstd.config.sources.base import Source
 from microstd.errors import ConfigError
@@ -81,7 +82,8 @@ class ConsulSource(Source):
                 tree, _ = await self._get(session, None)
                 return tree
         except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: cannot read {self.url}: {exc}") from None
+            where, why = redact(self.url), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: cannot read {where}: {why}") from None
 
     async def changes(self) -> AsyncIterator[None]:
         import aiohttp
@@ -99,7 +101,8 @@ class ConsulSource(Source):
                         tree = new_tree
                         yield None
         except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: watch on {self.url} failed: {exc}") from None
+            where, why = redact(self.url), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: watch on {where} failed: {why}") from None
 
 
 def consul(

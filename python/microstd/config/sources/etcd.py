@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from microstd._backends import redact, redact_text
 from microstd.config.sources import _etcd_http
 from microstd.config.sources._kv import decode_value, kv_tree
 from microstd.config.sources.base import Source
@@ -67,7 +68,8 @@ class EtcdSource(Source):
             asyncio.TimeoutError,
             ValueError,
         ) as exc:
-            raise ConfigError(f"{self.name}: cannot read {self.base}: {exc}") from None
+            where, why = redact(self.base), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: cannot read {where}: {why}") from None
         return kv_tree(pairs, self.prefix, self.separator, self.name)
 
     async def changes(self) -> AsyncIterator[None]:
@@ -80,7 +82,8 @@ class EtcdSource(Source):
                 ):
                     yield None
         except (aiohttp.ClientError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"{self.name}: watch on {self.base} failed: {exc}") from None
+            where, why = redact(self.base), redact_text(str(exc))
+            raise ConfigError(f"{self.name}: watch on {where} failed: {why}") from None
 
 
 def etcd(

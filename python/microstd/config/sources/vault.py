@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from microstd._backends import redact
 from microstd.config.secrets import Secret
 from microstd.config.sources.base import Source, poll_changes
 from microstd.errors import ConfigError
@@ -75,7 +76,7 @@ class VaultSource(Source):
                 body = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConfigError(
-                f"{self.name}: cannot reach {self.url}: {type(exc).__name__}"
+                f"{self.name}: cannot reach {redact(self.url)}: {type(exc).__name__}"
             ) from None
         data = (body.get("data") or {}).get("data")
         if data is None:

@@ -13,27 +13,41 @@ pub struct Span {
     pub end: usize,
 }
 
+/// Two distinct Python keys (or set members) that encode to the same bytes,
+/// such as `4` and an Enum whose value is 4. Deterministic encoding forbids
+/// duplicate keys (RFC 8949 section 4.2.1), and decoders disagree on which
+/// duplicate wins, so the canonical encoder refuses them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DuplicateKey;
+
 /// Reorders the contiguous entries `spans` (in buffer order, ending at the
 /// buffer's end) by their key bytes.
-pub fn sort_entries(buf: &mut Vec<u8>, spans: &mut [Span]) {
+pub fn sort_entries(buf: &mut Vec<u8>, spans: &mut [Span]) -> Result<(), DuplicateKey> {
     let Some(first) = spans.first() else {
-        return;
+        return Ok(());
     };
     let region = first.start;
-    // Already in order is common (sorted input, one entry): skip the copy.
+    // Already in (strict) order is common (sorted input, one entry): skip the copy.
     let sorted = spans
         .windows(2)
-        .all(|w| buf[w[0].start..w[0].mid] <= buf[w[1].start..w[1].mid]);
+        .all(|w| buf[w[0].start..w[0].mid] < buf[w[1].start..w[1].mid]);
     if sorted {
-        return;
+        return Ok(());
     }
     spans.sort_by(|a, b| buf[a.start..a.mid].cmp(&buf[b.start..b.mid]));
+    if spans
+        .windows(2)
+        .any(|w| buf[w[0].start..w[0].mid] == buf[w[1].start..w[1].mid])
+    {
+        return Err(DuplicateKey);
+    }
     let mut out = Vec::with_capacity(buf.len() - region);
     for s in spans.iter() {
         out.extend_from_slice(&buf[s.start..s.end]);
     }
     buf.truncate(region);
     buf.extend_from_slice(&out);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -68,11 +82,30 @@ mod tests {
                 end: buf.len(),
             });
         }
-        sort_entries(&mut buf, &mut spans);
+        assert_eq!(sort_entries(&mut buf, &mut spans), Ok(()));
         let expected = [
             0xa5, 0x0a, 0x03, 0x18, 0x64, 0x05, 0x20, 0x04, 0x61, 0x62, 0x02, 0x62, 0x61, 0x61,
             0x01,
         ];
         assert_eq!(buf, expected);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        // {1: 2, 1: 3} as two distinct source keys that encode alike.
+        let mut buf = vec![0xa2, 0x01, 0x02, 0x01, 0x03];
+        let mut spans = [
+            Span {
+                start: 1,
+                mid: 2,
+                end: 3,
+            },
+            Span {
+                start: 3,
+                mid: 4,
+                end: 5,
+            },
+        ];
+        assert_eq!(sort_entries(&mut buf, &mut spans), Err(DuplicateKey));
     }
 }

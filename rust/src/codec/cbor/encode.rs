@@ -8,7 +8,7 @@ use pyo3::types::{
     PyFloat, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
 };
 
-use super::canonical::{sort_entries, Span};
+use super::canonical::{sort_entries, DuplicateKey, Span};
 use super::float::{self, Wire};
 use super::head::{write_head, ARRAY, BYTES, MAP, NINT, TAG, TEXT, UINT};
 use super::rfc3339::days_from_civil;
@@ -79,8 +79,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 Ok(())
             }
             Kind::MemoryView => {
-                let b = obj.call_method0(intern!(obj.py(), "tobytes"))?;
-                self.bytes(b.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes());
+                self.bytes(types::memoryview_bytes(obj)?.as_bytes());
                 Ok(())
             }
             Kind::DateTime => self.datetime(obj),
@@ -275,8 +274,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if count != len {
             return Err(Error::encode("dict changed size while being encoded", "$"));
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn dataclass(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
@@ -287,8 +285,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         for (name, value) in &fields {
             self.entry(name.as_any(), value, depth, &mut spans)?;
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn set(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
@@ -317,8 +314,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if count != len {
             return Err(Error::encode("set changed size while being encoded", "$"));
         }
-        sort_entries(&mut self.buf, &mut spans);
-        Ok(())
+        sorted(&mut self.buf, &mut spans)
     }
 
     fn datetime(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
@@ -386,6 +382,24 @@ impl<'a, 'py> Encoder<'a, 'py> {
         // Tag 4: [exponent, mantissa], the mantissa exact from the digits.
         let digits = parts.getattr(intern!(py, "digits"))?;
         let digits = digits.cast::<PyTuple>().map_err(PyErr::from)?;
+        // What the decoder refuses is refused here too, so nothing written is unreadable.
+        let within = exponent
+            .extract::<i64>()
+            .is_ok_and(|e| e.unsigned_abs() <= tags::MAX_EXPONENT.unsigned_abs());
+        // 10^d < 2^(3.33 d): the mantissa fits in MAX_MANTISSA_BITS when d digits do.
+        let max_digits = (tags::MAX_MANTISSA_BITS as f64 * std::f64::consts::LOG10_2) as usize;
+        if !within || digits.len() > max_digits {
+            return Err(Error::encode(
+                format!(
+                    "cannot encode {}: a CBOR decimal fraction is limited to exponents within \
+                     +-{} and {} digits",
+                    types::type_name(obj),
+                    tags::MAX_EXPONENT,
+                    max_digits
+                ),
+                "$",
+            ));
+        }
         write_head(&mut self.buf, TAG, tags::DECIMAL);
         write_head(&mut self.buf, ARRAY, 2);
         self.int(&exponent)?;
@@ -442,4 +456,15 @@ fn nest(depth: usize) -> Result<()> {
         return Err(too_deep());
     }
     Ok(())
+}
+
+/// `sort_entries`, with duplicate keys reported as an encode error.
+fn sorted(buf: &mut Vec<u8>, spans: &mut [Span]) -> Result<()> {
+    sort_entries(buf, spans).map_err(|DuplicateKey| {
+        Error::encode(
+            "two keys (or set members) encode to the same bytes: canonical CBOR forbids \
+             duplicates",
+            "$",
+        )
+    })
 }

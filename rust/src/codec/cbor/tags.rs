@@ -33,10 +33,15 @@ pub const DATE_STRING: u64 = 1004;
 
 /// `date(1970, 1, 1).toordinal()`.
 pub const ORDINAL_OF_EPOCH: i64 = 719_163;
-/// Largest bigfloat exponent magnitude decoded: an exact Decimal of
-/// mantissa * 2^exponent has about 0.7 digits per unit of exponent, so this
-/// keeps a 9-byte input from asking for megabytes.
-pub const MAX_BIGFLOAT_EXPONENT: i64 = 4096;
+/// Largest exponent magnitude decoded in tags 4 and 5. An exact Decimal of
+/// mantissa * 2^exponent has about 0.7 digits per unit of exponent, and
+/// `int()` of a Decimal of 10^exponent builds an int that large (35 s for
+/// 10^999999), so a 9-byte input must not be able to ask for either.
+pub const MAX_EXPONENT: i64 = 4096;
+/// Largest mantissa of tags 4 and 5, in bits (about 4932 decimal digits, just
+/// above CPython's default `int_max_str_digits`). Turning an int into a
+/// Decimal is quadratic in its size: a 100 KB mantissa took a second.
+pub const MAX_MANTISSA_BITS: u64 = 16384;
 
 type Built<'py> = std::result::Result<Bound<'py, PyAny>, String>;
 
@@ -109,7 +114,11 @@ pub fn datetime_from_epoch<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
     build().map_err(|e| py_err("tag 1 (epoch date-time) is out of range", &e, py))
 }
 
-/// Tags 2 and 3: a big-endian magnitude to an int.
+/// Tags 2 and 3: a big-endian magnitude to an int. Not capped: `int.from_bytes`
+/// is linear (a 1 MB bignum decodes in milliseconds), the length is bounded by
+/// the input, and CPython itself refuses the quadratic int -> str conversion
+/// past `int_max_str_digits`. The cap applies where a bignum becomes a
+/// Decimal's mantissa (tags 4 and 5), which is quadratic.
 pub fn bignum<'py>(value: &Bound<'py, PyAny>, negative: bool) -> Built<'py> {
     let py = value.py();
     let raw = value
@@ -128,7 +137,15 @@ pub fn bignum<'py>(value: &Bound<'py, PyAny>, negative: bool) -> Built<'py> {
     build().map_err(|e| py_err("invalid bignum", &e, py))
 }
 
-/// The `[exponent, mantissa]` pair of tags 4 and 5.
+fn tag_name(tag: u64) -> &'static str {
+    if tag == DECIMAL {
+        "decimal fraction (tag 4)"
+    } else {
+        "bigfloat (tag 5)"
+    }
+}
+
+/// The `[exponent, mantissa]` pair of tags 4 and 5, within the caps.
 fn exponent_mantissa<'py>(
     value: &Bound<'py, PyAny>,
     tag: u64,
@@ -158,7 +175,19 @@ fn exponent_mantissa<'py>(
     }
     let exponent = exponent
         .extract::<i64>()
-        .map_err(|_| format!("tag {tag} exponent is out of range"))?;
+        .ok()
+        .filter(|e| e.unsigned_abs() <= MAX_EXPONENT.unsigned_abs())
+        .ok_or_else(|| format!("{} exponent is beyond +-{MAX_EXPONENT}", tag_name(tag)))?;
+    let bits = mantissa
+        .call_method0(intern!(value.py(), "bit_length"))
+        .and_then(|b| b.extract::<u64>())
+        .map_err(|e| py_err(tag_name(tag), &e, value.py()))?;
+    if bits > MAX_MANTISSA_BITS {
+        return Err(format!(
+            "{} mantissa of {bits} bits is beyond {MAX_MANTISSA_BITS} bits",
+            tag_name(tag)
+        ));
+    }
     Ok((exponent, mantissa))
 }
 
@@ -192,11 +221,6 @@ pub fn decimal_fraction<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
 pub fn bigfloat<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
     let py = value.py();
     let (exponent, mantissa) = exponent_mantissa(value, BIGFLOAT)?;
-    if exponent.unsigned_abs() > MAX_BIGFLOAT_EXPONENT.unsigned_abs() {
-        return Err(format!(
-            "bigfloat exponent {exponent} is beyond +-{MAX_BIGFLOAT_EXPONENT}"
-        ));
-    }
     let build = || -> PyResult<Bound<'py, PyAny>> {
         let negative = mantissa.lt(0)?;
         let magnitude = mantissa.abs()?;

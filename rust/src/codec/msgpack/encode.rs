@@ -80,10 +80,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 let bytes = obj.cast::<PyByteArray>().map_err(PyErr::from)?.to_vec();
                 self.write_bin(&bytes)
             }
-            Kind::MemoryView => {
-                let bytes = obj.call_method0(intern!(obj.py(), "tobytes"))?;
-                self.write_bin(bytes.cast::<PyBytes>().map_err(PyErr::from)?.as_bytes())
-            }
+            Kind::MemoryView => self.write_bin(types::memoryview_bytes(obj)?.as_bytes()),
             Kind::DateTime => self.write_datetime(obj, depth),
             Kind::Date => {
                 let date = obj.cast::<PyDate>().map_err(PyErr::from)?;

@@ -60,7 +60,11 @@ pub fn with_bytes<T>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<
     if let Ok(array) = data.cast::<PyByteArray>() {
         return f(&array.to_vec());
     }
-    let buffer = PyUntypedBuffer::get(data).map_err(|_| {
+    let buffer = PyUntypedBuffer::get(data).map_err(|err| {
+        if data.is_instance_of::<PyMemoryView>() {
+            // A released memoryview: CPython's own ValueError says so.
+            return err;
+        }
         pyo3::exceptions::PyTypeError::new_err(format!(
             "expected bytes, bytearray or memoryview, got {}",
             crate::codec::types::type_name(data)
