@@ -5,12 +5,13 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyByteArray, PyByteArrayMethods, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDelta,
-    PyDeltaAccess, PyDict, PyFloat, PyList, PyString, PyTimeAccess, PyTuple, PyTzInfoAccess,
+    PyDeltaAccess, PyDict, PyFloat, PyFloatMethods, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
+    PyTzInfoAccess,
 };
 
-use super::{fast, timestamp, wire};
+use super::{timestamp, wire};
 use crate::codec::types::{self, at_index, at_key, classify, type_name, Kind};
-use crate::codec::MAX_DEPTH;
+use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
 /// One encoding run: the output buffer and the options.
@@ -38,14 +39,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
         // Exact builtin types first, by type pointer: the whole cost of plain data.
         let ty = fast::type_ptr(obj);
         if ty == fast::str_type() {
-            return self.write_str(obj);
+            return self.write_str(obj.cast_exact::<PyString>().map_err(PyErr::from)?);
         }
         if ty == fast::int_type() {
-            return self.write_int(obj);
-        }
-        if ty == fast::float_type() {
-            wire::write_f64(self.out, float_value(obj)?);
-            return Ok(());
+            return self.write_int(obj.cast_exact::<PyInt>().map_err(PyErr::from)?);
         }
         if ty == fast::dict_type() {
             return self.write_dict(obj, depth);
@@ -53,14 +50,27 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if ty == fast::list_type() {
             return self.write_sequence(obj, depth);
         }
+        if ty == fast::float_type() {
+            let f = obj.cast_exact::<PyFloat>().map_err(PyErr::from)?;
+            wire::write_f64(self.out, f.value());
+            return Ok(());
+        }
+        if ty == fast::bool_type() {
+            wire::write_bool(self.out, fast::is_true(obj));
+            return Ok(());
+        }
+        if obj.is_none() {
+            wire::write_nil(self.out);
+            return Ok(());
+        }
         self.encode_slow(obj, depth)
     }
 
     #[inline(never)]
     fn encode_slow(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         match classify(obj)? {
-            Kind::Str => self.write_str(obj),
-            Kind::Int => self.write_int(obj),
+            Kind::Str => self.write_str(obj.cast::<PyString>().map_err(PyErr::from)?),
+            Kind::Int => self.write_int(obj.cast::<PyInt>().map_err(PyErr::from)?),
             Kind::Float => {
                 wire::write_f64(self.out, float_value(obj)?);
                 Ok(())
@@ -96,7 +106,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 wire::write_str(self.out, &iso);
                 Ok(())
             }
-            Kind::Uuid | Kind::Decimal => self.write_str(obj.str()?.as_any()),
+            Kind::Uuid | Kind::Decimal => self.write_str(&obj.str()?),
             Kind::Enum => {
                 let value = obj.getattr(intern!(obj.py(), "value"))?;
                 self.nested(&value, depth)
@@ -160,14 +170,16 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Err(Error::encode(message, "$"))
     }
 
-    fn write_str(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
-        // `to_str` borrows the UTF-8 the str object caches: no copy, no temporary.
-        let s = obj.cast::<PyString>().map_err(PyErr::from)?;
-        let text = s.to_str().map_err(|_| {
-            Error::encode("str is not valid UTF-8 (it holds a lone surrogate)", "$")
-        })?;
+    fn write_str(&mut self, s: &Bound<'py, PyString>) -> Result<()> {
+        // Borrows the UTF-8 the str holds or caches: no copy, no temporary.
+        let Some(text) = text::str_utf8(s) else {
+            return Err(Error::encode(
+                "str is not valid UTF-8 (it holds a lone surrogate)",
+                "$",
+            ));
+        };
         Self::check_len(text.len(), "str")?;
-        wire::write_str(self.out, text);
+        wire::write_utf8(self.out, text);
         Ok(())
     }
 
@@ -177,7 +189,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
-    fn write_int(&mut self, obj: &Bound<'py, PyAny>) -> Result<()> {
+    fn write_int(&mut self, obj: &Bound<'py, PyInt>) -> Result<()> {
         if let Some(v) = fast::int_as_i64(obj) {
             wire::write_int(self.out, v);
         } else if let Ok(v) = obj.extract::<u64>() {
@@ -247,8 +259,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     fn write_key(&mut self, key: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
-        if key.is_exact_instance_of::<PyString>() {
-            self.write_str(key)
+        if let Ok(s) = key.cast_exact::<PyString>() {
+            self.write_str(s)
         } else {
             self.encode(key, depth + 1)
         }

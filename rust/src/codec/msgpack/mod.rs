@@ -6,7 +6,6 @@
 
 mod decode;
 mod encode;
-mod fast;
 mod keys;
 pub mod timestamp;
 pub mod wire;

@@ -117,6 +117,12 @@ fn write_len(out: &mut Vec<u8>, len: usize, m8: Option<u8>, m16: u8, m32: u8) {
 
 /// A str header followed by the UTF-8 bytes; `s.len()` must be at most [`MAX_LEN`].
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_utf8(out, s.as_bytes());
+}
+
+/// [`write_str`] for bytes already known to be UTF-8.
+#[inline]
+pub fn write_utf8(out: &mut Vec<u8>, s: &[u8]) {
     let len = s.len();
     out.reserve(len + 5);
     if len < 32 {
@@ -124,7 +130,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     } else {
         write_len(out, len, Some(STR8), STR16, STR32);
     }
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
 }
 
 /// A bin header followed by the bytes; `b.len()` must be at most [`MAX_LEN`].
