@@ -6,6 +6,7 @@
 
 pub mod cbor;
 mod fast;
+mod keys;
 pub mod msgpack;
 mod text;
 pub mod types;

@@ -47,6 +47,15 @@ pub fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
 #[inline]
 pub fn new_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
     let shape = utf8::shape(bytes);
+    // Validated before anything is allocated.
+    let text = if shape.width == Width::Ascii {
+        None
+    } else {
+        match utf8::validate(bytes) {
+            Some(text) => Some(text),
+            None => return Ok(None),
+        }
+    };
     let chars = ffi::Py_ssize_t::try_from(shape.chars).expect("str length fits isize");
     // SAFETY: PyUnicode_New returns a new compact str of `chars` characters
     // of the width `max_char` asks for (or NULL with an exception set, which
@@ -58,26 +67,28 @@ pub fn new_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Option<Bound<'py,
     // SAFETY: the storage holds exactly `chars` code units of the width
     // PyUnicode_New chose from `max_char` (suitably aligned: it follows the
     // 8-aligned header). Every unit is written before the str is returned; a
-    // str dropped half-filled never has its characters read.
+    // str dropped half-filled never has its characters read. An ASCII
+    // str has one unit per byte.
     let filled = unsafe {
         let data = ffi::PyUnicode_DATA(obj.as_ptr());
-        match shape.width {
-            Width::Ascii => {
+        match (shape.width, text) {
+            (Width::Ascii, _) => {
                 ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len());
                 true
             }
-            Width::One => utf8::decode_into(
-                bytes,
+            (Width::One, Some(text)) => utf8::fill(
+                text,
                 std::slice::from_raw_parts_mut(data.cast::<u8>(), shape.chars),
             ),
-            Width::Two => utf8::decode_into(
-                bytes,
+            (Width::Two, Some(text)) => utf8::fill(
+                text,
                 std::slice::from_raw_parts_mut(data.cast::<u16>(), shape.chars),
             ),
-            Width::Four => utf8::decode_into(
-                bytes,
+            (Width::Four, Some(text)) => utf8::fill(
+                text,
                 std::slice::from_raw_parts_mut(data.cast::<u32>(), shape.chars),
             ),
+            (_, None) => false,
         }
     };
     Ok(filled.then_some(obj))

@@ -7,8 +7,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyFloat, PyTuple, PyTzInfo};
 
-use super::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use super::timestamp;
+use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use crate::codec::types::{ext_type, type_name};
 use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};

@@ -6,7 +6,6 @@
 
 mod decode;
 mod encode;
-mod keys;
 pub mod timestamp;
 pub mod wire;
 

@@ -1,7 +1,7 @@
 //! A small cache of decoded map keys, as orjson and ormsgpack keep: the same
 //! short keys come back in message after message, and reusing the `str`
 //! object saves its allocation and, because a str caches its hash, the
-//! hashing when it is inserted into the dict.
+//! hashing when it is inserted into the dict. Both decoders share it.
 
 use std::sync::Mutex;
 
