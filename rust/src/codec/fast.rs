@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList};
+use pyo3::Borrowed;
 
 /// The type object pointer of `obj`, for exact type checks.
 #[inline]
@@ -46,11 +47,16 @@ pub fn is_true(obj: &Bound<'_, PyAny>) -> bool {
     obj.as_ptr() == unsafe { ffi::Py_True() }
 }
 
-/// Calls `f` with each (key, value) of `dict`. Stops with an error if `f`
-/// fails; the pair count is returned so callers can detect a dict that
-/// changed size under them.
+/// Calls `f` with each (key, value) of `dict`, borrowed from the dict (no
+/// reference counting). Stops with an error if `f` fails; the pair count is
+/// returned so callers can detect a dict that changed size under them.
+///
+/// # Safety
+/// The references stay valid only while the dict is left alone. `f` must
+/// not run Python code (which could mutate or free the dict's entries)
+/// while it uses them: it must take strong references (`to_owned`) first.
 #[inline]
-pub fn for_each_item<'py, E>(
+pub unsafe fn for_each_item<'py, E>(
     dict: &Bound<'py, PyDict>,
     mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>) -> Result<(), E>,
 ) -> Result<usize, E> {
@@ -59,25 +65,44 @@ pub fn for_each_item<'py, E>(
     let mut key = ptr::null_mut();
     let mut value = ptr::null_mut();
     let mut seen = 0;
-    // SAFETY: PyDict_Next is called on a live dict while attached; it returns
-    // borrowed references that stay valid while the dict holds them. `f` may
-    // run Python code (a `default` hook) that mutates the dict, so each pair
-    // becomes a strong reference before `f` sees it; PyDict_Next itself
-    // tolerates (bounds-checks) a mutated dict.
+    // SAFETY: PyDict_Next is called on a live dict while attached; it
+    // tolerates (bounds-checks) a dict mutated between calls.
     while unsafe { ffi::PyDict_Next(dict.as_ptr(), &raw mut pos, &raw mut key, &raw mut value) }
         != 0
     {
         seen += 1;
-        // SAFETY: non-null borrowed references just returned by PyDict_Next.
-        let (k, v) = unsafe {
-            (
-                Bound::from_borrowed_ptr(py, key),
-                Bound::from_borrowed_ptr(py, value),
-            )
-        };
+        // SAFETY: non-null borrowed references just returned by PyDict_Next,
+        // used by `f` under the contract above.
+        let (k, v) = unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) };
         f(&k, &v)?;
     }
     Ok(seen)
+}
+
+/// Item `i` of `list`, borrowed (no reference counting), or None once `i`
+/// is past its current length.
+///
+/// # Safety
+/// As for [`for_each_item`]: the caller must not run Python code while it
+/// uses the item, or must take a strong reference (`to_owned`) first.
+#[inline]
+pub unsafe fn list_item_borrowed<'a, 'py>(
+    list: &'a Bound<'py, PyList>,
+    i: usize,
+) -> Option<Borrowed<'a, 'py, PyAny>> {
+    let p = list.as_ptr();
+    let index = ffi::Py_ssize_t::try_from(i).ok()?;
+    // SAFETY: `list` is a live list and we are attached; the index is checked
+    // against the current size right before the read.
+    unsafe {
+        if index >= ffi::PyList_GET_SIZE(p) {
+            return None;
+        }
+        Some(Borrowed::from_ptr(
+            list.py(),
+            ffi::PyList_GET_ITEM(p, index),
+        ))
+    }
 }
 
 /// Item `i` of `list`, or None once `i` is past its current length.

@@ -22,11 +22,23 @@ pub fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
     // SAFETY: `s` is a live str. A compact ASCII str stores its `length`
     // characters, which are its UTF-8, right after the PyASCIIObject header;
     // they live (unchanged: str is immutable) as long as `s`.
+    // A compact non-ASCII str keeps its cached UTF-8 (if made yet) in
+    // `utf8` / `utf8_length`, freed only with the str.
     unsafe {
         if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
             let len = (*p.cast::<ffi::PyASCIIObject>()).length as usize;
             let data = p.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
             return Some(std::slice::from_raw_parts(data, len));
+        }
+        if ffi::PyUnicode_IS_COMPACT(p) != 0 {
+            let compact = &*p.cast::<ffi::PyCompactUnicodeObject>();
+            if !compact.utf8.is_null() {
+                let data = compact.utf8.cast::<u8>().cast_const();
+                return Some(std::slice::from_raw_parts(
+                    data,
+                    compact.utf8_length as usize,
+                ));
+            }
         }
     }
     let mut len: ffi::Py_ssize_t = 0;

@@ -36,34 +36,41 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     /// Encodes `obj`; `depth` counts the containers around it.
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
-        // Exact builtin types first, by type pointer: the whole cost of plain data.
+        if self.scalar(obj)? {
+            return Ok(());
+        }
         let ty = fast::type_ptr(obj);
-        if ty == fast::str_type() {
-            return self.write_str(obj.cast_exact::<PyString>().map_err(PyErr::from)?);
-        }
-        if ty == fast::int_type() {
-            return self.write_int(obj.cast_exact::<PyInt>().map_err(PyErr::from)?);
-        }
         if ty == fast::dict_type() {
             return self.write_dict(obj, depth);
         }
         if ty == fast::list_type() {
             return self.write_sequence(obj, depth);
         }
-        if ty == fast::float_type() {
+        self.encode_slow(obj, depth)
+    }
+
+    /// Writes `obj` and returns true if it is an exact str, int, float, bool
+    /// or None: the whole cost of plain data, dispatched by type pointer.
+    /// These writers run no Python code, which is what lets the container
+    /// loops hand them borrowed references.
+    #[inline(always)]
+    fn scalar(&mut self, obj: &Bound<'py, PyAny>) -> Result<bool> {
+        let ty = fast::type_ptr(obj);
+        if ty == fast::str_type() {
+            self.write_str(obj.cast_exact::<PyString>().map_err(PyErr::from)?)?;
+        } else if ty == fast::int_type() {
+            self.write_int(obj.cast_exact::<PyInt>().map_err(PyErr::from)?)?;
+        } else if ty == fast::float_type() {
             let f = obj.cast_exact::<PyFloat>().map_err(PyErr::from)?;
             wire::write_f64(self.out, f.value());
-            return Ok(());
-        }
-        if ty == fast::bool_type() {
+        } else if ty == fast::bool_type() {
             wire::write_bool(self.out, fast::is_true(obj));
-            return Ok(());
-        }
-        if obj.is_none() {
+        } else if obj.is_none() {
             wire::write_nil(self.out);
-            return Ok(());
+        } else {
+            return Ok(false);
         }
-        self.encode_slow(obj, depth)
+        Ok(true)
     }
 
     #[inline(never)]
@@ -143,12 +150,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
+    #[inline]
     fn check_len(len: usize, what: &str) -> Result<()> {
         if len > wire::MAX_LEN {
-            return Err(Error::encode(
-                format!("{what} of {len} items or bytes is too long for msgpack (max 2**32-1)"),
-                "$",
-            ));
+            return Err(too_long(len, what));
         }
         Ok(())
     }
@@ -170,13 +175,11 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Err(Error::encode(message, "$"))
     }
 
+    #[inline]
     fn write_str(&mut self, s: &Bound<'py, PyString>) -> Result<()> {
         // Borrows the UTF-8 the str holds or caches: no copy, no temporary.
         let Some(text) = text::str_utf8(s) else {
-            return Err(Error::encode(
-                "str is not valid UTF-8 (it holds a lone surrogate)",
-                "$",
-            ));
+            return Err(lone_surrogate());
         };
         Self::check_len(text.len(), "str")?;
         wire::write_utf8(self.out, text);
@@ -212,9 +215,14 @@ impl<'a, 'py> Encoder<'a, 'py> {
             // Indexing (not an iterator) so a list mutated by a `default` hook
             // cannot make the header lie: stop at the promised length.
             for i in 0..len {
-                let item = fast::list_item(list, i)
+                // SAFETY: the borrowed item goes only to `scalar`, which runs
+                // no Python code; anything else is owned before it is encoded.
+                let item = unsafe { fast::list_item_borrowed(list, i) }
                     .ok_or_else(|| Error::encode("list changed size during encoding", "$"))?;
-                self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
+                if !self.scalar(&item).map_err(|e| at_index(e, i))? {
+                    let item = item.to_owned();
+                    self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
+                }
             }
             return Ok(());
         }
@@ -248,10 +256,24 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let len = dict.len();
         Self::check_len(len, "dict")?;
         wire::write_map_header(self.out, len);
-        let seen = fast::for_each_item(dict, |key, value| {
-            self.write_key(key, depth)?;
-            self.encode(value, depth + 1).map_err(|e| at_key(e, key))
-        })?;
+        // SAFETY: the borrowed key and value go only to `write_str` and
+        // `scalar`, which run no Python code; a pair needing anything else is
+        // owned before it is encoded.
+        let seen = unsafe {
+            fast::for_each_item(dict, |key, value| {
+                let Ok(text) = key.cast_exact::<PyString>() else {
+                    let (key, value) = (key.to_owned(), value.to_owned());
+                    self.write_key(&key, depth)?;
+                    return self.encode(&value, depth + 1).map_err(|e| at_key(e, &key));
+                };
+                self.write_str(text).map_err(|e| at_key(e, key))?;
+                if self.scalar(value).map_err(|e| at_key(e, key))? {
+                    return Ok(());
+                }
+                let (key, value) = (key.to_owned(), value.to_owned());
+                self.encode(&value, depth + 1).map_err(|e| at_key(e, &key))
+            })
+        }?;
         if seen != len {
             return Err(Error::encode("dict changed size during encoding", "$"));
         }
@@ -393,6 +415,19 @@ impl<'a, 'py> Encoder<'a, 'py> {
         wire::write_ext(self.out, code, data);
         Ok(())
     }
+}
+
+#[cold]
+fn lone_surrogate() -> Error {
+    Error::encode("str is not valid UTF-8 (it holds a lone surrogate)", "$")
+}
+
+#[cold]
+fn too_long(len: usize, what: &str) -> Error {
+    Error::encode(
+        format!("{what} of {len} items or bytes is too long for msgpack (max 2**32-1)"),
+        "$",
+    )
 }
 
 fn float_value(obj: &Bound<'_, PyAny>) -> PyResult<f64> {

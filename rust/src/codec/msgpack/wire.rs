@@ -101,6 +101,7 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
+#[inline]
 fn write_len(out: &mut Vec<u8>, len: usize, m8: Option<u8>, m16: u8, m32: u8) {
     match m8 {
         Some(m8) if u8::try_from(len).is_ok() => out.extend_from_slice(&[m8, len as u8]),
