@@ -37,7 +37,6 @@ builtin_type!(int_type, PyLong_Type);
 builtin_type!(float_type, PyFloat_Type);
 builtin_type!(dict_type, PyDict_Type);
 builtin_type!(list_type, PyList_Type);
-builtin_type!(tuple_type, PyTuple_Type);
 builtin_type!(bool_type, PyBool_Type);
 
 /// True for `True` (callers have checked that `obj` is a bool).
@@ -99,25 +98,6 @@ pub unsafe fn list_item_borrowed<'a, 'py>(
             return None;
         }
         Some(Borrowed::from_ptr(
-            list.py(),
-            ffi::PyList_GET_ITEM(p, index),
-        ))
-    }
-}
-
-/// Item `i` of `list`, or None once `i` is past its current length.
-#[inline]
-pub fn list_item<'py>(list: &Bound<'py, PyList>, i: usize) -> Option<Bound<'py, PyAny>> {
-    let p = list.as_ptr();
-    let index = ffi::Py_ssize_t::try_from(i).ok()?;
-    // SAFETY: `list` is a live list and we are attached; the index is checked
-    // against the current size right before the read, and the item becomes a
-    // strong reference at once.
-    unsafe {
-        if index >= ffi::PyList_GET_SIZE(p) {
-            return None;
-        }
-        Some(Bound::from_borrowed_ptr(
             list.py(),
             ffi::PyList_GET_ITEM(p, index),
         ))

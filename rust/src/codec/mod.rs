@@ -8,6 +8,7 @@ pub mod cbor;
 mod fast;
 mod keys;
 pub mod msgpack;
+mod output;
 mod text;
 pub mod types;
 pub mod utf8;

@@ -15,6 +15,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
+use crate::codec::output;
 use crate::errors::Result;
 
 /// Encodes `obj` as CBOR bytes.
@@ -23,9 +24,9 @@ pub fn encode(
     canonical: bool,
     default: Option<&Bound<'_, PyAny>>,
 ) -> Result<Vec<u8>> {
-    let mut encoder = encode::Encoder::new(canonical, default);
-    encoder.encode(obj, 0)?;
-    Ok(encoder.finish())
+    let mut out = Vec::with_capacity(1024);
+    encode::Encoder::new(&mut out, canonical, default).encode(obj, 0)?;
+    Ok(out)
 }
 
 #[pyfunction]
@@ -35,8 +36,10 @@ fn cbor_dumps<'py>(
     canonical: bool,
     default: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let out = encode(obj, canonical, default)?;
-    Ok(PyBytes::new(obj.py(), &out))
+    output::with_buffer(|out| {
+        encode::Encoder::new(out, canonical, default).encode(obj, 0)?;
+        Ok(PyBytes::new(obj.py(), out))
+    })
 }
 
 /// Pauses the cyclic garbage collector while a decode builds containers.
