@@ -3,7 +3,7 @@
 //! before anything is allocated, so memory stays a small multiple of the input.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PySet, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFrozenSet, PySet, PyTuple};
 
 use super::float::half_to_f64;
 use super::head::{
@@ -130,6 +130,13 @@ impl<'a, 'py> Decoder<'a, 'py> {
     /// Decodes one item; `immutable` is set inside map keys and set members,
     /// where arrays become tuples and sets frozensets so they can be hashed.
     fn item(&mut self, depth: usize, immutable: bool) -> Result<Bound<'py, PyAny>> {
+        // Doubles skip the general head reader: float arrays are all doubles.
+        if let Some((&0xfb, rest)) = self.data[self.pos..].split_first() {
+            if let Some(bits) = rest.first_chunk::<8>() {
+                self.pos += 9;
+                return Ok(fast::new_float(self.py, f64::from_be_bytes(*bits))?);
+            }
+        }
         let (h, start) = self.head()?;
         let py = self.py;
         if h.major == SIMPLE && (20..=23).contains(&h.ai) {
@@ -402,9 +409,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 }
                 tags::simple_type(py)?.call1((h.arg,))?
             }
-            25 => PyFloat::new(py, half_to_f64(h.arg as u16)).into_any(),
-            26 => PyFloat::new(py, f64::from(f32::from_bits(h.arg as u32))).into_any(),
-            27 => PyFloat::new(py, f64::from_bits(h.arg)).into_any(),
+            25 => fast::new_float(py, half_to_f64(h.arg as u16))?,
+            26 => fast::new_float(py, f64::from(f32::from_bits(h.arg as u32)))?,
+            27 => fast::new_float(py, f64::from_bits(h.arg))?,
             _ => {
                 return Err(Error::decode(
                     "break stop code outside an indefinite-length item",

@@ -5,7 +5,7 @@
 //! a `DecodeError` carrying the offset of the item that failed.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyFloat, PyTuple, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
@@ -49,18 +49,17 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     /// The next `n` bytes; `start` is the item's offset, reported if they are missing.
+    #[inline]
     fn take(&mut self, n: usize, start: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.left() {
-            return Err(Error::decode(
-                format!("truncated {what}: needs {n} bytes, {} left", self.left()),
-                start,
-            ));
+            return Err(truncated(what, n, self.left(), start));
         }
         let bytes = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(bytes)
     }
 
+    #[inline]
     fn fixed<const N: usize>(&mut self, start: usize, what: &str) -> Result<[u8; N]> {
         Ok(self
             .take(N, start, what)?
@@ -68,6 +67,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             .expect("take returns N bytes"))
     }
 
+    #[inline]
     fn len_field(&mut self, width: usize, start: usize, what: &str) -> Result<usize> {
         Ok(match width {
             1 => usize::from(self.fixed::<1>(start, what)?[0]),
@@ -77,6 +77,13 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     fn value(&mut self, depth: usize, key: bool) -> Result<Bound<'py, PyAny>> {
+        // float64 skips the big dispatch below: float arrays are all float64.
+        if let Some((&0xcb, rest)) = self.data[self.pos..].split_first() {
+            if let Some(bits) = rest.first_chunk::<8>() {
+                self.pos += 9;
+                return Ok(fast::new_float(self.py, f64::from_be_bytes(*bits))?);
+            }
+        }
         let py = self.py;
         let start = self.pos;
         let Some(&b) = self.data.get(start) else {
@@ -102,9 +109,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
             }
             0xca => {
                 let v = f32::from_be_bytes(self.fixed(start, "float32")?);
-                PyFloat::new(py, f64::from(v)).into_any()
+                fast::new_float(py, f64::from(v))?
             }
-            0xcb => PyFloat::new(py, f64::from_be_bytes(self.fixed(start, "float64")?)).into_any(),
+            0xcb => fast::new_float(py, f64::from_be_bytes(self.fixed(start, "float64")?))?,
             0xcc => int_obj(py, i64::from(self.fixed::<1>(start, "uint8")?[0])),
             0xcd => int_obj(
                 py,
@@ -256,6 +263,15 @@ impl<'a, 'py> Decoder<'a, 'py> {
         }
         Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
     }
+}
+
+#[cold]
+#[inline(never)]
+fn truncated(what: &str, n: usize, left: usize, start: usize) -> Error {
+    Error::decode(
+        format!("truncated {what}: needs {n} bytes, {left} left"),
+        start,
+    )
 }
 
 /// The DecodeError for invalid UTF-8 starting at `at`, pointing at the first bad byte.
