@@ -15,7 +15,8 @@ use super::utf8::{self, Width};
 
 /// The UTF-8 bytes of `s`, borrowed from the object; None if it holds a lone
 /// surrogate (which UTF-8 cannot carry).
-#[inline]
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
     let p = s.as_ptr();
     #[cfg(not(any(Py_3_14, PyPy, GraalPy, Py_LIMITED_API)))]
