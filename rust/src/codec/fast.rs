@@ -113,7 +113,7 @@ pub fn new_list<'py, E: From<PyErr>>(
     mut item: impl FnMut() -> Result<Bound<'py, PyAny>, E>,
 ) -> Result<Bound<'py, PyAny>, E> {
     let size = ffi::Py_ssize_t::try_from(len)
-        .map_err(|_| PyErr::from(pyo3::exceptions::PyOverflowError::new_err("list too long")))?;
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("list too long"))?;
     // SAFETY: PyList_New returns a new reference to a list of `size` NULL
     // slots, or NULL with an exception set (handled by from_owned_ptr_or_err).
     let list = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(size))? };

@@ -46,10 +46,22 @@ impl Width {
 /// characters, `C4..EF` characters up to U+FFFF, `F0..F4` the rest; a
 /// continuation byte (`80..BF`) is below every multi-byte lead.
 pub fn shape(bytes: &[u8]) -> Shape {
+    // Byte-wide counters over 32-byte blocks (they cannot overflow there)
+    // let the compiler vectorise the loop with SSE2's byte compares.
     let mut chars = 0usize;
     let mut max = 0u8;
-    for &b in bytes {
-        // Written branch-free so the loop vectorises.
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        let mut n = 0u8;
+        let mut m = 0u8;
+        for &b in block {
+            n += u8::from((b as i8) >= -0x40);
+            m = m.max(b);
+        }
+        chars += usize::from(n);
+        max = max.max(m);
+    }
+    for &b in blocks.remainder() {
         chars += usize::from((b as i8) >= -0x40);
         max = max.max(b);
     }
@@ -148,6 +160,14 @@ mod tests {
             }
         );
         assert_eq!(shape(b"").chars, 0);
+        let long = "é".repeat(40) + &"a".repeat(37) + "東";
+        assert_eq!(
+            shape(long.as_bytes()),
+            Shape {
+                chars: 78,
+                width: Width::Two
+            }
+        );
     }
 
     #[test]

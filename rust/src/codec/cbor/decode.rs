@@ -336,7 +336,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let start = self.pos;
         let short = match self.data.get(start) {
             Some(&ib) if ib >> 5 == TEXT && ib & 0x1f < 24 => Some((usize::from(ib & 0x1f), 1)),
-            Some(&ib) if ib == (TEXT << 5 | 24) => {
+            Some(&ib) if ib == (TEXT << 5 | 0x18) => {
                 self.data.get(start + 1).map(|&n| (usize::from(n), 2))
             }
             _ => None,

@@ -53,6 +53,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     /// or None: the whole cost of plain data, dispatched by type pointer.
     /// These writers run no Python code, which is what lets the container
     /// loops hand them borrowed references.
+    #[allow(clippy::inline_always)] // measured: it is the body of every container loop
     #[inline(always)]
     fn scalar(&mut self, obj: &Bound<'py, PyAny>) -> Result<bool> {
         let ty = fast::type_ptr(obj);
