@@ -187,6 +187,34 @@ mod tests {
     }
 
     #[test]
+    fn long_mixed_text_decodes_at_every_width() {
+        let words = [
+            "café",
+            "naïve",
+            "Straße",
+            "東京",
+            "Привет",
+            "😀 ok",
+            "a",
+            "ÿ",
+            "\u{10ffff}",
+        ];
+        for count in 0..40 {
+            let text = (0..count)
+                .map(|k| words[k % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ");
+            let want: Vec<u32> = text.chars().map(u32::from).collect();
+            assert_eq!(decoded(text.as_bytes()), Some(want.clone()), "{text}");
+            if want.iter().all(|&c| c <= 0xffff) {
+                let mut two = vec![0u16; want.len()];
+                assert!(fill(&text, &mut two));
+                assert!(two.iter().zip(&want).all(|(&a, &b)| u32::from(a) == b));
+            }
+        }
+    }
+
+    #[test]
     fn invalid_utf8_is_refused() {
         for bad in [
             &b"\x80"[..],
