@@ -6,6 +6,7 @@
 
 pub mod cbor;
 mod fast;
+mod gc;
 mod keys;
 pub mod msgpack;
 mod output;

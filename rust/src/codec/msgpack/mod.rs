@@ -101,6 +101,7 @@ fn msgpack_dumps<'py>(
 
 #[pyfunction]
 fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
     with_bytes(data, |bytes| Ok(decode(py, bytes)?))
 }
 
