@@ -61,9 +61,18 @@ pub fn shape(bytes: &[u8]) -> Shape {
         chars += usize::from(n);
         max = max.max(m);
     }
-    for &b in blocks.remainder() {
-        chars += usize::from((b as i8) >= -0x40);
-        max = max.max(b);
+    // The tail goes through the same vector loop, padded with zero bytes,
+    // which count as one character each and never raise the maximum.
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut block = [0u8; 32];
+        block[..tail.len()].copy_from_slice(tail);
+        let mut n = 0u8;
+        for &b in &block {
+            n += u8::from((b as i8) >= -0x40);
+            max = max.max(b);
+        }
+        chars += usize::from(n) - (32 - tail.len());
     }
     let width = match max {
         0x00..=0x7f => Width::Ascii,
