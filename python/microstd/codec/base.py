@@ -23,6 +23,18 @@ class Codec:
     aliases: tuple[str, ...] = ()
     impl: str = "python"
 
+    def __post_init__(self) -> None:
+        # dumps/loads run on every message: unless a subclass overrides them,
+        # they become the encode/decode functions themselves (instance
+        # attributes shadow the methods below), so a call through a codec
+        # costs no extra Python frame. Measured: a third of the time of a
+        # small message's encode through the Rust core.
+        cls = type(self)
+        if cls.dumps is Codec.dumps:
+            object.__setattr__(self, "dumps", self.encode)
+        if cls.loads is Codec.loads:
+            object.__setattr__(self, "loads", self.decode)
+
     def dumps(self, obj: object) -> bytes:
         """Encode `obj`; raises `EncodeError` for what the codec cannot carry."""
         return self.encode(obj)

@@ -5,8 +5,14 @@
 //! formats accept exactly the same type model.
 
 pub mod cbor;
+mod fast;
+mod gc;
+mod keys;
 pub mod msgpack;
+mod output;
+mod text;
 pub mod types;
+pub mod utf8;
 
 use pyo3::prelude::*;
 
@@ -18,6 +24,7 @@ pub const MAX_DEPTH: usize = 256;
 /// Adds the codec functions to `microstd._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_DEPTH", MAX_DEPTH)?;
+    fast::init(m.py())?;
     msgpack::register(m)?;
     cbor::register(m)?;
     Ok(())

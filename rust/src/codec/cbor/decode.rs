@@ -3,26 +3,27 @@
 //! before anything is allocated, so memory stays a small multiple of the input.
 
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyList, PySet, PyString, PyTuple,
-};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFrozenSet, PySet, PyTuple};
 
 use super::float::half_to_f64;
 use super::head::{
     read_head, Head, HeadError, ARRAY, BREAK, BYTES, INDEFINITE, MAP, NINT, SIMPLE, TAG, TEXT, UINT,
 };
 use super::tags;
+use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use crate::codec::types;
-use crate::codec::MAX_DEPTH;
+use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one data item from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    let mut guard = KEY_CACHE.try_lock().ok();
+    let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut d = Decoder {
         py,
         data,
         pos: 0,
-        keys: Vec::new(),
+        keys,
     };
     let value = d.item(0, false)?;
     if d.pos != data.len() {
@@ -34,25 +35,12 @@ pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
     Ok(value)
 }
 
-/// Slots of the map-key cache (a power of two).
-const KEY_SLOTS: usize = 128;
-
 struct Decoder<'a, 'py> {
     py: Python<'py>,
     data: &'a [u8],
     pos: usize,
-    /// Short text keys already made into `str` during this call, by hash:
-    /// records in a list repeat the same keys, and a hit saves a new string.
-    keys: Vec<Option<(&'a [u8], Bound<'py, PyString>)>>,
-}
-
-/// FNV-1a: short keys, cheap and well spread.
-fn key_slot(raw: &[u8]) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in raw {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h as usize & (KEY_SLOTS - 1)
+    /// The shared cache of map keys (None while another decode holds it).
+    keys: Option<&'a mut KeyCache>,
 }
 
 fn major_name(major: u8) -> &'static str {
@@ -142,6 +130,13 @@ impl<'a, 'py> Decoder<'a, 'py> {
     /// Decodes one item; `immutable` is set inside map keys and set members,
     /// where arrays become tuples and sets frozensets so they can be hashed.
     fn item(&mut self, depth: usize, immutable: bool) -> Result<Bound<'py, PyAny>> {
+        // Doubles skip the general head reader: float arrays are all doubles.
+        if let Some((&0xfb, rest)) = self.data[self.pos..].split_first() {
+            if let Some(bits) = rest.first_chunk::<8>() {
+                self.pos += 9;
+                return Ok(fast::new_float(self.py, f64::from_be_bytes(*bits))?);
+            }
+        }
         let (h, start) = self.head()?;
         let py = self.py;
         if h.major == SIMPLE && (20..=23).contains(&h.ai) {
@@ -181,13 +176,12 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 if h.ai == INDEFINITE {
                     let joined = self.chunks(TEXT)?;
                     // Each chunk was validated on its own, so the whole is UTF-8.
-                    let s = std::str::from_utf8(&joined)
-                        .map_err(|_| Error::decode("invalid UTF-8 in text string", start))?;
-                    Ok(PyString::new(py, s).into_any())
+                    text::new_str(py, &joined)?
+                        .ok_or_else(|| Error::decode("invalid UTF-8 in text string", start))
                 } else {
                     let raw = self.take(h.arg, start)?;
-                    let s = utf8(raw, self.pos - raw.len())?;
-                    Ok(PyString::new(py, s).into_any())
+                    let at = self.pos - raw.len();
+                    text::new_str(py, raw)?.ok_or_else(|| utf8_error(raw, at))
                 }
             }
             ARRAY => self.array(h, start, depth, immutable),
@@ -227,8 +221,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 ));
             }
             let chunk = self.take(h.arg, start)?;
-            if major == TEXT {
-                utf8(chunk, self.pos - chunk.len())?;
+            if major == TEXT && crate::codec::utf8::validate(chunk).is_none() {
+                return Err(utf8_error(chunk, self.pos - chunk.len()));
             }
             out.extend_from_slice(chunk);
         }
@@ -257,12 +251,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         immutable: bool,
     ) -> Result<Bound<'py, PyAny>> {
         let inner = Self::nest(depth, start)?;
-        let mut items = Vec::new();
-        if h.ai == INDEFINITE {
-            while !self.at_break()? {
-                items.push(self.item(inner, immutable)?);
-            }
-        } else {
+        if h.ai != INDEFINITE {
             // Every item takes at least one byte.
             if h.arg > self.left() as u64 {
                 return Err(Error::decode(
@@ -274,6 +263,16 @@ impl<'a, 'py> Decoder<'a, 'py> {
                     start,
                 ));
             }
+            if !immutable {
+                return fast::new_list(self.py, h.arg as usize, || self.item(inner, false));
+            }
+        }
+        let mut items = Vec::new();
+        if h.ai == INDEFINITE {
+            while !self.at_break()? {
+                items.push(self.item(inner, immutable)?);
+            }
+        } else {
             items.reserve_exact(h.arg as usize);
             for _ in 0..h.arg {
                 items.push(self.item(inner, immutable)?);
@@ -282,7 +281,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(if immutable {
             PyTuple::new(self.py, items)?.into_any()
         } else {
-            PyList::new(self.py, items)?.into_any()
+            pyo3::types::PyList::new(self.py, items)?.into_any()
         })
     }
 
@@ -300,25 +299,26 @@ impl<'a, 'py> Decoder<'a, 'py> {
             ));
         }
         let inner = Self::nest(depth, start)?;
-        let dict = PyDict::new(self.py);
         if h.ai == INDEFINITE {
+            let dict = PyDict::new(self.py);
             while !self.at_break()? {
                 self.entry(&dict, inner)?;
             }
-        } else {
-            if h.arg > (self.left() / 2) as u64 {
-                return Err(Error::decode(
-                    format!(
-                        "map of {} entries is longer than the {} bytes left",
-                        h.arg,
-                        self.left()
-                    ),
-                    start,
-                ));
-            }
-            for _ in 0..h.arg {
-                self.entry(&dict, inner)?;
-            }
+            return Ok(dict.into_any());
+        }
+        if h.arg > (self.left() / 2) as u64 {
+            return Err(Error::decode(
+                format!(
+                    "map of {} entries is longer than the {} bytes left",
+                    h.arg,
+                    self.left()
+                ),
+                start,
+            ));
+        }
+        let dict = fast::new_dict(self.py, h.arg as usize)?;
+        for _ in 0..h.arg {
+            self.entry(&dict, inner)?;
         }
         Ok(dict.into_any())
     }
@@ -331,32 +331,26 @@ impl<'a, 'py> Decoder<'a, 'py> {
             .map_err(|e| Error::decode(format!("unusable map key: {}", e.value(self.py)), key_at))
     }
 
-    /// A map key: short definite text strings skip the generic path.
+    /// A map key: short definite text strings come from the key cache.
     fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
-        if let Some(&ib) = self.data.get(self.pos) {
-            if ib >> 5 == TEXT && ib & 0x1f < 24 {
-                let start = self.pos;
-                self.pos += 1;
-                let raw = self.take(u64::from(ib & 0x1f), start)?;
-                return self.cached_key(raw, start + 1);
+        let start = self.pos;
+        let short = match self.data.get(start) {
+            Some(&ib) if ib >> 5 == TEXT && ib & 0x1f < 24 => Some((usize::from(ib & 0x1f), 1)),
+            Some(&ib) if ib == (TEXT << 5 | 0x18) => {
+                self.data.get(start + 1).map(|&n| (usize::from(n), 2))
+            }
+            _ => None,
+        };
+        if let Some((n, header)) = short {
+            if n <= MAX_KEY_LEN && self.keys.is_some() {
+                self.pos += header;
+                let at = self.pos;
+                let raw = self.take(n as u64, start)?;
+                let cache = self.keys.as_mut().expect("checked above");
+                return cache.get(self.py, raw)?.ok_or_else(|| utf8_error(raw, at));
             }
         }
         self.item(depth, true)
-    }
-
-    fn cached_key(&mut self, raw: &'a [u8], at: usize) -> Result<Bound<'py, PyAny>> {
-        if self.keys.is_empty() {
-            self.keys.resize_with(KEY_SLOTS, || None);
-        }
-        let slot = key_slot(raw);
-        if let Some((bytes, s)) = &self.keys[slot] {
-            if *bytes == raw {
-                return Ok(s.clone().into_any());
-            }
-        }
-        let s = PyString::new(self.py, utf8(raw, at)?);
-        self.keys[slot] = Some((raw, s.clone()));
-        Ok(s.into_any())
     }
 
     fn tag(
@@ -415,9 +409,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 }
                 tags::simple_type(py)?.call1((h.arg,))?
             }
-            25 => PyFloat::new(py, half_to_f64(h.arg as u16)).into_any(),
-            26 => PyFloat::new(py, f64::from(f32::from_bits(h.arg as u32))).into_any(),
-            27 => PyFloat::new(py, f64::from_bits(h.arg)).into_any(),
+            25 => fast::new_float(py, half_to_f64(h.arg as u16))?,
+            26 => fast::new_float(py, f64::from(f32::from_bits(h.arg as u32)))?,
+            27 => fast::new_float(py, f64::from_bits(h.arg))?,
             _ => {
                 return Err(Error::decode(
                     "break stop code outside an indefinite-length item",
@@ -428,8 +422,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 }
 
-/// `raw` as UTF-8; an error points at the first bad byte (`at` is where `raw` starts).
-fn utf8(raw: &[u8], at: usize) -> Result<&str> {
-    std::str::from_utf8(raw)
-        .map_err(|e| Error::decode("invalid UTF-8 in text string", at + e.valid_up_to()))
+/// The DecodeError for invalid UTF-8 in `raw`, pointing at its first bad
+/// byte (`at` is where `raw` starts).
+fn utf8_error(raw: &[u8], at: usize) -> Error {
+    Error::decode("invalid UTF-8 in text string", at + text::invalid_at(raw))
 }

@@ -4,14 +4,13 @@
 //! allocated, so memory stays a small multiple of the input; every error is
 //! a `DecodeError` carrying the offset of the item that failed.
 
-use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDateTime, PyDict, PyFloat, PyTuple, PyTzInfo};
+use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
-use super::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use super::{fast, timestamp};
+use super::timestamp;
+use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use crate::codec::types::{ext_type, type_name};
-use crate::codec::MAX_DEPTH;
+use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
@@ -50,18 +49,17 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     /// The next `n` bytes; `start` is the item's offset, reported if they are missing.
+    #[inline]
     fn take(&mut self, n: usize, start: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.left() {
-            return Err(Error::decode(
-                format!("truncated {what}: needs {n} bytes, {} left", self.left()),
-                start,
-            ));
+            return Err(truncated(what, n, self.left(), start));
         }
         let bytes = &self.data[self.pos..self.pos + n];
         self.pos += n;
         Ok(bytes)
     }
 
+    #[inline]
     fn fixed<const N: usize>(&mut self, start: usize, what: &str) -> Result<[u8; N]> {
         Ok(self
             .take(N, start, what)?
@@ -69,6 +67,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             .expect("take returns N bytes"))
     }
 
+    #[inline]
     fn len_field(&mut self, width: usize, start: usize, what: &str) -> Result<usize> {
         Ok(match width {
             1 => usize::from(self.fixed::<1>(start, what)?[0]),
@@ -78,6 +77,13 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     fn value(&mut self, depth: usize, key: bool) -> Result<Bound<'py, PyAny>> {
+        // float64 skips the big dispatch below: float arrays are all float64.
+        if let Some((&0xcb, rest)) = self.data[self.pos..].split_first() {
+            if let Some(bits) = rest.first_chunk::<8>() {
+                self.pos += 9;
+                return Ok(fast::new_float(self.py, f64::from_be_bytes(*bits))?);
+            }
+        }
         let py = self.py;
         let start = self.pos;
         let Some(&b) = self.data.get(start) else {
@@ -103,9 +109,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
             }
             0xca => {
                 let v = f32::from_be_bytes(self.fixed(start, "float32")?);
-                PyFloat::new(py, f64::from(v)).into_any()
+                fast::new_float(py, f64::from(v))?
             }
-            0xcb => PyFloat::new(py, f64::from_be_bytes(self.fixed(start, "float64")?)).into_any(),
+            0xcb => fast::new_float(py, f64::from_be_bytes(self.fixed(start, "float64")?))?,
             0xcc => int_obj(py, i64::from(self.fixed::<1>(start, "uint8")?[0])),
             0xcd => int_obj(
                 py,
@@ -163,7 +169,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
         let at = self.pos;
         let bytes = self.take(n, start, "str")?;
-        match fast::new_str(self.py, bytes)? {
+        match text::new_str(self.py, bytes)? {
             Some(obj) => Ok(obj),
             None => Err(utf8_error(bytes, at)),
         }
@@ -217,18 +223,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             }
             return Ok(PyTuple::new(self.py, items)?.into_any());
         }
-        let len = ffi::Py_ssize_t::try_from(n).expect("at most the input length");
-        // SAFETY: PyList_New returns a new reference to a list of `len` NULL slots,
-        // or NULL with an exception set (handled by from_owned_ptr_or_err).
-        let list = unsafe { Bound::from_owned_ptr_or_err(self.py, ffi::PyList_New(len))? };
-        for i in 0..len {
-            let item = self.value(depth + 1, false)?;
-            // SAFETY: `list` is a fresh list of `len` slots, `i < len`, and slot `i` is
-            // still NULL; SET_ITEM steals the new reference `into_ptr` hands over. On an
-            // early return the remaining NULL slots are fine: list dealloc uses XDECREF.
-            unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i, item.into_ptr()) };
-        }
-        Ok(list)
+        fast::new_list(self.py, n, || self.value(depth + 1, false))
     }
 
     fn map(&mut self, n: usize, start: usize, depth: usize) -> Result<Bound<'py, PyAny>> {
@@ -242,7 +237,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 start,
             ));
         }
-        let dict = PyDict::new(self.py);
+        let dict = fast::new_dict(self.py, n)?;
         for _ in 0..n {
             let key_at = self.pos;
             let key = self.key(depth + 1)?;
@@ -270,12 +265,18 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn truncated(what: &str, n: usize, left: usize, start: usize) -> Error {
+    Error::decode(
+        format!("truncated {what}: needs {n} bytes, {left} left"),
+        start,
+    )
+}
+
 /// The DecodeError for invalid UTF-8 starting at `at`, pointing at the first bad byte.
 fn utf8_error(bytes: &[u8], at: usize) -> Error {
-    let valid = std::str::from_utf8(bytes)
-        .err()
-        .map_or(0, |e| e.valid_up_to());
-    Error::decode("invalid UTF-8 in str", at + valid)
+    Error::decode("invalid UTF-8 in str", at + text::invalid_at(bytes))
 }
 
 fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {

@@ -6,17 +6,15 @@
 
 mod decode;
 mod encode;
-mod fast;
-mod keys;
 pub mod timestamp;
 pub mod wire;
 
 use pyo3::buffer::PyUntypedBuffer;
-use std::cell::RefCell;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
+use crate::codec::output;
 use crate::errors::Result;
 use encode::Encoder;
 
@@ -91,15 +89,6 @@ pub fn with_bytes<T>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<
     f(&copy)
 }
 
-/// Output buffers kept above this size are released after the call.
-const KEEP_BUFFER: usize = 1 << 20;
-
-thread_local! {
-    /// One output buffer per thread, reused across `msgpack_dumps` calls so a
-    /// call does not pay for growing a fresh Vec from empty.
-    static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
-}
-
 #[pyfunction]
 #[pyo3(signature = (obj, *, default=None, sort_keys=false))]
 fn msgpack_dumps<'py>(
@@ -108,25 +97,15 @@ fn msgpack_dumps<'py>(
     sort_keys: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let default = default.filter(|d| !d.is_none());
-    BUFFER.with(|cell| {
-        // A `default` hook that itself calls msgpack_dumps finds the buffer
-        // taken and uses a fresh one.
-        let Ok(mut out) = cell.try_borrow_mut() else {
-            let out = encode_with(obj, default, sort_keys)?;
-            return Ok(PyBytes::new(obj.py(), &out));
-        };
-        out.clear();
-        let result = encode_into(obj, &mut out, default, sort_keys);
-        let bytes = result.map(|()| PyBytes::new(obj.py(), &out));
-        if out.capacity() > KEEP_BUFFER {
-            *out = Vec::with_capacity(4096);
-        }
-        Ok(bytes?)
+    output::with_buffer(|out| {
+        encode_into(obj, out, default, sort_keys)?;
+        Ok(PyBytes::new(obj.py(), out))
     })
 }
 
 #[pyfunction]
 fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
     with_bytes(data, |bytes| Ok(decode(py, bytes)?))
 }
 

@@ -49,15 +49,18 @@ use marker::{
 /// Largest length any msgpack header can carry.
 pub const MAX_LEN: usize = u32::MAX as usize;
 
+#[inline]
 pub fn write_nil(out: &mut Vec<u8>) {
     out.push(NIL);
 }
 
+#[inline]
 pub fn write_bool(out: &mut Vec<u8>, v: bool) {
     out.push(if v { TRUE } else { FALSE });
 }
 
 /// A non-negative integer in its smallest form.
+#[inline]
 pub fn write_uint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
@@ -76,6 +79,7 @@ pub fn write_uint(out: &mut Vec<u8>, v: u64) {
 }
 
 /// A signed integer in its smallest form; non-negative values use the uint formats.
+#[inline]
 pub fn write_int(out: &mut Vec<u8>, v: i64) {
     if v >= 0 {
         write_uint(out, v as u64);
@@ -96,11 +100,13 @@ pub fn write_int(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Always float64, as `msgpack.packb` does by default.
+#[inline]
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     out.push(FLOAT64);
     out.extend_from_slice(&v.to_be_bytes());
 }
 
+#[inline]
 fn write_len(out: &mut Vec<u8>, len: usize, m8: Option<u8>, m16: u8, m32: u8) {
     match m8 {
         Some(m8) if u8::try_from(len).is_ok() => out.extend_from_slice(&[m8, len as u8]),
@@ -117,6 +123,12 @@ fn write_len(out: &mut Vec<u8>, len: usize, m8: Option<u8>, m16: u8, m32: u8) {
 
 /// A str header followed by the UTF-8 bytes; `s.len()` must be at most [`MAX_LEN`].
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_utf8(out, s.as_bytes());
+}
+
+/// [`write_str`] for bytes already known to be UTF-8.
+#[inline]
+pub fn write_utf8(out: &mut Vec<u8>, s: &[u8]) {
     let len = s.len();
     out.reserve(len + 5);
     if len < 32 {
@@ -124,7 +136,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     } else {
         write_len(out, len, Some(STR8), STR16, STR32);
     }
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
 }
 
 /// A bin header followed by the bytes; `b.len()` must be at most [`MAX_LEN`].
@@ -134,6 +146,7 @@ pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+#[inline]
 pub fn write_array_header(out: &mut Vec<u8>, len: usize) {
     if len < 16 {
         out.push(0x90 | len as u8);
@@ -142,6 +155,7 @@ pub fn write_array_header(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+#[inline]
 pub fn write_map_header(out: &mut Vec<u8>, len: usize) {
     if len < 16 {
         out.push(0x80 | len as u8);

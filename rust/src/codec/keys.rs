@@ -1,13 +1,13 @@
 //! A small cache of decoded map keys, as orjson and ormsgpack keep: the same
 //! short keys come back in message after message, and reusing the `str`
 //! object saves its allocation and, because a str caches its hash, the
-//! hashing when it is inserted into the dict.
+//! hashing when it is inserted into the dict. Both decoders share it.
 
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
-use super::fast;
+use crate::codec::text;
 
 /// Keys longer than this are not cached: long keys are rarely repeated.
 pub const MAX_KEY_LEN: usize = 32;
@@ -51,7 +51,7 @@ impl KeyCache {
                 return Ok(Some(hit.value.bind(py).clone()));
             }
         }
-        let Some(value) = fast::new_str(py, bytes)? else {
+        let Some(value) = text::new_str(py, bytes)? else {
             return Ok(None);
         };
         let mut stored = [0; MAX_KEY_LEN];

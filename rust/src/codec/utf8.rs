@@ -1,0 +1,254 @@
+//! UTF-8 to Python's str storage, pure Rust.
+//!
+//! CPython keeps a str as one array of 1, 2 or 4 byte code units, the
+//! narrowest that holds its largest character. Its own UTF-8 decoder starts
+//! narrow and widens (copying) each time it meets a larger character; the
+//! profile of the non-ASCII benchmark showed that widening dominating. Here
+//! one vectorisable pass sizes the string exactly, so it is allocated once
+//! at its final width; SIMD validation and std's (unchecked) char decoder
+//! then fill it.
+
+/// Which code-unit width a str needs, and how many characters it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Characters, counting each byte that does not continue a sequence.
+    pub chars: usize,
+    pub width: Width,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// All ASCII: the bytes are the str's storage as they are.
+    Ascii,
+    /// Latin-1 (up to U+00FF), one byte per character.
+    One,
+    /// Up to U+FFFF, two bytes per character.
+    Two,
+    /// Beyond U+FFFF, four bytes per character.
+    Four,
+}
+
+impl Width {
+    /// The `maxchar` to hand `PyUnicode_New` for this width.
+    pub fn max_char(self) -> u32 {
+        match self {
+            Width::Ascii => 0x7f,
+            Width::One => 0xff,
+            Width::Two => 0xffff,
+            Width::Four => 0x10_ffff,
+        }
+    }
+}
+
+/// The shape `bytes` has if they are valid UTF-8 (the decode pass checks that).
+///
+/// The largest byte decides the width: lead bytes `C2..C3` start Latin-1
+/// characters, `C4..EF` characters up to U+FFFF, `F0..F4` the rest; a
+/// continuation byte (`80..BF`) is below every multi-byte lead.
+pub fn shape(bytes: &[u8]) -> Shape {
+    // Byte-wide counters over 32-byte blocks (they cannot overflow there)
+    // let the compiler vectorise the loop with SSE2's byte compares.
+    let mut chars = 0usize;
+    let mut max = 0u8;
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        let mut n = 0u8;
+        let mut m = 0u8;
+        for &b in block {
+            n += u8::from((b as i8) >= -0x40);
+            m = m.max(b);
+        }
+        chars += usize::from(n);
+        max = max.max(m);
+    }
+    // The tail goes through the same vector loop, padded with zero bytes,
+    // which count as one character each and never raise the maximum.
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut block = [0u8; 32];
+        block[..tail.len()].copy_from_slice(tail);
+        let mut n = 0u8;
+        for &b in &block {
+            n += u8::from((b as i8) >= -0x40);
+            max = max.max(b);
+        }
+        chars += usize::from(n) - (32 - tail.len());
+    }
+    let width = match max {
+        0x00..=0x7f => Width::Ascii,
+        0x80..=0xc3 => Width::One,
+        0xc4..=0xef => Width::Two,
+        _ => Width::Four,
+    };
+    Shape { chars, width }
+}
+
+/// A code unit of one str width.
+pub trait Unit: Copy {
+    fn from_char(c: u32) -> Option<Self>;
+}
+
+impl Unit for u8 {
+    #[inline]
+    fn from_char(c: u32) -> Option<Self> {
+        u8::try_from(c).ok()
+    }
+}
+
+impl Unit for u16 {
+    #[inline]
+    fn from_char(c: u32) -> Option<Self> {
+        u16::try_from(c).ok()
+    }
+}
+
+impl Unit for u32 {
+    #[inline]
+    fn from_char(c: u32) -> Option<Self> {
+        Some(c)
+    }
+}
+
+/// `bytes` as a str if they are valid UTF-8 (RFC 3629: no overlongs, no
+/// surrogates, nothing past U+10FFFF). SIMD-validated: on text that is not
+/// ASCII, std's validator was as slow as CPython's whole decoder.
+#[inline]
+pub fn validate(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
+/// Writes the characters of `s` into exactly `dst.len()` code units; false
+/// when `s` does not have the shape `dst` was sized for (then `dst` may be
+/// partly written).
+#[inline]
+pub fn fill<T: Unit>(s: &str, dst: &mut [T]) -> bool {
+    let mut chars = s.chars();
+    for slot in dst.iter_mut() {
+        let Some(unit) = chars.next().and_then(|c| T::from_char(u32::from(c))) else {
+            return false;
+        };
+        *slot = unit;
+    }
+    chars.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(bytes: &[u8]) -> Option<Vec<u32>> {
+        let text = validate(bytes)?;
+        let mut out = vec![0u32; shape(bytes).chars];
+        fill(text, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn shapes_pick_the_narrowest_width() {
+        assert_eq!(shape(b"abc").width, Width::Ascii);
+        assert_eq!(
+            shape("café".as_bytes()),
+            Shape {
+                chars: 4,
+                width: Width::One
+            }
+        );
+        assert_eq!(shape("ÿ".as_bytes()).width, Width::One);
+        assert_eq!(shape("Ā".as_bytes()).width, Width::Two);
+        assert_eq!(
+            shape("東京".as_bytes()),
+            Shape {
+                chars: 2,
+                width: Width::Two
+            }
+        );
+        assert_eq!(
+            shape("a😀".as_bytes()),
+            Shape {
+                chars: 2,
+                width: Width::Four
+            }
+        );
+        assert_eq!(shape(b"").chars, 0);
+        let long = "é".repeat(40) + &"a".repeat(37) + "東";
+        assert_eq!(
+            shape(long.as_bytes()),
+            Shape {
+                chars: 78,
+                width: Width::Two
+            }
+        );
+    }
+
+    #[test]
+    fn valid_text_decodes_like_std() {
+        for text in [
+            "",
+            "plain",
+            "café ÿ",
+            "Straße",
+            "東京 Привет",
+            "😀 ok \u{10ffff}",
+            "\u{7ff}\u{800}\u{ffff}",
+        ] {
+            let want: Vec<u32> = text.chars().map(u32::from).collect();
+            assert_eq!(decoded(text.as_bytes()), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn long_mixed_text_decodes_at_every_width() {
+        let words = [
+            "café",
+            "naïve",
+            "Straße",
+            "東京",
+            "Привет",
+            "😀 ok",
+            "a",
+            "ÿ",
+            "\u{10ffff}",
+        ];
+        for count in 0..40 {
+            let text = (0..count)
+                .map(|k| words[k % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ");
+            let want: Vec<u32> = text.chars().map(u32::from).collect();
+            assert_eq!(decoded(text.as_bytes()), Some(want.clone()), "{text}");
+            if want.iter().all(|&c| c <= 0xffff) {
+                let mut two = vec![0u16; want.len()];
+                assert!(fill(&text, &mut two));
+                assert!(two.iter().zip(&want).all(|(&a, &b)| u32::from(a) == b));
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        for bad in [
+            &b"\x80"[..],
+            b"\xc0\xaf",         // overlong
+            b"\xc3",             // truncated
+            b"\xe0\x80\xaf",     // overlong
+            b"\xed\xa0\x80",     // surrogate
+            b"\xf0\x8f\xbf\xbf", // overlong
+            b"\xf4\x90\x80\x80", // past U+10FFFF
+            b"\xf5\x80\x80\x80",
+            b"\xe6\x9d",
+            b"a\xffb",
+        ] {
+            assert_eq!(decoded(bad), None, "{bad:?}");
+            assert!(std::str::from_utf8(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_narrow_buffer_is_refused_not_truncated() {
+        let mut one = [0u8; 1];
+        assert!(!fill("Ā", &mut one));
+        let mut short = [0u32; 0];
+        assert!(!fill("a", &mut short));
+        let mut long = [0u16; 2];
+        assert!(!fill("a", &mut long));
+    }
+}

@@ -1,0 +1,163 @@
+"""The Rust codecs' fast paths: borrowed container items, exact-width strs, direct codecs.
+
+The encoders read plain items of dicts and lists without taking references;
+a `default=` hook that mutates the container under them must end in an
+EncodeError, never a crash. The decoders build strs at their final width;
+a str of the wrong width would compare unequal to the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from microstd import _core, codec
+from microstd.codec import Codec
+from microstd.errors import DecodeError, EncodeError
+
+ENCODERS = {"msgpack": _core.msgpack_dumps, "cbor": _core.cbor_dumps}
+DECODERS = {
+    "msgpack": (_core.msgpack_dumps, _core.msgpack_loads),
+    "cbor": (_core.cbor_dumps, _core.cbor_loads),
+}
+
+
+class Unknown:
+    """Outside the type model: handed to the `default=` hook."""
+
+
+@pytest.fixture(params=sorted(ENCODERS))
+def dumps(request: pytest.FixtureRequest) -> Callable[..., bytes]:
+    return ENCODERS[request.param]
+
+
+def test_a_hook_emptying_the_dict_being_encoded_is_an_error(
+    dumps: Callable[..., bytes],
+) -> None:
+    doc: dict[str, object] = {"a": Unknown(), "b": "x" * 100, "c": 12345678901}
+
+    def hook(obj: object) -> object:
+        doc.clear()
+        return 1
+
+    with pytest.raises(EncodeError, match="changed size"):
+        dumps(doc, default=hook)
+
+
+def test_a_hook_emptying_the_list_being_encoded_is_an_error(
+    dumps: Callable[..., bytes],
+) -> None:
+    items: list[object] = [Unknown(), "y" * 100, 2.5, None]
+
+    def hook(obj: object) -> object:
+        items.clear()
+        return 1
+
+    with pytest.raises(EncodeError, match="changed size"):
+        dumps(items, default=hook)
+
+
+def test_a_hook_that_replaces_later_items_encodes_the_new_ones(dumps: Callable[..., bytes]) -> None:
+    items: list[object] = [Unknown(), "old " * 30]
+    doc: dict[str, object] = {"k": Unknown(), "v": "old " * 30}
+
+    def hook(obj: object) -> object:
+        items[1] = "new"
+        doc["v"] = "new"
+        return 0
+
+    assert dumps(items, default=hook) == dumps([0, "new"])
+    assert dumps(doc, default=hook) == dumps({"k": 0, "v": "new"})
+
+
+def test_an_error_after_a_hook_names_the_key_it_happened_at(dumps: Callable[..., bytes]) -> None:
+    doc: dict[str, object] = {"first": Unknown()}
+
+    def hook(obj: object) -> object:
+        doc.clear()  # the key "first" now lives only in the encoder
+        return "\ud800"  # and this cannot be encoded
+
+    with pytest.raises(EncodeError, match="surrogate") as caught:
+        dumps(doc, default=hook)
+    assert caught.value.path == "$.first"
+
+
+TEXTS = [
+    "",
+    "plain ascii",
+    "café naïve ÿ",  # Latin-1: one byte per character
+    "Straße 東京 Привет",  # two bytes per character
+    "😀 ok \U0010ffff",  # four bytes per character
+    "x" * 40 + "é" * 40 + "東" * 40,
+]
+
+
+@pytest.mark.parametrize("fmt", sorted(DECODERS))
+@pytest.mark.parametrize("text", TEXTS)
+def test_decoded_strs_equal_the_original_at_every_width(fmt: str, text: str) -> None:
+    dumps, loads = DECODERS[fmt]
+    doc = {text: [text, {"k": text}]}
+    decoded = loads(dumps(doc))
+    assert decoded == doc
+    assert [len(k) for k in decoded] == [len(text)]
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"),
+    [
+        (b"\xa4ab\xc3(", 3),  # msgpack fixstr, bad continuation byte
+        (b"\xa3\xed\xa0\x80", 1),  # a surrogate
+        (b"\x81\xa2k\xff\x01", 3),  # a bad map key
+    ],
+)
+def test_invalid_utf8_in_msgpack_names_the_first_bad_byte(data: bytes, offset: int) -> None:
+    with pytest.raises(DecodeError) as caught:
+        _core.msgpack_loads(data)
+    assert caught.value.offset == offset
+
+
+@pytest.mark.parametrize(
+    ("data", "offset"),
+    [
+        (b"\x64ab\xc3(", 3),  # CBOR text, bad continuation byte
+        (b"\xa1\x62k\xff\x01", 3),  # a bad map key
+        (b"\xa1\x78\x02k\xff\x01", 4),  # a bad map key with a one-byte length
+    ],
+)
+def test_invalid_utf8_in_cbor_names_the_first_bad_byte(data: bytes, offset: int) -> None:
+    with pytest.raises(DecodeError) as caught:
+        _core.cbor_loads(data)
+    assert caught.value.offset == offset
+
+
+def test_big_and_small_ints_keep_their_value(dumps: Callable[..., bytes]) -> None:
+    loads = _core.msgpack_loads if dumps is _core.msgpack_dumps else _core.cbor_loads
+    values = [0, 1, -1, 2**30 - 1, 2**30, -(2**30), 2**31, 2**62, -(2**63), 2**64 - 1, True, False]
+    assert loads(dumps(values)) == values
+
+
+def test_registry_codecs_call_the_core_with_no_wrapper() -> None:
+    for content_type, fn in [
+        ("application/msgpack", _core.msgpack_dumps),
+        ("application/cbor", _core.cbor_dumps),
+    ]:
+        c = codec.get(content_type)
+        assert c.dumps is fn
+        assert c.dumps({"a": [1]}) == fn({"a": [1]})
+
+
+def test_a_codec_subclass_keeps_its_own_dumps_and_loads() -> None:
+    class Shouting(Codec):
+        def dumps(self, obj: object) -> bytes:
+            return super().dumps(obj).upper()
+
+        def loads(self, data: bytes) -> object:
+            return super().loads(data.lower())
+
+    c = Shouting("text/x-shout", lambda obj: str(obj).encode(), lambda b: bytes(b).decode())
+    assert c.dumps("hi") == b"HI"
+    assert c.loads(b"HI") == "hi"
+    plain = Codec("text/x-plain", lambda obj: str(obj).encode(), lambda b: bytes(b).decode())
+    assert plain.dumps("hi") == b"hi"
+    assert plain == Codec("text/x-plain", plain.encode, plain.decode)
