@@ -12,6 +12,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple, Py
 
 use crate::codec::msgpack;
 use crate::errors::{EncodeError, Error, Result};
+use crate::store::entry::Packed;
 use crate::store::memory::{Condition, TAG_ENCODED, TAG_RAW};
 use crate::store::watch::{RawEvent, Snapshot};
 
@@ -237,20 +238,51 @@ fn fast_instance<'py>(
     Ok(obj)
 }
 
-/// A `microstd.store.base.Record` for `snap`.
-pub fn record<'py>(
+/// What a `Record` is made of, wherever it was copied to: a `Packed` record
+/// of a bulk read, or a watch event's `Snapshot`.
+pub struct Parts<'a, M> {
+    /// Tag byte and payload.
+    pub value: &'a [u8],
+    pub metadata: M,
+    pub revision: u64,
+    pub deadline: Option<u64>,
+}
+
+impl<'a> Parts<'a, ()> {
+    pub fn packed(p: Packed<'a>) -> Parts<'a, impl Iterator<Item = (&'a str, &'a str)>> {
+        Parts {
+            value: p.value(),
+            metadata: p.metadata(),
+            revision: p.revision(),
+            deadline: p.deadline(),
+        }
+    }
+
+    pub fn snapshot(s: &'a Snapshot) -> Parts<'a, impl Iterator<Item = (&'a str, &'a str)>> {
+        Parts {
+            value: &s.value,
+            metadata: s.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            revision: s.revision,
+            deadline: s.deadline,
+        }
+    }
+}
+
+/// A `microstd.store.base.Record` under `key`, its value decoded straight
+/// from the copied bytes.
+pub fn record<'py, 'a>(
     py: Python<'py>,
     codec: &ValueCodec,
     clock: &Clock,
     key: Bound<'py, PyAny>,
-    snap: &Snapshot,
+    parts: Parts<'a, impl Iterator<Item = (&'a str, &'a str)>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let value = codec.decode(py, &snap.value)?;
+    let value = codec.decode(py, parts.value)?;
     let metadata = PyDict::new(py);
-    for (k, v) in &snap.metadata {
+    for (k, v) in parts.metadata {
         metadata.set_item(k, v)?;
     }
-    let expires_at = match snap.deadline {
+    let expires_at = match parts.deadline {
         Some(d) => PyFloat::new(py, clock.wall(d)).into_any(),
         None => py.None().into_bound(py),
     };
@@ -264,11 +296,38 @@ pub fn record<'py>(
             (intern!(py, "metadata"), metadata.into_any()),
             (
                 intern!(py, "revision"),
-                snap.revision.into_pyobject(py)?.into_any(),
+                parts.revision.into_pyobject(py)?.into_any(),
             ),
             (intern!(py, "expires_at"), expires_at),
         ],
     )
+}
+
+/// A new `str` holding `key`. Keys are nearly always ASCII, and an ASCII str
+/// is one allocation and a copy, without CPython's UTF-8 decoder: the bulk of
+/// a `list()` is making these.
+pub fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    if key.is_ascii() {
+        let len = ffi::Py_ssize_t::try_from(key.len()).expect("a str's length fits isize");
+        // SAFETY: PyUnicode_New(len, 127) returns a compact ASCII str with room
+        // for exactly `len` one-byte characters, or NULL with an exception set
+        // (only on memory exhaustion, where we fall back to PyString::new and
+        // its error handling). Every character is written before anyone else
+        // sees the object.
+        unsafe {
+            let obj = ffi::PyUnicode_New(len, 127);
+            if !obj.is_null() {
+                std::ptr::copy_nonoverlapping(
+                    key.as_ptr(),
+                    ffi::PyUnicode_DATA(obj).cast::<u8>(),
+                    key.len(),
+                );
+                return Bound::from_owned_ptr(py, obj).cast_into_unchecked();
+            }
+            ffi::PyErr_Clear();
+        }
+    }
+    PyString::new(py, key)
 }
 
 /// A `microstd.store.base.Event` for `event`.
@@ -280,7 +339,7 @@ pub fn event<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let key = PyString::new(py, &event.key).into_any();
     let record = match &event.record {
-        Some(snap) => record(py, codec, clock, key.clone(), snap)?,
+        Some(snap) => record(py, codec, clock, key.clone(), Parts::snapshot(snap))?,
         None => py.None().into_bound(py),
     };
     fast_instance(

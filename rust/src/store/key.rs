@@ -48,6 +48,14 @@ impl Borrow<str> for Key {
     }
 }
 
+// Byte order is `str` order, so range bounds that are not whole UTF-8
+// strings (the end of a prefix's range) can be searched for too.
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()

@@ -22,7 +22,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::errors::{Error, Result};
-use crate::store::entry::Entry;
+use crate::store::entry::{Batch, Entry};
 use crate::store::key::Key;
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
 
@@ -77,6 +77,20 @@ pub struct Write {
     pub ttl: Option<u64>,
 }
 
+/// The first byte string past every key that starts with `prefix`, or None
+/// when no such bound exists (an empty prefix, or one of only 0xFF bytes,
+/// which UTF-8 never holds).
+fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// The ordered in-memory store. Not thread-safe by itself: the binding wraps
 /// it in a mutex.
 #[derive(Debug, Default)]
@@ -127,20 +141,18 @@ impl MemoryStore {
         self.live_revision(key, now).is_some()
     }
 
-    /// Copies of the live records among `keys`, with each one's position in `keys`.
-    pub fn read_many<'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k str>,
-        now: u64,
-    ) -> Vec<(usize, Snapshot)> {
+    /// Copies of the live records among `keys`, each tagged with its
+    /// position in `keys`, packed into one buffer.
+    pub fn read_many<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>, now: u64) -> Batch {
         self.sweep(now, SWEEP_BUDGET);
-        keys.into_iter()
-            .enumerate()
-            .filter_map(|(i, key)| {
-                let entry = self.records.get(key)?;
-                (!entry.expired(now)).then(|| (i, entry.snapshot()))
-            })
-            .collect()
+        let keys = keys.into_iter();
+        let mut batch = Batch::with_capacity(keys.size_hint().0);
+        for (i, key) in keys.enumerate() {
+            if let Some(entry) = self.records.get(key).filter(|e| !e.expired(now)) {
+                batch.push(i, entry);
+            }
+        }
+        batch
     }
 
     /// Live keys starting with `prefix` and ending with `suffix`, sorted, then
@@ -171,10 +183,21 @@ impl MemoryStore {
         // When no deadline has passed, no record can be expired: skip reading
         // each record's deadline (it lives in the record's own allocation).
         let any_due = self.next_deadline().is_some_and(|d| d <= now);
+        // Both ends of the prefix's range are found once, by two descents of
+        // the tree; the walk between them compares no key against the prefix.
+        let end = prefix_end(prefix);
+        let range = match &end {
+            Some(end) => (
+                Bound::Included(prefix.as_bytes()),
+                Bound::Excluded(&end[..]),
+            ),
+            None => (Bound::Included(prefix.as_bytes()), Bound::Unbounded),
+        };
         self.records
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.as_str().starts_with(prefix))
-            .filter(move |(k, e)| k.as_str().ends_with(suffix) && !(any_due && e.expired(now)))
+            .range::<[u8], _>(range)
+            .filter(move |(k, e)| {
+                (suffix.is_empty() || k.as_str().ends_with(suffix)) && !(any_due && e.expired(now))
+            })
             .skip(offset)
             .take(limit.unwrap_or(usize::MAX))
             .map(|(k, _)| k.as_str())

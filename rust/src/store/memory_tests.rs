@@ -125,6 +125,22 @@ fn list_filters_then_pages_in_order() {
 }
 
 #[test]
+fn list_range_ends_exactly_after_the_prefix() {
+    let mut s = MemoryStore::default();
+    for k in [
+        "é", "é/1", "éa", "ê", "e", "f", "\u{7f}", "\u{7f}x", "\u{80}",
+    ] {
+        put(&mut s, k, b"v", 0);
+    }
+    assert_eq!(s.list("é", "", None, 0, 0), vec!["é", "é/1", "éa"]);
+    assert_eq!(s.list("e", "", None, 0, 0), vec!["e"]);
+    assert_eq!(s.list("\u{7f}", "", None, 0, 0), vec!["\u{7f}", "\u{7f}x"]);
+    assert_eq!(s.list("\u{10ffff}", "", None, 0, 0), Vec::<String>::new());
+    assert_eq!(prefix_end("a\u{7f}"), Some(b"a\x80".to_vec()));
+    assert_eq!(prefix_end(""), None);
+}
+
+#[test]
 fn byte_accounting_follows_overwrites_and_metadata() {
     let mut s = MemoryStore::default();
     let mut write = w("key", b"12345", None);
@@ -236,10 +252,13 @@ fn read_many_keeps_order_and_skips_missing() {
         .unwrap();
     let got: Vec<_> = s
         .read_many(["b", "zz", "a", "c"], 5)
-        .into_iter()
-        .map(|(k, _)| k)
+        .iter()
+        .map(|(k, p)| (k, p.value().to_vec()))
         .collect();
-    assert_eq!(got, vec![0, 2]);
+    assert_eq!(
+        got,
+        vec![(0, vec![TAG_ENCODED, b'2']), (2, vec![TAG_ENCODED, b'1'])]
+    );
 }
 
 #[test]

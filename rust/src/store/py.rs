@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::errors::{Closed, Error};
-use crate::store::convert::{self, Clock, ValueCodec};
+use crate::store::convert::{self, Clock, Parts, ValueCodec};
 use crate::store::memory::{Limits, MemoryStore, Write, SWEEP_BUDGET};
 use crate::store::watch::{Drained, WatchQueue};
 
@@ -165,7 +165,13 @@ impl RustMemoryStore {
     fn read<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let k = convert::key_str(key)?;
         match self.with(py, |s, now| s.read(k, now)) {
-            Some(snap) => convert::record(py, &self.codec, &self.clock, key.clone(), &snap),
+            Some(snap) => convert::record(
+                py,
+                &self.codec,
+                &self.clock,
+                key.clone(),
+                Parts::snapshot(&snap),
+            ),
             None => Err(Error::NotFound(format!("no record for key {k:?}")).into()),
         }
     }
@@ -183,12 +189,16 @@ impl RustMemoryStore {
             .collect::<PyResult<_>>()?;
         let found = self.with_detached(py, |s, now| s.read_many(strs.iter().copied(), now));
         let out = PyDict::new(py);
-        for (i, snap) in &found {
-            let key = &objs[*i];
-            out.set_item(
-                key,
-                convert::record(py, &self.codec, &self.clock, key.clone(), snap)?,
+        for (i, packed) in found.iter() {
+            let key = &objs[i];
+            let record = convert::record(
+                py,
+                &self.codec,
+                &self.clock,
+                key.clone(),
+                Parts::packed(packed),
             )?;
+            out.set_item(key, record)?;
         }
         Ok(out)
     }
@@ -263,10 +273,13 @@ impl RustMemoryStore {
         // start while it is held. The list is made after unlocking.
         if let Ok(mut store) = self.inner.try_lock() {
             let now = self.clock.now();
-            let keys: Vec<Bound<'py, PyString>> = store
-                .list_iter(prefix, suffix, limit, offset, now)
-                .map(|k| PyString::new(py, k))
-                .collect();
+            // A page is usually small; the first regrowths are cheap anyway.
+            let mut keys = Vec::with_capacity(limit.unwrap_or(usize::MAX).min(128));
+            keys.extend(
+                store
+                    .list_iter(prefix, suffix, limit, offset, now)
+                    .map(|k| convert::key_object(py, k)),
+            );
             let woken = store.take_woken();
             drop(store);
             self.wake(py, &woken);
