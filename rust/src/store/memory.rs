@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::errors::{Error, Result};
 use crate::store::entry::{Batch, Entry};
-use crate::store::key::Key;
+use crate::store::key::{Key, KeyBytes};
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
 
 /// First byte of a stored value: the payload is the codec's encoding.
@@ -128,7 +128,7 @@ impl MemoryStore {
     /// A copy of the live record under `key`.
     pub fn read(&mut self, key: &str, now: u64) -> Option<Snapshot> {
         self.sweep(now, SWEEP_BUDGET);
-        let entry = self.records.get(key)?;
+        let entry = self.records.get(KeyBytes::of(key))?;
         if entry.expired(now) {
             self.remove(key, EventKind::Expire);
             return None;
@@ -148,7 +148,11 @@ impl MemoryStore {
         let keys = keys.into_iter();
         let mut batch = Batch::with_capacity(keys.size_hint().0);
         for (i, key) in keys.enumerate() {
-            if let Some(entry) = self.records.get(key).filter(|e| !e.expired(now)) {
+            if let Some(entry) = self
+                .records
+                .get(KeyBytes::of(key))
+                .filter(|e| !e.expired(now))
+            {
                 batch.push(i, entry);
             }
         }
@@ -188,13 +192,13 @@ impl MemoryStore {
         let end = prefix_end(prefix);
         let range = match &end {
             Some(end) => (
-                Bound::Included(prefix.as_bytes()),
-                Bound::Excluded(&end[..]),
+                Bound::Included(KeyBytes::of(prefix)),
+                Bound::Excluded(KeyBytes::new(end)),
             ),
-            None => (Bound::Included(prefix.as_bytes()), Bound::Unbounded),
+            None => (Bound::Included(KeyBytes::of(prefix)), Bound::Unbounded),
         };
         self.records
-            .range::<[u8], _>(range)
+            .range::<KeyBytes, _>(range)
             .filter(move |(k, e)| {
                 (suffix.is_empty() || k.as_str().ends_with(suffix)) && !(any_due && e.expired(now))
             })
@@ -334,7 +338,10 @@ impl MemoryStore {
 
     /// Removes `key` with an "expire" event if it is past its deadline.
     fn expire_if_due(&mut self, key: &str, now: u64) -> bool {
-        let due = self.records.get(key).is_some_and(|e| e.expired(now));
+        let due = self
+            .records
+            .get(KeyBytes::of(key))
+            .is_some_and(|e| e.expired(now));
         if due {
             self.remove(key, EventKind::Expire);
         }
@@ -344,7 +351,7 @@ impl MemoryStore {
     /// The revision of `key`'s live record; an expired one is removed (with
     /// its "expire" event) on the way. One lookup in the common case.
     fn live_revision(&mut self, key: &str, now: u64) -> Option<u64> {
-        let entry = self.records.get(key)?;
+        let entry = self.records.get(KeyBytes::of(key))?;
         if entry.expired(now) {
             self.remove(key, EventKind::Expire);
             return None;
@@ -365,7 +372,7 @@ impl MemoryStore {
         let event_record = self.has_watchers_for(&key).then(|| entry.snapshot());
         // The old record's index entries go before the new one's are added:
         // both could be the same `(deadline, key)`.
-        match self.records.get_mut(key.as_str()) {
+        match self.records.get_mut(KeyBytes::of(&key)) {
             Some(slot) => {
                 let old = std::mem::replace(slot, entry);
                 self.forget(&key, &old);
@@ -392,7 +399,7 @@ impl MemoryStore {
 
     /// Drops `key`'s record and emits `kind`; false if there was none.
     fn remove(&mut self, key: &str, kind: EventKind) -> bool {
-        match self.records.remove_entry(key) {
+        match self.records.remove_entry(KeyBytes::of(key)) {
             Some((key, old)) => {
                 self.forget(key.as_str(), &old);
                 self.emit(kind, key.as_str(), None);

@@ -3,6 +3,7 @@
 
 mod convert;
 mod entry;
+mod instance;
 pub mod key;
 pub mod memory;
 mod py;
