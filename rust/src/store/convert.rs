@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -271,33 +270,6 @@ pub fn record<'py, 'a>(
             expires_at,
         ],
     )
-}
-
-/// A new `str` holding `key`. Keys are nearly always ASCII, and an ASCII str
-/// is one allocation and a copy, without CPython's UTF-8 decoder: the bulk of
-/// a `list()` is making these.
-pub fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
-    if key.is_ascii() {
-        let len = ffi::Py_ssize_t::try_from(key.len()).expect("a str's length fits isize");
-        // SAFETY: PyUnicode_New(len, 127) returns a compact ASCII str with room
-        // for exactly `len` one-byte characters, or NULL with an exception set
-        // (only on memory exhaustion, where we fall back to PyString::new and
-        // its error handling). Every character is written before anyone else
-        // sees the object.
-        unsafe {
-            let obj = ffi::PyUnicode_New(len, 127);
-            if !obj.is_null() {
-                std::ptr::copy_nonoverlapping(
-                    key.as_ptr(),
-                    ffi::PyUnicode_DATA(obj).cast::<u8>(),
-                    key.len(),
-                );
-                return Bound::from_owned_ptr(py, obj).cast_into_unchecked();
-            }
-            ffi::PyErr_Clear();
-        }
-    }
-    PyString::new(py, key)
 }
 
 /// A `microstd.store.base.Event` for `event`.

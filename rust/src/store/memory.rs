@@ -77,18 +77,31 @@ pub struct Write {
     pub ttl: Option<u64>,
 }
 
+/// What `list` asks for: keys under `prefix` ending with `suffix`, then a page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listing<'a> {
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
 /// The first byte string past every key that starts with `prefix`, or None
 /// when no such bound exists (an empty prefix, or one of only 0xFF bytes,
-/// which UTF-8 never holds).
-fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
+/// which UTF-8 never holds). Written into `stack` when it fits, so a
+/// listing allocates nothing, else into `heap`.
+fn prefix_end<'b>(prefix: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    let bytes = prefix.as_bytes();
+    let last = bytes.iter().rposition(|b| *b < u8::MAX)?;
+    let end = if last < stack.len() {
+        &mut stack[..=last]
+    } else {
+        heap.extend_from_slice(&bytes[..=last]);
+        &mut heap[..]
+    };
+    end[..last].copy_from_slice(&bytes[..last]);
+    end[last] = bytes[last] + 1;
+    Some(end)
 }
 
 /// The ordered in-memory store. Not thread-safe by itself: the binding wraps
@@ -169,42 +182,52 @@ impl MemoryStore {
         offset: usize,
         now: u64,
     ) -> Vec<String> {
-        self.list_iter(prefix, suffix, limit, offset, now)
-            .map(str::to_owned)
-            .collect()
+        let mut out = Vec::new();
+        let listing = Listing {
+            prefix,
+            suffix,
+            limit,
+            offset,
+        };
+        self.list_each(&listing, now, |k| out.push(k.to_owned()));
+        out
     }
 
-    /// `list` as borrowed keys, for callers that convert them in place.
-    pub fn list_iter<'a>(
-        &'a mut self,
-        prefix: &'a str,
-        suffix: &'a str,
-        limit: Option<usize>,
-        offset: usize,
-        now: u64,
-    ) -> impl Iterator<Item = &'a str> + 'a {
+    /// Calls `f` with each key `list` would return, in order, borrowed: for
+    /// callers that convert them in place.
+    pub fn list_each(&mut self, listing: &Listing<'_>, now: u64, mut f: impl FnMut(&str)) {
         self.sweep(now, SWEEP_BUDGET);
+        let mut left = listing.limit.unwrap_or(usize::MAX);
+        if left == 0 {
+            return;
+        }
         // When no deadline has passed, no record can be expired: skip reading
         // each record's deadline (it lives in the record's own allocation).
         let any_due = self.next_deadline().is_some_and(|d| d <= now);
         // Both ends of the prefix's range are found once, by two descents of
         // the tree; the walk between them compares no key against the prefix.
-        let end = prefix_end(prefix);
-        let range = match &end {
-            Some(end) => (
-                Bound::Included(KeyBytes::of(prefix)),
-                Bound::Excluded(KeyBytes::new(end)),
-            ),
-            None => (Bound::Included(KeyBytes::of(prefix)), Bound::Unbounded),
-        };
-        self.records
-            .range::<KeyBytes, _>(range)
-            .filter(move |(k, e)| {
-                (suffix.is_empty() || k.as_str().ends_with(suffix)) && !(any_due && e.expired(now))
-            })
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|(k, _)| k.as_str())
+        let (prefix, suffix) = (listing.prefix, listing.suffix);
+        let mut stack = [0u8; 64];
+        let mut heap = Vec::new();
+        let end = prefix_end(prefix, &mut stack, &mut heap);
+        let start = Bound::Included(KeyBytes::of(prefix));
+        let end = end.map_or(Bound::Unbounded, |e| Bound::Excluded(KeyBytes::new(e)));
+        let mut skip = listing.offset;
+        for (key, entry) in self.records.range::<KeyBytes, _>((start, end)) {
+            let key = key.as_str();
+            if (!suffix.is_empty() && !key.ends_with(suffix)) || (any_due && entry.expired(now)) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            f(key);
+            left -= 1;
+            if left == 0 {
+                return;
+            }
+        }
     }
 
     pub fn stats(&mut self, now: u64) -> Stats {

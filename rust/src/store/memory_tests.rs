@@ -136,8 +136,17 @@ fn list_range_ends_exactly_after_the_prefix() {
     assert_eq!(s.list("e", "", None, 0, 0), vec!["e"]);
     assert_eq!(s.list("\u{7f}", "", None, 0, 0), vec!["\u{7f}", "\u{7f}x"]);
     assert_eq!(s.list("\u{10ffff}", "", None, 0, 0), Vec::<String>::new());
-    assert_eq!(prefix_end("a\u{7f}"), Some(b"a\x80".to_vec()));
-    assert_eq!(prefix_end(""), None);
+    let (mut stack, mut heap) = ([0u8; 4], Vec::new());
+    assert_eq!(
+        prefix_end("a\u{7f}", &mut stack, &mut heap),
+        Some(&b"a\x80"[..])
+    );
+    assert_eq!(prefix_end("", &mut stack, &mut heap), None);
+    let long = "abcdefgh";
+    assert_eq!(
+        prefix_end(long, &mut stack, &mut heap),
+        Some(&b"abcdefgi"[..])
+    );
 }
 
 #[test]

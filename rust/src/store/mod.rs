@@ -7,6 +7,7 @@ mod instance;
 pub mod key;
 pub mod memory;
 mod py;
+mod strings;
 pub mod watch;
 
 use pyo3::prelude::*;

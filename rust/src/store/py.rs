@@ -14,7 +14,8 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::errors::{Closed, Error};
 use crate::store::convert::{self, Clock, Parts, ValueCodec};
-use crate::store::memory::{Limits, MemoryStore, Write, SWEEP_BUDGET};
+use crate::store::memory::{Limits, Listing, MemoryStore, Write, SWEEP_BUDGET};
+use crate::store::strings::{key_object, KeyStrings};
 use crate::store::watch::{Drained, WatchQueue};
 
 /// The ordered in-memory store with TTLs, revisions, bounds and watch.
@@ -26,6 +27,8 @@ pub struct RustMemoryStore {
     codec: ValueCodec,
     /// Watcher id -> the callable that wakes its consumer (see `RustWatch.set_waker`).
     wakers: Mutex<HashMap<u64, Py<PyAny>>>,
+    /// Recently listed keys' `str` objects.
+    key_strings: Mutex<KeyStrings>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,6 +137,7 @@ impl RustMemoryStore {
             clock: Clock::new(),
             codec,
             wakers: Mutex::new(HashMap::new()),
+            key_strings: Mutex::new(KeyStrings::default()),
         })
     }
 
@@ -275,11 +279,21 @@ impl RustMemoryStore {
             let now = self.clock.now();
             // A page is usually small; the first regrowths are cheap anyway.
             let mut keys = Vec::with_capacity(limit.unwrap_or(usize::MAX).min(128));
-            keys.extend(
-                store
-                    .list_iter(prefix, suffix, limit, offset, now)
-                    .map(|k| convert::key_object(py, k)),
-            );
+            let listing = Listing {
+                prefix,
+                suffix,
+                limit,
+                offset,
+            };
+            // Another thread listing at the same moment just goes uncached.
+            let mut cache = self.key_strings.try_lock().ok();
+            store.list_each(&listing, now, |k| {
+                keys.push(match cache.as_deref_mut() {
+                    Some(cache) => cache.get(py, k),
+                    None => key_object(py, k),
+                });
+            });
+            drop(cache);
             let woken = store.take_woken();
             drop(store);
             self.wake(py, &woken);
