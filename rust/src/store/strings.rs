@@ -6,9 +6,10 @@
 //! making one and freeing it later was most of a listing's time. The pure
 //! twin hands out the `str` objects it stores. `KeyStrings` gets most of that
 //! back for keys listed again and again (a page refreshed, a prefix polled):
-//! a direct-mapped cache of the last `str` made for each slot, bounded in
-//! size whatever the store holds, checked by content so it needs no
-//! invalidation. A key missing from it costs a hash and a comparison more.
+//! a direct-mapped cache of `str` objects, bounded in size whatever the store
+//! holds, checked by content so it needs no invalidation, and admitting a
+//! key only on its second miss in a row, so one-off listings pass through it
+//! at the cost of a hash per key.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -23,46 +24,63 @@ const MAX_CACHED: usize = 48;
 /// The cache; its table is allocated on the first listing.
 #[derive(Default)]
 pub struct KeyStrings {
-    slots: Vec<Option<Py<PyString>>>,
+    slots: Vec<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The cached str and its key's full hash.
+    held: Option<(u64, Py<PyString>)>,
+    /// The hash of the last key that missed here. A key is cached when it
+    /// misses twice in a row, so a one-off listing of many keys costs a hash
+    /// and a store per key, and never evicts (or frees) what is cached.
+    missed: u64,
 }
 
 impl KeyStrings {
-    /// A `str` equal to `key`: the cached one if its slot holds it, else a
-    /// new one, which then takes the slot.
+    /// A `str` equal to `key`: the cached one if there is one, else a new one.
     pub fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
         // Only ASCII keys are cached, so every cached str is compact ASCII.
         if key.len() > MAX_CACHED || !key.is_ascii() {
             return key_object(py, key);
         }
         if self.slots.is_empty() {
-            self.slots.resize_with(SLOTS, || None);
+            self.slots.resize_with(SLOTS, Slot::default);
         }
-        let slot = &mut self.slots[bucket(key.as_bytes())];
-        if let Some(cached) = slot {
-            let ptr = cached.as_ptr();
-            // SAFETY: `ptr` is a live compact ASCII str (see above), whose
-            // characters are `PyUnicode_GET_LENGTH` bytes at `PyUnicode_DATA`.
-            let held = unsafe {
-                std::slice::from_raw_parts(
-                    ffi::PyUnicode_DATA(ptr).cast::<u8>(),
-                    ffi::PyUnicode_GET_LENGTH(ptr) as usize,
-                )
-            };
-            if held == key.as_bytes() {
-                return cached.bind(py).clone();
+        let hash = hash(key.as_bytes());
+        let slot = &mut self.slots[(hash >> (64 - SLOTS.trailing_zeros())) as usize];
+        if let Some((held, cached)) = &slot.held {
+            if *held == hash {
+                let ptr = cached.as_ptr();
+                // SAFETY: `ptr` is a live compact ASCII str (see above), whose
+                // characters are `PyUnicode_GET_LENGTH` bytes at `PyUnicode_DATA`.
+                let chars = unsafe {
+                    std::slice::from_raw_parts(
+                        ffi::PyUnicode_DATA(ptr).cast::<u8>(),
+                        ffi::PyUnicode_GET_LENGTH(ptr) as usize,
+                    )
+                };
+                if chars == key.as_bytes() {
+                    return cached.bind(py).clone();
+                }
             }
         }
         let made = key_object(py, key);
-        *slot = Some(made.clone().unbind());
+        if slot.missed == hash {
+            slot.held = Some((hash, made.clone().unbind()));
+        } else {
+            slot.missed = hash;
+        }
         made
     }
 }
 
 /// Multiply-rotate over eight-byte words, the last one overlapping the one
 /// before it: keys share long prefixes and differ at the end, so every byte
-/// counts. Fixed-size loads only (a copy of a partial word into a buffer
-/// stalled the load that followed).
-fn bucket(key: &[u8]) -> usize {
+/// counts; a product's top bits depend on every bit of its operands. Only
+/// fixed-size loads (copying a partial word into a buffer stalled the load
+/// that followed).
+fn hash(key: &[u8]) -> u64 {
     let mix = |h: u64, w: u64| (h.rotate_left(23) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let word = |at: usize| {
         let mut w = [0u8; 8];
@@ -83,8 +101,7 @@ fn bucket(key: &[u8]) -> usize {
             h = mix(h, word(n - 8));
         }
     }
-    // A product's top bits depend on every bit of its operands.
-    (h >> (64 - SLOTS.trailing_zeros())) as usize
+    h
 }
 
 /// A new `str` holding `key`. Keys are nearly always ASCII, and an ASCII str
@@ -115,14 +132,16 @@ pub fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
 
 #[cfg(test)]
 mod tests {
-    use super::bucket;
+    use super::{hash, SLOTS};
 
     #[test]
-    fn buckets_spread_keys_that_differ_only_at_the_end() {
-        let buckets: std::collections::HashSet<usize> = (0..100)
-            .map(|i| bucket(format!("g0500/{i:03}").as_bytes()))
-            .collect();
-        assert!(buckets.len() >= 95, "{} distinct buckets", buckets.len());
-        assert!(buckets.iter().all(|b| *b < super::SLOTS));
+    fn slots_spread_keys_that_differ_only_at_the_end() {
+        let bits = 64 - SLOTS.trailing_zeros();
+        for shape in ["g0500/{}", "k/{}", "users/00000000000{}"] {
+            let slots: std::collections::HashSet<u64> = (100..200)
+                .map(|i| hash(shape.replace("{}", &i.to_string()).as_bytes()) >> bits)
+                .collect();
+            assert!(slots.len() >= 95, "{shape}: {} slots", slots.len());
+        }
     }
 }
