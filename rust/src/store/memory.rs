@@ -17,7 +17,9 @@
 //! revision first). The record just written is never evicted; a single record
 //! larger than `max_bytes` is refused. Evictions emit "delete" events.
 
+use std::collections::btree_map::Range;
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -160,12 +162,23 @@ impl MemoryStore {
         self.sweep(now, SWEEP_BUDGET);
         let keys = keys.into_iter();
         let mut batch = Batch::with_capacity(keys.size_hint().0);
+        // Batches often ask for neighbouring keys in order (the keys of a
+        // listing), so the key after the last one found is tried first: when
+        // it is the one asked for, that saves a descent from the root.
+        let mut cursor = None;
         for (i, key) in keys.enumerate() {
-            if let Some(entry) = self
-                .records
-                .get(KeyBytes::of(key))
-                .filter(|e| !e.expired(now))
-            {
+            let next = cursor
+                .as_mut()
+                .and_then(|c: &mut Peekable<Range<'_, Key, Entry>>| {
+                    c.next_if(|(k, _)| k.as_str() == key)
+                });
+            let found = next.or_else(|| {
+                let start = Bound::Included(KeyBytes::of(key));
+                let range = self.records.range::<KeyBytes, _>((start, Bound::Unbounded));
+                let c = cursor.insert(range.peekable());
+                c.next_if(|(k, _)| k.as_str() == key)
+            });
+            if let Some((_, entry)) = found.filter(|(_, e)| !e.expired(now)) {
                 batch.push(i, entry);
             }
         }

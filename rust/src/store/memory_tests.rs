@@ -271,6 +271,27 @@ fn read_many_keeps_order_and_skips_missing() {
 }
 
 #[test]
+fn read_many_finds_keys_in_any_order_and_repeated() {
+    let mut s = MemoryStore::default();
+    for k in ["a", "b", "c", "d", "e"] {
+        put(&mut s, k, k.as_bytes(), 0);
+    }
+    let asked = ["a", "b", "c", "c", "zz", "d", "a", "e", "bb", "b", "e", "0"];
+    let got: Vec<_> = s
+        .read_many(asked, 0)
+        .iter()
+        .map(|(i, p)| (i, p.value()[1]))
+        .collect();
+    let want: Vec<_> = asked
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.len() == 1 && k.as_bytes()[0].is_ascii_lowercase())
+        .map(|(i, k)| (i, k.as_bytes()[0]))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn overwrite_with_the_same_deadline_keeps_the_expiry_index() {
     let mut s = MemoryStore::default();
     s.write(w("k", b"1", Some(10)), Condition::Always, 0)
