@@ -13,7 +13,7 @@ use crate::store::watch::Snapshot;
 const HAS_DEADLINE: u8 = 1;
 const HAS_METADATA: u8 = 2;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     blob: Box<[u8]>,
 }

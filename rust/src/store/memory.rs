@@ -140,15 +140,15 @@ impl MemoryStore {
 
     // ---- reads -------------------------------------------------------------
 
-    /// A copy of the live record under `key`.
-    pub fn read(&mut self, key: &str, now: u64) -> Option<Snapshot> {
+    /// A copy of the live record under `key` (one allocation).
+    pub fn read(&mut self, key: &str, now: u64) -> Option<Entry> {
         self.sweep(now, SWEEP_BUDGET);
         let entry = self.records.get(KeyBytes::of(key))?;
         if entry.expired(now) {
             self.remove(key, EventKind::Expire);
             return None;
         }
-        Some(entry.snapshot())
+        Some(entry.clone())
     }
 
     pub fn exists(&mut self, key: &str, now: u64) -> bool {

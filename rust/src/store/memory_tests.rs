@@ -24,8 +24,8 @@ fn write_read_delete_round_trip() {
     let mut s = MemoryStore::default();
     let r1 = put(&mut s, "a", b"1", 0);
     let snap = s.read("a", 0).unwrap();
-    assert_eq!(snap.value, vec![TAG_ENCODED, b'1']);
-    assert_eq!(snap.revision, r1);
+    assert_eq!(snap.value(), [TAG_ENCODED, b'1']);
+    assert_eq!(snap.revision(), r1);
     assert!(s.exists("a", 0));
     assert!(s.delete("a", 0));
     assert!(!s.delete("a", 0));
@@ -80,7 +80,7 @@ fn expired_records_are_invisible_at_once() {
     // if_revision on an expired key conflicts; if_absent succeeds.
     s.write(w("b", b"1", Some(10)), Condition::Always, 20)
         .unwrap();
-    let rb = s.read("b", 20).unwrap().revision;
+    let rb = s.read("b", 20).unwrap().revision();
     assert!(matches!(
         s.write(w("b", b"1", None), Condition::Revision(Some(rb)), 31),
         Err(Error::Conflict(_))

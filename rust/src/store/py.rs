@@ -169,12 +169,12 @@ impl RustMemoryStore {
     fn read<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let k = convert::key_str(key)?;
         match self.with(py, |s, now| s.read(k, now)) {
-            Some(snap) => convert::record(
+            Some(entry) => convert::record(
                 py,
                 &self.codec,
                 &self.clock,
                 key.clone(),
-                Parts::snapshot(&snap),
+                Parts::packed(entry.packed()),
             ),
             None => Err(Error::NotFound(format!("no record for key {k:?}")).into()),
         }
