@@ -66,7 +66,9 @@ fn slot_offset(cls: &Bound<'_, PyType>, field: &Bound<'_, PyString>) -> Option<f
         let member = (*descr).d_member.cast::<ffi::PyMemberDef>();
         let plain = (*member).type_code == ffi::Py_T_OBJECT_EX
             && (*member).flags & ffi::Py_READONLY == 0
-            && (*member).offset >= std::mem::size_of::<ffi::PyObject>() as ffi::Py_ssize_t;
+            && (*member).offset >= std::mem::size_of::<ffi::PyObject>() as ffi::Py_ssize_t
+            && (*member).offset % std::mem::align_of::<*mut ffi::PyObject>() as ffi::Py_ssize_t
+                == 0;
         plain.then_some((*member).offset)
     }
 }
@@ -104,9 +106,8 @@ impl Layout {
                     unsafe {
                         let slot = obj
                             .as_ptr()
-                            .cast::<u8>()
-                            .offset(*offset)
-                            .cast::<*mut ffi::PyObject>();
+                            .cast::<*mut ffi::PyObject>()
+                            .byte_offset(*offset);
                         let old = std::ptr::replace(slot, value.into_ptr());
                         ffi::Py_XDECREF(old);
                     }
