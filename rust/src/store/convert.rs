@@ -214,6 +214,8 @@ pub struct Parts<'a, M> {
     pub deadline: Option<u64>,
 }
 
+// The `()` only gives the constructors a type to hang on: each returns the
+// metadata iterator its source needs.
 impl<'a> Parts<'a, ()> {
     pub fn packed(p: Packed<'a>) -> Parts<'a, impl Iterator<Item = (&'a str, &'a str)>> {
         Parts {

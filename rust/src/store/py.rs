@@ -272,9 +272,10 @@ impl RustMemoryStore {
         // (making those is most of the work, and needs the GIL anyway).
         // Deadlock-free: every other thread takes this lock with try_lock while
         // holding the GIL, and waits for it only with the GIL released. Only
-        // str objects are made under the lock: they are not GC-tracked, so no
-        // collection (and no finalizer calling back into this store) can
-        // start while it is held. The list is made after unlocking.
+        // str objects are made (or, evicted from the key cache, freed) under
+        // the lock: they are not GC-tracked and have no finalizer, so no
+        // collection (and no code calling back into this store) can start
+        // while it is held. The list is made after unlocking.
         if let Ok(mut store) = self.inner.try_lock() {
             let now = self.clock.now();
             // A page is usually small; the first regrowths are cheap anyway.
