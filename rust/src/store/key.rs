@@ -46,7 +46,6 @@ impl Key {
 /// order), eight bytes at a time, inline. A lookup compares its key with
 /// some thirty stored ones; for short keys a call into libc's `memcmp` for
 /// each was a large part of a lookup's time.
-#[derive(PartialEq, Eq)]
 #[repr(transparent)]
 pub struct KeyBytes([u8]);
 
@@ -90,6 +89,14 @@ impl Ord for KeyBytes {
         a.len().cmp(&b.len())
     }
 }
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for KeyBytes {}
 
 impl PartialOrd for KeyBytes {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {

@@ -167,16 +167,18 @@ impl MemoryStore {
         // it is the one asked for, that saves a descent from the root.
         let mut cursor = None;
         for (i, key) in keys.enumerate() {
+            let want = KeyBytes::of(key);
             let next = cursor
                 .as_mut()
                 .and_then(|c: &mut Peekable<Range<'_, Key, Entry>>| {
-                    c.next_if(|(k, _)| k.as_str() == key)
+                    c.next_if(|(k, _)| KeyBytes::of(k.as_str()) == want)
                 });
             let found = next.or_else(|| {
-                let start = Bound::Included(KeyBytes::of(key));
-                let range = self.records.range::<KeyBytes, _>((start, Bound::Unbounded));
+                let range = self
+                    .records
+                    .range::<KeyBytes, _>((Bound::Included(want), Bound::Unbounded));
                 let c = cursor.insert(range.peekable());
-                c.next_if(|(k, _)| k.as_str() == key)
+                c.next_if(|(k, _)| KeyBytes::of(k.as_str()) == want)
             });
             if let Some((_, entry)) = found.filter(|(_, e)| !e.expired(now)) {
                 batch.push(i, entry);
