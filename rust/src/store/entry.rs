@@ -1,4 +1,6 @@
-//! `Entry`: one stored record packed into a single allocation.
+//! `Entry`: one stored record packed into a single allocation; `Packed`, a
+//! borrowed view that reads its fields in place; `Batch`, copies of several
+//! records in one buffer, as a bulk read takes them out from under the lock.
 //!
 //! Layout: `[flags u8][revision: LEB128][deadline u64, if flags & HAS_DEADLINE]
 //! [metadata length: LEB128, if flags & HAS_METADATA][metadata: (u32 length,
