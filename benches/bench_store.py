@@ -4,12 +4,16 @@
 
 Groups: read / write of a small record (msgpack value, decode included),
 the same with a `bytes` value (no codec: the store alone), list 100 keys by
-prefix out of 100,000, read_many of 100 keys. `test_memory_per_record`
+prefix out of 100,000 (one prefix again and again, and a new prefix each
+time), read_many of 100 keys (neighbours in order, and scattered ones in
+random order). `test_memory_per_record`
 reports bytes per small record beyond key and value in `extra_info`.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Callable
 
 import pytest
@@ -23,6 +27,7 @@ TOTAL = 100_000
 PREFIX = "g0500/"
 KEYS = [f"{PREFIX}{i:03}" for i in range(100)]
 RAW_KEYS = [f"raw/{i:03}" for i in range(100)]
+RANDOM_KEYS = [f"g{i // 100:04}/{i % 100:03}" for i in random.Random(7).sample(range(TOTAL), 100)]
 
 
 @pytest.fixture(scope="module", params=IMPLS)
@@ -71,6 +76,23 @@ def test_list_prefix(benchmark: Callable[..., object], big_store: tuple[str, Syn
     impl, store = big_store
     keys = _run(benchmark, "list 100 of 100k by prefix", impl, lambda: store.list(PREFIX))
     assert keys == KEYS
+
+
+def test_list_varied_prefix(
+    benchmark: Callable[..., object], big_store: tuple[str, SyncStore]
+) -> None:
+    impl, store = big_store
+    prefixes = itertools.cycle(f"g{g:04}/" for g in range(TOTAL // 100))
+    keys = _run(benchmark, "list 100 of 100k, new prefix", impl, lambda: store.list(next(prefixes)))
+    assert len(keys) == 100  # type: ignore[arg-type]
+
+
+def test_read_many_random(
+    benchmark: Callable[..., object], big_store: tuple[str, SyncStore]
+) -> None:
+    impl, store = big_store
+    got = _run(benchmark, "read_many 100 random keys", impl, lambda: store.read_many(RANDOM_KEYS))
+    assert list(got) == RANDOM_KEYS  # type: ignore[call-overload]
 
 
 def test_read_many(benchmark: Callable[..., object], big_store: tuple[str, SyncStore]) -> None:

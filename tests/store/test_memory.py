@@ -199,6 +199,28 @@ def test_list_arguments_are_checked(store: microstd.store.SyncStore) -> None:
         store.list(prefix=1)  # type: ignore[arg-type]
 
 
+def test_repeated_listings_follow_every_change(store: microstd.store.SyncStore) -> None:
+    # Listing the same keys again and again (served from the Rust store's
+    # cache of key objects) must still reflect deletes, rewrites and new keys;
+    # non-ASCII and long keys take the uncached path.
+    long = "p/" + "x" * 60
+    keys = [f"p/{i:04}" for i in range(300)] + ["p/é", "p/日本", long]
+    store.write_many(dict.fromkeys(keys, b"v"))
+    for _ in range(3):
+        assert store.list("p/") == sorted(keys)
+    store.delete("p/0007")
+    store.delete(long)
+    store.write("p/0007x", b"v")
+    expected = sorted(set(keys) - {"p/0007", long} | {"p/0007x"})
+    for _ in range(3):
+        assert store.list("p/") == expected
+        assert store.list("p/", limit=5, offset=3) == expected[3:8]
+        with_7 = [k for k in expected if k.startswith("p/00") and k.endswith("7")]
+        assert store.list("p/00", suffix="7") == with_7
+    got = store.read_many(["p/0009", "p/0008", "p/0007", "p/0007x", "p/0010", "missing"])
+    assert list(got) == ["p/0009", "p/0008", "p/0007x", "p/0010"]
+
+
 def test_eight_threads_increment_exactly(impl: str) -> None:
     s = microstd.store.open_sync("memory://", impl=impl)
     s.write("n", 0)

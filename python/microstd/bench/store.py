@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import itertools
 import os
 import random
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from microstd import _accel
 from microstd.bench.runner import Case
@@ -88,6 +89,22 @@ def cases(quick: bool) -> list[Case]:
         def read_many(store: SyncStore = store, keys: list[str] = keys) -> dict[str, Record]:
             return store.read_many(keys)
 
+        # The cases above repeat one request; these two vary it, so neither a
+        # cache of recent keys nor keys asked in the tree's order helps.
+        prefixes = itertools.cycle(f"g{g:04}/" for g in range(total // _PER_GROUP))
+        scattered = random.Random(7).sample(range(total), _PER_GROUP)
+        random_keys = [f"g{i // _PER_GROUP:04}/{i % _PER_GROUP:03}" for i in scattered]
+
+        def list_each_prefix(
+            store: SyncStore = store, prefixes: Iterator[str] = prefixes
+        ) -> list[str]:
+            return store.list(next(prefixes))
+
+        def read_many_random(
+            store: SyncStore = store, keys: list[str] = random_keys
+        ) -> dict[str, Record]:
+            return store.read_many(keys)
+
         out += [
             _case("read", "read small record", impl, read, check=_is_small),
             _case("write", "write small record", impl, write),
@@ -98,6 +115,13 @@ def cases(quick: bool) -> list[Case]:
                 f"list 100 keys of {total:,} by prefix",
                 impl,
                 list_prefix,
+                check=lambda r: isinstance(r, list) and len(r) == _PER_GROUP,
+            ),
+            _case(
+                "list_varied",
+                "list 100 keys, a new prefix each time",
+                impl,
+                list_each_prefix,
                 check=lambda r: isinstance(r, list) and len(r) == _PER_GROUP,
             ),
             _case(
@@ -114,9 +138,16 @@ def cases(quick: bool) -> list[Case]:
                 read_many_raw,
                 check=lambda r: isinstance(r, dict) and len(r) == _PER_GROUP,
             ),
+            _case(
+                "read_many_random",
+                "read_many 100 keys in random order",
+                impl,
+                read_many_random,
+                check=lambda r: isinstance(r, dict) and len(r) == _PER_GROUP,
+            ),
         ]
-    order = {"read": 0, "write": 1, "read_raw": 2, "write_raw": 3, "list": 4}
-    order |= {"read_many": 5, "read_many_raw": 6}
+    order = {"read": 0, "write": 1, "read_raw": 2, "write_raw": 3, "list": 4, "list_varied": 5}
+    order |= {"read_many": 6, "read_many_raw": 7, "read_many_random": 8}
     return sorted(out, key=lambda c: order[c.group])
 
 

@@ -34,7 +34,9 @@ Revision = object
 EventKind = Literal["put", "delete", "expire"]
 
 
-@dataclass(frozen=True)
+# Slotted: a record is built per key read, and a slotted instance is one
+# allocation with its fields at fixed offsets (no per-instance attribute table).
+@dataclass(frozen=True, slots=True)
 class Record:
     """One stored value as read: a decoded copy, never the writer's object.
 
@@ -48,7 +50,7 @@ class Record:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """A change seen by `watch`: `record` is the new record for "put", else None
     (or the last known record, where the backend has it)."""

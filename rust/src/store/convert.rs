@@ -4,19 +4,20 @@
 use std::time::Instant;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 
 use crate::codec::msgpack;
 use crate::errors::{EncodeError, Error, Result};
+use crate::store::entry::Packed;
+use crate::store::instance::{layout, Layout};
 use crate::store::memory::{Condition, TAG_ENCODED, TAG_RAW};
 use crate::store::watch::{RawEvent, Snapshot};
 
-static RECORD: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static EVENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static RECORD: PyOnceLock<Layout> = PyOnceLock::new();
+static EVENT: PyOnceLock<Layout> = PyOnceLock::new();
 
 /// The store's monotonic clock, and the wall-clock time of its epoch so an
 /// `expires_at` is stable across reads of the same record.
@@ -203,70 +204,72 @@ pub fn condition(if_revision: Option<&Bound<'_, PyAny>>, if_absent: bool) -> PyR
     }
 }
 
-/// An instance of the frozen dataclass `name`, built the way its `__init__`
-/// would (`cls.__new__(cls)`, then `object.__setattr__` per field) but
-/// without the interpreted per-field calls, which cost more than the rest of
-/// a read. Measured hot path: this is why it drops to `pyo3::ffi`.
-fn fast_instance<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyType>>,
-    name: &str,
-    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
-) -> PyResult<Bound<'py, PyAny>> {
-    let cls = cell.import(py, "microstd.store.base", name)?;
-    let tp = cls.as_type_ptr();
-    let empty = PyTuple::empty(py);
-    // SAFETY: `tp` is a live type object (held by `cls`); its `tp_new` takes
-    // (type, args tuple, NULL kwargs) and returns a new reference, or NULL
-    // with an exception set, which `from_owned_ptr_or_err` turns into PyErr.
-    let obj = unsafe {
-        let new = (*tp)
-            .tp_new
-            .ok_or_else(|| PyTypeError::new_err(format!("cannot create {name} instances")))?;
-        Bound::from_owned_ptr_or_err(py, new(tp, empty.as_ptr(), std::ptr::null_mut()))?
-    };
-    for (field, value) in fields {
-        // SAFETY: all three pointers are live for the call; it returns -1
-        // with an exception set on failure.
-        let rc =
-            unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), field.as_ptr(), value.as_ptr()) };
-        if rc != 0 {
-            return Err(PyErr::fetch(py));
-        }
-    }
-    Ok(obj)
+/// What a `Record` is made of, wherever it was copied to: a `Packed` record
+/// of a bulk read, or a watch event's `Snapshot`.
+pub struct Parts<'a, M> {
+    /// Tag byte and payload.
+    pub value: &'a [u8],
+    pub metadata: M,
+    pub revision: u64,
+    pub deadline: Option<u64>,
 }
 
-/// A `microstd.store.base.Record` for `snap`.
-pub fn record<'py>(
+// The `()` only gives the constructors a type to hang on: each returns the
+// metadata iterator its source needs.
+impl<'a> Parts<'a, ()> {
+    pub fn packed(p: Packed<'a>) -> Parts<'a, impl Iterator<Item = (&'a str, &'a str)>> {
+        Parts {
+            value: p.value(),
+            metadata: p.metadata(),
+            revision: p.revision(),
+            deadline: p.deadline(),
+        }
+    }
+
+    pub fn snapshot(s: &'a Snapshot) -> Parts<'a, impl Iterator<Item = (&'a str, &'a str)>> {
+        Parts {
+            value: &s.value,
+            metadata: s.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            revision: s.revision,
+            deadline: s.deadline,
+        }
+    }
+}
+
+/// A `microstd.store.base.Record` under `key`, its value decoded straight
+/// from the copied bytes.
+pub fn record<'py, 'a>(
     py: Python<'py>,
     codec: &ValueCodec,
     clock: &Clock,
     key: Bound<'py, PyAny>,
-    snap: &Snapshot,
+    parts: Parts<'a, impl Iterator<Item = (&'a str, &'a str)>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let value = codec.decode(py, &snap.value)?;
+    let value = codec.decode(py, parts.value)?;
     let metadata = PyDict::new(py);
-    for (k, v) in &snap.metadata {
+    for (k, v) in parts.metadata {
         metadata.set_item(k, v)?;
     }
-    let expires_at = match snap.deadline {
+    let expires_at = match parts.deadline {
         Some(d) => PyFloat::new(py, clock.wall(d)).into_any(),
         None => py.None().into_bound(py),
     };
-    fast_instance(
+    let fields = [
+        intern!(py, "key"),
+        intern!(py, "value"),
+        intern!(py, "metadata"),
+        intern!(py, "revision"),
+        intern!(py, "expires_at"),
+    ];
+    layout(py, &RECORD, "Record", &fields)?.build(
         py,
-        &RECORD,
-        "Record",
-        &[
-            (intern!(py, "key"), key),
-            (intern!(py, "value"), value),
-            (intern!(py, "metadata"), metadata.into_any()),
-            (
-                intern!(py, "revision"),
-                snap.revision.into_pyobject(py)?.into_any(),
-            ),
-            (intern!(py, "expires_at"), expires_at),
+        &fields,
+        [
+            key,
+            value,
+            metadata.into_any(),
+            parts.revision.into_pyobject(py)?.into_any(),
+            expires_at,
         ],
     )
 }
@@ -280,20 +283,21 @@ pub fn event<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let key = PyString::new(py, &event.key).into_any();
     let record = match &event.record {
-        Some(snap) => record(py, codec, clock, key.clone(), snap)?,
+        Some(snap) => record(py, codec, clock, key.clone(), Parts::snapshot(snap))?,
         None => py.None().into_bound(py),
     };
-    fast_instance(
+    let fields = [
+        intern!(py, "kind"),
+        intern!(py, "key"),
+        intern!(py, "record"),
+    ];
+    layout(py, &EVENT, "Event", &fields)?.build(
         py,
-        &EVENT,
-        "Event",
-        &[
-            (
-                intern!(py, "kind"),
-                PyString::new(py, event.kind.as_str()).into_any(),
-            ),
-            (intern!(py, "key"), key),
-            (intern!(py, "record"), record),
+        &fields,
+        [
+            PyString::new(py, event.kind.as_str()).into_any(),
+            key,
+            record,
         ],
     )
 }

@@ -17,13 +17,15 @@
 //! revision first). The record just written is never evicted; a single record
 //! larger than `max_bytes` is refused. Evictions emit "delete" events.
 
+use std::collections::btree_map::Range;
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::errors::{Error, Result};
-use crate::store::entry::Entry;
-use crate::store::key::Key;
+use crate::store::entry::{Batch, Entry};
+use crate::store::key::{Key, KeyBytes};
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
 
 /// First byte of a stored value: the payload is the codec's encoding.
@@ -77,6 +79,33 @@ pub struct Write {
     pub ttl: Option<u64>,
 }
 
+/// What `list` asks for: keys under `prefix` ending with `suffix`, then a page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listing<'a> {
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+/// The first byte string past every key that starts with `prefix`, or None
+/// when no such bound exists (an empty prefix, or one of only 0xFF bytes,
+/// which UTF-8 never holds). Written into `stack` when it fits, so a
+/// listing allocates nothing, else into `heap`.
+fn prefix_end<'b>(prefix: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    let bytes = prefix.as_bytes();
+    let last = bytes.iter().rposition(|b| *b < u8::MAX)?;
+    let end = if last < stack.len() {
+        &mut stack[..=last]
+    } else {
+        heap.extend_from_slice(&bytes[..=last]);
+        &mut heap[..]
+    };
+    end[..last].copy_from_slice(&bytes[..last]);
+    end[last] = bytes[last] + 1;
+    Some(end)
+}
+
 /// The ordered in-memory store. Not thread-safe by itself: the binding wraps
 /// it in a mutex.
 #[derive(Debug, Default)]
@@ -111,15 +140,15 @@ impl MemoryStore {
 
     // ---- reads -------------------------------------------------------------
 
-    /// A copy of the live record under `key`.
-    pub fn read(&mut self, key: &str, now: u64) -> Option<Snapshot> {
+    /// A copy of the live record under `key` (one allocation).
+    pub fn read(&mut self, key: &str, now: u64) -> Option<Entry> {
         self.sweep(now, SWEEP_BUDGET);
-        let entry = self.records.get(key)?;
+        let entry = self.records.get(KeyBytes::of(key))?;
         if entry.expired(now) {
             self.remove(key, EventKind::Expire);
             return None;
         }
-        Some(entry.snapshot())
+        Some(entry.clone())
     }
 
     pub fn exists(&mut self, key: &str, now: u64) -> bool {
@@ -127,20 +156,35 @@ impl MemoryStore {
         self.live_revision(key, now).is_some()
     }
 
-    /// Copies of the live records among `keys`, with each one's position in `keys`.
-    pub fn read_many<'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k str>,
-        now: u64,
-    ) -> Vec<(usize, Snapshot)> {
+    /// Copies of the live records among `keys`, each tagged with its
+    /// position in `keys`, packed into one buffer.
+    pub fn read_many<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>, now: u64) -> Batch {
         self.sweep(now, SWEEP_BUDGET);
-        keys.into_iter()
-            .enumerate()
-            .filter_map(|(i, key)| {
-                let entry = self.records.get(key)?;
-                (!entry.expired(now)).then(|| (i, entry.snapshot()))
-            })
-            .collect()
+        let keys = keys.into_iter();
+        let mut batch = Batch::with_capacity(keys.size_hint().0);
+        // Batches often ask for neighbouring keys in order (the keys of a
+        // listing), so the key after the last one found is tried first: when
+        // it is the one asked for, that saves a descent from the root.
+        let mut cursor = None;
+        for (i, key) in keys.enumerate() {
+            let want = KeyBytes::of(key);
+            let next = cursor
+                .as_mut()
+                .and_then(|c: &mut Peekable<Range<'_, Key, Entry>>| {
+                    c.next_if(|(k, _)| KeyBytes::of(k.as_str()) == want)
+                });
+            let found = next.or_else(|| {
+                let range = self
+                    .records
+                    .range::<KeyBytes, _>((Bound::Included(want), Bound::Unbounded));
+                let c = cursor.insert(range.peekable());
+                c.next_if(|(k, _)| KeyBytes::of(k.as_str()) == want)
+            });
+            if let Some((_, entry)) = found.filter(|(_, e)| !e.expired(now)) {
+                batch.push(i, entry);
+            }
+        }
+        batch
     }
 
     /// Live keys starting with `prefix` and ending with `suffix`, sorted, then
@@ -153,31 +197,52 @@ impl MemoryStore {
         offset: usize,
         now: u64,
     ) -> Vec<String> {
-        self.list_iter(prefix, suffix, limit, offset, now)
-            .map(str::to_owned)
-            .collect()
+        let mut out = Vec::new();
+        let listing = Listing {
+            prefix,
+            suffix,
+            limit,
+            offset,
+        };
+        self.list_each(&listing, now, |k| out.push(k.to_owned()));
+        out
     }
 
-    /// `list` as borrowed keys, for callers that convert them in place.
-    pub fn list_iter<'a>(
-        &'a mut self,
-        prefix: &'a str,
-        suffix: &'a str,
-        limit: Option<usize>,
-        offset: usize,
-        now: u64,
-    ) -> impl Iterator<Item = &'a str> + 'a {
+    /// Calls `f` with each key `list` would return, in order, borrowed: for
+    /// callers that convert them in place.
+    pub fn list_each(&mut self, listing: &Listing<'_>, now: u64, mut f: impl FnMut(&str)) {
         self.sweep(now, SWEEP_BUDGET);
+        let mut left = listing.limit.unwrap_or(usize::MAX);
+        if left == 0 {
+            return;
+        }
         // When no deadline has passed, no record can be expired: skip reading
         // each record's deadline (it lives in the record's own allocation).
         let any_due = self.next_deadline().is_some_and(|d| d <= now);
-        self.records
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.as_str().starts_with(prefix))
-            .filter(move |(k, e)| k.as_str().ends_with(suffix) && !(any_due && e.expired(now)))
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|(k, _)| k.as_str())
+        // Both ends of the prefix's range are found once, by two descents of
+        // the tree; the walk between them compares no key against the prefix.
+        let (prefix, suffix) = (listing.prefix, listing.suffix);
+        let mut stack = [0u8; 64];
+        let mut heap = Vec::new();
+        let end = prefix_end(prefix, &mut stack, &mut heap);
+        let start = Bound::Included(KeyBytes::of(prefix));
+        let end = end.map_or(Bound::Unbounded, |e| Bound::Excluded(KeyBytes::new(e)));
+        let mut skip = listing.offset;
+        for (key, entry) in self.records.range::<KeyBytes, _>((start, end)) {
+            let key = key.as_str();
+            if (!suffix.is_empty() && !key.ends_with(suffix)) || (any_due && entry.expired(now)) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            f(key);
+            left -= 1;
+            if left == 0 {
+                return;
+            }
+        }
     }
 
     pub fn stats(&mut self, now: u64) -> Stats {
@@ -311,7 +376,10 @@ impl MemoryStore {
 
     /// Removes `key` with an "expire" event if it is past its deadline.
     fn expire_if_due(&mut self, key: &str, now: u64) -> bool {
-        let due = self.records.get(key).is_some_and(|e| e.expired(now));
+        let due = self
+            .records
+            .get(KeyBytes::of(key))
+            .is_some_and(|e| e.expired(now));
         if due {
             self.remove(key, EventKind::Expire);
         }
@@ -321,7 +389,7 @@ impl MemoryStore {
     /// The revision of `key`'s live record; an expired one is removed (with
     /// its "expire" event) on the way. One lookup in the common case.
     fn live_revision(&mut self, key: &str, now: u64) -> Option<u64> {
-        let entry = self.records.get(key)?;
+        let entry = self.records.get(KeyBytes::of(key))?;
         if entry.expired(now) {
             self.remove(key, EventKind::Expire);
             return None;
@@ -342,7 +410,7 @@ impl MemoryStore {
         let event_record = self.has_watchers_for(&key).then(|| entry.snapshot());
         // The old record's index entries go before the new one's are added:
         // both could be the same `(deadline, key)`.
-        match self.records.get_mut(key.as_str()) {
+        match self.records.get_mut(KeyBytes::of(&key)) {
             Some(slot) => {
                 let old = std::mem::replace(slot, entry);
                 self.forget(&key, &old);
@@ -369,7 +437,7 @@ impl MemoryStore {
 
     /// Drops `key`'s record and emits `kind`; false if there was none.
     fn remove(&mut self, key: &str, kind: EventKind) -> bool {
-        match self.records.remove_entry(key) {
+        match self.records.remove_entry(KeyBytes::of(key)) {
             Some((key, old)) => {
                 self.forget(key.as_str(), &old);
                 self.emit(kind, key.as_str(), None);

@@ -24,8 +24,8 @@ fn write_read_delete_round_trip() {
     let mut s = MemoryStore::default();
     let r1 = put(&mut s, "a", b"1", 0);
     let snap = s.read("a", 0).unwrap();
-    assert_eq!(snap.value, vec![TAG_ENCODED, b'1']);
-    assert_eq!(snap.revision, r1);
+    assert_eq!(snap.value(), [TAG_ENCODED, b'1']);
+    assert_eq!(snap.revision(), r1);
     assert!(s.exists("a", 0));
     assert!(s.delete("a", 0));
     assert!(!s.delete("a", 0));
@@ -80,7 +80,7 @@ fn expired_records_are_invisible_at_once() {
     // if_revision on an expired key conflicts; if_absent succeeds.
     s.write(w("b", b"1", Some(10)), Condition::Always, 20)
         .unwrap();
-    let rb = s.read("b", 20).unwrap().revision;
+    let rb = s.read("b", 20).unwrap().revision();
     assert!(matches!(
         s.write(w("b", b"1", None), Condition::Revision(Some(rb)), 31),
         Err(Error::Conflict(_))
@@ -122,6 +122,31 @@ fn list_filters_then_pages_in_order() {
     assert_eq!(s.list("b/", ".json", Some(1), 1, 0), vec!["b/2.json"]);
     assert_eq!(s.list("", "", Some(0), 0, 0), Vec::<String>::new());
     assert_eq!(s.list("zz", "", None, 0, 0), Vec::<String>::new());
+}
+
+#[test]
+fn list_range_ends_exactly_after_the_prefix() {
+    let mut s = MemoryStore::default();
+    for k in [
+        "é", "é/1", "éa", "ê", "e", "f", "\u{7f}", "\u{7f}x", "\u{80}",
+    ] {
+        put(&mut s, k, b"v", 0);
+    }
+    assert_eq!(s.list("é", "", None, 0, 0), vec!["é", "é/1", "éa"]);
+    assert_eq!(s.list("e", "", None, 0, 0), vec!["e"]);
+    assert_eq!(s.list("\u{7f}", "", None, 0, 0), vec!["\u{7f}", "\u{7f}x"]);
+    assert_eq!(s.list("\u{10ffff}", "", None, 0, 0), Vec::<String>::new());
+    let (mut stack, mut heap) = ([0u8; 4], Vec::new());
+    assert_eq!(
+        prefix_end("a\u{7f}", &mut stack, &mut heap),
+        Some(&b"a\x80"[..])
+    );
+    assert_eq!(prefix_end("", &mut stack, &mut heap), None);
+    let long = "abcdefgh";
+    assert_eq!(
+        prefix_end(long, &mut stack, &mut heap),
+        Some(&b"abcdefgi"[..])
+    );
 }
 
 #[test]
@@ -236,10 +261,34 @@ fn read_many_keeps_order_and_skips_missing() {
         .unwrap();
     let got: Vec<_> = s
         .read_many(["b", "zz", "a", "c"], 5)
-        .into_iter()
-        .map(|(k, _)| k)
+        .iter()
+        .map(|(k, p)| (k, p.value().to_vec()))
         .collect();
-    assert_eq!(got, vec![0, 2]);
+    assert_eq!(
+        got,
+        vec![(0, vec![TAG_ENCODED, b'2']), (2, vec![TAG_ENCODED, b'1'])]
+    );
+}
+
+#[test]
+fn read_many_finds_keys_in_any_order_and_repeated() {
+    let mut s = MemoryStore::default();
+    for k in ["a", "b", "c", "d", "e"] {
+        put(&mut s, k, k.as_bytes(), 0);
+    }
+    let asked = ["a", "b", "c", "c", "zz", "d", "a", "e", "bb", "b", "e", "0"];
+    let got: Vec<_> = s
+        .read_many(asked, 0)
+        .iter()
+        .map(|(i, p)| (i, p.value()[1]))
+        .collect();
+    let want: Vec<_> = asked
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.len() == 1 && k.as_bytes()[0].is_ascii_lowercase())
+        .map(|(i, k)| (i, k.as_bytes()[0]))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -3,9 +3,11 @@
 
 mod convert;
 mod entry;
+mod instance;
 pub mod key;
 pub mod memory;
 mod py;
+mod strings;
 pub mod watch;
 
 use pyo3::prelude::*;

@@ -13,8 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::errors::{Closed, Error};
-use crate::store::convert::{self, Clock, ValueCodec};
-use crate::store::memory::{Limits, MemoryStore, Write, SWEEP_BUDGET};
+use crate::store::convert::{self, Clock, Parts, ValueCodec};
+use crate::store::memory::{Limits, Listing, MemoryStore, Write, SWEEP_BUDGET};
+use crate::store::strings::{key_object, KeyStrings};
 use crate::store::watch::{Drained, WatchQueue};
 
 /// The ordered in-memory store with TTLs, revisions, bounds and watch.
@@ -26,6 +27,8 @@ pub struct RustMemoryStore {
     codec: ValueCodec,
     /// Watcher id -> the callable that wakes its consumer (see `RustWatch.set_waker`).
     wakers: Mutex<HashMap<u64, Py<PyAny>>>,
+    /// Recently listed keys' `str` objects.
+    key_strings: Mutex<KeyStrings>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,6 +137,7 @@ impl RustMemoryStore {
             clock: Clock::new(),
             codec,
             wakers: Mutex::new(HashMap::new()),
+            key_strings: Mutex::new(KeyStrings::default()),
         })
     }
 
@@ -165,7 +169,13 @@ impl RustMemoryStore {
     fn read<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let k = convert::key_str(key)?;
         match self.with(py, |s, now| s.read(k, now)) {
-            Some(snap) => convert::record(py, &self.codec, &self.clock, key.clone(), &snap),
+            Some(entry) => convert::record(
+                py,
+                &self.codec,
+                &self.clock,
+                key.clone(),
+                Parts::packed(entry.packed()),
+            ),
             None => Err(Error::NotFound(format!("no record for key {k:?}")).into()),
         }
     }
@@ -183,12 +193,16 @@ impl RustMemoryStore {
             .collect::<PyResult<_>>()?;
         let found = self.with_detached(py, |s, now| s.read_many(strs.iter().copied(), now));
         let out = PyDict::new(py);
-        for (i, snap) in &found {
-            let key = &objs[*i];
-            out.set_item(
-                key,
-                convert::record(py, &self.codec, &self.clock, key.clone(), snap)?,
+        for (i, packed) in found.iter() {
+            let key = &objs[i];
+            let record = convert::record(
+                py,
+                &self.codec,
+                &self.clock,
+                key.clone(),
+                Parts::packed(packed),
             )?;
+            out.set_item(key, record)?;
         }
         Ok(out)
     }
@@ -258,15 +272,29 @@ impl RustMemoryStore {
         // (making those is most of the work, and needs the GIL anyway).
         // Deadlock-free: every other thread takes this lock with try_lock while
         // holding the GIL, and waits for it only with the GIL released. Only
-        // str objects are made under the lock: they are not GC-tracked, so no
-        // collection (and no finalizer calling back into this store) can
-        // start while it is held. The list is made after unlocking.
+        // str objects are made (or, evicted from the key cache, freed) under
+        // the lock: they are not GC-tracked and have no finalizer, so no
+        // collection (and no code calling back into this store) can start
+        // while it is held. The list is made after unlocking.
         if let Ok(mut store) = self.inner.try_lock() {
             let now = self.clock.now();
-            let keys: Vec<Bound<'py, PyString>> = store
-                .list_iter(prefix, suffix, limit, offset, now)
-                .map(|k| PyString::new(py, k))
-                .collect();
+            // A page is usually small; the first regrowths are cheap anyway.
+            let mut keys = Vec::with_capacity(limit.unwrap_or(usize::MAX).min(128));
+            let listing = Listing {
+                prefix,
+                suffix,
+                limit,
+                offset,
+            };
+            // Another thread listing at the same moment just goes uncached.
+            let mut cache = self.key_strings.try_lock().ok();
+            store.list_each(&listing, now, |k| {
+                keys.push(match cache.as_deref_mut() {
+                    Some(cache) => cache.get(py, k),
+                    None => key_object(py, k),
+                });
+            });
+            drop(cache);
             let woken = store.take_woken();
             drop(store);
             self.wake(py, &woken);
