@@ -13,10 +13,11 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from microstd.broker._subjects import Trie, validate_pattern, validate_subject
+from microstd.broker.base import Message, encode_body
 from microstd.errors import InvalidTopic
 
 __all__ = ["CACHE_MAX", "PythonBroker", "PythonQueue"]
@@ -150,6 +151,17 @@ class PythonBroker:
             except Exception as exc:
                 self._report(exc, entry.owner)
         return called
+
+    def send(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> int:
+        """The whole of one publish: encode `body` into one `Message` and fan it out."""
+        data, ct, hdrs = encode_body(body, content_type, headers)
+        return self.publish(topic, Message(topic, data, hdrs, ct))
 
     def _report(self, exc: BaseException, owner: object) -> None:
         hook = self._on_error

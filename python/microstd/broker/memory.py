@@ -39,9 +39,12 @@ from microstd.broker.base import (
     Subscription,
     SyncBroker,
     SyncSubscription,
-    encode_body,
 )
 from microstd.errors import Closed
+
+if _accel.core is not None:
+    # What the Rust core delivers is a `Message` too (see `Message`).
+    Message.register(_accel.core.RustMessage)
 
 __all__ = ["MemoryBackend", "MemoryBroker", "SyncMemoryBroker", "new_core"]
 
@@ -53,6 +56,13 @@ class Core(Protocol):
     def unsubscribe(self, sid: int) -> bool: ...
     def set_on_error(self, hook: Callable[[BaseException, object], object] | None) -> None: ...
     def publish(self, subject: str, message: object) -> int: ...
+    def send(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> int: ...
     def __len__(self) -> int: ...
 
 
@@ -156,8 +166,7 @@ class MemoryBroker(Broker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        self._core.publish(topic, Message(topic, data, hdrs, ct))
+        self._core.send(topic, body, headers, content_type)
         blocked = blocked_deliveries()
         for delivery in blocked:
             await delivery.wait_for_room()
@@ -252,8 +261,7 @@ class SyncMemoryBroker(SyncBroker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        self._core.publish(topic, Message(topic, data, hdrs, ct))
+        self._core.send(topic, body, headers, content_type)
         # Async subscribers of a shared instance were queued from this thread:
         # their loop applies the overflow policy, this thread cannot wait on it.
         blocked_deliveries()

@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::groups::{Group, Picker};
+use super::hashing::FoldState;
 use super::subjects::{validate_pattern, validate_subject, Trie};
 use crate::errors::{Error, Result};
 
@@ -65,9 +66,9 @@ pub fn subject_hash(subject: &str) -> u64 {
 #[derive(Debug)]
 pub struct Router<T> {
     trie: Trie,
-    subs: HashMap<u64, (Sub, Arc<T>)>,
+    subs: HashMap<u64, (Sub, Arc<T>), FoldState>,
     groups: HashMap<GroupKey, Group<T>>,
-    group_of_tid: HashMap<u64, GroupKey>,
+    group_of_tid: HashMap<u64, GroupKey, FoldState>,
     cache: Cache<T>,
     cached: usize,
     next_id: u64,
@@ -77,9 +78,9 @@ impl<T> Default for Router<T> {
     fn default() -> Self {
         Self {
             trie: Trie::default(),
-            subs: HashMap::new(),
+            subs: HashMap::default(),
             groups: HashMap::new(),
-            group_of_tid: HashMap::new(),
+            group_of_tid: HashMap::default(),
             cache: Cache::default(),
             cached: 0,
             next_id: 1,
