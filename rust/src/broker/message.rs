@@ -50,11 +50,8 @@ impl RustMessage {
         }
         let encode = ENCODE_BODY.import(py, "microstd.broker.base", "encode_body")?;
         let encoded = encode.call1((body, content_type, headers))?;
-        let (data, content_type, headers) = encoded.extract::<(
-            Bound<'_, PyAny>,
-            Bound<'_, PyAny>,
-            Bound<'_, PyAny>,
-        )>()?;
+        let (data, content_type, headers) =
+            encoded.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>)>()?;
         Ok(Self {
             topic: topic.clone().unbind(),
             data: data.unbind(),
@@ -139,7 +136,11 @@ impl RustMessage {
         let ours = self.fields(py);
         let theirs = if let Ok(other) = other.cast::<RustMessage>() {
             other.get().fields(py)
-        } else if other.is_instance(MESSAGE_TYPE.import(py, "microstd.broker.base", "Message")?)? {
+        } else if other.is_instance(MESSAGE_TYPE.import(
+            py,
+            "microstd.broker.base",
+            "Message",
+        )?)? {
             let field = |name| other.getattr(name);
             PyTuple::new(
                 py,
@@ -154,8 +155,18 @@ impl RustMessage {
             return Ok(py.NotImplemented());
         };
         match op {
-            CompareOp::Eq => Ok(ours.eq(theirs)?.into_pyobject(py)?.to_owned().into_any().unbind()),
-            CompareOp::Ne => Ok(ours.ne(theirs)?.into_pyobject(py)?.to_owned().into_any().unbind()),
+            CompareOp::Eq => Ok(ours
+                .eq(theirs)?
+                .into_pyobject(py)?
+                .to_owned()
+                .into_any()
+                .unbind()),
+            CompareOp::Ne => Ok(ours
+                .ne(theirs)?
+                .into_pyobject(py)?
+                .to_owned()
+                .into_any()
+                .unbind()),
             _ => Ok(py.NotImplemented()),
         }
     }

@@ -242,14 +242,32 @@ mod tests {
     #[test]
     fn validation() {
         for bad in [
-            "", "a..b", ".a", "a.", "a.*", "a.>", "a b", ">", "*", "a\u{1c}b", "a\u{3000}",
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            "a.>",
+            "a b",
+            ">",
+            "*",
+            "a\u{1c}b",
+            "a\u{3000}",
         ] {
             assert!(validate_subject(bad).is_err(), "{bad}");
         }
         for bad in ["", "a..b", "a.>.b", ">.a", "a. b"] {
             assert!(validate_pattern(bad).is_err(), "{bad}");
         }
-        for good in ["a", "a.b", "a-b.c_d", "a*b", "*a.>b", "a\u{1}b", "caf\u{e9}"] {
+        for good in [
+            "a",
+            "a.b",
+            "a-b.c_d",
+            "a*b",
+            "*a.>b",
+            "a\u{1}b",
+            "caf\u{e9}",
+        ] {
             assert!(validate_subject(good).is_ok(), "{good}");
         }
         for good in ["*", ">", "a.*.c", "a.>", "*.*.>"] {
