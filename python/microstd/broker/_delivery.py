@@ -37,6 +37,7 @@ __all__ = [
     "report_error",
 ]
 
+
 class _Blocked(threading.local):
     """Per thread: the deliveries this thread's fan-outs overfilled.
 

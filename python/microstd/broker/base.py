@@ -38,7 +38,7 @@ DEFAULT_CONTENT_TYPE = "application/msgpack"
 Overflow = Literal["block", "drop"]
 
 
-class Message(metaclass=abc.ABCMeta):
+class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage can register)
     """One delivered message. `data` is the encoded body; `decode()` decodes it.
 
     Every subscriber of one publish gets the same object: treat it (and its

@@ -18,7 +18,7 @@ fn fold(a: u64, b: u64) -> u64 {
 
 fn seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
-    *SEED.get_or_init(|| RandomState::new().hash_one(0xC0FFEE_u64) | 1)
+    *SEED.get_or_init(|| RandomState::new().hash_one(0x00C0_FFEE_u64) | 1)
 }
 
 /// Builds `FoldHasher`s sharing the process seed.
