@@ -7,6 +7,8 @@ equality across the two, the same repr, decode and errors.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -102,3 +104,22 @@ def test_send_refuses_bad_bodies_and_topics_before_delivering(core: Any) -> None
         with pytest.raises(InvalidTopic):
             core.publish(bad, "m")
     assert got == []
+
+
+class _Marker:
+    pass
+
+
+@pytest.mark.parametrize("core", cores(), ids=lambda c: type(c).__name__)
+def test_a_message_kept_in_its_own_headers_is_still_freed(core: Any) -> None:
+    got: list[Any] = []
+    core.subscribe("a", None, got.append, "owner")
+    core.send("a", b"x")
+    message = got.pop()
+    marker = _Marker()
+    message.headers["self"] = message
+    message.headers["marker"] = marker
+    alive = weakref.ref(marker)
+    del message, marker
+    gc.collect()
+    assert alive() is None

@@ -34,6 +34,7 @@ __all__ = [
     "blocked_deliveries",
     "check_options",
     "new_queue",
+    "overfilled",
     "report_error",
 ]
 
@@ -50,12 +51,15 @@ class _Blocked(threading.local):
         self.found: list[Delivery] = []
 
 
-_local = _Blocked()
+#: This thread's overfilled deliveries. Publishers read `overfilled.found`
+#: inline after each fan-out and call `blocked_deliveries()` only when it is
+#: non-empty: the check runs on every publish, the call rarely.
+overfilled = _Blocked()
 
 
 def blocked_deliveries() -> Sequence[Delivery]:
     """Deliveries this thread's last fan-outs overfilled (and forgets them)."""
-    local = _local
+    local = overfilled
     found = local.found
     if not found:
         return ()
@@ -210,7 +214,7 @@ class Delivery:
     def _note_over(self) -> None:
         if threading.get_ident() != self._thread:
             return  # a foreign thread cannot wait on this loop; the message is kept
-        _local.found.append(self)
+        overfilled.found.append(self)
 
     async def wait_for_room(self) -> None:
         """Return once the queue is back within `max_pending` (or delivery stopped)."""

@@ -29,7 +29,13 @@ from typing import Any, Protocol
 from microstd import _accel
 from microstd._backends import ParsedURL, shared_instance
 from microstd._loopthread import LoopThread
-from microstd.broker._delivery import Delivery, Options, blocked_deliveries, report_error
+from microstd.broker._delivery import (
+    Delivery,
+    Options,
+    blocked_deliveries,
+    overfilled,
+    report_error,
+)
 from microstd.broker._pure import PythonBroker
 from microstd.broker.base import (
     Broker,
@@ -167,9 +173,9 @@ class MemoryBroker(Broker):
         if self._closed:
             raise Closed("broker is closed")
         self._core.send(topic, body, headers, content_type)
-        blocked = blocked_deliveries()
-        for delivery in blocked:
-            await delivery.wait_for_room()
+        if overfilled.found:
+            for delivery in blocked_deliveries():
+                await delivery.wait_for_room()
 
     async def close(self) -> None:
         if self._closed:
@@ -264,7 +270,8 @@ class SyncMemoryBroker(SyncBroker):
         self._core.send(topic, body, headers, content_type)
         # Async subscribers of a shared instance were queued from this thread:
         # their loop applies the overflow policy, this thread cannot wait on it.
-        blocked_deliveries()
+        if overfilled.found:
+            blocked_deliveries()
 
     def close(self) -> None:
         if self._closed:

@@ -8,6 +8,7 @@
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
@@ -107,6 +108,15 @@ impl RustMessage {
     #[getter]
     fn content_type(&self, py: Python<'_>) -> Py<PyAny> {
         self.content_type.clone_ref(py)
+    }
+
+    /// Lets the cycle collector see the fields: a handler may store the message
+    /// in its own `headers`, which only the collector can then free.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.topic)?;
+        visit.call(&self.data)?;
+        visit.call(&self.headers)?;
+        visit.call(&self.content_type)
     }
 
     /// The body decoded with the codec of its content type (bytes stay bytes).
