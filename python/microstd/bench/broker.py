@@ -5,7 +5,7 @@ Groups:
   subscriptions of mixed literals and wildcards exist, a few of which match;
   measured at the routing core (`RustBroker.publish` vs `PythonBroker.publish`,
   the code that differs) and through the whole sync `publish` (encoding and
-  the `Message` included, identical in both).
+  building the message included, which the Rust core does natively in `send`).
   Timed in batches of `BATCH` publishes per call, as are the next two.
 - `publish, 100k subs, cache miss`: the same, cycling through more distinct
   subjects than the match cache holds, so every publish walks the trie.

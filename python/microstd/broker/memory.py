@@ -7,6 +7,10 @@
 One routing core (`RustBroker`, or `PythonBroker` with `impl="python"`)
 matches subjects and fans out; each broker handle owns its subscriptions
 and removes them on `close()`, so handles on a shared name stay independent.
+A publish is one call into the core, `send(topic, body, headers,
+content_type)`: it encodes the body, builds the one message every handler
+gets (a `RustMessage` from the Rust core, a `Message` from the twin) and
+fans it out.
 
 Where handlers run:
 - async interface (`open`): each subscription has a bounded queue and one

@@ -8,9 +8,9 @@
 
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 static ENCODE_BODY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CODEC_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -1,8 +1,10 @@
 //! `RustBroker`: the router bound to Python, and the fan-out loop that calls handlers.
 //!
-//! One publish crosses into Rust once: the subject is matched (through the
-//! cache), queue-group members are picked, and every target is called with
-//! the same message object, so the body is never copied per subscriber.
+//! One publish crosses into Rust once (`send`): a bytes body becomes a
+//! `RustMessage` without running any Python code, the subject is matched
+//! (through the cache), queue-group members are picked, and every target is
+//! called (or, for a `RustQueue`, pushed to) with that one message object, so
+//! the body is never copied per subscriber.
 //! A target that raises is passed to the error hook with its owner; the loop
 //! goes on with the other targets.
 
