@@ -9,7 +9,7 @@
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 static ENCODE_BODY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -61,12 +61,12 @@ impl RustMessage {
         })
     }
 
-    fn fields<'py>(&self, py: Python<'py>) -> Bound<'py, PyTuple> {
+    /// `(topic, data, headers, content_type)`, compared as the twin's `__eq__` does.
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
             [&self.topic, &self.data, &self.headers, &self.content_type].map(|f| f.bind(py)),
         )
-        .expect("a tuple of four objects")
     }
 }
 
@@ -143,9 +143,9 @@ impl RustMessage {
         other: &Bound<'_, PyAny>,
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
-        let ours = self.fields(py);
+        let ours = self.fields(py)?;
         let theirs = if let Ok(other) = other.cast::<RustMessage>() {
-            other.get().fields(py)
+            other.get().fields(py)?
         } else if other.is_instance(MESSAGE_TYPE.import(
             py,
             "microstd.broker.base",
@@ -164,20 +164,12 @@ impl RustMessage {
         } else {
             return Ok(py.NotImplemented());
         };
-        match op {
-            CompareOp::Eq => Ok(ours
-                .eq(theirs)?
-                .into_pyobject(py)?
-                .to_owned()
-                .into_any()
-                .unbind()),
-            CompareOp::Ne => Ok(ours
-                .ne(theirs)?
-                .into_pyobject(py)?
-                .to_owned()
-                .into_any()
-                .unbind()),
-            _ => Ok(py.NotImplemented()),
-        }
+        let equal = ours.eq(theirs)?;
+        let answer = match op {
+            CompareOp::Eq => equal,
+            CompareOp::Ne => !equal,
+            _ => return Ok(py.NotImplemented()),
+        };
+        Ok(PyBool::new(py, answer).to_owned().into_any().unbind())
     }
 }
