@@ -34,16 +34,23 @@ impl Default for FoldState {
 impl BuildHasher for FoldState {
     type Hasher = FoldHasher;
     fn build_hasher(&self) -> FoldHasher {
-        FoldHasher(self.0)
+        FoldHasher {
+            h: self.0,
+            // Kept in the hasher: reading the `OnceLock` in `finish` showed in profiles.
+            last: self.0.rotate_left(32) | 1,
+        }
     }
 }
 
 /// Word-at-a-time multiply-fold hashing.
-pub struct FoldHasher(u64);
+pub struct FoldHasher {
+    h: u64,
+    last: u64,
+}
 
 impl Hasher for FoldHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
+        let mut h = self.h;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             let mut w = [0u8; 8];
@@ -54,19 +61,19 @@ impl Hasher for FoldHasher {
         let mut w = [0u8; 8];
         w[..rest.len()].copy_from_slice(rest);
         // The length goes in too, so "a" and "a\0" differ.
-        self.0 = fold(h ^ u64::from_le_bytes(w), K ^ (bytes.len() as u64));
+        self.h = fold(h ^ u64::from_le_bytes(w), K ^ (bytes.len() as u64));
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = fold(self.0 ^ n, K);
+        self.h = fold(self.h ^ n, K);
     }
 
     fn write_u8(&mut self, n: u8) {
-        self.0 = fold(self.0 ^ u64::from(n), K);
+        self.h = fold(self.h ^ u64::from(n), K);
     }
 
     fn finish(&self) -> u64 {
-        fold(self.0, seed().rotate_left(32) | 1)
+        fold(self.h, self.last)
     }
 }
 
