@@ -16,6 +16,18 @@ Groups:
   (messages per second, end to end).
 - `nats-py publish` (only with `nats_url`): publish throughput through a NATS
   server, raw nats-py and `NatsBroker`, as a reference point.
+
+What the profile shows (perf, CPython 3.11): the matched handlers are
+Python functions, and calling one from Rust costs about what the twin's
+whole loop step costs minus its bytecode, ~55 ns for these trivial
+handlers. With 1,000 handlers the Rust fan-out is ~3% of the samples and
+the rest is CPython running the calls, so ~1.7x is the ceiling there; the
+hot subject's 4 calls are ~3/4 of a Rust publish, capping it near 2x. On a
+cache miss the Rust side is the trie walk (hashing and probing token maps)
+and the cache insert and eviction; with routing free the 2-3 handler calls
+would still cap the ratio near 17x. Async delivery is bounded by creating
+and stepping one coroutine per handler call (~120 ns) and by the shared
+`async def publish` coroutine (~200 ns per publish).
 """
 
 from __future__ import annotations
