@@ -98,7 +98,7 @@ def test_send_refuses_bad_bodies_and_topics_before_delivering(core: Any) -> None
         core.send("a", {"bad": object()})
     with pytest.raises(TypeError):
         core.send("a", b"x", {"k": 1})
-    for bad in ["a.*", "a..b", "", "a b", "a\x1cb", 42]:
+    for bad in ["a.*", "a..b", "", "a b", "a\x1cb", 42, ["a"]]:
         with pytest.raises(InvalidTopic):
             core.send(bad, b"x")
         with pytest.raises(InvalidTopic):

@@ -121,7 +121,12 @@ class PythonBroker:
         self._on_error = hook
 
     def _lookup(self, subject: str) -> tuple[list[_Entry], list[_Picker]]:
-        hit = self._cache.get(subject)
+        try:
+            hit = self._cache.get(subject)
+        except TypeError:
+            # Unhashable, so not a str: the same InvalidTopic the Rust core raises.
+            validate_subject(subject)
+            raise
         if hit is not None:
             return hit
         plain: list[_Entry] = []
