@@ -7,6 +7,7 @@ equality across the two, the same repr, decode and errors.
 
 from __future__ import annotations
 
+import copy
 import gc
 import weakref
 from typing import Any
@@ -71,6 +72,11 @@ def test_send_builds_messages_handlers_cannot_tell_apart(core: Any) -> None:
     )
     with pytest.raises(TypeError):
         hash(got[0])
+    shallow, deep = copy.copy(got[2]), copy.deepcopy(got[2])
+    assert type(shallow) is type(deep) is type(got[2])
+    assert shallow == deep == got[2]
+    assert shallow.headers is got[2].headers
+    assert deep.headers is not got[2].headers
 
 
 @pytest.mark.skipif(_accel.core is None, reason="needs the Rust core to compare against")

@@ -15,6 +15,7 @@ use pyo3::{PyTraverseError, PyVisit};
 static ENCODE_BODY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CODEC_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SORTED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DEEPCOPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static MESSAGE_TYPE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -124,6 +125,28 @@ impl RustMessage {
         let get = CODEC_GET.import(py, "microstd.codec", "get")?;
         get.call1((self.content_type.bind(py),))?
             .call_method1(pyo3::intern!(py, "loads"), (self.data.bind(py),))
+    }
+
+    /// `copy.copy`: a new message sharing the fields, as for the twin's slots.
+    fn __copy__(&self, py: Python<'_>) -> Self {
+        Self {
+            topic: self.topic.clone_ref(py),
+            data: self.data.clone_ref(py),
+            headers: self.headers.clone_ref(py),
+            content_type: self.content_type.clone_ref(py),
+        }
+    }
+
+    /// `copy.deepcopy`: a new message with each field deep-copied.
+    fn __deepcopy__(&self, py: Python<'_>, memo: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let deepcopy = DEEPCOPY.import(py, "copy", "deepcopy")?;
+        let copy = |field: &Py<PyAny>| deepcopy.call1((field.bind(py), memo)).map(Bound::unbind);
+        Ok(Self {
+            topic: copy(&self.topic)?,
+            data: copy(&self.data)?,
+            headers: copy(&self.headers)?,
+            content_type: copy(&self.content_type)?,
+        })
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
