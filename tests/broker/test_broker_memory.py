@@ -177,6 +177,8 @@ def test_pure_validation_agrees_with_rust() -> None:
     if _accel.core is None:
         pytest.skip("needs the Rust core to compare against")
     samples = ["", "a", "a.b", "a..b", ".a", "a.", "*", ">", "a.*", "a.>", "a.>.b", "a b", "a*b"]
+    # Whitespace as `str.isspace` sees it (U+001C..U+001F too), control characters and non-ASCII.
+    samples += ["a\x1cb", "a\x1f", "a\u3000b", "a\x85", "a\x01b", "caf\xe9.x", "*a.>b"]
     for s in samples:
         for pure, rust in (
             (validate_subject, _accel.core.validate_subject),

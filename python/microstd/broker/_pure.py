@@ -13,10 +13,11 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from microstd.broker._subjects import Trie, validate_pattern, validate_subject
+from microstd.broker.base import Message, encode_body
 from microstd.errors import InvalidTopic
 
 __all__ = ["CACHE_MAX", "PythonBroker", "PythonQueue"]
@@ -120,7 +121,12 @@ class PythonBroker:
         self._on_error = hook
 
     def _lookup(self, subject: str) -> tuple[list[_Entry], list[_Picker]]:
-        hit = self._cache.get(subject)
+        try:
+            hit = self._cache.get(subject)
+        except TypeError:
+            # Unhashable, so not a str: the same InvalidTopic the Rust core raises.
+            validate_subject(subject)
+            raise
         if hit is not None:
             return hit
         plain: list[_Entry] = []
@@ -139,6 +145,31 @@ class PythonBroker:
 
     def publish(self, subject: str, message: object) -> int:
         plain, pickers = self._lookup(subject)
+        targets = [*plain, *(p.pick() for p in pickers)] if pickers else plain
+        called = 0
+        for entry in targets:
+            if not entry.active:
+                continue
+            called += 1
+            try:
+                entry.target(message)
+            except Exception as exc:
+                self._report(exc, entry.owner)
+        return called
+
+    def send(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> int:
+        """The whole of one publish: encode `body` into one `Message` and fan it out."""
+        data, ct, hdrs = encode_body(body, content_type, headers)
+        message = Message(topic, data, hdrs, ct)
+        # `publish`'s loop, inlined: calling it would add a Python call per publish
+        # that the glue doing this before never paid, and the twin must not slow down.
+        plain, pickers = self._lookup(topic)
         targets = [*plain, *(p.pick() for p in pickers)] if pickers else plain
         called = 0
         for entry in targets:

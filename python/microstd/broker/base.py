@@ -38,11 +38,13 @@ DEFAULT_CONTENT_TYPE = "application/msgpack"
 Overflow = Literal["block", "drop"]
 
 
-class Message:
+class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage can register)
     """One delivered message. `data` is the encoded body; `decode()` decodes it.
 
     Every subscriber of one publish gets the same object: treat it (and its
-    `headers`) as read-only.
+    `headers`) as read-only. The Rust memory core delivers its own
+    `RustMessage`, registered as a virtual subclass (hence the ABC
+    metaclass), so `isinstance(m, Message)` and equality hold on every backend.
     """
 
     __slots__ = ("content_type", "data", "headers", "topic")

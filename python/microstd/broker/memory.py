@@ -7,6 +7,10 @@
 One routing core (`RustBroker`, or `PythonBroker` with `impl="python"`)
 matches subjects and fans out; each broker handle owns its subscriptions
 and removes them on `close()`, so handles on a shared name stay independent.
+A publish is one call into the core, `send(topic, body, headers,
+content_type)`: it encodes the body, builds the one message every handler
+gets (a `RustMessage` from the Rust core, a `Message` from the twin) and
+fans it out.
 
 Where handlers run:
 - async interface (`open`): each subscription has a bounded queue and one
@@ -29,7 +33,13 @@ from typing import Any, Protocol
 from microstd import _accel
 from microstd._backends import ParsedURL, shared_instance
 from microstd._loopthread import LoopThread
-from microstd.broker._delivery import Delivery, Options, blocked_deliveries, report_error
+from microstd.broker._delivery import (
+    Delivery,
+    Options,
+    blocked_deliveries,
+    overfilled,
+    report_error,
+)
 from microstd.broker._pure import PythonBroker
 from microstd.broker.base import (
     Broker,
@@ -39,9 +49,12 @@ from microstd.broker.base import (
     Subscription,
     SyncBroker,
     SyncSubscription,
-    encode_body,
 )
 from microstd.errors import Closed
+
+if _accel.core is not None:
+    # What the Rust core delivers is a `Message` too (see `Message`).
+    Message.register(_accel.core.RustMessage)
 
 __all__ = ["MemoryBackend", "MemoryBroker", "SyncMemoryBroker", "new_core"]
 
@@ -53,6 +66,13 @@ class Core(Protocol):
     def unsubscribe(self, sid: int) -> bool: ...
     def set_on_error(self, hook: Callable[[BaseException, object], object] | None) -> None: ...
     def publish(self, subject: str, message: object) -> int: ...
+    def send(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> int: ...
     def __len__(self) -> int: ...
 
 
@@ -156,11 +176,10 @@ class MemoryBroker(Broker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        self._core.publish(topic, Message(topic, data, hdrs, ct))
-        blocked = blocked_deliveries()
-        for delivery in blocked:
-            await delivery.wait_for_room()
+        self._core.send(topic, body, headers, content_type)
+        if overfilled.found:
+            for delivery in blocked_deliveries():
+                await delivery.wait_for_room()
 
     async def close(self) -> None:
         if self._closed:
@@ -252,11 +271,11 @@ class SyncMemoryBroker(SyncBroker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        self._core.publish(topic, Message(topic, data, hdrs, ct))
+        self._core.send(topic, body, headers, content_type)
         # Async subscribers of a shared instance were queued from this thread:
         # their loop applies the overflow policy, this thread cannot wait on it.
-        blocked_deliveries()
+        if overfilled.found:
+            blocked_deliveries()
 
     def close(self) -> None:
         if self._closed:

@@ -2,6 +2,8 @@
 //! Pure logic lives in `subjects`, `groups`, `router` and `queue` (no PyO3); `py` binds it.
 
 pub mod groups;
+pub mod hashing;
+pub mod message;
 pub mod py;
 pub mod queue;
 pub mod router;
@@ -13,6 +15,7 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::RustBroker>()?;
     m.add_class::<py::RustQueue>()?;
+    m.add_class::<message::RustMessage>()?;
     m.add_function(wrap_pyfunction!(py::validate_subject, m)?)?;
     m.add_function(wrap_pyfunction!(py::validate_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(py::subject_matches, m)?)?;

@@ -1,8 +1,10 @@
 //! `RustBroker`: the router bound to Python, and the fan-out loop that calls handlers.
 //!
-//! One publish crosses into Rust once: the subject is matched (through the
-//! cache), queue-group members are picked, and every target is called with
-//! the same message object, so the body is never copied per subscriber.
+//! One publish crosses into Rust once (`send`): a bytes body becomes a
+//! `RustMessage` without running any Python code, the subject is matched
+//! (through the cache), queue-group members are picked, and every target is
+//! called (or, for a `RustQueue`, pushed to) with that one message object, so
+//! the body is never copied per subscriber.
 //! A target that raises is passed to the error hook with its owner; the loop
 //! goes on with the other targets.
 
@@ -13,6 +15,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
+use super::message::RustMessage;
 use super::queue::Bounded;
 use super::router::Router;
 use super::subjects;
@@ -96,34 +99,26 @@ impl RustBroker {
     fn publish(
         &self,
         py: Python<'_>,
-        subject: &str,
+        subject: &Bound<'_, PyAny>,
         message: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
-        let (matched, picked) = {
-            let mut router = locked(&self.router);
-            let matched = router.lookup(subject)?;
-            let picked: Vec<Arc<Entry>> = matched
-                .groups
-                .iter()
-                .filter_map(|p| p.pick().cloned())
-                .collect();
-            (matched, picked)
-        };
-        let mut called = 0;
-        for entry in matched.plain.iter().chain(picked.iter()) {
-            if !entry.active.load(Ordering::Acquire) {
-                continue;
-            }
-            called += 1;
-            let outcome = match &entry.queue {
-                Some(queue) => queue.get().push_inner(py, message),
-                None => call_one(py, &entry.target, message),
-            };
-            if let Err(err) = outcome {
-                self.report(py, &err, &entry.owner);
-            }
-        }
-        Ok(called)
+        self.fan_out(py, as_subject(subject)?, message)
+    }
+
+    /// The whole of one publish in one call: encode `body` into one `RustMessage`
+    /// (as `encode_body` does) and fan it out. Returns how many targets were called.
+    #[pyo3(signature = (topic, body, headers=None, content_type=None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        body: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let message = RustMessage::build(py, topic, body, headers, content_type)?;
+        let message = Bound::new(py, message)?;
+        self.fan_out(py, as_subject(topic)?, message.as_any())
     }
 
     /// The targets one publish to `subject` would reach (queue groups advance).
@@ -357,6 +352,45 @@ fn call_one(py: Python<'_>, target: &Py<PyAny>, arg: &Bound<'_, PyAny>) -> PyRes
 }
 
 impl RustBroker {
+    /// Match `subject` (through the cache), pick queue-group members, then hand
+    /// `message` to each target with the router unlocked, so a handler may
+    /// subscribe or publish.
+    fn fan_out(
+        &self,
+        py: Python<'_>,
+        subject: &Bound<'_, PyString>,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        // Python caches a str's hash in the object: the cache key costs nothing.
+        let hash = subject.hash()? as u64;
+        let text = subject.to_str()?;
+        let (matched, picked) = {
+            let mut router = locked(&self.router);
+            let matched = router.lookup_hashed(hash, text)?;
+            let picked: Vec<Arc<Entry>> = matched
+                .groups
+                .iter()
+                .filter_map(|p| p.pick().cloned())
+                .collect();
+            (matched, picked)
+        };
+        let mut called = 0;
+        for entry in matched.plain.iter().chain(picked.iter()) {
+            if !entry.active.load(Ordering::Acquire) {
+                continue;
+            }
+            called += 1;
+            let outcome = match &entry.queue {
+                Some(queue) => queue.get().push_inner(py, message),
+                None => call_one(py, &entry.target, message),
+            };
+            if let Err(err) = outcome {
+                self.report(py, &err, &entry.owner);
+            }
+        }
+        Ok(called)
+    }
+
     fn report(&self, py: Python<'_>, err: &PyErr, owner: &Py<PyAny>) {
         let hook = locked(&self.on_error).as_ref().map(|h| h.clone_ref(py));
         let outcome = match hook {

@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::groups::{Group, Picker};
+use super::hashing::FoldState;
 use super::subjects::{validate_pattern, validate_subject, Trie};
 use crate::errors::{Error, Result};
 
@@ -48,8 +49,10 @@ impl Hasher for PassThrough {
     }
 }
 
-type Bucket<T> = Vec<(Box<str>, Arc<Matched<T>>)>;
-type Cache<T> = HashMap<u64, Bucket<T>, BuildHasherDefault<PassThrough>>;
+/// One cached subject per hash. Two subjects whose 64-bit hashes collide just
+/// take turns in the slot (a hit always compares the text), so the cache
+/// needs no bucket list and a miss costs one allocation less.
+type Cache<T> = HashMap<u64, (Box<str>, Arc<Matched<T>>), BuildHasherDefault<PassThrough>>;
 
 /// FNV-1a, the cache hash when the caller has none.
 pub fn subject_hash(subject: &str) -> u64 {
@@ -65,24 +68,25 @@ pub fn subject_hash(subject: &str) -> u64 {
 #[derive(Debug)]
 pub struct Router<T> {
     trie: Trie,
-    subs: HashMap<u64, (Sub, Arc<T>)>,
+    subs: HashMap<u64, (Sub, Arc<T>), FoldState>,
     groups: HashMap<GroupKey, Group<T>>,
-    group_of_tid: HashMap<u64, GroupKey>,
+    group_of_tid: HashMap<u64, GroupKey, FoldState>,
     cache: Cache<T>,
-    cached: usize,
     next_id: u64,
+    /// Reused by every trie walk, so a cache miss allocates only what it keeps.
+    scratch: Vec<u64>,
 }
 
 impl<T> Default for Router<T> {
     fn default() -> Self {
         Self {
             trie: Trie::default(),
-            subs: HashMap::new(),
+            subs: HashMap::default(),
             groups: HashMap::new(),
-            group_of_tid: HashMap::new(),
+            group_of_tid: HashMap::default(),
             cache: Cache::default(),
-            cached: 0,
             next_id: 1,
+            scratch: Vec::new(),
         }
     }
 }
@@ -153,7 +157,6 @@ impl<T> Router<T> {
 
     fn clear_cache(&mut self) {
         self.cache.clear();
-        self.cached = 0;
     }
 
     /// What `subject` matches: from the cache, or by walking the trie once.
@@ -163,20 +166,19 @@ impl<T> Router<T> {
 
     /// `lookup` with the subject's hash given; one router must always use the same hash.
     pub fn lookup_hashed(&mut self, hash: u64, subject: &str) -> Result<Arc<Matched<T>>> {
-        if let Some(bucket) = self.cache.get(&hash) {
-            for (key, hit) in bucket {
-                if **key == *subject {
-                    return Ok(Arc::clone(hit));
-                }
+        if let Some((key, hit)) = self.cache.get(&hash) {
+            if **key == *subject {
+                return Ok(Arc::clone(hit));
             }
         }
         // Only valid subjects reach the cache, so a hit needs no validation.
         validate_subject(subject)?;
-        let mut ids = Vec::new();
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
         self.trie.find(subject, &mut ids);
-        let mut plain = Vec::new();
+        let mut plain = Vec::with_capacity(ids.len());
         let mut groups = Vec::new();
-        for id in ids {
+        for &id in &ids {
             if let Some((_, target)) = self.subs.get(&id) {
                 plain.push(Arc::clone(target));
             } else if let Some(group) = self.group_of_tid.get(&id).and_then(|k| self.groups.get(k))
@@ -184,15 +186,13 @@ impl<T> Router<T> {
                 groups.push(group.picker());
             }
         }
+        self.scratch = ids;
         let found = Arc::new(Matched { plain, groups });
-        if self.cached >= CACHE_MAX {
+        if self.cache.len() >= CACHE_MAX {
             self.clear_cache();
         }
-        self.cached += 1;
         self.cache
-            .entry(hash)
-            .or_default()
-            .push((subject.into(), Arc::clone(&found)));
+            .insert(hash, (subject.into(), Arc::clone(&found)));
         Ok(found)
     }
 
@@ -215,7 +215,7 @@ impl<T> Router<T> {
 
     /// Distinct subjects currently cached.
     pub fn cached(&self) -> usize {
-        self.cached
+        self.cache.len()
     }
 
     /// Drop every subscription.
@@ -263,6 +263,8 @@ mod tests {
         assert_eq!(*r.lookup_hashed(7, "a").unwrap().plain[0], 1);
         assert_eq!(*r.lookup_hashed(7, "b").unwrap().plain[0], 2);
         assert_eq!(*r.lookup_hashed(7, "a").unwrap().plain[0], 1);
+        assert_eq!(r.cached(), 1, "colliding subjects take turns in one slot");
+        assert_eq!(*r.lookup_hashed(8, "b").unwrap().plain[0], 2);
         assert_eq!(r.cached(), 2);
     }
 

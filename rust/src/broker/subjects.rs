@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use super::hashing::FoldState;
 use crate::errors::{Error, Result};
 
 /// Longest subject or pattern accepted, in bytes: bounds trie depth and cache memory.
@@ -22,7 +23,7 @@ fn check_common(subject: &str, what: &str) -> Result<()> {
             "{what} is longer than {MAX_SUBJECT_LEN} bytes"
         )));
     }
-    if subject.chars().any(char::is_whitespace) {
+    if subject.chars().any(is_space) {
         return Err(Error::InvalidTopic(format!(
             "{what} {subject:?} contains whitespace"
         )));
@@ -35,8 +36,46 @@ fn check_common(subject: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whitespace as Python's `str.isspace` (and the twin's `\\s`) sees it: Rust's
+/// `char::is_whitespace` plus the ASCII separators U+001C..U+001F.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// One pass over a printable-ASCII subject: true if it is certainly valid.
+/// Anything else (false) goes through the full checks, which name the problem.
+fn plainly_valid_subject(subject: &[u8]) -> bool {
+    if subject.is_empty() || subject.len() > MAX_SUBJECT_LEN {
+        return false;
+    }
+    let mut len = 0usize;
+    let mut first = 0u8;
+    let wildcard = |len: usize, first: u8| len == 1 && (first == b'*' || first == b'>');
+    for &b in subject {
+        if b == b'.' {
+            if len == 0 || wildcard(len, first) {
+                return false;
+            }
+            len = 0;
+        } else {
+            // Control characters, spaces and non-ASCII take the slow path.
+            if !(0x21..0x7f).contains(&b) {
+                return false;
+            }
+            if len == 0 {
+                first = b;
+            }
+            len += 1;
+        }
+    }
+    len > 0 && !wildcard(len, first)
+}
+
 /// A concrete subject a message is published to: no wildcards.
 pub fn validate_subject(subject: &str) -> Result<()> {
+    if plainly_valid_subject(subject.as_bytes()) {
+        return Ok(());
+    }
     check_common(subject, "topic")?;
     if subject.split('.').any(|t| t == "*" || t == ">") {
         return Err(Error::InvalidTopic(format!(
@@ -77,7 +116,7 @@ pub fn matches(pattern: &str, subject: &str) -> bool {
 
 #[derive(Default, Debug)]
 struct Node {
-    literal: HashMap<Box<str>, Node>,
+    literal: HashMap<Box<str>, Node, FoldState>,
     star: Option<Box<Node>>,
     /// Targets whose pattern ends at this node.
     here: Vec<u64>,
@@ -154,19 +193,19 @@ impl Trie {
 
     /// The ids whose patterns match `subject` (a valid concrete subject), appended to `out`.
     pub fn find(&self, subject: &str, out: &mut Vec<u64>) {
-        let tokens: Vec<&str> = subject.split('.').collect();
-        Self::find_at(&self.root, &tokens, out);
+        // The split iterator is the cursor: cloning it to branch costs no allocation.
+        Self::find_at(&self.root, subject.split('.'), out);
     }
 
-    fn find_at(node: &Node, tokens: &[&str], out: &mut Vec<u64>) {
-        let Some((first, rest)) = tokens.split_first() else {
+    fn find_at(node: &Node, mut rest: std::str::Split<'_, char>, out: &mut Vec<u64>) {
+        let Some(first) = rest.next() else {
             out.extend_from_slice(&node.here);
             return;
         };
         // `>` needs at least one more token, which `first` is.
         out.extend_from_slice(&node.tail);
-        if let Some(child) = node.literal.get(*first) {
-            Self::find_at(child, rest, out);
+        if let Some(child) = node.literal.get(first) {
+            Self::find_at(child, rest.clone(), out);
         }
         if let Some(child) = node.star.as_deref() {
             Self::find_at(child, rest, out);
@@ -202,13 +241,33 @@ mod tests {
 
     #[test]
     fn validation() {
-        for bad in ["", "a..b", ".a", "a.", "a.*", "a.>", "a b", ">"] {
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            "a.>",
+            "a b",
+            ">",
+            "*",
+            "a\u{1c}b",
+            "a\u{3000}",
+        ] {
             assert!(validate_subject(bad).is_err(), "{bad}");
         }
         for bad in ["", "a..b", "a.>.b", ">.a", "a. b"] {
             assert!(validate_pattern(bad).is_err(), "{bad}");
         }
-        for good in ["a", "a.b", "a-b.c_d", "a*b"] {
+        for good in [
+            "a",
+            "a.b",
+            "a-b.c_d",
+            "a*b",
+            "*a.>b",
+            "a\u{1}b",
+            "caf\u{e9}",
+        ] {
             assert!(validate_subject(good).is_ok(), "{good}");
         }
         for good in ["*", ">", "a.*.c", "a.>", "*.*.>"] {
