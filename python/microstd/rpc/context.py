@@ -8,15 +8,15 @@ calls shares one deadline and one request id.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import math
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from microstd.rpc.deadline import Deadline
 
 __all__ = [
     "CALLER_HEADER",
@@ -118,16 +118,8 @@ def reset_context(token: contextvars.Token[Context | None]) -> None:
     _current.reset(token)
 
 
-if sys.version_info >= (3, 11):
-
-    async def within(aw: Awaitable[T], seconds: float) -> T:
-        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
-        # asyncio.timeout runs `aw` in the current task: no task per call, unlike wait_for.
-        async with asyncio.timeout(seconds):
-            return await aw
-
-else:  # pragma: no cover - Python 3.10
-
-    async def within(aw: Awaitable[T], seconds: float) -> T:
-        """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
-        return await asyncio.wait_for(aw, seconds)
+async def within(aw: Awaitable[T], seconds: float) -> T:
+    """Await `aw`, cancelling it after `seconds` (raises `TimeoutError`)."""
+    # In the current task (no task per call, unlike wait_for), with one bare timer.
+    with Deadline(time.monotonic() + seconds):
+        return await aw
