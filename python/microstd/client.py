@@ -49,6 +49,7 @@ from microstd.rpc.context import (
     META_PREFIX,
     REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
+    Context,
     current_context,
     new_request_id,
 )
@@ -210,7 +211,9 @@ class Client:
             pool = nodes  # nobody marked down: the common case
         if self.selector == "random":
             return random.choice(pool)
-        counter = self._counters.setdefault(service, itertools.count())
+        counter = self._counters.get(service)
+        if counter is None:
+            counter = self._counters[service] = itertools.count()
         return pool[next(counter) % len(pool)]
 
     def _mark_down(self, node: Node) -> None:
@@ -258,8 +261,7 @@ class Client:
             self._chained, self._chained_for = nxt, list(self.middleware)
         return self._chained
 
-    def _headers(self, call: Call) -> dict[str, str]:
-        ctx = current_context()
+    def _headers(self, call: Call, ctx: Context | None) -> dict[str, str]:
         headers = self._base_headers.copy()
         headers[REQUEST_ID_HEADER] = ctx.request_id if ctx is not None else new_request_id()
         caller = self.name or (ctx.service if ctx is not None else "")
@@ -271,41 +273,35 @@ class Client:
 
     async def _invoke(self, call: Call) -> object:
         timeout = call.timeout if call.timeout is not None else self.timeout
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
         ctx = current_context()
         if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
             deadline = ctx.deadline
-        headers = self._headers(call)
+        headers = self._headers(call, ctx)
         payload = self._codec.dumps(call.body)
-        # One timer bounds the whole call: lookup, every attempt and the pauses between.
+        # One deadline bounds the whole call: lookup, every attempt and the pauses between.
         scope = Deadline(deadline)
         try:
             with scope:
-                return await self._attempts(call, payload, headers, deadline)
+                cached = self._cache.get(call.service)
+                if cached is not None and cached[0] > now:
+                    nodes = cached[1]  # the common case: no lookup
+                else:
+                    nodes = await self._nodes(call.service)
+                node = self._pick(call.service, nodes, _NOTHING)
+                try:
+                    # The success path: one attempt, no retry bookkeeping.
+                    reply = await self._send(node, call, payload, headers, deadline)
+                except _Retryable as exc:
+                    return await self._retry(call, payload, headers, deadline, node, exc)
+                return self._decode_reply(call.service, reply)
         except TimeoutError:
             if not scope.expired:
                 raise
             raise DeadlineExceeded(
                 f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
             ) from None
-
-    async def _attempts(
-        self, call: Call, payload: bytes, headers: dict[str, str], deadline: float
-    ) -> object:
-        cached = self._cache.get(call.service)
-        if cached is not None and cached[0] > time.monotonic():
-            nodes = cached[1]  # the common case: no lookup
-        else:
-            nodes = await self._nodes(call.service)
-        node = self._pick(call.service, nodes, _NOTHING)
-        try:
-            # The success path: one attempt, no retry bookkeeping.
-            reply = await self._send(node, call, payload, headers, deadline)
-        except _Retryable as exc:
-            first_failure = exc
-        else:
-            return self._decode_reply(call.service, reply)
-        return await self._retry(call, payload, headers, deadline, node, first_failure)
 
     async def _retry(
         self,
