@@ -21,6 +21,7 @@ goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sys
 import threading
@@ -74,9 +75,12 @@ _current = _Current()
 def _slots(loop: asyncio.AbstractEventLoop) -> _Slots:
     current = _current
     ref, slots = current.loop, current.slots
-    if ref is None or slots is None or ref() is not loop:
-        current.loop, current.slots = weakref.ref(loop), _Slots()
-        slots = current.slots
+    if ref is not None and slots is not None and ref() is loop:
+        return slots
+    slots = _Slots()
+    # A loop type without weak references gets fresh slots each time: no sharing, still correct.
+    with contextlib.suppress(TypeError):
+        current.loop, current.slots = weakref.ref(loop), slots
     return slots
 
 
