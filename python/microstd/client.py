@@ -4,7 +4,8 @@
         reply = await client.call("greeter", "Greeter.Hello", {"name": "a"})
 
 The client looks the service up (caching the answer for `cache_ttl` seconds),
-picks a node (round robin or random), and sends `POST /Service.Method`.
+picks a node (round robin or random), and sends `POST /Service.Method` over
+one aiohttp session it keeps for its life (pooled keep-alive connections).
 
 Retries, with exponential backoff, happen only when the request certainly did
 not run: the connection could not be opened, or the server answered 503 (it
@@ -14,7 +15,8 @@ a handler is retried only when the call says `idempotent=True`.
 Each call has a timeout (`timeout=`, default the client's); the time left
 travels with the request, so the server stops working past it, and a call
 made inside a handler inherits the smaller of its own timeout and its
-caller's. Past the deadline the call raises `DeadlineExceeded`.
+caller's. Past the deadline the call raises `DeadlineExceeded`. One
+`Deadline` bounds the whole call (lookup, attempts, pauses between them).
 
 In-process calls: when the registry is the embedded one and the chosen node is
 served by this process, the client calls the server's dispatch directly,
