@@ -8,11 +8,12 @@ same reply, on loopback. Cases:
   (the server's overhead alone);
 - client: the microstd `Client` over HTTP to the microstd server (full stack:
   registry resolution, headers, deadlines, error handling);
-- local: the microstd `Client` in-process path (no HTTP).
+- in-process: the microstd `Client` in-process path (no HTTP).
 
 Each case runs as single round trips (latency) and as batches of 64
 concurrent calls (throughput). `python benches/bench_rpc.py` prints the
-ratios against the bare handler.
+ratios against the bare handler. The rig (servers, clients, loop) is
+`microstd.bench.rpc.Rig`, shared with `microstd bench rpc`.
 """
 
 from __future__ import annotations
@@ -22,146 +23,87 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-import microstd
-from microstd import codec
-
-MSGPACK = codec.get("application/msgpack")
-BODY = {"name": "ada", "tags": ["a", "b", "c"], "count": 3}
-BATCH = 64
-REGISTRY = "memory://bench-rpc"
-
-
-class Rig:
-    """Both servers and their clients on one private event loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self._start())
-
-    async def _start(self) -> None:
-        async def bare(request: web.Request) -> web.Response:
-            req = MSGPACK.loads(await request.read())
-            assert isinstance(req, dict)
-            reply = MSGPACK.dumps({"msg": f"hello {req['name']}"})
-            return web.Response(body=reply, headers={"Content-Type": MSGPACK.content_type})
-
-        app = web.Application()
-        app.router.add_post("/{endpoint}", bare)
-        self.bare_runner = web.AppRunner(app, access_log=None)
-        await self.bare_runner.setup()
-        await web.TCPSite(self.bare_runner, "127.0.0.1", 0).start()
-        self.bare_url = f"http://127.0.0.1:{self.bare_runner.addresses[0][1]}/Greeter.Hello"
-
-        self.svc = microstd.Service("bench-greeter", registry=REGISTRY)
-
-        @self.svc.handler("Greeter.Hello")
-        async def hello(req: dict[str, Any]) -> dict[str, str]:
-            return {"msg": f"hello {req['name']}"}
-
-        await self.svc.start()
-        self.svc_url = f"http://{self.svc.server.address}/Greeter.Hello"
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-        self.client = microstd.Client(REGISTRY, local=False)
-        self.local = microstd.Client(REGISTRY, local=True)
-        self.payload = MSGPACK.dumps(BODY)
-        self.headers = {"Content-Type": MSGPACK.content_type, "Accept": MSGPACK.content_type}
-
-    async def _post(self, url: str) -> object:
-        async with self.http.post(url, data=self.payload, headers=self.headers) as resp:
-            assert resp.status == 200
-            return MSGPACK.loads(await resp.read())
-
-    def case(self, kind: str) -> Callable[[], Awaitable[object]]:
-        if kind == "bare":
-            return lambda: self._post(self.bare_url)
-        if kind == "server":
-            return lambda: self._post(self.svc_url)
-        client = self.client if kind == "client" else self.local
-        return lambda: client.call("bench-greeter", "Greeter.Hello", BODY)
-
-    def once(self, kind: str) -> object:
-        return self.loop.run_until_complete(self.case(kind)())
-
-    def batch(self, kind: str) -> list[object]:
-        call = self.case(kind)
-
-        async def many() -> list[object]:
-            return list(await asyncio.gather(*(call() for _ in range(BATCH))))
-
-        return self.loop.run_until_complete(many())
-
-    def close(self) -> None:
-        async def stop() -> None:
-            await self.http.close()
-            await self.client.close()
-            await self.local.close()
-            await self.svc.stop()
-            await self.bare_runner.cleanup()
-
-        self.loop.run_until_complete(stop())
-        self.loop.close()
+from microstd.bench.rpc import BATCH, KINDS, REPLY, Rig
 
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     made = Rig()
+    made.start()
     yield made
     made.close()
-
-
-KINDS = ["bare", "server", "client", "local"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_latency(benchmark: Any, rig: Rig, kind: str) -> None:
     benchmark.group = "rpc round trip"
     reply = benchmark(rig.once, kind)
-    assert reply == {"msg": "hello ada"}
+    assert reply == REPLY
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_throughput(benchmark: Any, rig: Rig, kind: str) -> None:
     benchmark.group = f"rpc {BATCH} concurrent calls"
     replies = benchmark(rig.batch, kind)
-    assert replies == [{"msg": "hello ada"}] * BATCH
+    assert replies == [REPLY] * BATCH
 
 
-def _per_call(fn: Callable[[], object], seconds: float) -> float:
-    n, began = 0, time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        fn()
-        n += 1
-    return (time.perf_counter() - began) / n
+async def _timed(
+    call: Callable[[], Awaitable[object]], calls: int, at_once: int
+) -> tuple[float, float]:
+    """Wall and CPU seconds per call over `calls` calls, `at_once` of them in flight."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls // at_once):
+        if at_once == 1:
+            await call()
+        else:
+            await asyncio.gather(*(call() for _ in range(at_once)))
+    n = calls // at_once * at_once
+    return (time.perf_counter() - wall) / n, (time.process_time() - cpu) / n
 
 
-def main() -> None:
-    """Print latency, requests/s and the ratio to the bare handler.
+def main(rounds: int = 12) -> None:
+    """Print latency, requests/s and the ratios to the bare handler.
 
-    The cases are interleaved over several rounds and the best round of each
-    kept, so a busy machine skews them alike.
+    The cases are interleaved over `rounds` rounds, inside one event loop run,
+    and the best round of each kept, so a busy machine skews them alike. CPU
+    time is printed too: client and servers share this one thread, so CPU time
+    per call is the work done, and other processes on the machine barely move it.
     """
     rig = Rig()
-    lat = dict.fromkeys(KINDS, float("inf"))
-    thr = dict.fromkeys(KINDS, float("inf"))
-    try:
-        for kind in KINDS:  # warm up connections and caches
-            rig.batch(kind)
-        for _ in range(5):
+    rig.start()
+    inf = float("inf")
+    best = {k: {"lat": (inf, inf), "thr": (inf, inf)} for k in KINDS}
+
+    async def measure() -> None:
+        calls = {k: rig.call(k) for k in KINDS}
+        for k in KINDS:  # warm up connections and caches
+            await _timed(calls[k], 4 * BATCH, BATCH)
+        for _ in range(rounds):
             for k in KINDS:
-                lat[k] = min(lat[k], _per_call(lambda k=k: rig.once(k), 0.3))  # type: ignore[misc]
-                thr[k] = min(thr[k], _per_call(lambda k=k: rig.batch(k), 0.3))  # type: ignore[misc]
+                for name, n, at_once in (("lat", 300, 1), ("thr", 6 * BATCH, BATCH)):
+                    wall, cpu = await _timed(calls[k], n, at_once)
+                    old = best[k][name]
+                    best[k][name] = (min(old[0], wall), min(old[1], cpu))
+
+    try:
+        rig.run(measure())
     finally:
         rig.close()
-    print(f"{'case':8} {'latency us':>11} {'x bare':>7} {'req/s (64 conc.)':>17} {'x bare':>7}")
+    print(
+        f"{'case':10} {'latency us':>10} {'x bare':>6} {'cpu x':>6}"
+        f" {'req/s (64 conc.)':>17} {'x bare':>6} {'cpu x':>6}"
+    )
+    base = best["bare"]
     for k in KINDS:
-        rps = BATCH / thr[k]
+        lat, thr = best[k]["lat"], best[k]["thr"]
+        lat_x = [lat[i] / base["lat"][i] for i in (0, 1)]
+        thr_x = [thr[i] / base["thr"][i] for i in (0, 1)]
         print(
-            f"{k:8} {lat[k] * 1e6:11.1f} {lat[k] / lat['bare']:7.2f} {rps:17.0f}"
-            f" {thr[k] / thr['bare']:7.2f}"
+            f"{k:10} {lat[0] * 1e6:10.1f} {lat_x[0]:6.2f} {lat_x[1]:6.2f}"
+            f" {1 / thr[0]:17.0f} {thr_x[0]:6.2f} {thr_x[1]:6.2f}"
         )
 
 

@@ -4,7 +4,8 @@
         reply = await client.call("greeter", "Greeter.Hello", {"name": "a"})
 
 The client looks the service up (caching the answer for `cache_ttl` seconds),
-picks a node (round robin or random), and sends `POST /Service.Method`.
+picks a node (round robin or random), and sends `POST /Service.Method` over
+one aiohttp session it keeps for its life (pooled keep-alive connections).
 
 Retries, with exponential backoff, happen only when the request certainly did
 not run: the connection could not be opened, or the server answered 503 (it
@@ -14,7 +15,8 @@ a handler is retried only when the call says `idempotent=True`.
 Each call has a timeout (`timeout=`, default the client's); the time left
 travels with the request, so the server stops working past it, and a call
 made inside a handler inherits the smaller of its own timeout and its
-caller's. Past the deadline the call raises `DeadlineExceeded`.
+caller's. Past the deadline the call raises `DeadlineExceeded`. One
+`Deadline` bounds the whole call (lookup, attempts, pauses between them).
 
 In-process calls: when the registry is the embedded one and the chosen node is
 served by this process, the client calls the server's dispatch directly,
@@ -30,6 +32,7 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -49,11 +52,12 @@ from microstd.rpc.context import (
     META_PREFIX,
     REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
+    Context,
     current_context,
     new_request_id,
-    within,
 )
 from microstd.rpc.convert import build
+from microstd.rpc.deadline import Deadline
 from microstd.rpc.server import Reply, local_server
 
 __all__ = ["Call", "CallNext", "Client", "ClientMiddleware"]
@@ -80,12 +84,27 @@ CallNext = Callable[[Call], Awaitable[object]]
 ClientMiddleware = Callable[[Call, CallNext], Awaitable[object]]
 
 
-class _NotSent(Exception):
+class _Retryable(Exception):
+    """An attempt failed in a way another node may not."""
+
+
+class _NotSent(_Retryable):
     """The request never reached a server: safe to retry."""
 
 
-class _MaybeSent(Exception):
+class _MaybeSent(_Retryable):
     """The connection failed after the request may have reached a handler."""
+
+
+class _Unavailable(_Retryable):
+    """The node answered 503: it is shutting down and did not start the work."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 class Client:
@@ -120,7 +139,7 @@ class Client:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.codec = codecs.get(content_type)
+        self.codec = codecs.get(content_type)  # sets _base_headers
         self.middleware: list[ClientMiddleware] = list(middleware)
         self.cache_ttl = cache_ttl
         self.local = local
@@ -129,9 +148,22 @@ class Client:
         self._cache: dict[str, tuple[float, list[Node]]] = {}
         self._penalty: dict[str, float] = {}
         self._counters: dict[str, itertools.count[int]] = {}
+        self._chained: CallNext = self._invoke
+        self._chained_for: list[ClientMiddleware] = []
 
     def __repr__(self) -> str:
         return f"Client({self.registry!r})"
+
+    @property
+    def codec(self) -> codecs.Codec:
+        """The codec requests are encoded with (and replies asked for)."""
+        return self._codec
+
+    @codec.setter
+    def codec(self, codec: codecs.Codec) -> None:
+        self._codec = codec
+        # Built once: each call copies it and adds what changes per call.
+        self._base_headers = {"Content-Type": codec.content_type, "Accept": codec.content_type}
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -165,20 +197,28 @@ class Client:
     async def _nodes(self, service: str, refresh: bool = False) -> list[Node]:
         now = time.monotonic()
         cached = self._cache.get(service)
-        if cached is not None and cached[0] > now and cached[1] and not refresh:
+        if cached is not None and cached[0] > now and not refresh:
             return cached[1]
-        await self.connect()
+        if not self._connected:
+            await self.connect()
         nodes = [n for s in await self.registry.lookup(service) for n in s.nodes]
         self._cache[service] = (now + self.cache_ttl, nodes)
         return nodes
 
-    def _pick(self, service: str, nodes: list[Node], avoid: set[str]) -> Node:
-        now = time.monotonic()
-        good = [n for n in nodes if n.id not in avoid and self._penalty.get(n.id, 0.0) <= now]
-        pool = good or [n for n in nodes if n.id not in avoid] or nodes
+    def _pick(self, service: str, nodes: list[Node], avoid: AbstractSet[str]) -> Node:
+        if avoid or self._penalty:
+            now = time.monotonic()
+            for node_id in [i for i, until in self._penalty.items() if until <= now]:
+                del self._penalty[node_id]  # served its time
+            good = [n for n in nodes if n.id not in avoid and n.id not in self._penalty]
+            pool = good or [n for n in nodes if n.id not in avoid] or nodes
+        else:
+            pool = nodes  # nobody marked down: the common case
         if self.selector == "random":
             return random.choice(pool)
-        counter = self._counters.setdefault(service, itertools.count())
+        counter = self._counters.get(service)
+        if counter is None:
+            counter = self._counters[service] = itertools.count()
         return pool[next(counter) % len(pool)]
 
     def _mark_down(self, node: Node) -> None:
@@ -206,74 +246,100 @@ class Client:
         not registered, `DeadlineExceeded` past the timeout, `ConnectionFailed`
         when no node could be reached.
         """
-        call = Call(service, endpoint, body, dict(metadata or {}), timeout, idempotent)
-        nxt: CallNext = self._invoke
-        for mw in reversed(self.middleware):
-            nxt = _wrap(mw, nxt)
-        result = await nxt(call)
+        call = Call(
+            service, endpoint, body, dict(metadata) if metadata else {}, timeout, idempotent
+        )
+        if self.middleware:
+            result = await self._chain()(call)
+        else:
+            result = await self._invoke(call)
         if response_type is not None:
             return build(response_type, result, service)
         return result
 
-    async def _invoke(self, call: Call) -> object:
-        ctx = current_context()
-        timeout = call.timeout if call.timeout is not None else self.timeout
-        deadline = time.monotonic() + timeout
-        if ctx is not None and ctx.deadline is not None:
-            deadline = min(deadline, ctx.deadline)
-        payload = self.codec.dumps(call.body)
-        headers = {
-            "Content-Type": self.codec.content_type,
-            "Accept": self.codec.content_type,
-            REQUEST_ID_HEADER: ctx.request_id if ctx is not None else new_request_id(),
-            CALLER_HEADER: self.name or (ctx.service if ctx is not None else ""),
-        }
-        for key, value in call.metadata.items():
-            headers[f"{META_PREFIX}{key}"] = str(value)
+    def _chain(self) -> CallNext:
+        # Built once per middleware list, not per call (the list is public and may change).
+        if self._chained_for != self.middleware:
+            nxt: CallNext = self._invoke
+            for mw in reversed(self.middleware):
+                nxt = _wrap(mw, nxt)
+            self._chained, self._chained_for = nxt, list(self.middleware)
+        return self._chained
 
+    def _headers(self, call: Call, ctx: Context | None) -> dict[str, str]:
+        headers = self._base_headers.copy()
+        headers[REQUEST_ID_HEADER] = ctx.request_id if ctx is not None else new_request_id()
+        caller = self.name or (ctx.service if ctx is not None else "")
+        if caller:  # the server reads a missing caller as ""
+            headers[CALLER_HEADER] = caller
+        for key, value in call.metadata.items():
+            headers[META_PREFIX + key] = str(value)
+        return headers
+
+    async def _invoke(self, call: Call) -> object:
+        timeout = call.timeout if call.timeout is not None else self.timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        ctx = current_context()
+        if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
+            deadline = ctx.deadline
+        headers = self._headers(call, ctx)
+        payload = self._codec.dumps(call.body)
+        # One deadline bounds the whole call: lookup, every attempt and the pauses between.
+        scope = Deadline(deadline)
+        try:
+            with scope:
+                cached = self._cache.get(call.service)
+                if cached is not None and cached[0] > now:
+                    nodes = cached[1]  # the common case: no lookup
+                else:
+                    nodes = await self._nodes(call.service)
+                node = self._pick(call.service, nodes, _NOTHING)
+                try:
+                    # The success path: one attempt, no retry bookkeeping.
+                    reply = await self._send(node, call, payload, headers, deadline)
+                except _Retryable as exc:
+                    return await self._retry(call, payload, headers, deadline, node, exc)
+                return self._decode_reply(call.service, reply)
+        except TimeoutError:
+            if not scope.expired:
+                raise
+            raise DeadlineExceeded(
+                f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
+            ) from None
+
+    async def _retry(
+        self,
+        call: Call,
+        payload: bytes,
+        headers: dict[str, str],
+        deadline: float,
+        node: Node,
+        failure: _Retryable,
+    ) -> object:
         avoid: set[str] = set()
         last_error: BaseException | None = None
         for attempt in range(self.retries + 1):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            cached = self._cache.get(call.service)
-            if not avoid and cached is not None and cached[0] > time.monotonic() and cached[1]:
-                nodes = cached[1]  # the common case, without a lookup
-            else:
+            if attempt:
+                node = self._pick(call.service, await self._nodes(call.service, True), avoid)
                 try:
-                    nodes = await within(self._nodes(call.service, bool(avoid)), left)
-                except asyncio.TimeoutError:
-                    break
-            node = self._pick(call.service, nodes, avoid)
-            headers[TIMEOUT_HEADER] = f"{max(deadline - time.monotonic(), 0.0):.6f}"
-            try:
-                reply = await self._send(node, call.endpoint, payload, headers, deadline)
-            except _NotSent as exc:
-                self._mark_down(node)
-                avoid.add(node.id)
-                last_error = exc
-            except _MaybeSent as exc:
-                if not call.idempotent:
-                    raise ConnectionFailed(
-                        f"{call.service} {call.endpoint}: connection to {node.address} failed"
-                        f" after the request was sent ({exc}); not retried (not idempotent)"
-                    ) from exc.__cause__
-                avoid.add(node.id)
-                last_error = exc
-            else:
-                if reply.status == 503 and reply.error:
-                    avoid.add(node.id)  # shutting down: the work did not start
-                    last_error = _decode_error(call.service, reply)
+                    reply = await self._send(node, call, payload, headers, deadline)
+                except _Retryable as exc:
+                    failure = exc
                 else:
-                    return _decode_reply(call.service, reply)
+                    return self._decode_reply(call.service, reply)
+            if isinstance(failure, _NotSent):
+                self._mark_down(node)
+            elif isinstance(failure, _MaybeSent) and not call.idempotent:
+                raise ConnectionFailed(
+                    f"{call.service} {call.endpoint}: connection to {node.address} failed"
+                    f" after the request was sent ({failure}); not retried (not idempotent)"
+                ) from failure.__cause__
+            avoid.add(node.id)
+            last_error = failure.error if isinstance(failure, _Unavailable) else failure
             if attempt < self.retries:
                 pause = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-        if time.monotonic() >= deadline:
-            raise DeadlineExceeded(
-                f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
-            ) from last_error
         if isinstance(last_error, ServiceError):
             raise last_error
         raise ConnectionFailed(
@@ -282,53 +348,80 @@ class Client:
         ) from last_error
 
     async def _send(
-        self, node: Node, endpoint: str, payload: bytes, headers: dict[str, str], deadline: float
+        self, node: Node, call: Call, payload: bytes, headers: dict[str, str], deadline: float
     ) -> Reply:
-        left = deadline - time.monotonic()
+        """One attempt on `node`; raises `_Retryable` when another node may be tried."""
+        headers[TIMEOUT_HEADER] = f"{max(deadline - time.monotonic(), 0.0):.6f}"
         server = local_server(node.id) if self.local and self.registry.embedded else None
         if server is not None:
-            try:
-                return await within(
-                    server.dispatch(
-                        endpoint, payload, headers["Content-Type"], headers["Accept"], headers
-                    ),
-                    left,
-                )
-            except asyncio.TimeoutError:
-                raise DeadlineExceeded(f"{endpoint}: no reply before the deadline") from None
-        return await self._http(node, endpoint, payload, headers, left)
+            ctype = self._codec.content_type
+            reply = await server.dispatch(call.endpoint, payload, ctype, ctype, headers)
+        else:
+            reply = await self._http(node, call.endpoint, payload, headers)
+        if reply.status == 503 and reply.error:  # shutting down: the work did not start
+            raise _Unavailable(_decode_error(call.service, reply))
+        return reply
 
     async def _http(
-        self, node: Node, endpoint: str, payload: bytes, headers: dict[str, str], left: float
+        self, node: Node, endpoint: str, payload: bytes, headers: dict[str, str]
     ) -> Reply:
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256), skip_auto_headers=("User-Agent",)
-            )
-        url = f"http://{node.address}/{endpoint}"
+        session = self._session
+        if session is None:
+            session = self._session = _new_session()
         # aiohttp sends a large bytes body in one blocking write (and warns): a
         # file-like body is streamed instead. A fresh one per attempt.
         data: bytes | io.BytesIO = payload if len(payload) < _STREAM_BODY else io.BytesIO(payload)
         try:
-            async with self._session.post(
-                url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=left)
+            async with session.post(
+                f"http://{node.address}/{endpoint}", data=data, headers=headers
             ) as resp:
                 body = await resp.read()
+                status = resp.status
+                resp_headers = resp.headers
                 return Reply(
-                    resp.status,
+                    status,
                     body,
-                    resp.headers.get("Content-Type", "application/octet-stream"),
-                    resp.headers.get(REQUEST_ID_HEADER, ""),
-                    error=resp.status >= 400 or ERROR_HEADER in resp.headers,
+                    resp_headers.get("Content-Type", "application/octet-stream"),
+                    resp_headers.get(REQUEST_ID_HEADER, ""),
+                    error=status >= 400 or ERROR_HEADER in resp_headers,
                 )
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"{endpoint}: no reply from {node.address} in time") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise _NotSent(str(exc)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except _transport_errors() as exc:  # evaluated only when something was raised
+            import aiohttp
+
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise _NotSent(str(exc)) from exc
             raise _MaybeSent(f"{type(exc).__name__}: {exc}") from exc
+
+    def _decode_reply(self, service: str, reply: Reply) -> object:
+        if reply.error:
+            raise _decode_error(service, reply)
+        codec = self._codec
+        try:
+            if reply.content_type != codec.content_type:
+                codec = codecs.get(reply.content_type)
+            return codec.loads(reply.body)
+        except MicrostdError as exc:
+            raise ServiceError(
+                service, 502, f"undecodable reply ({reply.content_type}): {exc}", "Bad Gateway"
+            ) from exc
+
+
+def _new_session() -> Any:
+    import aiohttp
+
+    # One session, kept for the client's life: pooled keep-alive connections. No
+    # aiohttp timeout: the call's Deadline bounds everything, with a single timer.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256),
+        skip_auto_headers=("User-Agent",),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import aiohttp
+
+    return (aiohttp.ClientError, OSError)
 
 
 def _decode_error(service: str, reply: Reply) -> ServiceError:
@@ -340,17 +433,6 @@ def _decode_error(service: str, reply: Reply) -> ServiceError:
         return ServiceError.from_dict(data)
     text = reply.body[:200].decode(errors="replace")
     return ServiceError(service, reply.status, text, _phrase(reply.status))
-
-
-def _decode_reply(service: str, reply: Reply) -> object:
-    if reply.error:
-        raise _decode_error(service, reply)
-    try:
-        return codecs.get(reply.content_type).loads(reply.body)
-    except MicrostdError as exc:
-        raise ServiceError(
-            service, 502, f"undecodable reply ({reply.content_type}): {exc}", "Bad Gateway"
-        ) from exc
 
 
 def _phrase(code: int) -> str:

@@ -23,6 +23,7 @@ AREAS: dict[str, str] = {
     "store": "microstd.bench.store",
     "broker": "microstd.bench.broker",
     "sync": "microstd.bench.sync",
+    "rpc": "microstd.bench.rpc",
 }
 
 

@@ -136,6 +136,11 @@ def get(content_type: str, *, impl: str = "rust") -> Codec:
 
     Raises `UnknownContentType` naming the known content types.
     """
+    # Every RPC asks for its codec twice: an already-normal content type is one dict hit.
+    # (Keys are normalized, so a hit means normalizing would have found the same.)
+    codec = _codecs.get((impl, content_type))
+    if codec is not None:
+        return codec
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     key = (impl, normalize(content_type))

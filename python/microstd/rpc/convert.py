@@ -58,6 +58,10 @@ def to_plain(obj: object) -> object:
     return obj
 
 
+# Results that are already plain data (exact types: a subclass may be a model).
+_PLAIN: frozenset[type] = frozenset({dict, list, str, int, float, bool, bytes, type(None)})
+
+
 class Endpoint:
     """A registered handler, adapted to `await endpoint(body) -> plain result`."""
 
@@ -80,18 +84,28 @@ class Endpoint:
             except (NameError, TypeError):
                 hints = {}
             self.arg_type = hints.get(params[0].name)
+        self._builds = _is_pydantic(self.arg_type) or (
+            isinstance(self.arg_type, type) and dataclasses.is_dataclass(self.arg_type)
+        )
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
 
     async def __call__(self, body: object, service: str) -> object:
-        args = (build(self.arg_type, body, service),) if self.takes_body else ()
+        if not self.takes_body:
+            args: tuple[object, ...] = ()
+        elif self._builds:
+            args = (build(self.arg_type, body, service),)
+        else:
+            args = (body,)  # no model to build: skip build()'s type checks on every call
         if self.is_async:
             result = await self.fn(*args)
         else:
             # Sync handlers run on a worker thread so they never block the event loop;
             # to_thread copies the context, so current_context() works inside them.
             result = await asyncio.to_thread(functools.partial(self.fn, *args))
+        if type(result) in _PLAIN:
+            return result  # the common case: nothing to await or convert
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[object], result)
         return to_plain(result)

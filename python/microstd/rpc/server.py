@@ -11,6 +11,7 @@ process calls it directly, so both paths share one set of semantics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
 import uuid
@@ -28,9 +29,9 @@ from microstd.rpc.context import (
     new_request_id,
     reset_context,
     set_context,
-    within,
 )
 from microstd.rpc.convert import Endpoint
+from microstd.rpc.deadline import Deadline
 
 __all__ = ["Next", "Reply", "Server", "ServerMiddleware", "local_server"]
 
@@ -218,19 +219,20 @@ class Server:
             self._leave()
 
     async def _run(self, handler: Endpoint, ctx: Context, request: object) -> object:
-        async def innermost(c: Context, body: object) -> object:
-            return await handler(body, self.name)
-
-        call: Next = innermost
-        for mw in reversed(self.middleware):
-            call = _wrap(mw, call)
+        if self.middleware:
+            call: Next = functools.partial(_innermost, handler, self.name)
+            for mw in reversed(self.middleware):
+                call = _wrap(mw, call)
+            work = call(ctx, request)
+        else:
+            work = handler(request, self.name)  # no middleware: no chain to build
         token = set_context(ctx)
         try:
-            left = ctx.time_left()
-            if left is None:
-                return await call(ctx, request)
+            if ctx.deadline is None:
+                return await work
             # Past the caller's deadline nobody waits for the answer: stop the work.
-            return await within(call(ctx, request), left)
+            with Deadline(ctx.deadline):
+                return await work
         finally:
             reset_context(token)
 
@@ -348,6 +350,10 @@ class Server:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+async def _innermost(handler: Endpoint, service: str, ctx: Context, body: object) -> object:
+    return await handler(body, service)
 
 
 def _wrap(mw: ServerMiddleware, call_next: Next) -> Next:

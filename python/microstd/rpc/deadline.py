@@ -1,0 +1,140 @@
+"""`Deadline`: cancel the current task at an instant, without a timer of its own.
+
+Every RPC carries a deadline, on both sides, so this sits on the hot path.
+`asyncio.wait_for` runs the awaitable in a new task; `asyncio.timeout` (3.11)
+does not, but arms one `TimerHandle` per use: a pure-Python object pushed on
+the loop's heap (compared in Python) and later swept out when cancelled, which
+is most of a few microseconds per call and grows with the calls in flight.
+Here deadlines share timers instead: each falls into a 1 ms slot, and one timer
+per slot and event loop expires them all (so a deadline fires at most 1 ms
+late; a call finishing in time only takes itself out of a set).
+
+The semantics are asyncio.timeout's: past the instant the task is cancelled,
+and the `CancelledError` that comes out of the block becomes `TimeoutError`,
+unless someone else also cancelled the task, in which case the cancellation
+goes on.
+
+    with Deadline(time.monotonic() + 2.0):
+        await work()          # TimeoutError past the deadline
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sys
+import threading
+import time
+import weakref
+from types import TracebackType
+from typing import Any
+
+__all__ = ["Deadline"]
+
+#: Slot width in seconds: how late a deadline may fire, traded for shared timers.
+RESOLUTION = 0.001
+
+
+class _Slots:
+    """One event loop's pending deadlines, by slot, one timer per slot in use."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[int, set[Deadline]] = {}
+
+    def add(
+        self, loop: asyncio.AbstractEventLoop, when: float, deadline: Deadline
+    ) -> set[Deadline]:
+        slot = math.ceil(when / RESOLUTION)
+        group = self.pending.get(slot)
+        if group is None:
+            group = self.pending[slot] = set()
+            loop.call_at(slot * RESOLUTION, self._fire, slot)
+        group.add(deadline)
+        return group
+
+    def _fire(self, slot: int) -> None:
+        for deadline in self.pending.pop(slot, ()):
+            deadline.expire()
+
+
+class _Current(threading.local):
+    """This thread's event loop (weakly) and its slots: one loop runs per thread, so a
+    thread-local is the cheapest way back from a loop to its slots. A thread that
+    switches loops starts fresh slots; the old loop's timers keep working on theirs."""
+
+    loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+    slots: _Slots | None = None
+
+
+_current = _Current()
+
+
+def _slots(loop: asyncio.AbstractEventLoop) -> _Slots:
+    current = _current
+    ref, slots = current.loop, current.slots
+    if ref is not None and slots is not None and ref() is loop:
+        return slots
+    slots = _Slots()
+    # A loop type without weak references gets fresh slots each time: no sharing, still correct.
+    with contextlib.suppress(TypeError):
+        current.loop, current.slots = weakref.ref(loop), slots
+    return slots
+
+
+class Deadline:
+    """A sync context manager: arming and disarming need no await.
+
+    `at` is a `time.monotonic()` instant, the clock `Context.deadline` uses;
+    it is converted to the running loop's clock when entered.
+    """
+
+    __slots__ = ("_cancelling", "_group", "_task", "at", "expired")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.expired = False
+        self._task: asyncio.Task[Any] | None = None
+        self._group: set[Deadline] | None = None
+        self._cancelling = 0
+
+    def __enter__(self) -> Deadline:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Deadline must be used inside a task")
+        loop = task.get_loop()
+        self._task = task
+        if sys.version_info >= (3, 11):
+            self._cancelling = task.cancelling()
+        when = loop.time() + (self.at - time.monotonic())
+        self._group = _slots(loop).add(loop, when, self)
+        return self
+
+    def expire(self) -> None:
+        """Cancel the task now (the slot's timer calls this)."""
+        self._group = None
+        if self._task is not None and not self.expired:
+            self.expired = True
+            self._task.cancel()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._group is not None:
+            self._group.discard(self)
+            self._group = None
+        if not self.expired:
+            return
+        if sys.version_info >= (3, 11):
+            # Our cancel is spent: take it back; if others' remain, the task goes on cancelling.
+            assert self._task is not None
+            if self._task.uncancel() > self._cancelling:
+                return
+        if exc_type is asyncio.CancelledError:
+            # (3.10 cannot tell another cancel from ours: like wait_for, it times out.)
+            raise TimeoutError from exc
