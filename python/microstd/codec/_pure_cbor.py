@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -176,7 +177,7 @@ class _Encoding:
     def _no_duplicates(self, container: object, keys: list[bytes]) -> None:
         """Canonical CBOR forbids two keys (or set members) with the same bytes,
         such as 4 and an Enum whose value is 4 (as the Rust codec does)."""
-        if any(a == b for a, b in zip(keys, keys[1:])):
+        if any(a == b for a, b in itertools.pairwise(keys)):
             self.culprit = container
             raise EncodeError(_DUPLICATE, "$")
 
