@@ -11,7 +11,9 @@ pub mod sync;
 
 use pyo3::prelude::*;
 
-#[pymodule]
+// The codecs' ffi fast paths (PyDict_Next, borrowed list items) rely on the GIL:
+// on a free-threaded build the interpreter must keep it enabled for this module.
+#[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     codec::register(m)?;
