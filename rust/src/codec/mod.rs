@@ -7,6 +7,7 @@
 pub mod cbor;
 mod fast;
 mod gc;
+mod json_guard;
 mod keys;
 pub mod msgpack;
 mod output;
@@ -27,5 +28,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast::init(m.py())?;
     msgpack::register(m)?;
     cbor::register(m)?;
+    json_guard::register(m)?;
     Ok(())
 }
