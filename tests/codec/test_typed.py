@@ -3,6 +3,7 @@ the Rust core and on the pure twin (same results, same errors)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -257,3 +258,83 @@ def test_decoder_objects_and_convert() -> None:
     assert codec.convert(ITEM, Item).color is Color.RED
     with pytest.raises(TypeError, match="ambiguous"):
         codec.cbor.Decoder(Union[str, uuid.UUID])  # noqa: UP007
+
+
+def _outcome(value: object, tp: Any, impl: str, strings: bool) -> object:
+    try:
+        return ("ok", conv(value, tp, impl, strings=strings))
+    except ValidationError as err:
+        return ("error", err.message, err.path, err.expected, err.found)
+
+
+@pytest.mark.skipif(_accel.core is None, reason="compares the Rust core with the twin")
+def test_rust_and_twin_agree_on_random_values() -> None:
+    import random
+
+    rng = random.Random(13)
+    leaves: list[object] = [
+        None,
+        True,
+        0,
+        7,
+        -1,
+        2.5,
+        "",
+        "red",
+        "A-1",
+        "2024-05-01",
+        "2024-05-01T12:00:00+00:00",
+        "eA==",
+        b"x",
+        [],
+        {},
+        str(uuid.UUID(int=5)),
+        "1.5",
+    ]
+
+    def value(depth: int) -> object:
+        roll = rng.random()
+        if depth > 3 or roll < 0.5:
+            return rng.choice(leaves)
+        if roll < 0.75:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        keys = ["sku", "qty", "price", "amount", "tags", "color", "value", "children", "a", "b"]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randrange(5))}
+
+    types: list[Any] = [Item, Node, Frozen, Point, Movie, Book, Shapes, Stamped, list[Price]]
+    types += [dict[str, int], Optional[Color], tuple[int, str], set[int], Bounded]  # noqa: UP045
+    for _ in range(3000):
+        tp = rng.choice(types)
+        v = value(0)
+        if isinstance(v, dict) and rng.random() < 0.5:
+            v = {**ITEM, **v}
+        strings = rng.random() < 0.5
+        assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
+
+
+def test_deep_and_cyclic_values_are_validation_errors(impl: str) -> None:
+    deep: Any = {"value": 1}
+    for _ in range(400):
+        deep = {"value": 1, "children": [deep]}
+    err = refused(deep, Node, impl)
+    assert err.message == "nesting deeper than 256 levels"
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    nested = list[list[list[Any]]]
+    assert conv(cyclic, nested, impl)[0][0][0] is cyclic
+    loop: dict[str, Any] = {"value": 1}
+    loop["children"] = [loop]
+    assert refused(loop, Node, impl).message == "nesting deeper than 256 levels"
+
+
+def test_user_code_errors_pass_through(impl: str) -> None:
+    with pytest.raises(ZeroDivisionError):
+        conv({"n": 1}, _Exploding, impl)
+
+
+@dataclasses.dataclass
+class _Exploding:
+    n: int
+
+    def __post_init__(self) -> None:
+        raise ZeroDivisionError

@@ -18,6 +18,7 @@ Rules (strict: nothing is coerced):
 from __future__ import annotations
 
 import base64
+import contextlib
 import binascii
 import datetime as _dt
 import decimal
@@ -27,7 +28,11 @@ from typing import Any
 from microstd.codec import _plan as P
 from microstd.errors import ValidationError
 
-__all__ = ["convert", "describe", "value_kind"]
+MAX_DEPTH = 256
+_TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels"
+_SCALAR_KINDS = frozenset({P.BYTES, P.DATETIME, P.DATE, P.UUID, P.DECIMAL})
+
+__all__ = ["check_bounds", "convert", "describe", "scalar", "value_kind"]
 
 _KINDS: dict[type, int] = {
     type(None): P.V_NONE,
@@ -111,19 +116,25 @@ def _key_segment(key: object) -> str:
 
 
 class _Run:
-    __slots__ = ("forbid", "nodes", "strings")
+    __slots__ = ("depth", "forbid", "nodes", "strings")
 
     def __init__(self, nodes: list[tuple[Any, ...]], strings: bool, forbid: bool) -> None:
         self.nodes = nodes
         self.strings = strings
         self.forbid = forbid
+        self.depth = 0
 
     def item(self, index: int, value: Any, position: int | str) -> Any:
+        self.depth += 1
         try:
+            if self.depth > MAX_DEPTH:
+                raise _Invalid(_TOO_DEEP, f"at most {MAX_DEPTH} levels", "deeper data")
             return self.conv(index, value)
         except _Invalid as bad:
             bad.segments.append(f"[{position}]" if isinstance(position, int) else position)
             raise
+        finally:
+            self.depth -= 1
 
     def conv(self, index: int, value: Any) -> Any:
         node = self.nodes[index]
@@ -208,74 +219,11 @@ class _Run:
             return self.typeddict(node, value)
         if kind == P.NAMEDTUPLE:
             return self.namedtuple(node, value)
-        if kind == P.BYTES:
-            if t is bytes:
-                return value
-            if isinstance(value, (bytes, bytearray)):
-                return bytes(value)
-            if self.strings and isinstance(value, str):
-                try:
-                    return base64.b64decode(value, validate=True)
-                except (binascii.Error, ValueError):
-                    raise _Invalid(
-                        "expected bytes (base64 text), got str that is not base64",
-                        "bytes",
-                        "str",
-                    ) from None
-            raise _wrong("bytes", value)
-        if kind == P.DATETIME:
-            return self.datetime(value)
-        if kind == P.DATE:
-            if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-                return value
-            if isinstance(value, str):
-                try:
-                    if len(value) == 10:
-                        return _dt.date.fromisoformat(value)
-                except ValueError:
-                    pass
-                raise _Invalid(f"expected date (YYYY-MM-DD), got str {value!r}", "date", "str")
-            raise _wrong("date", value)
-        if kind == P.UUID:
-            if isinstance(value, uuid.UUID):
-                return value
-            if isinstance(value, str):
-                try:
-                    return uuid.UUID(value)
-                except ValueError:
-                    raise _Invalid(f"expected UUID, got str {value!r}", "UUID", "str") from None
-            raise _wrong("UUID", value)
-        if kind == P.DECIMAL:
-            if isinstance(value, decimal.Decimal):
-                return value
-            if isinstance(value, str):
-                try:
-                    return decimal.Decimal(value)
-                except decimal.InvalidOperation:
-                    raise _Invalid(
-                        f"expected Decimal, got str {value!r}", "Decimal", "str"
-                    ) from None
-            raise _wrong("Decimal", value)
+        if kind in _SCALAR_KINDS:
+            return scalar(kind, value, self.strings)
         if kind == P.CONSTRAINED:
-            return self.constrained(node, value)
+            return check_bounds(node, self.conv(node[1], value))
         raise AssertionError(f"unknown plan node {node!r}")  # pragma: no cover
-
-    def datetime(self, value: Any) -> Any:
-        if isinstance(value, _dt.datetime):
-            return value
-        if self.strings and isinstance(value, str):
-            try:
-                parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00", 1))
-            except ValueError:
-                parsed = None
-            if parsed is not None and parsed.utcoffset() is not None:
-                return parsed
-            raise _Invalid(
-                f"expected datetime (RFC 3339 with an offset), got str {value!r}",
-                "datetime",
-                "str",
-            )
-        raise _wrong("datetime", value)
 
     def enum(self, node: tuple[Any, ...], value: Any) -> Any:
         cls, members = node[2], node[3]
@@ -354,23 +302,90 @@ class _Run:
             items += defaults[len(defaults) - (len(nodes) - n) :]
         return tuple.__new__(cls, items)
 
-    def constrained(self, node: tuple[Any, ...], value: Any) -> Any:
-        _, inner, ge, le, min_length, max_length, pattern = node
-        out = self.conv(inner, value)
-        if ge is not None and not out >= ge:
-            raise _Invalid(f"expected a value >= {ge}, got {out!r}", f">= {ge}", repr(out))
-        if le is not None and not out <= le:
-            raise _Invalid(f"expected a value <= {le}, got {out!r}", f"<= {le}", repr(out))
-        if min_length is not None and len(out) < min_length:
-            expected = f"length >= {min_length}"
-            raise _Invalid(f"expected {expected}, got length {len(out)}", expected, str(len(out)))
-        if max_length is not None and len(out) > max_length:
-            expected = f"length <= {max_length}"
-            raise _Invalid(f"expected {expected}, got length {len(out)}", expected, str(len(out)))
-        if pattern is not None and pattern.search(out) is None:
-            expected = f"str matching {pattern.pattern!r}"
-            raise _Invalid(f"expected {expected}, got {out!r}", expected, "str")
-        return out
+
+def scalar(kind: int, value: Any, strings: bool) -> Any:
+    """bytes, datetime, date, UUID or Decimal from `value` (the Rust core calls
+    this too for anything but the exact type, so both parse strings alike)."""
+    if kind == P.BYTES:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        if strings and isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _Invalid(
+                    "expected bytes (base64 text), got str that is not base64",
+                    "bytes",
+                    "str",
+                ) from None
+        raise _wrong("bytes", value)
+    if kind == P.DATETIME:
+        return _datetime(value, strings)
+    if kind == P.DATE:
+        if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                if len(value) == 10:
+                    return _dt.date.fromisoformat(value)
+            raise _Invalid(f"expected date (YYYY-MM-DD), got str {value!r}", "date", "str")
+        raise _wrong("date", value)
+    if kind == P.UUID:
+        if isinstance(value, uuid.UUID):
+            return value
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                raise _Invalid(f"expected UUID, got str {value!r}", "UUID", "str") from None
+        raise _wrong("UUID", value)
+    if kind == P.DECIMAL:
+        if isinstance(value, decimal.Decimal):
+            return value
+        if isinstance(value, str):
+            try:
+                return decimal.Decimal(value)
+            except decimal.InvalidOperation:
+                raise _Invalid(f"expected Decimal, got str {value!r}", "Decimal", "str") from None
+        raise _wrong("Decimal", value)
+    raise AssertionError(f"not a scalar kind: {kind}")  # pragma: no cover
+
+
+def _datetime(value: Any, strings: bool) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value
+    if strings and isinstance(value, str):
+        try:
+            parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00", 1))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.utcoffset() is not None:
+            return parsed
+        raise _Invalid(
+            f"expected datetime (RFC 3339 with an offset), got str {value!r}",
+            "datetime",
+            "str",
+        )
+    raise _wrong("datetime", value)
+
+
+def check_bounds(node: tuple[Any, ...], out: Any) -> Any:
+    """`out` if it meets an `Annotated` node's bounds (also called by the Rust core)."""
+    _, _, ge, le, min_length, max_length, pattern = node
+    if ge is not None and not out >= ge:
+        raise _Invalid(f"expected a value >= {ge}, got {out!r}", f">= {ge}", repr(out))
+    if le is not None and not out <= le:
+        raise _Invalid(f"expected a value <= {le}, got {out!r}", f"<= {le}", repr(out))
+    if min_length is not None and len(out) < min_length:
+        expected = f"length >= {min_length}"
+        raise _Invalid(f"expected {expected}, got length {len(out)}", expected, str(len(out)))
+    if max_length is not None and len(out) > max_length:
+        expected = f"length <= {max_length}"
+        raise _Invalid(f"expected {expected}, got length {len(out)}", expected, str(len(out)))
+    if pattern is not None and pattern.search(out) is None:
+        expected = f"str matching {pattern.pattern!r}"
+        raise _Invalid(f"expected {expected}, got {out!r}", expected, "str")
+    return out
 
 
 def convert(
