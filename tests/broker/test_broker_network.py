@@ -89,7 +89,7 @@ def test_preferred_member_is_stable_and_spreads_evenly() -> None:
     assert min(counts) > 3000 / 3 / 2, counts
     # A member leaving moves only its own messages.
     fewer = [preferred_member(f"{i:032x}", ["a.1", "b.1"]) for i in range(3000)]
-    assert all(f == p for f, p in zip(fewer, picks) if p != "c.1")
+    assert all(f == p for f, p in zip(fewer, picks, strict=True) if p != "c.1")
 
 
 async def test_redis_group_member_that_vanished_loses_nothing(redis_url: str) -> None:
