@@ -18,8 +18,8 @@ Rules (strict: nothing is coerced):
 from __future__ import annotations
 
 import base64
-import contextlib
 import binascii
+import contextlib
 import datetime as _dt
 import decimal
 import uuid
