@@ -209,17 +209,32 @@ class PythonLockManager:
         return wid if g is None else g
 
     def _acquire_blocking(self, name: str, owner: str, ttl: float, wait: float | None) -> Grant:
-        slot = _Slot()
-        got = self._acquire_or_queue(name, owner, ttl, slot)
-        if not isinstance(got, int):
-            return got
         deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            slot = _Slot()
+            got = self._acquire_or_queue(name, owner, ttl, slot)
+            if not isinstance(got, int):
+                return got
+            g = self._wait_slot(name, got, slot, deadline)
+            if g is None:
+                raise timeout(name, wait)
+            # A grant that ran out while this thread waited to run is no grant.
+            claimed = self._claim(name, g, ttl)
+            if claimed is not None:
+                return claimed
+            if deadline is not None and time.monotonic() >= deadline:
+                raise timeout(name, wait)
+
+    def _wait_slot(
+        self, name: str, waiter: int, slot: _Slot, deadline: float | None
+    ) -> Grant | None:
+        """The grant that lands in `slot`, or None once `deadline` passes."""
         while True:
             left = _SIGNAL_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 arrived = slot.gate.acquire(timeout=left)
             except BaseException:
-                if not self.cancel(name, got):
+                if not self.cancel(name, waiter):
                     slot.gate.acquire()
                     if isinstance(slot.outcome, tuple):
                         self._release(name, slot.outcome[0])
@@ -227,10 +242,28 @@ class PythonLockManager:
             if arrived:
                 return _unwrap(slot.outcome)
             if deadline is not None and time.monotonic() >= deadline:
-                if self.cancel(name, got):
-                    raise timeout(name, wait)
+                if self.cancel(name, waiter):
+                    return None
                 slot.gate.acquire()  # decided already: the outcome lands at once
                 return _unwrap(slot.outcome)
+
+    def _claim(self, name: str, grant: Grant, ttl: float) -> Grant | None:
+        """Take up a grant handed to a waiter while it was not running: the lease
+        restarts from now, so its expiry counts from the moment the waiter gets it.
+        None if it ran out first (it may be someone else's by now)."""
+        fired: Fired = []
+        try:
+            with self._t.mutex:
+                now = time.monotonic()
+                try:
+                    h = self._held(name, grant[0], now)
+                except LockLost:
+                    self._t.expire(name, now, fired)
+                    return None
+                h.deadline = now + ttl
+                return (grant[0], now + ttl, time.time() + ttl)
+        finally:
+            _fire(fired)
 
     def acquire(self, name: str, owner: str, ttl: float, wait: float | None = None) -> PythonLease:
         """Block until granted; `LockTimeout` after `wait` (None: forever)."""

@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -122,6 +123,17 @@ def _abandon(core: Any, name: str, waiter: int, fut: asyncio.Future[Any]) -> Non
     core.cancel(name, waiter)
 
 
+def _claim(lease: Any) -> bool:
+    """Take up a lease the core granted while this task was queued: its expiry
+    restarts from now. False if it ran out before the task could run (a stalled
+    loop): the lock may be someone else's by now, so the task queues again."""
+    try:
+        lease.refresh()
+    except LockLost:
+        return False
+    return True
+
+
 class MemoryLease(Lease):
     """The async face of a core lease."""
 
@@ -170,15 +182,34 @@ class MemoryLocks(Locks):
             return got
         if wait == 0:
             raise timeout(name, wait)
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            lease, queued = await self._queue(core, name, owner, ttl, deadline, wait)
+            if not queued or _claim(lease):
+                return lease
+            if deadline is not None and time.monotonic() >= deadline:
+                raise timeout(name, wait)
+
+    async def _queue(
+        self,
+        core: Any,
+        name: str,
+        owner: str,
+        ttl: float,
+        deadline: float | None,
+        wait: float | None,
+    ) -> tuple[Any, bool]:
+        """Queue for `name`: `(lease, queued)` once granted (`queued`: it was granted
+        later, by a release or an expiry), or `LockTimeout` once `deadline` passes."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         got = core.acquire_async(name, owner, ttl, _Delivery(loop, fut))
         if not isinstance(got, int):
-            return got
+            return got, False
         try:
-            if wait is None:
-                return await fut
-            return await asyncio.wait_for(fut, wait)
+            if deadline is None:
+                return await fut, True
+            return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic())), True
         except asyncio.TimeoutError:
             _abandon(core, name, got, fut)
             raise timeout(name, wait) from None

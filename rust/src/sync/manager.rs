@@ -418,6 +418,14 @@ impl LockManager {
         ticket.wait(None)
     }
 
+    /// Takes up a grant that was handed to a waiter while it was not running:
+    /// the lease restarts from now, so its expiry counts from the moment the
+    /// waiter gets it. None if the grant ran out first (it may be someone
+    /// else's by now): the waiter has to queue again.
+    pub fn claim(&self, name: &str, grant: Grant, ttl: Duration) -> Option<Grant> {
+        self.refresh(name, grant.token, ttl).ok()
+    }
+
     /// Blocks until granted, or `LockTimeout` after `wait` (None: forever).
     pub fn acquire(
         &self,
@@ -426,16 +434,26 @@ impl LockManager {
         ttl: Duration,
         wait: Option<Duration>,
     ) -> Result<Grant> {
-        let ticket = match self.acquire_or_ticket(name, owner, ttl)? {
-            Ok(g) => return Ok(g),
-            Err(ticket) => ticket,
-        };
-        if let Some(outcome) = ticket.wait(wait) {
-            return outcome;
-        }
-        match self.cancel_ticket(&ticket) {
-            Some(outcome) => outcome,
-            None => Err(timeout(name, wait.map_or(0.0, |w| w.as_secs_f64()))),
+        let deadline = wait.map(|w| Instant::now() + w);
+        loop {
+            let ticket = match self.acquire_or_ticket(name, owner, ttl)? {
+                Ok(g) => return Ok(g),
+                Err(ticket) => ticket,
+            };
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let outcome = match ticket.wait(left) {
+                Some(outcome) => outcome,
+                None => match self.cancel_ticket(&ticket) {
+                    Some(outcome) => outcome,
+                    None => return Err(timeout(name, wait.map_or(0.0, |w| w.as_secs_f64()))),
+                },
+            };
+            if let Some(g) = self.claim(name, outcome?, ttl) {
+                return Ok(g);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(timeout(name, wait.map_or(0.0, |w| w.as_secs_f64())));
+            }
         }
     }
 

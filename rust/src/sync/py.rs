@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use super::manager::{timeout, Attempt, Grant, LockManager, Notify};
+use super::manager::{timeout, Attempt, Grant, LockManager, Notify, Ticket};
 use crate::errors::Error;
 use crate::quote::quote;
 use crate::validate::{self, duration};
@@ -48,32 +48,55 @@ fn acquire_blocking(
     if let Some(g) = core.try_acquire(name, owner, ttl)? {
         return Ok(g);
     }
-    let ticket = match core.acquire_or_ticket(name, owner, ttl)? {
-        Ok(g) => return Ok(g),
-        Err(ticket) => ticket,
-    };
     let deadline = wait.map(|w| Instant::now() + duration(w));
+    loop {
+        let ticket = match core.acquire_or_ticket(name, owner, ttl)? {
+            Ok(g) => return Ok(g),
+            Err(ticket) => ticket,
+        };
+        let Some(g) = wait_ticket(py, core, &ticket, deadline)? else {
+            return Err(timeout(name, wait.unwrap_or(0.0)).into());
+        };
+        // Claimed with the GIL back, right before Python sees the lease: a
+        // grant that ran out while this thread waited for the GIL is no grant.
+        if let Some(g) = core.claim(name, g, ttl) {
+            return Ok(g);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timeout(name, wait.unwrap_or(0.0)).into());
+        }
+    }
+}
+
+/// Waits on a ticket in slices (GIL released): the grant, None once
+/// `deadline` passes, or the exception of a signal or of a closed manager.
+fn wait_ticket(
+    py: Python<'_>,
+    core: &Arc<LockManager>,
+    ticket: &Ticket,
+    deadline: Option<Instant>,
+) -> PyResult<Option<Grant>> {
     loop {
         let slice = deadline.map_or(SIGNAL_SLICE, |d| {
             d.saturating_duration_since(Instant::now())
                 .min(SIGNAL_SLICE)
         });
         if let Some(outcome) = py.detach(|| ticket.wait(Some(slice))) {
-            return Ok(outcome?);
+            return Ok(Some(outcome?));
         }
         // cancel_ticket may wait for a grant already decided; detached, because
         // the granter (the reaper) may first be handing another name to an
         // asyncio waiter, which needs the GIL.
         if let Err(e) = py.check_signals() {
-            if let Some(Ok(g)) = py.detach(|| core.cancel_ticket(&ticket)) {
-                let _ = core.release(name, g.token);
+            if let Some(Ok(g)) = py.detach(|| core.cancel_ticket(ticket)) {
+                let _ = core.release(&ticket.name, g.token);
             }
             return Err(e);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return match py.detach(|| core.cancel_ticket(&ticket)) {
-                Some(outcome) => Ok(outcome?),
-                None => Err(timeout(name, wait.unwrap_or(0.0)).into()),
+            return match py.detach(|| core.cancel_ticket(ticket)) {
+                Some(outcome) => Ok(Some(outcome?)),
+                None => Ok(None),
             };
         }
     }
