@@ -15,8 +15,9 @@ node carries the real one), subscribes the subscribers, registers the node
 with `ttl` and re-registers it every `ttl / 3` seconds. `stop()` — and
 SIGTERM / SIGINT under `run()` — deregisters first (so clients stop picking
 this node), then stops taking requests (new ones get 503, which clients retry
-on another node), unsubscribes, waits up to `grace` seconds for in-flight
-requests and message handlers, then closes the server and the areas.
+on another node) and messages (each subscription unsubscribes), and waits up
+to `grace` seconds for in-flight requests and for every message already
+received, queued or in a handler, then closes the server and the areas.
 `/health` answers 200 while the service is registered and taking requests,
 503 while starting or draining; `/health/live` answers 200 while the process
 serves HTTP at all.
@@ -280,11 +281,13 @@ class Service:
             except Exception as exc:
                 log.warning("%s: deregistering failed (the TTL will expire it): %s", self.name, exc)
         self.server.stop_accepting()
-        for sub in self._subscriptions:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self._subscriptions.clear()
-        await self.server.drain(self.grace)
+        # Subscriptions stop taking messages and handle what they hold, alongside
+        # the in-flight requests, all within one grace period.
+        subs, self._subscriptions = self._subscriptions, []
+        await asyncio.gather(
+            self.server.drain(self.grace),
+            *(self._drain(sub) for sub in subs),
+        )
         await self.server.stop(0)
         if self._client is not None:
             await self._client.close()
@@ -302,6 +305,12 @@ class Service:
                 await self.registry.close()
         if self._stopped is not None:
             self._stopped.set()
+
+    async def _drain(self, sub: Any) -> None:
+        try:
+            await sub.unsubscribe(timeout=self.grace)
+        except Exception as exc:
+            log.warning("%s: unsubscribing %r failed: %s", self.name, sub, exc)
 
     async def __aenter__(self) -> Service:
         await self.start()

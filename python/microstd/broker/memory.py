@@ -118,12 +118,13 @@ class _AsyncSubscription(Subscription):
     def report(self, exc: BaseException) -> None:
         report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
 
-    async def unsubscribe(self) -> None:
+    async def unsubscribe(self, timeout: float | None = None) -> None:
         self._broker._core.unsubscribe(self.sid)
         self._broker._subs.pop(self.sid, None)
         if self.delivery is not None:
-            self.delivery.stop()
-            await self.delivery.join()
+            await self.delivery.drain(
+                self._broker._opts.drain_timeout if timeout is None else timeout
+            )
 
 
 class MemoryBroker(Broker):
@@ -213,7 +214,9 @@ class _SyncSubscription(SyncSubscription):
     def report(self, exc: BaseException) -> None:
         report_error(exc, self, self._broker._opts.hook)  # type: ignore[arg-type]
 
-    def unsubscribe(self) -> None:
+    def unsubscribe(self, timeout: float | None = None) -> None:
+        # Inline delivery: nothing is ever queued, so there is nothing to drain.
+        del timeout
         self._broker._core.unsubscribe(self.sid)
         self._broker._subs.pop(self.sid, None)
 

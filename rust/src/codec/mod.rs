@@ -12,6 +12,8 @@ mod fast;
 #[cfg(feature = "python")]
 mod gc;
 #[cfg(feature = "python")]
+mod json_guard;
+#[cfg(feature = "python")]
 mod keys;
 pub mod msgpack;
 #[cfg(feature = "python")]
@@ -37,5 +39,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast::init(m.py())?;
     msgpack::register(m)?;
     cbor::register(m)?;
+    json_guard::register(m)?;
     Ok(())
 }
