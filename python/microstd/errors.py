@@ -18,6 +18,7 @@ __all__ = [
     "DeadlineExceeded",
     "DecodeError",
     "EncodeError",
+    "InvalidArgument",
     "InvalidKey",
     "InvalidTopic",
     "LockLost",
@@ -83,7 +84,17 @@ class Conflict(MicrostdError):
 
 
 class InvalidKey(MicrostdError, ValueError):
-    """A store key is not a non-empty `str`, or is otherwise unusable."""
+    """A key or name (store key, lock or election name, service name, node id) is not a
+    non-empty `str`, or is otherwise unusable."""
+
+
+class InvalidArgument(MicrostdError, TypeError, ValueError):
+    """An argument or option has the wrong type or value: a ttl, a wait, `impl=`, an
+    unknown backend option.
+
+    Both a `TypeError` and a `ValueError`, as Python's own checks raise either for
+    these, so code written against either builtin catches it.
+    """
 
 
 class InvalidTopic(MicrostdError, ValueError):
