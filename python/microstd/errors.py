@@ -29,6 +29,7 @@ __all__ = [
     "ServiceError",
     "UnknownBackend",
     "UnknownContentType",
+    "ValidationError",
 ]
 
 
@@ -61,6 +62,25 @@ class DecodeError(MicrostdError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.message} at byte {self.offset}"
+
+
+class ValidationError(DecodeError):
+    """Decoded data does not match the type it was decoded into.
+
+    `path` locates the value (`$.items[3].price`), `expected` names the type
+    wanted and `found` describes what was there. `offset` is 0: typed decoding
+    checks values, not bytes.
+    """
+
+    def __init__(self, message: str, path: str = "$", expected: str = "", found: str = "") -> None:
+        super().__init__(message, 0)
+        self.args = (message, path, expected, found)
+        self.path = path
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        return f"{self.message} at {self.path}"
 
 
 class UnknownContentType(MicrostdError, LookupError):
