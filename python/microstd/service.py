@@ -15,11 +15,12 @@ node carries the real one), subscribes the subscribers, registers the node
 with `ttl` and re-registers it every `ttl / 3` seconds. `stop()` — and
 SIGTERM / SIGINT under `run()` — deregisters first (so clients stop picking
 this node), then stops taking requests (new ones get 503, which clients retry
-on another node), unsubscribes, waits up to `grace` seconds for in-flight
-requests and message handlers, then closes the server and the areas. Handlers
-still running when `grace` runs out are abandoned (their callers get 503), so
-`stop()` returns within `grace`; a sync handler already running on its thread
-cannot be interrupted and finishes there, its reply dropped.
+on another node) and messages (each subscription unsubscribes), and waits up
+to `grace` seconds for in-flight requests and for every message already
+received, queued or in a handler, then closes the server and the areas.
+Requests still running when `grace` runs out are abandoned (their callers get
+503), so `stop()` returns within `grace`; a sync handler already running on
+its thread cannot be interrupted and finishes there, its reply dropped.
 `/health` answers 200 while the service is registered and taking requests,
 503 while starting or draining; `/health/live` answers 200 while the process
 serves HTTP at all.
@@ -286,12 +287,14 @@ class Service:
             except Exception as exc:
                 log.warning("%s: deregistering failed (the TTL will expire it): %s", self.name, exc)
         self.server.stop_accepting()
-        for sub in self._subscriptions:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self._subscriptions.clear()
-        # Within grace: what still runs then is abandoned (see Server.stop).
-        await self.server.stop(self.grace)
+        # Subscriptions stop taking messages and handle what they hold, alongside
+        # the in-flight requests, all within one grace period; requests still
+        # running then are abandoned (see Server.stop).
+        subs, self._subscriptions = self._subscriptions, []
+        await asyncio.gather(
+            self.server.stop(self.grace),
+            *(self._drain(sub) for sub in subs),
+        )
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -308,6 +311,12 @@ class Service:
                 await self.registry.close()
         if self._stopped is not None:
             self._stopped.set()
+
+    async def _drain(self, sub: Any) -> None:
+        try:
+            await sub.unsubscribe(timeout=self.grace)
+        except Exception as exc:
+            log.warning("%s: unsubscribing %r failed: %s", self.name, sub, exc)
 
     async def __aenter__(self) -> Service:
         await self.start()
