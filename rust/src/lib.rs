@@ -10,8 +10,11 @@
 pub mod broker;
 pub mod codec;
 pub mod errors;
+pub mod quote;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "python")]
+pub mod validate;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;

@@ -49,7 +49,7 @@ from microstd.codec._ext import Ext, Tag
 from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["CONTENT_TYPE", "dumps", "loads", "pure_dumps", "pure_loads"]
+__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads", "pure_dumps", "pure_loads"]
 
 CONTENT_TYPE = "application/json"
 
@@ -157,8 +157,38 @@ def _byte_offset(data: bytes | bytearray | memoryview | str, pos: int) -> int:
         return pos
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> object:
-    """Decode one JSON document."""
+def loads(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+) -> Any:
+    """Decode one JSON document.
+
+    With `type=T` the result is checked and built as a `T`; strings stand for
+    datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
+    """
+    value = _untyped_loads(data)
+    if type is None:
+        return value
+    from microstd.codec import typed
+    from microstd.codec._plan import plan_for
+
+    return typed.run_plan(
+        plan_for(type), value, strings=True, forbid_unknown_fields=forbid_unknown_fields
+    )
+
+
+def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
+    """A reusable decoder of JSON into `type`: `Decoder(T).decode(data)`."""
+    from microstd.codec import typed
+
+    return typed.Decoder(
+        type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
+    )
+
+
+def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:
     if type(data) is not bytes and isinstance(data, memoryview):
         # orjson reads a released memoryview's freed buffer: copy it first
         # (tobytes refuses a released view with a ValueError that says so).

@@ -21,6 +21,8 @@ mod output;
 #[cfg(feature = "python")]
 mod text;
 #[cfg(feature = "python")]
+pub mod typed;
+#[cfg(feature = "python")]
 pub mod types;
 pub mod utf8;
 
@@ -40,5 +42,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     msgpack::register(m)?;
     cbor::register(m)?;
     json_guard::register(m)?;
+    typed::register(m)?;
     Ok(())
 }
