@@ -37,6 +37,7 @@ from microstd.codec._deps import require
 from microstd.codec._depth import TOO_DEEP, deep_path, nesting
 from microstd.codec._ext import Tag
 from microstd.codec._paths import RELEASED
+from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["MAX_DEPTH", "MAX_EXPONENT", "MAX_MANTISSA_BITS", "dumps", "loads"]
@@ -108,6 +109,7 @@ class _Encoding:
         # Container levels already counted (see `_default`).
         self.levels = 0
         encoders: dict[type, Callable[[Any, Any], None]] = {
+            Timestamp: self._timestamp,
             memoryview: self._memoryview,
             _dt.datetime: self._datetime,
             Decimal: self._decimal,
@@ -129,6 +131,14 @@ class _Encoding:
             default=self._default,
         )
         return result
+
+    def _timestamp(self, enc: Any, value: Timestamp) -> None:
+        enc.encode_length(6, 1)
+        if value.nanoseconds == 0:
+            enc.encode(value.seconds)
+        else:
+            # CBOR's epoch time has no nanoseconds: the nearest double.
+            enc.encode(value.seconds + value.nanoseconds / 1e9)
 
     def _memoryview(self, enc: Any, value: memoryview) -> None:
         try:
@@ -329,6 +339,9 @@ def _epoch(value: object, immutable: bool) -> object:
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
             raise ValueError("tag 1 (epoch date-time) is out of range")
+        if not -62_135_596_800 <= value < 253_402_300_800:
+            # Whole seconds outside datetime's years: a Timestamp holds them exactly.
+            return Timestamp(value, 0)
         secs = float(value)
     elif isinstance(value, float):
         secs = value

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use crate::codec::types::{ext_type, type_name};
+use crate::codec::types::{ext_type, timestamp_type, type_name};
 use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
@@ -276,8 +276,14 @@ impl<'a, 'py> Decoder<'a, 'py> {
         if code == timestamp::EXT_CODE {
             let (seconds, nanos) =
                 timestamp::decode(data).map_err(|msg| Error::decode(msg, start))?;
-            return datetime_from(self.py, seconds, nanos)
-                .ok_or_else(|| Error::decode("timestamp outside datetime's range", start));
+            // A datetime when it holds the instant exactly, else a Timestamp
+            // (nanoseconds, or years outside 1..9999), which re-encodes the same.
+            if nanos % 1000 == 0 {
+                if let Some(dt) = datetime_from(self.py, seconds, nanos) {
+                    return Ok(dt);
+                }
+            }
+            return Ok(timestamp_type(self.py)?.call1((seconds, nanos))?);
         }
         Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
     }
@@ -304,8 +310,8 @@ fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
     }
 }
 
-/// An aware UTC datetime, or None outside years 1..=9999. Nanoseconds are
-/// truncated to microseconds, as `msgpack.unpackb(timestamp=3)` does.
+/// An aware UTC datetime, or None outside years 1..=9999 (callers pass
+/// whole microseconds).
 fn datetime_from(py: Python<'_>, seconds: i64, nanos: u32) -> Option<Bound<'_, PyAny>> {
     let civil = timestamp::civil_from_seconds(seconds);
     if !(1..=9999).contains(&civil.year) {
