@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["MAX_DEPTH", "locate_error"]
+__all__ = ["MAX_DEPTH", "locate_error", "object_end"]
 
 MAX_DEPTH = 256
 
@@ -156,3 +156,30 @@ def locate_error(data: bytes) -> tuple[str | None, int]:
             scanner.pos,
         )
     return None, 0
+
+
+def _incomplete(message: str) -> bool:
+    """The Rust decoder's messages for input that ends inside an item."""
+    return (
+        message.startswith(("truncated", "unexpected end of data")) or "longer than the" in message
+    )
+
+
+def object_end(data: bytes, start: int) -> int | None:
+    """Where the object starting at `start` ends; None when `data` ends first.
+
+    Raises `DecodeError` (offset in `data`) for bytes no more input can mend.
+    """
+    from microstd.errors import DecodeError
+
+    scanner = _Scanner(data)
+    scanner.pos = start
+    try:
+        scanner.value(0, False)
+    except _Bad as bad:
+        if _incomplete(bad.message):
+            return None
+        raise DecodeError(bad.message, bad.offset) from None
+    except RecursionError:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels", start) from None
+    return scanner.pos

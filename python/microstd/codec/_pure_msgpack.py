@@ -215,8 +215,29 @@ def _keys_to_tuples(obj: object, is_key: bool = False) -> Any:
     return obj
 
 
-def loads(data: bytes | bytearray | memoryview) -> object:
-    """Decode one msgpack object; trailing bytes are an error."""
+def next_object(
+    data: bytes, start: int, *, ext_hook: Callable[[int, bytes], object] | None = None
+) -> tuple[object, int] | None:
+    """The object of a msgpack stream starting at `start`: `(object, end)`, or
+    None when `data` ends before it does (the twin of `_core.msgpack_next`)."""
+    from microstd.codec._msgpack_scan import object_end
+
+    end = object_end(data, start)
+    if end is None:
+        return None
+    return loads(data[start:end], ext_hook=ext_hook), end
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    ext_hook: Callable[[int, bytes], object] | None = None,
+) -> object:
+    """Decode one msgpack object; trailing bytes are an error.
+
+    `ext_hook(code, data)` builds the value of extension types other than
+    timestamps (else they decode to `Ext`).
+    """
     msgpack = require("msgpack")
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -229,7 +250,7 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     options: dict[str, Any] = {
         "timestamp": 0 if raw_times else 3,
         "strict_map_key": False,
-        "ext_hook": _ext_hook,
+        "ext_hook": _ext_hook if ext_hook is None else ext_hook,
     }
     try:
         try:

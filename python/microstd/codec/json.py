@@ -50,7 +50,16 @@ from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads", "pure_dumps", "pure_loads"]
+__all__ = [
+    "CONTENT_TYPE",
+    "Decoder",
+    "StreamDecoder",
+    "dumps",
+    "iter_loads",
+    "loads",
+    "pure_dumps",
+    "pure_loads",
+]
 
 CONTENT_TYPE = "application/json"
 
@@ -198,6 +207,32 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
     return typed.Decoder(
         type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
     )
+
+
+def StreamDecoder(
+    type: Any = None,
+    *,
+    forbid_unknown_fields: bool = False,
+    max_buffer_size: int = 64 * 1024 * 1024,
+) -> Any:
+    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate."""
+    from microstd.codec import stream, typed
+
+    return stream.StreamDecoder(
+        stream.ndjson_next(_untyped_loads),
+        convert=typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields),
+        max_buffer_size=max_buffer_size,
+    )
+
+
+def iter_loads(
+    buffer: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+) -> Any:
+    """Every document of a newline-delimited JSON buffer, in order."""
+    from microstd.codec import stream, typed
+
+    convert = typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields)
+    return stream.ndjson_iter(_untyped_loads, buffer, convert)
 
 
 def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:

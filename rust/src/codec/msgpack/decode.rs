@@ -15,10 +15,34 @@ use crate::errors::{Error, Result};
 
 /// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    decode_with(py, data, None)
+}
+
+/// [`decode`] calling `ext_hook(code, data)` for extension types other than timestamps.
+pub fn decode_with<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
     with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
         let value = decoder.value(0, false)?;
         decoder.finish()?;
         Ok(value)
+    })
+}
+
+/// Decodes the first object of `data`; returns it and the bytes it took
+/// (what follows is left alone: the next object of a stream).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<(Bound<'py, PyAny>, usize)> {
+    with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        let value = decoder.value(0, false)?;
+        Ok((value, decoder.pos))
     })
 }
 
@@ -36,6 +60,7 @@ pub(crate) fn with_decoder<'py, T>(
         data,
         pos: 0,
         keys,
+        ext_hook: None,
     };
     f(&mut decoder)
 }
@@ -45,6 +70,8 @@ pub(crate) struct Decoder<'a, 'py> {
     pub(crate) data: &'a [u8],
     pub(crate) pos: usize,
     keys: Option<&'a mut KeyCache>,
+    /// Called as `ext_hook(code, data)` for extensions other than timestamps.
+    ext_hook: Option<Bound<'py, PyAny>>,
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
@@ -285,7 +312,11 @@ impl<'a, 'py> Decoder<'a, 'py> {
             }
             return Ok(timestamp_type(self.py)?.call1((seconds, nanos))?);
         }
-        Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
+        let data = PyBytes::new(self.py, data);
+        match &self.ext_hook {
+            Some(hook) => Ok(hook.call1((code, data))?),
+            None => Ok(ext_type(self.py)?.call1((code, data))?),
+        }
     }
 }
 
