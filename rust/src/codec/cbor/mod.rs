@@ -96,6 +96,7 @@ fn cbor_loads<'py>(
 
 /// The next item of a CBOR sequence: `(item, end)` for the item that starts
 /// at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (data, start, *, tag_hook=None))]
 fn cbor_next<'py>(
@@ -114,6 +115,7 @@ fn cbor_next<'py>(
     }
 }
 
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;

@@ -135,6 +135,7 @@ fn msgpack_loads<'py>(
 
 /// The next object of a msgpack stream: `(object, end)` for the object that
 /// starts at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (data, start, *, ext_hook=None))]
 fn msgpack_next<'py>(
