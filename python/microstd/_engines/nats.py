@@ -293,6 +293,16 @@ class NatsConnection:
         # nats-py reports every failed reconnection attempt here: the loss itself
         # is logged once, by _on_disconnected.
         log.debug("NATS client error on %s: %r", self.endpoint.redacted, exc)
+        nc = self.nc
+        if nc is not None and nc.is_reconnecting:
+            # nats-py (2.x) reuses its transport object for the next attempt and
+            # replaces the stream of a failed one (TCP connected, no INFO in time)
+            # without closing it: close it here, or every attempt against a
+            # stalled server leaks a socket.
+            transport = getattr(nc, "_transport", None)
+            writer = getattr(transport, "_io_writer", None)
+            if writer is not None and not writer.is_closing():
+                writer.close()
 
     async def _on_disconnected(self) -> None:
         if self._closed:
