@@ -15,6 +15,8 @@ from microstd import errors
         (errors.DecodeError, ValueError),
         (errors.NotFound, KeyError),
         (errors.InvalidKey, ValueError),
+        (errors.InvalidArgument, TypeError),
+        (errors.InvalidArgument, ValueError),
         (errors.InvalidTopic, ValueError),
         (errors.LockTimeout, TimeoutError),
         (errors.DeadlineExceeded, TimeoutError),

@@ -18,6 +18,7 @@ __all__ = [
     "DeadlineExceeded",
     "DecodeError",
     "EncodeError",
+    "InvalidArgument",
     "InvalidKey",
     "InvalidTopic",
     "LockLost",
@@ -28,6 +29,7 @@ __all__ = [
     "ServiceError",
     "UnknownBackend",
     "UnknownContentType",
+    "ValidationError",
 ]
 
 
@@ -62,6 +64,25 @@ class DecodeError(MicrostdError, ValueError):
         return f"{self.message} at byte {self.offset}"
 
 
+class ValidationError(DecodeError):
+    """Decoded data does not match the type it was decoded into.
+
+    `path` locates the value (`$.items[3].price`), `expected` names the type
+    wanted and `found` describes what was there. `offset` is 0: typed decoding
+    checks values, not bytes.
+    """
+
+    def __init__(self, message: str, path: str = "$", expected: str = "", found: str = "") -> None:
+        super().__init__(message, 0)
+        self.args = (message, path, expected, found)
+        self.path = path
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        return f"{self.message} at {self.path}"
+
+
 class UnknownContentType(MicrostdError, LookupError):
     """No codec is registered for a content type."""
 
@@ -83,7 +104,17 @@ class Conflict(MicrostdError):
 
 
 class InvalidKey(MicrostdError, ValueError):
-    """A store key is not a non-empty `str`, or is otherwise unusable."""
+    """A key or name (store key, lock or election name, service name, node id) is not a
+    non-empty `str`, or is otherwise unusable."""
+
+
+class InvalidArgument(MicrostdError, TypeError, ValueError):
+    """An argument or option has the wrong type or value: a ttl, a wait, `impl=`, an
+    unknown backend option.
+
+    Both a `TypeError` and a `ValueError`, as Python's own checks raise either for
+    these, so code written against either builtin catches it.
+    """
 
 
 class InvalidTopic(MicrostdError, ValueError):

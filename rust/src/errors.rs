@@ -4,19 +4,8 @@
 
 use std::fmt;
 
-use pyo3::exceptions::PyMemoryError;
-use pyo3::prelude::*;
-
-pyo3::import_exception!(microstd.errors, EncodeError);
-pyo3::import_exception!(microstd.errors, DecodeError);
-pyo3::import_exception!(microstd.errors, NotFound);
-pyo3::import_exception!(microstd.errors, Conflict);
-pyo3::import_exception!(microstd.errors, InvalidKey);
-pyo3::import_exception!(microstd.errors, InvalidTopic);
-pyo3::import_exception!(microstd.errors, LockTimeout);
-pyo3::import_exception!(microstd.errors, LockLost);
-pyo3::import_exception!(microstd.errors, NotSupported);
-pyo3::import_exception!(microstd.errors, Closed);
+#[cfg(feature = "python")]
+pub use self::python::*;
 
 /// Every failure the core can report.
 #[derive(Debug)]
@@ -31,6 +20,13 @@ pub enum Error {
         message: String,
         offset: usize,
     },
+    /// Decoded data did not match the type it was decoded into (a DecodeError in Python).
+    Validation {
+        message: String,
+        path: String,
+        expected: String,
+        found: String,
+    },
     NotFound(String),
     Conflict(String),
     InvalidKey(String),
@@ -42,7 +38,8 @@ pub enum Error {
     /// An allocation the input asked for was refused.
     Memory(String),
     /// A Python exception raised by user code (a `default=` hook, a handler): passed through.
-    Python(PyErr),
+    #[cfg(feature = "python")]
+    Python(pyo3::PyErr),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,6 +65,7 @@ impl fmt::Display for Error {
         match self {
             Self::Encode { message, path } => write!(f, "{message} at {path}"),
             Self::Decode { message, offset } => write!(f, "{message} at byte {offset}"),
+            Self::Validation { message, path, .. } => write!(f, "{message} at {path}"),
             Self::NotFound(m)
             | Self::Conflict(m)
             | Self::InvalidKey(m)
@@ -77,6 +75,7 @@ impl fmt::Display for Error {
             | Self::NotSupported(m)
             | Self::Closed(m)
             | Self::Memory(m) => f.write_str(m),
+            #[cfg(feature = "python")]
             Self::Python(e) => write!(f, "{e}"),
         }
     }
@@ -84,29 +83,57 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<PyErr> for Error {
-    fn from(err: PyErr) -> Self {
-        Self::Python(err)
-    }
-}
+/// The Python side of the errors: the exception classes, imported from
+/// `microstd.errors`, and the one conversion at the boundary.
+#[cfg(feature = "python")]
+mod python {
+    use pyo3::exceptions::PyMemoryError;
+    use pyo3::prelude::*;
 
-impl From<Error> for PyErr {
-    fn from(err: Error) -> PyErr {
-        match err {
-            // The Python classes take structured arguments so callers can read
-            // `.path` / `.offset` without parsing the message.
-            Error::Encode { message, path } => EncodeError::new_err((message, path)),
-            Error::Decode { message, offset } => DecodeError::new_err((message, offset)),
-            Error::NotFound(m) => NotFound::new_err(m),
-            Error::Conflict(m) => Conflict::new_err(m),
-            Error::InvalidKey(m) => InvalidKey::new_err(m),
-            Error::InvalidTopic(m) => InvalidTopic::new_err(m),
-            Error::LockTimeout(m) => LockTimeout::new_err(m),
-            Error::LockLost(m) => LockLost::new_err(m),
-            Error::NotSupported(m) => NotSupported::new_err(m),
-            Error::Closed(m) => Closed::new_err(m),
-            Error::Memory(m) => PyMemoryError::new_err(m),
-            Error::Python(e) => e,
+    use super::Error;
+
+    pyo3::import_exception!(microstd.errors, EncodeError);
+    pyo3::import_exception!(microstd.errors, DecodeError);
+    pyo3::import_exception!(microstd.errors, ValidationError);
+    pyo3::import_exception!(microstd.errors, NotFound);
+    pyo3::import_exception!(microstd.errors, Conflict);
+    pyo3::import_exception!(microstd.errors, InvalidKey);
+    pyo3::import_exception!(microstd.errors, InvalidTopic);
+    pyo3::import_exception!(microstd.errors, LockTimeout);
+    pyo3::import_exception!(microstd.errors, LockLost);
+    pyo3::import_exception!(microstd.errors, NotSupported);
+    pyo3::import_exception!(microstd.errors, Closed);
+
+    impl From<PyErr> for Error {
+        fn from(err: PyErr) -> Self {
+            Self::Python(err)
+        }
+    }
+
+    impl From<Error> for PyErr {
+        fn from(err: Error) -> PyErr {
+            match err {
+                // The Python classes take structured arguments so callers can read
+                // `.path` / `.offset` without parsing the message.
+                Error::Encode { message, path } => EncodeError::new_err((message, path)),
+                Error::Decode { message, offset } => DecodeError::new_err((message, offset)),
+                Error::Validation {
+                    message,
+                    path,
+                    expected,
+                    found,
+                } => ValidationError::new_err((message, path, expected, found)),
+                Error::NotFound(m) => NotFound::new_err(m),
+                Error::Conflict(m) => Conflict::new_err(m),
+                Error::InvalidKey(m) => InvalidKey::new_err(m),
+                Error::InvalidTopic(m) => InvalidTopic::new_err(m),
+                Error::LockTimeout(m) => LockTimeout::new_err(m),
+                Error::LockLost(m) => LockLost::new_err(m),
+                Error::NotSupported(m) => NotSupported::new_err(m),
+                Error::Closed(m) => Closed::new_err(m),
+                Error::Memory(m) => PyMemoryError::new_err(m),
+                Error::Python(e) => e,
+            }
         }
     }
 }

@@ -77,3 +77,49 @@ async def test_url_options_reach_the_backend(nats_url: str) -> None:
             await asyncio.sleep(0.005)
         assert sub.dropped > 0
         release.set()
+
+
+def test_preferred_member_is_stable_and_spreads_evenly() -> None:
+    from microstd.broker.redis import preferred_member
+
+    members = ["a.1", "b.1", "c.1"]
+    picks = [preferred_member(f"{i:032x}", members) for i in range(3000)]
+    assert picks == [preferred_member(f"{i:032x}", list(reversed(members))) for i in range(3000)]
+    counts = [picks.count(m) for m in members]
+    assert min(counts) > 3000 / 3 / 2, counts
+    # A member leaving moves only its own messages.
+    fewer = [preferred_member(f"{i:032x}", ["a.1", "b.1"]) for i in range(3000)]
+    assert all(f == p for f, p in zip(fewer, picks, strict=True) if p != "c.1")
+
+
+async def test_redis_group_member_that_vanished_loses_nothing(redis_url: str) -> None:
+    """A registered member that never claims (its process died): the live one takes
+    its messages after the fallback delay."""
+    import time
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    base = f"ghost{uuid.uuid4().hex[:8]}"
+    got: list[int] = []
+    async with microstd.broker.open(redis_url, group_fallback=0.05) as broker:
+        await broker.subscribe(f"{base}.*", lambda m: got.append(m.decode()), queue="w")
+        raw = aioredis.Redis.from_url(redis_url)
+        try:
+            # A ghost member, alive for a minute as far as Redis knows.
+            ghost_expiry = int(time.time() * 1000) + 60_000
+            await raw.zadd(f"group:w@{base}.*", {"ghost.1": ghost_expiry})
+            await raw.publish("microstd groups", f"group:w@{base}.*")
+        finally:
+            await raw.aclose()
+        for _ in range(1000):
+            if "ghost.1" in broker._groups[(f"{base}.*", "w")].view:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.005)
+        for i in range(40):
+            await broker.publish(f"{base}.job", i)
+        for _ in range(2000):
+            if len(got) == 40:
+                break
+            await asyncio.sleep(0.005)
+    assert sorted(got) == list(range(40))

@@ -170,3 +170,20 @@ def test_dataclass_defined_order(impl: tuple) -> None:  # type: ignore[type-arg]
 
     assert dumps(Rec(1, 2)) == b'{"z":1,"a":2}'
     assert dumps(Rec(1, 2), sort_keys=True) == b'{"a":2,"z":1}'
+
+
+def test_named_tuples_encode_as_arrays_in_both_json_codecs() -> None:
+    # The type model says tuple subclasses encode as arrays; orjson refused them.
+    from typing import NamedTuple
+
+    from microstd.codec import json
+
+    class Point(NamedTuple):
+        x: int
+        label: str
+
+    value = {"points": [Point(1, "a"), Point(2, "b")], "one": Point(3, "c")}
+    expected = b'{"points":[[1,"a"],[2,"b"]],"one":[3,"c"]}'
+    assert json.dumps(value) == expected
+    assert json.pure_dumps(value) == expected
+    assert json.dumps(value, sort_keys=True) == json.pure_dumps(value, sort_keys=True)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +93,69 @@ async def test_stop_drains_message_handlers(broker_url: str) -> None:
         await svc.stop()
         assert done == [1]
         await publish
+
+
+async def test_stop_handles_every_queued_message(broker_url: str) -> None:
+    svc = microstd.Service("drainq", registry="memory://", broker=broker_url, grace=30.0)
+    started = asyncio.Event()
+    done: list[int] = []
+
+    @svc.subscriber("work.queued")
+    async def slow(msg: microstd.broker.Message) -> None:
+        started.set()
+        await asyncio.sleep(0.005)
+        done.append(msg.decode())  # type: ignore[arg-type]
+
+    await svc.start()
+    async with microstd.broker.open(broker_url) as broker:
+        for n in range(50):
+            await broker.publish("work.queued", n)
+        await asyncio.wait_for(started.wait(), 5)
+        await svc.stop()
+    assert done == list(range(50))
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+def test_sigterm_handles_all_300_received_messages(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+) -> None:
+    from _procs import HERE
+
+    url = request.getfixturevalue(f"{kind}_url")
+    topic = f"drain.{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "handled.txt"
+    env = {**os.environ, "SVC_BROKER": url, "SVC_TOPIC": topic, "SVC_OUT": str(out)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microstd", "run", "proc_subscriber:make"],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with microstd.broker.open_sync(url) as pub:
+            deadline = time.monotonic() + 30
+            while not Path(f"{out}.ready").exists():
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the service never subscribed"
+                pub.publish(f"{topic}-ready", b"")
+                time.sleep(0.05)
+            for n in range(300):
+                pub.publish(topic, n)
+        deadline = time.monotonic() + 30
+        while not out.exists() or len(out.read_text().split()) < 20:
+            assert time.monotonic() < deadline, "the service handled nothing"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    handled = [int(x) for x in out.read_text().split()]
+    assert sorted(handled) == list(range(300))
 
 
 async def test_service_areas_open_from_urls(broker_url: str) -> None:

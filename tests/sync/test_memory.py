@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from microstd import sync
+from microstd import _accel, sync
 from microstd.errors import Closed, LockTimeout
 from microstd.sync.memory import _Cores
 
@@ -72,3 +76,81 @@ async def test_closing_the_core_fails_waiters(impl: str) -> None:
         await asyncio.wait_for(waiter, 5.0)
     with pytest.raises(Closed):
         await locks.acquire("other", ttl=1.0)
+
+
+def _wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10.0
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_rust_thread_waiter_that_gets_the_gil_late_gets_a_live_lease() -> None:
+    """The Rust core hands the lock to a blocked thread while another thread holds
+    the GIL for longer than the lease: the thread must not return an expired one."""
+    if not _accel.AVAILABLE:
+        pytest.skip("needs the Rust core")
+    core = _accel.require_core().RustLockManager()
+    ttl = 0.2
+    core.acquire("g", "a", ttl)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(core.acquire("g", "b", ttl, 30.0)))
+    t.start()
+    _wait_until(lambda: core.waiting("g") == 1, "the thread never queued")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        # The fault: this thread keeps the GIL past both leases; the waiter is
+        # granted the lock (in Rust, without the GIL) but cannot return to Python.
+        end = time.monotonic() + 4 * ttl
+        while time.monotonic() < end:
+            pass
+    finally:
+        sys.setswitchinterval(interval)
+    t.join(30.0)
+    (lease,) = got
+    assert core.holder("g") is not None
+    assert core.holder("g")[1] == lease.token
+    lease.refresh()
+    lease.release()
+
+
+class _LateGate:
+    """A `_Slot` gate whose thread, once woken, is not scheduled for `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._delay = delay
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            time.sleep(self._delay)
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_twin_thread_waiter_that_wakes_late_gets_a_live_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from microstd.sync import _pure
+
+    ttl = 0.2
+    real_init = _pure._Slot.__init__
+
+    def late_slot(self: Any) -> None:
+        real_init(self)
+        self.gate = _LateGate(3 * ttl)
+
+    monkeypatch.setattr(_pure._Slot, "__init__", late_slot)
+    core = _pure.PythonLockManager()
+    core.acquire("g", "a", ttl)
+    lease = core.acquire("g", "b", ttl, 30.0)
+    held = core.holder("g")
+    assert held is not None
+    assert held[1] == lease.token
+    lease.refresh()
+    lease.release()

@@ -165,6 +165,7 @@ class Delivery:
         "_waiting",
         "_wake",
         "closed",
+        "draining",
         "gate",
         "handler",
         "push",
@@ -189,6 +190,9 @@ class Delivery:
         # An optional async check run before the handler (Redis queue-group claims).
         self.gate = gate
         self.closed = False
+        # Set while the source hands over what it already received (an
+        # unsubscribe's drain): publishers then stop waiting for room.
+        self.draining = False
         self._stopped = False
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
@@ -216,9 +220,13 @@ class Delivery:
             return  # a foreign thread cannot wait on this loop; the message is kept
         overfilled.found.append(self)
 
+    def wake_publishers(self) -> None:
+        """Let publishers waiting for room re-check (after `draining` is set)."""
+        self._room.set()
+
     async def wait_for_room(self) -> None:
         """Return once the queue is back within `max_pending` (or delivery stopped)."""
-        while self.queue.over() and not self.closed:
+        while self.queue.over() and not self.closed and not self.draining:
             self._waiting += 1
             self._room.clear()
             try:
@@ -295,16 +303,28 @@ class Delivery:
         self._wake.set()
 
     async def drain(self, timeout: float) -> None:
-        """Stop taking messages, handle what is queued, cancel after `timeout` seconds."""
+        """Stop taking messages, handle what is queued, cancel after `timeout` seconds.
+
+        From the delivery's own task (a handler unsubscribing itself) it only
+        closes the queue: the task handles what is left, then ends.
+        """
         self.closed = True
         self.queue.close(False)
         self._room.set()
         self._wake.set()
-        if asyncio.current_task() is self.task:
+        if asyncio.current_task() is self.task or self.task.done():
             return
-        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        done, _ = await asyncio.wait({self.task}, timeout=max(0.0, timeout))
         if not done:
-            log.warning("broker: handler still running after %.1fs drain, cancelled", timeout)
+            left = len(self.queue)
+            log.warning(
+                "broker: drain did not finish in %.1fs: handler cancelled, %d queued message(s)"
+                " dropped",
+                timeout,
+                left,
+            )
+            self._stopped = True
+            self.queue.close(True)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task

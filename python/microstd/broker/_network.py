@@ -63,6 +63,8 @@ _NUMBERS: dict[str, type] = {
     "max_pending": int,
     "drain_timeout": float,
     "claim_ttl": float,
+    "group_heartbeat": float,
+    "group_fallback": float,
     "connect_timeout": float,
     "max_reconnect_attempts": int,
     "reconnect_time_wait": float,
@@ -113,11 +115,17 @@ class NetworkSubscription(Subscription):
         if self.cancel is not None:
             await self.cancel(drain)
 
-    async def unsubscribe(self) -> None:
-        await self._detach()
+    async def unsubscribe(self, timeout: float | None = None) -> None:
+        if self._gone:
+            return
         if self.delivery is not None:
-            self.delivery.stop()
-            await self.delivery.join()
+            self.delivery.draining = True
+            self.delivery.wake_publishers()
+        await self._detach(drain=True)
+        if self.delivery is not None:
+            await self.delivery.drain(
+                self._broker._opts.drain_timeout if timeout is None else timeout
+            )
 
 
 class NetworkBroker(Broker):

@@ -134,8 +134,15 @@ class Subscription(abc.ABC):
         """Messages dropped because this subscriber's queue was full (`overflow="drop"`)."""
 
     @abc.abstractmethod
-    async def unsubscribe(self) -> None:
-        """Stop delivery; messages already queued are still handled. Idempotent."""
+    async def unsubscribe(self, timeout: float | None = None) -> None:
+        """Stop taking new messages, then handle those already queued or in flight.
+
+        Waits up to `timeout` seconds (default: the broker's `drain_timeout`)
+        for them; a handler still running then is cancelled and what is left
+        is dropped (logged), or, on a durable subscription, left unacked for
+        redelivery. Called from the subscription's own handler it returns at
+        once and the queue is still handled. Idempotent.
+        """
 
 
 class SyncSubscription(abc.ABC):
@@ -149,7 +156,7 @@ class SyncSubscription(abc.ABC):
     def dropped(self) -> int: ...
 
     @abc.abstractmethod
-    def unsubscribe(self) -> None: ...
+    def unsubscribe(self, timeout: float | None = None) -> None: ...
 
 
 class Broker(AsyncResource, abc.ABC):

@@ -35,8 +35,8 @@ class _BlockingSubscription(SyncSubscription):
     def dropped(self) -> int:
         return self._sub.dropped
 
-    def unsubscribe(self) -> None:
-        self._runner.run(self._sub.unsubscribe())
+    def unsubscribe(self, timeout: float | None = None) -> None:
+        self._runner.run(self._sub.unsubscribe(timeout))
 
 
 class BlockingBroker(SyncBroker):

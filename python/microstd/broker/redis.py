@@ -13,23 +13,35 @@ delivered twice.
 Envelope. A message is published as msgpack `[1, id, headers, content_type,
 body]` on the channel `prefix + topic`; `id` is a random 128-bit hex.
 
-Queue groups, exactly once across processes. Every process with a member
-of group (pattern, queue) receives every message through pub/sub. Inside a
-process one member is picked round robin; before its handler runs it
-claims the message with `SET {prefix}claim:{id}:{pattern}:{queue} 1 NX PX
-claim_ttl` (default 60 s). Only the first claimer across all processes
-handles it. Atomic claims are simpler than streams with consumer groups
-and keep pub/sub's fan-out for plain subscribers; like pub/sub itself,
-they give at-most-once delivery if no member is connected. Within a process
-the members take turns; across processes the first claimer wins, so the
-split between processes follows who is quicker, not a rotation.
+Queue groups, exactly once across processes, fairly shared. Every process
+with a member of group (pattern, queue) receives every message through
+pub/sub. Before a member's handler runs it claims the message with `SET
+{prefix}claim:{id}:{pattern}:{queue} 1 NX PX claim_ttl` (default 60 s): only
+the first claimer across all processes handles it. Who tries first is
+decided by rendezvous hashing of the message id over the group's members,
+which each broker registers (with a heartbeat) in the sorted set
+`{prefix}group:{queue}@{pattern}`: the preferred member claims at once, the
+others only after `group_fallback` seconds (default 0.25), which covers a
+preferred member that died, is too busy to reach the message, or joined so
+recently that this process has not seen it yet. Equal members therefore
+get equal shares instead of the quickest process taking everything. A join
+or leave is announced on a control channel so every member's view follows
+within a round trip; the heartbeat (`group_heartbeat`, default 1 s) expires
+members of processes that vanished. Like pub/sub itself, claims give
+at-most-once delivery if no member is connected.
+
+Unsubscribing drains: the subscription keeps receiving until a PING sent on
+the pub/sub connection after the unsubscribe comes back, so everything the
+server sent before is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,9 +59,12 @@ from microstd.broker._subjects import matches, validate_pattern, validate_subjec
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
 from microstd.errors import Closed, ConnectionFailed, InvalidTopic
 
-__all__ = ["RedisBroker", "glob_for"]
+__all__ = ["RedisBroker", "glob_for", "preferred_member"]
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
+#: The control channel's name holds a space, which no topic may: it never
+#: collides with a topic, and the topic globs' matches on it are ignored.
+_CONTROL = "microstd groups"
 
 
 def glob_for(pattern: str) -> str:
@@ -57,6 +72,21 @@ def glob_for(pattern: str) -> str:
     return ".".join(
         "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
     )
+
+
+def preferred_member(msgid: str, members: list[str]) -> str:
+    """The member of `members` that should handle message `msgid` (rendezvous hashing).
+
+    Every process computes the same answer from the same member list, and a
+    member joining or leaving moves only the messages that hash to it.
+    """
+    best = members[0]
+    best_rank = b""
+    for member in members:
+        rank = hashlib.blake2b(f"{member}\0{msgid}".encode(), digest_size=8).digest()
+        if rank > best_rank:
+            best, best_rank = member, rank
+    return best
 
 
 class _RedisMessage(Message):
@@ -69,8 +99,27 @@ class _RedisMessage(Message):
         self.msgid = msgid
 
 
+class _Group:
+    """This broker's members of one queue group, and the group's live members as seen in Redis."""
+
+    __slots__ = ("key", "local", "turn", "view")
+
+    def __init__(self, key: str) -> None:
+        self.key = key  # the sorted set of member ids
+        self.local: dict[str, NetworkSubscription] = {}
+        self.view: list[str] = []
+        self.turn = 0
+
+    def next_local(self) -> NetworkSubscription | None:
+        if not self.local:
+            return None
+        members = list(self.local.values())
+        self.turn += 1
+        return members[self.turn % len(members)]
+
+
 class RedisBroker(NetworkBroker):
-    """Async broker on Redis pub/sub with claimed queue groups."""
+    """Async broker on Redis pub/sub with claimed, fairly shared queue groups."""
 
     def __init__(
         self,
@@ -78,18 +127,34 @@ class RedisBroker(NetworkBroker):
         *,
         prefix: str = "",
         claim_ttl: float = 60.0,
+        group_heartbeat: float = 1.0,
+        group_fallback: float = 0.25,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        for name, value in (
+            ("group_heartbeat", group_heartbeat),
+            ("group_fallback", group_fallback),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be positive seconds, got {value!r}")
         self._url = url
         self._prefix = prefix
         self._claim_ms = max(1, int(float(claim_ttl) * 1000))
+        self._heartbeat_s = float(group_heartbeat)
+        self._fallback_s = float(group_fallback)
+        self._uid = os.urandom(8).hex()
+        self._member_seq = 0
         self._redis: Any = None
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._globs: dict[str, list[NetworkSubscription]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._turn: dict[tuple[str, str], int] = {}
+        self._pongs: dict[str, asyncio.Future[None]] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._control = f"{prefix}{_CONTROL}"
+        self._control_ready: asyncio.Future[None] | None = None
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> RedisBroker:
@@ -122,6 +187,10 @@ class RedisBroker(NetworkBroker):
             await self.connect()
         return self._redis
 
+    def _start_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read())
+
     async def subscribe(
         self, pattern: str, handler: Handler, queue: str | None = None
     ) -> Subscription:
@@ -139,27 +208,35 @@ class RedisBroker(NetworkBroker):
         glob = self._prefix.translate(_GLOB_SPECIAL) + glob_for(pattern)
         members = self._globs.setdefault(glob, [])
         members.append(sub)
+        member_id = None
         try:
+            if queue is not None:
+                member_id = await self._join(pattern, queue, sub)
             if len(members) == 1:
                 confirmed = asyncio.get_running_loop().create_future()
                 self._confirm[glob] = confirmed
                 await self._pubsub.psubscribe(glob)
-                if self._reader is None or self._reader.done():
-                    self._reader = asyncio.create_task(self._read())
+                self._start_reader()
                 await asyncio.wait_for(asyncio.shield(confirmed), 10)
             elif glob in self._confirm:
                 await asyncio.wait_for(asyncio.shield(self._confirm[glob]), 10)
         except (RedisError, OSError, TimeoutError) as exc:
             members.remove(sub)
+            if member_id is not None:
+                self._groups[(pattern, queue or "")].local.pop(member_id, None)
             delivery.stop()
             raise ConnectionFailed(f"Redis subscribe failed: {exc}") from exc
 
         async def cancel(drain: bool) -> None:
-            # The shared reader pushes each message as it reads it: nothing to drain.
-            del drain
+            if drain:
+                # Everything the server sent before this PING is read (and
+                # handed to the delivery) before its answer comes back.
+                await self._barrier()
             group = self._globs.get(glob, [])
             if sub in group:
                 group.remove(sub)
+            if member_id is not None and queue is not None:
+                await self._leave(pattern, queue, member_id)
             if not group:
                 self._globs.pop(glob, None)
                 self._confirm.pop(glob, None)
@@ -169,6 +246,75 @@ class RedisBroker(NetworkBroker):
         sub.cancel = cancel
         self._subs.add(sub)
         return sub
+
+    # --- queue groups -----------------------------------------------------------
+
+    async def _join(self, pattern: str, queue: str, sub: NetworkSubscription) -> str:
+        """Register `sub` as a member of the group and learn the group's members."""
+        key = (pattern, queue)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(f"{self._prefix}group:{queue}@{pattern}")
+        self._member_seq += 1
+        member_id = f"{self._uid}.{self._member_seq}"
+        group.local[member_id] = sub
+        await self._listen_control()
+        await self._refresh(group)
+        await self._redis.publish(self._control, group.key)
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat())
+        return member_id
+
+    async def _leave(self, pattern: str, queue: str, member_id: str) -> None:
+        from redis.exceptions import RedisError
+
+        group = self._groups.get((pattern, queue))
+        if group is None:
+            return
+        group.local.pop(member_id, None)
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.zrem(group.key, member_id)
+            await self._redis.publish(self._control, group.key)
+        if not group.local:
+            self._groups.pop((pattern, queue), None)
+
+    async def _listen_control(self) -> None:
+        if self._control_ready is None:
+            self._control_ready = asyncio.get_running_loop().create_future()
+            await self._pubsub.subscribe(self._control)
+            self._start_reader()
+        await asyncio.wait_for(asyncio.shield(self._control_ready), 10)
+
+    async def _refresh(self, group: _Group) -> None:
+        """Renew this broker's members of `group` and read who is alive."""
+        now = int(time.time() * 1000)
+        ttl = int(self._heartbeat_s * 3000)
+        pipe = self._redis.pipeline(transaction=False)
+        if group.local:
+            pipe.zadd(group.key, dict.fromkeys(group.local, now + ttl))
+        pipe.zremrangebyscore(group.key, "-inf", now)
+        pipe.zrange(group.key, 0, -1)
+        pipe.pexpire(group.key, ttl * 2)
+        replies = await pipe.execute()
+        group.view = sorted(_text(m) or "" for m in replies[-2])
+
+    async def _beat(self) -> None:
+        from redis.exceptions import RedisError
+
+        while self._groups:
+            await asyncio.sleep(self._heartbeat_s)
+            for group in list(self._groups.values()):
+                try:
+                    await self._refresh(group)
+                except (RedisError, OSError) as exc:
+                    log.warning("Redis broker: queue group heartbeat failed: %s", exc)
+
+    def _on_control(self, data: object) -> None:
+        name = _text(data)
+        for group in self._groups.values():
+            if group.key == name:
+                task = asyncio.ensure_future(self._refresh(group))
+                task.add_done_callback(_quiet)
 
     def _claimer(self, pattern: str, queue: str) -> Any:
         from redis.exceptions import RedisError
@@ -184,6 +330,43 @@ class RedisBroker(NetworkBroker):
                 raise ConnectionFailed(f"Redis claim failed: {exc}") from exc
 
         return claim
+
+    def _route_group(self, group: _Group, message: _RedisMessage) -> None:
+        view = group.view
+        if view:
+            chosen = group.local.get(preferred_member(message.msgid, view))
+            if chosen is None:
+                # Another process's turn: claim only if it has not after a while.
+                asyncio.get_running_loop().call_later(
+                    self._fallback_s, self._fall_back, group, message
+                )
+                return
+        else:
+            chosen = group.next_local()
+        if chosen is not None and chosen.delivery is not None:
+            chosen.delivery.push(message)
+
+    def _fall_back(self, group: _Group, message: _RedisMessage) -> None:
+        chosen = group.next_local()
+        if chosen is not None and chosen.delivery is not None and not chosen.delivery.closed:
+            chosen.delivery.push(message)
+
+    # --- reading ------------------------------------------------------------------
+
+    async def _barrier(self) -> None:
+        """Return once everything the server sent before now has been dispatched."""
+        from redis.exceptions import RedisError
+
+        token = os.urandom(8).hex()
+        pong = asyncio.get_running_loop().create_future()
+        self._pongs[token] = pong
+        try:
+            await self._pubsub.ping(token)
+            await asyncio.wait_for(pong, self._opts.drain_timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("Redis broker: drain barrier failed: %s", exc)
+        finally:
+            self._pongs.pop(token, None)
 
     async def _read(self) -> None:
         from redis.exceptions import RedisError
@@ -201,18 +384,33 @@ class RedisBroker(NetworkBroker):
                 continue
             if raw is None:
                 continue
-            kind = raw.get("type")
+            try:
+                self._on_raw(raw)
+            except Exception as exc:  # a bug here must not end every subscription
+                log.exception("Redis broker: delivering a message failed", exc_info=exc)
+
+    def _on_raw(self, raw: dict[str, Any]) -> None:
+        kind = raw.get("type")
+        channel = _text(raw.get("channel")) or ""
+        if kind == "pmessage":
             glob = _text(raw.get("pattern"))
-            if kind == "psubscribe":
-                # A subscribe confirmation names the glob in its `channel` field.
-                confirmed = self._confirm.get(_text(raw.get("channel")) or "")
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-            elif kind == "pmessage" and glob is not None:
-                try:
-                    self._dispatch(glob, _text(raw.get("channel")) or "", raw.get("data"))
-                except Exception as exc:  # a bug here must not end every subscription
-                    log.exception("Redis broker: delivering a message failed", exc_info=exc)
+            if glob is not None and channel != self._control:
+                self._dispatch(glob, channel, raw.get("data"))
+        elif kind == "message" and channel == self._control:
+            self._on_control(raw.get("data"))
+        elif kind == "pong":
+            pong = self._pongs.get(_text(raw.get("data")) or "")
+            if pong is not None and not pong.done():
+                pong.set_result(None)
+        elif kind == "psubscribe":
+            # A subscribe confirmation names the glob in its `channel` field.
+            confirmed = self._confirm.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == "subscribe" and channel == self._control:
+            ready = self._control_ready
+            if ready is not None and not ready.done():
+                ready.set_result(None)
 
     def _dispatch(self, glob: str, channel: str, data: object) -> None:
         subs = self._globs.get(glob)
@@ -228,21 +426,20 @@ class RedisBroker(NetworkBroker):
             log.warning("Redis broker: skipped a malformed message on %r: %s", channel[:200], exc)
             return
         message = _RedisMessage(msgid, topic, body, headers, content_type)
-        groups: dict[tuple[str, str], list[NetworkSubscription]] = {}
+        routed: set[tuple[str, str]] = set()
         for sub in subs:
             if not matches(sub.pattern, topic):
                 continue
             if sub.queue is None:
                 if sub.delivery is not None:
                     sub.delivery.push(message)
-            else:
-                groups.setdefault((sub.pattern, sub.queue), []).append(sub)
-        for key, members in groups.items():
-            turn = self._turn.get(key, 0)
-            self._turn[key] = turn + 1
-            chosen = members[turn % len(members)]
-            if chosen.delivery is not None:
-                chosen.delivery.push(message)
+                continue
+            key = (sub.pattern, sub.queue)
+            group = self._groups.get(key)
+            if key in routed or group is None:
+                continue
+            routed.add(key)
+            self._route_group(group, message)
 
     async def publish(
         self,
@@ -269,10 +466,11 @@ class RedisBroker(NetworkBroker):
             await self._close_subscriptions()
         finally:
             self._closed = True
-            if self._reader is not None:
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
+            for task in (self._heartbeat, self._reader):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if self._pubsub is not None:
                 await self._pubsub.aclose()
             if self._redis is not None:
@@ -284,3 +482,9 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value if isinstance(value, str) else None
+
+
+def _quiet(task: asyncio.Future[None]) -> None:
+    # A failed view refresh is retried by the next heartbeat.
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("Redis broker: queue group refresh failed: %s", task.exception())

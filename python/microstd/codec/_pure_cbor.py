@@ -33,6 +33,8 @@ from enum import Enum
 from typing import Any
 
 from microstd.codec._cbor_simple import Simple
+from microstd.codec._deps import require
+from microstd.codec._depth import TOO_DEEP, deep_path, nesting
 from microstd.codec._ext import Tag
 from microstd.codec._paths import RELEASED
 from microstd.errors import DecodeError, EncodeError
@@ -103,6 +105,8 @@ class _Encoding:
         self.culprit: object = None
         self.canonical = canonical
         self.user_default = default
+        # Container levels already counted (see `_default`).
+        self.levels = 0
         encoders: dict[type, Callable[[Any, Any], None]] = {
             memoryview: self._memoryview,
             _dt.datetime: self._datetime,
@@ -196,7 +200,18 @@ class _Encoding:
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             enc.encode({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
         elif self.user_default is not None:
-            enc.encode(self.user_default(value))
+            result = self.user_default(value)
+            # What the hook returns nests below `value`, at a depth cbor2 does
+            # not track: bound it by the levels already in use (an upper bound).
+            levels = nesting(result, MAX_DEPTH - self.levels)
+            if levels is None:
+                self.culprit = value
+                raise EncodeError(TOO_DEEP, "$")
+            self.levels += levels
+            try:
+                enc.encode(result)
+            finally:
+                self.levels -= levels
         else:
             self.culprit = value
             raise EncodeError(
@@ -210,9 +225,14 @@ def dumps(
     obj: object, *, canonical: bool = False, default: Callable[[object], object] | None = None
 ) -> bytes:
     """Encode `obj` as CBOR with cbor2, byte-identical to the Rust codec."""
-    import cbor2
+    cbor2 = require("cbor2")
 
     encoding = _Encoding(canonical, default)
+    # cbor2 overflows the C stack on deep nesting: refuse it first, as the Rust codec does.
+    levels = nesting(obj)
+    if levels is None:
+        raise EncodeError(TOO_DEEP, deep_path(obj))
+    encoding.levels = levels
     try:
         return encoding.dumps(obj)
     except EncodeError as exc:
@@ -498,7 +518,7 @@ def _simple_values(value: object, undefined: object, simple: type) -> object:
 
 def loads(data: bytes | bytearray | memoryview) -> object:
     """Decode one CBOR data item with cbor2, as the Rust codec does."""
-    import cbor2
+    cbor2 = require("cbor2")
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from microstd.codec._deps import require
 from microstd.codec._ext import Ext, Tag
 from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
@@ -118,7 +119,7 @@ def dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
 ) -> bytes:
     """Encode `obj` as msgpack, byte for byte what the Rust codec writes."""
-    import msgpack
+    msgpack = require("msgpack")
 
     def hook(value: object) -> object:
         return _model(value, default)
@@ -137,6 +138,9 @@ def dumps(
         raise EncodeError(_SURROGATE, _locate(obj, exc.object, by_value=True)) from None
     except OverflowError:
         raise EncodeError(_INT_RANGE, _locate_int(obj)) from None
+    except RecursionError:
+        # sort_keys copies the object recursively before packb sees it.
+        raise EncodeError("nesting deeper than the interpreter's recursion limit", "$") from None
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise EncodeError("nesting deeper than the msgpack package's limit", "$") from None
@@ -179,7 +183,7 @@ def _keys_to_tuples(obj: object, is_key: bool = False) -> Any:
 
 def loads(data: bytes | bytearray | memoryview) -> object:
     """Decode one msgpack object; trailing bytes are an error."""
-    import msgpack
+    msgpack = require("msgpack")
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")

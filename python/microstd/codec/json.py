@@ -44,11 +44,12 @@ from typing import Any
 
 import orjson
 
+from microstd.codec import _json_guard
 from microstd.codec._ext import Ext, Tag
 from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["CONTENT_TYPE", "dumps", "loads", "pure_dumps", "pure_loads"]
+__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads", "pure_dumps", "pure_loads"]
 
 CONTENT_TYPE = "application/json"
 
@@ -83,7 +84,8 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
         return base64.b64encode(obj).decode("ascii")
     if isinstance(obj, Decimal):
         return str(obj)
-    if isinstance(obj, (set, frozenset)):
+    if isinstance(obj, (set, frozenset, tuple)):
+        # tuple: orjson hands tuple subclasses (NamedTuple) to the hook.
         return list(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
@@ -108,17 +110,32 @@ def dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
 ) -> bytes:
     """Encode `obj` as compact UTF-8 JSON."""
+    user_default = default
+    if default is None:
+        # orjson overflows the C stack on deeply nested tuples: refuse first.
+        _json_guard.check(obj)
+        data = obj
+    else:
+        # The hook runs user code in the middle of the encode: let orjson walk
+        # private copies of the containers, so a hook that mutates one cannot
+        # free what orjson is iterating (and copy what each call returns).
+        data = _json_guard.snapshot(obj)
+
+        def user_default(value: object) -> object:
+            return _json_guard.snapshot(default(value))
 
     def hook(value: object) -> object:
-        return _model(value, default)
+        return _model(value, user_default)
 
     # orjson does not sort a dataclass's fields: hand dataclasses to the hook then.
     sorting = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
     option = _OPTIONS | sorting if sort_keys else _OPTIONS
     try:
-        return orjson.dumps(obj, default=hook, option=option)
+        return orjson.dumps(data, default=hook, option=option)
     except orjson.JSONEncodeError as exc:
         cause = exc.__cause__
+        if isinstance(cause, EncodeError):
+            raise cause from None
         if isinstance(cause, _Unencodable):
             raise EncodeError(cause.message, find_path(obj, cause.obj)) from None
         if cause is not None and not isinstance(cause, TypeError):
@@ -140,8 +157,42 @@ def _byte_offset(data: bytes | bytearray | memoryview | str, pos: int) -> int:
         return pos
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> object:
-    """Decode one JSON document."""
+def loads(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+) -> Any:
+    """Decode one JSON document.
+
+    With `type=T` the result is checked and built as a `T`; strings stand for
+    datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
+    """
+    value = _untyped_loads(data)
+    if type is None:
+        return value
+    from microstd.codec import typed
+    from microstd.codec._plan import plan_for
+
+    return typed.run_plan(
+        plan_for(type), value, strings=True, forbid_unknown_fields=forbid_unknown_fields
+    )
+
+
+def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
+    """A reusable decoder of JSON into `type`: `Decoder(T).decode(data)`."""
+    from microstd.codec import typed
+
+    return typed.Decoder(
+        type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
+    )
+
+
+def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:
+    if type(data) is not bytes and isinstance(data, memoryview):
+        # orjson reads a released memoryview's freed buffer: copy it first
+        # (tobytes refuses a released view with a ValueError that says so).
+        data = data.tobytes()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -221,6 +272,8 @@ def pure_dumps(
         raise EncodeError(exc.message, find_path(obj, exc.obj)) from None
     except UnicodeEncodeError:
         raise EncodeError("str is not valid UTF-8 (it holds a lone surrogate)", "$") from None
+    except RecursionError:
+        raise EncodeError("nesting deeper than the interpreter's recursion limit", "$") from None
     except (TypeError, ValueError) as exc:
         raise EncodeError(str(exc), "$") from None
 

@@ -7,11 +7,13 @@ pure baseline in `_pure_msgpack`, which produces the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from microstd import _accel
-from microstd.codec import _pure_msgpack
+from microstd.codec import _pure_msgpack, typed
+from microstd.codec._plan import plan_for
 
-__all__ = ["CONTENT_TYPE", "dumps", "loads"]
+__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads"]
 
 CONTENT_TYPE = "application/msgpack"
 
@@ -31,9 +33,32 @@ def dumps(
     return result
 
 
-def loads(data: bytes | bytearray | memoryview) -> object:
-    """Decode one msgpack object; trailing bytes are an error."""
+def _untyped(data: bytes | bytearray | memoryview) -> object:
     core = _accel.core
     if core is None:
         return _pure_msgpack.loads(data)
     return core.msgpack_loads(data)
+
+
+def loads(
+    data: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+) -> Any:
+    """Decode one msgpack object; trailing bytes are an error.
+
+    With `type=T` the result is checked and built as a `T` (a dataclass,
+    `list[Item]`, ...); a mismatch raises `ValidationError` with its path.
+    """
+    core = _accel.core
+    value = _pure_msgpack.loads(data) if core is None else core.msgpack_loads(data)
+    if type is None:
+        return value
+    return typed.run_plan(
+        plan_for(type), value, strings=False, forbid_unknown_fields=forbid_unknown_fields
+    )
+
+
+def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
+    """A reusable decoder of msgpack into `type`: `Decoder(T).decode(data)`."""
+    return typed.Decoder(
+        type, loads=_untyped, strings=False, forbid_unknown_fields=forbid_unknown_fields
+    )

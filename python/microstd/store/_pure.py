@@ -122,7 +122,8 @@ class PythonMemoryStore:
             return bytes(value), True
         try:
             payload = self._dumps(value)
-        except EncodeError:
+        except (EncodeError, ImportError):
+            # ImportError: a pure codec's package is missing; its message says which.
             raise
         except Exception as exc:
             raise EncodeError(f"cannot encode {type(value).__name__}: {exc}", "$") from exc

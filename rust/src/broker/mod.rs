@@ -3,15 +3,19 @@
 
 pub mod groups;
 pub mod hashing;
+#[cfg(feature = "python")]
 pub mod message;
+#[cfg(feature = "python")]
 pub mod py;
 pub mod queue;
 pub mod router;
 pub mod subjects;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
 
 /// Adds this area's classes and functions to `microstd._core`.
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::RustBroker>()?;
     m.add_class::<py::RustQueue>()?;

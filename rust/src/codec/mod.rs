@@ -2,18 +2,31 @@
 //! output buffer and decoding straight from bytes into Python objects.
 //!
 //! `types` is the Python-type dispatch both formats share, so the two
-//! formats accept exactly the same type model.
+//! formats accept exactly the same type model. The wire formats (`utf8`,
+//! `msgpack::wire`, `cbor::head`, ...) are pure Rust; the modules that touch
+//! Python objects are gated on the `python` feature.
 
 pub mod cbor;
+#[cfg(feature = "python")]
 mod fast;
+#[cfg(feature = "python")]
 mod gc;
+#[cfg(feature = "python")]
+mod json_guard;
+#[cfg(feature = "python")]
 mod keys;
 pub mod msgpack;
+#[cfg(feature = "python")]
 mod output;
+#[cfg(feature = "python")]
 mod text;
+#[cfg(feature = "python")]
+pub mod typed;
+#[cfg(feature = "python")]
 pub mod types;
 pub mod utf8;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
 
 /// Deepest nesting of containers either codec accepts, encoding or decoding.
@@ -22,10 +35,13 @@ use pyo3::prelude::*;
 pub const MAX_DEPTH: usize = 256;
 
 /// Adds the codec functions to `microstd._core`.
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_DEPTH", MAX_DEPTH)?;
     fast::init(m.py())?;
     msgpack::register(m)?;
     cbor::register(m)?;
+    json_guard::register(m)?;
+    typed::register(m)?;
     Ok(())
 }

@@ -174,3 +174,41 @@ fn threads_never_overlap() {
     }
     assert_eq!(count.load(Ordering::SeqCst), 800);
 }
+
+#[test]
+fn a_grant_is_claimed_from_the_moment_its_waiter_takes_it_up() {
+    let m = LockManager::new();
+    let short = Duration::from_millis(50);
+    let held = m.try_acquire("c", "a", short).unwrap().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let notify: Notify = Box::new(move |outcome| tx.send(outcome).unwrap());
+    let attempt = m.acquire_or_queue("c", "b", short, notify).unwrap();
+    assert!(matches!(attempt, Attempt::Queued(_)));
+    // The reaper hands the lock over when the holder's lease runs out.
+    let grant = rx.recv_timeout(LONG).unwrap().unwrap();
+    assert!(grant.token > held.token);
+    let claimed = m.claim("c", grant, LONG).unwrap();
+    assert_eq!(claimed.token, grant.token);
+    assert!(claimed.deadline > grant.deadline);
+    assert_eq!(m.holder("c").unwrap().owner, "b");
+    m.release("c", claimed.token).unwrap();
+}
+
+#[test]
+fn a_grant_that_ran_out_before_its_waiter_woke_is_no_grant() {
+    let m = LockManager::new();
+    let short = Duration::from_millis(50);
+    m.try_acquire("s", "a", short).unwrap().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let notify: Notify = Box::new(move |outcome| tx.send(outcome).unwrap());
+    m.acquire_or_queue("s", "b", short, notify).unwrap();
+    let grant = rx.recv_timeout(LONG).unwrap().unwrap();
+    // The waiter stalls past its own lease before it takes the grant up.
+    while Instant::now() < grant.deadline {
+        thread::sleep(short);
+    }
+    assert!(m.claim("s", grant, LONG).is_none());
+    assert!(m.holder("s").is_none());
+    // Nothing stays behind: the lock is free for the next one.
+    m.try_acquire("s", "c", LONG).unwrap().unwrap();
+}

@@ -4,11 +4,14 @@
 //! it as `RustLockManager` / `RustLease` / `RustLockGuard`.
 
 pub mod manager;
+#[cfg(feature = "python")]
 pub mod py;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
 
 /// Adds this area's classes and functions to `microstd._core`.
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::RustLockManager>()?;
     m.add_class::<py::RustLease>()?;

@@ -4,21 +4,30 @@
 //! `cargo test`); `encode`, `decode` and `tags` work on Python objects.
 
 pub mod canonical;
+#[cfg(feature = "python")]
 pub mod decode;
+#[cfg(feature = "python")]
 pub mod encode;
 pub mod float;
 pub mod head;
 pub mod rfc3339;
+#[cfg(feature = "python")]
 pub mod tags;
 
+#[cfg(feature = "python")]
 use pyo3::exceptions::PyTypeError;
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
+#[cfg(feature = "python")]
 use pyo3::types::{PyByteArray, PyBytes};
 
+#[cfg(feature = "python")]
 use crate::codec::output;
+#[cfg(feature = "python")]
 use crate::errors::Result;
 
 /// Encodes `obj` as CBOR bytes.
+#[cfg(feature = "python")]
 pub fn encode(
     obj: &Bound<'_, PyAny>,
     canonical: bool,
@@ -29,8 +38,10 @@ pub fn encode(
     Ok(out)
 }
 
+#[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (obj, *, canonical=false, default=None))]
+#[cfg(feature = "python")]
 fn cbor_dumps<'py>(
     obj: &Bound<'py, PyAny>,
     canonical: bool,
@@ -42,6 +53,7 @@ fn cbor_dumps<'py>(
     })
 }
 
+#[cfg(feature = "python")]
 #[pyfunction]
 fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
@@ -64,6 +76,7 @@ fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<
     Ok(decode::decode(py, &copied)?)
 }
 
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;

@@ -4,29 +4,42 @@
 //! The output is byte-identical to `msgpack.packb(obj)` for the plain types;
 //! see `codec::types` for the type model both formats share.
 
+#[cfg(feature = "python")]
 mod decode;
+#[cfg(feature = "python")]
 mod encode;
 pub mod timestamp;
 pub mod wire;
 
+// Everything below binds the codec to Python objects; `timestamp` and `wire`
+// above are the pure-Rust wire format.
+#[cfg(feature = "python")]
 use pyo3::buffer::PyUntypedBuffer;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
+#[cfg(feature = "python")]
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
+#[cfg(feature = "python")]
 use crate::codec::output;
+#[cfg(feature = "python")]
 use crate::errors::Result;
+#[cfg(feature = "python")]
 use encode::Encoder;
 
+#[cfg(feature = "python")]
 pub use decode::decode;
 
 /// Encodes `obj` as msgpack bytes with the default options.
+#[cfg(feature = "python")]
 pub fn encode(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>> {
     encode_with(obj, None, false)
 }
 
 /// Encodes `obj`, calling `default` for objects outside the type model and
 /// sorting map keys when `sort_keys` is set.
+#[cfg(feature = "python")]
 pub fn encode_with<'py>(
     obj: &Bound<'py, PyAny>,
     default: Option<&Bound<'py, PyAny>>,
@@ -39,6 +52,7 @@ pub fn encode_with<'py>(
 
 /// Appends the encoding of `obj` to `out` (which is left with a partial
 /// object in it on error).
+#[cfg(feature = "python")]
 pub fn encode_into<'py>(
     obj: &Bound<'py, PyAny>,
     out: &mut Vec<u8>,
@@ -51,6 +65,7 @@ pub fn encode_into<'py>(
 /// Calls `f` with the bytes of a bytes-like object: bytes are borrowed,
 /// anything else exporting a contiguous buffer is copied first (a bytearray
 /// could be changed under us while we decode).
+#[cfg(feature = "python")]
 pub fn with_bytes<T>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<T>) -> PyResult<T> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         return f(bytes.as_bytes());
@@ -89,8 +104,10 @@ pub fn with_bytes<T>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<
     f(&copy)
 }
 
+#[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (obj, *, default=None, sort_keys=false))]
+#[cfg(feature = "python")]
 fn msgpack_dumps<'py>(
     obj: &Bound<'py, PyAny>,
     default: Option<&Bound<'py, PyAny>>,
@@ -103,12 +120,14 @@ fn msgpack_dumps<'py>(
     })
 }
 
+#[cfg(feature = "python")]
 #[pyfunction]
 fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
     with_bytes(data, |bytes| Ok(decode(py, bytes)?))
 }
 
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(msgpack_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack_loads, m)?)?;
