@@ -8,6 +8,7 @@ from microstd.store.base import Event, Record
 
 __version__: str
 MAX_DEPTH: int
+DEBUG_BUILD: bool
 
 def msgpack_dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False

@@ -73,11 +73,11 @@ class Progress:
     def prepared(self, total: int) -> None:
         self.total = total
 
-    def case(self, label: str) -> None:
-        """The next case, `label`, is starting."""
+    def case(self, label: str, rows: int = 1) -> None:
+        """The next case, `label`, is starting; it measures `rows` implementations."""
         if self.enabled and self.tty:
             self._draw(label)
-        self.count += 1
+        self.count += rows
 
     def clear(self) -> None:
         """Remove the bar before something else is printed to the terminal."""
