@@ -181,4 +181,3 @@ async def test_unknown_endpoint_is_404(rig: Rig) -> None:
         with pytest.raises(ServiceError) as info:
             await client.call("errs", "Errs.Nope", {})
     assert (info.value.code, info.value.id) == (404, "errs")
-
