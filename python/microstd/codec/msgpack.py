@@ -49,16 +49,22 @@ def loads(
     `list[Item]`, ...); a mismatch raises `ValidationError` with its path.
     """
     core = _accel.core
-    value = _pure_msgpack.loads(data) if core is None else core.msgpack_loads(data)
     if type is None:
-        return value
+        return _pure_msgpack.loads(data) if core is None else core.msgpack_loads(data)
+    plan = plan_for(type)
+    if plan.core is not None:
+        return plan.core.decode_msgpack(data, forbid_unknown_fields)
     return typed.run_plan(
-        plan_for(type), value, strings=False, forbid_unknown_fields=forbid_unknown_fields
+        plan, _untyped(data), strings=False, forbid_unknown_fields=forbid_unknown_fields
     )
 
 
 def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
     """A reusable decoder of msgpack into `type`: `Decoder(T).decode(data)`."""
     return typed.Decoder(
-        type, loads=_untyped, strings=False, forbid_unknown_fields=forbid_unknown_fields
+        type,
+        loads=_untyped,
+        strings=False,
+        forbid_unknown_fields=forbid_unknown_fields,
+        direct="decode_msgpack",
     )

@@ -12,6 +12,7 @@ expected type and what was found. See docs/codec.md, "Typed decoding".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -60,7 +61,7 @@ class Decoder(Generic[T]):
     fails there, not on the first message.
     """
 
-    __slots__ = ("_forbid", "_impl", "_loads", "_plan", "_strings", "type")
+    __slots__ = ("_forbid", "_impl", "_loads", "_plan", "_strings", "decode", "type")
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class Decoder(Generic[T]):
         strings: bool,
         forbid_unknown_fields: bool = False,
         impl: str | None = None,
+        direct: str | None = None,
     ) -> None:
         self.type = type
         self._plan = plan_for(type)
@@ -77,8 +79,21 @@ class Decoder(Generic[T]):
         self._strings = strings
         self._forbid = forbid_unknown_fields
         self._impl = impl
+        self.decode: Callable[[bytes | bytearray | memoryview], T]
+        core = self._plan.core
+        if direct is not None and core is not None and impl != "python":
+            # The core reads the format straight into the type: one call, no
+            # Python frame between the caller and Rust.
+            method = getattr(core, direct)
+            self.decode = (
+                functools.partial(method, forbid_unknown_fields=True)
+                if forbid_unknown_fields
+                else method
+            )
+        else:
+            self.decode = self._decode
 
-    def decode(self, data: bytes | bytearray | memoryview) -> T:
+    def _decode(self, data: bytes | bytearray | memoryview) -> T:
         """Decode one message into the decoder's type."""
         value = self._loads(data)
         result: T = run_plan(

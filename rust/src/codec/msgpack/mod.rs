@@ -5,7 +5,7 @@
 //! see `codec::types` for the type model both formats share.
 
 #[cfg(feature = "python")]
-mod decode;
+pub(crate) mod decode;
 #[cfg(feature = "python")]
 mod encode;
 pub mod timestamp;
