@@ -1,33 +1,28 @@
-"""Every ```python block of the README runs, so the examples cannot rot."""
+"""Every ```python block of the README runs, so the examples cannot rot.
+
+The machinery (and the Markdown conventions for blocks that cannot run, or
+that show their output) is shared with the docs pages: tests/_doc_blocks.py.
+"""
 
 from __future__ import annotations
 
-import re
-import sys
-import types
-from pathlib import Path
-
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+from _doc_blocks import ROOT, Block, blocks, module_for, run
+
+README = ROOT / "README.md"
+BLOCKS = blocks(README)
 
 
 def test_the_readme_has_examples() -> None:
-    assert BLOCKS
+    assert [b for b in BLOCKS if b.not_run is None]
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index: int) -> None:
-    # Run each block as its own module, as a user's script would be: not
-    # inheriting this file's __future__ imports, and findable in sys.modules
-    # (dataclasses look their module up there).
-    name = f"readme_example_{index}"
-    module = types.ModuleType(name)
-    sys.modules[name] = module
-    try:
-        source = f"README.md python block {index + 1}"
-        code = compile(BLOCKS[index], source, "exec", dont_inherit=True)
-        exec(code, module.__dict__)
-    finally:
-        del sys.modules[name]
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"line {b.line}" for b in BLOCKS])
+def test_readme_example_runs(block: Block) -> None:
+    if block.not_run is not None:
+        assert block.not_run, f"{block.where}: say why the block is not run"
+        return
+    # Each block is its own script: README examples stand alone.
+    with module_for(f"readme_line_{block.line}") as module:
+        run(block, module)

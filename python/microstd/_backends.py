@@ -17,11 +17,14 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from microstd.errors import UnknownBackend
+from microstd import _validate
+from microstd.errors import InvalidArgument, UnknownBackend
 
 __all__ = [
     "Backends",
+    "MemoryOptions",
     "ParsedURL",
+    "memory_options",
     "parse_url",
     "redact",
     "redact_text",
@@ -154,6 +157,80 @@ def shared_instance(area: str, impl: str, name: str, factory: Callable[[], T]) -
             found = factory()
             _shared[key] = found
         return found  # type: ignore[return-value]
+
+
+class MemoryOptions:
+    """A `memory://` URL's options, parsed once for every area.
+
+    `name` is the instance name (`memory://NAME`; "" for a private instance),
+    `impl` the in-process core ("rust" or "python"), `values` the area's own
+    options, keyword arguments overriding the query string.
+    """
+
+    __slots__ = ("impl", "name", "values")
+
+    def __init__(self, name: str, impl: _validate.Impl, values: dict[str, Any]) -> None:
+        self.name = name
+        self.impl: _validate.Impl = impl
+        self.values = values
+
+
+#: Converts a query-string value (always text) to an option's value.
+Convert = Callable[[str], object]
+
+
+def memory_options(
+    area: str,
+    parsed: ParsedURL,
+    options: Mapping[str, Any],
+    known: Mapping[str, Convert | None] | None = None,
+    *,
+    impls: bool = True,
+) -> MemoryOptions:
+    """The options of a `memory://` URL of `area`, checked the same way in every area.
+
+    `known` maps each option the area takes to the converter of its query-string
+    form (None: keyword only, not in the query). `impl` is taken by every area
+    with an in-process core (`impls`): "rust", "python", or absent for the Rust
+    core when it is built; "rust" without the extension raises `NotSupported`.
+    An unknown option raises `InvalidArgument` naming the known ones.
+    """
+    known = dict(known or {})
+    merged: dict[str, Any] = {}
+    for option, text in parsed.query.items():
+        convert = known.get(option, _unknown)
+        if convert is None:
+            raise InvalidArgument(
+                f"memory:// {area} option {option!r} is a keyword argument, not a URL option"
+            )
+        merged[option] = _convert(area, option, text, convert)
+    merged.update(options)
+    impl_value = merged.pop("impl", None) if impls else None
+    unknown = sorted(set(merged) - set(known))
+    if unknown:
+        names = sorted([*known, *(["impl"] if impls else [])])
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgument(
+            f"unknown memory:// {area} option(s): {', '.join(unknown)};"
+            f" known: {', '.join(names) or 'none'}.{hint}"
+        )
+    impl = _validate.impl_choice(impl_value if impl_value != "" else None)
+    return MemoryOptions(parsed.netloc_name, impl, merged)
+
+
+def _unknown(text: str) -> object:
+    """Stands for an option the area does not know: kept as text, refused below."""
+    return text
+
+
+def _convert(area: str, option: str, text: str, convert: Convert) -> object:
+    try:
+        return convert(text)
+    except InvalidArgument:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"memory:// {area} option {option}={text!r}: {exc}") from exc
 
 
 def option_flag(value: object) -> bool:

@@ -126,6 +126,16 @@ def _cmd_call(args: argparse.Namespace) -> int:
     ok, body = _parse_json("call", args.body)
     if not ok:
         return EXIT_USAGE
+    if args.timeout < 0:
+        return _fail("call", f"--timeout must be >= 0 seconds, got {args.timeout:g}", EXIT_USAGE)
+    if args.timeout == 0:
+        # A deadline that has already passed: like any other expired deadline,
+        # nothing more is sent (the server would only answer 504).
+        from microstd.errors import DeadlineExceeded
+
+        return _errors(
+            "call", DeadlineExceeded(f"{args.service} {args.endpoint}: no reply within 0s")
+        )
 
     async def main() -> Any:
         async with Client(args.registry, content_type=args.content_type) as client:
@@ -218,7 +228,9 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     call.add_argument("endpoint", help="endpoint, e.g. Greeter.Hello")
     call.add_argument("body", nargs="?", default="{}", help="JSON request body (default {})")
     call.add_argument("--registry", default=_default_registry(), help=reg_help)
-    call.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    call.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds for the whole call (default 10)"
+    )
     call.add_argument(
         "--content-type", default="application/json", help="wire codec (default application/json)"
     )

@@ -78,3 +78,38 @@ def sync_store(store_backend: str, request: pytest.FixtureRequest) -> Iterator[S
 def prefix() -> str:
     """A key prefix no other test uses, so backends on a shared server stay independent."""
     return f"t-{uuid.uuid4().hex[:10]}/"
+
+
+# ---- the other areas' backends (used by test_validation.py; the same ids as their suites) ----
+
+UrlSpec = Callable[[pytest.FixtureRequest], str]
+
+
+def _server(kind: str, query: str = "") -> UrlSpec:
+    return lambda request: f"{request.getfixturevalue(f'{kind}_url')}{query}"
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+SYNC_BACKENDS: dict[str, UrlSpec] = {
+    "memory-rust": lambda request: "memory://?impl=rust",
+    "memory-python": lambda request: "memory://?impl=python",
+    "redis": _server("redis"),
+    "etcd": _server("etcd"),
+}
+
+BROKER_BACKENDS: dict[str, UrlSpec] = {
+    "memory-rust": lambda request: "memory://?impl=rust",
+    "memory-python": lambda request: "memory://?impl=python",
+    "redis": _server("redis"),
+    "nats": _server("nats"),
+}
+
+REGISTRY_BACKENDS: dict[str, UrlSpec] = {
+    "memory": lambda request: "memory://",
+    "redis": lambda request: f"{request.getfixturevalue('redis_url')}?prefix=t{_tag()}:",
+    "etcd": lambda request: f"{request.getfixturevalue('etcd_url')}?prefix=/t{_tag()}/",
+    "nats": lambda request: f"{request.getfixturevalue('nats_url')}?bucket=t{_tag()}",
+}

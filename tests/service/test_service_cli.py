@@ -71,6 +71,19 @@ async def test_call_services_and_exit_codes(redis_url: str, running: str) -> Non
     assert running in text.stdout
 
 
+async def test_call_timeout_zero_is_an_expired_deadline(redis_url: str, running: str) -> None:
+    # Like any expired deadline: exit 4 and the deadline message, not the
+    # server's 504 reply to a request sent with no time left.
+    expired = microstd(
+        "call", running, "Proc.Slow", '{"seconds": 0}', "--timeout", "0", registry=redis_url
+    )
+    assert expired.returncode == 4, expired.stderr
+    assert expired.stderr.strip() == f"microstd call: {running} Proc.Slow: no reply within 0s"
+    negative = microstd("call", running, "Proc.Slow", "{}", "--timeout", "-1", registry=redis_url)
+    assert negative.returncode == 2
+    assert "--timeout must be >= 0" in negative.stderr
+
+
 @pytest.mark.parametrize("command", ["services", "call", "publish", "run"])
 def test_help(command: str) -> None:
     result = microstd(command, "--help")

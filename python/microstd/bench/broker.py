@@ -339,12 +339,12 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
     """Every broker benchmark case (`quick` shrinks the subscription count to 10,004)."""
     out: list[Case] = []
     patterns = _many_patterns(quick)
-    n_subs = f"{len(patterns) // 1000}k subs"
+    n_subs = f"{len(patterns) // 1000}k subscriptions"
     for impl in _impls():
         out.append(
             Case(
                 AREA,
-                f"publish, {n_subs} (core)",
+                f"routing core: publish to a hot subject, 4 of {n_subs} match",
                 "hot subject, 4 match",
                 impl,
                 _core_publish(impl, patterns),
@@ -357,7 +357,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
         out.append(
             Case(
                 AREA,
-                f"publish, {n_subs}, cache miss (core)",
+                f"routing core: publish to distinct subjects (cache miss), 2-3 of {n_subs} match",
                 "distinct subjects, 2-3 match",
                 impl,
                 _cold_publish(impl, patterns),
@@ -370,7 +370,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
         out.append(
             Case(
                 AREA,
-                f"publish, {n_subs} (sync publish)",
+                f"sync publish to a hot subject, 4 of {n_subs} match",
                 "hot subject, 4 match",
                 impl,
                 _surface_publish(impl, patterns),
@@ -383,7 +383,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
         out.append(
             Case(
                 AREA,
-                "fan-out 1,000 sync handlers",
+                "one sync publish fanned out to 1,000 handlers",
                 "one publish",
                 impl,
                 _fan_out(impl, 1000),
@@ -397,7 +397,7 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
         out.append(
             Case(
                 AREA,
-                "10 async subscribers",
+                "10 async subscribers, messages end to end",
                 "messages/s end to end",
                 impl,
                 runner,
@@ -435,6 +435,8 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
                     "nats-py" if raw else "microstd",
                     nats_runner,
                     baseline=raw,
+                    label="nats-py (raw client)" if raw else "microstd NatsBroker",
+                    role="peer" if raw else "core",
                     ops_per_call=batch,
                     check=_equals(batch),
                     setup=nats_runner.setup,

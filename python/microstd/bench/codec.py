@@ -16,7 +16,7 @@ from typing import Any
 
 from microstd.bench.runner import Case
 
-__all__ = ["FORMATS", "cases", "impls", "payloads"]
+__all__ = ["FORMATS", "PAYLOAD_TITLES", "cases", "impls", "payloads"]
 
 _WORDS = ["alpha", "beta", "gamma", "delta", "order", "item", "price", "user", "status", "note"]
 _NON_ASCII = [
@@ -124,6 +124,49 @@ def _reference(fmt: str) -> Decoder:
     return decoders["rust"][1]
 
 
+#: What each payload is, as the report names it.
+PAYLOAD_TITLES = {
+    "small": "small RPC message (7 keys)",
+    "api_2k": "~2 KB API response",
+    "records_200k": "~200 KB list of records",
+    "floats": "5,000 floats",
+    "non_ascii": "non-ASCII text document",
+}
+
+#: How the report shows each format's microstd path and its twin. JSON's
+#: default path is orjson with the type model's hooks, not Rust.
+_CORE_LABELS = {
+    "msgpack": "microstd (Rust core)",
+    "cbor": "microstd (Rust core)",
+    "json": "microstd (orjson + hooks)",
+}
+_TWIN_LABELS = {
+    "msgpack": "twin (msgpack package + hooks)",
+    "cbor": "twin (pure Python)",
+    "json": "twin (stdlib json + hooks)",
+}
+_FORMAT_TITLES = {"msgpack": "msgpack", "cbor": "CBOR", "json": "JSON"}
+
+
+def _labelled(fmt: str, table: dict[str, tuple[Encoder, Decoder]]) -> dict[str, tuple[str, str]]:
+    """(label, role) per implementation to report; without the Rust core
+    (`MICROSTD_PURE=1`, no extension) the msgpack and CBOR default path *is*
+    the twin, so it is not reported a second time."""
+    from microstd import _accel
+
+    out: dict[str, tuple[str, str]] = {}
+    for impl in table:
+        if impl == "rust":
+            if fmt != "json" and not _accel.AVAILABLE:
+                continue
+            out[impl] = (_CORE_LABELS[fmt], "core")
+        elif impl == "python":
+            out[impl] = (_TWIN_LABELS[fmt], "twin")
+        else:
+            out[impl] = (impl, "peer")
+    return out
+
+
 def cases(quick: bool) -> list[Case]:
     """Encode and decode cases for every format, payload and implementation."""
     data = payloads()
@@ -139,7 +182,9 @@ def cases(quick: bool) -> list[Case]:
             except Exception:  # the format's baseline cannot run: its cases report that
                 encoded = b""
             out += _format_cases(fmt, name, value, encoded, table)
-    return out
+    from microstd.bench.codec_typed import typed_cases
+
+    return out + typed_cases(quick)
 
 
 def _format_cases(
@@ -150,31 +195,31 @@ def _format_cases(
     table: dict[str, tuple[Encoder, Decoder]],
 ) -> list[Case]:
     reference = _reference(fmt)
+    labels = _labelled(fmt, table)
     out: list[Case] = []
-    for impl, (encode, _) in table.items():
-        out.append(
-            Case(
-                "codec",
-                f"{fmt} encode {name}",
-                f"{fmt} encode {name}",
-                impl,
-                _bind(encode, value),
-                baseline=impl == "python",
-                check=lambda result: _decodes_to(reference, result, value),
+    for op in ("encode", "decode"):
+        title = f"{_FORMAT_TITLES[fmt]} {op}, {PAYLOAD_TITLES[name]}"
+        for impl, (label, role) in labels.items():
+            encode, decode = table[impl]
+            if op == "encode":
+                fn = _bind(encode, value)
+                check = _encodes(reference, value)
+            else:
+                fn = _bind(decode, encoded)
+                check = _decodes(reference, encoded)
+            out.append(
+                Case(
+                    "codec",
+                    title,
+                    f"{fmt} {op} {name}",
+                    impl,
+                    fn,
+                    baseline=impl == "python",
+                    check=check,
+                    label=label,
+                    role=role,
+                )
             )
-        )
-    for impl, (_, decode) in table.items():
-        out.append(
-            Case(
-                "codec",
-                f"{fmt} decode {name}",
-                f"{fmt} decode {name}",
-                impl,
-                _bind(decode, encoded),
-                baseline=impl == "python",
-                check=lambda result: result == reference(encoded),
-            )
-        )
     return out
 
 
@@ -182,5 +227,9 @@ def _bind(fn: Callable[[Any], object], arg: Any) -> Callable[[], object]:
     return lambda: fn(arg)
 
 
-def _decodes_to(reference: Decoder, result: object, value: object) -> bool:
-    return isinstance(result, bytes) and reference(result) == value
+def _encodes(reference: Decoder, value: object) -> Callable[[object], bool]:
+    return lambda result: isinstance(result, bytes) and reference(result) == value
+
+
+def _decodes(reference: Decoder, encoded: bytes) -> Callable[[object], bool]:
+    return lambda result: result == reference(encoded)

@@ -189,6 +189,7 @@ def cases(quick: bool) -> list[Case]:
             "with threading.Lock()",
             "threading",
             _threading_lock(),
+            label="stdlib threading.Lock",
         )
     )
     for impl in _impls():
@@ -214,6 +215,7 @@ def cases(quick: bool) -> list[Case]:
             "async with asyncio.Lock()",
             "asyncio",
             peer,
+            label="stdlib asyncio.Lock",
             ops_per_call=batch,
             setup=peer.setup,
             teardown=peer.teardown,
@@ -242,6 +244,7 @@ def cases(quick: bool) -> list[Case]:
                 f"task ping-pong [{which or 'asyncio.Lock'}]",
                 which or "asyncio",
                 runner,
+                label="" if which else "stdlib asyncio.Lock",
                 baseline=which == "python",
                 ops_per_call=2 * batch,
                 check=lambda n: n == 2 * batch,

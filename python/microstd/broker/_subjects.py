@@ -30,7 +30,7 @@ def _check_common(subject: object, what: str) -> list[str]:
         raise InvalidTopic(f"{what} {subject!r} contains whitespace")
     tokens = subject.split(".")
     if "" in tokens:
-        raise InvalidTopic(f"{what} {subject!r} has an empty part")
+        raise InvalidTopic(f"{what} {subject!r} has an empty token")
     return tokens
 
 
@@ -48,7 +48,7 @@ def validate_pattern(pattern: object) -> list[str]:
     """The tokens of a subscription pattern, or `InvalidTopic`."""
     tokens = _check_common(pattern, "pattern")
     if ">" in tokens[:-1]:
-        raise InvalidTopic(f"pattern {pattern!r}: '>' must be the last part")
+        raise InvalidTopic(f"pattern {pattern!r}: '>' must be the last token")
     return tokens
 
 

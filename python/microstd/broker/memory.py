@@ -30,8 +30,8 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from microstd import _accel
-from microstd._backends import ParsedURL, shared_instance
+from microstd import _accel, _validate
+from microstd._backends import Convert, ParsedURL, memory_options, shared_instance
 from microstd._loopthread import LoopThread
 from microstd.broker._delivery import (
     Delivery,
@@ -89,13 +89,11 @@ def _dispatch_error(exc: BaseException, owner: object) -> None:
         report_error(exc, owner, None)
 
 
-def new_core(impl: str = "rust") -> Core:
+def new_core(impl: str | None = None) -> Core:
     """A fresh routing core: the Rust one, or the pure twin with `impl="python"`."""
-    if impl not in ("rust", "python"):
-        raise ValueError(f"impl must be 'rust' or 'python', got {impl!r}")
     core: Core
-    if impl == "rust" and _accel.core is not None:
-        core = _accel.core.RustBroker()
+    if _validate.impl_choice(impl) == "rust":
+        core = _accel.require_core().RustBroker()
     else:
         core = PythonBroker()
     core.set_on_error(_dispatch_error)
@@ -415,17 +413,29 @@ class MemoryBackend:
     """Resolves `memory://[NAME][?impl=python]` for `microstd.broker.open` / `open_sync`."""
 
     @staticmethod
-    def _core(url: ParsedURL, options: dict[str, Any]) -> Core:
-        impl = str(options.pop("impl", url.query.get("impl", "rust")))
-        name = url.netloc_name
-        if not name:
-            return new_core(impl)
-        return shared_instance("broker", impl, name, lambda: new_core(impl))
+    def _core(url: ParsedURL, options: dict[str, Any]) -> tuple[Core, dict[str, Any]]:
+        opts = memory_options("broker", url, options, _OPTIONS)
+        if not opts.name:
+            return new_core(opts.impl), opts.values
+        core = shared_instance("broker", opts.impl, opts.name, lambda: new_core(opts.impl))
+        return core, opts.values
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> MemoryBroker:
-        return MemoryBroker(cls._core(url, options), **options)
+        core, values = cls._core(url, options)
+        return MemoryBroker(core, **values)
 
     @classmethod
     def from_url_sync(cls, url: ParsedURL, **options: Any) -> SyncMemoryBroker:
-        return SyncMemoryBroker(cls._core(url, options), **options)
+        core, values = cls._core(url, options)
+        return SyncMemoryBroker(core, **values)
+
+
+#: The options a memory broker takes besides `impl` (see `Broker`), with their
+#: query-string forms; the error hook is a keyword argument only.
+_OPTIONS: dict[str, Convert | None] = {
+    "on_error": None,
+    "max_pending": int,
+    "overflow": str,
+    "drain_timeout": float,
+}

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from microstd import codec
+from microstd import _validate, codec
 from microstd._lifecycle import AsyncResource
 from microstd.errors import DecodeError, NotFound
 
@@ -46,25 +45,16 @@ __all__ = [
 
 EventKind = Literal["create", "update", "delete"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-_NODE_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
 
 def validate_name(name: object) -> str:
-    """A service name: dot-separated tokens of letters, digits, `_` and `-`."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 200:
-        raise ValueError(
-            f"service names are dot-separated tokens of [A-Za-z0-9_-] (at most 200 characters),"
-            f" got {name!r}"
-        )
-    return name
+    """A service name: dot-separated tokens of letters, digits, `_` and `-`; else
+    `InvalidKey` (the shared rules of `microstd._validate`)."""
+    return _validate.service_name(name)
 
 
 def validate_node_id(node_id: object) -> str:
-    """A node id: letters, digits, `_` and `-`."""
-    if not isinstance(node_id, str) or not _NODE_RE.match(node_id) or len(node_id) > 200:
-        raise ValueError(f"node ids are [A-Za-z0-9_-]+ (at most 200 characters), got {node_id!r}")
-    return node_id
+    """A node id: letters, digits, `_` and `-`; else `InvalidKey`."""
+    return _validate.node_id(node_id)
 
 
 @dataclass
@@ -209,16 +199,6 @@ def _records_of(service: Service, ttl: float | None) -> list[NodeRecord]:
     return out
 
 
-def _validate_ttl(ttl: float | None) -> float | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-        raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
-    if ttl == float("inf"):
-        return None
-    return float(ttl)
-
-
 def group(records: Iterable[NodeRecord]) -> list[Service]:
     """Live records grouped into one `Service` per (name, version), sorted."""
     by_version: dict[tuple[str, str], Service] = {}
@@ -291,7 +271,7 @@ class Registry(AsyncResource, abc.ABC):
         A node that is not registered again within its TTL disappears from
         lookups, so a crashed process drops out without deregistering.
         """
-        ttl = _validate_ttl(ttl)
+        ttl = _validate.ttl_or_none(ttl)
         records = _records_of(service, ttl)
         if not records:
             raise ValueError(f"service {service.name!r} has no nodes to register")

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from microstd._backends import ParsedURL, shared_instance
+from microstd._backends import ParsedURL, memory_options, shared_instance
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
 __all__ = ["MemoryRegistry", "RegistryCore"]
@@ -96,9 +96,8 @@ class MemoryRegistry(Registry):
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> MemoryRegistry:
-        if options:
-            raise TypeError(f"memory:// registry takes no options, got {sorted(options)}")
-        name = parsed.netloc_name
+        # No in-process core to choose (the registry is pure Python): no `impl`.
+        name = memory_options("registry", parsed, options, impls=False).name
         if not name:
             return cls()
         return cls(shared_instance("registry", "python", name, RegistryCore), name)

@@ -8,13 +8,12 @@ blocking twin with the same method names and semantics. Backends raise only
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from microstd import _validate
 from microstd._lifecycle import AsyncResource, SyncResource
-from microstd.errors import InvalidKey
 
 __all__ = [
     "Event",
@@ -61,23 +60,15 @@ class Event:
 
 
 def validate_key(key: object) -> str:
-    """`key` if it is a non-empty str, else `InvalidKey`."""
-    if not isinstance(key, str):
-        raise InvalidKey(f"store keys are str, got {type(key).__name__}")
-    if not key:
-        raise InvalidKey("store keys must not be empty")
-    return key
+    """`key` if it is a non-empty str without lone surrogates, else `InvalidKey`
+    (the shared rules of `microstd._validate`)."""
+    return _validate.key(key, "store keys")
 
 
-def validate_ttl(ttl: float | None) -> float | None:
-    """`ttl` in seconds if positive and finite (or None), else ValueError."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__}")
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return float(ttl)
+def validate_ttl(ttl: object) -> float | None:
+    """`ttl` as float seconds if finite and > 0, None for no expiry, else
+    `InvalidArgument` (the shared rules of `microstd._validate`)."""
+    return _validate.ttl_or_none(ttl)
 
 
 def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -4,10 +4,12 @@
     store = microstd.store.open("memory://cache")         # shared by everything opening "cache"
     store = microstd.store.open("memory://?impl=python")  # the pure twin
 
-Options (keyword or query): `impl` ("rust", the default, or "python"),
+Options (keyword or query): `impl` ("rust", the default when the extension
+is built, or "python"; "rust" without it raises `NotSupported`),
 `max_entries`, `max_bytes` (bounds; see the eviction order below), `codec`
 (a content type or a `microstd.codec.Codec`; msgpack by default; `bytes`
-values are always stored as they are).
+values are always stored as they are). An unknown option raises
+`InvalidArgument`.
 
 When a write takes a bounded store over a bound, it evicts expired records,
 then records with a TTL (soonest-expiring first), then the oldest-written
@@ -28,16 +30,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from microstd import _accel
-from microstd._backends import ParsedURL, shared_instance
+from microstd import _accel, _validate
+from microstd._backends import Convert, ParsedURL, memory_options, shared_instance
 from microstd.codec import Codec
+from microstd.errors import InvalidArgument
 from microstd.store._pure import PythonMemoryStore, closed_engine
 from microstd.store.base import Event, Record, Revision, Store, SyncStore
 
 __all__ = ["MemoryBackend", "MemoryStore", "SyncMemoryStore"]
 
-_IMPLS = ("rust", "python")
-_OPTIONS = {"impl", "max_entries", "max_bytes", "codec"}
+#: The options a memory store takes besides `impl`, with their query-string forms.
+_OPTIONS: dict[str, Convert | None] = {"max_entries": int, "max_bytes": int, "codec": str}
 # Longest the blocking watch sleeps without looking for a due expiry or a signal.
 _SYNC_WAIT = 0.25
 
@@ -88,11 +91,14 @@ def _int_option(options: dict[str, Any], name: str) -> int | None:
     value = options.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int")
-    number = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidArgument(f"{name} must be an int, got {type(value).__name__}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an int, got {value!r}") from None
     if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {number}")
+        raise InvalidArgument(f"{name} must be at least 1, got {number}")
     return number
 
 
@@ -120,15 +126,12 @@ def _codec_functions(
     return codec.dumps, codec.loads
 
 
-def make_engine(impl: str = "rust", **options: Any) -> Engine:
+def make_engine(impl: str | None = None, **options: Any) -> Engine:
     """A new store engine: `RustMemoryStore`, or `PythonMemoryStore` for `impl="python"`."""
-    unknown = set(options) - _OPTIONS
+    unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise TypeError(f"unknown memory store option(s): {', '.join(sorted(unknown))}")
-    if impl not in _IMPLS:
-        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
-    if impl == "rust" and _accel.core is None:
-        impl = "python"
+        raise InvalidArgument(f"unknown memory:// store option(s): {', '.join(unknown)}")
+    impl = _validate.impl_choice(impl)
     dumps, loads = _codec_functions(options.get("codec"), impl)
     bounds = {
         "max_entries": _int_option(options, "max_entries"),
@@ -141,14 +144,12 @@ def make_engine(impl: str = "rust", **options: Any) -> Engine:
 
 
 def _engine_for(parsed: ParsedURL, options: dict[str, Any]) -> Engine:
-    merged: dict[str, Any] = {**parsed.query, **options}
-    impl = str(merged.pop("impl", "rust") or "rust")
-    if impl == "rust" and _accel.core is None:
-        impl = "python"
-    name = parsed.netloc_name
-    if not name:
-        return make_engine(impl, **merged)
-    return shared_instance("store", impl, name, lambda: make_engine(impl, **merged))
+    opts = memory_options("store", parsed, options, _OPTIONS)
+    if not opts.name:
+        return make_engine(opts.impl, **opts.values)
+    return shared_instance(
+        "store", opts.impl, opts.name, lambda: make_engine(opts.impl, **opts.values)
+    )
 
 
 class MemoryBackend:

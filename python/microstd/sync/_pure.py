@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-from microstd.errors import Closed, InvalidKey, LockLost, LockTimeout
+from microstd import _validate
+from microstd.errors import Closed, LockLost, LockTimeout
 from microstd.sync.base import SyncLease
 
 __all__ = ["PythonLease", "PythonLockGuard", "PythonLockManager"]
@@ -28,16 +29,16 @@ _SIGNAL_SLICE = 0.1
 Notify = Callable[[object], None]
 
 
-def _check(name: object, ttl: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise InvalidKey("lock names must be non-empty str")
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < float("inf"):
-        raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+def _check(name: object, ttl: object) -> tuple[str, float]:
+    """The name and ttl, checked by the shared rules (as the Rust core checks them)."""
+    return _validate.key(name, "lock names"), _validate.ttl(ttl)
 
 
-def _check_wait(wait: float | None) -> None:
-    if wait is not None and not 0 <= wait < float("inf"):
-        raise ValueError(f"wait must be a finite number of seconds >= 0, got {wait!r}")
+def timeout(name: str, wait: float | None) -> LockTimeout:
+    """The `LockTimeout` for a wait that ran out; the Rust core words it the same."""
+    if not wait:
+        return LockTimeout(f"lock {name!r} is held")
+    return LockTimeout(f"lock {name!r} not acquired within {wait!r}s")
 
 
 class _Waiter:
@@ -183,7 +184,7 @@ class PythonLockManager:
 
     def try_acquire(self, name: str, owner: str, ttl: float) -> PythonLease | None:
         """The lock now if it is free, else None."""
-        _check(name, ttl)
+        name, ttl = _check(name, ttl)
         fired: Fired = []
         with self._t.mutex:
             t, now = self._enter(name, owner, ttl, fired)
@@ -208,8 +209,6 @@ class PythonLockManager:
         return wid if g is None else g
 
     def _acquire_blocking(self, name: str, owner: str, ttl: float, wait: float | None) -> Grant:
-        _check(name, ttl)
-        _check_wait(wait)
         deadline = None if wait is None else time.monotonic() + wait
         while True:
             slot = _Slot()
@@ -218,13 +217,13 @@ class PythonLockManager:
                 return got
             g = self._wait_slot(name, got, slot, deadline)
             if g is None:
-                raise LockTimeout(f"lock {name!r} not acquired within {wait}s")
+                raise timeout(name, wait)
             # A grant that ran out while this thread waited to run is no grant.
             claimed = self._claim(name, g, ttl)
             if claimed is not None:
                 return claimed
             if deadline is not None and time.monotonic() >= deadline:
-                raise LockTimeout(f"lock {name!r} not acquired within {wait}s")
+                raise timeout(name, wait)
 
     def _wait_slot(
         self, name: str, waiter: int, slot: _Slot, deadline: float | None
@@ -268,13 +267,15 @@ class PythonLockManager:
 
     def acquire(self, name: str, owner: str, ttl: float, wait: float | None = None) -> PythonLease:
         """Block until granted; `LockTimeout` after `wait` (None: forever)."""
+        name, ttl = _check(name, ttl)
+        wait = _validate.wait(wait)
         return PythonLease(self, name, owner, ttl, self._acquire_blocking(name, owner, ttl, wait))
 
     def acquire_async(
         self, name: str, owner: str, ttl: float, callback: Callable[[object], object]
     ) -> PythonLease | int:
         """A lease now, or a waiter id; `callback(lease_or_exception)` is called later."""
-        _check(name, ttl)
+        name, ttl = _check(name, ttl)
 
         def notify(outcome: object) -> None:
             arg: object = outcome
@@ -366,9 +367,8 @@ class PythonLockManager:
 
     def lock(self, name: str, owner: str, ttl: float, wait: float | None = None) -> PythonLockGuard:
         """A context manager that acquires on enter and releases on exit."""
-        _check(name, ttl)
-        _check_wait(wait)
-        return PythonLockGuard(self, name, owner, ttl, wait)
+        name, ttl = _check(name, ttl)
+        return PythonLockGuard(self, name, owner, ttl, _validate.wait(wait))
 
     def close(self) -> None:
         """Fail every waiter with `Closed`; later calls raise `Closed`."""
@@ -425,10 +425,9 @@ class PythonLease(SyncLease):
         return self._expires_at
 
     def refresh(self, ttl: float | None = None) -> None:
-        new = self._ttl if ttl is None else ttl
-        _check(self.name, new)
+        new = self._ttl if ttl is None else _validate.ttl(ttl)
         self._expires_at = self._manager._refresh(self.name, self.token, new)
-        self._ttl = float(new)
+        self._ttl = new
 
     def release(self) -> None:
         self._manager._release(self.name, self.token)
@@ -496,12 +495,11 @@ class PythonLockGuard(SyncLease):
                     raise
 
     def refresh(self, ttl: float | None = None) -> None:
+        new = self._ttl if ttl is None else _validate.ttl(ttl)
         if not self._active:
             raise LockLost(f"lock {self.name!r} (token {self.token}) is not held")
-        new = self._ttl if ttl is None else ttl
-        _check(self.name, new)
         self._expires_at = self._manager._refresh(self.name, self.token, new)
-        self._ttl = float(new)
+        self._ttl = new
 
     def release(self) -> None:
         if not self._active:

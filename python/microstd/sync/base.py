@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import math
 import threading
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from microstd import _validate
 from microstd._lifecycle import AsyncResource, SyncResource
-from microstd.errors import InvalidKey, LockLost
+from microstd.errors import LockLost
 
 __all__ = [
     "DEFAULT_TTL",
@@ -39,32 +39,19 @@ DEFAULT_TTL = 10.0
 
 
 def validate_name(name: object) -> str:
-    """`name` if it is a non-empty str, else `InvalidKey`."""
-    if not isinstance(name, str):
-        raise InvalidKey(f"lock names are str, got {type(name).__name__}")
-    if not name:
-        raise InvalidKey("lock names must not be empty")
-    return name
+    """`name` if it is a non-empty str without lone surrogates, else `InvalidKey`
+    (the shared rules of `microstd._validate`)."""
+    return _validate.key(name, "lock names")
 
 
 def validate_ttl(ttl: object) -> float:
-    """`ttl` as float seconds if positive and finite, else ValueError / TypeError."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__}")
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
-    return float(ttl)
+    """`ttl` as float seconds if finite and > 0, else `InvalidArgument`: a lease always expires."""
+    return _validate.ttl(ttl)
 
 
 def validate_wait(wait: object) -> float | None:
-    """`wait` as float seconds (None: forever; 0: try once), else ValueError / TypeError."""
-    if wait is None:
-        return None
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)):
-        raise TypeError(f"wait must be None or a number of seconds, got {type(wait).__name__}")
-    if not math.isfinite(wait) or wait < 0:
-        raise ValueError(f"wait must be None or a finite number of seconds >= 0, got {wait!r}")
-    return float(wait)
+    """`wait` as float seconds (None: forever; 0: try once), else `InvalidArgument`."""
+    return _validate.wait(wait)
 
 
 class Lease(abc.ABC):

@@ -18,11 +18,11 @@ import time
 import uuid
 from typing import Any
 
-from microstd import _accel
-from microstd._backends import ParsedURL, shared_instance
-from microstd.errors import LockLost, LockTimeout
+from microstd import _accel, _validate
+from microstd._backends import Convert, ParsedURL, memory_options, shared_instance
+from microstd.errors import LockLost
 from microstd.sync._election import RenewingLeadership, RenewingSyncLeadership
-from microstd.sync._pure import PythonLockManager
+from microstd.sync._pure import PythonLockManager, timeout
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -54,26 +54,26 @@ class _Cores:
 
     __slots__ = ("elections", "impl", "locks")
 
-    def __init__(self, impl: str) -> None:
-        self.impl = impl
-        if impl == "rust":
+    def __init__(self, impl: str | None = None) -> None:
+        self.impl = _validate.impl_choice(impl)
+        if self.impl == "rust":
             core = _accel.require_core()
             self.locks: Any = core.RustLockManager()
             self.elections: Any = core.RustLockManager()
-        elif impl == "python":
+        else:
             self.locks = PythonLockManager()
             self.elections = PythonLockManager()
-        else:
-            raise ValueError(f"impl must be 'rust' or 'python', got {impl!r}")
 
 
-def _cores(parsed: ParsedURL | None, impl: str | None) -> _Cores:
-    chosen = impl or (parsed.query.get("impl") if parsed else None)
-    chosen = chosen or ("rust" if _accel.AVAILABLE else "python")
-    name = parsed.netloc_name if parsed else ""
-    if name:
-        return shared_instance("sync", chosen, name, lambda: _Cores(chosen))
-    return _Cores(chosen)
+#: The option memory locks take besides `impl`: the default owner id of leases.
+_OPTIONS: dict[str, Convert | None] = {"owner": str}
+
+
+def _cores(parsed: ParsedURL, options: dict[str, Any]) -> tuple[_Cores, dict[str, Any]]:
+    opts = memory_options("sync", parsed, options, _OPTIONS)
+    if opts.name:
+        return shared_instance("sync", opts.impl, opts.name, lambda: _Cores(opts.impl)), opts.values
+    return _Cores(opts.impl), opts.values
 
 
 def _deliver(fut: asyncio.Future[Any], outcome: object) -> None:
@@ -181,14 +181,14 @@ class MemoryLocks(Locks):
         if got is not None:
             return got
         if wait == 0:
-            raise LockTimeout(f"lock {name!r} is held")
+            raise timeout(name, wait)
         deadline = None if wait is None else time.monotonic() + wait
         while True:
             lease, queued = await self._queue(core, name, owner, ttl, deadline, wait)
             if not queued or _claim(lease):
                 return lease
             if deadline is not None and time.monotonic() >= deadline:
-                raise LockTimeout(f"lock {name!r} not acquired within {wait}s")
+                raise timeout(name, wait)
 
     async def _queue(
         self,
@@ -212,7 +212,7 @@ class MemoryLocks(Locks):
             return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic())), True
         except asyncio.TimeoutError:
             _abandon(core, name, got, fut)
-            raise LockTimeout(f"lock {name!r} not acquired within {wait}s") from None
+            raise timeout(name, wait) from None
         except BaseException:
             _abandon(core, name, got, fut)
             raise
@@ -289,8 +289,10 @@ class MemoryBackend:
 
     @staticmethod
     def from_url(parsed: ParsedURL, **options: Any) -> MemoryLocks:
-        return MemoryLocks(_cores(parsed, options.pop("impl", None)), **options)
+        cores, values = _cores(parsed, options)
+        return MemoryLocks(cores, **values)
 
     @staticmethod
     def from_url_sync(parsed: ParsedURL, **options: Any) -> SyncMemoryLocks:
-        return SyncMemoryLocks(_cores(parsed, options.pop("impl", None)), **options)
+        cores, values = _cores(parsed, options)
+        return SyncMemoryLocks(cores, **values)

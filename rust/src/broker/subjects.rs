@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::hashing::FoldState;
 use crate::errors::{Error, Result};
+use crate::quote::quote;
 
 /// Longest subject or pattern accepted, in bytes: bounds trie depth and cache memory.
 pub const MAX_SUBJECT_LEN: usize = 4096;
@@ -25,12 +26,14 @@ fn check_common(subject: &str, what: &str) -> Result<()> {
     }
     if subject.chars().any(is_space) {
         return Err(Error::InvalidTopic(format!(
-            "{what} {subject:?} contains whitespace"
+            "{what} {} contains whitespace",
+            quote(subject)
         )));
     }
     if subject.split('.').any(str::is_empty) {
         return Err(Error::InvalidTopic(format!(
-            "{what} {subject:?} has an empty token"
+            "{what} {} has an empty token",
+            quote(subject)
         )));
     }
     Ok(())
@@ -79,7 +82,8 @@ pub fn validate_subject(subject: &str) -> Result<()> {
     check_common(subject, "topic")?;
     if subject.split('.').any(|t| t == "*" || t == ">") {
         return Err(Error::InvalidTopic(format!(
-            "topic {subject:?} contains a wildcard; wildcards are for subscriptions"
+            "topic {} contains a wildcard; wildcards are for subscriptions",
+            quote(subject)
         )));
     }
     Ok(())
@@ -92,7 +96,8 @@ pub fn validate_pattern(pattern: &str) -> Result<()> {
     while let Some(token) = tokens.next() {
         if token == ">" && tokens.peek().is_some() {
             return Err(Error::InvalidTopic(format!(
-                "pattern {pattern:?}: '>' must be the last token"
+                "pattern {}: '>' must be the last token",
+                quote(pattern)
             )));
         }
     }

@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyString};
 
 use crate::codec::msgpack;
 use crate::errors::{EncodeError, Error, Result};
@@ -15,6 +15,7 @@ use crate::store::entry::Packed;
 use crate::store::instance::{layout, Layout};
 use crate::store::memory::{Condition, TAG_ENCODED, TAG_RAW};
 use crate::store::watch::{RawEvent, Snapshot};
+use crate::validate;
 
 static RECORD: PyOnceLock<Layout> = PyOnceLock::new();
 static EVENT: PyOnceLock<Layout> = PyOnceLock::new();
@@ -120,46 +121,15 @@ fn as_encode_error(py: Python<'_>, err: Error, value: &Bound<'_, PyAny>) -> Erro
     }
 }
 
-/// `key` as a `&str` if it is a non-empty `str`, else `InvalidKey`.
-pub fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> Result<&'a str> {
-    let s = key.cast::<PyString>().map_err(|_| {
-        let type_name = key
-            .get_type()
-            .name()
-            .map_or_else(|_| "object".to_owned(), |n| n.to_string());
-        Error::InvalidKey(format!("store keys are str, got {type_name}"))
-    })?;
-    let text = s.to_str().map_err(|_| {
-        Error::InvalidKey("store keys must be valid Unicode (no lone surrogates)".into())
-    })?;
-    if text.is_empty() {
-        return Err(Error::InvalidKey("store keys must not be empty".into()));
-    }
-    Ok(text)
+/// `key` as a `&str` if it is a non-empty `str`, else `InvalidKey` (the shared rules).
+pub fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    validate::key(key, "store keys")
 }
 
-/// A TTL in nanoseconds (at least 1) from float seconds, checked like `validate_ttl`.
+/// A TTL in nanoseconds (at least 1) from float seconds, checked by the shared rules.
 pub fn ttl_nanos(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
-    let Some(ttl) = ttl.filter(|t| !t.is_none()) else {
-        return Ok(None);
-    };
-    if ttl.is_instance_of::<PyBool>()
-        || !(ttl.is_instance_of::<PyInt>() || ttl.is_instance_of::<PyFloat>())
-    {
-        let type_name = ttl.get_type().name()?;
-        return Err(PyTypeError::new_err(format!(
-            "ttl must be a number of seconds, got {type_name}"
-        )));
-    }
-    let seconds: f64 = ttl.extract()?;
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(PyValueError::new_err(format!(
-            "ttl must be a positive number of seconds, got {}",
-            ttl.repr()?
-        )));
-    }
     // `as` saturates, so an enormous TTL means "practically never".
-    Ok(Some(((seconds * 1e9).ceil() as u64).max(1)))
+    Ok(validate::ttl_or_none(ttl)?.map(|seconds| ((seconds * 1e9).ceil() as u64).max(1)))
 }
 
 /// `metadata` as owned pairs, checking it maps str to str.

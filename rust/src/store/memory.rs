@@ -24,6 +24,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::errors::{Error, Result};
+use crate::quote::quote;
 use crate::store::entry::{Batch, Entry};
 use crate::store::key::{Key, KeyBytes};
 use crate::store::watch::{EventKind, RawEvent, Snapshot, WatchQueue};
@@ -270,21 +271,21 @@ impl MemoryStore {
             (Condition::Always, _) | (Condition::Absent, None) => {}
             (Condition::Absent, Some(_)) => {
                 return Err(Error::Conflict(format!(
-                    "key {:?} already exists (if_absent)",
-                    write.key
+                    "key {} already exists (if_absent)",
+                    quote(write.key.as_str())
                 )));
             }
             (Condition::Revision(want), Some(have)) if want == Some(have) => {}
             (Condition::Revision(_), Some(_)) => {
                 return Err(Error::Conflict(format!(
-                    "key {:?} has changed since the given revision",
-                    write.key
+                    "key {} has changed since the given revision",
+                    quote(write.key.as_str())
                 )));
             }
             (Condition::Revision(_), None) => {
                 return Err(Error::Conflict(format!(
-                    "key {:?} does not exist (if_revision on a missing, deleted or expired key)",
-                    write.key
+                    "key {} does not exist (if_revision on a missing, deleted or expired key)",
+                    quote(write.key.as_str())
                 )));
             }
         }

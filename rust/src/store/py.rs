@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::errors::{Closed, Error};
+use crate::quote::quote;
 use crate::store::convert::{self, Clock, Parts, ValueCodec};
 use crate::store::memory::{Limits, Listing, MemoryStore, Write, SWEEP_BUDGET};
 use crate::store::strings::{key_object, KeyStrings};
@@ -176,7 +177,7 @@ impl RustMemoryStore {
                 key.clone(),
                 Parts::packed(entry.packed()),
             ),
-            None => Err(Error::NotFound(format!("no record for key {k:?}")).into()),
+            None => Err(Error::NotFound(format!("no record for key {}", quote(k))).into()),
         }
     }
 
@@ -189,7 +190,7 @@ impl RustMemoryStore {
         let objs: Vec<Bound<'py, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
         let strs: Vec<&str> = objs
             .iter()
-            .map(|k| convert::key_str(k).map_err(PyErr::from))
+            .map(|k| convert::key_str(k))
             .collect::<PyResult<_>>()?;
         let found = self.with_detached(py, |s, now| s.read_many(strs.iter().copied(), now));
         let out = PyDict::new(py);
@@ -246,7 +247,7 @@ impl RustMemoryStore {
         let objs: Vec<Bound<'_, PyAny>> = keys.try_iter()?.collect::<PyResult<_>>()?;
         let strs: Vec<&str> = objs
             .iter()
-            .map(|k| convert::key_str(k).map_err(PyErr::from))
+            .map(|k| convert::key_str(k))
             .collect::<PyResult<_>>()?;
         Ok(self.with_detached(py, |s, now| s.delete_many(strs.iter().copied(), now)))
     }

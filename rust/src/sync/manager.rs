@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::errors::{Error, Result};
+use crate::quote::{float_repr, quote};
 
 /// A lock granted to someone: its fencing token and when its lease ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,7 +145,12 @@ impl Table {
 
     /// The live holder of `name` with `token`, or `LockLost`.
     fn held(&mut self, name: &str, token: u64, now: Instant) -> Result<&mut Holder> {
-        let lost = || Error::LockLost(format!("lock {name:?} (token {token}) is no longer held"));
+        let lost = || {
+            Error::LockLost(format!(
+                "lock {} (token {token}) is no longer held",
+                quote(name)
+            ))
+        };
         let entry = self.entries.get_mut(name).ok_or_else(lost)?;
         match &mut entry.holder {
             Some(h) if h.token == token && h.deadline > now => Ok(h),
@@ -439,14 +445,14 @@ impl LockManager {
                 Some(outcome) => outcome,
                 None => match self.cancel_ticket(&ticket) {
                     Some(outcome) => outcome,
-                    None => return Err(timeout(name, wait)),
+                    None => return Err(timeout(name, wait.map_or(0.0, |w| w.as_secs_f64()))),
                 },
             };
             if let Some(g) = self.claim(name, outcome?, ttl) {
                 return Ok(g);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(timeout(name, wait));
+                return Err(timeout(name, wait.map_or(0.0, |w| w.as_secs_f64())));
             }
         }
     }
@@ -553,10 +559,16 @@ impl Drop for LockManager {
     }
 }
 
-/// The `LockTimeout` error for a wait that ran out.
-pub fn timeout(name: &str, wait: Option<Duration>) -> Error {
-    let secs = wait.map_or(0.0, |w| w.as_secs_f64());
-    Error::LockTimeout(format!("lock {name:?} not acquired within {secs}s"))
+/// The `LockTimeout` error for a wait that ran out (`wait` in seconds, as given).
+pub fn timeout(name: &str, wait: f64) -> Error {
+    if wait == 0.0 {
+        return Error::LockTimeout(format!("lock {} is held", quote(name)));
+    }
+    Error::LockTimeout(format!(
+        "lock {} not acquired within {}s",
+        quote(name),
+        float_repr(wait)
+    ))
 }
 
 /// The reaper: hands expired leases of contended names to their waiters.

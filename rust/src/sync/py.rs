@@ -9,36 +9,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::manager::{timeout, Attempt, Grant, LockManager, Notify, Ticket};
 use crate::errors::Error;
+use crate::quote::quote;
+use crate::validate::{self, duration};
 
 /// How long a blocked thread stays detached before checking for signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 
-fn seconds(value: f64, what: &str, allow_zero: bool) -> PyResult<Duration> {
-    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
-    if !ok {
-        let bound = if allow_zero { ">= 0" } else { "> 0" };
-        return Err(PyValueError::new_err(format!(
-            "{what} must be a finite number of seconds {bound}, got {value}"
-        )));
-    }
-    // Capped at ~31 years: far past any lease, far from Instant overflow.
-    Ok(Duration::from_secs_f64(value.min(1e9)))
-}
-
-fn check_name(name: &str) -> PyResult<()> {
-    if name.is_empty() {
-        return Err(Error::InvalidKey("lock names must not be empty".into()).into());
-    }
-    Ok(())
-}
-
-fn wait_arg(wait: Option<f64>) -> PyResult<Option<Duration>> {
-    wait.map(|w| seconds(w, "wait", true)).transpose()
+/// A lock name, checked by the shared rules (`microstd._validate.key`).
+fn lock_name(name: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(validate::key(name, "lock names")?.to_owned())
 }
 
 /// The lease object handed to Python.
@@ -59,20 +42,20 @@ fn acquire_blocking(
     name: &str,
     owner: &str,
     ttl: Duration,
-    wait: Option<Duration>,
+    wait: Option<f64>,
 ) -> PyResult<Grant> {
     // The common case first: no waiter slot to allocate when the lock is free.
     if let Some(g) = core.try_acquire(name, owner, ttl)? {
         return Ok(g);
     }
-    let deadline = wait.map(|w| Instant::now() + w);
+    let deadline = wait.map(|w| Instant::now() + duration(w));
     loop {
         let ticket = match core.acquire_or_ticket(name, owner, ttl)? {
             Ok(g) => return Ok(g),
             Err(ticket) => ticket,
         };
         let Some(g) = wait_ticket(py, core, &ticket, deadline)? else {
-            return Err(timeout(name, wait).into());
+            return Err(timeout(name, wait.unwrap_or(0.0)).into());
         };
         // Claimed with the GIL back, right before Python sees the lease: a
         // grant that ran out while this thread waited for the GIL is no grant.
@@ -80,7 +63,7 @@ fn acquire_blocking(
             return Ok(g);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(timeout(name, wait).into());
+            return Err(timeout(name, wait.unwrap_or(0.0)).into());
         }
     }
 }
@@ -135,12 +118,17 @@ impl RustLockManager {
     }
 
     /// The lock now if it is free, else None.
-    fn try_acquire(&self, name: String, owner: String, ttl: f64) -> PyResult<Option<RustLease>> {
-        check_name(&name)?;
-        let d = seconds(ttl, "ttl", false)?;
+    fn try_acquire(
+        &self,
+        name: &Bound<'_, PyAny>,
+        owner: String,
+        ttl: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<RustLease>> {
+        let name = lock_name(name)?;
+        let ttl = validate::ttl(ttl)?;
         Ok(self
             .core
-            .try_acquire(&name, &owner, d)?
+            .try_acquire(&name, &owner, duration(ttl))?
             .map(|g| lease(&self.core, name, owner, ttl, g)))
     }
 
@@ -149,14 +137,15 @@ impl RustLockManager {
     fn acquire(
         &self,
         py: Python<'_>,
-        name: String,
+        name: &Bound<'_, PyAny>,
         owner: String,
-        ttl: f64,
-        wait: Option<f64>,
+        ttl: &Bound<'_, PyAny>,
+        wait: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RustLease> {
-        check_name(&name)?;
-        let d = seconds(ttl, "ttl", false)?;
-        let g = acquire_blocking(py, &self.core, &name, &owner, d, wait_arg(wait)?)?;
+        let name = lock_name(name)?;
+        let ttl = validate::ttl(ttl)?;
+        let wait = validate::wait(wait)?;
+        let g = acquire_blocking(py, &self.core, &name, &owner, duration(ttl), wait)?;
         Ok(lease(&self.core, name, owner, ttl, g))
     }
 
@@ -165,13 +154,14 @@ impl RustLockManager {
     fn acquire_async<'py>(
         &self,
         py: Python<'py>,
-        name: String,
+        name: &Bound<'py, PyAny>,
         owner: String,
-        ttl: f64,
+        ttl: &Bound<'py, PyAny>,
         callback: Py<PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        check_name(&name)?;
-        let d = seconds(ttl, "ttl", false)?;
+        let name = lock_name(name)?;
+        let ttl = validate::ttl(ttl)?;
+        let d = duration(ttl);
         let core = Arc::clone(&self.core);
         let (n2, o2) = (name.clone(), owner.clone());
         let notify: Notify = Box::new(move |outcome| {
@@ -219,16 +209,16 @@ impl RustLockManager {
     #[pyo3(signature = (name, owner, ttl, wait=None))]
     fn lock(
         &self,
-        name: String,
+        name: &Bound<'_, PyAny>,
         owner: String,
-        ttl: f64,
-        wait: Option<f64>,
+        ttl: &Bound<'_, PyAny>,
+        wait: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<RustLockGuard> {
-        check_name(&name)?;
-        seconds(ttl, "ttl", false)?;
+        let name = lock_name(name)?;
+        let ttl = validate::ttl(ttl)?;
         Ok(RustLockGuard {
             core: Arc::clone(&self.core),
-            wait: wait_arg(wait)?,
+            wait: validate::wait(wait)?,
             name,
             owner,
             held: Mutex::new((ttl, 0, 0.0)),
@@ -293,11 +283,9 @@ impl RustLease {
 
     /// Extends the lease to `ttl` (default: its current ttl) from now; `LockLost` if gone.
     #[pyo3(signature = (ttl=None))]
-    fn refresh(&self, ttl: Option<f64>) -> PyResult<()> {
-        let ttl = ttl.unwrap_or_else(|| self.times().0);
-        let g = self
-            .core
-            .refresh(&self.name, self.token, seconds(ttl, "ttl", false)?)?;
+    fn refresh(&self, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let ttl = validate::ttl_or_none(ttl)?.unwrap_or_else(|| self.times().0);
+        let g = self.core.refresh(&self.name, self.token, duration(ttl))?;
         *self.times.lock().unwrap_or_else(PoisonError::into_inner) = (ttl, g.expires_at);
         Ok(())
     }
@@ -327,7 +315,7 @@ pub struct RustLockGuard {
     core: Arc<LockManager>,
     name: String,
     owner: String,
-    wait: Option<Duration>,
+    wait: Option<f64>,
     /// (ttl, token, expires_at) of the current or last holding; token 0 before the first.
     held: Mutex<(f64, u64, f64)>,
     /// Whether a holding is current (entered and not yet exited or released).
@@ -340,7 +328,11 @@ impl RustLockGuard {
     }
 
     fn lost(&self, token: u64) -> PyErr {
-        Error::LockLost(format!("lock {:?} (token {token}) is not held", self.name)).into()
+        Error::LockLost(format!(
+            "lock {} (token {token}) is not held",
+            quote(&self.name)
+        ))
+        .into()
     }
 }
 
@@ -354,7 +346,7 @@ impl RustLockGuard {
             &me.core,
             &me.name,
             &me.owner,
-            Duration::from_secs_f64(ttl),
+            duration(ttl),
             me.wait,
         )?;
         let previous = std::mem::replace(
@@ -412,15 +404,13 @@ impl RustLockGuard {
 
     /// Extends the current holding to `ttl` (default: its ttl) from now; `LockLost` if gone.
     #[pyo3(signature = (ttl=None))]
-    fn refresh(&self, ttl: Option<f64>) -> PyResult<()> {
+    fn refresh(&self, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let (old_ttl, token, _) = self.state();
+        let ttl = validate::ttl_or_none(ttl)?.unwrap_or(old_ttl);
         if !self.active.load(Ordering::Acquire) {
             return Err(self.lost(token));
         }
-        let ttl = ttl.unwrap_or(old_ttl);
-        let g = self
-            .core
-            .refresh(&self.name, token, seconds(ttl, "ttl", false)?)?;
+        let g = self.core.refresh(&self.name, token, duration(ttl))?;
         *self.held.lock().unwrap_or_else(PoisonError::into_inner) = (ttl, token, g.expires_at);
         Ok(())
     }
