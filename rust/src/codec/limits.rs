@@ -61,8 +61,12 @@ impl Limits {
 
     /// The error message when a str or bytes item of `n` bytes is too long, if it is.
     pub fn string(&self, what: &str, n: usize) -> Option<String> {
-        (n > self.max_str_len)
-            .then(|| format!("{what} of {n} bytes is longer than max_str_len ({})", self.max_str_len))
+        (n > self.max_str_len).then(|| {
+            format!(
+                "{what} of {n} bytes is longer than max_str_len ({})",
+                self.max_str_len
+            )
+        })
     }
 
     /// The error message for a container at `depth`, if that is too deep.
