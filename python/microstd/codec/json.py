@@ -123,6 +123,14 @@ def _timestamp_text(ts: Timestamp) -> str:
     return f"{whole.isoformat()}.{ts.nanoseconds:09d}+00:00"
 
 
+_check = _json_guard.check
+_SORTED_OPTIONS = _OPTIONS | orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _plain_hook(value: object) -> object:
+    return _model(value, None)
+
+
 def _is_big_int(o: object) -> bool:
     return isinstance(o, int) and not isinstance(o, bool) and not -(2**63) <= o < 2**64
 
@@ -131,11 +139,11 @@ def dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
 ) -> bytes:
     """Encode `obj` as compact UTF-8 JSON."""
-    user_default = default
     if default is None:
         # orjson overflows the C stack on deeply nested tuples: refuse first.
-        _json_guard.check(obj)
+        _check(obj)
         data = obj
+        hook = _plain_hook
     else:
         # The hook runs user code in the middle of the encode: let orjson walk
         # private copies of the containers, so a hook that mutates one cannot
@@ -145,12 +153,11 @@ def dumps(
         def user_default(value: object) -> object:
             return _json_guard.snapshot(default(value))
 
-    def hook(value: object) -> object:
-        return _model(value, user_default)
+        def hook(value: object) -> object:
+            return _model(value, user_default)
 
     # orjson does not sort a dataclass's fields: hand dataclasses to the hook then.
-    sorting = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
-    option = _OPTIONS | sorting if sort_keys else _OPTIONS
+    option = _SORTED_OPTIONS if sort_keys else _OPTIONS
     try:
         return orjson.dumps(data, default=hook, option=option)
     except orjson.JSONEncodeError as exc:
