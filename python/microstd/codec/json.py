@@ -196,14 +196,16 @@ def loads(
     With `type=T` the result is checked and built as a `T`; strings stand for
     datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
     """
-    value = _untyped_loads(data)
     if type is None:
-        return value
+        return _untyped_loads(data)
     from microstd.codec import typed
     from microstd.codec._plan import plan_for
 
+    plan = plan_for(type)
+    if plan.core is not None:
+        return plan.core.decode_json(data, forbid_unknown_fields)
     return typed.run_plan(
-        plan_for(type), value, strings=True, forbid_unknown_fields=forbid_unknown_fields
+        plan, _untyped_loads(data), strings=True, forbid_unknown_fields=forbid_unknown_fields
     )
 
 
@@ -212,7 +214,11 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
     from microstd.codec import typed
 
     return typed.Decoder(
-        type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
+        type,
+        loads=_untyped_loads,
+        strings=True,
+        forbid_unknown_fields=forbid_unknown_fields,
+        direct="decode_json",
     )
 
 
