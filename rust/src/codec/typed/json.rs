@@ -163,17 +163,30 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
     }
 
     fn int_value(&self, n: &Number<'_>) -> Read<'py> {
-        // Only ASCII digits and '-' are in the token.
-        let text = std::str::from_utf8(n.text).map_err(|_| GiveUp)?;
-        if let Ok(v) = text.parse::<i64>() {
+        // Measured on citm_catalog (ids everywhere): `str::parse` after a UTF-8
+        // check was a twentieth of the decode; the token holds only a sign and
+        // digits, so accumulate them directly.
+        let (negative, digits) = match n.text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, n.text),
+        };
+        let mut magnitude: u64 = 0;
+        for &d in digits {
+            magnitude = magnitude
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(u64::from(d - b'0')))
+                .ok_or(GiveUp)?; // beyond 64 bits: orjson's rule (a float) is the canonical path's
+        }
+        if negative {
+            if magnitude > 1 << 63 {
+                return Err(GiveUp);
+            }
+            let v = (magnitude as i64).wrapping_neg();
             let Ok(obj) = v.into_pyobject(self.py);
             return Ok(obj.into_any());
         }
-        if let Ok(v) = text.parse::<u64>() {
-            let Ok(obj) = v.into_pyobject(self.py);
-            return Ok(obj.into_any());
-        }
-        Err(GiveUp) // beyond 64 bits: orjson's rule (a float) is the canonical path's
+        let Ok(obj) = magnitude.into_pyobject(self.py);
+        Ok(obj.into_any())
     }
 
     fn float_value(&self, n: &Number<'_>) -> Read<'py> {
