@@ -366,14 +366,14 @@ def typed_cases(quick: bool) -> list[Case]:
 
 def _label(fmt: str, impl: str) -> tuple[str, str] | None:
     """(label, role) for the report, or None to leave the row out: without the
-    Rust core (`MICROSTD_PURE=1`) the msgpack default path is the twin itself,
-    and JSON's parses with orjson either way (the conversion is Rust or Python)."""
+    Rust core (`MICROSTD_PURE=1`) the msgpack default path is the twin itself;
+    JSON's is then orjson with the Python conversion. With the core, both
+    formats are read straight into the types by Rust, in one pass."""
     from microstd import _accel
 
     if impl == "rust":
-        if fmt == "json":
-            how = "Rust" if _accel.AVAILABLE else "Python"
-            return f"microstd (orjson + {how} conversion)", "core"
+        if fmt == "json" and not _accel.AVAILABLE:
+            return "microstd (orjson + Python conversion)", "core"
         return ("microstd (Rust core)", "core") if _accel.AVAILABLE else None
     if impl == "python":
         return (
