@@ -149,7 +149,9 @@ class ServerProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def redis_server() -> ServerProcess:
+def redis_server(*, appendonly: bool = False) -> ServerProcess:
+    """Redis without persistence, or with an append-only file (`appendonly=True`:
+    every acknowledged write survives a kill of the process)."""
     binary = require_binary("redis-server", hint="apt-get install redis-server")
     return ServerProcess(
         "redis",
@@ -162,7 +164,7 @@ def redis_server() -> ServerProcess:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
             "--dir",
             str(d),
         ],

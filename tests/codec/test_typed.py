@@ -310,6 +310,44 @@ def test_rust_and_twin_agree_on_random_values() -> None:
             v = {**ITEM, **v}
         strings = rng.random() < 0.5
         assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
+        _check_one_pass(v, tp, rng)
+
+
+def _bytes_outcome(decode: Any, data: bytes) -> object:
+    try:
+        return ("ok", decode(data))
+    except ValidationError as err:
+        return ("invalid", err.message, err.path, err.expected, err.found)
+    except DecodeError as err:
+        return ("decode", err.message, err.offset)
+
+
+def _check_one_pass(value: object, tp: Any, rng: Any) -> None:
+    """The Rust one-pass msgpack reader against decoding untyped, then the twin's
+    convert, on the value's bytes, a truncated copy and one with a byte changed.
+    (The untyped decoders' own parity is tested in test_msgpack_decode.py.)"""
+    from microstd import _core
+
+    data = codec.msgpack.dumps(value)
+    variants = [data, data[: rng.randrange(len(data))]]
+    changed = bytearray(data)
+    changed[rng.randrange(len(data))] = rng.randrange(256)
+    variants.append(bytes(changed))
+    plan = plan_for(tp)
+    for forbid in (False, True):
+        for raw in variants:
+
+            def twin(b: bytes, forbid: bool = forbid) -> object:
+                return typed.run_plan(
+                    plan,
+                    _core.msgpack_loads(b),
+                    strings=False,
+                    forbid_unknown_fields=forbid,
+                    impl="python",
+                )
+
+            one_pass = codec.msgpack.Decoder(tp, forbid_unknown_fields=forbid).decode
+            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
 
 
 def test_deep_and_cyclic_values_are_validation_errors(impl: str) -> None:

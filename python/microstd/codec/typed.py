@@ -12,13 +12,14 @@ expected type and what was found. See docs/codec.md, "Typed decoding".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from microstd.codec import _convert
 from microstd.codec._plan import Plan, plan_for
 
-__all__ = ["Decoder", "convert", "run_plan"]
+__all__ = ["Decoder", "convert", "converter", "run_plan"]
 
 T = TypeVar("T")
 
@@ -52,6 +53,20 @@ def convert(obj: object, type: Any, *, forbid_unknown_fields: bool = False) -> A
     return run_plan(plan_for(type), obj, strings=True, forbid_unknown_fields=forbid_unknown_fields)
 
 
+def converter(
+    type: Any, *, strings: bool, forbid_unknown_fields: bool = False
+) -> Callable[[object], Any] | None:
+    """A function converting decoded values into `type` (None without a type)."""
+    if type is None:
+        return None
+    plan = plan_for(type)
+
+    def convert_one(value: object) -> Any:
+        return run_plan(plan, value, strings=strings, forbid_unknown_fields=forbid_unknown_fields)
+
+    return convert_one
+
+
 class Decoder(Generic[T]):
     """A reusable typed decoder for one format: `Decoder(T).decode(data)`.
 
@@ -60,7 +75,7 @@ class Decoder(Generic[T]):
     fails there, not on the first message.
     """
 
-    __slots__ = ("_forbid", "_impl", "_loads", "_plan", "_strings", "type")
+    __slots__ = ("_forbid", "_impl", "_loads", "_plan", "_strings", "decode", "type")
 
     def __init__(
         self,
@@ -70,6 +85,7 @@ class Decoder(Generic[T]):
         strings: bool,
         forbid_unknown_fields: bool = False,
         impl: str | None = None,
+        direct: str | None = None,
     ) -> None:
         self.type = type
         self._plan = plan_for(type)
@@ -77,8 +93,21 @@ class Decoder(Generic[T]):
         self._strings = strings
         self._forbid = forbid_unknown_fields
         self._impl = impl
+        self.decode: Callable[[bytes | bytearray | memoryview], T]
+        core = self._plan.core
+        if direct is not None and core is not None and impl != "python":
+            # The core reads the format straight into the type: one call, no
+            # Python frame between the caller and Rust.
+            method = getattr(core, direct)
+            self.decode = (
+                functools.partial(method, forbid_unknown_fields=True)
+                if forbid_unknown_fields
+                else method
+            )
+        else:
+            self.decode = self._decode
 
-    def decode(self, data: bytes | bytearray | memoryview) -> T:
+    def _decode(self, data: bytes | bytearray | memoryview) -> T:
         """Decode one message into the decoder's type."""
         value = self._loads(data)
         result: T = run_plan(

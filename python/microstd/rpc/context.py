@@ -23,6 +23,7 @@ __all__ = [
     "CALLER_HEADER",
     "ERROR_HEADER",
     "META_PREFIX",
+    "NOT_STARTED_HEADER",
     "REQUEST_ID_HEADER",
     "TIMEOUT_HEADER",
     "Context",
@@ -40,6 +41,8 @@ CALLER_HEADER = "Microstd-Caller"
 TIMEOUT_HEADER = "Microstd-Timeout"
 #: Set on error replies, whose body is `{"id", "code", "detail", "status"}`.
 ERROR_HEADER = "Microstd-Error"
+#: Set on error replies whose handler never ran (shutting down, busy): safe to retry.
+NOT_STARTED_HEADER = "Microstd-Not-Started"
 #: Further metadata travels as `Microstd-Meta-<key>` headers.
 META_PREFIX = "Microstd-Meta-"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import logging
 import time
 import uuid
@@ -29,15 +28,16 @@ from typing import Any
 from microstd import codec as codecs
 from microstd.codec.base import Codec
 from microstd.errors import (
-    Closed,
     EncodeError,
     MicrostdError,
     ServiceError,
     UnknownContentType,
+    http_status,
 )
 from microstd.rpc.admission import Budget
 from microstd.rpc.context import (
     ERROR_HEADER,
+    NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     Context,
     reset_context,
@@ -66,15 +66,13 @@ _LOCAL: dict[str, Server] = {}
 
 def local_server(node_id: str) -> Server | None:
     """The running server in this process for `node_id`, if any (draining included:
-    it answers 503 like its HTTP side)."""
-    return _LOCAL.get(node_id)
-
-
-def _phrase(code: int) -> str:
-    try:
-        return http.HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
+    it answers 503 like its HTTP side), when it runs on the calling event loop: a
+    server's state belongs to its loop, so a client on another (a `SyncClient`,
+    another thread) goes through the network instead."""
+    server = _LOCAL.get(node_id)
+    if server is not None and server._loop is asyncio.get_running_loop():
+        return server
+    return None
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,15 @@ class Reply:
     content_type: str
     request_id: str
     error: bool = False
+    #: The handler never ran (shutting down, busy): the caller may retry elsewhere.
+    not_started: bool = False
 
     def headers(self) -> dict[str, str]:
         out = {"Content-Type": self.content_type, REQUEST_ID_HEADER: self.request_id}
         if self.error:
             out[ERROR_HEADER] = "1"
+            if self.not_started:
+                out[NOT_STARTED_HEADER] = "1"
         return out
 
 
@@ -156,6 +158,7 @@ class Server:
         self._scopes: set[Deadline] = set()
         self._abandoned = False
         self._runner: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, node={self.node_id!r}, address={self.address!r})"
@@ -198,18 +201,28 @@ class Server:
 
     # --- the request path ---------------------------------------------------------
 
-    def _error(self, exc: ServiceError, out: Codec | None, request_id: str) -> Reply:
+    def _error(
+        self,
+        exc: ServiceError,
+        out: Codec | None,
+        request_id: str,
+        *,
+        not_started: bool = False,
+    ) -> Reply:
         out = out or codecs.get(DEFAULT_CONTENT_TYPE)
+        wire = exc.to_dict()
         try:
-            body = out.dumps(exc.to_dict())
+            body = out.dumps(wire)
         except EncodeError:
             out = codecs.get(DEFAULT_CONTENT_TYPE)
-            body = out.dumps(exc.to_dict())
-        return Reply(exc.code, body, out.content_type, request_id, error=True)
+            body = out.dumps({k: v if isinstance(v, int) else str(v) for k, v in wire.items()})
+        return Reply(
+            exc.code, body, out.content_type, request_id, error=True, not_started=not_started
+        )
 
     def fail(self, code: int, detail: str) -> ServiceError:
         """A `ServiceError` from this service with the reason phrase of `code`."""
-        return ServiceError(self.name, code, detail, _phrase(code))
+        return ServiceError(self.name, code, detail)
 
     def _prepare(
         self,
@@ -232,7 +245,8 @@ class Server:
             detail = f"no codec for Accept {quote_header(accept or '')}"
             return self._error(self.fail(406, detail), None, rid)
         if not self.accepting:
-            return self._error(self.fail(503, f"{self.name} is shutting down"), out_codec, rid)
+            refusal = self.fail(503, f"{self.name} is shutting down")
+            return self._error(refusal, out_codec, rid, not_started=True)
         handler = self.endpoints.get(endpoint)
         if handler is None:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
@@ -252,7 +266,7 @@ class Server:
             f"{self.name} is busy: requests in flight hold its decode budget"
             f" ({self._limits.max_decoded} bytes); try again or another node"
         )
-        return self._error(self.fail(503, detail), out, ctx.request_id)
+        return self._error(self.fail(503, detail), out, ctx.request_id, not_started=True)
 
     async def dispatch(
         self,
@@ -321,26 +335,44 @@ class Server:
                     "%s %s: cannot encode reply (request %s): %s", self.name, ctx.endpoint, rid, exc
                 )
                 raise self.fail(500, f"the reply could not be encoded (request id {rid})") from exc
-        except ServiceError as exc:
-            return self._error(exc, out_codec, rid)
-        except (asyncio.TimeoutError, TimeoutError, Closed) as exc:
-            if _left(ctx) <= 0:
-                return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
-            if self._abandoned:
-                detail = f"{self.name} stopped before the call finished (request id {rid})"
-                return self._error(self.fail(503, detail), out_codec, rid)
-            return self._internal(ctx, exc, out_codec)
         except Exception as exc:
-            return self._internal(ctx, exc, out_codec)
+            return self._error(self.failure(ctx, exc), out_codec, rid)
         finally:
             reset_context(token)
             self._leave()
 
-    def _internal(self, ctx: Context, exc: BaseException, out: Codec) -> Reply:
-        # The traceback stays in this service's log; the caller sees only the request id.
+    def failure(self, ctx: Context, exc: Exception) -> ServiceError:
+        """The `ServiceError` a handler's exception answers the call with.
+
+        A `ServiceError` crosses as is (an empty `id` becomes this service's
+        name); microstd errors keep their meaning (`errors.http_status`:
+        `NotFound` 404, `Conflict` 409, ...); past the call's deadline it is a
+        504, after `abandon()` a 503; anything else is logged with its traceback
+        here and answered with a 500 naming only the request id.
+        """
+        if isinstance(exc, ServiceError):
+            code = exc.code
+            if not (isinstance(code, int) and 400 <= code <= 599):
+                # Not an error status: the caller would not know it failed.
+                return ServiceError(exc.id or self.name, 500, exc.detail)
+            if exc.id:
+                return exc
+            return ServiceError(self.name, code, exc.detail, exc.status)
         rid = ctx.request_id
+        if isinstance(exc, MicrostdError):
+            code = http_status(exc)
+            if code != 500:
+                if code >= 500:
+                    log.warning("%s %s (request %s): %s", self.name, ctx.endpoint, rid, exc)
+                return self.fail(code, str(exc))
+        elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            if _left(ctx) <= 0:
+                return self.fail(504, "deadline exceeded")
+            if self._abandoned:
+                return self.fail(503, f"{self.name} stopped before the call finished ({rid})")
+        # The traceback stays in this service's log; the caller sees only the request id.
         log.exception("%s %s failed (request %s)", self.name, ctx.endpoint, rid, exc_info=exc)
-        return self._error(self.fail(500, f"internal error (request id {rid})"), out, rid)
+        return self.fail(500, f"internal error (request id {rid})")
 
     def _enter(self) -> None:
         self._inflight += 1
@@ -454,6 +486,7 @@ class Server:
         self._idle = asyncio.Event()
         self._idle.set()
         self._abandoned = False
+        self._loop = asyncio.get_running_loop()
         self.accepting = True
         _LOCAL[self.node_id] = self
         return self.address

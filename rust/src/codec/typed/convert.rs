@@ -391,12 +391,7 @@ impl Run<'_> {
                 for d in &defaults[defaults.len() - (max - n)..] {
                     out.push(d.bind(py).clone());
                 }
-                let tuple_new = TUPLE_NEW.get_or_try_init(py, || {
-                    Ok::<_, PyErr>(py.get_type::<PyTuple>().getattr("__new__")?.unbind())
-                })?;
-                Ok(tuple_new
-                    .bind(py)
-                    .call1((cls.bind(py), PyTuple::new(py, out)?))?)
+                Ok(new_named_tuple(cls.bind(py), out)?)
             }
             Node::Constrained { inner, node } => {
                 let out = self.conv(*inner, value, depth)?;
@@ -517,8 +512,20 @@ fn unknown<'py>(dict: &Bound<'py, PyDict>, known: &[&Bound<'py, PyString>], owne
     invalid("unknown field".to_owned(), owner, "map".to_owned())
 }
 
+/// `tuple.__new__(cls, items)`: a NamedTuple without its generated `__new__`.
+pub(super) fn new_named_tuple<'py>(
+    cls: &Bound<'py, PyType>,
+    items: Vec<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    let tuple_new = TUPLE_NEW.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.get_type::<PyTuple>().getattr("__new__")?.unbind())
+    })?;
+    tuple_new.bind(py).call1((cls, PyTuple::new(py, items)?))
+}
+
 /// A new instance of `cls` without running `__init__` (the fields are set next).
-fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
     let py = cls.py();
     let tp = cls.as_type_ptr();
     let empty = PyTuple::empty(py);
@@ -535,7 +542,7 @@ fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
 
 /// `object.__setattr__(obj, name, value)`: bypasses a frozen dataclass's
 /// `__setattr__`, as the dataclass's own `__init__` does.
-fn generic_setattr(
+pub(super) fn generic_setattr(
     obj: &Bound<'_, PyAny>,
     name: &Bound<'_, PyString>,
     value: &Bound<'_, PyAny>,

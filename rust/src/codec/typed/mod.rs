@@ -3,6 +3,7 @@
 //! values into the plan's type.
 
 mod convert;
+mod msgpack;
 mod plan;
 
 use pyo3::prelude::*;
@@ -43,27 +44,49 @@ impl TypedPlan {
             strings,
             forbid: forbid_unknown_fields,
         };
-        match run.conv(0, value, 0) {
-            Ok(v) => Ok(v),
-            Err(Fail::Py(e)) => Err(e),
-            Err(Fail::Invalid(bad)) => {
-                let mut path = String::from("$");
-                for segment in bad.segments.iter().rev() {
-                    path.push_str(segment);
-                }
-                Err(Error::Validation {
-                    message: bad.message,
-                    path,
-                    expected: bad.expected,
-                    found: bad.found,
-                }
-                .into())
-            }
-        }
+        into_py(run.conv(0, value, 0))
+    }
+
+    /// Decodes msgpack `data` straight into the plan's type, in one pass.
+    #[pyo3(signature = (data, forbid_unknown_fields=false))]
+    fn decode_msgpack<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        forbid_unknown_fields: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let run = Run {
+            nodes: &self.nodes,
+            strings: false,
+            forbid: forbid_unknown_fields,
+        };
+        crate::codec::msgpack::with_bytes(data, |bytes| msgpack::decode(&run, py, bytes))
     }
 
     fn __len__(&self) -> usize {
         self.nodes.len()
+    }
+}
+
+/// A conversion's outcome as Python sees it: a `ValidationError` with the
+/// path for a mismatch, user code's own exception passed through.
+pub(crate) fn into_py(result: Result<Bound<'_, PyAny>, Fail>) -> PyResult<Bound<'_, PyAny>> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(Fail::Py(e)) => Err(e),
+        Err(Fail::Invalid(bad)) => {
+            let mut path = String::from("$");
+            for segment in bad.segments.iter().rev() {
+                path.push_str(segment);
+            }
+            Err(Error::Validation {
+                message: bad.message,
+                path,
+                expected: bad.expected,
+                found: bad.found,
+            }
+            .into())
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub enum Default {
 pub struct Field {
     /// Interned, so dict lookups reuse its cached hash.
     pub name: Py<PyString>,
+    /// The name's UTF-8, matched against map keys on the wire.
+    pub utf8: Vec<u8>,
     pub node: usize,
     pub default: Default,
 }
@@ -60,6 +62,7 @@ pub struct Dataclass {
 
 pub struct TypedDictField {
     pub name: Py<PyString>,
+    pub utf8: Vec<u8>,
     pub node: usize,
     pub required: bool,
 }
@@ -192,6 +195,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                 let default_kind: u8 = f.get_item(2)?.extract()?;
                 let default = f.get_item(3)?.unbind();
                 fields.push(Field {
+                    utf8: name.as_bytes().to_vec(),
                     name: PyString::intern(py, &name).unbind(),
                     node: index(&f.get_item(1)?, count)?,
                     default: match default_kind {
@@ -213,6 +217,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
             for f in at(2)?.try_iter()? {
                 let (name, node, required): (String, Bound<'_, PyAny>, bool) = f?.extract()?;
                 fields.push(TypedDictField {
+                    utf8: name.as_bytes().to_vec(),
                     name: PyString::intern(py, &name).unbind(),
                     node: index(&node, count)?,
                     required,
