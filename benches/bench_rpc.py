@@ -11,8 +11,9 @@ same reply, on loopback. Cases:
 - in-process: the microstd `Client` in-process path (no HTTP).
 
 Each case runs as single round trips (latency) and as batches of 64
-concurrent calls (throughput). `python benches/bench_rpc.py` prints the
-ratios against the bare handler. The rig (servers, clients, loop) is
+concurrent calls (throughput). `python benches/bench_rpc.py` prints each
+kind against the bare handler, with its direction ("1.12x slower": 1.12x
+the time per call), as `microstd bench rpc` does. The rig (servers, clients, loop) is
 `microstd.bench.rpc.Rig`, shared with `microstd bench rpc`.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from microstd.bench.report import ratio_text
 from microstd.bench.rpc import BATCH, KINDS, REPLY, Rig
 
 
@@ -92,18 +94,38 @@ def main(rounds: int = 12) -> None:
         rig.run(measure())
     finally:
         rig.close()
-    print(
-        f"{'case':10} {'latency us':>10} {'x bare':>6} {'cpu x':>6}"
-        f" {'req/s (64 conc.)':>17} {'x bare':>6} {'cpu x':>6}"
-    )
+    # The same direction as `microstd bench`: each kind against bare, "1.12x slower"
+    # meaning 1.12x the time per call (wall clock, then CPU time).
+    rows = [
+        [
+            "case",
+            "latency us",
+            "vs bare",
+            "cpu vs bare",
+            "req/s (64 conc.)",
+            "vs bare",
+            "cpu vs bare",
+        ]
+    ]
     base = best["bare"]
     for k in KINDS:
         lat, thr = best[k]["lat"], best[k]["thr"]
-        lat_x = [lat[i] / base["lat"][i] for i in (0, 1)]
-        thr_x = [thr[i] / base["thr"][i] for i in (0, 1)]
+        rows.append(
+            [
+                k,
+                f"{lat[0] * 1e6:.1f}",
+                *(ratio_text(base["lat"][i] / lat[i]) for i in (0, 1)),
+                f"{1 / thr[0]:.0f}",
+                *(ratio_text(base["thr"][i] / thr[i]) for i in (0, 1)),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
         print(
-            f"{k:10} {lat[0] * 1e6:10.1f} {lat_x[0]:6.2f} {lat_x[1]:6.2f}"
-            f" {1 / thr[0]:17.0f} {thr_x[0]:6.2f} {thr_x[1]:6.2f}"
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
         )
 
 

@@ -52,6 +52,15 @@ async def together() -> None:
 
 if __name__ == "__main__":
     role = sys.argv[1] if len(sys.argv) > 1 else "both"
+    if role in ("consumer", "publisher") and not BROKER:
+        # Each process would have its own embedded broker: nothing would arrive.
+        sys.exit(
+            f"events.py {role}: the consumers and the publisher meet through a shared broker;"
+            " set MICROSTD_BROKER (and MICROSTD_REGISTRY) in every process, for example\n"
+            "    export MICROSTD_BROKER=redis://127.0.0.1:6379/0"
+            " MICROSTD_REGISTRY=redis://127.0.0.1:6379/0\n"
+            "or run `python events.py` for both in one process"
+        )
     if role == "consumer":
         consumer(str(os.getpid())).run()
     elif role == "publisher":

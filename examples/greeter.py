@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 import microstd
-from microstd.errors import ServiceError
+from microstd import errors
 
 
 @dataclass
@@ -31,7 +31,7 @@ svc = microstd.Service("greeter", version="1.0", registry=os.environ.get("MICROS
 @svc.handler("Greeter.Hello")
 async def hello(req: HelloRequest) -> HelloReply:
     if not req.name:
-        raise ServiceError("greeter", 400, "name must not be empty", "Bad Request")
+        raise errors.bad_request("name must not be empty")  # the client gets a 400
     return HelloReply(f"Hello, {req.name}!")
 
 

@@ -10,6 +10,7 @@ run and for shown output: tests/_doc_blocks.py. The site itself is built with
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -107,3 +108,35 @@ def test_a_failing_block_points_at_its_markdown_line(tmp_path: Path) -> None:
     with module_for("docs_selftest") as module, pytest.raises(ValueError) as info:
         run(block, module)
     assert info.traceback[-1].lineno + 1 == 5
+
+
+def test_the_readme_performance_tables_are_the_saved_run() -> None:
+    sys.path.insert(0, str(ROOT / "benches"))
+    try:
+        import readme_tables
+    finally:
+        sys.path.remove(str(ROOT / "benches"))
+    data = json.loads(readme_tables.SAVED.read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert readme == readme_tables.render(readme, data), (
+        "README.md's performance tables differ from benches/results/bench.json:"
+        " run `python benches/readme_tables.py` (after `microstd bench --json ...`)"
+    )
+    meta = data["meta"]
+    # What is published is a whole run of the release core, with nothing failed.
+    assert meta["rust_core"]
+    assert not meta["debug_build"]
+    assert not meta["quick"]
+    assert not meta["interrupted"]
+    assert all(s["failed"] == 0 for s in data["summary"])
+    assert {s["area"] for s in data["summary"]} == {"codec", "store", "broker", "sync", "rpc"}
+
+
+def test_readme_tables_refuses_a_readme_without_markers() -> None:
+    sys.path.insert(0, str(ROOT / "benches"))
+    try:
+        import readme_tables
+    finally:
+        sys.path.remove(str(ROOT / "benches"))
+    with pytest.raises(ValueError, match="markers"):
+        readme_tables.render("# no markers\n", {"summary": [], "results": []})

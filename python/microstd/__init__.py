@@ -20,6 +20,7 @@ __all__ = [
     "RUST_CORE_AVAILABLE",
     "Client",
     "Service",
+    "SyncClient",
     "__version__",
     "broker",
     "codec",
@@ -31,12 +32,17 @@ __all__ = [
 ]
 
 _SUBMODULES = {"broker", "codec", "config", "registry", "store", "sync"}
-_ATTRIBUTES = {"Client": "microstd.client", "Service": "microstd.service"}
+_ATTRIBUTES = {
+    "Client": "microstd.client",
+    "Service": "microstd.service",
+    "SyncClient": "microstd.rpc.blocking",
+}
 
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
     from microstd import broker, codec, config, registry, store, sync
     from microstd.client import Client
+    from microstd.rpc.blocking import SyncClient
     from microstd.service import Service
 
 

@@ -50,6 +50,7 @@ from microstd.rpc.context import (
     CALLER_HEADER,
     ERROR_HEADER,
     META_PREFIX,
+    NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
     Context,
@@ -348,7 +349,7 @@ class Client(AsyncResource):
             reply = await server.dispatch(call.endpoint, payload, ctype, ctype, headers)
         else:
             reply = await self._http(node, call.endpoint, payload, headers)
-        if reply.status == 503 and reply.error:  # shutting down: the work did not start
+        if reply.not_started and reply.status == 503:  # shutting down or busy: it did not run
             raise _Unavailable(_decode_error(call.service, reply))
         return reply
 
@@ -374,6 +375,7 @@ class Client(AsyncResource):
                     resp_headers.get("Content-Type", "application/octet-stream"),
                     resp_headers.get(REQUEST_ID_HEADER, ""),
                     error=status >= 400 or ERROR_HEADER in resp_headers,
+                    not_started=NOT_STARTED_HEADER in resp_headers,
                 )
         except _transport_errors() as exc:  # evaluated only when something was raised
             import aiohttp
@@ -422,16 +424,7 @@ def _decode_error(service: str, reply: Reply) -> ServiceError:
     if isinstance(data, dict) and "code" in data:
         return ServiceError.from_dict(data)
     text = reply.body[:200].decode(errors="replace")
-    return ServiceError(service, reply.status, text, _phrase(reply.status))
-
-
-def _phrase(code: int) -> str:
-    import http
-
-    try:
-        return http.HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
+    return ServiceError(service, reply.status, text)
 
 
 def _wrap(mw: ClientMiddleware, call_next: CallNext) -> CallNext:

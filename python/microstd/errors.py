@@ -29,6 +29,22 @@ __all__ = [
     "ServiceError",
     "UnknownBackend",
     "UnknownContentType",
+    "ValidationError",
+    "bad_gateway",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "gateway_timeout",
+    "http_status",
+    "internal_server_error",
+    "method_not_allowed",
+    "not_found",
+    "not_implemented",
+    "reason_phrase",
+    "timeout",
+    "too_many_requests",
+    "unauthorized",
+    "unavailable",
 ]
 
 
@@ -61,6 +77,25 @@ class DecodeError(MicrostdError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.message} at byte {self.offset}"
+
+
+class ValidationError(DecodeError):
+    """Decoded data does not match the type it was decoded into.
+
+    `path` locates the value (`$.items[3].price`), `expected` names the type
+    wanted and `found` describes what was there. `offset` is 0: typed decoding
+    checks values, not bytes.
+    """
+
+    def __init__(self, message: str, path: str = "$", expected: str = "", found: str = "") -> None:
+        super().__init__(message, 0)
+        self.args = (message, path, expected, found)
+        self.path = path
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        return f"{self.message} at {self.path}"
 
 
 class UnknownContentType(MicrostdError, LookupError):
@@ -132,11 +167,16 @@ class DeadlineExceeded(MicrostdError, TimeoutError):
 class ServiceError(MicrostdError):
     """An error returned by a remote service, as carried on the wire.
 
-    The wire form is `{"id", "code", "detail", "status"}`: `code` is the HTTP
-    status number, `status` its reason phrase.
+    The wire form is `{"id", "code", "detail", "status"}`: `id` names the
+    service that answered, `code` is the HTTP status number, `status` its
+    reason phrase (derived from `code` when not given). Raise one in a handler
+    to answer with it, or use the helpers below (`not_found("no order 42")`);
+    an empty `id` is filled in with the service's name.
     """
 
-    def __init__(self, id: str, code: int, detail: str, status: str) -> None:
+    def __init__(self, id: str, code: int, detail: str, status: str | None = None) -> None:
+        if status is None:
+            status = reason_phrase(code)
         super().__init__(id, code, detail, status)
         self.id = id
         self.code = code
@@ -154,9 +194,126 @@ class ServiceError(MicrostdError):
     def from_dict(cls, data: dict[str, object]) -> ServiceError:
         """Rebuild an error from its wire form, tolerating missing fields."""
         code = data.get("code", 500)
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = 500
+        status = data.get("status")
         return cls(
             id=str(data.get("id", "")),
-            code=code if isinstance(code, int) else 500,
+            code=code,
             detail=str(data.get("detail", "")),
-            status=str(data.get("status", "")),
+            status=str(status) if status else None,
         )
+
+
+def reason_phrase(code: int) -> str:
+    """The HTTP reason phrase of `code` (`404` -> `"Not Found"`), `"Error"` if unknown."""
+    import http
+
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+# --- ServiceError helpers, one per common status (as go-micro's errors package) ---------
+
+
+def bad_request(detail: str, *, id: str = "") -> ServiceError:
+    """400: the request is malformed or fails validation."""
+    return ServiceError(id, 400, detail)
+
+
+def unauthorized(detail: str, *, id: str = "") -> ServiceError:
+    """401: the caller is not authenticated."""
+    return ServiceError(id, 401, detail)
+
+
+def forbidden(detail: str, *, id: str = "") -> ServiceError:
+    """403: the caller may not do this."""
+    return ServiceError(id, 403, detail)
+
+
+def not_found(detail: str, *, id: str = "") -> ServiceError:
+    """404: what the request names does not exist."""
+    return ServiceError(id, 404, detail)
+
+
+def method_not_allowed(detail: str, *, id: str = "") -> ServiceError:
+    """405: the operation is not allowed on this resource."""
+    return ServiceError(id, 405, detail)
+
+
+def timeout(detail: str, *, id: str = "") -> ServiceError:
+    """408: the request took too long to arrive or to be handled."""
+    return ServiceError(id, 408, detail)
+
+
+def conflict(detail: str, *, id: str = "") -> ServiceError:
+    """409: the request conflicts with the current state (a failed condition, a held lock)."""
+    return ServiceError(id, 409, detail)
+
+
+def too_many_requests(detail: str, *, id: str = "") -> ServiceError:
+    """429: the caller is over its rate limit."""
+    return ServiceError(id, 429, detail)
+
+
+def internal_server_error(detail: str, *, id: str = "") -> ServiceError:
+    """500: the service failed."""
+    return ServiceError(id, 500, detail)
+
+
+def not_implemented(detail: str, *, id: str = "") -> ServiceError:
+    """501: the service cannot do this."""
+    return ServiceError(id, 501, detail)
+
+
+def bad_gateway(detail: str, *, id: str = "") -> ServiceError:
+    """502: a service this one depends on answered wrongly."""
+    return ServiceError(id, 502, detail)
+
+
+def unavailable(detail: str, *, id: str = "") -> ServiceError:
+    """503: the service (or one it depends on) cannot be reached or is overloaded."""
+    return ServiceError(id, 503, detail)
+
+
+def gateway_timeout(detail: str, *, id: str = "") -> ServiceError:
+    """504: the deadline passed (here or in a service this one called)."""
+    return ServiceError(id, 504, detail)
+
+
+#: What a microstd exception raised in a handler answers, most specific first.
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (ValidationError, 400),
+    (InvalidArgument, 400),
+    (InvalidKey, 400),
+    (InvalidTopic, 400),
+    (EncodeError, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (LockTimeout, 409),
+    (LockLost, 409),
+    (DeadlineExceeded, 504),
+    (NotSupported, 501),
+    (ConnectionFailed, 503),
+    (Closed, 503),
+)
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status an exception raised in a handler answers with.
+
+    A `ServiceError` answers its own `code`; the microstd errors that say
+    something about the request or a dependency keep that meaning (`NotFound`
+    404, `Conflict` and `LockTimeout` 409, `InvalidKey` / `InvalidTopic` /
+    `InvalidArgument` / `ValidationError` / `EncodeError` 400,
+    `DeadlineExceeded` 504, `NotSupported` 501, `ConnectionFailed` and `Closed`
+    503); anything else is a 500.
+    """
+    if isinstance(exc, ServiceError):
+        return exc.code
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500

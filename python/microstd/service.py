@@ -18,6 +18,9 @@ this node), then stops taking requests (new ones get 503, which clients retry
 on another node) and messages (each subscription unsubscribes), and waits up
 to `grace` seconds for in-flight requests and for every message already
 received, queued or in a handler, then closes the server and the areas.
+Requests still running when `grace` runs out are abandoned (their callers get
+503), so `stop()` returns within `grace`; a sync handler already running on
+its thread cannot be interrupted and finishes there, its reply dropped.
 `/health` answers 200 while the service is registered and taking requests,
 503 while starting or draining; `/health/live` answers 200 while the process
 serves HTTP at all.
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import logging
 import os
@@ -41,6 +43,7 @@ from microstd.registry import Node, Registry
 from microstd.registry import Service as ServiceRecord
 from microstd.registry import open as open_registry
 from microstd.registry.base import validate_name
+from microstd.rpc.limits import Limits
 from microstd.rpc.server import Server, ServerMiddleware
 
 __all__ = ["Service"]
@@ -63,6 +66,8 @@ class Service(AsyncResource):
     An area given by URL is connected by `start()`; an omitted one is opened
     on first use of `svc.broker` / `svc.store` / `svc.locks` (the broker at
     start when there are subscribers). `config` is kept as `svc.config`.
+    `limits` (`microstd.rpc.Limits`) bound what requests may hold: body size,
+    deadline, decoded memory, handler threads, read and idle timeouts.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class Service(AsyncResource):
         metadata: dict[str, str] | None = None,
         middleware: Sequence[ServerMiddleware] = (),
         client_middleware: Sequence[ClientMiddleware] = (),
+        limits: Limits | None = None,
     ) -> None:
         self.name = validate_name(name)
         self.version = version
@@ -93,7 +99,7 @@ class Service(AsyncResource):
         self.grace = grace
         self.metadata = dict(metadata or {})
         self.config = config
-        self.server = Server(name, middleware=middleware)
+        self.server = Server(name, middleware=middleware, limits=limits)
         self._client_middleware = list(client_middleware)
         self._owns_registry = not isinstance(registry, Registry)
         self.registry: Registry = (
@@ -246,7 +252,7 @@ class Service(AsyncResource):
                 if is_async:
                     await fn(msg)
                 else:
-                    result = await asyncio.to_thread(functools.partial(fn, msg))
+                    result = await self.server.pool.run(fn, msg)
                     if inspect.isawaitable(result):
                         await result
             finally:
@@ -286,13 +292,13 @@ class Service(AsyncResource):
                 log.warning("%s: deregistering failed (the TTL will expire it): %s", self.name, exc)
         self.server.stop_accepting()
         # Subscriptions stop taking messages and handle what they hold, alongside
-        # the in-flight requests, all within one grace period.
+        # the in-flight requests, all within one grace period; requests still
+        # running then are abandoned (see Server.stop).
         subs, self._subscriptions = self._subscriptions, []
         await asyncio.gather(
-            self.server.drain(self.grace),
+            self.server.stop(self.grace),
             *(self._drain(sub) for sub in subs),
         )
-        await self.server.stop(0)
         if self._client is not None:
             await self._client.close()
             self._client = None

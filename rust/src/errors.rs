@@ -20,6 +20,13 @@ pub enum Error {
         message: String,
         offset: usize,
     },
+    /// Decoded data did not match the type it was decoded into (a DecodeError in Python).
+    Validation {
+        message: String,
+        path: String,
+        expected: String,
+        found: String,
+    },
     NotFound(String),
     Conflict(String),
     InvalidKey(String),
@@ -58,6 +65,7 @@ impl fmt::Display for Error {
         match self {
             Self::Encode { message, path } => write!(f, "{message} at {path}"),
             Self::Decode { message, offset } => write!(f, "{message} at byte {offset}"),
+            Self::Validation { message, path, .. } => write!(f, "{message} at {path}"),
             Self::NotFound(m)
             | Self::Conflict(m)
             | Self::InvalidKey(m)
@@ -86,6 +94,7 @@ mod python {
 
     pyo3::import_exception!(microstd.errors, EncodeError);
     pyo3::import_exception!(microstd.errors, DecodeError);
+    pyo3::import_exception!(microstd.errors, ValidationError);
     pyo3::import_exception!(microstd.errors, NotFound);
     pyo3::import_exception!(microstd.errors, Conflict);
     pyo3::import_exception!(microstd.errors, InvalidKey);
@@ -108,6 +117,12 @@ mod python {
                 // `.path` / `.offset` without parsing the message.
                 Error::Encode { message, path } => EncodeError::new_err((message, path)),
                 Error::Decode { message, offset } => DecodeError::new_err((message, offset)),
+                Error::Validation {
+                    message,
+                    path,
+                    expected,
+                    found,
+                } => ValidationError::new_err((message, path, expected, found)),
                 Error::NotFound(m) => NotFound::new_err(m),
                 Error::Conflict(m) => Conflict::new_err(m),
                 Error::InvalidKey(m) => InvalidKey::new_err(m),

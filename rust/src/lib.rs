@@ -25,6 +25,9 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // `microstd bench` warns when timing a debug build (`maturin develop` without
+    // --release), whose Rust runs several times slower than the twins.
+    m.add("DEBUG_BUILD", cfg!(debug_assertions))?;
     codec::register(m)?;
     store::register(m)?;
     broker::register(m)?;

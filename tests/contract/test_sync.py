@@ -253,8 +253,6 @@ def test_sync_expiry_and_election(slocks: SyncLocks, backend: str) -> None:
     assert slocks.leader(name) is None
 
 
-# The backends the stall tests run on (etcd joins once its waiters keep their lease).
-STALL_BACKENDS = ["memory-rust", "memory-python", "redis"]
 # Extra stall beyond both leases, for the server to notice they ran out (etcd
 # checks its leases every 500 ms and revokes them through its raft log).
 STALL_SLACK = {"etcd": 2.0}
@@ -292,7 +290,6 @@ def _stall_for(backend: str, holder_ttl: float, waiter_ttl: float) -> float:
     return holder_ttl + waiter_ttl + STALL_SLACK.get(backend, 0.5)
 
 
-@pytest.mark.parametrize("backend", STALL_BACKENDS, indirect=True)
 async def test_a_waiter_stalled_past_its_ttl_gets_a_live_lease(locks: Locks, backend: str) -> None:
     """A lease's expiry counts from when the waiter gets it: a waiter that could not
     run for longer than its ttl is never handed a lease that already ran out."""
@@ -313,7 +310,6 @@ async def test_a_waiter_stalled_past_its_ttl_gets_a_live_lease(locks: Locks, bac
     await lease.release()
 
 
-@pytest.mark.parametrize("backend", STALL_BACKENDS, indirect=True)
 async def test_a_rival_elected_after_a_stall_leads(locks: Locks, backend: str) -> None:
     """The issue's reproduction: the leader's loop stalls for three leases, the waiting
     rival is elected, and it really leads (the old leader's `lost` is what fires)."""

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from microstd.rpc.context import within
-from microstd.rpc.deadline import Deadline
+from microstd.rpc.deadline import _RECENT, Deadline, _slots
 
 
 async def test_past_the_deadline_the_block_times_out() -> None:
@@ -114,3 +114,17 @@ async def test_within_returns_the_result_in_time() -> None:
         return 42
 
     assert await within(answer(), 60.0) == 42
+
+
+async def test_deadlines_that_end_in_time_release_their_timers() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def one(i: int) -> None:
+        with Deadline(time.monotonic() + 3600 + i):  # each in a slot of its own
+            await asyncio.sleep(0)
+
+    for i in range(100):
+        await one(i)
+    await asyncio.gather(*(one(i) for i in range(100)))
+    # Not a timer per deadline: only the few most recent slots are kept.
+    assert len(_slots(loop).pending) <= _RECENT

@@ -37,13 +37,12 @@ class FakeNode:
             assert request.transport is not None
             request.transport.close()
             await asyncio.sleep(0.05)
-        if self.mode == "503":
+        if self.mode in ("503", "503-handler"):
             body = b'{"id":"fake","code":503,"detail":"draining","status":"Service Unavailable"}'
-            return web.Response(
-                status=503,
-                body=body,
-                headers={"Content-Type": "application/json", "Microstd-Error": "1"},
-            )
+            headers = {"Content-Type": "application/json", "Microstd-Error": "1"}
+            if self.mode == "503":  # the server refused it: the handler never ran
+                headers["Microstd-Not-Started"] = "1"
+            return web.Response(status=503, body=body, headers=headers)
         return web.Response(body=b'"fake"', headers={"Content-Type": "application/json"})
 
     async def __aenter__(self) -> FakeNode:
@@ -114,6 +113,17 @@ async def test_503_everywhere_surfaces_the_error(reg_url: str) -> None:
                 await c.call("flaky", "F.Do")
     assert info.value.code == 503
     assert fake.hits == 3
+
+
+async def test_a_503_from_a_handler_that_ran_is_not_retried(reg_url: str) -> None:
+    # A handler answering 503 (a dependency down) did run: retrying could repeat its work.
+    async with FakeNode("503-handler") as fake:
+        await register(reg_url, "answering", fake.address)
+        async with Client(reg_url, retries=2, backoff=0.01) as c:
+            with pytest.raises(ServiceError) as info:
+                await c.call("flaky", "F.Do")
+    assert info.value.code == 503
+    assert fake.hits == 1
 
 
 async def test_dropped_after_send_not_retried_unless_idempotent(reg_url: str) -> None:

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from microstd.bench.progress import Progress
 from microstd.bench.report import cases_of, format_area, format_summary, summarize, to_json
-from microstd.bench.runner import Case, Result, measure
+from microstd.bench.runner import Case, Result, measure_group
 
 __all__ = ["AREAS", "DESCRIPTIONS", "Case", "Result", "Run", "machine", "run"]
 
@@ -38,7 +38,8 @@ AREAS: dict[str, str] = {
 
 #: One line per area, for `microstd bench --help`.
 DESCRIPTIONS: dict[str, str] = {
-    "codec": "msgpack, CBOR and JSON encode/decode vs msgpack, ormsgpack, msgspec, cbor2, orjson",
+    "codec": "msgpack, CBOR, JSON encode/decode and typed decode vs msgpack, ormsgpack,"
+    " msgspec, cbor2, orjson, pydantic",
     "store": "memory:// store read, write, list, read_many: Rust core vs pure twin",
     "broker": "memory:// broker routing, fan-out, async delivery: Rust core vs pure twin",
     "sync": "memory:// locks, sync and async, hand-offs vs threading.Lock / asyncio.Lock",
@@ -88,6 +89,7 @@ def machine(quick: bool = False) -> dict[str, object]:
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "rust_core": _accel.AVAILABLE,
+        "debug_build": bool(getattr(_accel.core, "DEBUG_BUILD", False)),
         "pure": bool(os.environ.get("MICROSTD_PURE")),
         "quick": quick,
     }
@@ -107,6 +109,17 @@ def _collect(area: str, quick: bool) -> list[Case]:
     module = importlib.import_module(AREAS[area])
     cases: list[Case] = module.cases(quick)
     return cases
+
+
+def _groups(cases: list[Case]) -> list[list[Case]]:
+    """Consecutive cases of one group: the rows measured together."""
+    out: list[list[Case]] = []
+    for case in cases:
+        if out and (out[-1][0].area, out[-1][0].group) == (case.area, case.group):
+            out[-1].append(case)
+        else:
+            out.append([case])
+    return out
 
 
 def _print(out: TextIO, text: str) -> None:
@@ -133,6 +146,14 @@ def run(
     bar = Progress(areas, enabled=progress)
     result = Run(meta=machine(quick))
     bar.start(quick)
+    if result.meta["debug_build"]:
+        bar.clear()
+        print(
+            "microstd bench: the Rust core is a DEBUG build (maturin develop without --release);"
+            " its numbers are not representative: `maturin develop --release`"
+            " or `pip install .` builds the release core",
+            file=sys.stderr,
+        )
     seconds = SECONDS[quick]
     area_results: list[Result] = []
     try:
@@ -145,9 +166,9 @@ def run(
                 cases = []
                 area_results.append(_failed_area(area, exc))
             bar.prepared(len(cases))
-            for case in cases:
-                bar.case(f"{case.group}: {case.label}")
-                area_results.append(measure(case, seconds=seconds))
+            for group in _groups(cases):
+                bar.case(group[0].group, len(group))
+                area_results += measure_group(group, seconds=seconds)
             result.results += area_results
             bar.area_done(sum(r.error is not None for r in area_results))
             _print(out, format_area(cases_of(area_results)))

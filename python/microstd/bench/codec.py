@@ -182,7 +182,9 @@ def cases(quick: bool) -> list[Case]:
             except Exception:  # the format's baseline cannot run: its cases report that
                 encoded = b""
             out += _format_cases(fmt, name, value, encoded, table)
-    return out
+    from microstd.bench.codec_typed import typed_cases
+
+    return out + typed_cases(quick)
 
 
 def _format_cases(

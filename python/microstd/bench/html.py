@@ -25,7 +25,7 @@ COLORS = {"core": "#1f6fd1", "twin": "#e8710a", "peer": "#8a94a6"}
 _FAILED = "#c62828"
 _SLOWER = "#b5483b"  # a summary bar left of 1x
 
-_BAR_H, _GAP, _LABEL_W, _CHART_W, _VALUE_W = 20, 6, 300, 420, 220
+_BAR_H, _GAP, _LABEL_W, _CHART_W, _VALUE_W = 20, 6, 280, 380, 300
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px;
@@ -149,7 +149,11 @@ def _meta_line(meta: dict[str, Any]) -> str:
         f"{meta.get('cpu', '?')}, {meta.get('cores', '?')} cores",
         str(meta.get("os", "")),
         str(meta.get("python", "")),
-        "Rust core" if meta.get("rust_core") else "no Rust core (pure twins)",
+        "no Rust core (pure twins)"
+        if not meta.get("rust_core")
+        else "Rust core, DEBUG build: not representative"
+        if meta.get("debug_build")
+        else "Rust core, release build",
     ]
     if meta.get("quick"):
         parts.append("quick mode")

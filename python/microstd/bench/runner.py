@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["ROLES", "Case", "Result", "measure"]
+__all__ = ["ROLES", "Case", "Result", "measure", "measure_group"]
 
 #: What a row is in its case: microstd's own implementation ("core": the Rust
 #: core, or the path microstd takes by default, such as orjson for JSON), its
@@ -84,49 +84,84 @@ def measure(case: Case, *, seconds: float = 0.3, rounds: int = 5) -> Result:
     so one broken case (a peer that rejects an input, a missing optional
     package) cannot end the run.
     """
-    result: Result
+    return measure_group([case], seconds=seconds, rounds=rounds)[0]
+
+
+def measure_group(cases: list[Case], *, seconds: float = 0.3, rounds: int = 5) -> list[Result]:
+    """Measure the rows of one case together, a round of each in turn.
+
+    Interleaving the rounds means a burst of load from elsewhere on the
+    machine hits every implementation alike instead of whichever happened
+    to be running, so the ratios between them are steadier than when each
+    is timed in one go. Each row still gets about `seconds` in all and its
+    best round counts. Failures are per row, as in `measure`.
+    """
+    errors: dict[int, str] = {}
+    per_round: dict[int, int] = {}
+    best = dict.fromkeys(range(len(cases)), float("inf"))
     try:
-        if case.setup is not None:
-            case.setup()
-        result = _timed(case, seconds, rounds)
-    except Exception as exc:
-        result = Result(case, 0.0, 0, error=_describe(exc))
-    finally:
-        if case.teardown is not None:
+        for i, case in enumerate(cases):
             try:
-                case.teardown()
+                if case.setup is not None:
+                    case.setup()
+                per_round[i] = _calibrate(case, seconds / rounds)
+            except _CheckFailed:
+                errors[i] = "result check failed"
             except Exception as exc:
-                # A case that cannot clean up may have skewed what ran after it.
-                result = Result(case, 0.0, 0, error=f"teardown: {_describe(exc)}")
-    return result
+                errors[i] = _describe(exc)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(rounds):
+                for i, n in per_round.items():
+                    if i in errors:
+                        continue
+                    fn = cases[i].fn
+                    try:
+                        start = time.perf_counter()
+                        for _ in range(n):
+                            fn()
+                        best[i] = min(best[i], time.perf_counter() - start)
+                    except Exception as exc:
+                        errors[i] = _describe(exc)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+    finally:
+        for i, case in enumerate(cases):
+            if case.teardown is not None:
+                try:
+                    case.teardown()
+                except Exception as exc:
+                    # A case that cannot clean up may have skewed what ran after it.
+                    errors[i] = f"teardown: {_describe(exc)}"
+    out: list[Result] = []
+    for i, case in enumerate(cases):
+        if i in errors:
+            out.append(Result(case, 0.0, 0, error=errors[i]))
+            continue
+        n, t = per_round[i], best[i]
+        ops = n * case.ops_per_call / t if t > 0 else float("inf")
+        out.append(Result(case, ops, n * rounds))
+    return out
 
 
-def _timed(case: Case, seconds: float, rounds: int) -> Result:
+class _CheckFailed(Exception):
+    pass
+
+
+def _calibrate(case: Case, round_seconds: float) -> int:
+    """Check the case's result once, then find how many calls take `round_seconds`."""
     first = case.fn()
     if case.check is not None and not case.check(first):
-        return Result(case, 0.0, 1, error="result check failed")
-    # Calibrate a batch size so one round takes about seconds / rounds.
+        raise _CheckFailed
     batch = 1
     while True:
         start = time.perf_counter()
         for _ in range(batch):
             case.fn()
         elapsed = time.perf_counter() - start
-        if elapsed >= seconds / rounds / 4 or batch >= 1 << 24:
+        if elapsed >= round_seconds / 4 or batch >= 1 << 24:
             break
         batch *= 4
-    per_round = max(1, int(batch * (seconds / rounds) / max(elapsed, 1e-9)))
-    best = float("inf")
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            start = time.perf_counter()
-            for _ in range(per_round):
-                case.fn()
-            best = min(best, time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    ops = per_round * case.ops_per_call / best if best > 0 else float("inf")
-    return Result(case, ops, per_round * rounds)
+    return max(1, int(batch * round_seconds / max(elapsed, 1e-9)))

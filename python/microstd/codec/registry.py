@@ -78,7 +78,7 @@ def _builtin_codecs() -> list[Codec]:
             (),
             "rust",
         ),
-        Codec(json.CONTENT_TYPE, json.dumps, json.loads, (), "rust"),
+        Codec(json.CONTENT_TYPE, json.dumps, json._untyped_loads, (), "rust"),
         Codec(octet, _passthrough_encode, _octet_decode, (), "rust"),
         Codec("text/plain", _passthrough_encode, _text_decode, (), "rust"),
         Codec(

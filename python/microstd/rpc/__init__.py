@@ -8,6 +8,7 @@ deadline and metadata.
 from __future__ import annotations
 
 from microstd.rpc.context import Context, current_context
+from microstd.rpc.limits import Limits
 from microstd.rpc.server import Reply, Server, ServerMiddleware
 
-__all__ = ["Context", "Reply", "Server", "ServerMiddleware", "current_context"]
+__all__ = ["Context", "Limits", "Reply", "Server", "ServerMiddleware", "current_context"]

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from microstd.errors import ServiceError
+from microstd.rpc.pool import HandlerPool
 
 __all__ = ["Endpoint", "bad_request", "build", "to_plain"]
 
@@ -65,9 +66,11 @@ _PLAIN: frozenset[type] = frozenset({dict, list, str, int, float, bool, bytes, t
 class Endpoint:
     """A registered handler, adapted to `await endpoint(body) -> plain result`."""
 
-    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], pool: HandlerPool | None = None) -> None:
         self.name = name
         self.fn = fn
+        #: Where a sync handler runs (the server's own threads); None: asyncio.to_thread.
+        self.pool = pool
         self.is_async = inspect.iscoroutinefunction(fn)
         params = [
             p
@@ -100,9 +103,11 @@ class Endpoint:
             args = (body,)  # no model to build: skip build()'s type checks on every call
         if self.is_async:
             result = await self.fn(*args)
+        elif self.pool is not None:
+            # Sync handlers run on the server's threads so they never block the event
+            # loop; the pool copies the context, so current_context() works inside them.
+            result = await self.pool.run(self.fn, *args)
         else:
-            # Sync handlers run on a worker thread so they never block the event loop;
-            # to_thread copies the context, so current_context() works inside them.
             result = await asyncio.to_thread(functools.partial(self.fn, *args))
         if type(result) in _PLAIN:
             return result  # the common case: nothing to await or convert

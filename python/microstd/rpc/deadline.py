@@ -7,7 +7,9 @@ the loop's heap (compared in Python) and later swept out when cancelled, which
 is most of a few microseconds per call and grows with the calls in flight.
 Here deadlines share timers instead: each falls into a 1 ms slot, and one timer
 per slot and event loop expires them all (so a deadline fires at most 1 ms
-late; a call finishing in time only takes itself out of a set).
+late; a call finishing in time takes itself out of its slot, and the last one
+out cancels the slot's timer (see `_Slots`), so the loop holds timers only for
+deadlines still pending, however far away they are).
 
 The semantics are asyncio.timeout's: past the instant the task is cancelled,
 and the `CancelledError` that comes out of the block becomes `TimeoutError`,
@@ -34,30 +36,81 @@ __all__ = ["Deadline"]
 
 #: Slot width in seconds: how late a deadline may fire, traded for shared timers.
 RESOLUTION = 0.001
+#: Deadlines further away than this (about 30 years; NaN or infinity included)
+#: are armed at this distance: slot numbers stay finite, and nothing waits that long.
+FAR = 1e9
+
+
+class _Group(set["Deadline"]):
+    """The deadlines of one slot, and the timer that expires them."""
+
+    __slots__ = ("handle", "recent", "slot")
+
+    def __init__(self, slot: int) -> None:
+        super().__init__()
+        self.slot = slot
+        self.handle: asyncio.TimerHandle | None = None
+        self.recent = True
+
+
+#: Groups made last that outlive being emptied (see `_Slots.remove`).
+_RECENT = 4
 
 
 class _Slots:
-    """One event loop's pending deadlines, by slot, one timer per slot in use."""
+    """One event loop's pending deadlines, by slot, one timer per slot in use.
 
-    __slots__ = ("pending",)
+    A group whose last deadline leaves has its timer cancelled, so the loop
+    holds timers only for deadlines still pending, however far away (without
+    that, a long timeout left a timer per call on the loop's heap until its
+    instant). The few most recently made groups are spared while they are
+    empty: calls one after another each enter and leave the same slot, and
+    re-arming its timer every call would cost a timer per call. A spared group
+    is cancelled once newer ones push it out, if empty then.
+    """
+
+    __slots__ = ("pending", "recent")
 
     def __init__(self) -> None:
-        self.pending: dict[int, set[Deadline]] = {}
+        self.pending: dict[int, _Group] = {}
+        self.recent: list[_Group] = []
 
-    def add(
-        self, loop: asyncio.AbstractEventLoop, when: float, deadline: Deadline
-    ) -> set[Deadline]:
+    def add(self, loop: asyncio.AbstractEventLoop, when: float, deadline: Deadline) -> _Group:
         slot = math.ceil(when / RESOLUTION)
         group = self.pending.get(slot)
         if group is None:
-            group = self.pending[slot] = set()
-            loop.call_at(slot * RESOLUTION, self._fire, slot)
+            group = self.pending[slot] = _Group(slot)
+            group.handle = loop.call_at(slot * RESOLUTION, self._fire, slot)
+            recent = self.recent
+            recent.append(group)
+            if len(recent) > _RECENT:
+                old = recent.pop(0)
+                old.recent = False
+                if not old:
+                    self._cancel(old)
         group.add(deadline)
         return group
 
+    def remove(self, group: _Group, deadline: Deadline) -> None:
+        group.discard(deadline)
+        if not group and not group.recent:
+            self._cancel(group)
+
+    def _cancel(self, group: _Group) -> None:
+        handle = group.handle
+        if handle is not None:
+            group.handle = None
+            handle.cancel()
+            if self.pending.get(group.slot) is group:
+                del self.pending[group.slot]
+
     def _fire(self, slot: int) -> None:
-        for deadline in self.pending.pop(slot, ()):
-            deadline.expire()
+        group = self.pending.pop(slot, None)
+        if group is not None:
+            group.handle = None
+            for deadline in group:
+                deadline._group = None  # the whole group goes: no one-by-one removal
+                deadline.expire()
 
 
 class _Current(threading.local):
@@ -91,13 +144,14 @@ class Deadline:
     it is converted to the running loop's clock when entered.
     """
 
-    __slots__ = ("_cancelling", "_group", "_task", "at", "expired")
+    __slots__ = ("_cancelling", "_group", "_slots", "_task", "at", "expired")
 
     def __init__(self, at: float) -> None:
         self.at = at
         self.expired = False
         self._task: asyncio.Task[Any] | None = None
-        self._group: set[Deadline] | None = None
+        self._group: _Group | None = None
+        self._slots: _Slots | None = None
         self._cancelling = 0
 
     def __enter__(self) -> Deadline:
@@ -108,13 +162,20 @@ class Deadline:
         self._task = task
         if sys.version_info >= (3, 11):
             self._cancelling = task.cancelling()
-        when = loop.time() + (self.at - time.monotonic())
-        self._group = _slots(loop).add(loop, when, self)
+        delay = self.at - time.monotonic()
+        if not delay < FAR:  # also NaN
+            delay = FAR
+        when = loop.time() + delay
+        slots = self._slots = _slots(loop)
+        self._group = slots.add(loop, when, self)
         return self
 
     def expire(self) -> None:
-        """Cancel the task now (the slot's timer calls this)."""
-        self._group = None
+        """Cancel the task now (the slot's timer calls this; a server stopping may too)."""
+        group = self._group
+        if group is not None:
+            self._group = None
+            self._slots.remove(group, self)  # type: ignore[union-attr]
         if self._task is not None and not self.expired:
             self.expired = True
             self._task.cancel()
@@ -125,9 +186,10 @@ class Deadline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._group is not None:
-            self._group.discard(self)
+        group = self._group
+        if group is not None:
             self._group = None
+            self._slots.remove(group, self)  # type: ignore[union-attr]
         if not self.expired:
             return
         if sys.version_info >= (3, 11):

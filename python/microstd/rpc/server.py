@@ -3,37 +3,53 @@
 A request is `POST /Service.Method` whose body the codec its `Content-Type`
 names decodes (`Accept` picks the reply's codec; the request's by default).
 Errors are replies with `Microstd-Error: 1` and the body
-`{"id", "code", "detail", "status"}`. The dispatch core (`Server.dispatch`) is
-transport-free: aiohttp calls it for HTTP requests and a `Client` in the same
-process calls it directly, so both paths share one set of semantics.
+`{"id", "code", "detail", "status"}`.
+
+The request path, in order (one place, shared by every transport):
+`_prepare` (context, codecs, endpoint: cheap refusals before the body is
+read), admission (`Limits.max_decoded`, see `rpc/limits.py`), the body, then
+`_handle` (decode, middleware and handler under the call's deadline, encode,
+errors to replies). aiohttp calls it for HTTP requests (`_http_call`) and a
+`Client` in the same process calls `dispatch` directly, so both paths share
+one set of semantics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from microstd import codec as codecs
 from microstd.codec.base import Codec
-from microstd.errors import EncodeError, MicrostdError, ServiceError, UnknownContentType
+from microstd.errors import (
+    EncodeError,
+    MicrostdError,
+    ServiceError,
+    UnknownContentType,
+    http_status,
+)
+from microstd.rpc.admission import Budget
 from microstd.rpc.context import (
     ERROR_HEADER,
+    NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     Context,
-    new_request_id,
     reset_context,
     set_context,
+    within,
 )
 from microstd.rpc.convert import Endpoint
 from microstd.rpc.deadline import Deadline
+from microstd.rpc.limits import AMPLIFICATION, Limits
+from microstd.rpc.pool import HandlerPool
 
-__all__ = ["Next", "Reply", "Server", "ServerMiddleware", "local_server"]
+__all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_server"]
 
 log = logging.getLogger("microstd.server")
 
@@ -50,15 +66,13 @@ _LOCAL: dict[str, Server] = {}
 
 def local_server(node_id: str) -> Server | None:
     """The running server in this process for `node_id`, if any (draining included:
-    it answers 503 like its HTTP side)."""
-    return _LOCAL.get(node_id)
-
-
-def _phrase(code: int) -> str:
-    try:
-        return http.HTTPStatus(code).phrase
-    except ValueError:
-        return "Error"
+    it answers 503 like its HTTP side), when it runs on the calling event loop: a
+    server's state belongs to its loop, so a client on another (a `SyncClient`,
+    another thread) goes through the network instead."""
+    server = _LOCAL.get(node_id)
+    if server is not None and server._loop is asyncio.get_running_loop():
+        return server
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,11 +84,15 @@ class Reply:
     content_type: str
     request_id: str
     error: bool = False
+    #: The handler never ran (shutting down, busy): the caller may retry elsewhere.
+    not_started: bool = False
 
     def headers(self) -> dict[str, str]:
         out = {"Content-Type": self.content_type, REQUEST_ID_HEADER: self.request_id}
         if self.error:
             out[ERROR_HEADER] = "1"
+            if self.not_started:
+                out[NOT_STARTED_HEADER] = "1"
         return out
 
 
@@ -106,7 +124,11 @@ def _accept_codec(accept: str | None, fallback: Codec | None) -> Codec | None:
 
 
 class Server:
-    """Endpoints of one service, served over HTTP (aiohttp) and to in-process clients."""
+    """Endpoints of one service, served over HTTP (aiohttp) and to in-process clients.
+
+    `limits` bound what requests may hold (see `microstd.rpc.Limits`);
+    `max_body` is a shortcut for `limits.max_body`.
+    """
 
     def __init__(
         self,
@@ -114,22 +136,55 @@ class Server:
         *,
         node_id: str | None = None,
         middleware: Sequence[ServerMiddleware] = (),
-        max_body: int = 4 * 1024 * 1024,
+        max_body: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.name = name
         self.node_id = node_id or f"{name.replace('.', '-')}-{uuid.uuid4().hex[:12]}"
         self.endpoints: dict[str, Endpoint] = {}
         self.middleware: list[ServerMiddleware] = list(middleware)
-        self.max_body = max_body
+        limits = limits or Limits()
+        if max_body is not None:
+            limits = replace(limits, max_body=max_body)
+        self._limits = limits
+        self.pool = HandlerPool(limits.handler_threads, name=f"microstd-{name}")
+        self._budget = Budget(limits.max_decoded)
         self.address = ""
         self.accepting = False
         self.ready = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
+        # The deadline scopes of handlers running now: stop() expires them past grace.
+        self._scopes: set[Deadline] = set()
+        self._abandoned = False
         self._runner: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, node={self.node_id!r}, address={self.address!r})"
+
+    @property
+    def limits(self) -> Limits:
+        """The server's `Limits`; assigning new ones applies them to later requests."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        old, self._limits = self._limits, limits
+        self.pool.threads = limits.handler_threads
+        budget = self._budget
+        budget.capacity = limits.max_decoded
+        budget.free += limits.max_decoded - old.max_decoded
+        budget.give(0)  # a larger budget may let waiters in
+
+    @property
+    def max_body(self) -> int:
+        """The largest request body accepted, in bytes (`limits.max_body`)."""
+        return self._limits.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self.limits = replace(self._limits, max_body=value)
 
     def add(self, name: str, fn: Callable[..., Any]) -> None:
         """Serve `fn` as endpoint `name` (`"Service.Method"`)."""
@@ -137,38 +192,48 @@ class Server:
             raise ValueError(f"endpoint names look like 'Service.Method', got {name!r}")
         if name in self.endpoints:
             raise ValueError(f"endpoint {name!r} is already registered")
-        self.endpoints[name] = Endpoint(name, fn)
+        self.endpoints[name] = Endpoint(name, fn, self.pool)
 
     @property
     def inflight(self) -> int:
         """Requests being handled right now."""
         return self._inflight
 
-    # --- dispatch -------------------------------------------------------------
+    # --- the request path ---------------------------------------------------------
 
-    def _error(self, exc: ServiceError, out: Codec | None, request_id: str) -> Reply:
+    def _error(
+        self,
+        exc: ServiceError,
+        out: Codec | None,
+        request_id: str,
+        *,
+        not_started: bool = False,
+    ) -> Reply:
         out = out or codecs.get(DEFAULT_CONTENT_TYPE)
+        wire = exc.to_dict()
         try:
-            body = out.dumps(exc.to_dict())
+            body = out.dumps(wire)
         except EncodeError:
             out = codecs.get(DEFAULT_CONTENT_TYPE)
-            body = out.dumps(exc.to_dict())
-        return Reply(exc.code, body, out.content_type, request_id, error=True)
+            body = out.dumps({k: v if isinstance(v, int) else str(v) for k, v in wire.items()})
+        return Reply(
+            exc.code, body, out.content_type, request_id, error=True, not_started=not_started
+        )
 
     def fail(self, code: int, detail: str) -> ServiceError:
         """A `ServiceError` from this service with the reason phrase of `code`."""
-        return ServiceError(self.name, code, detail, _phrase(code))
+        return ServiceError(self.name, code, detail)
 
-    async def dispatch(
+    def _prepare(
         self,
         endpoint: str,
-        body: bytes,
         content_type: str | None,
         accept: str | None,
         headers: Mapping[str, str],
-    ) -> Reply:
-        """Decode, run the handler (through the middleware) and encode the reply."""
-        ctx = Context.from_headers(self.name, endpoint, headers)
+    ) -> tuple[Context, Endpoint, Codec, Codec] | Reply:
+        """The call's context, handler and codecs, or the error reply refusing it
+        (before its body is read: nothing here depends on the body)."""
+        ctx = Context.from_headers(self.name, endpoint, headers, self._limits.max_timeout)
         rid = ctx.request_id
         try:
             in_codec = codecs.get(content_type or DEFAULT_CONTENT_TYPE)
@@ -179,62 +244,135 @@ class Server:
         if out_codec is None:
             detail = f"no codec for Accept {quote_header(accept or '')}"
             return self._error(self.fail(406, detail), None, rid)
-        if len(body) > self.max_body:
-            # The HTTP side refuses these before reading them; in-process calls end here.
-            return self._error(self._too_large(), out_codec, rid)
         if not self.accepting:
-            return self._error(self.fail(503, f"{self.name} is shutting down"), out_codec, rid)
+            refusal = self.fail(503, f"{self.name} is shutting down")
+            return self._error(refusal, out_codec, rid, not_started=True)
         handler = self.endpoints.get(endpoint)
         if handler is None:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
-        if ctx.deadline is not None and ctx.time_left() <= 0:  # type: ignore[operator]
+        if _left(ctx) <= 0:
             return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
+        return ctx, handler, in_codec, out_codec
 
+    async def _admit(self, ctx: Context, charge: int, out: Codec) -> Reply | None:
+        """Wait in line for `charge` of the decode budget; the error reply if it
+        did not come in time (None once admitted)."""
+        wait = min(self._limits.queue_timeout, _left(ctx))
+        if await self._budget.take(charge, wait):
+            return None
+        if _left(ctx) <= 0:
+            return self._error(self.fail(504, "deadline exceeded"), out, ctx.request_id)
+        detail = (
+            f"{self.name} is busy: requests in flight hold its decode budget"
+            f" ({self._limits.max_decoded} bytes); try again or another node"
+        )
+        return self._error(self.fail(503, detail), out, ctx.request_id, not_started=True)
+
+    async def dispatch(
+        self,
+        endpoint: str,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        headers: Mapping[str, str],
+    ) -> Reply:
+        """Decode, run the handler (through the middleware) and encode the reply.
+
+        The entry for in-process calls; HTTP requests take the same path.
+        """
+        prepared = self._prepare(endpoint, content_type, accept, headers)
+        if type(prepared) is Reply:
+            return prepared
+        ctx, handler, in_codec, out_codec = prepared  # type: ignore[misc]
+        if len(body) > self._limits.max_body:
+            # The HTTP side refuses these before reading them; in-process calls end here.
+            return self._error(self._too_large(), out_codec, ctx.request_id)
+        charge = (len(body) + 64) * AMPLIFICATION  # Limits.charge, inlined: every call
+        if charge > self._budget.capacity:
+            charge = self._budget.capacity
+        if not self._budget.try_take(charge):
+            refused = await self._admit(ctx, charge, out_codec)
+            if refused is not None:
+                return refused
+        try:
+            return await self._handle(ctx, handler, in_codec, out_codec, body)
+        finally:
+            self._budget.give(charge)
+
+    async def _handle(
+        self, ctx: Context, handler: Endpoint, in_codec: Codec, out_codec: Codec, body: bytes
+    ) -> Reply:
+        """The core of every call, admitted and with its body: decode, run the handler
+        (through the middleware, under the call's deadline), encode; errors to replies."""
+        rid = ctx.request_id
         self._enter()
+        token = set_context(ctx)
         try:
             try:
                 request = in_codec.loads(body) if body else None
             except MicrostdError as exc:
                 raise self.fail(400, f"undecodable {in_codec.content_type} body: {exc}") from exc
-            result = await self._run(handler, ctx, request)
+            if self.middleware:
+                call: Next = functools.partial(_innermost, handler, self.name)
+                for mw in reversed(self.middleware):
+                    call = _wrap(mw, call)
+                work = call(ctx, request)
+            else:
+                work = handler(request, self.name)  # no middleware: no chain to build
+            # Past the caller's deadline nobody waits for the answer: stop the work.
+            scope = Deadline(ctx.deadline)  # type: ignore[arg-type]  # max_timeout: always one
+            scopes = self._scopes
+            with scope:
+                scopes.add(scope)  # for stop() to abandon it
+                try:
+                    result = await work
+                finally:
+                    scopes.discard(scope)
             try:
                 return Reply(200, out_codec.dumps(result), out_codec.content_type, rid)
             except EncodeError as exc:
                 log.error(
-                    "%s %s: cannot encode reply (request %s): %s", self.name, endpoint, rid, exc
+                    "%s %s: cannot encode reply (request %s): %s", self.name, ctx.endpoint, rid, exc
                 )
                 raise self.fail(500, f"the reply could not be encoded (request id {rid})") from exc
-        except ServiceError as exc:
-            return self._error(exc, out_codec, rid)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            if ctx.deadline is not None and ctx.time_left() <= 0:  # type: ignore[operator]
-                return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
-            log.exception("%s %s failed (request %s)", self.name, endpoint, rid, exc_info=exc)
-            return self._error(self.fail(500, f"internal error (request id {rid})"), out_codec, rid)
         except Exception as exc:
-            # The traceback stays in this service's log; the caller sees only the request id.
-            log.exception("%s %s failed (request %s)", self.name, endpoint, rid, exc_info=exc)
-            return self._error(self.fail(500, f"internal error (request id {rid})"), out_codec, rid)
-        finally:
-            self._leave()
-
-    async def _run(self, handler: Endpoint, ctx: Context, request: object) -> object:
-        if self.middleware:
-            call: Next = functools.partial(_innermost, handler, self.name)
-            for mw in reversed(self.middleware):
-                call = _wrap(mw, call)
-            work = call(ctx, request)
-        else:
-            work = handler(request, self.name)  # no middleware: no chain to build
-        token = set_context(ctx)
-        try:
-            if ctx.deadline is None:
-                return await work
-            # Past the caller's deadline nobody waits for the answer: stop the work.
-            with Deadline(ctx.deadline):
-                return await work
+            return self._error(self.failure(ctx, exc), out_codec, rid)
         finally:
             reset_context(token)
+            self._leave()
+
+    def failure(self, ctx: Context, exc: Exception) -> ServiceError:
+        """The `ServiceError` a handler's exception answers the call with.
+
+        A `ServiceError` crosses as is (an empty `id` becomes this service's
+        name); microstd errors keep their meaning (`errors.http_status`:
+        `NotFound` 404, `Conflict` 409, ...); past the call's deadline it is a
+        504, after `abandon()` a 503; anything else is logged with its traceback
+        here and answered with a 500 naming only the request id.
+        """
+        if isinstance(exc, ServiceError):
+            code = exc.code
+            if not (isinstance(code, int) and 400 <= code <= 599):
+                # Not an error status: the caller would not know it failed.
+                return ServiceError(exc.id or self.name, 500, exc.detail)
+            if exc.id:
+                return exc
+            return ServiceError(self.name, code, exc.detail, exc.status)
+        rid = ctx.request_id
+        if isinstance(exc, MicrostdError):
+            code = http_status(exc)
+            if code != 500:
+                if code >= 500:
+                    log.warning("%s %s (request %s): %s", self.name, ctx.endpoint, rid, exc)
+                return self.fail(code, str(exc))
+        elif isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            if _left(ctx) <= 0:
+                return self.fail(504, "deadline exceeded")
+            if self._abandoned:
+                return self.fail(503, f"{self.name} stopped before the call finished ({rid})")
+        # The traceback stays in this service's log; the caller sees only the request id.
+        log.exception("%s %s failed (request %s)", self.name, ctx.endpoint, rid, exc_info=exc)
+        return self.fail(500, f"internal error (request id {rid})")
 
     def _enter(self) -> None:
         self._inflight += 1
@@ -254,31 +392,46 @@ class Server:
     async def _http_call(self, request: Any) -> Any:
         from aiohttp import web
 
-        endpoint = request.match_info["endpoint"]
+        headers = request.headers
+        prepared = self._prepare(
+            request.match_info["endpoint"],
+            headers.get("Content-Type"),
+            headers.get("Accept"),
+            headers,
+        )
+        if type(prepared) is Reply:
+            return _response(prepared, close=not request.content.is_eof())
+        ctx, handler, in_codec, out_codec = prepared  # type: ignore[misc]
+        limits = self._limits
         declared = request.content_length
-        try:
-            if declared is not None and declared > self.max_body:
-                raise web.HTTPRequestEntityTooLarge(max_size=self.max_body, actual_size=declared)
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        if declared is not None and declared > limits.max_body:
             # Our error shape (not aiohttp's text page), so the client raises a
             # ServiceError; the unread rest of the body makes the connection unusable.
-            out = _accept_codec(request.headers.get("Accept"), None)
-            reply = self._error(self._too_large(), out, new_request_id())
-            headers = reply.headers()
-            headers["Connection"] = "close"
-            return web.Response(body=reply.body, status=413, headers=headers)
-        reply = await self.dispatch(
-            endpoint,
-            body,
-            request.headers.get("Content-Type"),
-            request.headers.get("Accept"),
-            request.headers,
-        )
-        headers = reply.headers()
-        if not self.accepting:
-            headers["Connection"] = "close"
-        return web.Response(body=reply.body, status=reply.status, headers=headers)
+            return _response(self._error(self._too_large(), out_codec, ctx.request_id), close=True)
+        # Admitted before the body is read: a request waiting in line holds no body.
+        charge = limits.charge(limits.max_body if declared is None else declared)
+        if not self._budget.try_take(charge):
+            refused = await self._admit(ctx, charge, out_codec)
+            if refused is not None:
+                return _response(refused, close=True)
+        try:
+            try:
+                if request.content.is_eof():
+                    body = await request.read()  # all here already: the common case
+                else:
+                    body = await within(request.read(), limits.body_timeout)
+            except web.HTTPRequestEntityTooLarge:
+                return _response(
+                    self._error(self._too_large(), out_codec, ctx.request_id), close=True
+                )
+            except TimeoutError:
+                detail = f"the request body did not arrive within {limits.body_timeout:g}s"
+                reply = self._error(self.fail(408, detail), out_codec, ctx.request_id)
+                return _response(reply, close=True)
+            reply = await self._handle(ctx, handler, in_codec, out_codec, body)
+        finally:
+            self._budget.give(charge)
+        return _response(reply, close=not self.accepting)
 
     async def _http_health(self, request: Any) -> Any:
         from aiohttp import web
@@ -300,13 +453,25 @@ class Server:
             port = int(port_text)
         except ValueError:
             raise ValueError(f"address must be 'host:port', got {address!r}") from None
-        app = web.Application(client_max_size=self.max_body)
+        limits = self._limits
+        app = web.Application(client_max_size=limits.max_body)
         app.router.add_get("/health", self._http_health)
         app.router.add_get("/health/live", self._http_health)
         app.router.add_get("/health/ready", self._http_health)
         app.router.add_post("/{endpoint}", self._http_call)
-        # We drain in-flight requests ourselves (stop()); aiohttp's own wait is a backstop.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        # We drain in-flight requests ourselves (stop()); aiohttp's own wait is a
+        # backstop for requests still sending their body when stop() ends.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=_CLOSE_WAIT,
+            handle_signals=False,
+            # Also closes a connection that never completes its headers (slowloris).
+            keepalive_timeout=limits.idle_timeout,
+            # After refusing a body (408, 413) aiohttp reads and drops the rest before
+            # closing, so the client sees the reply: 1 s of that, not its default 10.
+            lingering_time=_LINGER,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
         try:
@@ -320,6 +485,8 @@ class Server:
         self.address = f"{host or '127.0.0.1'}:{bound_port}"
         self._idle = asyncio.Event()
         self._idle.set()
+        self._abandoned = False
+        self._loop = asyncio.get_running_loop()
         self.accepting = True
         _LOCAL[self.node_id] = self
         return self.address
@@ -334,7 +501,7 @@ class Server:
         if self._idle is None or self._inflight == 0:
             return True
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            await asyncio.wait_for(self._idle.wait(), max(grace, 0.0))
         except asyncio.TimeoutError:
             log.warning(
                 "%s: %d requests still running after %.1fs", self.name, self._inflight, grace
@@ -342,14 +509,60 @@ class Server:
             return False
         return True
 
+    def abandon(self) -> int:
+        """Stop the handlers still running: their callers get 503. Returns how many.
+
+        An async handler is cancelled at its next await. A sync handler already
+        running on a thread cannot be interrupted: its caller is answered at
+        once, and the function finishes on its thread with its result dropped.
+        """
+        self._abandoned = True
+        scopes = list(self._scopes)
+        for scope in scopes:
+            scope.expire()
+        return len(scopes)
+
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking requests, drain in-flight ones within `grace`, close the listener."""
+        """Stop taking requests, drain in-flight ones, close the listener: within `grace`.
+
+        In-flight requests get all but the last moments of `grace` to finish;
+        those still running then are abandoned (`abandon()`: their callers get
+        503) and the listener closes, so `stop()` returns within `grace` even
+        when a sync handler never returns.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(grace, 0.0)
+        reserve = min(_CLOSE_WAIT * 2, grace / 4)
         self.stop_accepting()
-        await self.drain(grace)
+        if not await self.drain(grace - reserve) and self.abandon():
+            # Abandoned handlers reply at their next step: give them a moment.
+            await self.drain(max(0.0, min(_CLOSE_WAIT, end - loop.time() - _CLOSE_WAIT)))
         _LOCAL.pop(self.node_id, None)
+        self.pool.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+def _left(ctx: Context) -> float:
+    # The server reads every context with max_timeout: each has a deadline.
+    return ctx.deadline - time.monotonic()  # type: ignore[operator]
+
+
+#: Seconds a connection whose body was refused may go on sending it.
+_LINGER = 1.0
+
+#: Seconds `stop()` keeps for abandoned handlers to reply and for closing connections.
+_CLOSE_WAIT = 0.1
+
+
+def _response(reply: Reply, *, close: bool = False) -> Any:
+    from aiohttp import web
+
+    headers = reply.headers()
+    if close:
+        headers["Connection"] = "close"
+    return web.Response(body=reply.body, status=reply.status, headers=headers)
 
 
 async def _innermost(handler: Endpoint, service: str, ctx: Context, body: object) -> object:

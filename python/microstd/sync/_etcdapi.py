@@ -17,7 +17,7 @@ from typing import Any
 
 from microstd.errors import ConnectionFailed
 
-__all__ = ["EtcdAPI", "b64", "field", "int_field", "kvs_of", "unb64"]
+__all__ = ["DEFAULT_TIMEOUT", "EtcdAPI", "b64", "field", "int_field", "kvs_of", "unb64"]
 
 # A watch stream's undecoded text is capped: a server (or something posing as
 # one) sending bytes that never parse must not grow it without end.
@@ -83,11 +83,21 @@ def prefix_end(prefix: str) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
-class EtcdAPI:
-    """POSTs JSON to one etcd server; network failures become `ConnectionFailed`."""
+#: Seconds an etcd request may take before it fails with `ConnectionFailed`
+#: (a frozen server otherwise holds a request for aiohttp's default 5 minutes).
+DEFAULT_TIMEOUT = 5.0
 
-    def __init__(self, base: str) -> None:
+
+class EtcdAPI:
+    """POSTs JSON to one etcd server; network failures become `ConnectionFailed`.
+
+    Every request is bounded by `timeout` seconds (or the `timeout` given to
+    that call); a request that runs past it fails with `ConnectionFailed`.
+    """
+
+    def __init__(self, base: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._base = base.rstrip("/")
+        self._timeout = timeout
         self._session: Any = None
 
     async def _ensure(self) -> Any:
@@ -102,12 +112,16 @@ class EtcdAPI:
             await self._session.close()
             self._session = None
 
-    async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         import aiohttp
 
         session = await self._ensure()
+        total = self._timeout if timeout is None else timeout
+        bound = aiohttp.ClientTimeout(total=max(0.001, total))
         try:
-            async with session.post(f"{self._base}/v3/{path}", json=body) as resp:
+            async with session.post(f"{self._base}/v3/{path}", json=body, timeout=bound) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status != 200:
                     message = data.get("message") if isinstance(data, dict) else None

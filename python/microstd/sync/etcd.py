@@ -4,9 +4,15 @@ Both follow etcd's `concurrency` package: a contender grants a lease, puts
 `<prefix>/<lease-id>` under that lease, and holds the lock (or leads) once
 its key has the lowest create revision under the prefix. Until then it
 watches the deletion of the key just before its own (no herd: one watcher per
-key). The fencing token is the key's create revision, which only grows. The
-lease is kept alive by `refresh()` (and by the election's renewal task); if
-it runs out, etcd deletes the key and the next contender goes ahead.
+key). The fencing token is the key's create revision, which only grows (as
+long as etcd keeps its data directory: see docs/guarantees.md).
+
+A contender keeps its lease alive while it waits, however long that is, and
+right before `acquire` / `elect` returns it renews the lease once more and
+checks its key is still there with its own create revision: a contender
+whose lease ran out while it waited (its process stalled, the server was
+unreachable) lost its place, and queues again with the wait it has left. No
+acquire or elect returns a lease that is not held.
 
 etcd leases are whole seconds with a server-side floor (about 2 s on a
 default server): `Lease.ttl` reports what the server granted.
@@ -25,7 +31,16 @@ from typing import Any
 from microstd._backends import ParsedURL
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
-from microstd.sync._etcdapi import EtcdAPI, b64, field, int_field, kvs_of, prefix_end, unb64
+from microstd.sync._etcdapi import (
+    DEFAULT_TIMEOUT,
+    EtcdAPI,
+    b64,
+    field,
+    int_field,
+    kvs_of,
+    prefix_end,
+    unb64,
+)
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -44,11 +59,77 @@ def _seconds(ttl: float) -> int:
     return max(1, math.ceil(ttl))
 
 
+def _timeout(value: float | str) -> float:
+    """The `timeout` option (from a URL it arrives as text) as positive seconds."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+    return seconds
+
+
+async def _while_alive(
+    api: EtcdAPI, lease_id: str, ttl: float, turn: Any, left: float | None
+) -> None:
+    """Await `turn` (a contender's wait) while keeping its lease alive.
+
+    `_LostPlace` if the lease is gone (or may be), `asyncio.TimeoutError` after
+    `left` seconds.
+    """
+    waiting = asyncio.ensure_future(turn)
+    keeper = asyncio.ensure_future(_keep_alive_loop(api, lease_id, ttl))
+    try:
+        done, _ = await asyncio.wait(
+            {waiting, keeper}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in (waiting, keeper):
+            task.cancel()
+        await asyncio.gather(waiting, keeper, return_exceptions=True)
+    if waiting in done:
+        waiting.result()
+        return
+    if keeper in done:
+        keeper.result()
+        raise _LostPlace
+    raise asyncio.TimeoutError
+
+
+async def _keep_alive_loop(api: EtcdAPI, lease_id: str, ttl: float) -> None:
+    """Renew a waiting contender's lease every third of its ttl; return once it is
+    gone, or may be: etcd says so, or no renewal got through before it would run out
+    (the contender then queues again, and learns there if the server is unreachable)."""
+    interval = max(ttl / 3.0, 0.1)
+    expiry = time.monotonic() + ttl
+    while True:
+        await asyncio.sleep(interval)
+        left = expiry - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            # Bounded by the lease's time left: a later answer could not save it.
+            alive = await _keep_alive(api, lease_id, left)
+        except ConnectionFailed:
+            continue
+        if alive is None:
+            return
+        expiry = alive.sent + alive.ttl
+
+
 class EtcdLease(Lease):
     """A key held under an etcd lease; the token is the key's create revision."""
 
     def __init__(
-        self, api: EtcdAPI, key: str, name: str, owner: str, token: int, lease_id: str, ttl: float
+        self,
+        api: EtcdAPI,
+        key: str,
+        name: str,
+        owner: str,
+        token: int,
+        lease_id: str,
+        alive: _Alive,
     ) -> None:
         self._api = api
         self._key = key
@@ -56,8 +137,11 @@ class EtcdLease(Lease):
         self.name = name
         self.owner = owner
         self.token = token
-        self._ttl = ttl
-        self._expires_at = time.time() + ttl
+        self._ttl = alive.ttl
+        self._expires_at = alive.wall + alive.ttl
+        # When the request that last renewed the lease was sent (monotonic): the
+        # shared election code counts this holder's local expiry from it.
+        self._sent_at = alive.sent
 
     @property
     def ttl(self) -> float:
@@ -82,17 +166,13 @@ class EtcdLease(Lease):
         if ttl is not None and _seconds(validate_ttl(ttl)) != _seconds(self._ttl):
             await self._move_to_new_lease(ttl)
             return
-        alive = await self._api.call("lease/keepalive", {"ID": self._lease_id})
-        if int_field(alive, "result", "TTL", default=0) <= 0:
+        alive = await _renew(self._api, self._key, self.token, self._lease_id)
+        if alive is None:
             raise self._lost()
-        # The lease lives; check the key is still this holding's own.
-        got = await self._api.call("kv/range", {"key": b64(self._key)})
-        kvs = kvs_of(got)
-        if not kvs or int_field(kvs[0], "create_revision", default=-1) != self.token:
-            raise self._lost()
-        self._expires_at = time.time() + self._ttl
+        self._ttl, self._expires_at, self._sent_at = alive.ttl, alive.wall + alive.ttl, alive.sent
 
     async def _move_to_new_lease(self, ttl: float) -> None:
+        sent, wall = time.monotonic(), time.time()
         granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
         new_id, new_ttl = str(int_field(granted, "ID")), float(int_field(granted, "TTL"))
         # A put keeps the key's create revision, so the token does not change.
@@ -116,7 +196,7 @@ class EtcdLease(Lease):
             await self._api.call("lease/revoke", {"ID": new_id})
             raise self._lost()
         self._lease_id, self._ttl = new_id, new_ttl
-        self._expires_at = time.time() + new_ttl
+        self._expires_at, self._sent_at = wall + new_ttl, sent
         await self._api.call("lease/revoke", {"ID": old_id})
 
     async def release(self) -> None:
@@ -133,14 +213,65 @@ class EtcdLease(Lease):
             raise self._lost()
 
 
-class EtcdLocks(Locks):
-    """Locks and elections on etcd v3 (leases, transactions, watches)."""
+class _Alive:
+    """A lease renewal that etcd confirmed: the TTL it reset the lease to, and when
+    (monotonic and wall clock) the request was sent, so expiry counts from there."""
 
-    def __init__(self, base: str, *, prefix: str = "microstd/", owner: str | None = None) -> None:
+    __slots__ = ("sent", "ttl", "wall")
+
+    def __init__(self, sent: float, wall: float, ttl: float) -> None:
+        self.sent = sent
+        self.wall = wall
+        self.ttl = ttl
+
+
+async def _keep_alive(api: EtcdAPI, lease_id: str, timeout: float | None = None) -> _Alive | None:
+    """Renew the lease once: None if etcd no longer has it."""
+    sent, wall = time.monotonic(), time.time()
+    got = await api.call("lease/keepalive", {"ID": lease_id}, timeout=timeout)
+    ttl = int_field(got, "result", "TTL", default=0)
+    return _Alive(sent, wall, float(ttl)) if ttl > 0 else None
+
+
+async def _renew(api: EtcdAPI, key: str, token: int, lease_id: str) -> _Alive | None:
+    """Renew the lease, then check the key is still this holding's own: None if not.
+
+    Renewed first: once etcd confirms the lease, the key cannot expire before the
+    renewal's ttl, so a key found afterwards with our create revision is held until then.
+    """
+    alive = await _keep_alive(api, lease_id)
+    if alive is None:
+        return None
+    got = await api.call("kv/range", {"key": b64(key)})
+    kvs = kvs_of(got)
+    if not kvs or int_field(kvs[0], "create_revision", default=-1) != token:
+        return None
+    return alive
+
+
+class _LostPlace(Exception):
+    """A contender's lease ran out while it waited: its key (its place) is gone."""
+
+
+class EtcdLocks(Locks):
+    """Locks and elections on etcd v3 (leases, transactions, watches).
+
+    `timeout` (seconds, default 5) bounds each request to etcd: past it the
+    operation fails with `ConnectionFailed` instead of hanging on a frozen server.
+    """
+
+    def __init__(
+        self,
+        base: str,
+        *,
+        prefix: str = "microstd/",
+        owner: str | None = None,
+        timeout: float | str = DEFAULT_TIMEOUT,
+    ) -> None:
         self._base = base
         self._prefix = prefix
         self._owner = owner or default_owner()
-        self._api = EtcdAPI(base)
+        self._api = EtcdAPI(base, timeout=_timeout(timeout))
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> EtcdLocks:
@@ -166,28 +297,55 @@ class EtcdLocks(Locks):
         ttl = validate_ttl(ttl)
         wait = validate_wait(wait)
         prefix = f"{self._prefix}{kind}/{name}/"
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                return await self._take_place(prefix, name, ttl, wait, deadline, value)
+            except _LostPlace:
+                # Queue again, at the back, with the wait that is left.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise LockTimeout(f"lock {name!r} not acquired within {wait}s") from None
+
+    async def _take_place(
+        self,
+        prefix: str,
+        name: str,
+        ttl: float,
+        wait: float | None,
+        deadline: float | None,
+        value: str,
+    ) -> EtcdLease:
+        """Queue once: the lease when this contender's turn comes and it still holds
+        its place, `_LostPlace` if its lease ran out first, `LockTimeout` at `deadline`."""
         granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
         lease_id = str(int_field(granted, "ID"))
+        granted_ttl = float(int_field(granted, "TTL", default=_seconds(ttl)))
         key = f"{prefix}{int(lease_id):x}"
         try:
             put = await self._api.call(
                 "kv/put", {"key": b64(key), "value": b64(value), "lease": lease_id}
             )
             token = int_field(put, "header", "revision")
-            if wait is None:
-                await self._wait_turn(prefix, token)
-            else:
-                try:
-                    await asyncio.wait_for(self._wait_turn(prefix, token, wait == 0), wait or None)
-                except asyncio.TimeoutError:
-                    raise LockTimeout(f"lock {name!r} not acquired within {wait}s") from None
+            # wait=0 looks once and needs no bound; a wait that is running out still looks.
+            left = None if deadline is None or wait == 0 else deadline - time.monotonic()
+            turn = self._wait_turn(prefix, token, once=wait == 0)
+            if left is not None:
+                left = max(left, 0.0)
+            try:
+                await _while_alive(self._api, lease_id, granted_ttl, turn, left)
+            except asyncio.TimeoutError:
+                raise LockTimeout(f"lock {name!r} not acquired within {wait}s") from None
+            # Our turn came: renew once more and check the key is still ours, so the
+            # lease returned is held and counts from now.
+            alive = await _renew(self._api, key, token, lease_id)
+            if alive is None:
+                raise _LostPlace
         except BaseException:
             # Give the place up: revoking the lease deletes the key.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._api.call("lease/revoke", {"ID": lease_id}))
             raise
-        granted_ttl = float(int_field(granted, "TTL", default=_seconds(ttl)))
-        return EtcdLease(self._api, key, name, value, token, lease_id, granted_ttl)
+        return EtcdLease(self._api, key, name, value, token, lease_id, alive)
 
     async def _wait_turn(self, prefix: str, token: int, once: bool = False) -> None:
         """Return once no key under `prefix` was created before `token`."""

@@ -9,12 +9,50 @@ use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use crate::codec::types::{ext_type, type_name};
+use crate::codec::types::{ext_type, timestamp_type, type_name};
 use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    decode_with(py, data, None)
+}
+
+/// [`decode`] calling `ext_hook(code, data)` for extension types other than timestamps.
+pub fn decode_with<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        let value = decoder.value(0, false)?;
+        decoder.finish()?;
+        Ok(value)
+    })
+}
+
+/// Decodes the first object of `data`; returns it and the bytes it took
+/// (what follows is left alone: the next object of a stream).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<(Bound<'py, PyAny>, usize)> {
+    with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        let value = decoder.value(0, false)?;
+        Ok((value, decoder.pos))
+    })
+}
+
+/// Runs `f` with a decoder over `data` that shares the key cache (typed
+/// decoding reads the wire with it too).
+pub(crate) fn with_decoder<'py, T>(
+    py: Python<'py>,
+    data: &[u8],
+    f: impl FnOnce(&mut Decoder<'_, 'py>) -> T,
+) -> T {
     let mut guard = KEY_CACHE.try_lock().ok();
     let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut decoder = Decoder {
@@ -22,35 +60,42 @@ pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
         data,
         pos: 0,
         keys,
+        ext_hook: None,
     };
-    let value = decoder.value(0, false)?;
-    if decoder.pos != data.len() {
-        return Err(Error::decode(
-            format!(
-                "trailing data after the msgpack object ({} bytes)",
-                data.len() - decoder.pos
-            ),
-            decoder.pos,
-        ));
-    }
-    Ok(value)
+    f(&mut decoder)
 }
 
-struct Decoder<'a, 'py> {
-    py: Python<'py>,
-    data: &'a [u8],
-    pos: usize,
+pub(crate) struct Decoder<'a, 'py> {
+    pub(crate) py: Python<'py>,
+    pub(crate) data: &'a [u8],
+    pub(crate) pos: usize,
     keys: Option<&'a mut KeyCache>,
+    /// Called as `ext_hook(code, data)` for extensions other than timestamps.
+    ext_hook: Option<Bound<'py, PyAny>>,
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
-    fn left(&self) -> usize {
+    pub(crate) fn left(&self) -> usize {
         self.data.len() - self.pos
+    }
+
+    /// Refuses bytes left after the object.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if self.pos != self.data.len() {
+            return Err(Error::decode(
+                format!(
+                    "trailing data after the msgpack object ({} bytes)",
+                    self.data.len() - self.pos
+                ),
+                self.pos,
+            ));
+        }
+        Ok(())
     }
 
     /// The next `n` bytes; `start` is the item's offset, reported if they are missing.
     #[inline]
-    fn take(&mut self, n: usize, start: usize, what: &str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, start: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.left() {
             return Err(truncated(what, n, self.left(), start));
         }
@@ -60,7 +105,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn fixed<const N: usize>(&mut self, start: usize, what: &str) -> Result<[u8; N]> {
+    pub(crate) fn fixed<const N: usize>(&mut self, start: usize, what: &str) -> Result<[u8; N]> {
         Ok(self
             .take(N, start, what)?
             .try_into()
@@ -68,7 +113,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     #[inline]
-    fn len_field(&mut self, width: usize, start: usize, what: &str) -> Result<usize> {
+    pub(crate) fn len_field(&mut self, width: usize, start: usize, what: &str) -> Result<usize> {
         Ok(match width {
             1 => usize::from(self.fixed::<1>(start, what)?[0]),
             2 => usize::from(u16::from_be_bytes(self.fixed(start, what)?)),
@@ -76,7 +121,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         })
     }
 
-    fn value(&mut self, depth: usize, key: bool) -> Result<Bound<'py, PyAny>> {
+    pub(crate) fn value(&mut self, depth: usize, key: bool) -> Result<Bound<'py, PyAny>> {
         // float64 skips the big dispatch below: float arrays are all float64.
         if let Some((&0xcb, rest)) = self.data[self.pos..].split_first() {
             if let Some(bits) = rest.first_chunk::<8>() {
@@ -166,7 +211,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(())
     }
 
-    fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
+    pub(crate) fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
         let at = self.pos;
         let bytes = self.take(n, start, "str")?;
         match text::new_str(self.py, bytes)? {
@@ -176,7 +221,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     /// A map key: short strs come from the key cache; arrays become tuples.
-    fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+    pub(crate) fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
         let start = self.pos;
         let short = match self.data.get(start) {
             Some(&b) if b & 0xe0 == 0xa0 => Some((usize::from(b & 0x1f), 1)),
@@ -258,10 +303,20 @@ impl<'a, 'py> Decoder<'a, 'py> {
         if code == timestamp::EXT_CODE {
             let (seconds, nanos) =
                 timestamp::decode(data).map_err(|msg| Error::decode(msg, start))?;
-            return datetime_from(self.py, seconds, nanos)
-                .ok_or_else(|| Error::decode("timestamp outside datetime's range", start));
+            // A datetime when it holds the instant exactly, else a Timestamp
+            // (nanoseconds, or years outside 1..9999), which re-encodes the same.
+            if nanos % 1000 == 0 {
+                if let Some(dt) = datetime_from(self.py, seconds, nanos) {
+                    return Ok(dt);
+                }
+            }
+            return Ok(timestamp_type(self.py)?.call1((seconds, nanos))?);
         }
-        Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
+        let data = PyBytes::new(self.py, data);
+        match &self.ext_hook {
+            Some(hook) => Ok(hook.call1((code, data))?),
+            None => Ok(ext_type(self.py)?.call1((code, data))?),
+        }
     }
 }
 
@@ -286,8 +341,8 @@ fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
     }
 }
 
-/// An aware UTC datetime, or None outside years 1..=9999. Nanoseconds are
-/// truncated to microseconds, as `msgpack.unpackb(timestamp=3)` does.
+/// An aware UTC datetime, or None outside years 1..=9999 (callers pass
+/// whole microseconds).
 fn datetime_from(py: Python<'_>, seconds: i64, nanos: u32) -> Option<Bound<'_, PyAny>> {
     let civil = timestamp::civil_from_seconds(seconds);
     if !(1..=9999).contains(&civil.year) {

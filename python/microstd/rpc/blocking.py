@@ -1,0 +1,120 @@
+"""`SyncClient`: the blocking twin of `Client`, for code without an event loop.
+
+    with microstd.SyncClient() as client:          # a script, a Flask or Django view
+        reply = client.call("greeter", "Greeter.Hello", {"name": "a"})
+
+It takes the same options as `Client` (registry, selector, timeout, retries,
+backoff, content type, middleware, cache) and runs one `Client` on a private
+event loop on a daemon thread (`microstd._loopthread`). Every method may be
+called from any number of threads at once: each call is handed to that loop,
+where the calls run concurrently, and the calling thread blocks until its
+own finishes. Errors are the `Client`'s (`ServiceError`, `NotFound`,
+`DeadlineExceeded`, `ConnectionFailed`).
+
+Do not call it from a coroutine: it blocks the caller's event loop for the
+whole call (use `Client` there).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, TypeVar
+
+from microstd._loopthread import LoopThread
+from microstd.client import Client
+from microstd.errors import Closed
+from microstd.registry import Registry
+
+__all__ = ["SyncClient"]
+
+T = TypeVar("T")
+
+
+class SyncClient:
+    """Calls services by name, blocking; thread-safe. Close it (or use `with`)."""
+
+    def __init__(self, registry: str | None = None, **options: Any) -> None:
+        if isinstance(registry, Registry):
+            # An open registry belongs to the event loop that opened it.
+            raise TypeError("SyncClient takes a registry URL, not an open Registry")
+        self._runner = LoopThread(name="microstd-sync-client")
+        # Built on its loop, so whatever it opens belongs to that loop.
+        try:
+            self._client: Client = self._runner.run(_build(registry, options))
+        except BaseException:
+            self._runner.stop()
+            raise
+        self._closed = False
+        self._finalizer = weakref.finalize(self, self._runner.stop)
+
+    def __repr__(self) -> str:
+        return f"SyncClient({self._client.registry!r})"
+
+    @property
+    def client(self) -> Client:
+        """The async `Client` underneath (use it only on its own loop)."""
+        return self._client
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise Closed("the SyncClient is closed")
+        future: Future[T] = self._runner.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C in the calling thread): stop the call as well.
+            future.cancel()
+            raise
+
+    def call(
+        self,
+        service: str,
+        endpoint: str,
+        body: object = None,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        idempotent: bool = False,
+        response_type: type[Any] | None = None,
+    ) -> Any:
+        """`Client.call`, blocking until the reply (or its error) arrives."""
+        return self._run(
+            self._client.call(
+                service,
+                endpoint,
+                body,
+                timeout=timeout,
+                metadata=metadata,
+                idempotent=idempotent,
+                response_type=response_type,
+            )
+        )
+
+    def close(self) -> None:
+        """Close the client's connections and stop its thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._runner.run(self._client.close())
+        finally:
+            self._finalizer()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _build(registry: str | None, options: dict[str, Any]) -> Client:
+    return Client(registry, **options)

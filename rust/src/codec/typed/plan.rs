@@ -1,0 +1,246 @@
+//! A decoder plan held in Rust: the node list `microstd.codec._plan` compiles
+//! from a Python type, read once into enums so the executor (`convert`)
+//! dispatches on a Rust match instead of Python tuples.
+//!
+//! The node kinds and layouts are `_plan.py`'s (its docstring lists them);
+//! the numbers below must equal its constants.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+
+pub const ANY: u8 = 0;
+pub const NONE: u8 = 1;
+pub const BOOL: u8 = 2;
+pub const INT: u8 = 3;
+pub const FLOAT: u8 = 4;
+pub const STR: u8 = 5;
+pub const BYTES: u8 = 6;
+pub const DATETIME: u8 = 7;
+pub const DATE: u8 = 8;
+pub const UUID: u8 = 9;
+pub const DECIMAL: u8 = 10;
+pub const LIST: u8 = 11;
+pub const SET: u8 = 12;
+pub const FROZENSET: u8 = 13;
+pub const VARTUPLE: u8 = 14;
+pub const TUPLE: u8 = 15;
+pub const DICT: u8 = 16;
+pub const UNION: u8 = 17;
+pub const LITERAL: u8 = 18;
+pub const ENUM: u8 = 19;
+pub const DATACLASS: u8 = 20;
+pub const TYPEDDICT: u8 = 21;
+pub const NAMEDTUPLE: u8 = 22;
+pub const CONSTRAINED: u8 = 23;
+
+/// How many value kinds a union dispatches on (`_plan.V_*`).
+pub const VALUE_KINDS: usize = 12;
+
+/// A dataclass field's default.
+pub enum Default {
+    Required,
+    Value(Py<PyAny>),
+    Factory(Py<PyAny>),
+}
+
+pub struct Field {
+    /// Interned, so dict lookups reuse its cached hash.
+    pub name: Py<PyString>,
+    /// The name's UTF-8, matched against map keys on the wire.
+    pub utf8: Vec<u8>,
+    pub node: usize,
+    pub default: Default,
+}
+
+pub struct Dataclass {
+    pub name: String,
+    pub cls: Py<PyType>,
+    pub fields: Vec<Field>,
+    pub post_init: bool,
+}
+
+pub struct TypedDictField {
+    pub name: Py<PyString>,
+    pub utf8: Vec<u8>,
+    pub node: usize,
+    pub required: bool,
+}
+
+pub enum Node {
+    Any,
+    None,
+    Bool,
+    Int,
+    Float,
+    Str,
+    /// Bytes, datetime, date, UUID, Decimal: the exact type passes in Rust;
+    /// anything else goes to the twin's rules (`_convert.Scalar`) so both
+    /// implementations parse strings alike.
+    Scalar(u8),
+    List(usize),
+    Set(usize),
+    FrozenSet(usize),
+    VarTuple(usize),
+    Tuple(Vec<usize>),
+    Dict(usize, usize),
+    Union {
+        name: String,
+        table: [Option<usize>; VALUE_KINDS],
+    },
+    Literal {
+        name: String,
+        values: Vec<Py<PyAny>>,
+    },
+    Enum {
+        name: String,
+        cls: Py<PyType>,
+        members: Py<PyDict>,
+    },
+    Dataclass(Box<Dataclass>),
+    TypedDict {
+        name: String,
+        fields: Vec<TypedDictField>,
+    },
+    NamedTuple {
+        name: String,
+        cls: Py<PyType>,
+        nodes: Vec<usize>,
+        defaults: Vec<Py<PyAny>>,
+    },
+    /// `Annotated` bounds: checked by the twin's code (`_convert`), after the
+    /// inner node has converted the value in Rust. The whole node tuple is
+    /// kept for that call.
+    Constrained {
+        inner: usize,
+        node: Py<PyTuple>,
+    },
+}
+
+fn bad(message: &str) -> PyErr {
+    PyValueError::new_err(format!("malformed decoder plan: {message}"))
+}
+
+fn index(item: &Bound<'_, PyAny>, count: usize) -> PyResult<usize> {
+    let i: usize = item.extract()?;
+    if i >= count {
+        return Err(bad("node index out of range"));
+    }
+    Ok(i)
+}
+
+fn indexes(item: &Bound<'_, PyAny>, count: usize) -> PyResult<Vec<usize>> {
+    item.try_iter()?.map(|i| index(&i?, count)).collect()
+}
+
+/// Reads `_plan.py`'s node list.
+pub fn parse(nodes: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
+    let list: Vec<Bound<'_, PyTuple>> = nodes
+        .try_iter()?
+        .map(|n| Ok(n?.cast_into::<PyTuple>()?))
+        .collect::<PyResult<_>>()?;
+    let count = list.len();
+    list.iter().map(|t| parse_node(t, count)).collect()
+}
+
+fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
+    let py = t.py();
+    let kind: u8 = t.get_item(0)?.extract()?;
+    let at = |i: usize| t.get_item(i);
+    Ok(match kind {
+        ANY => Node::Any,
+        NONE => Node::None,
+        BOOL => Node::Bool,
+        INT => Node::Int,
+        FLOAT => Node::Float,
+        STR => Node::Str,
+        BYTES | DATETIME | DATE | UUID | DECIMAL => Node::Scalar(kind),
+        LIST => Node::List(index(&at(1)?, count)?),
+        SET => Node::Set(index(&at(1)?, count)?),
+        FROZENSET => Node::FrozenSet(index(&at(1)?, count)?),
+        VARTUPLE => Node::VarTuple(index(&at(1)?, count)?),
+        TUPLE => Node::Tuple(indexes(&at(1)?, count)?),
+        DICT => Node::Dict(index(&at(1)?, count)?, index(&at(2)?, count)?),
+        UNION => {
+            let mut table = [None; VALUE_KINDS];
+            for pair in at(2)?.try_iter()? {
+                let (kind, node): (usize, usize) = pair?.extract()?;
+                if kind >= VALUE_KINDS || node >= count {
+                    return Err(bad("union entry out of range"));
+                }
+                table[kind] = Some(node);
+            }
+            Node::Union {
+                name: at(1)?.extract()?,
+                table,
+            }
+        }
+        LITERAL => Node::Literal {
+            name: at(1)?.extract()?,
+            values: at(2)?
+                .try_iter()?
+                .map(|v| Ok(v?.unbind()))
+                .collect::<PyResult<_>>()?,
+        },
+        ENUM => Node::Enum {
+            name: at(1)?.extract()?,
+            cls: at(2)?.cast_into::<PyType>()?.unbind(),
+            members: at(3)?.cast_into::<PyDict>()?.unbind(),
+        },
+        DATACLASS => {
+            let mut fields = Vec::new();
+            for f in at(3)?.try_iter()? {
+                let f = f?.cast_into::<PyTuple>()?;
+                let name: String = f.get_item(0)?.extract()?;
+                let default_kind: u8 = f.get_item(2)?.extract()?;
+                let default = f.get_item(3)?.unbind();
+                fields.push(Field {
+                    utf8: name.as_bytes().to_vec(),
+                    name: PyString::intern(py, &name).unbind(),
+                    node: index(&f.get_item(1)?, count)?,
+                    default: match default_kind {
+                        0 => Default::Required,
+                        1 => Default::Value(default),
+                        _ => Default::Factory(default),
+                    },
+                });
+            }
+            Node::Dataclass(Box::new(Dataclass {
+                name: at(1)?.extract()?,
+                cls: at(2)?.cast_into::<PyType>()?.unbind(),
+                fields,
+                post_init: at(4)?.is_truthy()?,
+            }))
+        }
+        TYPEDDICT => {
+            let mut fields = Vec::new();
+            for f in at(2)?.try_iter()? {
+                let (name, node, required): (String, Bound<'_, PyAny>, bool) = f?.extract()?;
+                fields.push(TypedDictField {
+                    utf8: name.as_bytes().to_vec(),
+                    name: PyString::intern(py, &name).unbind(),
+                    node: index(&node, count)?,
+                    required,
+                });
+            }
+            Node::TypedDict {
+                name: at(1)?.extract()?,
+                fields,
+            }
+        }
+        NAMEDTUPLE => Node::NamedTuple {
+            name: at(1)?.extract()?,
+            cls: at(2)?.cast_into::<PyType>()?.unbind(),
+            nodes: indexes(&at(3)?, count)?,
+            defaults: at(4)?
+                .try_iter()?
+                .map(|v| Ok(v?.unbind()))
+                .collect::<PyResult<_>>()?,
+        },
+        CONSTRAINED => Node::Constrained {
+            inner: index(&at(1)?, count)?,
+            node: t.clone().unbind(),
+        },
+        _ => return Err(bad("unknown node kind")),
+    })
+}

@@ -1,0 +1,183 @@
+"""The RPC contract: what a call means, the same on every transport.
+
+`rpc` gives a service factory and a client for each transport (see `Rig`):
+HTTP, in-process (no network, same semantics). Each test declares its
+handlers on `rig.service(...)` and calls them through `rig.client()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+import microstd
+from microstd import errors
+from microstd.client import Client
+from microstd.errors import DeadlineExceeded, ServiceError
+from microstd.rpc import current_context
+
+
+class Rig:
+    """Services and clients on one transport, sharing a private registry."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.registry = f"memory://rpc-contract-{uuid.uuid4().hex[:8]}"
+        self._open: list[Any] = []
+
+    def service(self, name: str, **kw: Any) -> microstd.Service:
+        return microstd.Service(name, registry=self.registry, **kw)
+
+    def client(self, **kw: Any) -> Client:
+        kw.setdefault("local", self.transport == "local")
+        return Client(self.registry, **kw)
+
+
+TRANSPORTS = ["http", "local"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def rig(request: pytest.FixtureRequest) -> Rig:
+    return Rig(request.param)
+
+
+# --- errors keep their meaning ------------------------------------------------------
+
+
+def errors_service(rig: Rig) -> microstd.Service:
+    svc = rig.service("errs")
+    raised: dict[str, BaseException] = {
+        "not_found": errors.NotFound("no order 42"),
+        "conflict": errors.Conflict("revision 3 is not the latest"),
+        "invalid_key": errors.InvalidKey("keys are non-empty strings"),
+        "invalid_topic": errors.InvalidTopic("bad topic 'a..b'"),
+        "validation": errors.ValidationError("expected int", "$.qty", "int", "str"),
+        "encode": errors.EncodeError("cannot encode object of type Foo", "$.x"),
+        "lock_timeout": errors.LockTimeout("lock 'invoice/1' not obtained within 1s"),
+        "deadline": errors.DeadlineExceeded("inventory Stock.Get: no reply within 1s"),
+        "not_supported": errors.NotSupported("watch is not supported on s3"),
+        "connection": errors.ConnectionFailed("redis at 127.0.0.1:1 unreachable"),
+        "helper": errors.forbidden("tenant acme may not read this"),
+        "teapot": ServiceError("elsewhere", 418, "short and stout", "I'm a Teapot"),
+        "odd_code": ServiceError("", 200, "not an error code"),
+        "plain": RuntimeError("database password is hunter2"),
+    }
+
+    @svc.handler("Errs.Raise")
+    async def raise_(req: dict[str, str]) -> None:
+        raise raised[req["kind"]]
+
+    @svc.handler("Errs.RaiseSync")
+    def raise_sync(req: dict[str, str]) -> None:
+        raise raised[req["kind"]]
+
+    return svc
+
+
+@pytest.mark.parametrize("endpoint", ["Errs.Raise", "Errs.RaiseSync"])
+@pytest.mark.parametrize(
+    ("kind", "code", "status", "detail"),
+    [
+        ("not_found", 404, "Not Found", "no order 42"),
+        ("conflict", 409, "Conflict", "revision 3 is not the latest"),
+        ("invalid_key", 400, "Bad Request", "keys are non-empty strings"),
+        ("invalid_topic", 400, "Bad Request", "bad topic 'a..b'"),
+        ("validation", 400, "Bad Request", "expected int at $.qty"),
+        ("encode", 400, "Bad Request", "cannot encode object of type Foo at $.x"),
+        ("lock_timeout", 409, "Conflict", "not obtained within 1s"),
+        ("deadline", 504, "Gateway Timeout", "no reply within 1s"),
+        ("not_supported", 501, "Not Implemented", "not supported on s3"),
+        ("connection", 503, "Service Unavailable", "unreachable"),
+        ("helper", 403, "Forbidden", "tenant acme may not read this"),
+        ("teapot", 418, "I'm a Teapot", "short and stout"),
+        ("plain", 500, "Internal Server Error", "internal error (request id "),
+    ],
+)
+async def test_handler_errors_keep_their_meaning(
+    rig: Rig, endpoint: str, kind: str, code: int, status: str, detail: str
+) -> None:
+    async with errors_service(rig), rig.client(retries=2, backoff=0.01) as client:
+        with pytest.raises(ServiceError) as info:
+            await client.call("errs", endpoint, {"kind": kind})
+    err = info.value
+    assert (err.code, err.status) == (code, status)
+    assert detail in err.detail
+    assert err.id == ("elsewhere" if kind == "teapot" else "errs")
+    assert "hunter2" not in err.detail
+
+
+async def test_a_handler_error_with_a_non_error_code_is_a_500_on_the_wire(rig: Rig) -> None:
+    async with errors_service(rig), rig.client() as client:
+        with pytest.raises(ServiceError) as info:
+            await client.call("errs", "Errs.Raise", {"kind": "odd_code"})
+    assert (info.value.code, info.value.status) == (500, "Internal Server Error")
+    assert info.value.detail == "not an error code"
+
+
+async def test_errors_in_handlers_are_not_retried(rig: Rig) -> None:
+    calls = 0
+    svc = rig.service("once")
+
+    @svc.handler("Once.Fail")
+    async def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise errors.unavailable("the ledger is down")
+
+    async with svc, rig.client(retries=3, backoff=0.01) as client:
+        with pytest.raises(ServiceError) as info:
+            await client.call("once", "Once.Fail")
+    assert info.value.code == 503
+    assert calls == 1  # the handler ran: a 503 it answers is not a refusal
+
+
+# --- deadlines, metadata, request ids ------------------------------------------------
+
+
+async def test_deadline_stops_the_handler_and_the_call(rig: Rig) -> None:
+    svc = rig.service("slow")
+    stopped = asyncio.Event()
+
+    @svc.handler("Slow.Sleep")
+    async def sleep() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    async with svc, rig.client() as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.call("slow", "Slow.Sleep", timeout=0.2)
+        await asyncio.wait_for(stopped.wait(), 30)
+
+
+async def test_metadata_request_id_and_caller_travel(rig: Rig) -> None:
+    svc = rig.service("ctx")
+
+    @svc.handler("Ctx.Get")
+    async def get() -> dict[str, object]:
+        ctx = current_context()
+        assert ctx is not None
+        return {
+            "rid": ctx.request_id,
+            "caller": ctx.caller,
+            "meta": dict(ctx.metadata),
+            "left": ctx.time_left(),
+        }
+
+    async with svc, rig.client(name="front") as client:
+        reply = await client.call("ctx", "Ctx.Get", metadata={"Tenant": "acme"}, timeout=5)
+    assert reply["meta"] == {"tenant": "acme"}
+    assert reply["caller"] == "front"
+    assert len(reply["rid"]) == 32
+    assert 0 < reply["left"] <= 5
+
+
+async def test_unknown_endpoint_is_404(rig: Rig) -> None:
+    async with errors_service(rig), rig.client() as client:
+        with pytest.raises(ServiceError) as info:
+            await client.call("errs", "Errs.Nope", {})
+    assert (info.value.code, info.value.id) == (404, "errs")
