@@ -114,7 +114,7 @@ class Service(AsyncResource):
             "sync": [locks, None],
         }
         self._owned: list[Any] = []
-        self._subscribers: list[tuple[str, str | None, Callable[..., Any]]] = []
+        self._subscribers: list[tuple[str, str | None, Callable[..., Any], dict[str, Any]]] = []
         self._subscriptions: list[Any] = []
         self._client: Client | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -144,15 +144,23 @@ class Service(AsyncResource):
         """Serve `fn` as `endpoint`; the non-decorator form of `handler`."""
         self.server.add(endpoint, fn)
 
-    def subscriber(self, topic: str, *, queue: str | None = None) -> Callable[[F], F]:
+    def subscriber(
+        self, topic: str, *, queue: str | None = None, durable: str | None = None, **options: Any
+    ) -> Callable[[F], F]:
         """Decorator: subscribe the function to `topic` through `svc.broker` at start.
 
         With `queue`, the service's instances share the messages (each goes to
-        one of them). In-flight handlers are drained on stop like requests.
+        one of them). With `durable=NAME` (and the durable options of
+        `Broker.subscribe`, such as `max_deliver` or `dead_letter`) the
+        subscription is durable: messages wait for the service while it is
+        down. Handlers are drained on stop like requests; a durable
+        subscription's unfinished messages are redelivered.
         """
+        if durable is not None:
+            options["durable"] = durable
 
         def register(fn: F) -> F:
-            self._subscribers.append((topic, queue, fn))
+            self._subscribers.append((topic, queue, fn, options))
             return fn
 
         return register
@@ -230,8 +238,8 @@ class Service(AsyncResource):
                 if wanted or (area == "broker" and self._subscribers):
                     await self._area(area, default).connect()
             await self.server.start(self.address)
-            for topic, queue, fn in self._subscribers:
-                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue)
+            for topic, queue, fn, options in self._subscribers:
+                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue, **options)
                 self._subscriptions.append(sub)
             await self.registry.register(self.record(), self.ttl)
         except BaseException:

@@ -20,6 +20,16 @@ static MESSAGE_TYPE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
+/// The same words as the twin's `Message.ack()` and friends.
+fn core_settle() -> PyErr {
+    crate::errors::Error::NotSupported(
+        "only messages of a durable subscription (subscribe(..., durable=NAME)) are acked, \
+         nacked or terminated"
+            .into(),
+    )
+    .into()
+}
+
 /// One delivered message: `topic`, `data` (the encoded body), `headers`, `content_type`.
 #[pyclass(frozen, module = "microstd._core", name = "RustMessage")]
 pub struct RustMessage {
@@ -60,6 +70,16 @@ impl RustMessage {
             headers: headers.unbind(),
             content_type: content_type.unbind(),
         })
+    }
+
+    /// The four fields, as new references (what a stream keeps of a publish).
+    pub fn parts(&self, py: Python<'_>) -> [Py<PyAny>; 4] {
+        [
+            self.topic.clone_ref(py),
+            self.data.clone_ref(py),
+            self.headers.clone_ref(py),
+            self.content_type.clone_ref(py),
+        ]
     }
 
     /// `(topic, data, headers, content_type)`, compared as the twin's `__eq__` does.
@@ -109,6 +129,46 @@ impl RustMessage {
     #[getter]
     fn content_type(&self, py: Python<'_>) -> Py<PyAny> {
         self.content_type.clone_ref(py)
+    }
+
+    /// Core messages carry no id (`None`); durable ones do.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[getter]
+    fn id(&self) -> Option<String> {
+        None
+    }
+
+    /// A core message is delivered once.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[getter]
+    fn delivery_count(&self) -> u32 {
+        1
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn ack(&self) -> PyResult<()> {
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[pyo3(signature = (delay=None))]
+    fn nack(&self, delay: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let _ = delay;
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn term(&self) -> PyResult<()> {
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn in_progress(&self) -> PyResult<()> {
+        Err(core_settle())
     }
 
     /// Lets the cycle collector see the fields: a handler may store the message
