@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from microstd._lifecycle import AsyncResource
+from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
 from microstd.registry import Node, Registry
 from microstd.registry import Service as ServiceRecord
@@ -253,14 +254,17 @@ class Service(AsyncResource):
     def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # Counted with the requests, so stop() drains message handlers too.
         is_async = inspect.iscoroutinefunction(fn)
+        wanted = message_type(fn)
 
         async def handle(msg: Any) -> None:
             self.server._enter()
             try:
+                # A handler annotated with a type (not Message) gets the decoded body.
+                arg = msg if wanted is None else msg.decode(wanted)
                 if is_async:
-                    await fn(msg)
+                    await fn(arg)
                 else:
-                    result = await self.server.pool.run(fn, msg)
+                    result = await self.server.pool.run(fn, arg)
                     if inspect.isawaitable(result):
                         await result
             finally:
