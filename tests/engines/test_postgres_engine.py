@@ -18,8 +18,7 @@ from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError, No
 
 def test_url_options_split_between_engine_area_and_asyncpg() -> None:
     endpoint, area = postgres.PostgresEndpoint.from_url(
-        "postgresql://app:s3cret@127.0.0.1:5440/db?table=t1&timeout=2&sslmode=disable"
-        "&pool_size=3",
+        "postgresql://app:s3cret@127.0.0.1:5440/db?table=t1&timeout=2&sslmode=disable&pool_size=3",
         {"connect_timeout": 0.5, "codec": "application/json"},
         area=("table",),
     )

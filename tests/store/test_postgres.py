@@ -64,7 +64,8 @@ async def test_watch_catches_up_after_its_connection_is_killed(
             [("put", "w/a"), ("put", "w/b")],  # the put was seen live before the loss
         )
         if kinds[0] == ("put", "w/a"):
-            assert got[0].record is not None and got[0].record.revision == r1
+            assert got[0].record is not None
+            assert got[0].record.revision == r1
             assert [(e.kind, e.key) for e in [await _next(events)]] == [("delete", "w/a")]
         await store.write("w/after", 4)
         assert (await _next(events)).key == "w/after"
