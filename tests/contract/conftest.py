@@ -98,6 +98,7 @@ SYNC_BACKENDS: dict[str, UrlSpec] = {
     "memory-python": lambda request: "memory://?impl=python",
     "redis": _server("redis"),
     "etcd": _server("etcd"),
+    "postgres": _server("postgres"),
 }
 
 BROKER_BACKENDS: dict[str, UrlSpec] = {
