@@ -17,9 +17,22 @@ def msgpack_loads(
     data: bytes | bytearray | memoryview,
     *,
     ext_hook: Callable[[int, bytes], object] | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
 ) -> object: ...
 def msgpack_next(
-    data: bytes, start: int, *, ext_hook: Callable[[int, bytes], object] | None = None
+    data: bytes,
+    start: int,
+    *,
+    ext_hook: Callable[[int, bytes], object] | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
 ) -> tuple[object, int] | None: ...
 def cbor_dumps(
     obj: object, *, canonical: bool = False, default: Callable[[object], object] | None = None
@@ -28,9 +41,22 @@ def cbor_loads(
     data: bytes | bytearray | memoryview,
     *,
     tag_hook: Callable[[int, object], object] | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
 ) -> object: ...
 def cbor_next(
-    data: bytes, start: int, *, tag_hook: Callable[[int, object], object] | None = None
+    data: bytes,
+    start: int,
+    *,
+    tag_hook: Callable[[int, object], object] | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
 ) -> tuple[object, int] | None: ...
 def json_check(obj: object) -> None: ...
 def json_snapshot(obj: object) -> object: ...
@@ -178,7 +204,7 @@ class RustDurableMessage:
     def term(self) -> None: ...
     def in_progress(self) -> None: ...
     def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None: ...
-    def decode(self) -> object: ...
+    def decode(self, type: Any = None) -> Any: ...
 
 @final
 class RustMessage:
@@ -205,7 +231,7 @@ class RustMessage:
     def nack(self, delay: float | None = None) -> None: ...
     def term(self) -> None: ...
     def in_progress(self) -> None: ...
-    def decode(self) -> object: ...
+    def decode(self, type: Any = None) -> Any: ...
     def __copy__(self) -> RustMessage: ...
     def __deepcopy__(self, memo: dict[int, Any]) -> RustMessage: ...
 

@@ -34,10 +34,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from microstd import codec as codecs
+from microstd._lifecycle import AsyncResource
 from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
@@ -113,8 +113,9 @@ _NOTHING: frozenset[str] = frozenset()
 _observe = _observe_state.state
 
 
-class Client:
-    """Calls services by name. Close it (or use `async with`) to release connections."""
+class Client(AsyncResource):
+    """Calls services by name. Close it (or use `async with`) to release connections;
+    a closed client raises `Closed`."""
 
     def __init__(
         self,
@@ -171,18 +172,6 @@ class Client:
         self._codec = codec
         # Built once: each call copies it and adds what changes per call.
         self._base_headers = {"Content-Type": codec.content_type, "Accept": codec.content_type}
-
-    async def __aenter__(self) -> Client:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         """Connect the registry (done on first call otherwise)."""
@@ -245,10 +234,13 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         idempotent: bool = False,
         response_type: type[Any] | None = None,
+        type: Any = None,
     ) -> Any:
         """Call `endpoint` of `service` with `body`; returns the decoded reply.
 
-        `response_type` (a dataclass or pydantic model) converts the reply.
+        `type=T` decodes the reply into a `T` (any type `microstd.codec.convert`
+        knows), raising `ValidationError` with the path when it does not fit.
+        `response_type` (a dataclass or pydantic model) converts the reply too.
         Raises `ServiceError` for an error reply, `NotFound` when the service is
         not registered, `DeadlineExceeded` past the timeout, `ConnectionFailed`
         when no node could be reached.
@@ -262,6 +254,10 @@ class Client:
             result = await self._chain()(call)
         else:
             result = await self._invoke(call)
+        if type is not None:
+            from microstd.codec.typed import convert_decoded
+
+            return convert_decoded(result, type, self._codec.content_type)
         if response_type is not None:
             return build(response_type, result, service)
         return result
@@ -291,6 +287,7 @@ class Client:
         return headers
 
     async def _invoke(self, call: Call) -> object:
+        self._check_open()
         timeout = call.timeout if call.timeout is not None else self.timeout
         now = time.monotonic()
         deadline = now + timeout

@@ -49,10 +49,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
 from microstd._backends import redact, redact_text
+from microstd._lifecycle import AsyncResource
+from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
 from microstd.errors import InvalidArgument, NotSupported
 from microstd.observe import _state as _observe_state
@@ -78,7 +79,7 @@ DEFAULT_LOCKS = "memory://default"
 _ENV_METRICS = "MICROSTD_METRICS"
 
 
-class Service:
+class Service(AsyncResource):
     """A named service: RPC handlers, broker subscribers, and its backends by URL.
 
     `registry`, `broker`, `store` and `locks` are URLs (or already-open
@@ -304,7 +305,9 @@ class Service:
         return self._running
 
     async def start(self) -> None:
-        """Connect, serve, subscribe and register; see the module docstring."""
+        """Connect, serve, subscribe and register; see the module docstring.
+        `Closed` once the service has been stopped: a stopped service is not restarted."""
+        self._check_open()
         if self._running:
             return
         self._stopped = asyncio.Event()
@@ -354,14 +357,17 @@ class Service:
     def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # Counted with the requests, so stop() drains message handlers too.
         is_async = inspect.iscoroutinefunction(fn)
+        wanted = message_type(fn)
 
         async def handle(msg: Any) -> None:
             self.server._enter()
             try:
+                # A handler annotated with a type (not Message) gets the decoded body.
+                arg = msg if wanted is None else msg.decode(wanted)
                 if is_async:
-                    await fn(msg)
+                    await fn(arg)
                 else:
-                    result = await self.server.pool.run(fn, msg)
+                    result = await self.server.pool.run(fn, arg)
                     if inspect.isawaitable(result):
                         await result
             finally:
@@ -396,7 +402,9 @@ class Service:
             )
 
     async def stop(self) -> None:
-        """Deregister, stop taking requests, drain within `grace`, then disconnect."""
+        """Deregister, stop taking requests, drain within `grace`, then disconnect.
+        Idempotent; the service is closed afterwards."""
+        self._mark_closed()
         if not self._running:
             return
         self._running = False
@@ -472,16 +480,12 @@ class Service:
         except Exception as exc:
             log.warning("%s: unsubscribing %r failed: %s", self.name, sub, exc)
 
-    async def __aenter__(self) -> Service:
+    async def connect(self) -> None:
+        """`start()`, by the name every microstd handle has (`async with svc:` calls it)."""
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """`stop()`, by the name every microstd handle has."""
         await self.stop()
 
     async def serve(self) -> None:

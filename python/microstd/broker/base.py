@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from microstd import _accel, codec
 from microstd._lifecycle import AsyncResource, SyncResource
@@ -67,8 +67,16 @@ class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage 
         self.headers: dict[str, str] = headers if headers is not None else {}
         self.content_type = content_type
 
-    def decode(self) -> object:
-        """The body decoded with the codec of its content type (bytes stay bytes)."""
+    def decode(self, type: Any = None) -> Any:
+        """The body decoded with the codec of its content type (bytes stay bytes).
+
+        `type=T` decodes it into a `T` (a dataclass, `list[Item]`...), raising
+        `ValidationError` with the path when it does not fit.
+        """
+        if type is not None:
+            from microstd.codec.typed import decode_as
+
+            return decode_as(self.content_type, self.data, type)
         return codec.get(self.content_type).loads(self.data)
 
     # A core message is delivered at most once and has nothing to settle; the
@@ -117,6 +125,30 @@ class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage 
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def message_type(handler: Callable[..., object]) -> Any:
+    """The type a subscriber handler wants its message decoded into: the
+    annotation of its first parameter when typed decoding knows it (a
+    dataclass, `list[Item]`...), else None (the handler takes the `Message`)."""
+    import inspect
+    import typing
+
+    from microstd.rpc.convert import typed_plan
+
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+        hints = typing.get_type_hints(handler)
+    except (TypeError, ValueError, NameError):
+        return None
+    if not params:
+        return None
+    wanted = hints.get(params[0].name)
+    if wanted is None or (isinstance(wanted, type) and issubclass(wanted, Message)):
+        return None
+    if typing.get_origin(wanted) is not None and Message in typing.get_args(wanted):
+        return None
+    return wanted if typed_plan(wanted) is not None else None
 
 
 if _accel.core is not None:

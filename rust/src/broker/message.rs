@@ -14,6 +14,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 static ENCODE_BODY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CODEC_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DECODE_AS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SORTED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DEEPCOPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static MESSAGE_TYPE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
@@ -180,8 +181,18 @@ impl RustMessage {
         visit.call(&self.content_type)
     }
 
-    /// The body decoded with the codec of its content type (bytes stay bytes).
-    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// The body decoded with the codec of its content type (bytes stay bytes);
+    /// `type=T` decodes it into a `T` (`microstd.codec.typed.decode_as`).
+    #[pyo3(signature = (r#type=None))]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        r#type: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(tp) = r#type.filter(|t| !t.is_none()) {
+            let decode_as = DECODE_AS.import(py, "microstd.codec.typed", "decode_as")?;
+            return decode_as.call1((self.content_type.bind(py), self.data.bind(py), tp));
+        }
         let get = CODEC_GET.import(py, "microstd.codec", "get")?;
         get.call1((self.content_type.bind(py),))?
             .call_method1(pyo3::intern!(py, "loads"), (self.data.bind(py),))
