@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["MAX_DEPTH", "locate_error"]
+__all__ = ["MAX_DEPTH", "locate_error", "object_end"]
 
 MAX_DEPTH = 256
 
@@ -103,17 +103,13 @@ class _Scanner:
             if len(data) not in (4, 8, 12):
                 raise _Bad("timestamp extension must carry 4, 8 or 12 bytes", start)
             if len(data) == 4:
-                seconds, nanos = int.from_bytes(data, "big"), 0
+                nanos = 0
             elif len(data) == 8:
-                v = int.from_bytes(data, "big")
-                seconds, nanos = v & 0x3_FFFF_FFFF, v >> 34
+                nanos = int.from_bytes(data, "big") >> 34
             else:
-                nanos, seconds = struct.unpack(">Iq", data)
+                nanos = int.from_bytes(data[:4], "big")
             if nanos >= 1_000_000_000:
                 raise _Bad("timestamp nanoseconds out of range", start)
-            # Years 1..=9999 as UTC: datetime's range.
-            if not -62_135_596_800 <= seconds < 253_402_300_800:
-                raise _Bad("timestamp outside datetime's range", start)
         return (code, data)
 
     def enter(self, depth: int, start: int) -> None:
@@ -160,3 +156,30 @@ def locate_error(data: bytes) -> tuple[str | None, int]:
             scanner.pos,
         )
     return None, 0
+
+
+def _incomplete(message: str) -> bool:
+    """The Rust decoder's messages for input that ends inside an item."""
+    return (
+        message.startswith(("truncated", "unexpected end of data")) or "longer than the" in message
+    )
+
+
+def object_end(data: bytes, start: int) -> int | None:
+    """Where the object starting at `start` ends; None when `data` ends first.
+
+    Raises `DecodeError` (offset in `data`) for bytes no more input can mend.
+    """
+    from microstd.errors import DecodeError
+
+    scanner = _Scanner(data)
+    scanner.pos = start
+    try:
+        scanner.value(0, False)
+    except _Bad as bad:
+        if _incomplete(bad.message):
+            return None
+        raise DecodeError(bad.message, bad.offset) from None
+    except RecursionError:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels", start) from None
+    return scanner.pos

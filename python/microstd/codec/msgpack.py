@@ -6,14 +6,15 @@ pure baseline in `_pure_msgpack`, which produces the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from microstd import _accel
-from microstd.codec import _pure_msgpack, typed
+from microstd.codec import _pure_msgpack, stream, typed
 from microstd.codec._plan import plan_for
 
-__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads"]
+__all__ = ["CONTENT_TYPE", "Decoder", "StreamDecoder", "dumps", "iter_loads", "loads"]
 
 CONTENT_TYPE = "application/msgpack"
 
@@ -33,29 +34,39 @@ def dumps(
     return result
 
 
-def _untyped(data: bytes | bytearray | memoryview) -> object:
+ExtHook = Callable[[int, bytes], object]
+
+
+def _untyped(data: bytes | bytearray | memoryview, ext_hook: ExtHook | None = None) -> object:
     core = _accel.core
     if core is None:
-        return _pure_msgpack.loads(data)
-    return core.msgpack_loads(data)
+        return _pure_msgpack.loads(data, ext_hook=ext_hook)
+    if ext_hook is None:
+        return core.msgpack_loads(data)
+    return core.msgpack_loads(data, ext_hook=ext_hook)
 
 
 def loads(
-    data: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+    data: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
 ) -> Any:
     """Decode one msgpack object; trailing bytes are an error.
 
     With `type=T` the result is checked and built as a `T` (a dataclass,
     `list[Item]`, ...); a mismatch raises `ValidationError` with its path.
+    `ext_hook(code, data)` builds the value of extension types other than
+    timestamps (else they decode to `codec.Ext`).
     """
-    core = _accel.core
     if type is None:
-        return _pure_msgpack.loads(data) if core is None else core.msgpack_loads(data)
+        return _untyped(data, ext_hook)
     plan = plan_for(type)
-    if plan.core is not None:
+    if plan.core is not None and ext_hook is None:
         return plan.core.decode_msgpack(data, forbid_unknown_fields)
     return typed.run_plan(
-        plan, _untyped(data), strings=False, forbid_unknown_fields=forbid_unknown_fields
+        plan, _untyped(data, ext_hook), strings=False, forbid_unknown_fields=forbid_unknown_fields
     )
 
 
@@ -68,3 +79,39 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[
         forbid_unknown_fields=forbid_unknown_fields,
         direct="decode_msgpack",
     )
+
+
+def _next(ext_hook: ExtHook | None) -> stream.Next:
+    core = _accel.core
+    if core is None:
+        return functools.partial(_pure_msgpack.next_object, ext_hook=ext_hook)
+    if ext_hook is None:
+        return core.msgpack_next  # type: ignore[no-any-return]
+    return functools.partial(core.msgpack_next, ext_hook=ext_hook)
+
+
+def StreamDecoder(
+    type: Any = None,
+    *,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+    max_buffer_size: int = stream.DEFAULT_MAX_BUFFER,
+) -> stream.StreamDecoder[Any]:
+    """An incremental decoder of a msgpack stream: `feed(bytes)`, then iterate."""
+    return stream.StreamDecoder(
+        _next(ext_hook),
+        convert=typed.converter(type, strings=False, forbid_unknown_fields=forbid_unknown_fields),
+        max_buffer_size=max_buffer_size,
+    )
+
+
+def iter_loads(
+    buffer: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+) -> Iterator[Any]:
+    """Every object of a buffer of concatenated msgpack objects, in order."""
+    convert = typed.converter(type, strings=False, forbid_unknown_fields=forbid_unknown_fields)
+    return stream.iter_objects(_next(ext_hook), buffer, convert)

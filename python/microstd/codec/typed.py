@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar, overload
 from microstd.codec import _convert
 from microstd.codec._plan import Plan, plan_for
 
-__all__ = ["Decoder", "convert", "run_plan"]
+__all__ = ["Decoder", "convert", "converter", "run_plan"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,20 @@ def convert(obj: object, type: Any, *, forbid_unknown_fields: bool = False) -> A
     bytes), so config values and JSON-shaped dicts convert as they are.
     """
     return run_plan(plan_for(type), obj, strings=True, forbid_unknown_fields=forbid_unknown_fields)
+
+
+def converter(
+    type: Any, *, strings: bool, forbid_unknown_fields: bool = False
+) -> Callable[[object], Any] | None:
+    """A function converting decoded values into `type` (None without a type)."""
+    if type is None:
+        return None
+    plan = plan_for(type)
+
+    def convert_one(value: object) -> Any:
+        return run_plan(plan, value, strings=strings, forbid_unknown_fields=forbid_unknown_fields)
+
+    return convert_one
 
 
 class Decoder(Generic[T]):

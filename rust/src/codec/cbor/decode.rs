@@ -17,6 +17,24 @@ use crate::errors::{Error, Result};
 
 /// Decodes exactly one data item from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    let (value, end) = decode_prefix(py, data, None)?;
+    if end != data.len() {
+        return Err(Error::decode(
+            format!("{} trailing bytes after the data item", data.len() - end),
+            end,
+        ));
+    }
+    Ok(value)
+}
+
+/// Decodes the first data item of `data` (a CBOR sequence, RFC 8742, holds
+/// several): returns it and the bytes it took. `tag_hook(tag, value)` builds
+/// the value of tags outside the type model (else they decode to `Tag`).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    tag_hook: Option<Bound<'py, PyAny>>,
+) -> Result<(Bound<'py, PyAny>, usize)> {
     let mut guard = KEY_CACHE.try_lock().ok();
     let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut d = Decoder {
@@ -24,15 +42,10 @@ pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
         data,
         pos: 0,
         keys,
+        tag_hook,
     };
     let value = d.item(0, false)?;
-    if d.pos != data.len() {
-        return Err(Error::decode(
-            format!("{} trailing bytes after the data item", data.len() - d.pos),
-            d.pos,
-        ));
-    }
-    Ok(value)
+    Ok((value, d.pos))
 }
 
 struct Decoder<'a, 'py> {
@@ -41,6 +54,7 @@ struct Decoder<'a, 'py> {
     pos: usize,
     /// The shared cache of map keys (None while another decode holds it).
     keys: Option<&'a mut KeyCache>,
+    tag_hook: Option<Bound<'py, PyAny>>,
 }
 
 fn major_name(major: u8) -> &'static str {
@@ -386,7 +400,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 set.map_err(|e| format!("unusable set member: {}", e.value(py)))
             }
             _ => {
-                return Ok(types::tag_type(py)?.call1((number, content))?);
+                return Ok(match &self.tag_hook {
+                    Some(hook) => hook.call1((number, content))?,
+                    None => types::tag_type(py)?.call1((number, content))?,
+                });
             }
         };
         built.map_err(|message| Error::decode(message, start))

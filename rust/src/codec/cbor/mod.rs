@@ -55,12 +55,22 @@ fn cbor_dumps<'py>(
 
 #[cfg(feature = "python")]
 #[pyfunction]
-fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(signature = (data, *, tag_hook=None))]
+fn cbor_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    tag_hook: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
-    if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(decode::decode(py, b.as_bytes())?);
+    let tag_hook = tag_hook.filter(|h| !h.is_none());
+    if tag_hook.is_none() {
+        if let Ok(b) = data.cast::<PyBytes>() {
+            return Ok(decode::decode(py, b.as_bytes())?);
+        }
     }
-    let copied: Vec<u8> = if let Ok(b) = data.cast::<PyByteArray>() {
+    let copied: Vec<u8> = if let Ok(b) = data.cast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let Ok(b) = data.cast::<PyByteArray>() {
         b.to_vec()
     } else if data.is_instance_of::<pyo3::types::PyMemoryView>() {
         data.call_method0(pyo3::intern!(py, "tobytes"))?
@@ -73,12 +83,42 @@ fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<
             crate::codec::types::type_name(data)
         )));
     };
-    Ok(decode::decode(py, &copied)?)
+    let (value, end) = decode::decode_prefix(py, &copied, tag_hook)?;
+    if end != copied.len() {
+        return Err(crate::errors::Error::decode(
+            format!("{} trailing bytes after the data item", copied.len() - end),
+            end,
+        )
+        .into());
+    }
+    Ok(value)
+}
+
+/// The next item of a CBOR sequence: `(item, end)` for the item that starts
+/// at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
+#[pyfunction]
+#[pyo3(signature = (data, start, *, tag_hook=None))]
+fn cbor_next<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    start: usize,
+    tag_hook: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
+    let rest = data.as_bytes().get(start..).unwrap_or_default();
+    let tag_hook = tag_hook.filter(|h| !h.is_none());
+    match decode::decode_prefix(py, rest, tag_hook) {
+        Ok((value, used)) => Ok(Some((value, start + used))),
+        Err(err) if crate::codec::is_incomplete(&err) => Ok(None),
+        Err(err) => Err(crate::codec::shifted(err, start).into()),
+    }
 }
 
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;
+    m.add_function(wrap_pyfunction!(cbor_next, m)?)?;
     Ok(())
 }

@@ -9,16 +9,40 @@ use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use crate::codec::types::{ext_type, type_name};
+use crate::codec::types::{ext_type, timestamp_type, type_name};
 use crate::codec::{fast, text, MAX_DEPTH};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    decode_with(py, data, None)
+}
+
+/// [`decode`] calling `ext_hook(code, data)` for extension types other than timestamps.
+pub fn decode_with<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
     with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
         let value = decoder.value(0, false)?;
         decoder.finish()?;
         Ok(value)
+    })
+}
+
+/// Decodes the first object of `data`; returns it and the bytes it took
+/// (what follows is left alone: the next object of a stream).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> Result<(Bound<'py, PyAny>, usize)> {
+    with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        let value = decoder.value(0, false)?;
+        Ok((value, decoder.pos))
     })
 }
 
@@ -36,6 +60,7 @@ pub(crate) fn with_decoder<'py, T>(
         data,
         pos: 0,
         keys,
+        ext_hook: None,
     };
     f(&mut decoder)
 }
@@ -45,6 +70,8 @@ pub(crate) struct Decoder<'a, 'py> {
     pub(crate) data: &'a [u8],
     pub(crate) pos: usize,
     keys: Option<&'a mut KeyCache>,
+    /// Called as `ext_hook(code, data)` for extensions other than timestamps.
+    ext_hook: Option<Bound<'py, PyAny>>,
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
@@ -276,10 +303,20 @@ impl<'a, 'py> Decoder<'a, 'py> {
         if code == timestamp::EXT_CODE {
             let (seconds, nanos) =
                 timestamp::decode(data).map_err(|msg| Error::decode(msg, start))?;
-            return datetime_from(self.py, seconds, nanos)
-                .ok_or_else(|| Error::decode("timestamp outside datetime's range", start));
+            // A datetime when it holds the instant exactly, else a Timestamp
+            // (nanoseconds, or years outside 1..9999), which re-encodes the same.
+            if nanos % 1000 == 0 {
+                if let Some(dt) = datetime_from(self.py, seconds, nanos) {
+                    return Ok(dt);
+                }
+            }
+            return Ok(timestamp_type(self.py)?.call1((seconds, nanos))?);
         }
-        Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
+        let data = PyBytes::new(self.py, data);
+        match &self.ext_hook {
+            Some(hook) => Ok(hook.call1((code, data))?),
+            None => Ok(ext_type(self.py)?.call1((code, data))?),
+        }
     }
 }
 
@@ -304,8 +341,8 @@ fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
     }
 }
 
-/// An aware UTC datetime, or None outside years 1..=9999. Nanoseconds are
-/// truncated to microseconds, as `msgpack.unpackb(timestamp=3)` does.
+/// An aware UTC datetime, or None outside years 1..=9999 (callers pass
+/// whole microseconds).
 fn datetime_from(py: Python<'_>, seconds: i64, nanos: u32) -> Option<Bound<'_, PyAny>> {
     let civil = timestamp::civil_from_seconds(seconds);
     if !(1..=9999).contains(&civil.year) {

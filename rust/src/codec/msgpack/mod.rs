@@ -122,14 +122,43 @@ fn msgpack_dumps<'py>(
 
 #[cfg(feature = "python")]
 #[pyfunction]
-fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(signature = (data, *, ext_hook=None))]
+fn msgpack_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
-    with_bytes(data, |bytes| Ok(decode(py, bytes)?))
+    let ext_hook = ext_hook.filter(|h| !h.is_none());
+    with_bytes(data, |bytes| Ok(decode::decode_with(py, bytes, ext_hook)?))
+}
+
+/// The next object of a msgpack stream: `(object, end)` for the object that
+/// starts at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
+#[pyfunction]
+#[pyo3(signature = (data, start, *, ext_hook=None))]
+fn msgpack_next<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    start: usize,
+    ext_hook: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
+    let bytes = data.as_bytes();
+    let rest = bytes.get(start..).unwrap_or_default();
+    let ext_hook = ext_hook.filter(|h| !h.is_none());
+    match decode::decode_prefix(py, rest, ext_hook) {
+        Ok((value, used)) => Ok(Some((value, start + used))),
+        Err(err) if crate::codec::is_incomplete(&err) => Ok(None),
+        Err(err) => Err(crate::codec::shifted(err, start).into()),
+    }
 }
 
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(msgpack_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack_loads, m)?)?;
+    m.add_function(wrap_pyfunction!(msgpack_next, m)?)?;
     Ok(())
 }
