@@ -239,10 +239,13 @@ class Client:
         metadata: Mapping[str, str] | None = None,
         idempotent: bool = False,
         response_type: type[Any] | None = None,
+        type: Any = None,
     ) -> Any:
         """Call `endpoint` of `service` with `body`; returns the decoded reply.
 
-        `response_type` (a dataclass or pydantic model) converts the reply.
+        `type=T` decodes the reply into a `T` (any type `microstd.codec.convert`
+        knows), raising `ValidationError` with the path when it does not fit.
+        `response_type` (a dataclass or pydantic model) converts the reply too.
         Raises `ServiceError` for an error reply, `NotFound` when the service is
         not registered, `DeadlineExceeded` past the timeout, `ConnectionFailed`
         when no node could be reached.
@@ -254,6 +257,10 @@ class Client:
             result = await self._chain()(call)
         else:
             result = await self._invoke(call)
+        if type is not None:
+            from microstd.codec.typed import convert_decoded
+
+            return convert_decoded(result, type, self._codec.content_type)
         if response_type is not None:
             return build(response_type, result, service)
         return result

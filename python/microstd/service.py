@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
 from microstd.registry import Node, Registry
 from microstd.registry import Service as ServiceRecord
@@ -114,7 +115,7 @@ class Service:
             "sync": [locks, None],
         }
         self._owned: list[Any] = []
-        self._subscribers: list[tuple[str, str | None, Callable[..., Any]]] = []
+        self._subscribers: list[tuple[str, str | None, Callable[..., Any], dict[str, Any]]] = []
         self._subscriptions: list[Any] = []
         self._client: Client | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -144,15 +145,23 @@ class Service:
         """Serve `fn` as `endpoint`; the non-decorator form of `handler`."""
         self.server.add(endpoint, fn)
 
-    def subscriber(self, topic: str, *, queue: str | None = None) -> Callable[[F], F]:
+    def subscriber(
+        self, topic: str, *, queue: str | None = None, durable: str | None = None, **options: Any
+    ) -> Callable[[F], F]:
         """Decorator: subscribe the function to `topic` through `svc.broker` at start.
 
         With `queue`, the service's instances share the messages (each goes to
-        one of them). In-flight handlers are drained on stop like requests.
+        one of them). With `durable=NAME` (and the durable options of
+        `Broker.subscribe`, such as `max_deliver` or `dead_letter`) the
+        subscription is durable: messages wait for the service while it is
+        down. Handlers are drained on stop like requests; a durable
+        subscription's unfinished messages are redelivered.
         """
+        if durable is not None:
+            options["durable"] = durable
 
         def register(fn: F) -> F:
-            self._subscribers.append((topic, queue, fn))
+            self._subscribers.append((topic, queue, fn, options))
             return fn
 
         return register
@@ -228,8 +237,8 @@ class Service:
                 if wanted or (area == "broker" and self._subscribers):
                     await self._area(area, default).connect()
             await self.server.start(self.address)
-            for topic, queue, fn in self._subscribers:
-                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue)
+            for topic, queue, fn, options in self._subscribers:
+                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue, **options)
                 self._subscriptions.append(sub)
             await self.registry.register(self.record(), self.ttl)
         except BaseException:
@@ -243,14 +252,17 @@ class Service:
     def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # Counted with the requests, so stop() drains message handlers too.
         is_async = inspect.iscoroutinefunction(fn)
+        wanted = message_type(fn)
 
         async def handle(msg: Any) -> None:
             self.server._enter()
             try:
+                # A handler annotated with a type (not Message) gets the decoded body.
+                arg = msg if wanted is None else msg.decode(wanted)
                 if is_async:
-                    await fn(msg)
+                    await fn(arg)
                 else:
-                    result = await self.server.pool.run(fn, msg)
+                    result = await self.server.pool.run(fn, arg)
                     if inspect.isawaitable(result):
                         await result
             finally:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import io
 import itertools
 import math
@@ -36,6 +37,7 @@ from microstd.codec._cbor_simple import Simple
 from microstd.codec._deps import require
 from microstd.codec._depth import TOO_DEEP, deep_path, nesting
 from microstd.codec._ext import Tag
+from microstd.codec._limits import Limits
 from microstd.codec._paths import RELEASED
 from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
@@ -539,6 +541,7 @@ def loads(
     data: bytes | bytearray | memoryview,
     *,
     tag_hook: Callable[[int, object], object] | None = None,
+    limits: Limits | None = None,
 ) -> object:
     """Decode one CBOR data item with cbor2, as the Rust codec does.
 
@@ -550,19 +553,23 @@ def loads(
             f"cbor_loads expects bytes, bytearray or memoryview, not {_type_name(data)}"
         )
     raw = bytes(data)
-    value, end = _decode_one(raw, 0, tag_hook)
+    value, end = _decode_one(raw, 0, tag_hook, limits)
     if end != len(raw):
         raise DecodeError(f"{len(raw) - end} trailing bytes after the data item", end)
     return value
 
 
 def next_item(
-    data: bytes, start: int, *, tag_hook: Callable[[int, object], object] | None = None
+    data: bytes,
+    start: int,
+    *,
+    tag_hook: Callable[[int, object], object] | None = None,
+    limits: Limits | None = None,
 ) -> tuple[object, int] | None:
     """The item of a CBOR sequence starting at `start`: `(item, end)`, or None
     when `data` ends before it does (the twin of `_core.cbor_next`)."""
     try:
-        return _decode_one(data, start, tag_hook)
+        return _decode_one(data, start, tag_hook, limits)
     except _Incomplete:
         return None
 
@@ -571,9 +578,27 @@ class _Incomplete(DecodeError):
     """The input ended inside the item: more bytes could complete it."""
 
 
-def _decode_one(
-    raw: bytes, start: int, tag_hook: Callable[[int, object], object] | None
+def _decode_key(
+    raw: bytes, at: int, tag_hook: Callable[[int, object], object] | None
 ) -> tuple[object, int]:
+    """The map key at `at`, as the decoder builds keys (arrays as tuples)."""
+    value, end = _decode_one(raw, at, tag_hook)
+    try:
+        return _freeze(value), end
+    except ValueError as exc:
+        raise DecodeError(str(exc), at) from None
+
+
+def _decode_one(
+    raw: bytes,
+    start: int,
+    tag_hook: Callable[[int, object], object] | None,
+    limits: Limits | None = None,
+) -> tuple[object, int]:
+    if limits is not None and limits.given:
+        from microstd.codec._cbor_scan import check_limits
+
+        check_limits(raw, start, limits, functools.partial(_decode_key, tag_hook=tag_hook))
     cbor2 = require("cbor2")
     fp = io.BytesIO(raw)
     fp.seek(start)

@@ -24,6 +24,7 @@ from typing import Any
 
 from microstd.codec._deps import require
 from microstd.codec._ext import Ext, Tag
+from microstd.codec._limits import Limits
 from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
@@ -216,13 +217,17 @@ def _keys_to_tuples(obj: object, is_key: bool = False) -> Any:
 
 
 def next_object(
-    data: bytes, start: int, *, ext_hook: Callable[[int, bytes], object] | None = None
+    data: bytes,
+    start: int,
+    *,
+    ext_hook: Callable[[int, bytes], object] | None = None,
+    limits: Limits | None = None,
 ) -> tuple[object, int] | None:
     """The object of a msgpack stream starting at `start`: `(object, end)`, or
     None when `data` ends before it does (the twin of `_core.msgpack_next`)."""
     from microstd.codec._msgpack_scan import object_end
 
-    end = object_end(data, start)
+    end = object_end(data, start, limits)
     if end is None:
         return None
     return loads(data[start:end], ext_hook=ext_hook), end
@@ -232,6 +237,7 @@ def loads(
     data: bytes | bytearray | memoryview,
     *,
     ext_hook: Callable[[int, bytes], object] | None = None,
+    limits: Limits | None = None,
 ) -> object:
     """Decode one msgpack object; trailing bytes are an error.
 
@@ -246,6 +252,14 @@ def loads(
     # when the input may hold one: the common case keeps packb's own datetimes.
     if isinstance(data, memoryview):
         data = data.tobytes()  # a released view raises ValueError saying so
+    if limits is not None and limits.given:
+        # The package has no depth or key limits: the scanner checks them all
+        # first, with the Rust decoder's messages and offsets.
+        from microstd.codec._msgpack_scan import locate_error
+
+        message, offset = locate_error(bytes(data), limits)
+        if message is not None:
+            raise DecodeError(message, offset)
     raw_times = _MAY_HOLD_TIMESTAMP.search(data) is not None
     options: dict[str, Any] = {
         "timestamp": 0 if raw_times else 3,

@@ -36,6 +36,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from microstd.codec.base import Codec
 from microstd.errors import Closed, Conflict, NotFound, NotSupported
@@ -51,6 +52,8 @@ from microstd.store.base import (
     Record,
     Revision,
     Store,
+    typed_record,
+    typed_records,
     validate_metadata,
     validate_ttl,
 )
@@ -236,18 +239,23 @@ class NetworkStore(Store, abc.ABC):
         await settle(self._pending)
         return await self._put_many(prepared, ttl, expires_at)
 
-    async def read(self, key: str) -> Record:
+    async def read(self, key: str, *, type: Any = None) -> Record:
         key = self._key(key)
         await self._ready()
         record = await self._get(key)
         if record is None:
             raise NotFound(f"no record for key {key!r}")
+        if type is not None:
+            return typed_record(record, type, self._codec.content_type)
         return record
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
+    async def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
         chosen = list(dict.fromkeys(self._key(k) for k in keys))
         await self._ready()
-        return await self._get_many(chosen)
+        records = await self._get_many(chosen)
+        if type is not None:
+            return typed_records(records, type, self._codec.content_type)
+        return records
 
     async def exists(self, key: str) -> bool:
         key = self._key(key)

@@ -15,6 +15,7 @@ mod gc;
 mod json_guard;
 #[cfg(feature = "python")]
 mod keys;
+pub mod limits;
 pub mod msgpack;
 #[cfg(feature = "python")]
 mod output;
