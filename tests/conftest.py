@@ -29,6 +29,18 @@ def _serve(kind: str) -> Iterator[ServerProcess]:
         server.close()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests (long soaks) are opt-in: they run only when `-m` names them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("slow") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def redis_proc() -> Iterator[ServerProcess]:
     yield from _serve("redis")

@@ -34,10 +34,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from microstd import codec as codecs
+from microstd._lifecycle import AsyncResource
 from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
@@ -108,8 +108,9 @@ class _Unavailable(_Retryable):
 _NOTHING: frozenset[str] = frozenset()
 
 
-class Client:
-    """Calls services by name. Close it (or use `async with`) to release connections."""
+class Client(AsyncResource):
+    """Calls services by name. Close it (or use `async with`) to release connections;
+    a closed client raises `Closed`."""
 
     def __init__(
         self,
@@ -165,18 +166,6 @@ class Client:
         self._codec = codec
         # Built once: each call copies it and adds what changes per call.
         self._base_headers = {"Content-Type": codec.content_type, "Accept": codec.content_type}
-
-    async def __aenter__(self) -> Client:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         """Connect the registry (done on first call otherwise)."""
@@ -285,6 +274,7 @@ class Client:
         return headers
 
     async def _invoke(self, call: Call) -> object:
+        self._check_open()
         timeout = call.timeout if call.timeout is not None else self.timeout
         now = time.monotonic()
         deadline = now + timeout

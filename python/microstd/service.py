@@ -35,9 +35,9 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
+from microstd._lifecycle import AsyncResource
 from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
 from microstd.registry import Node, Registry
@@ -59,7 +59,7 @@ DEFAULT_STORE = "memory://default"
 DEFAULT_LOCKS = "memory://default"
 
 
-class Service:
+class Service(AsyncResource):
     """A named service: RPC handlers, broker subscribers, and its backends by URL.
 
     `registry`, `broker`, `store` and `locks` are URLs (or already-open
@@ -222,7 +222,9 @@ class Service:
         return self._running
 
     async def start(self) -> None:
-        """Connect, serve, subscribe and register; see the module docstring."""
+        """Connect, serve, subscribe and register; see the module docstring.
+        `Closed` once the service has been stopped: a stopped service is not restarted."""
+        self._check_open()
         if self._running:
             return
         self._stopped = asyncio.Event()
@@ -280,7 +282,9 @@ class Service:
                 log.warning("%s: re-registering failed: %s", self.name, exc)
 
     async def stop(self) -> None:
-        """Deregister, stop taking requests, drain within `grace`, then disconnect."""
+        """Deregister, stop taking requests, drain within `grace`, then disconnect.
+        Idempotent; the service is closed afterwards."""
+        self._mark_closed()
         if not self._running:
             return
         self._running = False
@@ -330,16 +334,12 @@ class Service:
         except Exception as exc:
             log.warning("%s: unsubscribing %r failed: %s", self.name, sub, exc)
 
-    async def __aenter__(self) -> Service:
+    async def connect(self) -> None:
+        """`start()`, by the name every microstd handle has (`async with svc:` calls it)."""
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """`stop()`, by the name every microstd handle has."""
         await self.stop()
 
     async def serve(self) -> None:
