@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -48,6 +47,7 @@ from typing import Any
 from microstd import codec
 from microstd._backends import ParsedURL, redact
 from microstd.broker._durable import DurableOptions
+from microstd.broker._groups import preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -73,21 +73,6 @@ def glob_for(pattern: str) -> str:
     return ".".join(
         "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
     )
-
-
-def preferred_member(msgid: str, members: list[str]) -> str:
-    """The member of `members` that should handle message `msgid` (rendezvous hashing).
-
-    Every process computes the same answer from the same member list, and a
-    member joining or leaving moves only the messages that hash to it.
-    """
-    best = members[0]
-    best_rank = b""
-    for member in members:
-        rank = hashlib.blake2b(f"{member}\0{msgid}".encode(), digest_size=8).digest()
-        if rank > best_rank:
-            best, best_rank = member, rank
-    return best
 
 
 class _RedisMessage(Message):
