@@ -43,7 +43,14 @@ import redis.exceptions as rexc
 
 from microstd._backends import ParsedURL, option_flag
 from microstd._engines import redis as engine
-from microstd.errors import Closed, ConnectionFailed, DecodeError, MicrostdError, NotSupported
+from microstd.errors import (
+    Closed,
+    ConnectionFailed,
+    DecodeError,
+    InvalidArgument,
+    MicrostdError,
+    NotSupported,
+)
 from microstd.store._common import decode_record, log, malformed, page
 from microstd.store._network import NetworkStore, Put
 from microstd.store._watch import Emit, Fail, Unsubscribe
@@ -120,12 +127,12 @@ class RedisStore(NetworkStore):
         super().__init__(codec=codec)
         if isinstance(url, engine.RedisEndpoint):
             if connection:
-                raise TypeError(f"unknown redis store options: {sorted(connection)}")
+                raise InvalidArgument(f"unknown redis store options: {sorted(connection)}")
             self._endpoint = url
         else:
             self._endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
             if rest:
-                raise TypeError(f"unknown redis store options: {sorted(rest)}")
+                raise InvalidArgument(f"unknown redis store options: {sorted(rest)}")
         self._prefix = prefix.encode()
         self._data = self._prefix + b"d:"
         self._counter = self._prefix + b"rev"
