@@ -9,6 +9,7 @@ gets the decoded body as is. What it returns is turned back into plain data
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import dataclasses
 import functools
 import inspect
@@ -87,6 +88,24 @@ class Endpoint:
             except (NameError, TypeError):
                 hints = {}
             self.arg_type = hints.get(params[0].name)
+        if inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"handler {name!r} is a sync generator: streaming handlers are async"
+                " generators (async def ... yield)"
+            )
+        streams_out = inspect.isasyncgenfunction(fn)
+        streams_in = _is_stream(self.arg_type)
+        if streams_in and not (self.is_async or streams_out):
+            raise TypeError(f"handler {name!r} takes a stream of requests: it must be async")
+        #: "unary", "server" (yields replies), "client" (takes a stream of requests,
+        #: returns one reply) or "bidi" (both).
+        self.kind = _KINDS[streams_in, streams_out]
+        #: For a stream of requests, the type each item is built into (its
+        #: `AsyncIterator[T]` annotation's T).
+        self.item_type: object = None
+        if streams_in:
+            self.item_type = (typing.get_args(self.arg_type) or (None,))[0]
+            self.arg_type = None
         self._builds = _is_pydantic(self.arg_type) or (
             isinstance(self.arg_type, type) and dataclasses.is_dataclass(self.arg_type)
         )
@@ -94,7 +113,24 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
 
+    @property
+    def streams(self) -> bool:
+        """True for every kind but unary."""
+        return self.kind != "unary"
+
+    def build_item(self, item: object, service: str) -> object:
+        """A request item of a stream, as the handler's annotation asks."""
+        return build(self.item_type, item, service) if self.item_type is not None else item
+
     async def __call__(self, body: object, service: str) -> object:
+        """Run the handler on `body` and return its plain result.
+
+        For a streaming endpoint `body` is the request (server streaming) or an
+        async iterator of requests (client, bidi), and a handler that yields
+        returns its async iterator of replies, not yet iterated.
+        """
+        if self.kind != "unary":
+            return await self._open(body, service)
         if not self.takes_body:
             args: tuple[object, ...] = ()
         elif self._builds:
@@ -114,3 +150,38 @@ class Endpoint:
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[object], result)
         return to_plain(result)
+
+    async def _open(self, body: object, service: str) -> object:
+        if self.kind == "server":
+            args: tuple[object, ...] = ()
+            if self.takes_body:
+                args = (build(self.arg_type, body, service) if self._builds else body,)
+            return self.fn(*args)
+        result = self.fn(body)
+        if self.kind == "bidi":
+            return result
+        return to_plain(await result)
+
+
+_STREAM_TYPES: frozenset[object] = frozenset(
+    {
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncIterable,
+        collections.abc.AsyncGenerator,
+        typing.AsyncIterator,
+        typing.AsyncIterable,
+        typing.AsyncGenerator,
+    }
+)
+
+_KINDS = {
+    (False, False): "unary",
+    (False, True): "server",
+    (True, False): "client",
+    (True, True): "bidi",
+}
+
+
+def _is_stream(hint: object) -> bool:
+    """Whether an annotation asks for a stream of requests (`AsyncIterator[T]` and kin)."""
+    return hint in _STREAM_TYPES or typing.get_origin(hint) in _STREAM_TYPES
