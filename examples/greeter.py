@@ -9,6 +9,7 @@ embedded registry.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import microstd
@@ -36,4 +37,12 @@ async def hello(req: HelloRequest) -> HelloReply:
 
 
 if __name__ == "__main__":
+    if not os.environ.get("MICROSTD_REGISTRY"):
+        # It still serves, but only this process can find it in its embedded registry.
+        print(
+            "greeter: MICROSTD_REGISTRY is not set, so no other process can find this"
+            " greeter; for greeter_client.py or `microstd call`, run for example\n"
+            "    MICROSTD_REGISTRY=redis://127.0.0.1:6379/0 python greeter.py",
+            file=sys.stderr,
+        )
     svc.run()

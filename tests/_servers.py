@@ -2,13 +2,16 @@
 
 Each `ServerProcess` runs one binary in its own temporary directory. Tests
 that need the server to go away and come back call `stop()` / `start()`;
-the port stays the same so clients can reconnect.
+the port stays the same so clients can reconnect. `pause()` / `resume()`
+freeze and thaw the process (SIGSTOP / SIGCONT): its sockets stay open but
+nothing answers, as with a server stuck in a long pause.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,6 +86,7 @@ class ServerProcess:
         self._argv_for = argv_for
         self._ready = ready or _port_open
         self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
 
     def start(self, timeout: float = 20.0) -> None:
         # The child keeps its own descriptor; ours is closed at once.
@@ -103,7 +107,20 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets open but stops answering."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT: a paused server carries on where it stopped."""
+        if self.proc is not None and self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
     def stop(self) -> None:
+        self.resume()  # a stopped process would not act on SIGTERM
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -119,6 +136,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(5)
         self.proc = None
+        self.paused = False
 
     def close(self) -> None:
         self.stop()
@@ -131,7 +149,9 @@ class ServerProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def redis_server() -> ServerProcess:
+def redis_server(*, appendonly: bool = False) -> ServerProcess:
+    """Redis without persistence, or with an append-only file (`appendonly=True`:
+    every acknowledged write survives a kill of the process)."""
     binary = require_binary("redis-server", hint="apt-get install redis-server")
     return ServerProcess(
         "redis",
@@ -144,7 +164,7 @@ def redis_server() -> ServerProcess:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
             "--dir",
             str(d),
         ],

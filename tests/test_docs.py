@@ -51,6 +51,9 @@ def test_the_readme_links_every_page_in_the_site() -> None:
     assert nav, "mkdocs.yml has a nav"
     missing = [page for page in nav if f"docs/{page}" not in linked]
     assert not missing, f"the README does not link {missing}"
+    index = {link.split("#")[0] for link in _links((DOCS / "index.md").read_text())}
+    missing = [page for page in nav if page != "index.md" and page not in index]
+    assert not missing, f"docs/index.md does not link {missing}"
 
 
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:

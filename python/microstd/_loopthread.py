@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from microstd.errors import Closed
+
 __all__ = ["LoopThread", "iterate_blocking"]
 
 T = TypeVar("T")
@@ -23,6 +25,7 @@ class LoopThread:
     def __init__(self, name: str = "microstd-loop") -> None:
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._stopped = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -41,7 +44,10 @@ class LoopThread:
         self.loop.close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        """Schedule `coro` on the loop; returns a concurrent future."""
+        """Schedule `coro` on the loop; returns a concurrent future. `Closed` after `stop()`."""
+        if self._stopped:
+            coro.close()
+            raise Closed(f"{self._thread.name} is closed")
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -52,7 +58,8 @@ class LoopThread:
         return self.submit(coro).result(timeout)
 
     def stop(self) -> None:
-        """Stop the loop and join the thread; idempotent."""
+        """Stop the loop and join the thread; idempotent. Later calls raise `Closed`."""
+        self._stopped = True
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)

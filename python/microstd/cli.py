@@ -82,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--html", metavar="PATH", help="also write a self-contained HTML page with bar charts"
     )
     bench.add_argument(
-        "--quick", action="store_true", help="fewer payloads, shorter timings: about a minute"
+        "--quick", action="store_true", help="fewer payloads, shorter timings: well under a minute"
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     bench.set_defaults(func=_cmd_bench)

@@ -35,9 +35,10 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, TypeVar
 
+from microstd._lifecycle import AsyncResource
+from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
 from microstd.registry import Node, Registry
 from microstd.registry import Service as ServiceRecord
@@ -58,7 +59,7 @@ DEFAULT_STORE = "memory://default"
 DEFAULT_LOCKS = "memory://default"
 
 
-class Service:
+class Service(AsyncResource):
     """A named service: RPC handlers, broker subscribers, and its backends by URL.
 
     `registry`, `broker`, `store` and `locks` are URLs (or already-open
@@ -114,7 +115,7 @@ class Service:
             "sync": [locks, None],
         }
         self._owned: list[Any] = []
-        self._subscribers: list[tuple[str, str | None, Callable[..., Any]]] = []
+        self._subscribers: list[tuple[str, str | None, Callable[..., Any], dict[str, Any]]] = []
         self._subscriptions: list[Any] = []
         self._client: Client | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -144,15 +145,23 @@ class Service:
         """Serve `fn` as `endpoint`; the non-decorator form of `handler`."""
         self.server.add(endpoint, fn)
 
-    def subscriber(self, topic: str, *, queue: str | None = None) -> Callable[[F], F]:
+    def subscriber(
+        self, topic: str, *, queue: str | None = None, durable: str | None = None, **options: Any
+    ) -> Callable[[F], F]:
         """Decorator: subscribe the function to `topic` through `svc.broker` at start.
 
         With `queue`, the service's instances share the messages (each goes to
-        one of them). In-flight handlers are drained on stop like requests.
+        one of them). With `durable=NAME` (and the durable options of
+        `Broker.subscribe`, such as `max_deliver` or `dead_letter`) the
+        subscription is durable: messages wait for the service while it is
+        down. Handlers are drained on stop like requests; a durable
+        subscription's unfinished messages are redelivered.
         """
+        if durable is not None:
+            options["durable"] = durable
 
         def register(fn: F) -> F:
-            self._subscribers.append((topic, queue, fn))
+            self._subscribers.append((topic, queue, fn, options))
             return fn
 
         return register
@@ -213,7 +222,9 @@ class Service:
         return self._running
 
     async def start(self) -> None:
-        """Connect, serve, subscribe and register; see the module docstring."""
+        """Connect, serve, subscribe and register; see the module docstring.
+        `Closed` once the service has been stopped: a stopped service is not restarted."""
+        self._check_open()
         if self._running:
             return
         self._stopped = asyncio.Event()
@@ -228,8 +239,8 @@ class Service:
                 if wanted or (area == "broker" and self._subscribers):
                     await self._area(area, default).connect()
             await self.server.start(self.address)
-            for topic, queue, fn in self._subscribers:
-                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue)
+            for topic, queue, fn, options in self._subscribers:
+                sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue, **options)
                 self._subscriptions.append(sub)
             await self.registry.register(self.record(), self.ttl)
         except BaseException:
@@ -243,14 +254,17 @@ class Service:
     def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # Counted with the requests, so stop() drains message handlers too.
         is_async = inspect.iscoroutinefunction(fn)
+        wanted = message_type(fn)
 
         async def handle(msg: Any) -> None:
             self.server._enter()
             try:
+                # A handler annotated with a type (not Message) gets the decoded body.
+                arg = msg if wanted is None else msg.decode(wanted)
                 if is_async:
-                    await fn(msg)
+                    await fn(arg)
                 else:
-                    result = await self.server.pool.run(fn, msg)
+                    result = await self.server.pool.run(fn, arg)
                     if inspect.isawaitable(result):
                         await result
             finally:
@@ -268,7 +282,9 @@ class Service:
                 log.warning("%s: re-registering failed: %s", self.name, exc)
 
     async def stop(self) -> None:
-        """Deregister, stop taking requests, drain within `grace`, then disconnect."""
+        """Deregister, stop taking requests, drain within `grace`, then disconnect.
+        Idempotent; the service is closed afterwards."""
+        self._mark_closed()
         if not self._running:
             return
         self._running = False
@@ -318,16 +334,12 @@ class Service:
         except Exception as exc:
             log.warning("%s: unsubscribing %r failed: %s", self.name, sub, exc)
 
-    async def __aenter__(self) -> Service:
+    async def connect(self) -> None:
+        """`start()`, by the name every microstd handle has (`async with svc:` calls it)."""
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """`stop()`, by the name every microstd handle has."""
         await self.stop()
 
     async def serve(self) -> None:

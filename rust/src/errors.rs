@@ -37,6 +37,8 @@ pub enum Error {
     Closed(String),
     /// An allocation the input asked for was refused.
     Memory(String),
+    /// An argument's value is unusable (a plain `ValueError`).
+    Invalid(String),
     /// A Python exception raised by user code (a `default=` hook, a handler): passed through.
     #[cfg(feature = "python")]
     Python(pyo3::PyErr),
@@ -74,7 +76,8 @@ impl fmt::Display for Error {
             | Self::LockLost(m)
             | Self::NotSupported(m)
             | Self::Closed(m)
-            | Self::Memory(m) => f.write_str(m),
+            | Self::Memory(m)
+            | Self::Invalid(m) => f.write_str(m),
             #[cfg(feature = "python")]
             Self::Python(e) => write!(f, "{e}"),
         }
@@ -87,7 +90,7 @@ impl std::error::Error for Error {}
 /// `microstd.errors`, and the one conversion at the boundary.
 #[cfg(feature = "python")]
 mod python {
-    use pyo3::exceptions::PyMemoryError;
+    use pyo3::exceptions::{PyMemoryError, PyValueError};
     use pyo3::prelude::*;
 
     use super::Error;
@@ -132,6 +135,7 @@ mod python {
                 Error::NotSupported(m) => NotSupported::new_err(m),
                 Error::Closed(m) => Closed::new_err(m),
                 Error::Memory(m) => PyMemoryError::new_err(m),
+                Error::Invalid(m) => PyValueError::new_err(m),
                 Error::Python(e) => e,
             }
         }

@@ -156,3 +156,22 @@ def test_leader_worker_resigns_when_stopped(redis_url: str, sig: signal.Signals)
             proc.wait()
         reader.join(timeout=30)
         proc.stdout.close()
+
+
+def test_greeter_without_a_registry_says_others_cannot_find_it() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "greeter.py"],
+        cwd=EXAMPLES,
+        env=_without_urls(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()  # written before it starts serving
+        assert "MICROSTD_REGISTRY is not set" in first
+    finally:
+        proc.kill()  # it may not have reached its own SIGTERM handling yet
+        proc.wait(timeout=30)
+        proc.stderr.close()

@@ -47,4 +47,5 @@ def test_leader_worker_example_on_embedded_locks() -> None:
     assert [line.split(": ", 1)[1] for line in lines[1:]] == [
         "writing report 0",
         "writing report 1",
+        "resigned",  # done: it gives leadership up rather than letting the lease lapse
     ]

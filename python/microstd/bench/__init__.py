@@ -38,7 +38,8 @@ AREAS: dict[str, str] = {
 
 #: One line per area, for `microstd bench --help`.
 DESCRIPTIONS: dict[str, str] = {
-    "codec": "msgpack, CBOR and JSON encode/decode vs msgpack, ormsgpack, msgspec, cbor2, orjson",
+    "codec": "msgpack, CBOR, JSON encode/decode and typed decode vs msgpack, ormsgpack,"
+    " msgspec, cbor2, orjson, pydantic",
     "store": "memory:// store read, write, list, read_many: Rust core vs pure twin",
     "broker": "memory:// broker routing, fan-out, async delivery: Rust core vs pure twin",
     "sync": "memory:// locks, sync and async, hand-offs vs threading.Lock / asyncio.Lock",

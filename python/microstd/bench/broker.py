@@ -229,6 +229,63 @@ class _AsyncFanIn:
             self.loop = None
 
 
+class _DurableRoundTrip:
+    """Per call: publish `batch` messages to a stream, one durable subscriber handles
+    and acks each (auto ack); done when all are acked. Messages per second."""
+
+    def __init__(self, impl: str, batch: int) -> None:
+        self.impl, self.batch = impl, batch
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.broker: Any = None
+        self.seen = 0
+        self.done: asyncio.Event | None = None
+        self.target = 0
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._setup())
+
+    async def _setup(self) -> None:
+        self.broker = open_async("memory://", impl=self.impl)
+        self.done = asyncio.Event()
+        await self.broker.add_stream("bench", "durable.>", max_count=100_000)
+
+        def handler(m: Message) -> None:
+            self.seen += 1
+            if self.seen >= self.target:
+                assert self.done is not None
+                self.done.set()
+
+        await self.broker.subscribe("durable.>", handler, durable="bench", max_inflight=256)
+
+    async def _round(self) -> int:
+        assert self.done is not None
+        self.done.clear()
+        start = self.seen
+        self.target = start + self.batch
+        publish = self.broker.publish
+        for _ in range(self.batch):
+            await publish("durable.orders", b"payload")
+        await self.done.wait()
+        # Every message handled was acked: nothing stays unacked.
+        [stream] = await self.broker.streams()
+        [durable] = stream.durables
+        assert durable.unacked == 0, durable
+        return self.seen - start
+
+    def __call__(self) -> object:
+        if self.loop is None:
+            self.setup()
+        assert self.loop is not None
+        return self.loop.run_until_complete(self._round())
+
+    def teardown(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self.broker.close())
+            self.loop.close()
+            self.loop = None
+
+
 class _NatsPublish:
     """Per call: publish `batch` messages through NATS and flush (server has them all)."""
 
@@ -349,6 +406,22 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
                 check=_equals(10 * batch),
                 setup=runner.setup,
                 teardown=runner.teardown,
+            )
+        )
+    for impl in _impls():
+        durable_runner = _DurableRoundTrip(impl, batch)
+        out.append(
+            Case(
+                AREA,
+                "durable publish + consume + ack",
+                "memory stream, 1 subscriber, messages/s",
+                impl,
+                durable_runner,
+                baseline=impl == "python",
+                ops_per_call=batch,
+                check=_equals(batch),
+                setup=durable_runner.setup,
+                teardown=durable_runner.teardown,
             )
         )
     if nats_url is not None:

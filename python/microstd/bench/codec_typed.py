@@ -345,6 +345,9 @@ def typed_cases(quick: bool) -> list[Case]:
             expected = table["python"](data)
             group = f"{fmt} typed decode {name}"
             for impl, decode in table.items():
+                labelled = _label(fmt, impl)
+                if labelled is None:
+                    continue
                 out.append(
                     Case(
                         "codec",
@@ -354,9 +357,29 @@ def typed_cases(quick: bool) -> list[Case]:
                         _bind(decode, data),
                         baseline=impl == "python",
                         check=_equals(expected),
+                        label=labelled[0],
+                        role=labelled[1],
                     )
                 )
     return out
+
+
+def _label(fmt: str, impl: str) -> tuple[str, str] | None:
+    """(label, role) for the report, or None to leave the row out: without the
+    Rust core (`MICROSTD_PURE=1`) the msgpack default path is the twin itself,
+    and JSON's parses with orjson either way (the conversion is Rust or Python)."""
+    from microstd import _accel
+
+    if impl == "rust":
+        if fmt == "json":
+            how = "Rust" if _accel.AVAILABLE else "Python"
+            return f"microstd (orjson + {how} conversion)", "core"
+        return ("microstd (Rust core)", "core") if _accel.AVAILABLE else None
+    if impl == "python":
+        return (
+            "twin (msgpack package + hooks)" if fmt == "msgpack" else "twin (stdlib json)"
+        ), "twin"
+    return impl, "peer"
 
 
 def _equals(expected: object) -> Callable[[object], bool]:

@@ -9,6 +9,7 @@ the time went.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -52,6 +53,9 @@ class Progress:
         else:
             where = f"[{'-' * self.width}] {self.area} ({position})"
         line = f"{where} {self._elapsed():5.1f}s  {label}"
+        # A line wider than the terminal wraps, and "\r" then redraws only its
+        # last part: keep it to one row (the report prints labels whole).
+        line = line[: max(20, shutil.get_terminal_size((120, 24)).columns - 1)]
         padding = " " * max(0, self._drawn - len(line))
         self.stream.write("\r" + line + padding)
         self.stream.flush()

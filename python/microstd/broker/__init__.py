@@ -17,6 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from microstd._backends import Backends
+from microstd.broker._durable import (
+    DEAD_LETTER_DELIVERIES,
+    DEAD_LETTER_DURABLE,
+    DEAD_LETTER_ERROR,
+    DEAD_LETTER_ID,
+    DEAD_LETTER_TOPIC,
+    DurableInfo,
+    StreamInfo,
+    StreamLimits,
+)
 from microstd.broker.base import (
     Broker,
     ErrorHook,
@@ -28,10 +38,18 @@ from microstd.broker.base import (
 )
 
 __all__ = [
+    "DEAD_LETTER_DELIVERIES",
+    "DEAD_LETTER_DURABLE",
+    "DEAD_LETTER_ERROR",
+    "DEAD_LETTER_ID",
+    "DEAD_LETTER_TOPIC",
     "Broker",
+    "DurableInfo",
     "ErrorHook",
     "Handler",
     "Message",
+    "StreamInfo",
+    "StreamLimits",
     "Subscription",
     "SyncBroker",
     "SyncSubscription",

@@ -157,6 +157,9 @@ class Delivery:
     natively); `push(message)` is the same from Python code.
     """
 
+    #: What happens to messages a drain could not reach, for the log.
+    LEFT_BEHIND = "dropped"
+
     __slots__ = (
         "_loop",
         "_room",
@@ -245,8 +248,7 @@ class Delivery:
             if not batch:
                 if self.closed:
                     return
-                await wake.wait()
-                wake.clear()
+                await self._idle(wake)
                 continue
             if self._waiting:
                 self._room.set()
@@ -256,51 +258,78 @@ class Delivery:
             elif not await self._run_batch(batch):
                 return
 
+    async def _idle(self, wake: asyncio.Event) -> None:
+        """Wait for the next push (a durable delivery also wakes for its timers)."""
+        await wake.wait()
+        wake.clear()
+
+    def _abandon(self, messages: Sequence[Message]) -> None:
+        """Messages this delivery will never hand to its handler (a stop, a drain that
+        ran out of time): a core subscription drops them."""
+        del messages
+
     async def _run_batch(self, batch: list[Message]) -> bool:
         handler = self.handler
-        for message in batch:
-            if self._stopped:
-                return False
-            try:
-                if self.gate is not None and not await self.gate(message):
-                    continue
-                result = handler(message)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self.report(exc)
-        return True
+        started = 0  # messages handed to the gate or handler so far
+        try:
+            for message in batch:
+                if self._stopped:
+                    return False
+                started += 1
+                try:
+                    if self.gate is not None and not await self.gate(message):
+                        continue
+                    result = handler(message)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    self.report(exc)
+            return True
+        finally:
+            if started < len(batch):
+                self._abandon(batch[started:])
 
     async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
         handler = self.handler
         i = 0
         n = len(batch)
-        while i < n:
-            i, kind, obj = run(handler, batch, i)
-            if kind == 0:
-                return True
-            if kind == 3:
-                return False
-            if kind == 1:
-                self.report(obj)
-            else:
-                try:
-                    if type(obj) is tuple:
-                        await _resume(*obj)
-                    elif inspect.isawaitable(obj):
-                        await obj
-                except Exception as exc:
-                    self.report(exc)
-            i += 1
-        return True
+        started = 0
+        try:
+            while i < n:
+                i, kind, obj = run(handler, batch, i)
+                if kind == 0:
+                    started = n
+                    return True
+                if kind == 3:
+                    started = i
+                    return False
+                started = i + 1
+                if kind == 1:
+                    self.report(obj)
+                else:
+                    try:
+                        if type(obj) is tuple:
+                            await _resume(*obj)
+                        elif inspect.isawaitable(obj):
+                            await obj
+                    except Exception as exc:
+                        self.report(exc)
+                i += 1
+            return True
+        finally:
+            if started < n:
+                self._abandon(batch[started:])
 
     def stop(self) -> None:
-        """No more messages: pending ones are discarded, the running handler finishes."""
+        """No more messages: queued ones are abandoned, the running handler finishes."""
         self.closed = True
         self._stopped = True
+        left = self.queue.take()
         self.queue.close(True)
         self._room.set()
         self._wake.set()
+        if left:
+            self._abandon(left)
 
     async def drain(self, timeout: float) -> None:
         """Stop taking messages, handle what is queued, cancel after `timeout` seconds.
@@ -316,18 +345,20 @@ class Delivery:
             return
         done, _ = await asyncio.wait({self.task}, timeout=max(0.0, timeout))
         if not done:
-            left = len(self.queue)
-            log.warning(
-                "broker: drain did not finish in %.1fs: handler cancelled, %d queued message(s)"
-                " dropped",
-                timeout,
-                left,
-            )
             self._stopped = True
+            left = self.queue.take()
             self.queue.close(True)
+            log.warning(
+                "broker: drain did not finish in %.1fs: handler cancelled, %d queued message(s) %s",
+                timeout,
+                len(left),
+                self.LEFT_BEHIND,
+            )
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+            if left:
+                self._abandon(left)
 
     async def join(self) -> None:
         """Wait for the task to end (not from within the handler itself)."""

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from microstd.broker._streams_pure import PythonStreams
 from microstd.broker._subjects import Trie, validate_pattern, validate_subject
 from microstd.broker.base import Message, encode_body
 from microstd.errors import InvalidTopic
@@ -71,6 +72,8 @@ class PythonBroker:
         self._cache: dict[str, tuple[list[_Entry], list[_Picker]]] = {}
         self._ids = itertools.count(1)
         self._on_error: Callable[[BaseException, object], object] | None = None
+        #: The durable streams of this core; a publish stores into them first.
+        self.streams = PythonStreams()
 
     def subscribe(
         self,
@@ -167,6 +170,9 @@ class PythonBroker:
         """The whole of one publish: encode `body` into one `Message` and fan it out."""
         data, ct, hdrs = encode_body(body, content_type, headers)
         message = Message(topic, data, hdrs, ct)
+        if self.streams.active:
+            validate_subject(topic)
+            self.streams.store(message)
         # `publish`'s loop, inlined: calling it would add a Python call per publish
         # that the glue doing this before never paid, and the twin must not slow down.
         plain, pickers = self._lookup(topic)

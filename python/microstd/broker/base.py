@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
 
-from microstd import codec
+from microstd import _accel, codec
 from microstd._lifecycle import AsyncResource, SyncResource
-from microstd.errors import EncodeError
+from microstd.broker._durable import AckMode, Start, StreamInfo
+from microstd.errors import EncodeError, NotSupported
 
 __all__ = [
     "Broker",
@@ -33,6 +34,11 @@ log = logging.getLogger("microstd.broker")
 
 OCTET_STREAM = "application/octet-stream"
 DEFAULT_CONTENT_TYPE = "application/msgpack"
+
+_CORE_SETTLE = (
+    "only messages of a durable subscription (subscribe(..., durable=NAME)) are acked,"
+    " nacked or terminated"
+)
 
 #: What a slow subscriber's full queue does: make the publisher wait, or drop and count.
 Overflow = Literal["block", "drop"]
@@ -61,9 +67,46 @@ class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage 
         self.headers: dict[str, str] = headers if headers is not None else {}
         self.content_type = content_type
 
-    def decode(self) -> object:
-        """The body decoded with the codec of its content type (bytes stay bytes)."""
+    def decode(self, type: Any = None) -> Any:
+        """The body decoded with the codec of its content type (bytes stay bytes).
+
+        `type=T` decodes it into a `T` (a dataclass, `list[Item]`...), raising
+        `ValidationError` with the path when it does not fit.
+        """
+        if type is not None:
+            from microstd.codec.typed import decode_as
+
+            return decode_as(self.content_type, self.data, type)
         return codec.get(self.content_type).loads(self.data)
+
+    # A core message is delivered at most once and has nothing to settle; the
+    # messages of durable subscriptions override these.
+
+    @property
+    def id(self) -> str | None:
+        """An id stable across redeliveries (durable messages); None on a core message."""
+        return None
+
+    @property
+    def delivery_count(self) -> int:
+        """How many times this message has been delivered, this time included."""
+        return 1
+
+    def ack(self) -> None:
+        """Done: never deliver again (durable messages; a second settle is a no-op)."""
+        raise NotSupported(_CORE_SETTLE)
+
+    def nack(self, delay: float | None = None) -> None:
+        """Failed: redeliver after `delay` seconds (None: the subscription's backoff)."""
+        raise NotSupported(_CORE_SETTLE)
+
+    def term(self) -> None:
+        """Never redeliver; dead-lettered if the subscription has a dead-letter topic."""
+        raise NotSupported(_CORE_SETTLE)
+
+    def in_progress(self) -> None:
+        """Still working on it: restart the `ack_wait` clock."""
+        raise NotSupported(_CORE_SETTLE)
 
     def __repr__(self) -> str:
         return (
@@ -83,6 +126,35 @@ class Message(metaclass=abc.ABCMeta):  # noqa: B024 (an ABC only so RustMessage 
 
     __hash__ = None  # type: ignore[assignment]
 
+
+def message_type(handler: Callable[..., object]) -> Any:
+    """The type a subscriber handler wants its message decoded into: the
+    annotation of its first parameter when typed decoding knows it (a
+    dataclass, `list[Item]`...), else None (the handler takes the `Message`)."""
+    import inspect
+    import typing
+
+    from microstd.rpc.convert import typed_plan
+
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+        hints = typing.get_type_hints(handler)
+    except (TypeError, ValueError, NameError):
+        return None
+    if not params:
+        return None
+    wanted = hints.get(params[0].name)
+    if wanted is None or (isinstance(wanted, type) and issubclass(wanted, Message)):
+        return None
+    if typing.get_origin(wanted) is not None and Message in typing.get_args(wanted):
+        return None
+    return wanted if typed_plan(wanted) is not None else None
+
+
+if _accel.core is not None:
+    # What the Rust core delivers is a `Message` too (see `Message`).
+    Message.register(_accel.core.RustMessage)
+    Message.register(_accel.core.RustDurableMessage)
 
 Handler = Callable[[Message], "Awaitable[None] | None"]
 ErrorHook = Callable[[BaseException, "Subscription | SyncSubscription"], None]
@@ -180,12 +252,39 @@ class Broker(AsyncResource, abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        ack: AckMode = "auto",
+        max_deliver: int | None = None,
+        ack_wait: float = 30.0,
+        backoff: Sequence[float] | None = None,
+        dead_letter: str | None = None,
+        start: Start = "new",
+        max_inflight: int = 100,
     ) -> Subscription:
         """Deliver messages whose topic matches `pattern` to `handler`, in publish order.
 
         With `queue`, the subscription joins the group (`pattern`, `queue`):
         each message goes to exactly one member of the group.
+
+        With `durable=NAME` the subscription is durable (at least once): the
+        messages it matches are kept in a stream and wait for it while no
+        subscriber runs, and every live subscriber of that name shares them
+        like a queue group. The other keywords apply to durable
+        subscriptions only (see docs/broker.md): `ack` ("auto": returning
+        acks, raising nacks; "manual": the handler calls `msg.ack()`),
+        `max_deliver` (deliveries before the message is dead-lettered; None
+        is unlimited), `ack_wait` (seconds before an unacked delivery is
+        redelivered), `backoff` (seconds before redelivering after failed
+        delivery 1, 2, ...; the last repeats), `dead_letter` (topic that gets
+        messages given up on), `start` ("new", "first", a datetime or a
+        stream sequence) and `max_inflight` (unsettled messages one
+        subscriber holds). A backend that cannot honour an option raises
+        `NotSupported` here.
         """
 
     @abc.abstractmethod
@@ -196,7 +295,36 @@ class Broker(AsyncResource, abc.ABC):
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> None:
-        """Publish `body` to `topic` (no wildcards). An `EncodeError` publishes nothing."""
+        """Publish `body` to `topic` (no wildcards). An `EncodeError` publishes nothing.
+
+        If a stream retains `topic`, this returns once the engine has stored it.
+        """
+
+    async def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        """Create stream `name` retaining the topics `subjects` match, or update its
+        subjects and limits. Limits (None: unlimited) evict the oldest messages first.
+        Subjects may not overlap another stream's."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    async def streams(self) -> list[StreamInfo]:
+        """Every stream with its durable subscriptions and their counts."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    async def delete_stream(self, name: str) -> None:
+        """Delete a stream, its messages and its durables (a missing one is not an error)."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        """Delete durable `name` of `stream` and its position (a missing one is not an error)."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
 
 
 class SyncBroker(SyncResource, abc.ABC):
@@ -210,8 +338,21 @@ class SyncBroker(SyncResource, abc.ABC):
 
     @abc.abstractmethod
     def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
-    ) -> SyncSubscription: ...
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        ack: AckMode = "auto",
+        max_deliver: int | None = None,
+        ack_wait: float = 30.0,
+        backoff: Sequence[float] | None = None,
+        dead_letter: str | None = None,
+        start: Start = "new",
+        max_inflight: int = 100,
+    ) -> SyncSubscription:
+        """As `Broker.subscribe`; durable subscriptions run on a delivery thread."""
 
     @abc.abstractmethod
     def publish(
@@ -221,3 +362,27 @@ class SyncBroker(SyncResource, abc.ABC):
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> None: ...
+
+    def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        """As `Broker.add_stream`."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    def streams(self) -> list[StreamInfo]:
+        """As `Broker.streams`."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    def delete_stream(self, name: str) -> None:
+        """As `Broker.delete_stream`."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+    def delete_durable(self, stream: str, name: str) -> None:
+        """As `Broker.delete_durable`."""
+        raise NotSupported(f"{type(self).__name__} has no durable streams")

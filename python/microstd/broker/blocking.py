@@ -6,9 +6,11 @@ a time in publish order, with no extra call from the user.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from microstd._loopthread import LoopThread
+from microstd.broker._durable import StreamInfo
 from microstd.broker.base import (
     Broker,
     ErrorHook,
@@ -62,10 +64,42 @@ class BlockingBroker(SyncBroker):
         self._broker.on_error(hook)
 
     def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        **options: Any,
     ) -> SyncSubscription:
-        sub = self._runner.run(self._broker.subscribe(pattern, handler, queue))
+        sub = self._runner.run(
+            self._broker.subscribe(pattern, handler, queue, durable=durable, **options)
+        )
         return _BlockingSubscription(self._runner, sub)
+
+    def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        return self._runner.run(
+            self._broker.add_stream(
+                name, subjects, max_age=max_age, max_count=max_count, max_bytes=max_bytes
+            )
+        )
+
+    def streams(self) -> list[StreamInfo]:
+        return self._runner.run(self._broker.streams())
+
+    def delete_stream(self, name: str) -> None:
+        self._runner.run(self._broker.delete_stream(name))
+
+    def delete_durable(self, stream: str, name: str) -> None:
+        self._runner.run(self._broker.delete_durable(stream, name))
 
     def publish(
         self,

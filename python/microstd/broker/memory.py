@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from microstd import _accel, _validate
@@ -40,6 +40,12 @@ from microstd.broker._delivery import (
     overfilled,
     report_error,
 )
+from microstd.broker._durable import DurableOptions, StreamInfo
+from microstd.broker._memory_durable import (
+    DurableMemorySubscription,
+    StreamAdmin,
+    subscribe_durable,
+)
 from microstd.broker._pure import PythonBroker
 from microstd.broker.base import (
     Broker,
@@ -51,10 +57,6 @@ from microstd.broker.base import (
     SyncSubscription,
 )
 from microstd.errors import Closed
-
-if _accel.core is not None:
-    # What the Rust core delivers is a `Message` too (see `Message`).
-    Message.register(_accel.core.RustMessage)
 
 __all__ = ["MemoryBackend", "MemoryBroker", "SyncMemoryBroker", "new_core"]
 
@@ -74,6 +76,8 @@ class Core(Protocol):
         content_type: str | None = None,
     ) -> int: ...
     def __len__(self) -> int: ...
+    @property
+    def streams(self) -> Any: ...
 
 
 def _dispatch_error(exc: BaseException, owner: object) -> None:
@@ -133,6 +137,8 @@ class MemoryBroker(Broker):
         self._impl = "python" if isinstance(core, PythonBroker) else "rust"
         self._opts = Options(**options)
         self._subs: dict[int, _AsyncSubscription] = {}
+        self._durables: set[DurableMemorySubscription] = set()
+        self._admin = StreamAdmin(core.streams)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -142,12 +148,25 @@ class MemoryBroker(Broker):
         self._opts.hook = hook
 
     async def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        **options: Any,
     ) -> Subscription:
         if self._closed:
             raise Closed("broker is closed")
         if not callable(handler):
             raise TypeError("handler must be callable")
+        durable_options = DurableOptions.parse(pattern, durable, options)
+        if durable_options is not None:
+            dsub = await subscribe_durable(
+                self, pattern, handler, queue, durable_options, self._publish_raw
+            )
+            self._durables.add(dsub)
+            return dsub
         sub = _AsyncSubscription(self, pattern, queue)
         delivery = Delivery(
             handler,
@@ -180,6 +199,37 @@ class MemoryBroker(Broker):
             for delivery in blocked_deliveries():
                 await delivery.wait_for_room()
 
+    async def _publish_raw(
+        self, topic: str, data: bytes, headers: dict[str, str], content_type: str
+    ) -> None:
+        """Publish an already encoded body (a dead letter keeps its content type)."""
+        message = Message(topic, data, headers, content_type)
+        self._core.streams.store(message)
+        self._core.publish(topic, message)
+        if overfilled.found:
+            for delivery in blocked_deliveries():
+                await delivery.wait_for_room()
+
+    async def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        return self._admin.add_stream(name, subjects, max_age, max_count, max_bytes)
+
+    async def streams(self) -> list[StreamInfo]:
+        return self._admin.streams()
+
+    async def delete_stream(self, name: str) -> None:
+        self._admin.delete_stream(name)
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        self._admin.delete_durable(stream, name)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -189,8 +239,11 @@ class MemoryBroker(Broker):
         for sub in subs:
             self._core.unsubscribe(sub.sid)
         deliveries = [s.delivery for s in subs if s.delivery is not None]
-        if deliveries:
-            await asyncio.gather(*(d.drain(self._opts.drain_timeout) for d in deliveries))
+        durables = list(self._durables)
+        await asyncio.gather(
+            *(d.drain(self._opts.drain_timeout) for d in deliveries),
+            *(d.unsubscribe() for d in durables),
+        )
 
 
 class _SyncSubscription(SyncSubscription):
@@ -228,6 +281,11 @@ class SyncMemoryBroker(SyncBroker):
         self._subs: dict[int, _SyncSubscription] = {}
         self._closed = False
         self._runner: LoopThread | None = None
+        self._admin = StreamAdmin(core.streams)
+        self._options = options
+        # Durable subscriptions need timers: they run on an async twin of this
+        # broker on a delivery thread of their own.
+        self._durable: tuple[LoopThread, MemoryBroker] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -252,12 +310,28 @@ class SyncMemoryBroker(SyncBroker):
         return run_async
 
     def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        **options: Any,
     ) -> SyncSubscription:
         if self._closed:
             raise Closed("broker is closed")
         if not callable(handler):
             raise TypeError("handler must be callable")
+        if durable is not None or options:
+            if self._durable is None:
+                self._durable = (
+                    LoopThread("microstd-broker-durable"),
+                    MemoryBroker(self._core, **self._options),
+                )
+            runner, twin = self._durable
+            twin.on_error(self._opts.hook)
+            inner = runner.run(twin.subscribe(pattern, handler, queue, durable=durable, **options))
+            return _ThreadedSubscription(runner, inner)
         sub = _SyncSubscription(self, pattern, queue)
         sub.sid = self._core.subscribe(pattern, queue, self._inline(handler), sub)
         self._subs[sub.sid] = sub
@@ -278,6 +352,26 @@ class SyncMemoryBroker(SyncBroker):
         if overfilled.found:
             blocked_deliveries()
 
+    def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        return self._admin.add_stream(name, subjects, max_age, max_count, max_bytes)
+
+    def streams(self) -> list[StreamInfo]:
+        return self._admin.streams()
+
+    def delete_stream(self, name: str) -> None:
+        self._admin.delete_stream(name)
+
+    def delete_durable(self, stream: str, name: str) -> None:
+        self._admin.delete_durable(stream, name)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -285,8 +379,34 @@ class SyncMemoryBroker(SyncBroker):
         for sid in list(self._subs):
             self._core.unsubscribe(sid)
         self._subs.clear()
+        if self._durable is not None:
+            runner, twin = self._durable
+            try:
+                runner.run(twin.close())
+            finally:
+                runner.stop()
         if self._runner is not None:
             self._runner.stop()
+
+
+class _ThreadedSubscription(SyncSubscription):
+    """A durable subscription of the blocking broker, running on its delivery thread."""
+
+    def __init__(self, runner: LoopThread, sub: Subscription) -> None:
+        self._runner = runner
+        self._sub = sub
+        self.pattern = sub.pattern
+        self.queue = sub.queue
+
+    def __repr__(self) -> str:
+        return repr(self._sub)
+
+    @property
+    def dropped(self) -> int:
+        return self._sub.dropped
+
+    def unsubscribe(self, timeout: float | None = None) -> None:
+        self._runner.run(self._sub.unsubscribe(timeout))
 
 
 class MemoryBackend:

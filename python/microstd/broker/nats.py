@@ -23,6 +23,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd.broker._delivery import blocked_deliveries
+from microstd.broker._durable import DurableOptions
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import validate_pattern, validate_subject
 from microstd.broker.base import (
@@ -33,7 +34,7 @@ from microstd.broker.base import (
     encode_body,
     log,
 )
-from microstd.errors import Closed, ConnectionFailed, InvalidTopic
+from microstd.errors import Closed, ConnectionFailed, InvalidTopic, NotSupported
 
 __all__ = ["NatsBroker", "nats_queue"]
 
@@ -114,9 +115,17 @@ class NatsBroker(NetworkBroker):
         return self._nc
 
     async def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        **options: Any,
     ) -> Subscription:
         validate_pattern(pattern)
+        if DurableOptions.parse(pattern, durable, options) is not None:
+            raise NotSupported("durable subscriptions are not available on nats:// yet")
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):

@@ -47,6 +47,7 @@ from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL, redact
+from microstd.broker._durable import DurableOptions
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -57,7 +58,7 @@ from microstd.broker._network import (
 )
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
-from microstd.errors import Closed, ConnectionFailed, InvalidTopic
+from microstd.errors import Closed, ConnectionFailed, InvalidTopic, NotSupported
 
 __all__ = ["RedisBroker", "glob_for", "preferred_member"]
 
@@ -192,9 +193,17 @@ class RedisBroker(NetworkBroker):
             self._reader = asyncio.create_task(self._read())
 
     async def subscribe(
-        self, pattern: str, handler: Handler, queue: str | None = None
+        self,
+        pattern: str,
+        handler: Handler,
+        queue: str | None = None,
+        *,
+        durable: str | None = None,
+        **options: Any,
     ) -> Subscription:
         validate_pattern(pattern)
+        if DurableOptions.parse(pattern, durable, options) is not None:
+            raise NotSupported("durable subscriptions are not available on redis:// yet")
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from microstd.codec import cbor, json, msgpack
 from microstd.codec._cbor_simple import Simple
 from microstd.codec._ext import Ext, Tag
+from microstd.codec._timestamp import Timestamp
 from microstd.codec.base import Codec
 from microstd.codec.registry import get, known, register
 from microstd.codec.typed import convert
@@ -18,6 +19,7 @@ __all__ = [
     "Ext",
     "Simple",
     "Tag",
+    "Timestamp",
     "cbor",
     "convert",
     "get",

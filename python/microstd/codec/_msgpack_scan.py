@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["MAX_DEPTH", "locate_error"]
+from microstd.codec._limits import Limits, type_name
+
+__all__ = ["MAX_DEPTH", "locate_error", "object_end"]
 
 MAX_DEPTH = 256
 
@@ -28,6 +30,16 @@ _FIXED = {
 }
 
 
+_ARRAYS = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
+
+
+def _tuples(value: object) -> object:
+    """An array key as the decoder builds it: tuples all the way down."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 class _Bad(Exception):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message, offset)
@@ -36,9 +48,14 @@ class _Bad(Exception):
 
 
 class _Scanner:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, limits: Limits | None = None) -> None:
         self.data = data
         self.pos = 0
+        self.limits = limits or Limits()
+
+    def limit(self, message: str | None, start: int) -> None:
+        if message is not None:
+            raise _Bad(message, start)
 
     def take(self, n: int, start: int, what: str) -> bytes:
         left = len(self.data) - self.pos
@@ -72,7 +89,9 @@ class _Scanner:
         if b in (0xC0, 0xC2, 0xC3):
             return b
         if 0xC4 <= b <= 0xC6:
-            return self.take(self.length(1 << (b - 0xC4), start, "bin header"), start, "bin")
+            n = self.length(1 << (b - 0xC4), start, "bin header")
+            self.limit(self.limits.string("bytes", n), start)
+            return self.take(n, start, "bin")
         if 0xC7 <= b <= 0xC9:
             return self.ext(self.length(1 << (b - 0xC7), start, "ext header"), start)
         if b in _FIXED:
@@ -89,6 +108,7 @@ class _Scanner:
         return self.map(n, start, depth, key)
 
     def text(self, n: int, start: int) -> str:
+        self.limit(self.limits.string("str", n), start)
         at = self.pos
         raw = self.take(n, start, "str")
         try:
@@ -97,31 +117,45 @@ class _Scanner:
             raise _Bad("invalid UTF-8 in str", at + exc.start) from None
 
     def ext(self, n: int, start: int) -> object:
+        self.limit(self.limits.string("ext", n), start)
         code = struct.unpack(">b", self.take(1, start, "ext type"))[0]
         data = self.take(n, start, "ext")
         if code == -1:
             if len(data) not in (4, 8, 12):
                 raise _Bad("timestamp extension must carry 4, 8 or 12 bytes", start)
             if len(data) == 4:
-                seconds, nanos = int.from_bytes(data, "big"), 0
+                nanos = 0
             elif len(data) == 8:
-                v = int.from_bytes(data, "big")
-                seconds, nanos = v & 0x3_FFFF_FFFF, v >> 34
+                nanos = int.from_bytes(data, "big") >> 34
             else:
-                nanos, seconds = struct.unpack(">Iq", data)
+                nanos = int.from_bytes(data[:4], "big")
             if nanos >= 1_000_000_000:
                 raise _Bad("timestamp nanoseconds out of range", start)
-            # Years 1..=9999 as UTC: datetime's range.
-            if not -62_135_596_800 <= seconds < 253_402_300_800:
-                raise _Bad("timestamp outside datetime's range", start)
         return (code, data)
 
+    def check_key(self, key_at: int, seen: set[object]) -> None:
+        """`strict_keys` and `unique_keys` for the key just scanned (decoded for
+        real, so the checks see the values the decoder builds)."""
+        from microstd.codec._pure_msgpack import loads
+
+        marker = self.data[key_at]
+        key = loads(self.data[key_at : self.pos])
+        if marker in _ARRAYS:
+            key = _tuples(key)
+        if self.limits.strict_keys and type(key) not in (str, int):
+            name = type_name(key)
+            raise _Bad(f"map key of type {name} is not a str or int (strict_keys)", key_at)
+        if self.limits.unique_keys:
+            if key in seen:
+                raise _Bad(f"duplicate map key {key!r} (unique_keys)", key_at)
+            seen.add(key)
+
     def enter(self, depth: int, start: int) -> None:
-        if depth >= MAX_DEPTH:
-            raise _Bad(f"nesting deeper than {MAX_DEPTH} levels", start)
+        self.limit(self.limits.depth(depth), start)
 
     def array(self, n: int, start: int, depth: int, key: bool) -> object:
         self.enter(depth, start)
+        self.limit(self.limits.container("array", n), start)
         left = len(self.data) - self.pos
         if n > left:
             raise _Bad(f"array of {n} items is longer than the {left} bytes left", start)
@@ -130,9 +164,11 @@ class _Scanner:
 
     def map(self, n: int, start: int, depth: int, key: bool = False) -> object:
         self.enter(depth, start)
+        self.limit(self.limits.container("map", n), start)
         left = len(self.data) - self.pos
         if 2 * n > left:
             raise _Bad(f"map of {n} pairs is longer than the {left} bytes left", start)
+        seen: set[object] = set()
         for _ in range(n):
             key_at = self.pos
             k = self.value(depth + 1, True)
@@ -140,14 +176,16 @@ class _Scanner:
                 hash(k)
             except TypeError:
                 raise _Bad(f"map key of type {type(k).__name__} is not hashable", key_at) from None
+            if self.limits.strict_keys or self.limits.unique_keys:
+                self.check_key(key_at, seen)
             self.value(depth + 1, False)
         # A dict stand-in: unhashable, like the dict the decoder would build.
         return {} if key else None
 
 
-def locate_error(data: bytes) -> tuple[str | None, int]:
+def locate_error(data: bytes, limits: Limits | None = None) -> tuple[str | None, int]:
     """The first problem in `data` as (message, offset); (None, 0) if none is found."""
-    scanner = _Scanner(data)
+    scanner = _Scanner(data, limits)
     try:
         scanner.value(0, False)
     except _Bad as bad:
@@ -160,3 +198,30 @@ def locate_error(data: bytes) -> tuple[str | None, int]:
             scanner.pos,
         )
     return None, 0
+
+
+def _incomplete(message: str) -> bool:
+    """The Rust decoder's messages for input that ends inside an item."""
+    return (
+        message.startswith(("truncated", "unexpected end of data")) or "longer than the" in message
+    )
+
+
+def object_end(data: bytes, start: int, limits: Limits | None = None) -> int | None:
+    """Where the object starting at `start` ends; None when `data` ends first.
+
+    Raises `DecodeError` (offset in `data`) for bytes no more input can mend.
+    """
+    from microstd.errors import DecodeError
+
+    scanner = _Scanner(data, limits)
+    scanner.pos = start
+    try:
+        scanner.value(0, False)
+    except _Bad as bad:
+        if _incomplete(bad.message):
+            return None
+        raise DecodeError(bad.message, bad.offset) from None
+    except RecursionError:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels", start) from None
+    return scanner.pos

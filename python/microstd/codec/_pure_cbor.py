@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import io
 import itertools
 import math
@@ -36,7 +37,9 @@ from microstd.codec._cbor_simple import Simple
 from microstd.codec._deps import require
 from microstd.codec._depth import TOO_DEEP, deep_path, nesting
 from microstd.codec._ext import Tag
+from microstd.codec._limits import Limits
 from microstd.codec._paths import RELEASED
+from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["MAX_DEPTH", "MAX_EXPONENT", "MAX_MANTISSA_BITS", "dumps", "loads"]
@@ -108,6 +111,7 @@ class _Encoding:
         # Container levels already counted (see `_default`).
         self.levels = 0
         encoders: dict[type, Callable[[Any, Any], None]] = {
+            Timestamp: self._timestamp,
             memoryview: self._memoryview,
             _dt.datetime: self._datetime,
             Decimal: self._decimal,
@@ -129,6 +133,14 @@ class _Encoding:
             default=self._default,
         )
         return result
+
+    def _timestamp(self, enc: Any, value: Timestamp) -> None:
+        enc.encode_length(6, 1)
+        if value.nanoseconds == 0:
+            enc.encode(value.seconds)
+        else:
+            # CBOR's epoch time has no nanoseconds: the nearest double.
+            enc.encode(value.seconds + value.nanoseconds / 1e9)
 
     def _memoryview(self, enc: Any, value: memoryview) -> None:
         try:
@@ -329,6 +341,9 @@ def _epoch(value: object, immutable: bool) -> object:
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
             raise ValueError("tag 1 (epoch date-time) is out of range")
+        if not -62_135_596_800 <= value < 253_402_300_800:
+            # Whole seconds outside datetime's years: a Timestamp holds them exactly.
+            return Timestamp(value, 0)
         secs = float(value)
     elif isinstance(value, float):
         secs = value
@@ -453,10 +468,16 @@ class _Semantic(Mapping[int, Callable[[object, bool], object]]):
     `Tag` for the rest (cbor2 would decode some into fractions, regexes...,
     and gives its own tag hook only frozen content)."""
 
+    def __init__(self, hook: Callable[[int, object], object] | None = None) -> None:
+        self.hook = hook
+
     def __getitem__(self, number: int) -> Callable[[object, bool], object]:
         own = _OWN.get(number)
         if own is not None:
             return own
+        hook = self.hook
+        if hook is not None:
+            return lambda value, immutable: hook(number, value)
         return lambda value, immutable: Tag(number, value)
 
     def __len__(self) -> int:
@@ -516,26 +537,82 @@ def _simple_values(value: object, undefined: object, simple: type) -> object:
     return value
 
 
-def loads(data: bytes | bytearray | memoryview) -> object:
-    """Decode one CBOR data item with cbor2, as the Rust codec does."""
-    cbor2 = require("cbor2")
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    tag_hook: Callable[[int, object], object] | None = None,
+    limits: Limits | None = None,
+) -> object:
+    """Decode one CBOR data item with cbor2, as the Rust codec does.
 
+    `tag_hook(tag, value)` builds the value of tags outside the type model
+    (else they decode to `Tag`).
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(
             f"cbor_loads expects bytes, bytearray or memoryview, not {_type_name(data)}"
         )
     raw = bytes(data)
+    value, end = _decode_one(raw, 0, tag_hook, limits)
+    if end != len(raw):
+        raise DecodeError(f"{len(raw) - end} trailing bytes after the data item", end)
+    return value
+
+
+def next_item(
+    data: bytes,
+    start: int,
+    *,
+    tag_hook: Callable[[int, object], object] | None = None,
+    limits: Limits | None = None,
+) -> tuple[object, int] | None:
+    """The item of a CBOR sequence starting at `start`: `(item, end)`, or None
+    when `data` ends before it does (the twin of `_core.cbor_next`)."""
+    try:
+        return _decode_one(data, start, tag_hook, limits)
+    except _Incomplete:
+        return None
+
+
+class _Incomplete(DecodeError):
+    """The input ended inside the item: more bytes could complete it."""
+
+
+def _decode_key(
+    raw: bytes, at: int, tag_hook: Callable[[int, object], object] | None
+) -> tuple[object, int]:
+    """The map key at `at`, as the decoder builds keys (arrays as tuples)."""
+    value, end = _decode_one(raw, at, tag_hook)
+    try:
+        return _freeze(value), end
+    except ValueError as exc:
+        raise DecodeError(str(exc), at) from None
+
+
+def _decode_one(
+    raw: bytes,
+    start: int,
+    tag_hook: Callable[[int, object], object] | None,
+    limits: Limits | None = None,
+) -> tuple[object, int]:
+    if limits is not None and limits.given:
+        from microstd.codec._cbor_scan import check_limits
+
+        check_limits(raw, start, limits, functools.partial(_decode_key, tag_hook=tag_hook))
+    cbor2 = require("cbor2")
     fp = io.BytesIO(raw)
+    fp.seek(start)
+    semantic = _SEMANTIC if tag_hook is None else _Semantic(tag_hook)
     decoder = cbor2.CBORDecoder(
         fp,
         object_hook=_object_hook,
-        semantic_decoders=_SEMANTIC,
+        semantic_decoders=semantic,
         max_depth=MAX_DEPTH,
     )
     try:
         value = decoder.decode()
     except cbor2.CBORDecodeEOF as exc:
-        raise DecodeError("truncated input: the data item is incomplete", len(raw)) from exc
+        raise _Incomplete("truncated input: the data item is incomplete", len(raw)) from exc
     except cbor2.CBORDecodeError as exc:
         cause = exc.__cause__ or exc.__context__
         message = str(cause) if isinstance(cause, ValueError) and str(cause) else str(exc)
@@ -543,8 +620,6 @@ def loads(data: bytes | bytearray | memoryview) -> object:
     except RecursionError as exc:
         raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels", fp.tell()) from exc
     end = fp.tell()
-    if end != len(raw):
-        raise DecodeError(f"{len(raw) - end} trailing bytes after the data item", end)
-    if _SIMPLE_BYTES.search(raw):
+    if _SIMPLE_BYTES.search(raw, start, end):
         value = _simple_values(value, cbor2.undefined, cbor2.CBORSimpleValue)
-    return value
+    return value, end

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -23,7 +24,9 @@ from typing import Any
 
 from microstd.codec._deps import require
 from microstd.codec._ext import Ext, Tag
+from microstd.codec._limits import Limits
 from microstd.codec._paths import RELEASED, find_path, is_released
+from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
 
 __all__ = ["dumps", "loads"]
@@ -58,6 +61,10 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
     if isinstance(obj, int):
         # packb hands ints outside 64 bits to the hook.
         raise _Unencodable(_INT_RANGE, obj)
+    if isinstance(obj, Timestamp):
+        import msgpack
+
+        return msgpack.Timestamp(obj.seconds, obj.nanoseconds)
     if isinstance(obj, Ext):
         import msgpack
 
@@ -166,6 +173,34 @@ def _locate_int(root: object) -> str:
     return find_path(root, pred=pred)
 
 
+# The timestamp extension's headers: fixext 4 and 8, and ext 8/16/32 of 12 bytes.
+_MAY_HOLD_TIMESTAMP = re.compile(
+    rb"[\xd6\xd7]\xff|\xc7\x0c\xff|\xc8\x00\x0c\xff|\xc9\x00\x00\x00\x0c\xff"
+)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _instant(seconds: int, nanoseconds: int) -> object:
+    """A datetime when it holds the instant exactly, else a Timestamp (as the Rust codec)."""
+    if nanoseconds % 1000 == 0 and -62_135_596_800 <= seconds < 253_402_300_800:
+        return _EPOCH + _dt.timedelta(seconds=seconds, microseconds=nanoseconds // 1000)
+    return Timestamp(seconds, nanoseconds)
+
+
+def _instants(obj: object, raw: type) -> Any:
+    """`obj` with the msgpack package's Timestamps replaced by ours or datetimes."""
+    t = type(obj)
+    if t is raw:
+        return _instant(obj.seconds, obj.nanoseconds)  # type: ignore[attr-defined]
+    if t is list:
+        return [_instants(v, raw) for v in obj]  # type: ignore[attr-defined]
+    if t is tuple:
+        return tuple(_instants(v, raw) for v in obj)  # type: ignore[attr-defined]
+    if t is dict:
+        return {_instants(k, raw): _instants(v, raw) for k, v in obj.items()}  # type: ignore[attr-defined]
+    return obj
+
+
 def _ext_hook(code: int, data: bytes) -> Ext:
     return Ext(code, data)
 
@@ -181,22 +216,67 @@ def _keys_to_tuples(obj: object, is_key: bool = False) -> Any:
     return obj
 
 
-def loads(data: bytes | bytearray | memoryview) -> object:
-    """Decode one msgpack object; trailing bytes are an error."""
+def next_object(
+    data: bytes,
+    start: int,
+    *,
+    ext_hook: Callable[[int, bytes], object] | None = None,
+    limits: Limits | None = None,
+) -> tuple[object, int] | None:
+    """The object of a msgpack stream starting at `start`: `(object, end)`, or
+    None when `data` ends before it does (the twin of `_core.msgpack_next`)."""
+    from microstd.codec._msgpack_scan import object_end
+
+    end = object_end(data, start, limits)
+    if end is None:
+        return None
+    return loads(data[start:end], ext_hook=ext_hook), end
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    ext_hook: Callable[[int, bytes], object] | None = None,
+    limits: Limits | None = None,
+) -> object:
+    """Decode one msgpack object; trailing bytes are an error.
+
+    `ext_hook(code, data)` builds the value of extension types other than
+    timestamps (else they decode to `Ext`).
+    """
     msgpack = require("msgpack")
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")
-    options: dict[str, Any] = {"timestamp": 3, "strict_map_key": False, "ext_hook": _ext_hook}
+    # Timestamps are read raw (and made datetimes or Timestamps after) only
+    # when the input may hold one: the common case keeps packb's own datetimes.
+    if isinstance(data, memoryview):
+        data = data.tobytes()  # a released view raises ValueError saying so
+    if limits is not None and limits.given:
+        # The package has no depth or key limits: the scanner checks them all
+        # first, with the Rust decoder's messages and offsets.
+        from microstd.codec._msgpack_scan import locate_error
+
+        message, offset = locate_error(bytes(data), limits)
+        if message is not None:
+            raise DecodeError(message, offset)
+    raw_times = _MAY_HOLD_TIMESTAMP.search(data) is not None
+    options: dict[str, Any] = {
+        "timestamp": 0 if raw_times else 3,
+        "strict_map_key": False,
+        "ext_hook": _ext_hook if ext_hook is None else ext_hook,
+    }
     try:
         try:
-            return msgpack.unpackb(data, **options)
+            value = msgpack.unpackb(data, **options)
+            return _instants(value, msgpack.Timestamp) if raw_times else value
         except TypeError as exc:
             if "unhashable" not in str(exc):
                 raise
             # An array used as a map key: decode arrays as tuples so the key is
             # hashable, then turn every array outside keys back into a list.
-            return _keys_to_tuples(msgpack.unpackb(data, use_list=False, **options))
+            value = _keys_to_tuples(msgpack.unpackb(data, use_list=False, **options))
+            return _instants(value, msgpack.Timestamp) if raw_times else value
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # RecursionError: _keys_to_tuples on a document nested near the msgpack
         # package's own limit; the scan then reports the Rust codec's depth error.

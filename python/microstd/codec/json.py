@@ -47,9 +47,19 @@ import orjson
 from microstd.codec import _json_guard
 from microstd.codec._ext import Ext, Tag
 from microstd.codec._paths import RELEASED, find_path, is_released
+from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
 
-__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads", "pure_dumps", "pure_loads"]
+__all__ = [
+    "CONTENT_TYPE",
+    "Decoder",
+    "StreamDecoder",
+    "dumps",
+    "iter_loads",
+    "loads",
+    "pure_dumps",
+    "pure_loads",
+]
 
 CONTENT_TYPE = "application/json"
 
@@ -82,6 +92,8 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
         if is_released(obj):
             raise _Unencodable(RELEASED, obj)
         return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, Timestamp):
+        return _timestamp_text(obj)
     if isinstance(obj, Decimal):
         return str(obj)
     if isinstance(obj, (set, frozenset, tuple)):
@@ -100,6 +112,15 @@ def _model(obj: object, user_default: Callable[[object], object] | None) -> obje
     if isinstance(obj, (Ext, Tag)):
         raise _Unencodable(f"cannot encode {_type_name(obj)} as JSON", obj)
     raise _Unencodable(f"cannot encode object of type {_type_name(obj)}", obj)
+
+
+def _timestamp_text(ts: Timestamp) -> str:
+    """RFC 3339 with nanoseconds; JSON strings have no years outside 1..9999."""
+    try:
+        whole = _dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=ts.seconds)
+    except OverflowError:
+        raise _Unencodable("cannot encode a Timestamp outside years 1..9999 as JSON", ts) from None
+    return f"{whole.isoformat()}.{ts.nanoseconds:09d}+00:00"
 
 
 def _is_big_int(o: object) -> bool:
@@ -186,6 +207,32 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
     return typed.Decoder(
         type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
     )
+
+
+def StreamDecoder(
+    type: Any = None,
+    *,
+    forbid_unknown_fields: bool = False,
+    max_buffer_size: int = 64 * 1024 * 1024,
+) -> Any:
+    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate."""
+    from microstd.codec import stream, typed
+
+    return stream.StreamDecoder(
+        stream.ndjson_next(_untyped_loads),
+        convert=typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields),
+        max_buffer_size=max_buffer_size,
+    )
+
+
+def iter_loads(
+    buffer: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+) -> Any:
+    """Every document of a newline-delimited JSON buffer, in order."""
+    from microstd.codec import stream, typed
+
+    convert = typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields)
+    return stream.ndjson_iter(_untyped_loads, buffer, convert)
 
 
 def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:

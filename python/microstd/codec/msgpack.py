@@ -6,14 +6,16 @@ pure baseline in `_pure_msgpack`, which produces the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from microstd import _accel
-from microstd.codec import _pure_msgpack, typed
+from microstd.codec import _pure_msgpack, stream, typed
+from microstd.codec._limits import Limits
 from microstd.codec._plan import plan_for
 
-__all__ = ["CONTENT_TYPE", "Decoder", "dumps", "loads"]
+__all__ = ["CONTENT_TYPE", "Decoder", "StreamDecoder", "dumps", "iter_loads", "loads"]
 
 CONTENT_TYPE = "application/msgpack"
 
@@ -33,30 +35,56 @@ def dumps(
     return result
 
 
-def _untyped(data: bytes | bytearray | memoryview) -> object:
+ExtHook = Callable[[int, bytes], object]
+
+
+def _untyped(
+    data: bytes | bytearray | memoryview,
+    ext_hook: ExtHook | None = None,
+    limits: Limits | None = None,
+) -> object:
     core = _accel.core
     if core is None:
-        return _pure_msgpack.loads(data)
-    return core.msgpack_loads(data)
+        return _pure_msgpack.loads(data, ext_hook=ext_hook, limits=limits)
+    if ext_hook is None and limits is None:
+        return core.msgpack_loads(data)
+    return core.msgpack_loads(data, ext_hook=ext_hook, **(limits.keywords() if limits else {}))
 
 
 def loads(
-    data: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+    data: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
 ) -> Any:
     """Decode one msgpack object; trailing bytes are an error.
 
     With `type=T` the result is checked and built as a `T` (a dataclass,
     `list[Item]`, ...); a mismatch raises `ValidationError` with its path.
+    `ext_hook(code, data)` builds the value of extension types other than
+    timestamps (else they decode to `codec.Ext`).
+
+    Limits for untrusted input (each refused with a `DecodeError` at its
+    offset): `max_container_len` items per array or map, `max_str_len` bytes
+    per str, bytes or extension, `max_depth` levels of nesting (at most 256),
+    `strict_keys` (map keys must be str or int), `unique_keys` (a key may not
+    repeat within a map).
     """
-    core = _accel.core
+    limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
+    checked = limits if limits.given else None
     if type is None:
-        return _pure_msgpack.loads(data) if core is None else core.msgpack_loads(data)
+        return _untyped(data, ext_hook, checked)
     plan = plan_for(type)
-    if plan.core is not None:
+    if plan.core is not None and ext_hook is None and checked is None:
         return plan.core.decode_msgpack(data, forbid_unknown_fields)
-    return typed.run_plan(
-        plan, _untyped(data), strings=False, forbid_unknown_fields=forbid_unknown_fields
-    )
+    value = _untyped(data, ext_hook, checked)
+    return typed.run_plan(plan, value, strings=False, forbid_unknown_fields=forbid_unknown_fields)
 
 
 def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
@@ -68,3 +96,53 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[
         forbid_unknown_fields=forbid_unknown_fields,
         direct="decode_msgpack",
     )
+
+
+def _next(ext_hook: ExtHook | None, limits: Limits) -> stream.Next:
+    core = _accel.core
+    if core is None:
+        checked = limits if limits.given else None
+        return functools.partial(_pure_msgpack.next_object, ext_hook=ext_hook, limits=checked)
+    if ext_hook is None and not limits.given:
+        return core.msgpack_next  # type: ignore[no-any-return]
+    return functools.partial(core.msgpack_next, ext_hook=ext_hook, **limits.keywords())
+
+
+def StreamDecoder(
+    type: Any = None,
+    *,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+    max_buffer_size: int = stream.DEFAULT_MAX_BUFFER,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
+) -> stream.StreamDecoder[Any]:
+    """An incremental decoder of a msgpack stream: `feed(bytes)`, then iterate."""
+    return stream.StreamDecoder(
+        _next(
+            ext_hook, Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
+        ),
+        convert=typed.converter(type, strings=False, forbid_unknown_fields=forbid_unknown_fields),
+        max_buffer_size=max_buffer_size,
+    )
+
+
+def iter_loads(
+    buffer: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
+) -> Iterator[Any]:
+    """Every object of a buffer of concatenated msgpack objects, in order."""
+    convert = typed.converter(type, strings=False, forbid_unknown_fields=forbid_unknown_fields)
+    limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
+    return stream.iter_objects(_next(ext_hook, limits), buffer, convert)

@@ -19,7 +19,14 @@ from typing import Any, Generic, TypeVar, overload
 from microstd.codec import _convert
 from microstd.codec._plan import Plan, plan_for
 
-__all__ = ["Decoder", "convert", "run_plan"]
+__all__ = [
+    "Decoder",
+    "convert",
+    "convert_decoded",
+    "converter",
+    "decode_as",
+    "run_plan",
+]
 
 T = TypeVar("T")
 
@@ -51,6 +58,49 @@ def convert(obj: object, type: Any, *, forbid_unknown_fields: bool = False) -> A
     bytes), so config values and JSON-shaped dicts convert as they are.
     """
     return run_plan(plan_for(type), obj, strings=True, forbid_unknown_fields=forbid_unknown_fields)
+
+
+def converter(
+    type: Any, *, strings: bool, forbid_unknown_fields: bool = False
+) -> Callable[[object], Any] | None:
+    """A function converting decoded values into `type` (None without a type)."""
+    if type is None:
+        return None
+    plan = plan_for(type)
+
+    def convert_one(value: object) -> Any:
+        return run_plan(plan, value, strings=strings, forbid_unknown_fields=forbid_unknown_fields)
+
+    return convert_one
+
+
+_BINARY = frozenset({"application/msgpack", "application/x-msgpack", "application/cbor"})
+
+
+def convert_decoded(value: object, type: Any, content_type: str | None = None) -> Any:
+    """`value`, decoded from `content_type`, as a `type`: strings stand for
+    datetimes and bytes unless the format carries those itself (msgpack, CBOR).
+    What stores, messages and RPC use; `ValidationError` on a mismatch."""
+    from microstd.codec.registry import normalize
+
+    strings = content_type is None or normalize(content_type) not in _BINARY
+    return run_plan(plan_for(type), value, strings=strings)
+
+
+def decode_as(content_type: str, data: bytes, type: Any) -> Any:
+    """`data` of `content_type` decoded into `type`, with the format's own typed
+    decoding where it has one (msgpack in one pass), else decode, then convert."""
+    from microstd import codec
+    from microstd.codec.registry import normalize
+
+    ct = normalize(content_type)
+    if ct in ("application/msgpack", "application/x-msgpack"):
+        return codec.msgpack.loads(data, type=type)
+    if ct == "application/cbor":
+        return codec.cbor.loads(data, type=type)
+    if ct == "application/json":
+        return codec.json.loads(data, type=type)
+    return convert_decoded(codec.get(ct).loads(data), type, ct)
 
 
 class Decoder(Generic[T]):

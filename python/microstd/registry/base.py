@@ -271,6 +271,7 @@ class Registry(AsyncResource, abc.ABC):
         A node that is not registered again within its TTL disappears from
         lookups, so a crashed process drops out without deregistering.
         """
+        self._check_open()
         ttl = _validate.ttl_or_none(ttl)
         records = _records_of(service, ttl)
         if not records:
@@ -281,6 +282,7 @@ class Registry(AsyncResource, abc.ABC):
     async def deregister(self, service: Service) -> None:
         """Remove the nodes of `service`; with no nodes listed, every node of that
         name and version. Removing what is not registered is not an error."""
+        self._check_open()
         validate_name(service.name)
         if service.nodes:
             for node in service.nodes:
@@ -291,6 +293,7 @@ class Registry(AsyncResource, abc.ABC):
                 await self._remove(rec.name, rec.node_id)
 
     async def _live(self, name: str | None) -> list[NodeRecord]:
+        self._check_open()
         now = time.time()
         return [
             r for r in await self._load(name) if r.alive(now) and (name is None or r.name == name)
@@ -311,8 +314,10 @@ class Registry(AsyncResource, abc.ABC):
         """Yield create / update / delete events for nodes (of `name`, or of all services).
 
         Events describe changes after the watch started; the registry's current
-        contents are the starting point, not reported.
+        contents are the starting point, not reported. It ends when the registry
+        is closed.
         """
+        self._check_open()
         if name is not None:
             validate_name(name)
         feed = await self._changes()
@@ -326,6 +331,8 @@ class Registry(AsyncResource, abc.ABC):
                     await asyncio.sleep(max(timeout, 0.0))
                 else:
                     await feed.wait(max(timeout, 0.0))
+                if self.closed:
+                    return
                 current = {r.key: r for r in await self._live(name)}
                 for key, rec in current.items():
                     old = seen.get(key)

@@ -99,16 +99,20 @@ class EtcdRegistry(Registry):
                 if resp.status >= 500:
                     raise ConnectionFailed(f"etcd at {self.base_url} is unhealthy ({resp.status})")
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            await self.close()
+            await self._drop_session()
             raise ConnectionFailed(f"cannot reach etcd at {self.base_url}: {exc}") from exc
         except ConnectionFailed:
-            await self.close()
+            await self._drop_session()
             raise
 
-    async def close(self) -> None:
+    async def _drop_session(self) -> None:
+        # A failed connect drops its session but leaves the registry open to retry.
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+    async def close(self) -> None:
+        await self._drop_session()
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp

@@ -113,7 +113,9 @@ class MemoryRegistry(Registry):
         return None
 
     async def close(self) -> None:
-        return None
+        # Wake the watchers so this handle's watches see it closed and end now;
+        # the others (on a shared name) re-read and carry on.
+        self.core._notify()
 
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
         self.core.put(record)

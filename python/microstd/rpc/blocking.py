@@ -80,6 +80,7 @@ class SyncClient:
         metadata: Mapping[str, str] | None = None,
         idempotent: bool = False,
         response_type: type[Any] | None = None,
+        type: Any = None,
     ) -> Any:
         """`Client.call`, blocking until the reply (or its error) arrives.
 
@@ -95,6 +96,7 @@ class SyncClient:
                 metadata=metadata,
                 idempotent=idempotent,
                 response_type=response_type,
+                type=type,
             )
         )
 

@@ -1,9 +1,13 @@
 """Handler arguments and results: dicts, dataclasses and pydantic models, sync or async.
 
 A handler declares what it takes with the annotation of its first parameter:
-a dataclass or a pydantic model is built from the decoded body; anything else
-gets the decoded body as is. What it returns is turned back into plain data
-(dataclasses with `asdict`, pydantic models with `model_dump(mode="json")`).
+a pydantic model, or any type typed decoding knows (nested dataclasses,
+TypedDict, `list[Item]`...: `microstd.codec.convert`), is built and checked
+from the decoded body, a mismatch being a 400 whose detail names the path;
+anything else gets the decoded body as is. What it returns is turned back
+into plain data (dataclasses with `asdict`, pydantic models with
+`model_dump(mode="json")`) and, when its return annotation is such a type,
+checked against it (a mismatch is the handler's bug: a 500).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from microstd.errors import ServiceError
+from microstd.codec._plan import Plan, plan_for
+from microstd.codec.typed import run_plan
+from microstd.errors import ServiceError, ValidationError
 from microstd.rpc.pool import HandlerPool
 
-__all__ = ["Endpoint", "bad_request", "build", "to_plain"]
+__all__ = ["Endpoint", "bad_request", "build", "to_plain", "typed_plan"]
 
 
 def bad_request(service: str, detail: str) -> ServiceError:
@@ -32,23 +38,44 @@ def _is_pydantic(tp: object) -> bool:
 
 
 def build(tp: object, data: object, service: str = "") -> object:
-    """`data` as an instance of `tp` (a dataclass or pydantic model), else unchanged.
+    """`data` as an instance of `tp`: a pydantic model, or any type typed decoding
+    knows (dataclasses, nested; TypedDict, NamedTuple, `list[Item]`...; see
+    `microstd.codec.convert`); other annotations leave the data unchanged.
 
-    Raises a 400 `ServiceError` when the data does not fit.
+    Raises a 400 `ServiceError` whose detail names the path when the data does not fit.
     """
     if _is_pydantic(tp):
         try:
             return tp.model_validate(data)  # type: ignore[attr-defined]
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise bad_request(service, f"invalid request: {exc}") from exc
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise bad_request(service, f"{tp.__name__} needs an object, got {type(data).__name__}")
-        try:
-            return tp(**data)
-        except TypeError as exc:
-            raise bad_request(service, f"invalid request for {tp.__name__}: {exc}") from exc
-    return data
+    plan = typed_plan(tp)
+    if plan is None:
+        return data
+    try:
+        return run_plan(plan, data, strings=True)
+    except ValidationError as exc:
+        raise bad_request(service, f"invalid request: {exc}") from exc
+
+
+# Annotations that mean "whatever was sent": no plan, no conversion.
+_UNTYPED: frozenset[object] = frozenset(
+    {None, object, Any, dict, list, str, int, float, bool, bytes}
+)
+
+
+def typed_plan(tp: object) -> Plan | None:
+    """The decoder plan for an annotation, or None when there is nothing to convert
+    (no annotation, `Any`, plain containers, or a type typed decoding does not know)."""
+    try:
+        if tp in _UNTYPED or isinstance(tp, str):
+            return None
+    except TypeError:  # an unhashable annotation
+        pass
+    try:
+        return plan_for(tp)
+    except TypeError:
+        return None
 
 
 def to_plain(obj: object) -> object:
@@ -106,9 +133,14 @@ class Endpoint:
         if streams_in:
             self.item_type = (typing.get_args(self.arg_type) or (None,))[0]
             self.arg_type = None
-        self._builds = _is_pydantic(self.arg_type) or (
-            isinstance(self.arg_type, type) and dataclasses.is_dataclass(self.arg_type)
-        )
+        self._builds = _is_pydantic(self.arg_type) or typed_plan(self.arg_type) is not None
+        # A return annotation typed decoding knows is checked on every result
+        # (a stream's replies are not: its annotation is the iterator's).
+        try:
+            returns = None if streams_out else typing.get_type_hints(fn).get("return")
+        except (NameError, TypeError):
+            returns = None
+        self._returns = None if _is_pydantic(returns) else typed_plan(returns)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
@@ -145,11 +177,26 @@ class Endpoint:
             result = await self.pool.run(self.fn, *args)
         else:
             result = await asyncio.to_thread(functools.partial(self.fn, *args))
-        if type(result) in _PLAIN:
+        if self._returns is None and type(result) in _PLAIN:
             return result  # the common case: nothing to await or convert
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[object], result)
-        return to_plain(result)
+        plain = to_plain(result)
+        if self._returns is not None:
+            self._check_result(plain, service)
+        return plain
+
+    def _check_result(self, plain: object, service: str) -> None:
+        try:
+            run_plan(self._returns, plain, strings=True)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise ServiceError(
+                service,
+                500,
+                f"handler {self.name!r} returned a value that does not fit its return "
+                f"annotation: {exc}",
+                "Internal Server Error",
+            ) from exc
 
     async def _open(self, body: object, service: str) -> object:
         if self.kind == "server":
@@ -160,7 +207,10 @@ class Endpoint:
         result = self.fn(body)
         if self.kind == "bidi":
             return result
-        return to_plain(await result)
+        plain = to_plain(await result)
+        if self._returns is not None:
+            self._check_result(plain, service)
+        return plain
 
 
 _STREAM_TYPES: frozenset[object] = frozenset(

@@ -2,11 +2,9 @@
 
 Nothing here is public API; the backends (`file`, `redis`, `nats`, `s3`) import it.
 
-Watch semantics shared by the backends (`WatchStream`): a watch is live from the
-moment `watch()` returns. In async code the subscription starts as a task and the
-store's own writes wait for it, so every later write through the same store is
-seen; changes made by other clients are seen once the subscription is set up
-(a round trip later). The blocking twin subscribes before `watch()` returns.
+The watch machinery (`WatchStream`, `settle`, `close_streams`) lives in
+`microstd.store._watch`, with the memory twin's queue it is built on; it is
+re-exported here for the backends.
 """
 
 from __future__ import annotations
@@ -17,23 +15,33 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 
 from microstd import codec as _codec
 from microstd.codec.base import Codec
-from microstd.errors import Closed, DecodeError, EncodeError, InvalidKey, MicrostdError
-from microstd.store.base import Event, Record, Revision, Store, validate_key, validate_ttl
+from microstd.errors import DecodeError, EncodeError, InvalidKey, MicrostdError
+from microstd.store._watch import (
+    Emit,
+    Fail,
+    Subscribe,
+    Unsubscribe,
+    WatchStream,
+    close_streams,
+    settle,
+)
+from microstd.store.base import Event, Record, Revision, validate_key
 
 __all__ = [
-    "Encoded",
+    "Emit",
     "EventFanout",
     "Expirer",
+    "Fail",
+    "Subscribe",
+    "Unsubscribe",
     "WatchStream",
     "close_streams",
     "decode_record",
     "encode_value",
-    "encoded",
     "key_bytes",
     "malformed",
     "page",
@@ -42,14 +50,11 @@ __all__ = [
     "settle",
     "stored_expiry",
     "validate_paging",
-    "write_many_encoded_first",
 ]
 
 log = logging.getLogger("microstd.store")
 
 DEFAULT_CONTENT_TYPE = "application/msgpack"
-#: Events a watcher may fall behind by before its watch ends (bounds memory per watcher).
-WATCH_QUEUE_LIMIT = 10_000
 
 
 def resolve_codec(option: object) -> Codec:
@@ -193,33 +198,6 @@ def decode_record(
     )
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """A value already encoded by `write_many`, so `write` does not encode it twice."""
-
-    data: bytes
-
-
-def encoded(codec: Codec, value: object) -> bytes:
-    """The bytes to store for `value` (which may be a pre-encoded `Encoded`)."""
-    if isinstance(value, Encoded):
-        return value.data
-    return encode_value(codec, value)
-
-
-async def write_many_encoded_first(
-    store: Store, codec: Codec, items: Mapping[str, object], ttl: float | None
-) -> dict[str, Revision]:
-    """`write_many` that encodes every value and checks every key before writing any,
-    so an unencodable value or bad key stores nothing."""
-    validate_ttl(ttl)
-    prepared: dict[str, Encoded] = {}
-    for key, value in items.items():
-        key_bytes(key)
-        prepared[key] = Encoded(encode_value(codec, value))
-    return {key: await store.write(key, data, ttl=ttl) for key, data in prepared.items()}
-
-
 def validate_paging(limit: int | None, offset: int) -> None:
     """Reject negative or non-integer paging arguments with a clear error."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
@@ -252,137 +230,6 @@ def prefix_successor(prefix: str) -> str | None:
                 nxt = 0xE000
             return "".join(chars) + chr(nxt)
     return None
-
-
-Emit = Callable[[Event], None]
-Fail = Callable[[BaseException | None], None]
-Unsubscribe = Callable[[], Awaitable[None]]
-Subscribe = Callable[[Emit, Fail], Awaitable[Unsubscribe]]
-
-
-class WatchStream:
-    """The async iterator `watch()` returns, subscribed from the moment it is made.
-
-    `subscribe(emit, fail)` sets up the backend's subscription, returns once it is
-    live, and gives back a coroutine function that ends it; the backend calls
-    `emit(event)` for each change and `fail(exc)` (or `fail(None)` for a clean end).
-    Made inside a running loop, the subscription starts as a task and the store's
-    writes wait for it (`pending`), so every later write through the store is seen.
-    Made from a plain thread (the blocking twin), it subscribes on the store's
-    loop before returning.
-    """
-
-    def __init__(
-        self,
-        subscribe: Subscribe,
-        *,
-        home: asyncio.AbstractEventLoop | None,
-        pending: set[asyncio.Future[None]],
-        streams: set[WatchStream],
-    ) -> None:
-        self._subscribe = subscribe
-        self._queue: asyncio.Queue[Event | None] | None = None
-        self._unsubscribe: Unsubscribe | None = None
-        self._error: BaseException | None = None
-        self._closed = False
-        self._overflowed = False
-        self._streams = streams
-        self._task: asyncio.Task[None] | None = None
-        streams.add(self)
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:
-            self._task = loop.create_task(self._start())
-            pending.add(self._task)
-            self._task.add_done_callback(_settled(pending))
-        elif home is not None and home.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._start(), home).result()
-            except BaseException:
-                streams.discard(self)
-                raise
-        # else: no loop yet; subscribe on the first __anext__.
-
-    async def _start(self) -> None:
-        if self._queue is not None:
-            return
-        self._queue = asyncio.Queue()
-        self._unsubscribe = await self._subscribe(self._emit, self._fail)
-
-    def _emit(self, event: Event) -> None:
-        queue = self._queue
-        if queue is None or self._closed or self._overflowed:
-            return
-        if queue.qsize() >= WATCH_QUEUE_LIMIT:
-            self._overflowed = True
-            log.error("store watch fell %d events behind; ending it", WATCH_QUEUE_LIMIT)
-            self._fail(Closed("store watch fell too far behind; start a new watch"))
-            return
-        queue.put_nowait(event)
-
-    def _fail(self, exc: BaseException | None) -> None:
-        if self._queue is not None and self._error is None:
-            self._error = exc
-            self._queue.put_nowait(None)
-
-    def __aiter__(self) -> WatchStream:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._task is not None:
-            await self._task
-        elif self._queue is None:
-            await self._start()
-        assert self._queue is not None
-        event = await self._queue.get()
-        if event is None:
-            self._queue.put_nowait(None)  # stay ended for later calls
-            if self._error is not None:
-                raise self._error
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        """End the subscription; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._streams.discard(self)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        unsubscribe, self._unsubscribe = self._unsubscribe, None
-        if unsubscribe is not None:
-            with contextlib.suppress(Exception):
-                await unsubscribe()
-        if self._queue is not None:
-            self._queue.put_nowait(None)
-
-
-def _settled(pending: set[asyncio.Future[None]]) -> Callable[[asyncio.Future[None]], None]:
-    def done(task: asyncio.Future[None]) -> None:
-        pending.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here; __anext__ re-raises it to the watcher
-
-    return done
-
-
-async def settle(pending: set[asyncio.Future[None]]) -> None:
-    """Wait until every watch being set up is live, so a write cannot overtake it."""
-    if pending:
-        await asyncio.wait(set(pending))
-
-
-async def close_streams(streams: set[WatchStream]) -> None:
-    """End every open watch of a store that is closing."""
-    for stream in list(streams):
-        await stream.aclose()
 
 
 class EventFanout:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from microstd import _validate
 from microstd._lifecycle import AsyncResource, SyncResource
@@ -22,6 +22,8 @@ __all__ = [
     "Revision",
     "Store",
     "SyncStore",
+    "typed_record",
+    "typed_records",
     "validate_key",
     "validate_metadata",
     "validate_ttl",
@@ -83,6 +85,21 @@ def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def typed_record(record: Record, type: Any, content_type: str | None = None) -> Record:
+    """`record` with its value converted into `type` (`ValidationError` with the
+    path when it does not fit); what `read(key, type=T)` returns."""
+    from microstd.codec.typed import convert_decoded
+
+    return replace(record, value=convert_decoded(record.value, type, content_type))
+
+
+def typed_records(
+    records: dict[str, Record], type: Any, content_type: str | None = None
+) -> dict[str, Record]:
+    """`typed_record` for each record of a `read_many` result."""
+    return {key: typed_record(rec, type, content_type) for key, rec in records.items()}
+
+
 class Store(AsyncResource, abc.ABC):
     """Async key-value store. Use as `async with store:` or `connect()` / `close()`."""
 
@@ -104,17 +121,21 @@ class Store(AsyncResource, abc.ABC):
         """
 
     @abc.abstractmethod
-    async def read(self, key: str) -> Record:
-        """The live record for `key`; `NotFound` if missing or expired."""
+    async def read(self, key: str, *, type: Any = None) -> Record:
+        """The live record for `key`; `NotFound` if missing or expired.
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        `type=T` converts the value into a `T` (a dataclass, `list[Item]`...),
+        raising `ValidationError` with the path when it does not fit.
+        """
+
+    async def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
         """The live records among `keys`; missing keys are absent from the result."""
         from microstd.errors import NotFound
 
         out: dict[str, Record] = {}
         for key in keys:
             try:
-                out[key] = await self.read(key)
+                out[key] = await self.read(key, type=type)
             except NotFound:
                 continue
         return out
@@ -174,10 +195,10 @@ class SyncStore(SyncResource, abc.ABC):
     ) -> Revision: ...
 
     @abc.abstractmethod
-    def read(self, key: str) -> Record: ...
+    def read(self, key: str, *, type: Any = None) -> Record: ...
 
     @abc.abstractmethod
-    def read_many(self, keys: Iterable[str]) -> dict[str, Record]: ...
+    def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]: ...
 
     @abc.abstractmethod
     def write_many(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from microstd._loopthread import LoopThread, iterate_blocking
 from microstd.store.base import Event, Record, Revision, Store, SyncStore
@@ -45,11 +46,11 @@ class BlockingStore(SyncStore):
             )
         )
 
-    def read(self, key: str) -> Record:
-        return self._runner.run(self._store.read(key))
+    def read(self, key: str, *, type: Any = None) -> Record:
+        return self._runner.run(self._store.read(key, type=type))
 
-    def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        return self._runner.run(self._store.read_many(list(keys)))
+    def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
+        return self._runner.run(self._store.read_many(list(keys), type=type))
 
     def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None

@@ -21,43 +21,27 @@ file; writes made by *other processes* are not watched (SQLite has no change fee
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from microstd._backends import ParsedURL
-from microstd.errors import Closed, Conflict, ConnectionFailed, NotFound
+from microstd.errors import Closed, Conflict, ConnectionFailed
 from microstd.store._common import (
-    Emit,
     EventFanout,
     Expirer,
-    Fail,
-    Unsubscribe,
-    WatchStream,
-    close_streams,
     decode_record,
-    encode_value,
-    key_bytes,
     malformed,
     prefix_successor,
-    resolve_codec,
-    settle,
-    validate_paging,
 )
-from microstd.store.base import (
-    Event,
-    Record,
-    Revision,
-    Store,
-    validate_metadata,
-    validate_ttl,
-)
+from microstd.store._network import NetworkStore, Put
+from microstd.store._watch import Emit, Fail, Unsubscribe
+from microstd.store.base import Event, Record, Revision
 
 __all__ = ["FileStore"]
 
@@ -96,7 +80,7 @@ def _watched(path: str) -> bool:
     return any(f.active for f in _peers.get(path, ()))
 
 
-class FileStore(Store):
+class FileStore(NetworkStore):
     """A store in a SQLite database file, in WAL mode, on a private worker thread."""
 
     def __init__(
@@ -110,21 +94,16 @@ class FileStore(Store):
     ) -> None:
         if str(synchronous).lower() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {sorted(_SYNC_MODES)}")
+        super().__init__(codec=codec)
         self.path = Path(path)
-        self._codec = resolve_codec(codec)
         self._synchronous = str(synchronous).upper()
         self._timeout = float(timeout)
         self._sweep_interval = float(sweep_interval)
         self._db: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._closed = False
-        self._connect_lock = asyncio.Lock()
         self._expirer: Expirer | None = None
-        self._key = os.path.abspath(self.path)
+        self._key_path = os.path.abspath(self.path)
         self._fanout = EventFanout()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[asyncio.Future[None]] = set()
-        self._streams: set[WatchStream] = set()
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> FileStore:
@@ -143,25 +122,19 @@ class FileStore(Store):
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def connect(self) -> None:
-        if self._closed:
-            raise Closed("store is closed")
-        async with self._connect_lock:
-            if self._db is not None:
-                return
-            self._loop = asyncio.get_running_loop()
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="microstd-file-store")
-            try:
-                self._db = await self._call(self._open)
-            except BaseException:
-                self._pool.shutdown(wait=False)
-                self._pool = None
-                raise
-            _peers.setdefault(self._key, set()).add(self._fanout)
-            self._expirer = Expirer(self._sweep, self._sweep_interval)
-            self._expirer.start()
+    async def _open(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="microstd-file-store")
+        try:
+            self._db = await self._call(self._connect_db)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise
+        _peers.setdefault(self._key_path, set()).add(self._fanout)
+        self._expirer = Expirer(self._sweep, self._sweep_interval)
+        self._expirer.start()
 
-    def _open(self) -> sqlite3.Connection:
+    def _connect_db(self) -> sqlite3.Connection:
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,16 +148,12 @@ class FileStore(Store):
             raise ConnectionFailed(f"cannot open SQLite store {str(self.path)!r}: {exc}") from exc
         return db
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await close_streams(self._streams)
-        peers = _peers.get(self._key)
+    async def _shutdown(self) -> None:
+        peers = _peers.get(self._key_path)
         if peers is not None:
             peers.discard(self._fanout)
             if not peers:
-                _peers.pop(self._key, None)
+                _peers.pop(self._key_path, None)
         self._fanout.close_all()
         if self._expirer is not None:
             await self._expirer.stop()
@@ -201,9 +170,7 @@ class FileStore(Store):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(db, *args)` on the worker thread, connecting first if needed."""
-        if self._db is None:
-            await self.connect()
+        """Run `fn(db, *args)` on the worker thread."""
         db = self._db
         if db is None:
             raise Closed("store is closed")
@@ -211,38 +178,26 @@ class FileStore(Store):
 
     # -- writes --------------------------------------------------------------
 
-    async def write(
-        self,
-        key: str,
-        value: object,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        if_revision: Revision | None = None,
-        if_absent: bool = False,
-    ) -> Revision:
-        key_bytes(key)
-        ttl = validate_ttl(ttl)
-        meta = validate_metadata(metadata)
-        data = encode_value(self._codec, value)
-        expires_at = None if ttl is None else time.time() + ttl
-        await settle(self._pending)
-        rev = await self._run(
-            _write_one, key, data, json.dumps(meta), expires_at, if_revision, if_absent
-        )
-        self._after_put(key, data, meta, rev, expires_at)
+    async def _put(self, put: Put) -> Revision | None:
+        try:
+            rev = await self._run(
+                _write_one,
+                put.key,
+                put.data,
+                json.dumps(put.metadata),
+                put.expires_at,
+                put.if_revision,
+                put.if_absent,
+            )
+        except Conflict:
+            return None
+        self._after_put(put.key, put.data, put.metadata, rev, put.expires_at)
         return rev
 
-    async def write_many(
-        self, items: Mapping[str, object], *, ttl: float | None = None
+    async def _put_many(
+        self, items: dict[str, bytes], ttl: float | None, expires_at: float | None
     ) -> dict[str, Revision]:
-        ttl = validate_ttl(ttl)
-        rows = []
-        for key, value in items.items():
-            key_bytes(key)
-            rows.append((key, encode_value(self._codec, value)))
-        expires_at = None if ttl is None else time.time() + ttl
-        await settle(self._pending)
+        rows = list(items.items())
         revs = await self._run(_write_rows, rows, expires_at)
         for (key, data), rev in zip(rows, revs, strict=True):
             self._after_put(key, data, {}, rev, expires_at)
@@ -253,52 +208,36 @@ class FileStore(Store):
     ) -> None:
         if expires_at is not None and self._expirer is not None:
             self._expirer.poke(expires_at)
-        if _watched(self._key):
+        if _watched(self._key_path):
             record = Record(key, self._codec.loads(data), meta, rev, expires_at)
-            _publish(self._key, Event("put", key, record))
+            _publish(self._key_path, Event("put", key, record))
 
-    async def delete(self, key: str) -> bool:
-        key_bytes(key)
-        await settle(self._pending)
-        deleted = await self._run(_delete_rows, [key])
-        for gone in deleted:
-            _publish(self._key, Event("delete", gone))
-        return bool(deleted)
+    async def _remove(self, key: str) -> bool:
+        return bool(await self._remove_many([key]))
 
-    async def delete_many(self, keys: Iterable[str]) -> int:
-        chosen = list(keys)
-        for key in chosen:
-            key_bytes(key)
-        await settle(self._pending)
-        deleted = await self._run(_delete_rows, chosen)
+    async def _remove_many(self, keys: list[str]) -> int:
+        deleted = await self._run(_delete_rows, keys)
         for gone in deleted:
-            _publish(self._key, Event("delete", gone))
+            _publish(self._key_path, Event("delete", gone))
         return len(deleted)
 
     async def _sweep(self) -> float | None:
         expired, next_at = await self._run(_sweep_rows)
         for key in expired:
-            _publish(self._key, Event("expire", key))
+            _publish(self._key_path, Event("expire", key))
         return next_at
 
     # -- reads ---------------------------------------------------------------
 
-    async def read(self, key: str) -> Record:
-        key_bytes(key)
+    async def _get(self, key: str) -> Record | None:
         rows = await self._run(_read_rows, [key])
-        if not rows:
-            raise NotFound(f"no record for key {key!r}")
-        return self._record(rows[0])
+        return self._record(rows[0]) if rows else None
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        chosen = list(keys)
-        for key in chosen:
-            key_bytes(key)
-        rows = await self._run(_read_rows, chosen)
+    async def _get_many(self, keys: list[str]) -> dict[str, Record]:
+        rows = await self._run(_read_rows, keys)
         return {record.key: record for record in map(self._record, rows)}
 
-    async def exists(self, key: str) -> bool:
-        key_bytes(key)
+    async def _exists(self, key: str) -> bool:
         return bool(await self._run(_exists, key))
 
     def _record(self, row: tuple[object, ...]) -> Record:
@@ -311,27 +250,10 @@ class FileStore(Store):
             self._codec, key, data, metadata=meta, revision=rev, expires_at=expires_at
         )
 
-    async def list(
-        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
-    ) -> list[str]:
-        validate_paging(limit, offset)
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise TypeError("prefix and suffix must be str")
+    async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
         return await self._run(_list_keys, prefix, suffix, limit, offset)
 
-    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
-        if not isinstance(prefix, str):
-            raise TypeError("prefix must be str")
-        return WatchStream(
-            functools.partial(self._subscribe, prefix),
-            home=self._loop,
-            pending=self._pending,
-            streams=self._streams,
-        )
-
     async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
-        if self._db is None:
-            await self.connect()
         return self._fanout.add(prefix, emit, fail)
 
 

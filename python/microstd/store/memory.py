@@ -35,7 +35,15 @@ from microstd._backends import Convert, ParsedURL, memory_options, shared_instan
 from microstd.codec import Codec
 from microstd.errors import InvalidArgument
 from microstd.store._pure import PythonMemoryStore, closed_engine
-from microstd.store.base import Event, Record, Revision, Store, SyncStore
+from microstd.store.base import (
+    Event,
+    Record,
+    Revision,
+    Store,
+    SyncStore,
+    typed_record,
+    typed_records,
+)
 
 __all__ = ["MemoryBackend", "MemoryStore", "SyncMemoryStore"]
 
@@ -211,11 +219,13 @@ class MemoryStore(_Handle, Store):
             key, value, ttl=ttl, metadata=metadata, if_revision=if_revision, if_absent=if_absent
         )
 
-    async def read(self, key: str) -> Record:
-        return self._engine.read(key)
+    async def read(self, key: str, *, type: Any = None) -> Record:
+        record = self._engine.read(key)
+        return record if type is None else typed_record(record, type)
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        return self._engine.read_many(keys)
+    async def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
+        records = self._engine.read_many(keys)
+        return records if type is None else typed_records(records, type)
 
     async def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None
@@ -265,11 +275,13 @@ class SyncMemoryStore(_Handle, SyncStore):
             key, value, ttl=ttl, metadata=metadata, if_revision=if_revision, if_absent=if_absent
         )
 
-    def read(self, key: str) -> Record:
-        return self._engine.read(key)
+    def read(self, key: str, *, type: Any = None) -> Record:
+        record = self._engine.read(key)
+        return record if type is None else typed_record(record, type)
 
-    def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        return self._engine.read_many(keys)
+    def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
+        records = self._engine.read_many(keys)
+        return records if type is None else typed_records(records, type)
 
     def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None

@@ -25,9 +25,17 @@ and the store that wrote it (or any store that later sees it) deletes it when it
 falls due, which watchers see as an "expire" event. A record whose writer went
 away before its expiry is removed the next time a store reads or lists it.
 
-Watch is native (an ordered JetStream consumer delivering new entries).
-If the server goes away the client reconnects for a short while; after that,
-calls raise `ConnectionFailed` and the next call reconnects.
+Watch is native (an ordered JetStream consumer delivering new entries). When
+the connection is lost the watch waits, and resumes after the reconnection from
+the last entry it delivered: entries written meanwhile are delivered then
+(except earlier values of a key written again, as history is 1).
+
+Connection, timeouts and errors are `microstd._engines.nats`'s: options
+``connect_timeout`` (5 s), ``timeout`` (5 s per request), ``ping_interval``
+(10 s), ``reconnect_time_wait`` and ``max_reconnect_attempts`` (no limit), in
+the URL or as keywords. The connection reconnects without limit; while it is
+down every call raises `ConnectionFailed` at once. A write that raised
+`ConnectionFailed` may still have been applied.
 """
 
 from __future__ import annotations
@@ -35,55 +43,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import heapq
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import nats
-import nats.errors as nerr
 import nats.js.errors as jerr
 from nats.js import api
 
 from microstd._backends import ParsedURL
-from microstd.errors import (
-    Closed,
-    Conflict,
-    ConnectionFailed,
-    DecodeError,
-    InvalidKey,
-    NotFound,
-)
+from microstd._engines import nats as engine
+from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidKey
 from microstd.store._common import (
-    Emit,
     Expirer,
-    Fail,
-    Unsubscribe,
-    WatchStream,
-    close_streams,
     decode_record,
-    encoded,
     key_bytes,
     log,
     malformed,
     page,
-    resolve_codec,
-    settle,
     stored_expiry,
-    validate_paging,
-    write_many_encoded_first,
 )
-from microstd.store.base import (
-    Event,
-    Record,
-    Revision,
-    Store,
-    validate_metadata,
-    validate_ttl,
-)
+from microstd.store._network import NetworkStore, Put
+from microstd.store._watch import Emit, Fail, Unsubscribe
+from microstd.store.base import Event, Record, Revision
 
 __all__ = ["NatsStore", "decode_key", "encode_key"]
 
@@ -95,18 +79,6 @@ _EXPECTED = "Nats-Expected-Last-Subject-Sequence"
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-/")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _WRONG_SEQUENCE = {10071, 10164}
-_NETWORK_ERRORS = (
-    nerr.ConnectionClosedError,
-    nerr.NoServersError,
-    nerr.TimeoutError,
-    nerr.NoRespondersError,
-    nerr.StaleConnectionError,
-    nerr.OutboundBufferLimitError,
-    nerr.ConnectionReconnectingError,
-    jerr.ServiceUnavailableError,
-    asyncio.TimeoutError,
-    OSError,
-)
 _MAX_KEY_CHARS = 2048
 _HEX = frozenset("0123456789ABCDEFabcdef")
 
@@ -149,143 +121,98 @@ def _decodable_keys(names: Iterable[str]) -> Iterator[str]:
             log.warning("store list: skipped a foreign KV entry: %s", exc)
 
 
-async def _quiet(exc: Exception) -> None:
-    # nats-py logs every failed reconnect with a traceback by default; the store
-    # reports connection trouble to its caller instead.
-    del exc
-
-
 def _expired(expires_at: float | None) -> bool:
     return expires_at is not None and expires_at <= time.time()
 
 
-class NatsStore(Store):
+class NatsStore(NetworkStore):
     """A store in a JetStream KV bucket: native revisions and watch, emulated TTL."""
 
     def __init__(
         self,
-        servers: str,
+        servers: str | engine.NatsEndpoint,
         *,
         bucket: str = "microstd",
         codec: object = None,
-        timeout: float = 2.0,
         sweep_interval: float = 5.0,
-        redacted: str | None = None,
+        **connection: Any,
     ) -> None:
-        if not _BUCKET_RE.match(bucket):
+        """`servers` is a ``nats://`` URL (or an endpoint); `connection` holds the
+        engine's options (`connect_timeout`, `timeout`, `ping_interval`, ...)."""
+        super().__init__(codec=codec)
+        if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
             raise ValueError(f"NATS KV bucket names are [A-Za-z0-9_-]+, got {bucket!r}")
-        self._servers = servers
-        self._redacted = redacted or servers
+        if isinstance(servers, engine.NatsEndpoint):
+            if connection:
+                raise TypeError(f"unknown nats store options: {sorted(connection)}")
+            self._endpoint = servers
+        else:
+            self._endpoint, rest = engine.NatsEndpoint.from_url(servers, connection)
+            if rest:
+                raise TypeError(f"unknown nats store options: {sorted(rest)}")
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
         self._pre = f"$KV.{bucket}."
-        self._codec = resolve_codec(codec)
-        self._timeout = timeout
-        self._sweep_interval = sweep_interval
-        self._nc: Any = None
-        self._js: Any = None
-        self._lock = asyncio.Lock()
-        self._closed = False
+        self._timeout = self._endpoint.timeouts.request
+        self._sweep_interval = float(sweep_interval)
+        self._conn: engine.NatsConnection | None = None
         self._due: list[tuple[float, str, int]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[asyncio.Future[None]] = set()
-        self._streams: set[WatchStream] = set()
         self._expirer: Expirer | None = None
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> NatsStore:
         """`nats://[user:password@]host:port?bucket=NAME`; options override the query."""
-        merged: dict[str, Any] = {**parsed.query, **options}
-        for name in ("timeout", "sweep_interval"):
-            if name in merged:
-                merged[name] = float(merged[name])
-        servers = parsed.raw.split("?", 1)[0]
-        return cls(servers, redacted=parsed.redacted.split("?", 1)[0], **merged)
+        endpoint, mine = engine.NatsEndpoint.from_url(parsed, options)
+        if "sweep_interval" in mine:
+            mine["sweep_interval"] = float(mine["sweep_interval"])
+        return cls(endpoint, **mine)
 
     def __repr__(self) -> str:
-        return f"NatsStore({self._redacted!r}, bucket={self.bucket!r})"
+        return f"NatsStore({self._endpoint.redacted!r}, bucket={self.bucket!r})"
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"store {what}")
 
     # -- connection --------------------------------------------------------------
 
-    async def connect(self) -> None:
-        await self._jetstream()
-
-    async def _jetstream(self) -> Any:
-        """The JetStream context, (re)connecting when the last connection was lost."""
-        if self._closed:
-            raise Closed("store is closed")
-        nc = self._nc
-        if nc is not None and nc.is_reconnecting:
-            deadline = time.monotonic() + self._timeout
-            # nats-py has no "reconnected" awaitable; poll its state briefly.
-            while nc.is_reconnecting and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        if nc is not None and nc.is_connected:
-            return self._js
-        async with self._lock:
-            if self._nc is not None and self._nc.is_connected:
-                return self._js
-            if self._nc is not None and self._nc.is_reconnecting:
-                raise ConnectionFailed(f"NATS server {self._redacted} unreachable (reconnecting)")
-            await self._open()
-        return self._js
-
     async def _open(self) -> None:
-        old, self._nc = self._nc, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.close()
+        conn = await engine.acquire(self._endpoint)
         try:
-            nc = await nats.connect(
-                self._servers,
-                connect_timeout=self._timeout,
-                reconnect_time_wait=0.2,
-                max_reconnect_attempts=5,
-                error_cb=_quiet,
-            )
-        except (*_NETWORK_ERRORS, nerr.Error) as exc:
-            raise ConnectionFailed(f"cannot connect to NATS at {self._redacted}: {exc}") from exc
-        js = nc.jetstream(timeout=self._timeout)
-        try:
-            try:
-                await js.stream_info(self._stream)
-            except jerr.NotFoundError:
-                await js.create_key_value(bucket=self.bucket, history=1)
-        except _NETWORK_ERRORS as exc:
-            await nc.close()
-            raise ConnectionFailed(f"NATS JetStream unavailable: {exc}") from exc
+            js = conn.jetstream("store connect")
+            with self._errors("connect"):
+                try:
+                    await js.stream_info(self._stream)
+                except jerr.NotFoundError:
+                    await js.create_key_value(bucket=self.bucket, history=1)
         except BaseException:
-            await nc.close()
+            await engine.release(conn)
             raise
-        self._nc, self._js = nc, js
-        self._loop = asyncio.get_running_loop()
-        if self._expirer is None:
-            self._expirer = Expirer(self._sweep, self._sweep_interval)
-            self._expirer.start()
+        self._conn = conn
+        self._expirer = Expirer(self._sweep, self._sweep_interval)
+        self._expirer.start()
 
-    async def close(self) -> None:
-        self._closed = True
-        await close_streams(self._streams)
+    async def _shutdown(self) -> None:
         if self._expirer is not None:
             await self._expirer.stop()
-        nc, self._nc = self._nc, None
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await nc.close()
+            self._expirer = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await engine.release(conn)
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except _NETWORK_ERRORS as exc:
-            raise ConnectionFailed(f"NATS server {self._redacted} unreachable: {exc}") from exc
+    async def _jetstream(self, what: str) -> Any:
+        """A JetStream context on the live connection; `ConnectionFailed` at once while
+        it is down (reconnecting first if it was closed for good)."""
+        if self._conn is None:
+            raise Closed("store is closed")
+        await self._conn.ensure(f"store {what}")
+        return self._conn.jetstream(f"store {what}")
 
     # -- raw entries -------------------------------------------------------------
 
     async def _last(self, name: str) -> tuple[int, dict[str, str], bytes] | None:
         """(sequence, headers, data) of the last entry for `name`, or None."""
-        js = await self._jetstream()
-        with self._guard():
+        js = await self._jetstream("read")
+        with self._errors("read"):
             try:
                 msg = await js.get_msg(self._stream, subject=self._pre + name)
             except jerr.NotFoundError:
@@ -307,15 +234,15 @@ class NatsStore(Store):
         if self._expirer is not None:
             self._expirer.poke(at)
 
-    async def _publish(self, name: str, data: bytes, headers: dict[str, str]) -> int:
-        js = await self._jetstream()
-        await settle(self._pending)
-        with self._guard():
+    async def _publish(self, name: str, data: bytes, headers: dict[str, str]) -> int | None:
+        """The new entry's sequence; None when `Nats-Expected-Last-Subject-Sequence` failed."""
+        js = await self._jetstream("write")
+        with self._errors("write"):
             try:
                 ack = await js.publish(self._pre + name, data, headers=headers or None)
             except jerr.APIError as exc:
                 if exc.err_code in _WRONG_SEQUENCE:
-                    raise Conflict("the record changed (wrong last sequence)") from exc
+                    return None
                 raise
         return int(ack.seq)
 
@@ -325,56 +252,35 @@ class NatsStore(Store):
             _, name, seq = heapq.heappop(self._due)
             # Only if the expired entry is still the last one: never delete a newer write.
             headers = {_OP: "DEL", _REASON: "expire", _EXPECTED: str(seq)}
-            with contextlib.suppress(Conflict):
-                await self._publish(name, b"", headers)
+            await self._publish(name, b"", headers)
         return self._due[0][0] if self._due else None
 
     # -- the store ---------------------------------------------------------------
 
-    async def write(
-        self,
-        key: str,
-        value: object,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        if_revision: Revision | None = None,
-        if_absent: bool = False,
-    ) -> Revision:
-        name = encode_key(key)
-        ttl = validate_ttl(ttl)
-        meta = validate_metadata(metadata)
-        data = encoded(self._codec, value)
+    def _check_key(self, key: str) -> None:
+        encode_key(key)
+
+    async def _put(self, put: Put) -> Revision | None:
+        name = encode_key(put.key)
         headers: dict[str, str] = {}
-        if meta:
-            headers[_META] = base64.urlsafe_b64encode(json.dumps(meta).encode()).decode()
-        expires_at = None if ttl is None else time.time() + ttl
-        if expires_at is not None:
-            headers[_EXPIRES] = repr(expires_at)
-        if if_revision is not None or if_absent:
+        if put.metadata:
+            meta = json.dumps(put.metadata).encode()
+            headers[_META] = base64.urlsafe_b64encode(meta).decode()
+        if put.expires_at is not None:
+            headers[_EXPIRES] = repr(put.expires_at)
+        if put.conditional:
             last = await self._last(name)
             live = last is not None and self._live(name, last[0], last[1])
-            if if_revision is not None:
-                if not live or last is None or last[0] != if_revision:
-                    raise Conflict(f"key {key!r} is not at revision {if_revision!r}")
+            if put.if_revision is not None:
+                if not live or last is None or last[0] != put.if_revision:
+                    return None
             elif live:
-                raise Conflict(f"key {key!r} already exists")
+                return None
             headers[_EXPECTED] = str(last[0] if last is not None else 0)
-            try:
-                seq = await self._publish(name, data, headers)
-            except Conflict as exc:
-                what = "already exists" if if_absent else f"is not at revision {if_revision!r}"
-                raise Conflict(f"key {key!r} {what}") from exc
-        else:
-            seq = await self._publish(name, data, headers)
-        if expires_at is not None:
-            self._schedule(expires_at, name, seq)
+        seq = await self._publish(name, put.data, headers)
+        if seq is not None and put.expires_at is not None:
+            self._schedule(put.expires_at, name, seq)
         return seq
-
-    async def write_many(
-        self, items: Mapping[str, object], *, ttl: float | None = None
-    ) -> dict[str, Revision]:
-        return await write_many_encoded_first(self, self._codec, items, ttl)
 
     def _record(self, key: str, seq: int, headers: Mapping[str, str], data: bytes) -> Record:
         meta: bytes | None = None
@@ -392,19 +298,19 @@ class NatsStore(Store):
             expires_at=headers.get(_EXPIRES),
         )
 
-    async def read(self, key: str) -> Record:
+    async def _get(self, key: str) -> Record | None:
         name = encode_key(key)
         last = await self._last(name)
         if last is None or not self._live(name, last[0], last[1]):
-            raise NotFound(f"no record for key {key!r}")
+            return None
         return self._record(key, *last)
 
-    async def exists(self, key: str) -> bool:
+    async def _exists(self, key: str) -> bool:
         name = encode_key(key)
         last = await self._last(name)
         return last is not None and self._live(name, last[0], last[1])
 
-    async def delete(self, key: str) -> bool:
+    async def _remove(self, key: str) -> bool:
         name = encode_key(key)
         last = await self._last(name)
         if last is None or last[1].get(_OP) in {"DEL", "PURGE"}:
@@ -413,20 +319,15 @@ class NatsStore(Store):
         await self._publish(name, b"", {_OP: "DEL"} if live else {_OP: "DEL", _REASON: "expire"})
         return live
 
-    async def list(
-        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
-    ) -> list[str]:
-        validate_paging(limit, offset)
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise TypeError("prefix and suffix must be str")
-        js = await self._jetstream()
+    async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
+        js = await self._jetstream("list")
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def collect(msg: Any) -> None:
             queue.put_nowait(msg)
 
         names: list[str] = []
-        with self._guard():
+        with self._errors("list"):
             sub = await js.subscribe(
                 self._pre + ">",
                 stream=self._stream,
@@ -453,19 +354,9 @@ class NatsStore(Store):
                     await sub.unsubscribe()
         return page(_decodable_keys(names), prefix, suffix, limit, offset)
 
-    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
-        if not isinstance(prefix, str):
-            raise TypeError("prefix must be str")
-        return WatchStream(
-            functools.partial(self._subscribe, prefix),
-            home=self._loop,
-            pending=self._pending,
-            streams=self._streams,
-        )
-
     async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
-        js = await self._jetstream()
-        nc = self._nc
+        js = await self._jetstream("watch")
+        assert self._conn is not None
 
         async def deliver(msg: Any) -> None:
             try:
@@ -482,27 +373,27 @@ class NatsStore(Store):
                 emit(event)
 
         # subscribe() returns once the consumer exists: every later write is delivered.
-        with self._guard():
+        # Heartbeats let nats-py notice a lost consumer and make a new one that goes
+        # on from the last entry delivered (after a reconnection, a server restart).
+        heartbeat = max(0.1, self._endpoint.timeouts.ping_interval / 2)
+        with self._errors("watch"):
             sub = await js.subscribe(
                 self._pre + ">",
                 stream=self._stream,
                 cb=deliver,
                 ordered_consumer=True,
                 deliver_policy=api.DeliverPolicy.NEW,
+                idle_heartbeat=heartbeat,
             )
 
-        async def monitor() -> None:
-            # nats-py offers no awaitable for "closed for good"; poll it.
-            while nc is not None and not nc.is_closed:  # noqa: ASYNC110
-                await asyncio.sleep(0.5)
-            fail(ConnectionFailed(f"NATS connection to {self._redacted} lost"))
+        def on_event(event: str) -> None:
+            if event == "closed":
+                fail(ConnectionFailed(f"NATS connection to {self._endpoint.redacted} closed"))
 
-        task = asyncio.get_running_loop().create_task(monitor())
+        stop_listening = self._conn.listen(on_event)
 
         async def unsubscribe() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop_listening()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 

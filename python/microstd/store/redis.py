@@ -19,60 +19,33 @@ Watch: "put" and "delete" events come from the channel. "expire" events need
 Redis keyspace notifications; pass ``expire_events=True`` and the store enables
 them (``CONFIG SET notify-keyspace-events`` adding ``Ex``) when a watch starts.
 Without it, an expiring record produces no event. Pub/sub is at-most-once:
-events published while a watcher is disconnected are lost.
+events published while a watcher is disconnected are lost, so a watch whose
+connection is lost (or stays silent; see `microstd._engines.redis`) ends with
+`ConnectionFailed` instead of resuming with a gap.
+
+Connection, timeouts and errors are `microstd._engines.redis`'s: options
+``connect_timeout`` (5 s), ``timeout`` (5 s; ``socket_timeout`` is another
+name for it) and ``ping_interval`` (10 s), in the URL or as keywords. A write
+that raised `ConnectionFailed` may still have been applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any
 
-import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from microstd._backends import ParsedURL, option_flag
-from microstd.errors import (
-    Closed,
-    Conflict,
-    ConnectionFailed,
-    DecodeError,
-    MicrostdError,
-    NotFound,
-    NotSupported,
-)
-from microstd.store._common import (
-    Emit,
-    Fail,
-    Unsubscribe,
-    WatchStream,
-    close_streams,
-    decode_record,
-    encoded,
-    key_bytes,
-    log,
-    malformed,
-    page,
-    resolve_codec,
-    settle,
-    validate_paging,
-    write_many_encoded_first,
-)
-from microstd.store.base import (
-    Event,
-    EventKind,
-    Record,
-    Revision,
-    Store,
-    validate_metadata,
-    validate_ttl,
-)
+from microstd._engines import redis as engine
+from microstd.errors import Closed, ConnectionFailed, DecodeError, MicrostdError, NotSupported
+from microstd.store._common import decode_record, log, malformed, page
+from microstd.store._network import NetworkStore, Put
+from microstd.store._watch import Emit, Fail, Unsubscribe
+from microstd.store.base import Event, EventKind, Record, Revision
 
 __all__ = ["RedisStore"]
 
@@ -117,130 +90,99 @@ def _glob_escape(text: bytes) -> bytes:
     return bytes(out)
 
 
-def _fail(exc: Exception) -> NoReturn:
-    raise ConnectionFailed(f"Redis unreachable: {exc}") from exc
+_OPTIONS = ("prefix", "codec", "expire_events", "scan_count")
 
 
-class RedisStore(Store):
+class RedisStore(NetworkStore):
     """A store in Redis: one hash per record, atomic Lua writes, pub/sub watch."""
 
     def __init__(
         self,
-        url: str,
+        url: str | engine.RedisEndpoint,
         *,
         prefix: str = DEFAULT_PREFIX,
         codec: object = None,
         expire_events: bool = False,
-        socket_timeout: float = 5.0,
         scan_count: int = 1000,
-        redacted: str | None = None,
+        **connection: Any,
     ) -> None:
-        self._url = url
-        self._redacted = redacted or url
-        self._codec = resolve_codec(codec)
+        """`url` is a ``redis://`` URL (or an endpoint); `connection` holds the engine's
+        options (`connect_timeout`, `timeout`, `socket_timeout`, `ping_interval`)."""
+        super().__init__(codec=codec)
+        if isinstance(url, engine.RedisEndpoint):
+            if connection:
+                raise TypeError(f"unknown redis store options: {sorted(connection)}")
+            self._endpoint = url
+        else:
+            self._endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
+            if rest:
+                raise TypeError(f"unknown redis store options: {sorted(rest)}")
         self._prefix = prefix.encode()
         self._data = self._prefix + b"d:"
         self._counter = self._prefix + b"rev"
         self._channel = self._prefix + b"events"
         self._expire_events = expire_events
-        self._socket_timeout = socket_timeout
         self._scan_count = scan_count
-        self._client: aioredis.Redis | None = None
-        self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: set[asyncio.Future[None]] = set()
-        self._streams: set[WatchStream] = set()
+        self._conn: engine.RedisConnection | None = None
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisStore:
         """`redis://[user:password@]host:port/db`; the store's own options may be in the query."""
-        query = dict(parsed.query)
-        mine: dict[str, Any] = {}
-        for name in ("prefix", "codec", "expire_events", "socket_timeout", "scan_count"):
-            if name in query:
-                mine[name] = query.pop(name)
-        mine.update(options)
+        endpoint, mine = engine.RedisEndpoint.from_url(parsed, options, area=_OPTIONS)
         if "expire_events" in mine:
             mine["expire_events"] = option_flag(mine["expire_events"])
-        for name, kind in (("socket_timeout", float), ("scan_count", int)):
-            if name in mine:
-                mine[name] = kind(mine[name])
-        base = parsed.raw.split("?", 1)[0]
-        if query:
-            base += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-        return cls(base, redacted=parsed.redacted.split("?", 1)[0], **mine)
+        if "scan_count" in mine:
+            mine["scan_count"] = int(mine["scan_count"])
+        return cls(endpoint, **mine)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._redacted!r}, prefix={self._prefix.decode()!r})"
+        return f"RedisStore({self._endpoint.redacted!r}, prefix={self._prefix.decode()!r})"
 
-    async def connect(self) -> None:
-        if self._closed:
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"store {what}")
+
+    @property
+    def _redis(self) -> Any:
+        if self._conn is None:
             raise Closed("store is closed")
-        if self._client is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        # One quick retry: a caller should learn within seconds that the server is away.
-        self._client = aioredis.Redis.from_url(
-            self._url,
-            socket_timeout=self._socket_timeout,
-            socket_connect_timeout=self._socket_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-        )
-        self._write_script = self._client.register_script(_WRITE)
-        self._delete_script = self._client.register_script(_DELETE)
+        return self._conn.client
+
+    async def _open(self) -> None:
+        conn = await engine.acquire(self._endpoint)
         try:
-            await self._client.ping()
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
+            self._write_script = conn.client.register_script(_WRITE)
+            self._delete_script = conn.client.register_script(_DELETE)
+            await conn.ping("store connect")
+        except BaseException:
+            await engine.release(conn)
+            raise
+        self._conn = conn
 
-    async def close(self) -> None:
-        self._closed = True
-        await close_streams(self._streams)
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def _redis(self) -> aioredis.Redis:
-        if self._client is None:
-            await self.connect()
-        if self._client is None:
-            raise Closed("store is closed")
-        return self._client
+    async def _shutdown(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await engine.release(conn)
 
     # -- writes ----------------------------------------------------------------
 
-    async def write(
-        self,
-        key: str,
-        value: object,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        if_revision: Revision | None = None,
-        if_absent: bool = False,
-    ) -> Revision:
-        raw_key = key_bytes(key)
-        ttl = validate_ttl(ttl)
-        meta = validate_metadata(metadata)
-        data = encoded(self._codec, value)
+    async def _put(self, put: Put) -> Revision | None:
         mode, expected = "", ""
-        if if_revision is not None:
+        if put.if_revision is not None:
             # Our revisions are ints; anything else can never match.
-            if isinstance(if_revision, bool) or not isinstance(if_revision, int):
-                raise Conflict(f"key {key!r} is not at revision {if_revision!r}")
-            mode, expected = "rev", str(if_revision)
-        elif if_absent:
+            if isinstance(put.if_revision, bool) or not isinstance(put.if_revision, int):
+                return None
+            mode, expected = "rev", str(put.if_revision)
+        elif put.if_absent:
             mode = "absent"
-        expires = "" if ttl is None else repr(time.time() + ttl)
-        ttl_ms = "" if ttl is None else str(max(1, round(ttl * 1000)))
-        client = await self._redis()
-        await settle(self._pending)
-        try:
+        expires = "" if put.expires_at is None else repr(put.expires_at)
+        ttl_ms = "" if put.ttl is None else str(max(1, round(put.ttl * 1000)))
+        raw_key = put.key.encode()
+        with self._errors("write"):
             rev = await self._write_script(
                 keys=[self._data + raw_key, self._counter],
                 args=[
-                    data,
-                    json.dumps(meta),
+                    put.data,
+                    json.dumps(put.metadata),
                     expires,
                     ttl_ms,
                     mode,
@@ -248,31 +190,16 @@ class RedisStore(Store):
                     self._channel,
                     raw_key,
                 ],
-                client=client,
+                client=self._redis,
             )
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
-        if rev is None:
-            if if_absent:
-                raise Conflict(f"key {key!r} already exists")
-            raise Conflict(f"key {key!r} is not at revision {if_revision!r}")
-        return int(rev)
+        return None if rev is None else int(rev)
 
-    async def write_many(
-        self, items: Mapping[str, object], *, ttl: float | None = None
-    ) -> dict[str, Revision]:
-        return await write_many_encoded_first(self, self._codec, items, ttl)
-
-    async def delete(self, key: str) -> bool:
-        raw_key = key_bytes(key)
-        client = await self._redis()
-        await settle(self._pending)
-        try:
+    async def _remove(self, key: str) -> bool:
+        raw_key = key.encode()
+        with self._errors("delete"):
             n = await self._delete_script(
-                keys=[self._data + raw_key], args=[self._channel, raw_key], client=client
+                keys=[self._data + raw_key], args=[self._channel, raw_key], client=self._redis
             )
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
         return bool(n)
 
     # -- reads ---------------------------------------------------------------
@@ -293,130 +220,85 @@ class RedisStore(Store):
             expires_at=fields.get(b"e"),
         )
 
-    async def read(self, key: str) -> Record:
-        raw_key = key_bytes(key)
-        client = await self._redis()
-        try:
-            fields: object = await client.hgetall(self._data + raw_key)
-        except rexc.ResponseError as exc:
-            fields = exc
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
-        record = self._record(key, fields)
-        if record is None:
-            raise NotFound(f"no record for key {key!r}")
-        return record
+    async def _get(self, key: str) -> Record | None:
+        with self._errors("read"):
+            try:
+                fields: object = await self._redis.hgetall(self._data + key.encode())
+            except rexc.ResponseError as exc:
+                fields = exc
+        return self._record(key, fields)
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        chosen = [(k, key_bytes(k)) for k in keys]
-        client = await self._redis()
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for _, raw in chosen:
-                    pipe.hgetall(self._data + raw)
+    async def _get_many(self, keys: list[str]) -> dict[str, Record]:
+        with self._errors("read"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(self._data + key.encode())
                 results = await pipe.execute(raise_on_error=False)
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
+            for result in results:
+                if isinstance(result, (rexc.ConnectionError, rexc.TimeoutError)):
+                    raise result
         found: dict[str, Record] = {}
-        for (key, _), fields in zip(chosen, results, strict=True):
-            if isinstance(fields, (rexc.ConnectionError, rexc.TimeoutError)):
-                _fail(fields)
+        for key, fields in zip(keys, results, strict=True):
             record = self._record(key, fields)
             if record is not None:
                 found[key] = record
         return found
 
-    async def exists(self, key: str) -> bool:
-        raw_key = key_bytes(key)
-        client = await self._redis()
-        try:
-            return bool(await client.exists(self._data + raw_key))
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
+    async def _exists(self, key: str) -> bool:
+        with self._errors("read"):
+            return bool(await self._redis.exists(self._data + key.encode()))
 
-    async def list(
-        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
-    ) -> list[str]:
-        validate_paging(limit, offset)
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise TypeError("prefix and suffix must be str")
+    async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
         pattern = _glob_escape(self._data + prefix.encode("utf-8", "surrogatepass")) + b"*"
-        client = await self._redis()
         found: set[str] = set()
         cut = len(self._data)
-        try:
-            async for name in client.scan_iter(match=pattern, count=self._scan_count):
+        with self._errors("list"):
+            async for name in self._redis.scan_iter(match=pattern, count=self._scan_count):
                 found.add(name[cut:].decode("utf-8", "replace"))
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            _fail(exc)
         return page(found, prefix, suffix, limit, offset)
 
     # -- watch ---------------------------------------------------------------
 
-    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
-        if not isinstance(prefix, str):
-            raise TypeError("prefix must be str")
-        return WatchStream(
-            functools.partial(self._subscribe, prefix),
-            home=self._loop,
-            pending=self._pending,
-            streams=self._streams,
-        )
-
     async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
-        client = await self._redis()
+        assert self._conn is not None
         raw_prefix = prefix.encode("utf-8", "surrogatepass")
-        pubsub = client.pubsub()
-        channels = [self._channel]
+        subscriber = self._conn.subscriber()
         try:
+            channels = [self._channel]
             if self._expire_events:
-                channels.append(await self._enable_expire_events(client))
-            await pubsub.subscribe(*channels)
-            # Live only once Redis confirms every channel: wait for that.
-            confirmed = 0
-            deadline = time.monotonic() + self._socket_timeout
-            while confirmed < len(channels):
-                if time.monotonic() > deadline:
-                    raise ConnectionFailed("Redis did not confirm the watch subscription")
-                msg = await pubsub.get_message(timeout=0.2)
-                if msg is None:
-                    continue
-                if msg["type"] == "subscribe":
-                    confirmed += 1
-                elif msg["type"] == "message":
-                    event = self._parse_or_skip(msg, raw_prefix)
-                    if event is not None:
-                        emit(event)
-        except BaseException as exc:
-            with contextlib.suppress(rexc.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
-                _fail(exc)
+                channels.append(await self._enable_expire_events())
+            # Live only once Redis confirms every channel.
+            await subscriber.subscribe(*channels)
+        except BaseException:
+            await subscriber.aclose()
             raise
-        task = asyncio.get_running_loop().create_task(self._pump(pubsub, raw_prefix, emit, fail))
+        task = asyncio.get_running_loop().create_task(
+            self._pump(subscriber, raw_prefix, emit, fail)
+        )
 
         async def unsubscribe() -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            with contextlib.suppress(rexc.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await subscriber.aclose()
 
         return unsubscribe
 
-    async def _pump(self, pubsub: Any, raw_prefix: bytes, emit: Emit, fail: Fail) -> None:
+    async def _pump(
+        self, subscriber: engine.Subscriber, raw_prefix: bytes, emit: Emit, fail: Fail
+    ) -> None:
         try:
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                msg = await subscriber.get(timeout=60.0)
                 if msg is None:
                     continue
                 event = self._parse_or_skip(msg, raw_prefix)
                 if event is not None:
                     emit(event)
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            lost = ConnectionFailed(f"Redis watch connection lost: {exc}")
-            lost.__cause__ = exc
-            fail(lost)
+        except ConnectionFailed as exc:
+            # Events published while the connection is down are lost for good:
+            # end the watch rather than resume it with a silent gap.
+            fail(exc)
         except MicrostdError as exc:
             fail(exc)
 
@@ -438,24 +320,26 @@ class RedisStore(Store):
             )
             return None
 
-    async def _enable_expire_events(self, client: aioredis.Redis) -> bytes:
-        try:
-            current = await client.config_get("notify-keyspace-events")
-        except rexc.ResponseError as exc:  # CONFIG is often disabled on managed Redis
-            raise NotSupported(
-                "expire_events=True needs CONFIG GET/SET for keyspace notifications"
-            ) from exc
-        flags = str(current.get("notify-keyspace-events", ""))
-        wanted = flags + ("" if "E" in flags else "E")
-        if "x" not in flags and "A" not in flags:
-            wanted += "x"
-        if wanted != flags:
+    async def _enable_expire_events(self) -> bytes:
+        client = self._redis
+        with self._errors("watch"):
             try:
-                await client.config_set("notify-keyspace-events", wanted)
-            except rexc.ResponseError as exc:
+                current = await client.config_get("notify-keyspace-events")
+            except rexc.ResponseError as exc:  # CONFIG is often disabled on managed Redis
                 raise NotSupported(
-                    "expire_events=True needs notify-keyspace-events to include 'Ex'"
+                    "expire_events=True needs CONFIG GET/SET for keyspace notifications"
                 ) from exc
+            flags = str(current.get("notify-keyspace-events", ""))
+            wanted = flags + ("" if "E" in flags else "E")
+            if "x" not in flags and "A" not in flags:
+                wanted += "x"
+            if wanted != flags:
+                try:
+                    await client.config_set("notify-keyspace-events", wanted)
+                except rexc.ResponseError as exc:
+                    raise NotSupported(
+                        "expire_events=True needs notify-keyspace-events to include 'Ex'"
+                    ) from exc
         db = client.connection_pool.connection_kwargs.get("db", 0)
         return f"__keyevent@{db}__:expired".encode()
 

@@ -34,7 +34,7 @@ import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import botocore.exceptions as bexc
@@ -44,32 +44,15 @@ from aiobotocore.session import get_session
 from microstd._backends import ParsedURL, option_flag, redact, redact_text
 from microstd.errors import (
     Closed,
-    Conflict,
     ConnectionFailed,
     DecodeError,
     InvalidKey,
     MicrostdError,
     NotFound,
-    NotSupported,
 )
-from microstd.store._common import (
-    decode_record,
-    encoded,
-    key_bytes,
-    malformed,
-    resolve_codec,
-    stored_expiry,
-    validate_paging,
-    write_many_encoded_first,
-)
-from microstd.store.base import (
-    Event,
-    Record,
-    Revision,
-    Store,
-    validate_metadata,
-    validate_ttl,
-)
+from microstd.store._common import decode_record, malformed, stored_expiry
+from microstd.store._network import NetworkStore, Put
+from microstd.store.base import Record, Revision
 
 __all__ = ["S3Store"]
 
@@ -133,8 +116,10 @@ def _expired(expires_at: float | None) -> bool:
     return expires_at is not None and expires_at <= time.time()
 
 
-class S3Store(Store):
+class S3Store(NetworkStore):
     """A store in one S3 bucket: one object per record, revision = ETag, no watch."""
+
+    no_watch = "S3 has no change feed: watch is not supported by the s3:// store"
 
     def __init__(
         self,
@@ -152,16 +137,15 @@ class S3Store(Store):
         unknown = set(client_options) - set(_CLIENT_OPTIONS)
         if unknown:
             raise TypeError(f"unknown S3 store options: {', '.join(sorted(unknown))}")
+        super().__init__(codec=codec)
         self.bucket = bucket
         self._key_prefix = key_prefix
-        self._codec = resolve_codec(codec)
         self._create_bucket = create_bucket
         self._timeout = timeout
         self._concurrency = concurrency
         self._client_options = {k: v for k, v in client_options.items() if v is not None}
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._closed = False
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> S3Store:
@@ -180,11 +164,7 @@ class S3Store(Store):
         endpoint = redact(str(self._client_options.get("endpoint_url", "aws")))
         return f"S3Store(bucket={self.bucket!r}, endpoint={endpoint!r})"
 
-    async def connect(self) -> None:
-        if self._closed:
-            raise Closed("store is closed")
-        if self._client is not None:
-            return
+    async def _open(self) -> None:
         config = AioConfig(
             retries={"max_attempts": 2, "mode": "standard"},
             connect_timeout=self._timeout,
@@ -212,22 +192,21 @@ class S3Store(Store):
                 raise NotFound(f"S3 bucket {self.bucket!r} not found") from exc
             await client.create_bucket(Bucket=self.bucket)
 
-    async def close(self) -> None:
-        self._closed = True
+    async def _shutdown(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
 
-    async def _s3(self) -> Any:
-        if self._client is None:
-            await self.connect()
+    def _s3(self) -> Any:
         if self._client is None:
             raise Closed("store is closed")
         return self._client
 
-    def _name(self, key: str) -> str:
-        if len(key_bytes(key)) + len(self._key_prefix.encode()) > _MAX_KEY_BYTES:
+    def _check_key(self, key: str) -> None:
+        if len(key.encode()) + len(self._key_prefix.encode()) > _MAX_KEY_BYTES:
             raise InvalidKey(f"S3 object names are at most {_MAX_KEY_BYTES} bytes")
+
+    def _name(self, key: str) -> str:
         return self._key_prefix + key
 
     @contextlib.contextmanager
@@ -249,7 +228,7 @@ class S3Store(Store):
 
     async def _head(self, name: str) -> tuple[str, float | None] | None:
         """(etag, expires_at) of an object, or None when it does not exist."""
-        client = await self._s3()
+        client = self._s3()
         try:
             with self._guard():
                 head = await client.head_object(Bucket=self.bucket, Key=name)
@@ -260,50 +239,31 @@ class S3Store(Store):
 
     # -- writes ----------------------------------------------------------------
 
-    async def write(
-        self,
-        key: str,
-        value: object,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-        if_revision: Revision | None = None,
-        if_absent: bool = False,
-    ) -> Revision:
-        name = self._name(key)
-        ttl = validate_ttl(ttl)
-        meta = validate_metadata(metadata)
-        data = encoded(self._codec, value)
-        expires_at = None if ttl is None else time.time() + ttl
-        body = _pack(data, meta, expires_at)
-        conflict = Conflict(f"key {key!r} is not at revision {if_revision!r}")
-        if if_revision is not None:
+    async def _put(self, put: Put) -> Revision | None:
+        name = self._name(put.key)
+        body = _pack(put.data, put.metadata, put.expires_at)
+        if put.if_revision is not None:
             head = await self._head(name)
             # An expired object is gone as far as the contract goes.
-            if head is None or _expired(head[1]) or head[0] != if_revision:
-                raise conflict
-            return await self._put(name, body, expires_at, {"IfMatch": head[0]}, conflict)
-        if if_absent:
-            exists = Conflict(f"key {key!r} already exists")
-            try:
-                return await self._put(name, body, expires_at, {"IfNoneMatch": "*"}, exists)
-            except Conflict:
-                head = await self._head(name)
-                if head is None or not _expired(head[1]):
-                    raise
-                # Replace the expired object, unless someone else did so first.
-                return await self._put(name, body, expires_at, {"IfMatch": head[0]}, exists)
-        return await self._put(name, body, expires_at, {}, conflict)
+            if head is None or _expired(head[1]) or head[0] != put.if_revision:
+                return None
+            return await self._put_object(name, body, put.expires_at, {"IfMatch": head[0]})
+        if put.if_absent:
+            etag = await self._put_object(name, body, put.expires_at, {"IfNoneMatch": "*"})
+            if etag is not None:
+                return etag
+            head = await self._head(name)
+            if head is None or not _expired(head[1]):
+                return None
+            # Replace the expired object, unless someone else did so first.
+            return await self._put_object(name, body, put.expires_at, {"IfMatch": head[0]})
+        return await self._put_object(name, body, put.expires_at, {})
 
-    async def _put(
-        self,
-        name: str,
-        body: bytes,
-        expires_at: float | None,
-        conditions: dict[str, str],
-        conflict: Conflict,
-    ) -> str:
-        client = await self._s3()
+    async def _put_object(
+        self, name: str, body: bytes, expires_at: float | None, conditions: dict[str, str]
+    ) -> str | None:
+        """The new ETag; None when a condition failed."""
+        client = self._s3()
         extra: dict[str, Any] = dict(conditions)
         if expires_at is not None:
             extra["Metadata"] = {_EXPIRES_META: repr(expires_at)}
@@ -312,42 +272,37 @@ class S3Store(Store):
                 out = await client.put_object(
                     Bucket=self.bucket, Key=name, Body=body, ContentType=_CONTENT_TYPE, **extra
                 )
-        except (_Precondition, _Missing) as exc:
+        except (_Precondition, _Missing):
             if conditions:
-                raise conflict from exc
+                return None
             raise
         return str(out["ETag"])
 
-    async def write_many(
-        self, items: Mapping[str, object], *, ttl: float | None = None
-    ) -> dict[str, Revision]:
-        return await write_many_encoded_first(self, self._codec, items, ttl)
-
-    async def delete(self, key: str) -> bool:
+    async def _remove(self, key: str) -> bool:
         name = self._name(key)
         head = await self._head(name)
         if head is None:
             return False
-        client = await self._s3()
+        client = self._s3()
         with self._guard():
             await client.delete_object(Bucket=self.bucket, Key=name)
         return not _expired(head[1])
 
     # -- reads ---------------------------------------------------------------
 
-    async def read(self, key: str) -> Record:
+    async def _get(self, key: str) -> Record | None:
         name = self._name(key)
-        client = await self._s3()
+        client = self._s3()
         try:
             with self._guard():
                 out = await client.get_object(Bucket=self.bucket, Key=name)
                 async with out["Body"] as stream:
                     body = await stream.read()
-        except _Missing as exc:
-            raise NotFound(f"no record for key {key!r}") from exc
+        except _Missing:
+            return None
         data, meta, expires_at = _unpack(key, body)
         if _expired(stored_expiry(key, expires_at)):
-            raise NotFound(f"no record for key {key!r}")
+            return None
         return decode_record(
             self._codec,
             key,
@@ -358,31 +313,22 @@ class S3Store(Store):
             numeric_revision=False,
         )
 
-    async def read_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        chosen = list(dict.fromkeys(keys))
-        for key in chosen:
-            self._name(key)
+    async def _get_many(self, keys: builtins.list[str]) -> dict[str, Record]:
         gate = asyncio.Semaphore(self._concurrency)
 
         async def one(key: str) -> Record | None:
             async with gate:
-                try:
-                    return await self.read(key)
-                except NotFound:
-                    return None
+                return await self._get(key)
 
-        found = await asyncio.gather(*(one(k) for k in chosen))
+        found = await asyncio.gather(*(one(k) for k in keys))
         return {rec.key: rec for rec in found if rec is not None}
 
-    async def list(
-        self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
-    ) -> list[str]:
-        validate_paging(limit, offset)
-        if not isinstance(prefix, str) or not isinstance(suffix, str):
-            raise TypeError("prefix and suffix must be str")
-        client = await self._s3()
+    async def _keys(
+        self, prefix: str, suffix: str, limit: int | None, offset: int
+    ) -> builtins.list[str]:
+        client = self._s3()
         wanted = None if limit is None else offset + limit
-        live: list[str] = []
+        live: builtins.list[str] = []
         cut = len(self._key_prefix)
         paginator = client.get_paginator("list_objects_v2")
         with self._guard():
@@ -412,9 +358,6 @@ class S3Store(Store):
         flags = await asyncio.gather(*(alive(n) for n in names))
         return [n for n, ok in zip(names, flags, strict=True) if ok]
 
-    async def exists(self, key: str) -> bool:
+    async def _exists(self, key: str) -> bool:
         head = await self._head(self._name(key))
         return head is not None and not _expired(head[1])
-
-    def watch(self, prefix: str = "") -> AsyncIterator[Event]:
-        raise NotSupported("S3 has no change feed: watch is not supported by the s3:// store")

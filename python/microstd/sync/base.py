@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import threading
+import weakref
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
@@ -33,6 +35,8 @@ __all__ = [
     "validate_ttl",
     "validate_wait",
 ]
+
+_log = logging.getLogger("microstd.sync")
 
 #: Lease length, in seconds, when none is given.
 DEFAULT_TTL = 10.0
@@ -245,7 +249,22 @@ class _LockContext:
 
 
 class Locks(AsyncResource, abc.ABC):
-    """Async locks and elections. Use as `async with locks:` or `connect()` / `close()`."""
+    """Async locks and elections. Use as `async with locks:` or `connect()` / `close()`.
+
+    `close()` resigns the leaderships won through this handle (a backend's
+    `elect` hands each to `_won`)."""
+
+    def _won(self, leadership: Leadership) -> Leadership:
+        """Track `leadership` so `close()` resigns it; returns it."""
+        self.__dict__.setdefault("_leaderships", weakref.WeakSet()).add(leadership)
+        return leadership
+
+    async def _end_started(self) -> None:
+        for leadership in list(self.__dict__.get("_leaderships", ())):
+            try:
+                await leadership.resign()
+            except Exception as exc:  # the server may be gone: its TTL ends the lease
+                _log.warning("closing %r: resigning %r failed: %s", self, leadership, exc)
 
     @abc.abstractmethod
     async def acquire(
@@ -311,6 +330,18 @@ class _SyncLockContext:
 
 class SyncLocks(SyncResource, abc.ABC):
     """The blocking twin of `Locks`: same methods, same semantics."""
+
+    def _won(self, leadership: SyncLeadership) -> SyncLeadership:
+        """Track `leadership` so `close()` resigns it; returns it."""
+        self.__dict__.setdefault("_leaderships", weakref.WeakSet()).add(leadership)
+        return leadership
+
+    def _end_started(self) -> None:
+        for leadership in list(self.__dict__.get("_leaderships", ())):
+            try:
+                leadership.resign()
+            except Exception as exc:  # the server may be gone: its TTL ends the lease
+                _log.warning("closing %r: resigning %r failed: %s", self, leadership, exc)
 
     @abc.abstractmethod
     def acquire(

@@ -292,6 +292,7 @@ class EtcdLocks(Locks):
     async def _contend(
         self, kind: str, name: str, ttl: float, wait: float | None, value: str
     ) -> EtcdLease:
+        self._check_open()
         validate_name(name)
         ttl = validate_ttl(ttl)
         wait = validate_wait(wait)
@@ -392,9 +393,10 @@ class EtcdLocks(Locks):
         self, name: str, candidate: str, ttl: float = DEFAULT_TTL, wait: float | None = None
     ) -> Leadership:
         lease = await self._contend("election", name, ttl, wait, candidate)
-        return RenewingLeadership(lease, candidate)
+        return self._won(RenewingLeadership(lease, candidate))
 
     async def leader(self, name: str) -> str | None:
+        self._check_open()
         prefix = f"{self._prefix}election/{validate_name(name)}/"
         got = await self._api.call(
             "kv/range",

@@ -160,22 +160,35 @@ class MemoryLease(Lease):
         self._core.release()
 
 
+def _fail(fut: asyncio.Future[Any], error: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(error)
+
+
 class MemoryLocks(Locks):
     """Async locks in this process. Thread and asyncio waiters share the same queues."""
 
     def __init__(self, cores: _Cores, owner: str | None = None) -> None:
         self._cores = cores
         self._owner = owner or default_owner()
+        # What close() ends besides the leaderships: this handle's queued waiters.
+        self._pending: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"MemoryLocks(impl={self._cores.impl!r})"
 
     async def close(self) -> None:
-        """Nothing to release: a shared instance outlives one user."""
+        """Fail this handle's queued waiters with `Closed` (its leaderships are resigned
+        first, by the base); the cores stay (a shared `memory://NAME` outlives one user)."""
+        error = self._mark_closed()
+        pending, self._pending = self._pending, set()
+        for fut in pending:
+            fut.get_loop().call_soon_threadsafe(_fail, fut, error)
 
     async def _acquire(
         self, core: Any, name: str, ttl: float, wait: float | None, owner: str
     ) -> Any:
+        self._check_open()
         wait = validate_wait(wait)
         got = core.try_acquire(name, owner, ttl)
         if got is not None:
@@ -206,6 +219,7 @@ class MemoryLocks(Locks):
         got = core.acquire_async(name, owner, ttl, _Delivery(loop, fut))
         if not isinstance(got, int):
             return got, False
+        self._pending.add(fut)
         try:
             if deadline is None:
                 return await fut, True
@@ -216,6 +230,8 @@ class MemoryLocks(Locks):
         except BaseException:
             _abandon(core, name, got, fut)
             raise
+        finally:
+            self._pending.discard(fut)
 
     async def acquire(
         self,
@@ -232,9 +248,10 @@ class MemoryLocks(Locks):
         self, name: str, candidate: str, ttl: float = DEFAULT_TTL, wait: float | None = None
     ) -> Leadership:
         got = await self._acquire(self._cores.elections, name, ttl, wait, candidate)
-        return RenewingLeadership(MemoryLease(got), candidate)
+        return self._won(RenewingLeadership(MemoryLease(got), candidate))
 
     async def leader(self, name: str) -> str | None:
+        self._check_open()
         held = self._cores.elections.holder(validate_name(name))
         return None if held is None else str(held[0])
 
@@ -250,6 +267,11 @@ class SyncMemoryLocks(SyncLocks):
     def __repr__(self) -> str:
         return f"SyncMemoryLocks(impl={self._cores.impl!r})"
 
+    def close(self) -> None:
+        """Nothing of its own to end (the base resigns its leaderships); the cores stay
+        (a shared `memory://NAME` outlives one user). A thread already blocked in
+        `acquire` keeps waiting."""
+
     def acquire(
         self,
         name: str,
@@ -258,6 +280,7 @@ class SyncMemoryLocks(SyncLocks):
         *,
         owner: str | None = None,
     ) -> SyncLease:
+        self._check_open()
         lease: SyncLease = self._locks.acquire(name, owner or self._owner, ttl, wait)
         return lease
 
@@ -270,16 +293,19 @@ class SyncMemoryLocks(SyncLocks):
         owner: str | None = None,
     ) -> Any:
         # The core's own guard: one call in, acquire and release in the core.
+        self._check_open()
         return self._locks.lock(name, owner or self._owner, ttl, wait)
 
     def elect(
         self, name: str, candidate: str, ttl: float = DEFAULT_TTL, wait: float | None = None
     ) -> SyncLeadership:
+        self._check_open()
         validate_ttl(ttl)
         lease: SyncLease = self._cores.elections.acquire(name, candidate, ttl, validate_wait(wait))
-        return RenewingSyncLeadership(lease, candidate)
+        return self._won(RenewingSyncLeadership(lease, candidate))
 
     def leader(self, name: str) -> str | None:
+        self._check_open()
         held = self._cores.elections.holder(validate_name(name))
         return None if held is None else str(held[0])
 

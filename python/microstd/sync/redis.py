@@ -240,15 +240,18 @@ class RedisLocks(Locks):
         *,
         owner: str | None = None,
     ) -> Lease:
+        self._check_open()
         return await self._take("lock", name, ttl, wait, owner or self._owner)
 
     async def elect(
         self, name: str, candidate: str, ttl: float = DEFAULT_TTL, wait: float | None = None
     ) -> Leadership:
+        self._check_open()
         lease = await self._take("election", name, ttl, wait, candidate)
-        return RenewingLeadership(lease, candidate)
+        return self._won(RenewingLeadership(lease, candidate))
 
     async def leader(self, name: str) -> str | None:
+        self._check_open()
         value = await self._call(self._client.get, f"{self._prefix}election:{validate_name(name)}")
         if value is None:
             return None

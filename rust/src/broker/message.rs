@@ -14,11 +14,22 @@ use pyo3::{PyTraverseError, PyVisit};
 
 static ENCODE_BODY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CODEC_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DECODE_AS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SORTED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DEEPCOPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static MESSAGE_TYPE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
 
 const OCTET_STREAM: &str = "application/octet-stream";
+
+/// The same words as the twin's `Message.ack()` and friends.
+fn core_settle() -> PyErr {
+    crate::errors::Error::NotSupported(
+        "only messages of a durable subscription (subscribe(..., durable=NAME)) are acked, \
+         nacked or terminated"
+            .into(),
+    )
+    .into()
+}
 
 /// One delivered message: `topic`, `data` (the encoded body), `headers`, `content_type`.
 #[pyclass(frozen, module = "microstd._core", name = "RustMessage")]
@@ -60,6 +71,16 @@ impl RustMessage {
             headers: headers.unbind(),
             content_type: content_type.unbind(),
         })
+    }
+
+    /// The four fields, as new references (what a stream keeps of a publish).
+    pub fn parts(&self, py: Python<'_>) -> [Py<PyAny>; 4] {
+        [
+            self.topic.clone_ref(py),
+            self.data.clone_ref(py),
+            self.headers.clone_ref(py),
+            self.content_type.clone_ref(py),
+        ]
     }
 
     /// `(topic, data, headers, content_type)`, compared as the twin's `__eq__` does.
@@ -111,6 +132,46 @@ impl RustMessage {
         self.content_type.clone_ref(py)
     }
 
+    /// Core messages carry no id (`None`); durable ones do.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[getter]
+    fn id(&self) -> Option<String> {
+        None
+    }
+
+    /// A core message is delivered once.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[getter]
+    fn delivery_count(&self) -> u32 {
+        1
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn ack(&self) -> PyResult<()> {
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    #[pyo3(signature = (delay=None))]
+    fn nack(&self, delay: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let _ = delay;
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn term(&self) -> PyResult<()> {
+        Err(core_settle())
+    }
+
+    /// Only messages of a durable subscription are settled: `NotSupported`.
+    #[allow(clippy::unused_self)] // a method for Python, the same on every message
+    fn in_progress(&self) -> PyResult<()> {
+        Err(core_settle())
+    }
+
     /// Lets the cycle collector see the fields: a handler may store the message
     /// in its own `headers`, which only the collector can then free.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -120,8 +181,18 @@ impl RustMessage {
         visit.call(&self.content_type)
     }
 
-    /// The body decoded with the codec of its content type (bytes stay bytes).
-    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// The body decoded with the codec of its content type (bytes stay bytes);
+    /// `type=T` decodes it into a `T` (`microstd.codec.typed.decode_as`).
+    #[pyo3(signature = (r#type=None))]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        r#type: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(tp) = r#type.filter(|t| !t.is_none()) {
+            let decode_as = DECODE_AS.import(py, "microstd.codec.typed", "decode_as")?;
+            return decode_as.call1((self.content_type.bind(py), self.data.bind(py), tp));
+        }
         let get = CODEC_GET.import(py, "microstd.codec", "get")?;
         get.call1((self.content_type.bind(py),))?
             .call_method1(pyo3::intern!(py, "loads"), (self.data.bind(py),))

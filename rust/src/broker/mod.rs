@@ -1,6 +1,7 @@
 //! The broker core: subject matching, queue groups, the match cache and fan-out.
 //! Pure logic lives in `subjects`, `groups`, `router` and `queue` (no PyO3); `py` binds it.
 
+pub mod durable;
 pub mod groups;
 pub mod hashing;
 #[cfg(feature = "python")]
@@ -20,6 +21,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::RustBroker>()?;
     m.add_class::<py::RustQueue>()?;
     m.add_class::<message::RustMessage>()?;
+    m.add_class::<durable::py::RustStreams>()?;
+    m.add_class::<durable::py::RustDurableMessage>()?;
     m.add_function(wrap_pyfunction!(py::validate_subject, m)?)?;
     m.add_function(wrap_pyfunction!(py::validate_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(py::subject_matches, m)?)?;

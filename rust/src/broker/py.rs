@@ -15,6 +15,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
+use super::durable::py::{RustDurableMessage, RustStreams};
 use super::message::RustMessage;
 use super::queue::Bounded;
 use super::router::Router;
@@ -35,6 +36,8 @@ struct Entry {
 pub struct RustBroker {
     router: Mutex<Router<Entry>>,
     on_error: Mutex<Option<Py<PyAny>>>,
+    /// The durable streams of this core; a publish stores into them first.
+    streams: Py<RustStreams>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,11 +49,18 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[pymethods]
 impl RustBroker {
     #[new]
-    fn new() -> Self {
-        Self {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        Ok(Self {
             router: Mutex::new(Router::default()),
             on_error: Mutex::new(None),
-        }
+            streams: Py::new(py, RustStreams::default())?,
+        })
+    }
+
+    /// The durable streams of this core (`RustStreams`).
+    #[getter]
+    fn streams(&self, py: Python<'_>) -> Py<RustStreams> {
+        self.streams.clone_ref(py)
     }
 
     /// Route messages matching `pattern` to `target(message)`; `owner` is what the
@@ -118,7 +128,12 @@ impl RustBroker {
     ) -> PyResult<usize> {
         let message = RustMessage::build(py, topic, body, headers, content_type)?;
         let message = Bound::new(py, message)?;
-        self.fan_out(py, as_subject(topic)?, message.as_any())
+        let subject = as_subject(topic)?;
+        let streams = self.streams.bind(py);
+        if streams.get().is_active() {
+            RustStreams::store_built(streams, &message, subject.to_str()?)?;
+        }
+        self.fan_out(py, subject, message.as_any())
     }
 
     /// The targets one publish to `subject` would reach (queue groups advance).
@@ -165,7 +180,7 @@ pub struct RustQueue {
 }
 
 impl RustQueue {
-    fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
         let pushed = locked(&self.inner).push(message.clone().unbind());
         if pushed.wake {
             self.waker.bind(py).call0()?;
@@ -204,15 +219,20 @@ impl RustQueue {
     /// Returns `(index, kind, obj)`: kind 0, all handled; 1, `handler` raised
     /// `obj` at `index`; 2, `obj` at `index` must be awaited (an awaitable, or
     /// a `(coroutine, yielded)` pair of a coroutine that suspended on its first
-    /// step); 3, the queue was stopped. Coroutines are stepped here first, so a
+    /// step); 3, the queue was stopped; 4, the durable message at `index` was
+    /// delivered more than `max_deliver` times (not handled). With `auto_ack`, a
+    /// durable message whose handler returned here is acked. Coroutines are stepped here first, so a
     /// handler that finishes without suspending costs no trip through asyncio,
     /// exactly as `await handler(m)` would not.
+    #[pyo3(signature = (handler, batch, start, auto_ack=false, max_deliver=0))]
     fn run(
         &self,
         py: Python<'_>,
         handler: &Bound<'_, PyAny>,
         batch: &Bound<'_, PyList>,
         start: usize,
+        auto_ack: bool,
+        max_deliver: u32,
     ) -> PyResult<(usize, u8, Option<Py<PyAny>>)> {
         let n = batch.len();
         for i in start..n {
@@ -220,11 +240,22 @@ impl RustQueue {
                 return Ok((i, 3, None));
             }
             let message = batch.get_item(i)?;
+            let durable = message.cast::<RustDurableMessage>().ok();
+            if let Some(d) = &durable {
+                if max_deliver > 0 && d.get().delivery_count_value() > max_deliver {
+                    return Ok((i, 4, None));
+                }
+            }
             let result = match call_returning(py, handler, &message) {
                 Ok(result) => result,
                 Err(err) => return raised(py, i, err),
             };
             if result.is_none() {
+                if auto_ack {
+                    if let Some(d) = &durable {
+                        d.get().ack_native(py);
+                    }
+                }
                 continue;
             }
             // SAFETY: `result` is a live object and the GIL is held.
@@ -241,6 +272,11 @@ impl RustQueue {
                 pyo3::ffi::PySendResult::PYGEN_RETURN => {
                     // SAFETY: a new reference we own (the handler's return value).
                     drop(unsafe { Bound::from_owned_ptr(py, out) });
+                    if auto_ack {
+                        if let Some(d) = &durable {
+                            d.get().ack_native(py);
+                        }
+                    }
                 }
                 pyo3::ffi::PySendResult::PYGEN_NEXT => {
                     // SAFETY: a new reference we own (what the coroutine yielded).

@@ -15,6 +15,7 @@ mod gc;
 mod json_guard;
 #[cfg(feature = "python")]
 mod keys;
+pub mod limits;
 pub mod msgpack;
 #[cfg(feature = "python")]
 mod output;
@@ -33,6 +34,33 @@ use pyo3::prelude::*;
 /// Deep enough for any real document, shallow enough that recursion stays far
 /// from the smallest thread stack CPython hands out.
 pub const MAX_DEPTH: usize = 256;
+
+/// True for a decode error that more input could cure: the data ended inside
+/// an item (the decoders' messages for that, and only that, say so).
+#[cfg(feature = "python")]
+pub(crate) fn is_incomplete(err: &crate::errors::Error) -> bool {
+    match err {
+        crate::errors::Error::Decode { message, .. } => {
+            message.starts_with("truncated")
+                || message.starts_with("unexpected end of data")
+                || message.contains("longer than the")
+                || message.contains("is more than the")
+        }
+        _ => false,
+    }
+}
+
+/// A decode error's offset moved by `start` (an item decoded from the middle of a buffer).
+#[cfg(feature = "python")]
+pub(crate) fn shifted(err: crate::errors::Error, start: usize) -> crate::errors::Error {
+    match err {
+        crate::errors::Error::Decode { message, offset } => crate::errors::Error::Decode {
+            message,
+            offset: offset + start,
+        },
+        other => other,
+    }
+}
 
 /// Adds the codec functions to `microstd._core`.
 #[cfg(feature = "python")]

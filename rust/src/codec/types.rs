@@ -43,6 +43,8 @@ pub enum Kind {
     Ext,
     /// `microstd.codec.Tag`: a CBOR tag carried unchanged.
     Tag,
+    /// `microstd.codec.Timestamp`: an instant a datetime cannot hold exactly.
+    Timestamp,
     /// Anything else: handed to `default=` if given, else an `EncodeError`.
     Other,
 }
@@ -52,6 +54,7 @@ static DECIMAL_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static EXT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static TAG_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TIMESTAMP_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FIELD_MARKER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `uuid.UUID`, imported once.
@@ -77,6 +80,20 @@ pub fn ext_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 /// `microstd.codec.Tag`, imported once.
 pub fn tag_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     TAG_TYPE.import(py, "microstd.codec._ext", "Tag")
+}
+
+/// `microstd.codec.Timestamp`, imported once.
+pub fn timestamp_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    TIMESTAMP_TYPE.import(py, "microstd.codec._timestamp", "Timestamp")
+}
+
+/// A Timestamp's (seconds, nanoseconds).
+pub fn timestamp_parts(obj: &Bound<'_, PyAny>) -> PyResult<(i64, u32)> {
+    let py = obj.py();
+    Ok((
+        obj.getattr(pyo3::intern!(py, "seconds"))?.extract()?,
+        obj.getattr(pyo3::intern!(py, "nanoseconds"))?.extract()?,
+    ))
 }
 
 /// Which member of the type model `obj` is.
@@ -121,6 +138,9 @@ fn classify_slow(obj: &Bound<'_, PyAny>) -> PyResult<Kind> {
     }
     if ty.is(tag_type(py)?) {
         return Ok(Kind::Tag);
+    }
+    if ty.is(timestamp_type(py)?) {
+        return Ok(Kind::Timestamp);
     }
     // Before the builtin subclasses: an IntEnum or StrEnum is encoded by value.
     if obj.is_instance(enum_type(py)?)? {

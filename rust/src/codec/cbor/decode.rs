@@ -11,12 +11,32 @@ use super::head::{
 };
 use super::tags;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
+use crate::codec::limits::Limits;
 use crate::codec::types;
-use crate::codec::{fast, text, MAX_DEPTH};
+use crate::codec::{fast, text};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one data item from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    let (value, end) = decode_prefix(py, data, None, Limits::default())?;
+    if end != data.len() {
+        return Err(Error::decode(
+            format!("{} trailing bytes after the data item", data.len() - end),
+            end,
+        ));
+    }
+    Ok(value)
+}
+
+/// Decodes the first data item of `data` (a CBOR sequence, RFC 8742, holds
+/// several): returns it and the bytes it took. `tag_hook(tag, value)` builds
+/// the value of tags outside the type model (else they decode to `Tag`).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    tag_hook: Option<Bound<'py, PyAny>>,
+    limits: Limits,
+) -> Result<(Bound<'py, PyAny>, usize)> {
     let mut guard = KEY_CACHE.try_lock().ok();
     let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut d = Decoder {
@@ -24,15 +44,11 @@ pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
         data,
         pos: 0,
         keys,
+        tag_hook,
+        limits,
     };
     let value = d.item(0, false)?;
-    if d.pos != data.len() {
-        return Err(Error::decode(
-            format!("{} trailing bytes after the data item", data.len() - d.pos),
-            d.pos,
-        ));
-    }
-    Ok(value)
+    Ok((value, d.pos))
 }
 
 struct Decoder<'a, 'py> {
@@ -41,6 +57,8 @@ struct Decoder<'a, 'py> {
     pos: usize,
     /// The shared cache of map keys (None while another decode holds it).
     keys: Option<&'a mut KeyCache>,
+    tag_hook: Option<Bound<'py, PyAny>>,
+    limits: Limits,
 }
 
 fn major_name(major: u8) -> &'static str {
@@ -117,14 +135,32 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(&self.data[begin..self.pos])
     }
 
-    fn nest(depth: usize, start: usize) -> Result<usize> {
-        if depth >= MAX_DEPTH {
-            return Err(Error::decode(
-                format!("nesting deeper than {MAX_DEPTH} levels"),
-                start,
-            ));
+    fn nest(&self, depth: usize, start: usize) -> Result<usize> {
+        match self.limits.depth(depth) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(depth + 1),
         }
-        Ok(depth + 1)
+    }
+
+    /// Refuses a string (or a joined chunked one) of `n` bytes past `max_str_len`.
+    #[inline]
+    fn check_str(&self, major: u8, n: u64, start: usize) -> Result<()> {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let what = if major == TEXT { "str" } else { "bytes" };
+        match self.limits.string(what, n) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a container of `n` items past `max_container_len`.
+    #[inline]
+    fn check_len(&self, what: &str, n: u64, start: usize) -> Result<()> {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        match self.limits.container(what, n) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(()),
+        }
     }
 
     /// Decodes one item; `immutable` is set inside map keys and set members,
@@ -167,18 +203,22 @@ impl<'a, 'py> Decoder<'a, 'py> {
             BYTES => {
                 if h.ai == INDEFINITE {
                     let joined = self.chunks(BYTES)?;
+                    self.check_str(BYTES, joined.len() as u64, start)?;
                     Ok(PyBytes::new(py, &joined).into_any())
                 } else {
+                    self.check_str(BYTES, h.arg, start)?;
                     Ok(PyBytes::new(py, self.take(h.arg, start)?).into_any())
                 }
             }
             TEXT => {
                 if h.ai == INDEFINITE {
                     let joined = self.chunks(TEXT)?;
+                    self.check_str(TEXT, joined.len() as u64, start)?;
                     // Each chunk was validated on its own, so the whole is UTF-8.
                     text::new_str(py, &joined)?
                         .ok_or_else(|| Error::decode("invalid UTF-8 in text string", start))
                 } else {
+                    self.check_str(TEXT, h.arg, start)?;
                     let raw = self.take(h.arg, start)?;
                     let at = self.pos - raw.len();
                     text::new_str(py, raw)?.ok_or_else(|| utf8_error(raw, at))
@@ -250,8 +290,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
         depth: usize,
         immutable: bool,
     ) -> Result<Bound<'py, PyAny>> {
-        let inner = Self::nest(depth, start)?;
+        let inner = self.nest(depth, start)?;
         if h.ai != INDEFINITE {
+            self.check_len("array", h.arg, start)?;
             // Every item takes at least one byte.
             if h.arg > self.left() as u64 {
                 return Err(Error::decode(
@@ -270,6 +311,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let mut items = Vec::new();
         if h.ai == INDEFINITE {
             while !self.at_break()? {
+                self.check_len("array", items.len() as u64 + 1, start)?;
                 items.push(self.item(inner, immutable)?);
             }
         } else {
@@ -298,14 +340,18 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 start,
             ));
         }
-        let inner = Self::nest(depth, start)?;
+        let inner = self.nest(depth, start)?;
         if h.ai == INDEFINITE {
             let dict = PyDict::new(self.py);
+            let mut count = 0;
             while !self.at_break()? {
+                count += 1;
+                self.check_len("map", count, start)?;
                 self.entry(&dict, inner)?;
             }
             return Ok(dict.into_any());
         }
+        self.check_len("map", h.arg, start)?;
         if h.arg > (self.left() / 2) as u64 {
             return Err(Error::decode(
                 format!(
@@ -326,9 +372,31 @@ impl<'a, 'py> Decoder<'a, 'py> {
     fn entry(&mut self, dict: &Bound<'py, PyDict>, depth: usize) -> Result<()> {
         let key_at = self.pos;
         let key = self.key(depth)?;
+        if self.limits.strict_keys {
+            let ty = fast::type_ptr(&key);
+            if ty != fast::str_type() && ty != fast::int_type() {
+                return Err(Error::decode(
+                    format!(
+                        "map key of type {} is not a str or int (strict_keys)",
+                        types::type_name(&key)
+                    ),
+                    key_at,
+                ));
+            }
+        }
         let value = self.item(depth, false)?;
-        dict.set_item(&key, value)
-            .map_err(|e| Error::decode(format!("unusable map key: {}", e.value(self.py)), key_at))
+        let before = dict.len();
+        dict.set_item(&key, value).map_err(|e| {
+            Error::decode(format!("unusable map key: {}", e.value(self.py)), key_at)
+        })?;
+        if self.limits.unique_keys && dict.len() == before {
+            let shown = key.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+            return Err(Error::decode(
+                format!("duplicate map key {shown} (unique_keys)"),
+                key_at,
+            ));
+        }
+        Ok(())
     }
 
     /// A map key: short definite text strings come from the key cache.
@@ -343,6 +411,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         };
         if let Some((n, header)) = short {
             if n <= MAX_KEY_LEN && self.keys.is_some() {
+                self.check_str(TEXT, n as u64, start)?;
                 self.pos += header;
                 let at = self.pos;
                 let raw = self.take(n as u64, start)?;
@@ -360,7 +429,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         depth: usize,
         immutable: bool,
     ) -> Result<Bound<'py, PyAny>> {
-        let inner = Self::nest(depth, start)?;
+        let inner = self.nest(depth, start)?;
         let py = self.py;
         // A set's members are decoded as hashable values.
         let content = self.item(inner, immutable || number == tags::SET)?;
@@ -386,7 +455,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 set.map_err(|e| format!("unusable set member: {}", e.value(py)))
             }
             _ => {
-                return Ok(types::tag_type(py)?.call1((number, content))?);
+                return Ok(match &self.tag_hook {
+                    Some(hook) => hook.call1((number, content))?,
+                    None => types::tag_type(py)?.call1((number, content))?,
+                });
             }
         };
         built.map_err(|message| Error::decode(message, start))

@@ -149,6 +149,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 write_head(self.buf, TAG, number);
                 self.encode(&obj.getattr(intern!(py, "value"))?, depth + 1)
             }
+            Kind::Timestamp => {
+                let (seconds, nanos) = types::timestamp_parts(obj)?;
+                write_head(self.buf, TAG, tags::EPOCH);
+                if nanos == 0 {
+                    self.i64(seconds);
+                } else {
+                    // CBOR's epoch time has no nanoseconds: the nearest double.
+                    self.float(seconds as f64 + f64::from(nanos) / 1e9);
+                }
+                Ok(())
+            }
             Kind::Ext | Kind::Other => self.other(obj, depth),
         }
     }

@@ -22,6 +22,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
 #[cfg(feature = "python")]
+use crate::codec::limits::Limits;
+#[cfg(feature = "python")]
 use crate::codec::output;
 #[cfg(feature = "python")]
 use crate::errors::Result;
@@ -55,10 +57,48 @@ fn cbor_dumps<'py>(
 
 #[cfg(feature = "python")]
 #[pyfunction]
-fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(signature = (
+    data, *, tag_hook=None, max_container_len=None, max_str_len=None, max_depth=None,
+    strict_keys=false, unique_keys=false,
+))]
+#[allow(clippy::too_many_arguments)] // keyword-only options, one per limit
+fn cbor_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    tag_hook: Option<Bound<'py, PyAny>>,
+    max_container_len: Option<usize>,
+    max_str_len: Option<usize>,
+    max_depth: Option<usize>,
+    strict_keys: bool,
+    unique_keys: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
+    let tag_hook = tag_hook.filter(|h| !h.is_none());
+    let limits = Limits::new(
+        max_container_len,
+        max_str_len,
+        max_depth,
+        strict_keys,
+        unique_keys,
+    );
+    if tag_hook.is_none() && limits == Limits::default() {
+        if let Ok(b) = data.cast::<PyBytes>() {
+            return Ok(decode::decode(py, b.as_bytes())?);
+        }
+    }
+    let decode_all = |bytes: &[u8]| -> PyResult<Bound<'py, PyAny>> {
+        let (value, end) = decode::decode_prefix(py, bytes, tag_hook.clone(), limits)?;
+        if end != bytes.len() {
+            return Err(crate::errors::Error::decode(
+                format!("{} trailing bytes after the data item", bytes.len() - end),
+                end,
+            )
+            .into());
+        }
+        Ok(value)
+    };
     if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(decode::decode(py, b.as_bytes())?);
+        return decode_all(b.as_bytes());
     }
     let copied: Vec<u8> = if let Ok(b) = data.cast::<PyByteArray>() {
         b.to_vec()
@@ -73,12 +113,50 @@ fn cbor_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<
             crate::codec::types::type_name(data)
         )));
     };
-    Ok(decode::decode(py, &copied)?)
+    decode_all(&copied)
+}
+
+/// The next item of a CBOR sequence: `(item, end)` for the item that starts
+/// at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
+#[pyfunction]
+#[pyo3(signature = (
+    data, start, *, tag_hook=None, max_container_len=None, max_str_len=None, max_depth=None,
+    strict_keys=false, unique_keys=false,
+))]
+#[allow(clippy::too_many_arguments)] // keyword-only options, one per limit
+fn cbor_next<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    start: usize,
+    tag_hook: Option<Bound<'py, PyAny>>,
+    max_container_len: Option<usize>,
+    max_str_len: Option<usize>,
+    max_depth: Option<usize>,
+    strict_keys: bool,
+    unique_keys: bool,
+) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
+    let rest = data.as_bytes().get(start..).unwrap_or_default();
+    let tag_hook = tag_hook.filter(|h| !h.is_none());
+    let limits = Limits::new(
+        max_container_len,
+        max_str_len,
+        max_depth,
+        strict_keys,
+        unique_keys,
+    );
+    match decode::decode_prefix(py, rest, tag_hook, limits) {
+        Ok((value, used)) => Ok(Some((value, start + used))),
+        Err(err) if crate::codec::is_incomplete(&err) => Ok(None),
+        Err(err) => Err(crate::codec::shifted(err, start).into()),
+    }
 }
 
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;
+    m.add_function(wrap_pyfunction!(cbor_next, m)?)?;
     Ok(())
 }

@@ -96,10 +96,16 @@ pub fn datetime_from_string<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
 pub fn datetime_from_epoch<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
     let py = value.py();
     let secs = if value.is_instance_of::<PyInt>() {
-        // Outside i64 is far outside datetime's range anyway.
-        value
+        let whole = value
             .extract::<i64>()
-            .map_err(|_| "tag 1 (epoch date-time) is out of range".to_owned())? as f64
+            .map_err(|_| "tag 1 (epoch date-time) is out of range".to_owned())?;
+        // Whole seconds outside datetime's years: a Timestamp holds them exactly.
+        if !(-62_135_596_800..253_402_300_800).contains(&whole) {
+            return types::timestamp_type(py)
+                .and_then(|t| t.call1((whole, 0)))
+                .map_err(|e| py_err("tag 1 (epoch date-time)", &e, py));
+        }
+        whole as f64
     } else if let Ok(f) = value.cast::<PyFloat>() {
         f.value()
     } else {

@@ -9,16 +9,45 @@ use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
 use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
-use crate::codec::types::{ext_type, type_name};
-use crate::codec::{fast, text, MAX_DEPTH};
+use crate::codec::limits::Limits;
+use crate::codec::types::{ext_type, timestamp_type, type_name};
+use crate::codec::{fast, text};
 use crate::errors::{Error, Result};
 
 /// Decodes exactly one msgpack object from `data`; trailing bytes are an error.
 pub fn decode<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>> {
+    decode_with(py, data, None, Limits::default())
+}
+
+/// [`decode`] calling `ext_hook(code, data)` for extension types other than timestamps.
+pub fn decode_with<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+    limits: Limits,
+) -> Result<Bound<'py, PyAny>> {
     with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        decoder.limits = limits;
         let value = decoder.value(0, false)?;
         decoder.finish()?;
         Ok(value)
+    })
+}
+
+/// Decodes the first object of `data`; returns it and the bytes it took
+/// (what follows is left alone: the next object of a stream).
+pub fn decode_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    ext_hook: Option<Bound<'py, PyAny>>,
+    limits: Limits,
+) -> Result<(Bound<'py, PyAny>, usize)> {
+    with_decoder(py, data, |decoder| {
+        decoder.ext_hook = ext_hook;
+        decoder.limits = limits;
+        let value = decoder.value(0, false)?;
+        Ok((value, decoder.pos))
     })
 }
 
@@ -36,6 +65,8 @@ pub(crate) fn with_decoder<'py, T>(
         data,
         pos: 0,
         keys,
+        ext_hook: None,
+        limits: Limits::default(),
     };
     f(&mut decoder)
 }
@@ -45,6 +76,9 @@ pub(crate) struct Decoder<'a, 'py> {
     pub(crate) data: &'a [u8],
     pub(crate) pos: usize,
     keys: Option<&'a mut KeyCache>,
+    /// Called as `ext_hook(code, data)` for extensions other than timestamps.
+    ext_hook: Option<Bound<'py, PyAny>>,
+    limits: Limits,
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
@@ -119,6 +153,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             0xc3 => pyo3::types::PyBool::new(py, true).to_owned().into_any(),
             0xc4..=0xc6 => {
                 let n = self.len_field(1 << (b - 0xc4), start, "bin header")?;
+                self.check_str("bytes", n, start)?;
                 PyBytes::new(py, self.take(n, start, "bin")?).into_any()
             }
             0xc7..=0xc9 => {
@@ -174,17 +209,33 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(obj)
     }
 
-    fn enter(depth: usize, start: usize) -> Result<()> {
-        if depth >= MAX_DEPTH {
-            return Err(Error::decode(
-                format!("nesting deeper than {MAX_DEPTH} levels"),
-                start,
-            ));
+    fn enter(&self, depth: usize, start: usize) -> Result<()> {
+        match self.limits.depth(depth) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Refuses a str, bytes or ext payload of `n` bytes past `max_str_len`.
+    #[inline]
+    fn check_str(&self, what: &str, n: usize, start: usize) -> Result<()> {
+        match self.limits.string(what, n) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a container of `n` items past `max_container_len`.
+    #[inline]
+    fn check_len(&self, what: &str, n: usize, start: usize) -> Result<()> {
+        match self.limits.container(what, n) {
+            Some(message) => Err(Error::decode(message, start)),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn str(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
+        self.check_str("str", n, start)?;
         let at = self.pos;
         let bytes = self.take(n, start, "str")?;
         match text::new_str(self.py, bytes)? {
@@ -203,6 +254,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         };
         if let Some((n, header)) = short {
             if n <= MAX_KEY_LEN && self.keys.is_some() {
+                self.check_str("str", n, start)?;
                 self.pos += header;
                 let at = self.pos;
                 let bytes = self.take(n, start, "str")?;
@@ -222,7 +274,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
         depth: usize,
         key: bool,
     ) -> Result<Bound<'py, PyAny>> {
-        Self::enter(depth, start)?;
+        self.enter(depth, start)?;
+        self.check_len("array", n, start)?;
         // Every item takes at least one byte: a larger count is a lie, refused before allocating.
         if n > self.left() {
             return Err(Error::decode(
@@ -245,7 +298,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     fn map(&mut self, n: usize, start: usize, depth: usize) -> Result<Bound<'py, PyAny>> {
-        Self::enter(depth, start)?;
+        self.enter(depth, start)?;
+        self.check_len("map", n, start)?;
         if n.saturating_mul(2) > self.left() {
             return Err(Error::decode(
                 format!(
@@ -259,27 +313,51 @@ impl<'a, 'py> Decoder<'a, 'py> {
         for _ in 0..n {
             let key_at = self.pos;
             let key = self.key(depth + 1)?;
+            if self.limits.strict_keys && !is_str_or_int(&key) {
+                return Err(Error::decode(
+                    format!(
+                        "map key of type {} is not a str or int (strict_keys)",
+                        type_name(&key)
+                    ),
+                    key_at,
+                ));
+            }
             let value = self.value(depth + 1, false)?;
+            let before = dict.len();
             dict.set_item(&key, value).map_err(|_| {
                 Error::decode(
                     format!("map key of type {} is not hashable", type_name(&key)),
                     key_at,
                 )
             })?;
+            if self.limits.unique_keys && dict.len() == before {
+                return Err(duplicate_key(&key, key_at));
+            }
         }
         Ok(dict.into_any())
     }
 
     fn ext(&mut self, n: usize, start: usize) -> Result<Bound<'py, PyAny>> {
+        self.check_str("ext", n, start)?;
         let code = self.fixed::<1>(start, "ext type")?[0] as i8;
         let data = self.take(n, start, "ext")?;
         if code == timestamp::EXT_CODE {
             let (seconds, nanos) =
                 timestamp::decode(data).map_err(|msg| Error::decode(msg, start))?;
-            return datetime_from(self.py, seconds, nanos)
-                .ok_or_else(|| Error::decode("timestamp outside datetime's range", start));
+            // A datetime when it holds the instant exactly, else a Timestamp
+            // (nanoseconds, or years outside 1..9999), which re-encodes the same.
+            if nanos % 1000 == 0 {
+                if let Some(dt) = datetime_from(self.py, seconds, nanos) {
+                    return Ok(dt);
+                }
+            }
+            return Ok(timestamp_type(self.py)?.call1((seconds, nanos))?);
         }
-        Ok(ext_type(self.py)?.call1((code, PyBytes::new(self.py, data)))?)
+        let data = PyBytes::new(self.py, data);
+        match &self.ext_hook {
+            Some(hook) => Ok(hook.call1((code, data))?),
+            None => Ok(ext_type(self.py)?.call1((code, data))?),
+        }
     }
 }
 
@@ -290,6 +368,18 @@ fn truncated(what: &str, n: usize, left: usize, start: usize) -> Error {
         format!("truncated {what}: needs {n} bytes, {left} left"),
         start,
     )
+}
+
+/// True for an exact str or int (not a bool): what `strict_keys` allows.
+fn is_str_or_int(key: &Bound<'_, PyAny>) -> bool {
+    let ty = fast::type_ptr(key);
+    ty == fast::str_type() || ty == fast::int_type()
+}
+
+#[cold]
+pub(crate) fn duplicate_key(key: &Bound<'_, PyAny>, at: usize) -> Error {
+    let shown = key.repr().map_or_else(|_| "?".into(), |r| r.to_string());
+    Error::decode(format!("duplicate map key {shown} (unique_keys)"), at)
 }
 
 /// The DecodeError for invalid UTF-8 starting at `at`, pointing at the first bad byte.
@@ -304,8 +394,8 @@ fn int_obj(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
     }
 }
 
-/// An aware UTC datetime, or None outside years 1..=9999. Nanoseconds are
-/// truncated to microseconds, as `msgpack.unpackb(timestamp=3)` does.
+/// An aware UTC datetime, or None outside years 1..=9999 (callers pass
+/// whole microseconds).
 fn datetime_from(py: Python<'_>, seconds: i64, nanos: u32) -> Option<Bound<'_, PyAny>> {
     let civil = timestamp::civil_from_seconds(seconds);
     if !(1..=9999).contains(&civil.year) {

@@ -128,6 +128,15 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 Ok(())
             }
             Kind::Ext => self.write_ext(obj),
+            Kind::Timestamp => {
+                let (seconds, nanos) = types::timestamp_parts(obj)?;
+                wire::write_ext(
+                    self.out,
+                    timestamp::EXT_CODE,
+                    &timestamp::encode(seconds, nanos),
+                );
+                Ok(())
+            }
             Kind::Tag | Kind::Other => self.fallback(obj, depth, None),
         }
     }

@@ -22,6 +22,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
 #[cfg(feature = "python")]
+use crate::codec::limits::Limits;
+#[cfg(feature = "python")]
 use crate::codec::output;
 #[cfg(feature = "python")]
 use crate::errors::Result;
@@ -122,14 +124,77 @@ fn msgpack_dumps<'py>(
 
 #[cfg(feature = "python")]
 #[pyfunction]
-fn msgpack_loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(signature = (
+    data, *, ext_hook=None, max_container_len=None, max_str_len=None, max_depth=None,
+    strict_keys=false, unique_keys=false,
+))]
+#[allow(clippy::too_many_arguments)] // keyword-only options, one per limit
+fn msgpack_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    ext_hook: Option<Bound<'py, PyAny>>,
+    max_container_len: Option<usize>,
+    max_str_len: Option<usize>,
+    max_depth: Option<usize>,
+    strict_keys: bool,
+    unique_keys: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let _pause = crate::codec::gc::GcPause::new(py);
-    with_bytes(data, |bytes| Ok(decode(py, bytes)?))
+    let ext_hook = ext_hook.filter(|h| !h.is_none());
+    let limits = Limits::new(
+        max_container_len,
+        max_str_len,
+        max_depth,
+        strict_keys,
+        unique_keys,
+    );
+    with_bytes(data, |bytes| {
+        Ok(decode::decode_with(py, bytes, ext_hook, limits)?)
+    })
+}
+
+/// The next object of a msgpack stream: `(object, end)` for the object that
+/// starts at `start` in `data`, or None when `data` ends before it does.
+#[cfg(feature = "python")]
+#[pyfunction]
+#[pyo3(signature = (
+    data, start, *, ext_hook=None, max_container_len=None, max_str_len=None, max_depth=None,
+    strict_keys=false, unique_keys=false,
+))]
+#[allow(clippy::too_many_arguments)] // keyword-only options, one per limit
+fn msgpack_next<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyBytes>,
+    start: usize,
+    ext_hook: Option<Bound<'py, PyAny>>,
+    max_container_len: Option<usize>,
+    max_str_len: Option<usize>,
+    max_depth: Option<usize>,
+    strict_keys: bool,
+    unique_keys: bool,
+) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
+    let bytes = data.as_bytes();
+    let rest = bytes.get(start..).unwrap_or_default();
+    let ext_hook = ext_hook.filter(|h| !h.is_none());
+    let limits = Limits::new(
+        max_container_len,
+        max_str_len,
+        max_depth,
+        strict_keys,
+        unique_keys,
+    );
+    match decode::decode_prefix(py, rest, ext_hook, limits) {
+        Ok((value, used)) => Ok(Some((value, start + used))),
+        Err(err) if crate::codec::is_incomplete(&err) => Ok(None),
+        Err(err) => Err(crate::codec::shifted(err, start).into()),
+    }
 }
 
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(msgpack_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack_loads, m)?)?;
+    m.add_function(wrap_pyfunction!(msgpack_next, m)?)?;
     Ok(())
 }

@@ -1,0 +1,418 @@
+"""etcd v3: the one client every area uses, through etcd's JSON gateway (aiohttp).
+
+    endpoint, rest = EtcdEndpoint.from_url(parsed, options, area=("prefix",))
+    client = await acquire(endpoint)         # one HTTP session per URL and settings, per loop
+    answer = await client.call("kv/range", {"key": b64("a")}, what="registry lookup")
+    async for result in client.watch({"key": b64("a/"), "range_end": prefix_end(b"a/")}): ...
+    await release(client)
+
+Why the gateway and not gRPC: the maintained Python etcd v3 clients are either
+unmaintained or pin old protobuf / grpcio releases; the JSON gateway ships in
+every etcd v3 server and aiohttp is already the `etcd` extra's only dependency.
+Keys and values travel base64-encoded; int64 fields come back as strings.
+
+What it owns:
+
+- **URL**: ``etcd://[user:password@]host[:port][?options]`` (port 2379 by
+  default); ``etcds://`` or ``?tls=1`` for HTTPS; ``http(s)://host:port`` is
+  accepted as it is. With credentials the client authenticates
+  (``/v3/auth/authenticate``) and sends the token with every request, asking
+  for a new one when etcd says it expired. The password never appears in a
+  repr, a log line or an error message (`endpoint.redacted`).
+- **Timeouts** (seconds; a query option or a keyword option overrides them):
+  ``connect_timeout=5`` to open a connection; ``timeout=5`` for any one
+  request, from sending it to the end of its answer; ``ping_interval=10``: a
+  watch stream silent for that long is checked with a status request on
+  another connection, and a failed check ends the watch with `ConnectionFailed`.
+- **Error mapping** (`errors`, applied by `call` and `watch`): refused, lost or
+  timed-out connections, an HTTP 5xx answer, gRPC codes "unavailable" and
+  "deadline exceeded", an answer that is not a JSON object, a watch stream
+  that ends -> `ConnectionFailed`; refused credentials -> `ConnectionFailed`
+  saying so; any other error answer -> `EtcdAPIError` (a `MicrostdError`
+  with the gRPC `code`), for the area to translate.
+- **Shared sessions**: one aiohttp session per endpoint per event loop,
+  reference counted by `acquire` / `release`.
+- **Defensive reading**: the gateway's JSON is not trusted to have the
+  documented shape; `field`, `int_field` and `kvs_of` report a missing or
+  mistyped field as `ConnectionFailed`, never `KeyError`.
+
+Ambiguity: a request that raised `ConnectionFailed` after it was sent may
+have been applied (a put, a lease grant, a transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+from microstd._backends import ParsedURL, option_flag, parse_url, redact, redact_text
+from microstd._engines._common import Shared, Timeouts, split_options
+from microstd.errors import ConnectionFailed, MicrostdError
+
+__all__ = [
+    "EtcdAPIError",
+    "EtcdClient",
+    "EtcdEndpoint",
+    "acquire",
+    "b64",
+    "errors",
+    "field",
+    "int_field",
+    "kvs_of",
+    "prefix_end",
+    "release",
+    "unb64",
+]
+
+#: The engine's own options, taken out of the URL and the keyword options.
+ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls")
+
+# A watch stream's undecoded text is capped: a server (or something posing as
+# one) sending bytes that never parse must not grow it without end.
+MAX_WATCH_BUFFER = 16 * 1024 * 1024
+
+# gRPC status codes etcd reports that mean "try again later", not "wrong request".
+_UNAVAILABLE_CODES = {4, 8, 14}  # DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE
+_UNAUTHENTICATED = 16
+
+
+class _Unauthenticated(ConnectionFailed):
+    """etcd refused the credentials or the token (internal: a token is renewed once)."""
+
+
+class EtcdAPIError(MicrostdError):
+    """etcd refused a request (an error answer that is not "unavailable").
+
+    `code` is the gRPC status code etcd gave (5: not found, 9: failed
+    precondition, ...), or 0 when it gave none; areas translate these.
+    """
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def b64(data: str | bytes) -> str:
+    """Base64 text of `data` (text is encoded as UTF-8 first)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(data: object) -> str:
+    """The text of a base64 field; `ConnectionFailed` when it is not base64."""
+    return unb64_bytes(data).decode(errors="replace")
+
+
+def unb64_bytes(data: object) -> bytes:
+    """The bytes of a base64 field; `ConnectionFailed` when it is not base64."""
+    if not isinstance(data, str):
+        raise ConnectionFailed("etcd answered a non-text base64 field")
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        raise ConnectionFailed("etcd answered a field that is not base64") from None
+
+
+def prefix_end(prefix: str | bytes) -> str:
+    """The base64 `range_end` that makes a range cover every key starting with `prefix`."""
+    end = bytearray(prefix.encode() if isinstance(prefix, str) else prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return b64(bytes(end))
+        end.pop()
+    return b64(b"\x00")  # every key: etcd reads "\0" as "to the end"
+
+
+def field(data: object, *path: str) -> object:
+    """`data[path[0]][path[1]]...`; `ConnectionFailed` when a step is missing."""
+    for name in path:
+        if not isinstance(data, dict) or name not in data:
+            raise ConnectionFailed(f"etcd answered without {'.'.join(path)}")
+        data = data[name]
+    return data
+
+
+def int_field(data: object, *path: str, default: int | None = None) -> int:
+    """An int64 field (etcd sends them as strings); `default` when absent, if given."""
+    try:
+        value = field(data, *path)
+    except ConnectionFailed:
+        if default is None:
+            raise
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConnectionFailed(f"etcd answered a non-integer {'.'.join(path)}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConnectionFailed(f"etcd answered a non-integer {'.'.join(path)}") from None
+
+
+def kvs_of(data: object) -> list[dict[str, Any]]:
+    """The key-value entries of a range answer; entries that are not objects are skipped."""
+    kvs = data.get("kvs") if isinstance(data, dict) else None
+    if not isinstance(kvs, list):
+        return []
+    return [kv for kv in kvs if isinstance(kv, dict)]
+
+
+@dataclass(frozen=True)
+class EtcdEndpoint:
+    """Where an etcd server is: `base` is ``http(s)://host:port``; equal endpoints
+    share one HTTP session."""
+
+    base: str
+    timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: ParsedURL | str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        area: Iterable[str] = (),
+    ) -> tuple[EtcdEndpoint, dict[str, Any]]:
+        """The endpoint a URL names, and the area's options (the rest of the query
+        and every keyword option that is not the engine's)."""
+        del area  # the whole query is the area's
+        parsed = url if isinstance(url, ParsedURL) else parse_url(url)
+        options = dict(options or {})
+        engine, rest = split_options(parsed.query, options, ENGINE_OPTIONS)
+        for name in ENGINE_OPTIONS:
+            options.pop(name, None)
+        rest.update(options)
+        tls = parsed.scheme in ("etcds", "https") or option_flag(engine.get("tls", False))
+        if parsed.scheme not in ("etcd", "etcds", "http", "https"):
+            raise ValueError(f"not an etcd URL: {redact(parsed.raw)!r}")
+        host = parsed.host or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
+        base = f"{'https' if tls else 'http'}://{host}:{parsed.port or 2379}"
+        return cls(base, Timeouts.from_options(engine), parsed.username, parsed.password), rest
+
+    @property
+    def redacted(self) -> str:
+        """The endpoint for reprs and logs: the user name at most, never the password."""
+        if self.username is None:
+            return self.base
+        scheme, rest = self.base.split("://", 1)
+        return f"{scheme}://{quote(self.username, safe='')}:***@{rest}"
+
+    def __repr__(self) -> str:
+        return f"EtcdEndpoint({self.redacted!r})"
+
+
+def _fail(endpoint: EtcdEndpoint, what: str, why: str, exc: BaseException | None) -> NoReturn:
+    raise ConnectionFailed(f"{what}: etcd at {endpoint.redacted} {why}") from exc
+
+
+@contextlib.contextmanager
+def errors(endpoint: EtcdEndpoint, what: str) -> Iterator[None]:
+    """Translate aiohttp's and the network's exceptions into `ConnectionFailed`."""
+    import aiohttp
+
+    try:
+        yield
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        detail = redact_text(str(exc)) or "no answer in time"
+        _fail(endpoint, what, f"unreachable: {type(exc).__name__}: {detail}", exc)
+
+
+def _error_answer(endpoint: EtcdEndpoint, what: str, status: int, data: object) -> MicrostdError:
+    message = data.get("message") or data.get("error") if isinstance(data, dict) else None
+    code = data.get("code") if isinstance(data, dict) else None
+    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+    text = redact_text(str(message or data))[:200]
+    if status >= 500 or code in _UNAVAILABLE_CODES:
+        return ConnectionFailed(f"{what}: etcd at {endpoint.redacted} unavailable: {text}")
+    if code == _UNAUTHENTICATED or status == 401:
+        return _Unauthenticated(f"{what}: etcd at {endpoint.redacted} refused the credentials")
+    return EtcdAPIError(f"{what}: etcd answered HTTP {status}: {text}", code)
+
+
+class EtcdClient:
+    """JSON requests and watch streams to one etcd server (a shared aiohttp session)."""
+
+    def __init__(self, endpoint: EtcdEndpoint) -> None:
+        import aiohttp
+
+        self.endpoint = endpoint
+        t = endpoint.timeouts
+        self._timeout = aiohttp.ClientTimeout(
+            total=t.connect + t.request, sock_connect=t.connect, sock_read=t.request
+        )
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"EtcdClient({self.endpoint.redacted!r})"
+
+    def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """`errors(self.endpoint, what)`."""
+        return errors(self.endpoint, what)
+
+    async def _headers(self, renew: bool = False) -> dict[str, str]:
+        e = self.endpoint
+        if e.username is None:
+            return {}
+        async with self._auth_lock:
+            if self._token is None or renew:
+                answer = await self._post(
+                    "auth/authenticate",
+                    {"name": e.username, "password": e.password or ""},
+                    "authenticate",
+                    {},
+                )
+                token = answer.get("token")
+                if not isinstance(token, str) or not token:
+                    raise ConnectionFailed(f"authenticate: etcd at {e.redacted} sent no token")
+                self._token = token
+            return {"Authorization": self._token}
+
+    async def _post(
+        self, path: str, body: Mapping[str, Any], what: str, headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        url = f"{self.endpoint.base}/v3/{path}"
+        with self.errors(what):
+            async with self._session.post(url, json=body, headers=headers) as resp:
+                text = await resp.read()
+                status = resp.status
+        try:
+            data = json.loads(text) if text else {}
+        except (ValueError, RecursionError):
+            data = None
+        if status != 200:
+            raise _error_answer(self.endpoint, what, status, data)
+        if not isinstance(data, dict):
+            raise ConnectionFailed(f"{what}: etcd {path}: the answer is not a JSON object")
+        return data
+
+    async def call(self, path: str, body: Mapping[str, Any], what: str = "") -> dict[str, Any]:
+        """POST `body` to ``/v3/<path>``; the answer's JSON object.
+
+        `ConnectionFailed` when the server cannot be reached or does not answer
+        within the timeouts; `EtcdAPIError` for an error answer.
+        """
+        what = what or f"etcd {path}"
+        headers = await self._headers()
+        try:
+            return await self._post(path, body, what, headers)
+        except _Unauthenticated:
+            if not headers:
+                raise
+            # A simple token expires (5 minutes by default): get a new one, once.
+            return await self._post(path, body, what, await self._headers(renew=True))
+
+    async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
+        """Every key under `prefix` with its value, and the store revision of the read."""
+        answer = await self.call(
+            "kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, what
+        )
+        out: dict[bytes, bytes] = {}
+        for kv in kvs_of(answer):
+            out[unb64_bytes(kv.get("key"))] = unb64_bytes(kv.get("value", ""))
+        return out, int_field(answer, "header", "revision", default=0)
+
+    async def watch(
+        self, create_request: Mapping[str, Any], what: str = "watch"
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The `result` objects of a watch stream, as they arrive.
+
+        Never ends quietly: a stream that closes, a canceled watch, an error
+        answer or a server that fails the liveness check (see the module
+        docstring) raise `ConnectionFailed`.
+        """
+        import aiohttp
+
+        t = self.endpoint.timeouts
+        headers = await self._headers()
+        decoder = json.JSONDecoder()
+        # Incremental: a chunk may end inside a multi-byte character.
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=t.connect, sock_read=None, connect=t.connect
+        )
+        with self.errors(what):
+            async with self._session.post(
+                f"{self.endpoint.base}/v3/watch",
+                json={"create_request": dict(create_request)},
+                headers=headers,
+                timeout=stream_timeout,
+            ) as resp:
+                if resp.status != 200:
+                    try:
+                        data = json.loads(await resp.read())
+                    except (ValueError, RecursionError):
+                        data = None
+                    raise _error_answer(self.endpoint, what, resp.status, data)
+                buffer = ""
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
+                    except asyncio.TimeoutError:
+                        # Silent for a while: is the server still there?
+                        await self.call("maintenance/status", {}, f"{what} (liveness check)")
+                        continue
+                    if not chunk:
+                        _fail(self.endpoint, what, "ended the watch stream", None)
+                    buffer += text.decode(chunk)
+                    if len(buffer) > MAX_WATCH_BUFFER:
+                        raise ConnectionFailed(f"{what}: the etcd watch stream is not JSON")
+                    while True:
+                        buffer = buffer.lstrip()
+                        if not buffer:
+                            break
+                        try:
+                            item, end = decoder.raw_decode(buffer)
+                        except (ValueError, RecursionError):
+                            break  # incomplete: wait for more bytes
+                        buffer = buffer[end:]
+                        if not isinstance(item, dict):
+                            continue  # not a watch response: skipped
+                        if "error" in item:
+                            raise ConnectionFailed(f"{what}: etcd: {str(item['error'])[:200]}")
+                        result = item.get("result", {})
+                        if not isinstance(result, dict):
+                            continue
+                        if result.get("canceled"):
+                            reason = str(result.get("cancel_reason", ""))[:200]
+                            _fail(self.endpoint, what, f"canceled the watch: {reason}", None)
+                        yield result
+
+    async def close(self) -> None:
+        """Close the HTTP session; idempotent."""
+        await self._session.close()
+
+
+_shared: Shared[EtcdClient] = Shared()
+
+
+async def acquire(endpoint: EtcdEndpoint) -> EtcdClient:
+    """The shared client for `endpoint` on the running loop (no I/O yet). Pair every
+    call with `release`."""
+
+    async def open() -> EtcdClient:
+        return EtcdClient(endpoint)
+
+    return await _shared.acquire(endpoint, open)
+
+
+async def release(client: EtcdClient) -> None:
+    """Give back a client from `acquire`; the last user closes its session."""
+
+    async def close(c: EtcdClient) -> None:
+        await c.close()
+
+    await _shared.release(client.endpoint, close)

@@ -1,0 +1,349 @@
+"""Redis: the one client setup every area uses (redis-py's asyncio client).
+
+    endpoint, rest = RedisEndpoint.from_url(parsed, options, area=("prefix",))
+    conn = await acquire(endpoint)          # shared per URL and settings, per event loop
+    with errors(endpoint, "store read"):
+        value = await conn.client.get(b"k")
+    await release(conn)
+
+What it owns:
+
+- **URL**: ``redis://[[user]:password@]host[:port][/db][?options]``
+  (``rediss://`` for TLS, ``unix:///path?db=N`` for a socket). The password
+  never appears in a repr, a log line or an error message (`endpoint.redacted`).
+  Query options other than the engine's and the area's are redis-py's own
+  (``?ssl_cert_reqs=none``) and are passed through to it.
+- **Timeouts** (seconds; a query option or a keyword option overrides them):
+  ``connect_timeout=5`` to open a connection (TCP, TLS, AUTH, HELLO);
+  ``timeout=5`` for any one command, from sending it to its reply
+  (``socket_timeout`` is accepted as another name for it);
+  ``ping_interval=10``: a pub/sub connection silent for that long is sent a
+  PING, and one that does not answer within ``timeout`` is declared lost.
+  redis-py 5 has no timeouts by default, so a frozen server would hang every
+  caller for ever; here nothing waits longer than these.
+- **No automatic retry.** redis-py retries a failed command by default; a
+  retried write may be applied twice (a conditional write would then report a
+  `Conflict` for its own first attempt), so a failure is reported once, as
+  `ConnectionFailed`, and the *next* call opens a new connection.
+- **Error mapping** (`errors`): connection refused or lost, a timeout, an
+  unreachable host, a server still loading its data or a read-only replica ->
+  `ConnectionFailed`; refused credentials -> `ConnectionFailed` saying so; any
+  other error reply -> `MicrostdError` naming the operation. Callers that
+  expect a particular reply (WRONGTYPE) catch `redis.exceptions.ResponseError`
+  inside the block first.
+- **Shared connections**: one `redis.asyncio.Redis` (one pool) per endpoint
+  per event loop, reference counted by `acquire` / `release`.
+- **Pub/sub with liveness** (`Subscriber`): subscriptions are confirmed
+  before `subscribe` returns, and a silent connection is noticed (above).
+  After a lost connection the next `get` reconnects and redis-py subscribes
+  again to everything; messages published meanwhile are lost (pub/sub is
+  at most once).
+
+Ambiguity: a command that raised `ConnectionFailed` after it was sent (a
+timeout, a connection lost while waiting for the reply) may have been
+executed by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from microstd._backends import ParsedURL, parse_url, redact, redact_text
+from microstd._engines._common import Shared, Timeouts, split_options
+from microstd.errors import ConnectionFailed, MicrostdError
+
+__all__ = [
+    "RedisConnection",
+    "RedisEndpoint",
+    "Subscriber",
+    "acquire",
+    "errors",
+    "release",
+]
+
+#: The engine's own options, taken out of the URL before redis-py sees it.
+ENGINE_OPTIONS = (*Timeouts.OPTIONS, "socket_timeout")
+
+# Replies that mean "this server cannot serve you right now", not "your request is wrong".
+_UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+@dataclass(frozen=True)
+class RedisEndpoint:
+    """Where a Redis server is and how long to wait for it.
+
+    `url` is what redis-py gets (the engine's and the area's options removed);
+    `redacted` is safe to show. Equal endpoints share one connection pool.
+    """
+
+    url: str
+    redacted: str
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    decode_responses: bool = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: ParsedURL | str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        area: Iterable[str] = (),
+        decode_responses: bool = False,
+    ) -> tuple[RedisEndpoint, dict[str, Any]]:
+        """The endpoint a URL names, and the area's options.
+
+        The engine options (`connect_timeout`, `timeout` / `socket_timeout`,
+        `ping_interval`) come from the query or `options` (keywords win). The
+        options named in `area` are taken out of the query and returned, with
+        every keyword option that is not the engine's, for the area to use or
+        refuse; the rest of the query stays in the URL for redis-py.
+        """
+        parsed = url if isinstance(url, ParsedURL) else parse_url(url)
+        options = dict(options or {})
+        engine, query = split_options(parsed.query, options, ENGINE_OPTIONS)
+        if engine.get("timeout") is None and engine.get("socket_timeout") is not None:
+            engine["timeout"] = engine["socket_timeout"]
+        timeouts = Timeouts.from_options(engine)
+        area_names = set(area)
+        mine, query = split_options(query, {}, area_names)
+        for name in ENGINE_OPTIONS:
+            options.pop(name, None)
+        mine.update(options)
+        base = parsed.raw.split("?", 1)[0]
+        if query:
+            base += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        return cls(base, redact(base), timeouts, decode_responses), mine
+
+    def __repr__(self) -> str:
+        return f"RedisEndpoint({self.redacted!r})"
+
+    def client(self) -> aioredis.Redis:
+        """A new, unshared redis-py client for this endpoint (most callers want `acquire`)."""
+        t = self.timeouts
+        return aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=t.connect,
+            socket_timeout=t.request,
+            # One attempt: see the module docstring on why nothing is retried.
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            decode_responses=self.decode_responses,
+        )
+
+
+def _fail(endpoint: RedisEndpoint, what: str, exc: BaseException, why: str) -> NoReturn:
+    detail = redact_text(str(exc)) or type(exc).__name__
+    raise ConnectionFailed(f"{what}: Redis at {endpoint.redacted} {why}: {detail}") from exc
+
+
+@contextlib.contextmanager
+def errors(endpoint: RedisEndpoint, what: str) -> Iterator[None]:
+    """Translate redis-py's exceptions raised in the block into `microstd.errors`.
+
+    `what` names the operation ("store write") so the message says what failed.
+    """
+    try:
+        yield
+    except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
+        _fail(endpoint, what, exc, "refused the credentials")
+    except (rexc.ConnectionError, rexc.TimeoutError, asyncio.TimeoutError, OSError) as exc:
+        _fail(endpoint, what, exc, "unreachable")
+    except rexc.ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            _fail(endpoint, what, exc, "cannot serve now")
+        raise MicrostdError(f"{what}: Redis answered an error: {redact_text(str(exc))}") from exc
+    except rexc.RedisError as exc:
+        raise MicrostdError(f"{what}: Redis client error: {redact_text(str(exc))}") from exc
+
+
+class RedisConnection:
+    """A shared redis-py client for one endpoint: `client` and the endpoint's `errors`."""
+
+    def __init__(self, endpoint: RedisEndpoint) -> None:
+        self.endpoint = endpoint
+        self.client = endpoint.client()
+        self._released = False
+
+    def __repr__(self) -> str:
+        return f"RedisConnection({self.endpoint.redacted!r})"
+
+    def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """`errors(self.endpoint, what)`."""
+        return errors(self.endpoint, what)
+
+    async def ping(self, what: str = "connect") -> None:
+        """Check the server answers; `ConnectionFailed` within the timeouts if not."""
+        with self.errors(what):
+            await self.client.ping()
+
+    def subscriber(self) -> Subscriber:
+        """A new pub/sub connection (its own socket, not from the shared pool's idle set)."""
+        return Subscriber(self)
+
+
+_shared: Shared[RedisConnection] = Shared()
+
+
+async def acquire(endpoint: RedisEndpoint) -> RedisConnection:
+    """The shared connection for `endpoint` on the running loop (no I/O yet: the first
+    command connects). Pair every call with `release`."""
+
+    async def open() -> RedisConnection:
+        return RedisConnection(endpoint)
+
+    return await _shared.acquire(endpoint, open)
+
+
+async def release(conn: RedisConnection) -> None:
+    """Give back a connection from `acquire`; the last user closes the pool. Idempotent
+    per connection object only in the sense that each `acquire` needs one `release`."""
+
+    async def close(c: RedisConnection) -> None:
+        await c.client.aclose()
+
+    await _shared.release(conn.endpoint, close)
+
+
+class Subscriber:
+    """One pub/sub connection that notices a lost or silent server.
+
+    `subscribe` / `psubscribe` return once Redis has confirmed every channel;
+    `get(timeout)` returns the next "message" / "pmessage" (redis-py's dict) or
+    None when none came within `timeout`; it raises `ConnectionFailed` when the
+    connection is lost, or stays silent for `ping_interval` and then does not
+    answer a PING within the request timeout. The next `get` after a failure
+    reconnects, and redis-py subscribes again to every channel and pattern.
+    """
+
+    def __init__(self, conn: RedisConnection) -> None:
+        self._endpoint = conn.endpoint
+        self._pubsub: Any = conn.client.pubsub()
+        self._backlog: deque[dict[str, Any]] = deque()
+        self._heard = time.monotonic()
+        self._ping_sent: float | None = None
+        self._confirmations: dict[bytes, int] = {}
+        #: Times the connection was found lost (a reader may report each one).
+        self.failures = 0
+
+    @property
+    def subscribed(self) -> bool:
+        """True while subscribed to at least one channel or pattern."""
+        return bool(self._pubsub.subscribed)
+
+    async def subscribe(self, *channels: str | bytes) -> None:
+        """Subscribe to `channels`; returns once Redis has confirmed each one."""
+        with errors(self._endpoint, "subscribe"):
+            await self._pubsub.subscribe(*channels)
+        await self._confirmed("subscribe", channels)
+
+    async def psubscribe(self, *patterns: str | bytes) -> None:
+        """Subscribe to glob `patterns`; returns once Redis has confirmed each one."""
+        with errors(self._endpoint, "subscribe"):
+            await self._pubsub.psubscribe(*patterns)
+        await self._confirmed("psubscribe", patterns)
+
+    async def unsubscribe(self, *channels: str | bytes) -> None:
+        with errors(self._endpoint, "unsubscribe"):
+            await self._pubsub.unsubscribe(*channels)
+
+    async def punsubscribe(self, *patterns: str | bytes) -> None:
+        with errors(self._endpoint, "unsubscribe"):
+            await self._pubsub.punsubscribe(*patterns)
+
+    async def _confirmed(self, kind: str, names: tuple[str | bytes, ...]) -> None:
+        wanted = {n.encode() if isinstance(n, str) else n for n in names}
+        deadline = time.monotonic() + self._endpoint.timeouts.request
+        while wanted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionFailed(
+                    f"subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
+                )
+            msg = await self._read(left)
+            if msg is None:
+                continue
+            if msg.get("type") == kind:
+                channel = msg.get("channel")
+                if isinstance(channel, str):
+                    channel = channel.encode()
+                wanted.discard(channel)
+            elif msg.get("type") in ("message", "pmessage"):
+                self._backlog.append(msg)
+
+    async def _read(self, timeout: float) -> dict[str, Any] | None:
+        """One raw message of any kind within `timeout`, with the liveness check."""
+        try:
+            with errors(self._endpoint, "subscription"):
+                msg = await self._pubsub.get_message(
+                    ignore_subscribe_messages=False, timeout=max(0.0, timeout)
+                )
+        except ConnectionFailed:
+            self._lost()
+            raise
+        now = time.monotonic()
+        if msg is not None:
+            self._heard, self._ping_sent = now, None
+            return dict(msg)
+        t = self._endpoint.timeouts
+        if self._ping_sent is not None and now - self._ping_sent > t.request:
+            self._lost()
+            await self._drop()
+            raise ConnectionFailed(
+                f"subscription: Redis at {self._endpoint.redacted} did not answer a PING"
+                f" within {t.request:g}s"
+            )
+        if self._ping_sent is None and now - self._heard >= t.ping_interval:
+            try:
+                with errors(self._endpoint, "subscription"):
+                    await self._pubsub.ping()
+            except ConnectionFailed:
+                self._lost()
+                raise
+            self._ping_sent = now
+        return None
+
+    def _lost(self) -> None:
+        self.failures += 1
+        self._ping_sent = None
+        self._heard = time.monotonic()
+
+    async def _drop(self) -> None:
+        connection = getattr(self._pubsub, "connection", None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+    async def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next published message within `timeout` seconds, or None."""
+        if self._backlog:
+            return self._backlog.popleft()
+        deadline = time.monotonic() + timeout
+        t = self._endpoint.timeouts
+        while True:
+            if not self._pubsub.subscribed:
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                return None
+            left = deadline - time.monotonic()
+            # Wake at least often enough to send (and time out) the liveness PING.
+            step = min(max(0.0, left), t.ping_interval, t.request)
+            msg = await self._read(step)
+            if msg is not None and msg.get("type") in ("message", "pmessage"):
+                return msg
+            if deadline - time.monotonic() <= 0:
+                return None
+
+    async def aclose(self) -> None:
+        """Close the pub/sub connection; idempotent, never raises."""
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()

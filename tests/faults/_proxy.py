@@ -1,0 +1,165 @@
+"""A loopback TCP proxy a test controls, to cut clients off from a live server.
+
+    with FaultProxy(server.port) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        ...
+        proxy.stall()    # connections stay open, nothing passes either way
+        proxy.resume()   # bytes flow again (what waited is delivered)
+        proxy.drop()     # every open connection is reset; new ones are accepted
+
+`stall()` is the "frozen network" case: new connections are accepted (and
+connected upstream) but nothing is forwarded, so a client sees neither an
+error nor an answer. `drop()` is the "cut connection" case: each connection
+is closed with a TCP reset, on both sides. The proxy runs on plain threads
+(two per connection), so it works the same for async and blocking clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from types import TracebackType
+
+__all__ = ["FaultProxy"]
+
+_CHUNK = 65536
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close `sock` with a TCP reset (SO_LINGER 0), never raising."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class _Link:
+    """One client connection and its upstream connection."""
+
+    def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self.dead = threading.Event()
+
+    def start(self) -> None:
+        for src, dst in ((self.client, self.upstream), (self.upstream, self.client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while not self.dead.is_set():
+                # Stalled: stop reading, so the bytes wait in the kernel's buffers
+                # and the sender's socket fills up, as with a frozen network.
+                if not self.proxy._flowing.wait(0.05):
+                    continue
+                try:
+                    src.settimeout(0.05)
+                    data = src.recv(_CHUNK)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                while not self.proxy._flowing.wait(0.05):
+                    if self.dead.is_set():
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        self.kill()
+
+    def kill(self) -> None:
+        if self.dead.is_set():
+            return
+        self.dead.set()
+        _reset(self.client)
+        _reset(self.upstream)
+        self.proxy._forget(self)
+
+
+class FaultProxy:
+    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target`, with faults on demand."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._links: set[_Link] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        #: Connections accepted so far (a reconnecting client makes new ones).
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+            except OSError:
+                _reset(client)  # the server is down: the client sees a reset
+                continue
+            link = _Link(self, client, upstream)
+            with self._lock:
+                self.accepted += 1
+                self._links.add(link)
+            link.start()
+
+    def _forget(self, link: _Link) -> None:
+        with self._lock:
+            self._links.discard(link)
+
+    @property
+    def connections(self) -> int:
+        """Connections open through the proxy right now."""
+        with self._lock:
+            return len(self._links)
+
+    def stall(self) -> None:
+        """Stop forwarding, both ways, on every connection (new ones are accepted)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again; what waited during the stall is delivered."""
+        self._flowing.set()
+
+    def drop(self) -> None:
+        """Reset every open connection (both sides); later connections work."""
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.kill()
+
+    def close(self) -> None:
+        """Stop accepting and reset everything."""
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._flowing.set()
+        self.drop()
+        self._thread.join(5)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,71 @@
+"""What the fault tests share: short client timeouts and bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from microstd.errors import ConnectionFailed
+
+__all__ = [
+    "FAST",
+    "FAST_NATS",
+    "HANG",
+    "RECOVER",
+    "eventually",
+    "fails_fast",
+    "never_hangs",
+    "wait_until",
+]
+
+T = TypeVar("T")
+
+#: Engine options for the clients under test: every wait is at most a second.
+FAST: dict[str, Any] = {"connect_timeout": 1.0, "timeout": 1.0, "ping_interval": 1.0}
+#: The NATS client also retries its connection quickly.
+FAST_NATS: dict[str, Any] = {**FAST, "reconnect_time_wait": 0.1}
+#: How long a call under FAST timeouts may take before the test calls it hung.
+#: Generous on purpose: it separates "failed after its timeout" from "hung".
+HANG = 15.0
+#: How long a client may take to work again once its server is back.
+RECOVER = 30.0
+
+
+async def never_hangs(call: Awaitable[T], bound: float = HANG) -> T:
+    """`await call`, failing the test if it takes longer than `bound` seconds."""
+    try:
+        return await asyncio.wait_for(call, bound)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"hung: no result and no error within {bound}s") from None
+
+
+async def fails_fast(call: Awaitable[object], bound: float = HANG) -> ConnectionFailed:
+    """The `ConnectionFailed` that `call` raises (within `bound` seconds)."""
+    try:
+        await never_hangs(call, bound)
+    except ConnectionFailed as exc:
+        return exc
+    raise AssertionError("expected ConnectionFailed, but the call succeeded")
+
+
+async def eventually(call: Callable[[], Awaitable[T]], seconds: float = RECOVER) -> T:
+    """`call()`'s result once it stops raising `ConnectionFailed` (polled until `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await never_hangs(call())
+        except ConnectionFailed:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def wait_until(check: Callable[[], bool], seconds: float = RECOVER) -> None:
+    """Poll `check()` until it is true; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s")
+        await asyncio.sleep(0.05)
