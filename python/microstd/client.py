@@ -441,7 +441,7 @@ class Client(AsyncResource):
                     resp_headers.get("Content-Type", "application/octet-stream"),
                     resp_headers.get(REQUEST_ID_HEADER, ""),
                     error=status >= 400 or ERROR_HEADER in resp_headers,
-                    not_started=NOT_STARTED_HEADER in resp_headers,
+                    not_started=status == 503 and NOT_STARTED_HEADER in resp_headers,
                 )
         except _transport_errors() as exc:  # evaluated only when something was raised
             import aiohttp

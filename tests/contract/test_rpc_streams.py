@@ -180,7 +180,7 @@ async def test_an_error_mid_stream_is_a_service_error(rig: Rig) -> None:
 
 async def test_a_crash_mid_stream_is_a_500_without_internals(rig: Rig) -> None:
     async with stream_service(rig, Probe()), rig.client() as client:
-        stream = client.stream("streams", "Streams.Crash")
+        stream = client.stream("streams", "Streams.Crash", {})
         assert await stream.__anext__() == 1
         with pytest.raises(ServiceError) as info:
             await stream.__anext__()

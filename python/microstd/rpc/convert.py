@@ -133,7 +133,9 @@ class Endpoint:
         if streams_in:
             self.item_type = (typing.get_args(self.arg_type) or (None,))[0]
             self.arg_type = None
-        self._builds = _is_pydantic(self.arg_type) or typed_plan(self.arg_type) is not None
+        # The request's plan, looked up once here rather than on every call.
+        self._plan = None if _is_pydantic(self.arg_type) else typed_plan(self.arg_type)
+        self._builds = self._plan is not None or _is_pydantic(self.arg_type)
         # A return annotation typed decoding knows is checked on every result
         # (a stream's replies are not: its annotation is the iterator's).
         try:
@@ -166,7 +168,7 @@ class Endpoint:
         if not self.takes_body:
             args: tuple[object, ...] = ()
         elif self._builds:
-            args = (build(self.arg_type, body, service),)
+            args = (self._build(body, service),)
         else:
             args = (body,)  # no model to build: skip build()'s type checks on every call
         if self.is_async:
@@ -186,6 +188,16 @@ class Endpoint:
             self._check_result(plain, service)
         return plain
 
+    def _build(self, body: object, service: str) -> object:
+        """`build(self.arg_type, body)` with the plan found at registration."""
+        plan = self._plan
+        if plan is None:  # a pydantic model
+            return build(self.arg_type, body, service)
+        try:
+            return run_plan(plan, body, strings=True)
+        except ValidationError as exc:
+            raise bad_request(service, f"invalid request: {exc}") from exc
+
     def _check_result(self, plain: object, service: str) -> None:
         try:
             run_plan(self._returns, plain, strings=True)  # type: ignore[arg-type]
@@ -202,7 +214,7 @@ class Endpoint:
         if self.kind == "server":
             args: tuple[object, ...] = ()
             if self.takes_body:
-                args = (build(self.arg_type, body, service) if self._builds else body,)
+                args = (self._build(body, service) if self._builds else body,)
             return self.fn(*args)
         result = self.fn(body)
         if self.kind == "bidi":

@@ -119,14 +119,18 @@ class WebSocketChannel:
     `"ours"` when we refused the peer's.
     """
 
-    __slots__ = ("_binary", "_close", "_ws", "send", "too_big")
+    __slots__ = ("_close", "_ws", "binary", "raw_receive", "send", "too_big")
 
     def __init__(self, ws: Any) -> None:
         from aiohttp import WSMsgType
 
         self._ws = ws
-        self._binary = WSMsgType.BINARY
         self._close = WSMsgType.CLOSE
+        #: For a reader on the hot path: `raw_receive()` gives aiohttp's message;
+        #: one of type `binary` carries a frame (`.data`), anything else goes to
+        #: `ended(msg)`. (What `receive` does, without its frame around it.)
+        self.binary = WSMsgType.BINARY
+        self.raw_receive = ws.receive
         self.too_big: str | None = None
         # Sending is aiohttp's own, with no frame of ours around it (it is per item).
         # On a closed WebSocket it raises a ConnectionResetError, as `Channel.send` says.
@@ -137,13 +141,16 @@ class WebSocketChannel:
         if ws.closed:
             return None
         msg = await ws.receive()
-        if msg.type is self._binary:
+        if msg.type is self.binary:
             data: bytes = msg.data
             return data
-        # A close, an error, or a text frame (not ours): the stream is over.
-        if ws.close_code == _MESSAGE_TOO_BIG:
-            self.too_big = "theirs" if msg.type is self._close else "ours"
+        self.ended(msg)
         return None
+
+    def ended(self, msg: Any) -> None:
+        """A message that is not a frame (a close, an error, text): the stream is over."""
+        if self._ws.close_code == _MESSAGE_TOO_BIG:
+            self.too_big = "theirs" if msg.type is self._close else "ours"
 
     async def close(self) -> None:
         await self._ws.close()

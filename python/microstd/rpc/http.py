@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from microstd.rpc.context import within
 from microstd.rpc.frames import WebSocketChannel
+from microstd.rpc.limits import AMPLIFICATION
 
 if TYPE_CHECKING:
     from microstd.rpc.server import Reply, Server
@@ -31,6 +32,10 @@ _SHUTDOWN_WAIT = 0.1
 #: Seconds to wait for the client's answer to a WebSocket close.
 _WS_CLOSE_WAIT = 2.0
 
+#: aiohttp's `web.Response`, set by the first `start()` (microstd imports no network
+#: client until one is used); a module global because every call makes one.
+_Response: Any = None
+
 
 class HttpTransport:
     """An aiohttp server for one `Server`, listening on one address."""
@@ -41,8 +46,10 @@ class HttpTransport:
 
     async def start(self, address: str) -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
+        global _Response
         from aiohttp import web
 
+        _Response = web.Response
         host, _, port_text = address.rpartition(":")
         try:
             port = int(port_text)
@@ -86,8 +93,6 @@ class HttpTransport:
 
     async def call(self, request: Any) -> Any:
         """A unary call: `POST /Service.Method`."""
-        from aiohttp import web
-
         server = self.server
         headers = request.headers
         prepared = server._prepare(
@@ -107,8 +112,10 @@ class HttpTransport:
             refusal = server._error(server._too_large(), out_codec, ctx.request_id)
             return _response(refusal, close=True)
         # Admitted before the body is read: a request waiting in line holds no body.
-        charge = limits.charge(limits.max_body if declared is None else declared)
         budget = server._budget
+        charge = ((limits.max_body if declared is None else declared) + 64) * AMPLIFICATION
+        if charge > budget.capacity:  # (Limits.charge, inlined: every call)
+            charge = budget.capacity
         if not budget.try_take(charge):
             refused = await server._admit(ctx, charge, out_codec)
             if refused is not None:
@@ -119,7 +126,7 @@ class HttpTransport:
                     body = await request.read()  # all here already: the common case
                 else:
                     body = await within(request.read(), limits.body_timeout)
-            except web.HTTPRequestEntityTooLarge:
+            except _web().HTTPRequestEntityTooLarge:  # (evaluated only on an exception)
                 refusal = server._error(server._too_large(), out_codec, ctx.request_id)
                 return _response(refusal, close=True)
             except TimeoutError:
@@ -170,10 +177,14 @@ class HttpTransport:
         )
 
 
-def _response(reply: Reply, *, close: bool = False) -> Any:
+def _web() -> Any:
     from aiohttp import web
 
+    return web
+
+
+def _response(reply: Reply, *, close: bool = False) -> Any:
     headers = reply.headers()
     if close:
         headers["Connection"] = "close"
-    return web.Response(body=reply.body, status=reply.status, headers=headers)
+    return _Response(body=reply.body, status=reply.status, headers=headers)

@@ -48,7 +48,7 @@ __all__ = ["Stream", "is_stream_body"]
 
 _DATA = bytes([DATA])
 #: Requests sent before letting the event loop run others (as the server's streams do).
-_FAIRNESS = 32
+_FAIRNESS = 256
 #: Bodies that are data, never a stream of requests (checked first: the unary hot path).
 _PLAIN = frozenset({dict, list, tuple, str, bytes, int, float, bool, type(None)})
 
@@ -156,6 +156,9 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
                 avoid.add(node.id)
                 continue  # (the finally below closes this channel)
             receive = channel.receive
+            # Over a WebSocket, aiohttp's receive directly: one coroutine less per item.
+            raw = getattr(channel, "raw_receive", None) if deadline is None else None
+            binary = getattr(channel, "binary", None)
             while True:
                 if frame is None:
                     if failed:
@@ -184,8 +187,15 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
                     return
                 elif kind in (ERROR, REFUSED):
                     raise past_deadline(_error(codec, frame, service), deadline)
-                if deadline is None:
-                    frame = await receive()  # the common case: no deadline per item
+                if raw is not None:
+                    msg = await raw()
+                    if msg.type is binary:
+                        frame = msg.data
+                    else:
+                        channel.ended(msg)  # type: ignore[attr-defined]
+                        frame = None
+                elif deadline is None:
+                    frame = await receive()  # no deadline: nothing to check per item
                 else:
                     frame = await _receive(channel, deadline, call)
         finally:

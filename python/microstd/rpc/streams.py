@@ -45,7 +45,7 @@ WINDOW = 16
 
 _DATA = bytes([DATA])
 #: Items a stream sends before it lets the event loop run others (see `_work`).
-_FAIRNESS = 32
+_FAIRNESS = 256
 # Markers the pump queues, told apart by identity (never a frame the pump queues:
 # it queues only DATA and END frames).
 _STOP = b"\xff stop"  # the client closed before its END
