@@ -21,8 +21,9 @@ import microstd.broker
 from microstd.broker import Message
 from microstd.errors import EncodeError, InvalidTopic
 
-BACKENDS = ["memory", "memory-python", "redis", "nats"]
-NETWORK = ["redis", "nats"]
+BACKENDS = ["memory", "memory-python", "file", "redis", "nats"]
+#: Backends whose subscribers may live in other processes.
+NETWORK = ["file", "redis", "nats"]
 
 
 def _url(request: pytest.FixtureRequest, kind: str) -> str:
@@ -30,6 +31,9 @@ def _url(request: pytest.FixtureRequest, kind: str) -> str:
         return "memory://"
     if kind == "memory-python":
         return "memory://?impl=python"
+    if kind == "file":
+        tmp: Path = request.getfixturevalue("tmp_path")
+        return f"file://{tmp}/broker.db"
     return str(request.getfixturevalue(f"{kind}_url"))
 
 

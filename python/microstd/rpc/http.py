@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.rpc.context import within
 from microstd.rpc.frames import WebSocketChannel
 from microstd.rpc.limits import AMPLIFICATION
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from microstd.rpc.server import Reply, Server
 
 __all__ = ["HttpTransport"]
+
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per request when off.
+_observe = _observe_state.state
 
 #: Seconds a connection whose body was refused may go on sending it.
 _LINGER = 1.0
@@ -60,6 +65,8 @@ class HttpTransport:
         app.router.add_get("/health", self.health)
         app.router.add_get("/health/live", self.health)
         app.router.add_get("/health/ready", self.health)
+        if self.server.metrics_endpoint:
+            app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/{endpoint}", self.call)
         app.router.add_get("/{endpoint}", self.stream)
         runner = web.AppRunner(
@@ -133,7 +140,11 @@ class HttpTransport:
                 detail = f"the request body did not arrive within {limits.body_timeout:g}s"
                 reply = server._error(server.fail(408, detail), out_codec, ctx.request_id)
                 return _response(reply, close=True)
-            reply = await server._handle(ctx, handler, in_codec, out_codec, body)
+            work = server._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                reply = await _observed.serve(server.name, server.node_id, ctx, headers, work)
+            else:
+                reply = await work
         finally:
             budget.give(charge)
         return _response(reply, close=not server.accepting)
@@ -164,17 +175,42 @@ class HttpTransport:
         return ws
 
     async def health(self, request: Any) -> Any:
-        """`/health` (ready: registered and serving), `/health/live` (the process serves)."""
+        """`/health/live` (the process serves); `/health/ready` and `/health` (ready:
+        started, taking requests, and the server's `readiness` checks pass)."""
         from aiohttp import web
 
         server = self.server
-        live = request.path.endswith("/live")
-        ok = live or (server.ready and server.accepting)
-        status = "ok" if ok else ("draining" if server.ready else "starting")
+        body: dict[str, Any] = {"service": server.name, "node": server.node_id}
+        if request.path.endswith("/live"):
+            ok = True
+        elif not (server.ready and server.accepting):
+            ok = False
+            body["status"] = "draining" if server.draining else "starting"
+        elif server.readiness is not None:
+            ok, details = await server.readiness()
+            body.update(details)
+        else:
+            ok = True
+        body.setdefault("status", "ok" if ok else "failing")
         return web.json_response(
-            {"status": status, "service": server.name, "node": server.node_id},
-            status=200 if ok else 503,
+            body, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
         )
+
+    async def metrics(self, request: Any) -> Any:
+        """`/metrics`: Prometheus text (when the server's `metrics_endpoint` is on)."""
+        from aiohttp import web
+
+        from microstd.observe.metrics import prometheus_text
+
+        text, content_type = prometheus_text()
+        # aiohttp takes the charset apart from the media type.
+        media, _, params = content_type.partition(";")
+        charset = params.split("charset=", 1)[1].strip() if "charset=" in params else None
+        resp = web.Response(body=text, headers={"Cache-Control": "no-store"})
+        resp.content_type = media.strip()
+        if charset:
+            resp.charset = charset
+        return resp
 
 
 def _web() -> Any:

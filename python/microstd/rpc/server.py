@@ -34,6 +34,8 @@ from microstd.errors import (
     UnknownContentType,
     http_status,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.rpc.admission import Budget
 from microstd.rpc.context import (
     ERROR_HEADER,
@@ -51,6 +53,9 @@ from microstd.rpc.pool import HandlerPool
 from microstd.rpc.streams import run_stream
 
 __all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_server"]
+
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per request when off.
+_observe = _observe_state.state
 
 log = logging.getLogger("microstd.server")
 
@@ -157,6 +162,9 @@ class Server:
         self.address = ""
         self.accepting = False
         self.ready = False
+        self.draining = True
+        #: Set from the moment a stop begins (readiness answers "draining").
+        self.draining = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         # The deadline scopes of handlers running now: stop() expires them past grace.
@@ -166,6 +174,11 @@ class Server:
         self._streams = 0
         self._local_streams: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: `/health/ready`'s answer: an async function returning (ok, details);
+        #: None: ready while `ready` and accepting (`Service` sets its checks here).
+        self.readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
+        #: Serve `/metrics` (Prometheus text; `Service(metrics=True)` sets it).
+        self.metrics_endpoint = False
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, node={self.node_id!r}, address={self.address!r})"
@@ -313,7 +326,10 @@ class Server:
             if refused is not None:
                 return refused
         try:
-            return await self._handle(ctx, handler, in_codec, out_codec, body)
+            work = self._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                return await _observed.serve(self.name, self.node_id, ctx, headers, work)
+            return await work
         finally:
             self._budget.give(charge)
 
@@ -370,6 +386,8 @@ class Server:
         504, after `abandon()` a 503; anything else is logged with its traceback
         here and answered with a 500 naming only the request id.
         """
+        if _observe.tracer is not None:
+            _observed.note_failure(exc)
         if isinstance(exc, ServiceError):
             code = exc.code
             if not (isinstance(code, int) and 400 <= code <= 599):
@@ -447,6 +465,7 @@ class Server:
 
     async def start(self, address: str = "127.0.0.1:0") -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
+        _observe_state.refresh()
         http = HttpTransport(self)
         self.address = await http.start(address)
         self._http = http
@@ -455,6 +474,7 @@ class Server:
         self._abandoned = False
         self._loop = asyncio.get_running_loop()
         self.accepting = True
+        self.draining = False
         _LOCAL[self.node_id] = self
         return self.address
 
