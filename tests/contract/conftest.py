@@ -106,6 +106,7 @@ BROKER_BACKENDS: dict[str, UrlSpec] = {
     "memory-python": lambda request: "memory://?impl=python",
     "redis": _server("redis"),
     "nats": _server("nats"),
+    "postgres": _server("postgres"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {
