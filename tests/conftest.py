@@ -10,13 +10,21 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from _servers import ServerProcess, etcd_server, nats_server, redis_server, s3_server
+from _servers import (
+    ServerProcess,
+    etcd_server,
+    nats_server,
+    postgres_server,
+    redis_server,
+    s3_server,
+)
 
 _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "redis": redis_server,
     "nats": nats_server,
     "etcd": etcd_server,
     "s3": s3_server,
+    "postgres": postgres_server,
 }
 
 
@@ -27,6 +35,18 @@ def _serve(kind: str) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests (long soaks) are opt-in: they run only when `-m` names them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("slow") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +69,11 @@ def s3_proc() -> Iterator[ServerProcess]:
     yield from _serve("s3")
 
 
+@pytest.fixture(scope="session")
+def postgres_proc() -> Iterator[ServerProcess]:
+    yield from _serve("postgres")
+
+
 @pytest.fixture
 def redis_url(redis_proc: ServerProcess) -> str:
     return f"redis://127.0.0.1:{redis_proc.port}/0"
@@ -62,6 +87,11 @@ def nats_url(nats_proc: ServerProcess) -> str:
 @pytest.fixture
 def etcd_url(etcd_proc: ServerProcess) -> str:
     return f"etcd://127.0.0.1:{etcd_proc.port}"
+
+
+@pytest.fixture
+def postgres_url(postgres_proc: ServerProcess) -> str:
+    return f"postgresql://postgres@127.0.0.1:{postgres_proc.port}/postgres"
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ SHORT_TTL = {"etcd": 2.0}
 BROKER_BACKENDS: dict[str, UrlSpec] = {
     "memory-rust": lambda request: "memory://{unique}?impl=rust",
     "memory-python": lambda request: "memory://{unique}?impl=python",
+    "file": lambda request: f"file://{request.getfixturevalue('tmp_path')}/broker.db",
     "redis": _server("redis"),
     "nats": _server("nats"),
 }

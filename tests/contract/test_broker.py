@@ -10,15 +10,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import microstd.broker
 
-BACKENDS = ["memory", "memory-python", "redis", "nats"]
-NETWORK = ["redis", "nats"]
+#: Backends whose subscribers may live in other processes.
+NETWORK = ["file", "redis", "nats"]
 
 
 def _url(request: pytest.FixtureRequest, kind: str) -> str:
@@ -26,24 +26,10 @@ def _url(request: pytest.FixtureRequest, kind: str) -> str:
         return "memory://"
     if kind == "memory-python":
         return "memory://?impl=python"
+    if kind == "file":
+        tmp: Path = request.getfixturevalue("tmp_path")
+        return f"file://{tmp}/broker.db"
     return str(request.getfixturevalue(f"{kind}_url"))
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest) -> str:
-    return _url(request, request.param)
-
-
-@pytest.fixture
-async def broker(url: str) -> AsyncIterator[microstd.broker.Broker]:
-    async with microstd.broker.open(url) as b:
-        yield b
-
-
-@pytest.fixture
-def sync_broker(url: str) -> Iterator[microstd.broker.SyncBroker]:
-    with microstd.broker.open_sync(url) as b:
-        yield b
 
 
 def topic(prefix: str = "t") -> str:

@@ -45,9 +45,10 @@ Spec = Callable[[pytest.FixtureRequest, Path], str]
 DURABLE_BACKENDS: dict[str, Spec] = {
     "memory": lambda request, tmp: f"memory://d{uuid.uuid4().hex}",
     "memory-python": lambda request, tmp: f"memory://d{uuid.uuid4().hex}?impl=python",
+    "file": lambda request, tmp: f"file://{tmp}/broker.db",
 }
 #: Backends whose streams outlive the process: the multi-process tests run on these.
-PROCESS_BACKENDS: list[str] = []
+PROCESS_BACKENDS: list[str] = ["file"]
 #: Per backend, subscribe options it cannot offer (each must raise NotSupported).
 UNSUPPORTED: dict[str, list[dict[str, Any]]] = {}
 

@@ -1,6 +1,6 @@
 """Publish / subscribe with wildcard topics and queue groups.
 
-    broker = microstd.broker.open("memory://")      # redis://..., nats://...
+    broker = microstd.broker.open("memory://")      # file:///path.db, redis://..., nats://...
     async with broker:
         sub = await broker.subscribe("orders.*", handler, queue=None)
         await broker.publish("orders.created", {"id": 1})
@@ -61,6 +61,7 @@ _BUILTINS = {
     "memory": "microstd.broker.memory:MemoryBackend",
     "redis": "microstd.broker.redis:RedisBroker",
     "nats": "microstd.broker.nats:NatsBroker",
+    "file": "microstd.broker.file:FileBroker",
 }
 
 

@@ -32,7 +32,6 @@ from microstd._backends import ParsedURL
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._etcdapi import (
-    DEFAULT_TIMEOUT,
     EtcdAPI,
     b64,
     field,
@@ -41,6 +40,7 @@ from microstd.sync._etcdapi import (
     prefix_end,
     unb64,
 )
+from microstd.sync._expiry import DEFAULT_TIMEOUT, give_up_at, timeout_option
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -57,17 +57,6 @@ __all__ = ["EtcdLease", "EtcdLocks"]
 
 def _seconds(ttl: float) -> int:
     return max(1, math.ceil(ttl))
-
-
-def _timeout(value: float | str) -> float:
-    """The `timeout` option (from a URL it arrives as text) as positive seconds."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"timeout must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
-    return seconds
 
 
 async def _while_alive(
@@ -166,7 +155,17 @@ class EtcdLease(Lease):
         if ttl is not None and _seconds(validate_ttl(ttl)) != _seconds(self._ttl):
             await self._move_to_new_lease(ttl)
             return
-        alive = await _renew(self._api, self._key, self.token, self._lease_id)
+        # Bounded by the time left before the lease must count as lost (see `_expiry`);
+        # one already past it may still be found alive, within the request timeout.
+        left = give_up_at(self._sent_at, self._ttl) - time.monotonic()
+        renewal = _renew(self._api, self._key, self.token, self._lease_id)
+        try:
+            alive = await (renewal if left <= 0 else asyncio.wait_for(renewal, left))
+        except asyncio.TimeoutError:
+            raise LockLost(
+                f"lock {self.name!r} (token {self.token}): no reply to its refresh "
+                "before its local expiry"
+            ) from None
         if alive is None:
             raise self._lost()
         self._ttl, self._expires_at, self._sent_at = alive.ttl, alive.wall + alive.ttl, alive.sent
@@ -271,7 +270,7 @@ class EtcdLocks(Locks):
         self._base = base
         self._prefix = prefix
         self._owner = owner or default_owner()
-        self._api = EtcdAPI(base, timeout=_timeout(timeout))
+        self._api = EtcdAPI(base, timeout=timeout_option(timeout))
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> EtcdLocks:

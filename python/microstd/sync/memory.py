@@ -197,6 +197,7 @@ class MemoryLocks(Locks):
             raise timeout(name, wait)
         deadline = None if wait is None else time.monotonic() + wait
         while True:
+            self._check_open()  # closed while its grant lapsed: no new place in the queue
             lease, queued = await self._queue(core, name, owner, ttl, deadline, wait)
             if not queued or _claim(lease):
                 return lease

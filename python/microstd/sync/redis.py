@@ -1,8 +1,10 @@
 """`redis://`: locks on one Redis server.
 
 A lock is the key `<prefix>lock:<name>` holding `<owner>|<token>`, set with
-`SET NX PX`; its fencing token comes from `INCR <prefix>token:<name>` (the
-counter never expires, so tokens keep increasing per name). Release and
+`SET NX PX`; its fencing token is the counter `<prefix>token:<name>` raised to
+max(counter + 1, the server's clock in microseconds), so tokens keep
+increasing per name, also across a restart that lost the counter (a Redis
+without persistence). Release and
 refresh are compare-and-delete / compare-and-extend Lua scripts, so only the
 holder of that very lease can end or extend it. A release publishes on
 `<prefix>released:<name>`; waiters subscribe there and also retry on a
@@ -19,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
+from microstd.sync._expiry import DEFAULT_TIMEOUT, give_up_at, timeout_option
 from microstd.sync.base import (
     DEFAULT_TTL,
     Leadership,
@@ -40,11 +44,24 @@ __all__ = ["RedisLease", "RedisLocks"]
 _MAX_RETRY = 0.5
 
 # KEYS: lock, counter. ARGV: owner, ttl ms. Returns {token, 0} or {0, pttl}.
+#
+# The token is max(counter + 1, the server's clock in microseconds): a Redis
+# without persistence that restarts loses the counter, and a plain INCR would
+# hand out 1, 2, ... again, tokens older holders already carry. Seeded from the
+# clock, tokens keep increasing across such a restart as long as the server's
+# clock does not step back by more than the restart took (one acquire costs
+# more than a microsecond, so the counter never runs ahead of the clock). The
+# value stays below 2^53 (until the year 2255): exact in Lua's doubles, and
+# written back with %.0f, since tostring() would print 1.7e+15.
 _ACQUIRE = """
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl ~= -2 then return {0, pttl} end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'NX', 'PX', ARGV[2])
+local now = redis.call('TIME')
+local token = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last and token <= last then token = last + 1 end
+redis.call('SET', KEYS[2], string.format('%.0f', token))
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. string.format('%.0f', token), 'NX', 'PX', ARGV[2])
 return {token, 0}
 """
 
@@ -71,14 +88,26 @@ def _translate(exc: Exception) -> ConnectionFailed:
 class RedisLease(Lease):
     """A Redis-held lock: compare-and-extend to refresh, compare-and-delete to release."""
 
-    def __init__(self, locks: RedisLocks, key: str, name: str, owner: str, token: int, ttl: float):
+    def __init__(
+        self,
+        locks: RedisLocks,
+        key: str,
+        name: str,
+        owner: str,
+        token: int,
+        ttl: float,
+        sent: tuple[float, float],
+    ) -> None:
         self._locks = locks
         self._key = key
         self.name = name
         self.owner = owner
         self.token = token
         self._ttl = ttl
-        self._expires_at = time.time() + ttl
+        # `sent`: (monotonic, wall) when the request that granted the lease was sent;
+        # its expiry counts from there (see `_expiry`), never from the reply.
+        self._sent_at = sent[0]
+        self._expires_at = sent[1] + ttl
 
     @property
     def ttl(self) -> float:
@@ -92,13 +121,26 @@ class RedisLease(Lease):
     def _value(self) -> str:
         return f"{self.owner}|{self.token}"
 
+    def _lost(self, why: str = "") -> LockLost:
+        return LockLost(f"lock {self.name!r} (token {self.token}) is no longer held{why}")
+
     async def refresh(self, ttl: float | None = None) -> None:
+        """Extend the lease; bounded by the time left before it must count as lost
+        (`LockLost` when that passes unanswered), else by the request timeout."""
         new = self._ttl if ttl is None else validate_ttl(ttl)
-        ok = await self._locks._call(self._locks._refresh, [self._key], [self._value, _ms(new)])
+        sent, wall = time.monotonic(), time.time()
+        left = give_up_at(self._sent_at, self._ttl) - sent
+        # A lease already past that point may still be found ours (the compare proves
+        # it): then the request is bounded by the ordinary request timeout only.
+        bound = left if left > 0 else None
+        call = self._locks._call(self._locks._refresh, [self._key], [self._value, _ms(new)])
+        try:
+            ok = await (call if bound is None else asyncio.wait_for(call, bound))
+        except asyncio.TimeoutError:
+            raise self._lost(": no reply to its refresh before its local expiry") from None
         if not ok:
-            raise LockLost(f"lock {self.name!r} (token {self.token}) is no longer held")
-        self._ttl = new
-        self._expires_at = time.time() + new
+            raise self._lost()
+        self._ttl, self._sent_at, self._expires_at = new, sent, wall + new
 
     async def release(self) -> None:
         ok = await self._locks._call(
@@ -107,7 +149,7 @@ class RedisLease(Lease):
             [self._value, self._locks._channel(self._key)],
         )
         if not ok:
-            raise LockLost(f"lock {self.name!r} (token {self.token}) is no longer held")
+            raise self._lost()
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -121,15 +163,33 @@ def _ms(seconds: float) -> int:
 
 
 class RedisLocks(Locks):
-    """Locks and elections on Redis (redis-py's asyncio client)."""
+    """Locks and elections on Redis (redis-py's asyncio client).
 
-    def __init__(self, url: str, *, prefix: str = "microstd:", owner: str | None = None) -> None:
+    `timeout` (seconds, default 5) bounds each request: past it the operation
+    fails with `ConnectionFailed` instead of hanging on a frozen server.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "microstd:",
+        owner: str | None = None,
+        timeout: float | str = DEFAULT_TIMEOUT,
+    ) -> None:
         import redis.asyncio as aioredis
 
         self._url = url
         self._prefix = prefix
         self._owner = owner or default_owner()
-        self._client: Any = aioredis.Redis.from_url(url, decode_responses=True)
+        self._timeout = timeout_option(timeout)
+        # redis-py's own timeouts end a request this client gave up on (see `_bounded`).
+        self._client: Any = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+        )
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release = self._client.register_script(_RELEASE)
         self._refresh = self._client.register_script(_REFRESH)
@@ -153,38 +213,50 @@ class RedisLocks(Locks):
         await self._client.aclose()
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One request, bounded by the timeout; every failure is `ConnectionFailed`."""
+        return await self._bounded(self._timeout, fn(*args, **kwargs))
+
+    async def _bounded(
+        self,
+        bound: float,
+        request: Any,
+        on_abandon: Callable[[asyncio.Future[Any]], None] = _consume,
+    ) -> Any:
+        """`await request` for at most `bound` seconds, then `ConnectionFailed`.
+
+        A request given up on (timed out, or its caller cancelled) is never
+        awaited nor cancelled: redis-py can swallow a cancellation (while it opens
+        a connection), and waiting for it would hang on a frozen server. It runs
+        to its end in the background (bounded by the client's socket timeout),
+        and `on_abandon` gets its outcome.
+        """
         from redis.exceptions import RedisError
 
+        task = asyncio.ensure_future(request)
         try:
-            return await fn(*args, **kwargs)
+            done, _ = await asyncio.wait({task}, timeout=bound)
+        except asyncio.CancelledError:
+            task.add_done_callback(on_abandon)
+            raise
+        if not done:
+            task.add_done_callback(on_abandon)
+            raise ConnectionFailed(f"redis: no reply within {bound}s")
+        try:
+            return task.result()
         except (RedisError, OSError) as exc:
             raise _translate(exc) from exc
 
     def _channel(self, key: str) -> str:
         return f"{self._prefix}released:{key}"
 
-    async def _shielded(self, coro: Any) -> Any:
-        """Await `coro` so that cancelling the caller always raises CancelledError.
-
-        redis-py can swallow a cancellation that lands while it opens a
-        connection; shielding keeps the request running to its end in the
-        background while the caller's cancellation propagates at once.
-        """
-        inner = asyncio.ensure_future(coro)
-        try:
-            return await asyncio.shield(inner)
-        except asyncio.CancelledError:
-            inner.add_done_callback(_consume)
-            raise
-
     async def _try(self, key: str, counter: str, owner: str, ttl: float) -> tuple[int, float]:
-        inner = asyncio.ensure_future(self._call(self._acquire, [key, counter], [owner, _ms(ttl)]))
-        try:
-            token, pttl = await asyncio.shield(inner)
-        except asyncio.CancelledError:
+        """One attempt: `(token, 0)` if taken, else `(0, seconds the holder has left)`."""
+        token, pttl = await self._bounded(
+            self._timeout,
+            self._acquire(keys=[key, counter], args=[owner, _ms(ttl)]),
             # The script may still take the lock after we gave up: give it back.
-            inner.add_done_callback(lambda f: self._orphaned(f, key, owner))
-            raise
+            lambda f: self._orphaned(f, key, owner),
+        )
         return int(token), max(0.0, int(pttl) / 1000.0)
 
     def _orphaned(self, fut: asyncio.Future[Any], key: str, owner: str) -> None:
@@ -206,31 +278,51 @@ class RedisLocks(Locks):
         wait = validate_wait(wait)
         key = f"{self._prefix}{kind}:{name}"
         counter = f"{self._prefix}token:{kind}:{name}"
+        sent = (time.monotonic(), time.time())
         token, pttl = await self._try(key, counter, owner, ttl)
         if token or wait == 0:
             if not token:
                 raise LockTimeout(f"lock {name!r} is held")
-            return RedisLease(self, key, name, owner, token, ttl)
+            return RedisLease(self, key, name, owner, token, ttl, sent)
         deadline = None if wait is None else time.monotonic() + wait
         pubsub = self._client.pubsub()
         try:
             # Subscribe first, then retry: a release between the two is not missed.
-            await self._shielded(self._call(pubsub.subscribe, self._channel(key)))
+            await self._call(pubsub.subscribe, self._channel(key))
             while True:
+                sent = (time.monotonic(), time.time())
                 token, pttl = await self._try(key, counter, owner, ttl)
                 if token:
-                    return RedisLease(self, key, name, owner, token, ttl)
+                    return RedisLease(self, key, name, owner, token, ttl, sent)
                 pause = min(pttl or _MAX_RETRY, _MAX_RETRY)
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise LockTimeout(f"lock {name!r} not acquired within {wait}s")
                     pause = min(pause, left)
-                await self._call(pubsub.get_message, ignore_subscribe_messages=True, timeout=pause)
+                await self._next_release(pubsub, pause)
         finally:
             # The pubsub connection is being dropped anyway: its close may fail quietly.
             with contextlib.suppress(Exception):
-                await asyncio.shield(pubsub.aclose())
+                await self._call(pubsub.aclose)
+
+    async def _next_release(self, pubsub: Any, pause: float) -> None:
+        """Wait up to `pause` for a release message on the waiter's own connection.
+
+        Not `_bounded`: this read must be cancelled, not left running, when the
+        waiter gives up, as the connection is closed next (a read cancels at once).
+        """
+        from redis.exceptions import RedisError
+
+        try:
+            await asyncio.wait_for(
+                pubsub.get_message(ignore_subscribe_messages=True, timeout=pause),
+                pause + self._timeout,
+            )
+        except asyncio.TimeoutError:
+            raise ConnectionFailed(f"redis: no reply within {pause + self._timeout}s") from None
+        except (RedisError, OSError) as exc:
+            raise _translate(exc) from exc
 
     async def acquire(
         self,
