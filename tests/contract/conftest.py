@@ -52,9 +52,10 @@ SYNC_BACKENDS: dict[str, UrlSpec] = {
     "memory-python": lambda request: "memory://{unique}?impl=python",
     "redis": _server("redis", "?prefix={unique}:"),
     "etcd": _server("etcd", "?prefix={unique}/"),
+    "postgres": _server("postgres"),
 }
 #: Lock backends that do not serve waiters strictly first come, first served.
-NOT_FIFO = {"redis"}
+NOT_FIFO = {"redis", "postgres"}
 #: etcd rounds a lease up to whole seconds, with a floor of about 2 s.
 SHORT_TTL = {"etcd": 2.0}
 
@@ -64,6 +65,7 @@ BROKER_BACKENDS: dict[str, UrlSpec] = {
     "file": lambda request: f"file://{request.getfixturevalue('tmp_path')}/broker.db",
     "redis": _server("redis"),
     "nats": _server("nats"),
+    "postgres": _server("postgres"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {
@@ -71,6 +73,7 @@ REGISTRY_BACKENDS: dict[str, UrlSpec] = {
     "redis": _server("redis", "?prefix={unique}:"),
     "etcd": _server("etcd", "?prefix=/{unique}/"),
     "nats": _server("nats", "?bucket={unique}"),
+    "postgres": _server("postgres", "?table={unique}"),
 }
 
 
