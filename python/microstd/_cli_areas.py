@@ -87,7 +87,7 @@ def _errors(command: str, exc: BaseException) -> int:
 def _cmd_services(args: argparse.Namespace) -> int:
     from microstd import registry
 
-    async def main() -> list[registry.Service]:
+    async def main() -> list[registry.ServiceRecord]:
         async with registry.open(args.registry) as reg:
             return await reg.list_services()
 

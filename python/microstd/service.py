@@ -5,7 +5,7 @@
     async def hello(req: dict) -> dict: ...
     svc.run()                                        # blocks; SIGTERM / SIGINT stop it gracefully
 
-Not to be confused with `microstd.registry.Service`, the registry's record of
+Not to be confused with `microstd.registry.ServiceRecord`, the registry's record of
 a service (name, version, nodes, endpoints): this class is what runs, and it
 registers such a record for itself.
 
@@ -58,8 +58,7 @@ from microstd.client import Client, ClientMiddleware
 from microstd.errors import InvalidArgument, NotSupported
 from microstd.observe import _state as _observe_state
 from microstd.observe.health import Check, Health, probe
-from microstd.registry import Node, Registry
-from microstd.registry import Service as ServiceRecord
+from microstd.registry import Node, Registry, ServiceRecord
 from microstd.registry import open as open_registry
 from microstd.registry.base import validate_name
 from microstd.rpc.limits import Limits

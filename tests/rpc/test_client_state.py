@@ -11,7 +11,7 @@ from aiohttp import web
 import microstd.registry
 from microstd import codec
 from microstd.client import Call, CallNext, Client
-from microstd.registry import Node, Service
+from microstd.registry import Node, ServiceRecord
 
 
 @pytest.fixture
@@ -31,7 +31,9 @@ async def headers_node() -> AsyncIterator[str]:
     reg_url = f"memory://headers{uuid.uuid4().hex[:8]}"
     address = f"127.0.0.1:{runner.addresses[0][1]}"
     async with microstd.registry.open(reg_url) as reg:
-        await reg.register(Service("echo", "", [Node("echo-1", address)], ["E.Headers"]), ttl=30)
+        await reg.register(
+            ServiceRecord("echo", "", [Node("echo-1", address)], ["E.Headers"]), ttl=30
+        )
         yield reg_url
     await runner.cleanup()
 
