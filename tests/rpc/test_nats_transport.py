@@ -108,9 +108,21 @@ async def test_no_nats_server_is_connection_failed() -> None:
 
 
 def test_subjects_keep_dotted_services_apart() -> None:
-    # Service "a" subscribes to microstd.rpc.a.$.> : never to service "a.b"'s calls.
-    assert subject_for("a", "S.M") == "microstd.rpc.a.$.S.M"
-    assert subject_for("a.b", "S.M") == "microstd.rpc.a.b.$.S.M"
+    # Service "a" subscribes to microstd.rpc.a.*.> : never to service "a.b"'s calls.
+    assert subject_for("a", "S.M", 2.5) == "microstd.rpc.a.2500.S.M"
+    assert subject_for("a.b", "S.M", 0.0004) == "microstd.rpc.a~b.0.S.M"
+
+
+async def test_dotted_service_names(nats_url: str) -> None:
+    outer = unique("a")
+    inner = outer + ".b"  # its subjects must not reach "a-...", nor the reverse
+    async with (
+        echo_service(nats_url, outer),
+        echo_service(nats_url, inner),
+        Client(transport=nats_url) as client,
+    ):
+        for _ in range(5):
+            assert await client.call(inner, "Echo.Ask", {"peer": outer}) == {"from": inner}
 
 
 async def test_credentials_do_not_show(nats_url: str) -> None:

@@ -1,18 +1,23 @@
 """RPC over NATS request/reply: `Service(..., transport="nats://...")` and
 `Client(transport="nats://...")`.
 
-The wire. A call to endpoint `Svc.Method` of service `orders` is a request on
-the subject `microstd.rpc.orders.$.Svc.Method` (the `$` token keeps a
-dotted service name's subjects apart from another's). Every instance of a
-service subscribes to `microstd.rpc.<service>.$.>` in the queue group named
+The wire. A call to endpoint `Svc.Method` of service `orders` with 2.5 s left
+is a request on the subject `microstd.rpc.orders.2500.Svc.Method`: the
+service's name as one token (its dots written `~`, so `billing.eu` is
+`billing~eu` and no service's subjects overlap another's), the milliseconds
+left before the caller's deadline, then the endpoint. Every instance of a
+service subscribes to `microstd.rpc.<service>.*.>` in the queue group named
 after the service, so NATS hands each call to one of them: load spreading and
-failover with no ports and no registry look-up. The request's payload is the
-encoded body and its headers carry what HTTP headers carry (`X-Request-Id`,
-`Microstd-Timeout`, `Microstd-Caller`, `Microstd-Meta-*`; `Content-Type` and
-`Accept` only when not msgpack, the default on this transport). A reply is the
-encoded result with no headers; an error reply has `Microstd-Error: <code>`
-(and `Microstd-Not-Started: 1` when the handler never ran) and the body
-`{"id", "code", "detail", "status"}`.
+failover with no ports and no registry look-up.
+
+The request's payload is the encoded body. Headers carry only what differs
+from this transport's defaults, because nats-py builds and parses headers in
+Python (a few microseconds each, on both sides): `X-Request-Id` for a call
+made from a handler (a first call is known by its reply inbox's unique
+token), `Microstd-Caller`, `Microstd-Meta-*`, and `Content-Type` / `Accept`
+when not msgpack. A reply is the encoded result with no headers; an error
+reply has `Microstd-Error: <code>` (and `Microstd-Not-Started: 1` when the
+handler never ran) and the body `{"id", "code", "detail", "status"}`.
 
 The connection is the engine's (`microstd._engines.nats`: timeouts,
 reconnection without limit, credentials redacted), shared per URL and event
@@ -29,7 +34,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from microstd.errors import (
     ConnectionFailed,
@@ -40,12 +45,14 @@ from microstd.errors import (
 from microstd.observe import _state as _observe_state
 from microstd.observe import rpc as _observed
 from microstd.rpc.context import (
+    CALLER_HEADER,
     ERROR_HEADER,
+    META_PREFIX,
     NOT_STARTED_HEADER,
+    REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
     current_context,
 )
-from microstd.rpc.deadline import Deadline
 
 if TYPE_CHECKING:
     from microstd._engines.nats import NatsConnection
@@ -73,9 +80,14 @@ DEFAULT_CONTENT_TYPE = "application/msgpack"
 MAX_WAITING = 1024
 
 
-def subject_for(service: str, endpoint: str) -> str:
-    """The NATS subject of a call to `endpoint` of `service`."""
-    return f"{PREFIX}.{service}.$.{endpoint}"
+def service_token(service: str) -> str:
+    """A service's name as one subject token (service names never hold `~`)."""
+    return service.replace(".", "~")
+
+
+def subject_for(service: str, endpoint: str, timeout: float) -> str:
+    """The NATS subject of a call to `endpoint` of `service` with `timeout` seconds left."""
+    return f"{PREFIX}.{service_token(service)}.{max(int(timeout * 1000), 0)}.{endpoint}"
 
 
 async def _connect(url: str) -> NatsConnection:
@@ -99,7 +111,7 @@ class NatsServerTransport:
         self._sub: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = 0
-        self._prefix_len = len(subject_for(server.name, ""))
+        self._prefix_len = len(f"{PREFIX}.{service_token(server.name)}.")
 
     @property
     def address(self) -> str:
@@ -114,7 +126,7 @@ class NatsServerTransport:
             nc = conn.client("subscribe")
             with conn.errors("subscribe"):
                 self._sub = await nc.subscribe(
-                    f"{PREFIX}.{name}.$.>", queue=name, cb=self._on_request
+                    f"{PREFIX}.{service_token(name)}.*.>", queue=name, cb=self._on_request
                 )
                 await nc.flush(timeout=conn.endpoint.timeouts.request)  # type: ignore[arg-type]
         except BaseException:
@@ -154,7 +166,13 @@ class NatsServerTransport:
     async def _serve(self, msg: Any) -> None:
         server = self.server
         headers = msg.headers or {}
-        endpoint = msg.subject[self._prefix_len :]
+        if REQUEST_ID_HEADER not in headers and msg.reply:
+            # A call without one (a first call, not one made from a handler) is
+            # known by its reply inbox's unique token: no header to send or parse.
+            headers[REQUEST_ID_HEADER] = msg.reply.rpartition(".")[2]
+        millis, _, endpoint = msg.subject[self._prefix_len :].partition(".")
+        if millis.isdigit():
+            headers[TIMEOUT_HEADER] = str(int(millis) / 1000)
         prepared = server._prepare(
             endpoint,
             headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
@@ -212,9 +230,11 @@ class NatsServerTransport:
         if conn is None:
             return
         try:
-            nc = conn.client("reply")
-            with conn.errors("reply"):
-                await nc.publish(msg.reply, reply.body, headers=headers)
+            try:
+                await conn.client("reply").publish(msg.reply, reply.body, headers=headers)
+            except Exception as exc:
+                with conn.errors("reply"):
+                    raise exc
         except MicrostdError as exc:
             # The caller will time out; nothing else can be done with the answer.
             log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
@@ -257,52 +277,61 @@ class NatsClientTransport:
         ctx = current_context()
         if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
             deadline = ctx.deadline
-        headers = client._headers(call, ctx)
-        codec = client.codec
-        if codec.content_type == DEFAULT_CONTENT_TYPE:
-            del headers["Content-Type"], headers["Accept"]  # the default: not sent
-        payload = codec.dumps(call.body)
-        subject = subject_for(call.service, call.endpoint)
-        scope = Deadline(deadline)
-        try:
-            with scope:
-                for attempt in range(client.retries + 1):
-                    try:
-                        reply = await self._request(subject, payload, headers, deadline, call)
-                        if reply.not_started and reply.status == 503:
-                            raise _Unavailable(_decode_error(call.service, reply))
-                        return client._decode_reply(call.service, reply, deadline)
-                    except (_NotSent, _Unavailable) as exc:
-                        if attempt >= client.retries:
-                            if isinstance(exc, _Unavailable):
-                                raise exc.error from None
-                            raise ConnectionFailed(str(exc)) from exc.__cause__
-                        pause = client.backoff * (2**attempt) * (0.5 + random.random() / 2)
-                        await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-        except TimeoutError:
-            if not scope.expired:
-                raise
-            raise DeadlineExceeded(
-                f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        headers = self._headers(client, call, ctx)
+        payload = client.codec.dumps(call.body)
+        for attempt in range(client.retries + 1):
+            try:
+                reply = await self._request(payload, headers, deadline, call)
+                if reply.not_started and reply.status == 503:
+                    raise _Unavailable(_decode_error(call.service, reply))
+                return client._decode_reply(call.service, reply, deadline)
+            except (_NotSent, _Unavailable) as exc:
+                if attempt >= client.retries:
+                    if isinstance(exc, _Unavailable):
+                        raise exc.error from None
+                    raise ConnectionFailed(str(exc)) from exc.__cause__
+                if _observe.tracer is not None:
+                    _observed.note_retry(attempt, "nats", exc)
+                pause = client.backoff * (2**attempt) * (0.5 + random.random() / 2)
+                if time.monotonic() + pause >= deadline:
+                    break
+                await asyncio.sleep(pause)
+        raise DeadlineExceeded(f"{call.service} {call.endpoint}: no reply within {timeout:g}s")
+
+    @staticmethod
+    def _headers(client: Client, call: Call, ctx: Any) -> dict[str, str]:
+        """What travels as headers: only what differs from this transport's defaults,
+        since nats-py builds and parses headers in Python (a few microseconds each)."""
+        headers: dict[str, str] = {}
+        if ctx is not None:
+            headers[REQUEST_ID_HEADER] = ctx.request_id  # else: the reply inbox's token
+        caller = client.name or (ctx.service if ctx is not None else "")
+        if caller:
+            headers[CALLER_HEADER] = caller
+        for key, value in call.metadata.items():
+            headers[META_PREFIX + key] = str(value)
+        ctype = client.codec.content_type
+        if ctype != DEFAULT_CONTENT_TYPE:
+            headers["Content-Type"] = headers["Accept"] = ctype
+        if _observe.tracer is not None:
+            _observed.inject(headers)
+        return headers
 
     async def _request(
         self,
-        subject: str,
         payload: bytes,
         headers: dict[str, str],
         deadline: float,
         call: Call,
     ) -> Reply:
-        import nats.errors as nerr
-
         from microstd.client import _NotSent
         from microstd.rpc.server import Reply
 
         left = deadline - time.monotonic()
-        headers[TIMEOUT_HEADER] = f"{max(left, 0.0):.6f}"
-        conn = await self.connection()
+        if left <= 0:
+            raise DeadlineExceeded(f"{call.service} {call.endpoint}: the deadline passed")
+        subject = subject_for(call.service, call.endpoint, left)
+        conn = self._conn or await self.connection()
         try:
             nc = conn.client("request")
         except ConnectionFailed as exc:
@@ -310,37 +339,43 @@ class NatsClientTransport:
         if _observe.tracer is not None:
             _observed.note_attempt(conn.endpoint.redacted, "nats", False)
         try:
-            with conn.errors(f"{call.service} {call.endpoint}"):
-                try:
-                    # nats-py's own timeout is a backstop: the call's Deadline ends it first.
-                    msg = await nc.request(subject, payload, timeout=left + 1.0, headers=headers)
-                except nerr.NoRespondersError:
-                    raise NotFound(
-                        f"service {call.service!r} has no instance serving on NATS at"
-                        f" {conn.endpoint.redacted}"
-                    ) from None
-        except ConnectionFailed as exc:
-            if isinstance(
-                exc.__cause__, (nerr.ConnectionReconnectingError, nerr.ConnectionClosedError)
-            ):
-                raise _NotSent(str(exc)) from exc
-            raise
+            # The request's own timeout is the call's deadline (no Deadline of ours:
+            # nats-py arms one timer per request anyway).
+            msg = await nc.request(subject, payload, timeout=left, headers=headers or None)
+        except Exception as exc:
+            self._failed(conn, exc, call, left)
         reply_headers = msg.headers
+        accept = headers.get("Accept") or DEFAULT_CONTENT_TYPE
         if not reply_headers:
-            return Reply(200, msg.data, headers.get("Accept") or DEFAULT_CONTENT_TYPE, "")
+            return Reply(200, msg.data, accept, "")  # the common case
         code = reply_headers.get(ERROR_HEADER)
-        ctype = reply_headers.get("Content-Type") or headers.get("Accept") or DEFAULT_CONTENT_TYPE
+        ctype = reply_headers.get("Content-Type") or accept
         if code is None:
             return Reply(200, msg.data, ctype, "")
         try:
             status = int(code)
         except ValueError:
             status = 502
-        return Reply(
-            status,
-            msg.data,
-            ctype,
-            "",
-            error=True,
-            not_started=NOT_STARTED_HEADER in reply_headers,
-        )
+        not_started = NOT_STARTED_HEADER in reply_headers
+        return Reply(status, msg.data, ctype, "", error=True, not_started=not_started)
+
+    @staticmethod
+    def _failed(conn: NatsConnection, exc: Exception, call: Call, left: float) -> NoReturn:
+        """Raise what a failed request means (only on the error path)."""
+        import nats.errors as nerr
+
+        from microstd.client import _NotSent
+
+        what = f"{call.service} {call.endpoint}"
+        if isinstance(exc, nerr.NoRespondersError):
+            raise NotFound(
+                f"service {call.service!r} has no instance serving on NATS at"
+                f" {conn.endpoint.redacted}"
+            ) from None
+        if isinstance(exc, (nerr.TimeoutError, asyncio.TimeoutError)):
+            raise DeadlineExceeded(f"{what}: no reply within {left:g}s") from None
+        if isinstance(exc, (nerr.ConnectionReconnectingError, nerr.ConnectionClosedError)):
+            raise _NotSent(f"{what}: NATS at {conn.endpoint.redacted} unreachable") from exc
+        with conn.errors(what):
+            raise exc
+        raise exc  # pragma: no cover - errors() always raises
