@@ -9,6 +9,7 @@ nothing answers, as with a server stuck in a long pause.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -83,6 +84,7 @@ class ServerProcess:
         extra_ports: int = 0,
         setup: Callable[[Path], None] | None = None,
         stop_signal: int = signal.SIGTERM,
+        group: bool = False,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -95,6 +97,9 @@ class ServerProcess:
         # Run once, before the first start (PostgreSQL's initdb).
         self._setup = setup
         self._stop_signal = stop_signal
+        # A server of several processes (PostgreSQL: one per connection, each in a
+        # session of its own): pause / resume / kill reach the server's children too.
+        self._group = group
 
     def start(self, timeout: float = 20.0) -> None:
         if self._setup is not None:
@@ -121,13 +126,13 @@ class ServerProcess:
     def pause(self) -> None:
         """SIGSTOP: the server keeps its sockets open but stops answering."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGSTOP)
+            self._signal(signal.SIGSTOP)
             self.paused = True
 
     def resume(self) -> None:
         """SIGCONT: a paused server carries on where it stopped."""
         if self.proc is not None and self.paused:
-            self.proc.send_signal(signal.SIGCONT)
+            self._signal(signal.SIGCONT)
         self.paused = False
 
     def stop(self) -> None:
@@ -144,10 +149,27 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: the server vanishes without a clean shutdown."""
         if self.proc is not None:
-            self.proc.kill()
+            children = _children(self.proc.pid) if self._group else []
+            self._signal(signal.SIGKILL)
             self.proc.wait(5)
+            # Its children too must be gone before a restart (PostgreSQL refuses to
+            # start while a process of the old server holds its shared memory).
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in children):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         self.proc = None
         self.paused = False
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        targets = [self.proc.pid]
+        if self._group:
+            targets += _children(self.proc.pid)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def close(self) -> None:
         self.stop()
@@ -158,6 +180,23 @@ class ServerProcess:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is `parent` (from /proc; empty where there is none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry.name))
+    return found
 
 
 def redis_server(*, appendonly: bool = False) -> ServerProcess:
@@ -320,7 +359,12 @@ def postgres_server() -> ServerProcess:
         )
 
     return ServerProcess(
-        "postgres", argv, ready=_postgres_ready, setup=setup, stop_signal=signal.SIGINT
+        "postgres",
+        argv,
+        ready=_postgres_ready,
+        setup=setup,
+        stop_signal=signal.SIGINT,
+        group=True,
     )
 
 
