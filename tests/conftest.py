@@ -10,13 +10,21 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from _servers import ServerProcess, etcd_server, nats_server, redis_server, s3_server
+from _servers import (
+    ServerProcess,
+    etcd_server,
+    nats_server,
+    rabbitmq_server,
+    redis_server,
+    s3_server,
+)
 
 _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "redis": redis_server,
     "nats": nats_server,
     "etcd": etcd_server,
     "s3": s3_server,
+    "rabbitmq": rabbitmq_server,
 }
 
 
@@ -59,6 +67,16 @@ def etcd_proc() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def s3_proc() -> Iterator[ServerProcess]:
     yield from _serve("s3")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_proc() -> Iterator[ServerProcess]:
+    yield from _serve("rabbitmq")
+
+
+@pytest.fixture
+def amqp_url(rabbitmq_proc: ServerProcess) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{rabbitmq_proc.port}/"
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ import microstd.broker
 from microstd.broker import Message
 from microstd.errors import EncodeError, InvalidTopic
 
-BACKENDS = ["memory", "memory-python", "file", "redis", "nats"]
+BACKENDS = ["memory", "memory-python", "file", "redis", "nats", "amqp"]
 #: Backends whose subscribers may live in other processes.
-NETWORK = ["file", "redis", "nats"]
+NETWORK = ["file", "redis", "nats", "amqp"]
 
 
 def _url(request: pytest.FixtureRequest, kind: str) -> str:
