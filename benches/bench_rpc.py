@@ -129,5 +129,28 @@ def main(rounds: int = 12) -> None:
         )
 
 
+def _observe(otel: bool, metrics: bool) -> None:
+    """Turn tracing (an SDK provider exporting in batches to memory) and metrics on."""
+    from microstd import observe
+
+    if otel:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+        observe.configure(tracer_provider=provider)
+    if metrics:
+        observe.configure(metrics=True)
+
+
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--otel", action="store_true", help="trace with the OpenTelemetry SDK")
+    parser.add_argument("--metrics", action="store_true", help="record metrics")
+    options = parser.parse_args()
+    _observe(options.otel, options.metrics)
     main()

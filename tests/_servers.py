@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["ServerProcess", "free_port", "require_binary"]
+__all__ = ["ServerProcess", "free_port", "postgres_server", "require_binary"]
 
 
 def free_port() -> int:
@@ -42,7 +42,10 @@ def require_binary(name: str, *, hint: str) -> str:
     """The path of `name`, or skip the test (fail under MICROSTD_REQUIRE_SERVICES=1)."""
     found = shutil.which(name)
     if found is None:
-        for extra in ("/usr/sbin", "/usr/local/sbin", str(Path(sys.executable).parent)):
+        # Debian's postgresql package keeps initdb and postgres in a versioned dir.
+        versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        extras = ["/usr/sbin", "/usr/local/sbin", str(Path(sys.executable).parent)]
+        for extra in [*extras, *map(str, versioned)]:
             candidate = Path(extra) / name
             if candidate.exists():
                 found = str(candidate)
@@ -83,6 +86,8 @@ class ServerProcess:
         process_group: bool = False,
         after_stop: Callable[[ServerProcess], None] | None = None,
         start_timeout: float = 20.0,
+        setup: Callable[[Path], None] | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         """`env_for` gives the server's environment; `process_group` runs it in a
         session of its own and signals the whole group (a launcher script whose
@@ -99,6 +104,9 @@ class ServerProcess:
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
+        # Run once, before the first start (PostgreSQL's initdb).
+        self._setup = setup
+        self._stop_signal = stop_signal
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -110,6 +118,9 @@ class ServerProcess:
 
     def start(self, timeout: float | None = None) -> None:
         timeout = self.start_timeout if timeout is None else timeout
+        if self._setup is not None:
+            setup, self._setup = self._setup, None
+            setup(self.workdir)
         env = self._env_for(self.port, self.workdir) if self._env_for is not None else None
         # The child keeps its own descriptor; ours is closed at once.
         with (self.workdir / "server.log").open("ab") as log:
@@ -146,7 +157,7 @@ class ServerProcess:
     def stop(self) -> None:
         self.resume()  # a stopped process would not act on SIGTERM
         if self.proc is not None and self.proc.poll() is None:
-            self._signal(signal.SIGTERM)
+            self._signal(self._stop_signal)
             try:
                 self.proc.wait(5 if not self._group else 30)
             except subprocess.TimeoutExpired:
@@ -324,3 +335,110 @@ def rabbitmq_server() -> ServerProcess:
         start_timeout=120.0,
     )
     return server
+
+
+#: The unprivileged user PostgreSQL runs as when the tests run as root (it refuses root).
+POSTGRES_USER = os.environ.get("MICROSTD_POSTGRES_USER", "nobody")
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """`argv` run as `POSTGRES_USER` when we are root (setpriv execs: no extra process,
+    so a signal to the child reaches the server itself)."""
+    if os.geteuid() != 0:
+        return argv
+    import pwd
+
+    entry = pwd.getpwnam(POSTGRES_USER)
+    return [
+        "setpriv",
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--clear-groups",
+        "--",
+        *argv,
+    ]
+
+
+def _give_to_postgres_user(path: Path) -> None:
+    if os.geteuid() == 0:
+        import pwd
+
+        entry = pwd.getpwnam(POSTGRES_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def postgres_server() -> ServerProcess:
+    """A private PostgreSQL cluster (initdb in the server's temp dir, trust auth for the
+    `postgres` user on loopback; fsync off: a killed server keeps every commit, only an
+    OS crash would lose some), as an unprivileged user when run as root.
+    SIGINT is its fast shutdown: SIGTERM would wait for every client to leave."""
+    initdb = require_binary("initdb", hint="apt-get install postgresql")
+    postgres = require_binary("postgres", hint="apt-get install postgresql")
+
+    def setup(d: Path) -> None:
+        _give_to_postgres_user(d)
+        (d / "sock").mkdir()
+        _give_to_postgres_user(d / "sock")
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    initdb,
+                    "-D",
+                    str(d / "data"),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            cwd=d,
+        )
+
+    def argv(port: int, d: Path) -> list[str]:
+        return _as_postgres_user(
+            [
+                postgres,
+                "-D",
+                str(d / "data"),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(d / "sock"),
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=32MB",
+            ]
+        )
+
+    return ServerProcess(
+        "postgres", argv, ready=_postgres_ready, setup=setup, stop_signal=signal.SIGINT
+    )
+
+
+def _postgres_ready(port: int) -> bool:
+    """True once the server accepts a startup message (the port opens before that)."""
+    if not _port_open(port):
+        return False
+    import struct
+
+    # A startup packet for user postgres: the server answers 'R' (auth) once it is
+    # ready, and an 'E' error ("the database system is starting up") before.
+    body = struct.pack("!i", 196608) + b"user\x00postgres\x00\x00"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(struct.pack("!i", len(body) + 4) + body)
+            return s.recv(1)[:1] == b"R"
+    except OSError:
+        return False

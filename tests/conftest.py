@@ -15,6 +15,7 @@ from _servers import (
     etcd_server,
     nats_server,
     rabbitmq_server,
+    postgres_server,
     redis_server,
     s3_server,
 )
@@ -25,6 +26,7 @@ _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "etcd": etcd_server,
     "s3": s3_server,
     "rabbitmq": rabbitmq_server,
+    "postgres": postgres_server,
 }
 
 
@@ -79,6 +81,11 @@ def amqp_url(rabbitmq_proc: ServerProcess) -> str:
     return f"amqp://guest:guest@127.0.0.1:{rabbitmq_proc.port}/"
 
 
+@pytest.fixture(scope="session")
+def postgres_proc() -> Iterator[ServerProcess]:
+    yield from _serve("postgres")
+
+
 @pytest.fixture
 def redis_url(redis_proc: ServerProcess) -> str:
     return f"redis://127.0.0.1:{redis_proc.port}/0"
@@ -92,6 +99,11 @@ def nats_url(nats_proc: ServerProcess) -> str:
 @pytest.fixture
 def etcd_url(etcd_proc: ServerProcess) -> str:
     return f"etcd://127.0.0.1:{etcd_proc.port}"
+
+
+@pytest.fixture
+def postgres_url(postgres_proc: ServerProcess) -> str:
+    return f"postgresql://postgres@127.0.0.1:{postgres_proc.port}/postgres"
 
 
 @pytest.fixture

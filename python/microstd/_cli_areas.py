@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Any
 
+from microstd._backends import redact_text
+
 __all__ = ["add_commands"]
 
 EXIT_ERROR_REPLY = 1
@@ -192,16 +194,26 @@ def _load_service(target: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from microstd.observe.logs import configure_logging
+
     try:
         svc = _load_service(args.target)
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
         return _fail("run", f"cannot load {args.target}: {exc}", EXIT_USAGE)
+    # After loading: an application that set up logging on import keeps its own.
+    configure_logging(args.log_level, args.log_format)
     if args.address:
         svc.address = args.address
+    import logging
+
+    log = logging.getLogger("microstd.run")
+    log.info("running %s (pid %d)", args.target, os.getpid())
     try:
         svc.run()
     except Exception as exc:
+        log.error("%s failed: %s", args.target, redact_text(f"{type(exc).__name__}: {exc}"))
         return _errors("run", exc)
+    log.info("%s exited", args.target)
     return 0
 
 
@@ -259,5 +271,18 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     run.add_argument("target", help="module:attribute, e.g. examples.greeter:svc")
     run.add_argument(
         "--address", default=None, help="host:port to listen on (default: the service's)"
+    )
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log level (default INFO); ignored when the application configured logging",
+    )
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text (default) or one JSON object per line",
     )
     run.set_defaults(func=_cmd_run)

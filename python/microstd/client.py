@@ -44,6 +44,8 @@ from microstd.errors import (
     MicrostdError,
     ServiceError,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.registry import Node, Registry
 from microstd.registry import open as open_registry
 from microstd.rpc.context import (
@@ -107,6 +109,9 @@ class _Unavailable(_Retryable):
 
 _NOTHING: frozenset[str] = frozenset()
 
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per call when off.
+_observe = _observe_state.state
+
 
 class Client(AsyncResource):
     """Calls services by name. Close it (or use `async with`) to release connections;
@@ -152,6 +157,7 @@ class Client(AsyncResource):
         self._counters: dict[str, itertools.count[int]] = {}
         self._chained: CallNext = self._invoke
         self._chained_for: list[ClientMiddleware] = []
+        _observe_state.refresh()
 
     def __repr__(self) -> str:
         return f"Client({self.registry!r})"
@@ -242,7 +248,9 @@ class Client(AsyncResource):
         call = Call(
             service, endpoint, body, dict(metadata) if metadata else {}, timeout, idempotent
         )
-        if self.middleware:
+        if _observe.on:
+            result = await _observed.call(self.timeout, call, self._run)
+        elif self.middleware:
             result = await self._chain()(call)
         else:
             result = await self._invoke(call)
@@ -253,6 +261,9 @@ class Client(AsyncResource):
         if response_type is not None:
             return build(response_type, result, service)
         return result
+
+    def _run(self, call: Call) -> Awaitable[object]:
+        return self._chain()(call) if self.middleware else self._invoke(call)
 
     def _chain(self) -> CallNext:
         # Built once per middleware list, not per call (the list is public and may change).
@@ -271,6 +282,8 @@ class Client(AsyncResource):
             headers[CALLER_HEADER] = caller
         for key, value in call.metadata.items():
             headers[META_PREFIX + key] = str(value)
+        if _observe.tracer is not None:
+            _observed.inject(headers)  # traceparent / tracestate of the call's span
         return headers
 
     async def _invoke(self, call: Call) -> object:
@@ -336,6 +349,8 @@ class Client(AsyncResource):
             avoid.add(node.id)
             last_error = failure.error if isinstance(failure, _Unavailable) else failure
             if attempt < self.retries:
+                if _observe.tracer is not None:
+                    _observed.note_retry(attempt, node.id, failure)
                 pause = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         if isinstance(last_error, ServiceError):
@@ -351,6 +366,8 @@ class Client(AsyncResource):
         """One attempt on `node`; raises `_Retryable` when another node may be tried."""
         headers[TIMEOUT_HEADER] = f"{max(deadline - time.monotonic(), 0.0):.6f}"
         server = local_server(node.id) if self.local and self.registry.embedded else None
+        if _observe.tracer is not None:
+            _observed.note_attempt(node.address, node.id, server is not None)
         if server is not None:
             ctype = self._codec.content_type
             reply = await server.dispatch(call.endpoint, payload, ctype, ctype, headers)

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "ConnectionRestored",
     "DeadlineExceeded",
     "DecodeError",
     "EncodeError",
@@ -145,7 +146,20 @@ class Closed(MicrostdError, RuntimeError):
 
 
 class ConnectionFailed(MicrostdError, ConnectionError):
-    """A network backend could not reach its server."""
+    """A network backend could not reach its server (or it did not answer in time).
+
+    A write that raised it may still have been applied: docs/guarantees.md says
+    which operations are ambiguous, per backend.
+    """
+
+
+class ConnectionRestored(MicrostdError):
+    """Not a failure: a lost connection to a server is back. Never raised.
+
+    A broker passes it to its `on_error` hook, with each subscription, after a
+    `ConnectionFailed` reported the loss: the subscriptions receive again, but
+    messages published while the connection was down were not delivered to them.
+    """
 
 
 class LockTimeout(MicrostdError, TimeoutError):

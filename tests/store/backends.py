@@ -37,13 +37,13 @@ __all__ = [
 ]
 
 #: The disk and network backends this module builds.
-NET_KINDS = ("file", "redis", "nats", "s3")
+NET_KINDS = ("file", "redis", "nats", "s3", "postgres")
 #: Every backend, the embedded Rust core and its pure twin included.
 ALL_KINDS = ("memory-rust", "memory-python", *NET_KINDS)
 #: Kinds whose `watch` works (S3 raises NotSupported).
-WATCH = frozenset({"memory-rust", "memory-python", "file", "redis", "nats"})
+WATCH = frozenset({"memory-rust", "memory-python", "file", "redis", "nats", "postgres"})
 #: Kinds whose watch reports TTL expiry as "expire" events (redis: with expire_events=True).
-EXPIRE_EVENTS = frozenset({"memory-rust", "memory-python", "file", "redis", "nats"})
+EXPIRE_EVENTS = frozenset({"memory-rust", "memory-python", "file", "redis", "nats", "postgres"})
 
 S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
@@ -62,6 +62,9 @@ def backend_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, dict[st
     if kind == "nats":
         url = request.getfixturevalue("nats_url")
         return f"{url}?bucket=t{unique}", {}
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return url, {"table": f"t{unique}"}
     if kind == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         return f"s3://b{unique}?endpoint_url={endpoint}", {"create_bucket": True, **S3_CREDENTIALS}

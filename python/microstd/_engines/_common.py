@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from microstd.errors import InvalidArgument
+
 __all__ = [
     "Shared",
     "Timeouts",
@@ -28,16 +30,16 @@ DEFAULT_PING_INTERVAL = 10.0
 def seconds_option(name: str, value: object) -> float:
     """A positive, finite number of seconds given as a number or query-string text."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+        raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+            raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}") from None
     if not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+        raise InvalidArgument(f"{name} must be a number of seconds, got {type(value).__name__}")
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidArgument(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 

@@ -55,7 +55,7 @@ from urllib.parse import quote
 
 from microstd._backends import ParsedURL, option_flag, parse_url, redact, redact_text
 from microstd._engines._common import Shared, Timeouts, split_options
-from microstd.errors import ConnectionFailed, MicrostdError
+from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = [
     "EtcdAPIError",
@@ -194,7 +194,7 @@ class EtcdEndpoint:
         rest.update(options)
         tls = parsed.scheme in ("etcds", "https") or option_flag(engine.get("tls", False))
         if parsed.scheme not in ("etcd", "etcds", "http", "https"):
-            raise ValueError(f"not an etcd URL: {redact(parsed.raw)!r}")
+            raise InvalidArgument(f"not an etcd URL: {redact(parsed.raw)!r}")
         host = parsed.host or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"  # IPv6 literal

@@ -60,7 +60,7 @@ from nats.aio.client import Client
 
 from microstd._backends import ParsedURL, parse_url, redact, redact_text
 from microstd._engines._common import Shared, Timeouts, seconds_option, split_options
-from microstd.errors import Closed, ConnectionFailed, MicrostdError
+from microstd.errors import Closed, ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = [
     "NatsConnection",
@@ -134,15 +134,15 @@ class NatsEndpoint:
         attempts = engine.get("max_reconnect_attempts")
         if attempts is not None:
             if isinstance(attempts, bool):
-                raise TypeError("max_reconnect_attempts must be an int")
+                raise InvalidArgument("max_reconnect_attempts must be an int")
             try:
                 attempts = int(attempts)
             except ValueError:
-                raise ValueError(
+                raise InvalidArgument(
                     f"max_reconnect_attempts must be an int, got {attempts!r}"
                 ) from None
             if attempts == 0 or attempts < -1:
-                raise ValueError("max_reconnect_attempts must be positive, or -1 for no limit")
+                raise InvalidArgument("max_reconnect_attempts must be positive, or -1 for no limit")
         servers = parsed.raw.split("?", 1)[0]
         endpoint = cls(
             servers,

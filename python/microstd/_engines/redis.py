@@ -241,17 +241,20 @@ class Subscriber:
         """True while subscribed to at least one channel or pattern."""
         return bool(self._pubsub.subscribed)
 
-    async def subscribe(self, *channels: str | bytes) -> None:
-        """Subscribe to `channels`; returns once Redis has confirmed each one."""
+    async def subscribe(self, *channels: str | bytes, confirm: bool = True) -> None:
+        """Subscribe to `channels`; with `confirm`, return once Redis has confirmed each
+        one (leave it false when a reader task of its own consumes the confirmations)."""
         with errors(self._endpoint, "subscribe"):
             await self._pubsub.subscribe(*channels)
-        await self._confirmed("subscribe", channels)
+        if confirm:
+            await self._confirmed("subscribe", channels)
 
-    async def psubscribe(self, *patterns: str | bytes) -> None:
-        """Subscribe to glob `patterns`; returns once Redis has confirmed each one."""
+    async def psubscribe(self, *patterns: str | bytes, confirm: bool = True) -> None:
+        """Subscribe to glob `patterns`; `confirm` as for `subscribe`."""
         with errors(self._endpoint, "subscribe"):
             await self._pubsub.psubscribe(*patterns)
-        await self._confirmed("psubscribe", patterns)
+        if confirm:
+            await self._confirmed("psubscribe", patterns)
 
     async def unsubscribe(self, *channels: str | bytes) -> None:
         with errors(self._endpoint, "unsubscribe"):
@@ -260,6 +263,12 @@ class Subscriber:
     async def punsubscribe(self, *patterns: str | bytes) -> None:
         with errors(self._endpoint, "unsubscribe"):
             await self._pubsub.punsubscribe(*patterns)
+
+    async def ping(self, message: str | None = None) -> None:
+        """Send a PING on the pub/sub connection; its answer arrives as a "pong" message
+        (`read`) after everything the server sent before it."""
+        with errors(self._endpoint, "subscription"):
+            await self._pubsub.ping(message)
 
     async def _confirmed(self, kind: str, names: tuple[str | bytes, ...]) -> None:
         wanted = {n.encode() if isinstance(n, str) else n for n in names}
@@ -270,7 +279,7 @@ class Subscriber:
                 raise ConnectionFailed(
                     f"subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
                 )
-            msg = await self._read(left)
+            msg = await self.read(left)
             if msg is None:
                 continue
             if msg.get("type") == kind:
@@ -281,8 +290,10 @@ class Subscriber:
             elif msg.get("type") in ("message", "pmessage"):
                 self._backlog.append(msg)
 
-    async def _read(self, timeout: float) -> dict[str, Any] | None:
-        """One raw message of any kind within `timeout`, with the liveness check."""
+    async def read(self, timeout: float) -> dict[str, Any] | None:
+        """The next raw message of any kind ("message", "pmessage", "subscribe",
+        "pong", ...) within `timeout`, or None; `ConnectionFailed` when the
+        connection is lost or fails the liveness check. Only one task may read."""
         try:
             with errors(self._endpoint, "subscription"):
                 msg = await self._pubsub.get_message(
@@ -337,7 +348,7 @@ class Subscriber:
             left = deadline - time.monotonic()
             # Wake at least often enough to send (and time out) the liveness PING.
             step = min(max(0.0, left), t.ping_interval, t.request)
-            msg = await self._read(step)
+            msg = await self.read(step)
             if msg is not None and msg.get("type") in ("message", "pmessage"):
                 return msg
             if deadline - time.monotonic() <= 0:

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from microstd.broker._delivery import Delivery, Options, report_error
-from microstd.broker.base import Broker, ErrorHook, Subscription
+from microstd.broker.base import Broker, ErrorHook, Subscription, log
+from microstd.errors import ConnectionFailed, ConnectionRestored
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -66,6 +67,9 @@ _NUMBERS: dict[str, type] = {
     "group_heartbeat": float,
     "group_fallback": float,
     "connect_timeout": float,
+    "timeout": float,
+    "socket_timeout": float,
+    "ping_interval": float,
     "max_reconnect_attempts": int,
     "reconnect_time_wait": float,
 }
@@ -153,6 +157,22 @@ class NetworkBroker(Broker):
         )
         sub.delivery = delivery
         return delivery
+
+    def _connection_event(self, exc: ConnectionFailed | ConnectionRestored) -> None:
+        """Log a lost (WARNING) or restored (INFO) connection once, and pass `exc` to
+        the `on_error` hook with each subscription it concerns."""
+        if isinstance(exc, ConnectionRestored):
+            log.info("%r: %s", self, exc)
+        else:
+            log.warning("%r: %s", self, exc)
+        hook = self._opts.hook
+        if hook is None:
+            return
+        for sub in list(self._subs):
+            try:
+                hook(exc, sub)
+            except Exception:
+                log.exception("broker on_error hook raised")
 
     async def _close_subscriptions(self) -> None:
         subs = list(self._subs)

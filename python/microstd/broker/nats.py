@@ -12,6 +12,18 @@ messages go through the same bounded per-subscription queue as the memory
 backend: with `overflow="block"` a full queue holds up nats-py's reader for
 that subscription (whose own pending limits then apply); with `"drop"` the
 message is dropped and counted.
+
+Connection, timeouts and errors are `microstd._engines.nats`'s (options
+``connect_timeout``, ``timeout``, ``ping_interval``, ``reconnect_time_wait``,
+``max_reconnect_attempts``), and brokers, stores and registries on the same URL
+share one connection. After an outage of any length the connection comes back
+by itself (it reconnects without limit by default) and nats-py subscribes
+again to every subscription. The loss and the return are logged and passed to
+the `on_error` hook with each subscription, as a `ConnectionFailed` and then a
+`ConnectionRestored`; messages published meanwhile are not delivered (core
+NATS is at most once). While the connection is down `publish` raises
+`ConnectionFailed` at once (nothing is buffered to be sent later). A `publish`
+that returned was written to the connection, not necessarily delivered.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from microstd._backends import ParsedURL
+from microstd._engines import nats as engine
 from microstd.broker._delivery import blocked_deliveries
 from microstd.broker._durable import DurableOptions
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
@@ -34,7 +47,13 @@ from microstd.broker.base import (
     encode_body,
     log,
 )
-from microstd.errors import Closed, ConnectionFailed, InvalidTopic, NotSupported
+from microstd.errors import (
+    Closed,
+    ConnectionFailed,
+    ConnectionRestored,
+    InvalidTopic,
+    NotSupported,
+)
 
 __all__ = ["NatsBroker", "nats_queue"]
 
@@ -54,65 +73,68 @@ def nats_queue(pattern: str, queue: str | None) -> str:
 class NatsBroker(NetworkBroker):
     """Async broker on a NATS server (core NATS, no JetStream)."""
 
-    def __init__(
-        self,
-        servers: str,
-        *,
-        connect_timeout: float = 2.0,
-        max_reconnect_attempts: int = 60,
-        reconnect_time_wait: float = 0.5,
-        **options: Any,
-    ) -> None:
-        """`max_reconnect_attempts` bounds the first connection's attempts too (nats-py
-        rules): an unreachable server raises `ConnectionFailed` after that many."""
+    def __init__(self, servers: str | engine.NatsEndpoint, **options: Any) -> None:
+        """`servers` is a ``nats://`` URL (or an endpoint); `options` are the broker's
+        (`on_error`, `max_pending`, ...) and the engine's (`connect_timeout`, ...)."""
+        if isinstance(servers, engine.NatsEndpoint):
+            self._endpoint = servers
+        else:
+            self._endpoint, options = engine.NatsEndpoint.from_url(servers, options)
         super().__init__(**options)
-        self._servers = servers
-        self._connect_timeout = connect_timeout
-        self._max_reconnect = int(max_reconnect_attempts)
-        self._reconnect_wait = float(reconnect_time_wait)
-        self._nc: Any = None
+        self._conn: engine.NatsConnection | None = None
+        self._stop_listening: Any = None
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> NatsBroker:
-        servers = url.raw.split("?", 1)[0]
-        return cls(servers, **query_options(url.query, options))
+        merged = query_options(url.query, options)
+        endpoint, rest = engine.NatsEndpoint.from_url(url.raw.split("?", 1)[0], merged)
+        return cls(endpoint, **rest)
 
     def __repr__(self) -> str:
-        from microstd._backends import redact
+        return f"NatsBroker({self._endpoint.redacted!r})"
 
-        return f"NatsBroker({redact(self._servers)!r})"
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"broker {what}")
 
     async def connect(self) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        if self._nc is not None:
+        if self._conn is not None:
             return
-        import nats
-        from nats.errors import Error as NatsError
+        conn = await engine.acquire(self._endpoint)
+        self._stop_listening = conn.listen(self._on_connection)
+        self._conn = conn
 
-        try:
-            self._nc = await nats.connect(
-                self._servers,
-                connect_timeout=max(1, round(self._connect_timeout)),
-                max_reconnect_attempts=self._max_reconnect,
-                allow_reconnect=True,
-                reconnect_time_wait=self._reconnect_wait,
-                error_cb=self._on_client_error,
+    def _on_connection(self, event: str) -> None:
+        if event == "disconnected":
+            self._connection_event(
+                ConnectionFailed(
+                    f"connection to {self._endpoint.redacted} lost; reconnecting, messages"
+                    " published until it is back are not delivered"
+                )
             )
-        except (OSError, TimeoutError, NatsError) as exc:
-            raise ConnectionFailed(f"cannot connect to NATS at {self!r}: {exc}") from exc
+        elif event == "reconnected":
+            self._connection_event(
+                ConnectionRestored(
+                    f"connection to {self._endpoint.redacted} restored; receiving again"
+                )
+            )
+        else:
+            self._connection_event(
+                ConnectionFailed(
+                    f"connection to {self._endpoint.redacted} closed for good"
+                    " (max_reconnect_attempts); subscriptions have ended"
+                )
+            )
 
-    async def _on_client_error(self, exc: Exception) -> None:
-        from microstd.broker.base import log
-
-        log.warning("NATS client error: %s", exc)
-
-    async def _client(self) -> Any:
+    async def _client(self, what: str) -> Any:
+        """The live connection; `ConnectionFailed` at once while it is down."""
         if self._closed:
             raise Closed("broker is closed")
-        if self._nc is None:
+        if self._conn is None:
             await self.connect()
-        return self._nc
+        assert self._conn is not None
+        return self._conn.client(f"broker {what}")
 
     async def subscribe(
         self,
@@ -130,8 +152,7 @@ class NatsBroker(NetworkBroker):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):
             raise TypeError("handler must be callable")
-        nc = await self._client()
-        from nats.errors import Error as NatsError
+        nc = await self._client("subscribe")
 
         sub = NetworkSubscription(self, pattern, queue)
         delivery = self._new_delivery(sub, handler)
@@ -144,15 +165,16 @@ class NatsBroker(NetworkBroker):
                 await delivery.wait_for_room()
 
         try:
-            nsub = await nc.subscribe(pattern, queue=nats_queue(pattern, queue), cb=on_message)
-            # Once flushed the server has the interest: a publish right after is seen.
-            await nc.flush()
-        except NatsError as exc:
+            with self._errors("subscribe"):
+                nsub = await nc.subscribe(pattern, queue=nats_queue(pattern, queue), cb=on_message)
+                # Once flushed the server has the interest: a publish right after is seen.
+                await nc.flush(timeout=self._endpoint.timeouts.request)
+        except BaseException:
             delivery.stop()
-            raise ConnectionFailed(f"NATS subscribe failed: {exc}") from exc
+            raise
 
         async def cancel(drain: bool) -> None:
-            try:
+            with self._errors("unsubscribe"):
                 if drain:
                     # nats-py holds received messages in its own queue until our
                     # callback takes them; unsubscribe() would discard those, so a
@@ -161,12 +183,10 @@ class NatsBroker(NetworkBroker):
                         await asyncio.wait_for(nsub.drain(), self._opts.drain_timeout)
                     except asyncio.TimeoutError:
                         log.warning("NATS subscription drain timed out; unsubscribing")
-                        with contextlib.suppress(NatsError):
+                        with contextlib.suppress(Exception):
                             await nsub.unsubscribe()
                     return
                 await nsub.unsubscribe()
-            except NatsError as exc:
-                raise ConnectionFailed(f"NATS unsubscribe failed: {exc}") from exc
 
         sub.cancel = cancel
         self._subs.add(sub)
@@ -183,20 +203,17 @@ class NatsBroker(NetworkBroker):
         data, ct, hdrs = encode_body(body, content_type, headers)
         if hdrs or ct != OCTET_STREAM:
             hdrs[CONTENT_TYPE_HEADER] = ct
-        nc = await self._client()
-        from nats.errors import Error as NatsError
-
-        try:
+        nc = await self._client("publish")
+        with self._errors("publish"):
             # Raw bytes with no headers go header-less (HPUB costs more than PUB);
             # a message without `Content-Type` is read as application/octet-stream.
             await nc.publish(topic, data, headers=hdrs or None)
-        except NatsError as exc:
-            raise ConnectionFailed(f"NATS publish failed: {exc}") from exc
 
     async def flush(self) -> None:
-        """Wait until the server has everything published so far."""
-        nc = await self._client()
-        await nc.flush()
+        """Wait until the server has everything published so far (at most `timeout`)."""
+        nc = await self._client("flush")
+        with self._errors("flush"):
+            await nc.flush(timeout=self._endpoint.timeouts.request)
 
     async def close(self) -> None:
         if self._closed:
@@ -205,6 +222,8 @@ class NatsBroker(NetworkBroker):
             await self._close_subscriptions()
         finally:
             self._closed = True
-            if self._nc is not None:
-                nc, self._nc = self._nc, None
-                await nc.close()
+            if self._stop_listening is not None:
+                self._stop_listening()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await engine.release(conn)

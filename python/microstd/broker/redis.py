@@ -33,6 +33,16 @@ at-most-once delivery if no member is connected.
 Unsubscribing drains: the subscription keeps receiving until a PING sent on
 the pub/sub connection after the unsubscribe comes back, so everything the
 server sent before is handled.
+
+Connection, timeouts and errors are `microstd._engines.redis`'s: options
+``connect_timeout`` (5 s), ``timeout`` (5 s) and ``ping_interval`` (10 s), in
+the URL or as keywords. The pub/sub connection is checked with a PING when it
+has been silent for ``ping_interval``. When it is lost (or fails that check)
+the broker logs it, passes a `ConnectionFailed` to its `on_error` hook with
+each subscription, and reconnects on its own, subscribing again to everything;
+once back it passes a `ConnectionRestored`. Messages published while it was
+down are not delivered (pub/sub is at most once). A `publish` that raised
+`ConnectionFailed` may still have been delivered.
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from microstd import codec
-from microstd._backends import ParsedURL, redact
+from microstd._backends import ParsedURL
+from microstd._engines import redis as engine
 from microstd.broker._durable import DurableOptions
 from microstd.broker._groups import preferred_member
 from microstd.broker._network import (
@@ -58,7 +69,13 @@ from microstd.broker._network import (
 )
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
-from microstd.errors import Closed, ConnectionFailed, InvalidTopic, NotSupported
+from microstd.errors import (
+    Closed,
+    ConnectionFailed,
+    ConnectionRestored,
+    InvalidTopic,
+    NotSupported,
+)
 
 __all__ = ["RedisBroker", "glob_for", "preferred_member"]
 
@@ -66,6 +83,9 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
 #: The control channel's name holds a space, which no topic may: it never
 #: collides with a topic, and the topic globs' matches on it are ignored.
 _CONTROL = "microstd groups"
+# Pause between reconnection attempts of the pub/sub reader (doubling).
+_RETRY_MIN = 0.1
+_RETRY_MAX = 2.0
 
 
 def glob_for(pattern: str) -> str:
@@ -109,7 +129,7 @@ class RedisBroker(NetworkBroker):
 
     def __init__(
         self,
-        url: str,
+        url: str | engine.RedisEndpoint,
         *,
         prefix: str = "",
         claim_ttl: float = 60.0,
@@ -117,22 +137,26 @@ class RedisBroker(NetworkBroker):
         group_fallback: float = 0.25,
         **options: Any,
     ) -> None:
-        super().__init__(**options)
         for name, value in (
             ("group_heartbeat", group_heartbeat),
             ("group_fallback", group_fallback),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be positive seconds, got {value!r}")
-        self._url = url
+        if isinstance(url, engine.RedisEndpoint):
+            self._endpoint = url
+        else:
+            self._endpoint, options = engine.RedisEndpoint.from_url(url, options)
+        super().__init__(**options)
         self._prefix = prefix
         self._claim_ms = max(1, int(float(claim_ttl) * 1000))
         self._heartbeat_s = float(group_heartbeat)
         self._fallback_s = float(group_fallback)
         self._uid = os.urandom(8).hex()
         self._member_seq = 0
+        self._conn: engine.RedisConnection | None = None
         self._redis: Any = None
-        self._pubsub: Any = None
+        self._pubsub: engine.Subscriber | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._globs: dict[str, list[NetworkSubscription]] = {}
@@ -144,27 +168,31 @@ class RedisBroker(NetworkBroker):
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> RedisBroker:
-        return cls(url.raw.split("?", 1)[0], **query_options(url.query, options))
+        # Every query option is the broker's or the engine's (none goes to redis-py).
+        merged = query_options(url.query, options)
+        endpoint, rest = engine.RedisEndpoint.from_url(url.raw.split("?", 1)[0], merged)
+        return cls(endpoint, **rest)
 
     def __repr__(self) -> str:
-        return f"RedisBroker({redact(self._url)!r})"
+        return f"RedisBroker({self._endpoint.redacted!r})"
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"broker {what}")
 
     async def connect(self) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        if self._redis is not None:
+        if self._conn is not None:
             return
-        import redis.asyncio as aioredis
-        from redis.exceptions import RedisError
-
-        client = aioredis.Redis.from_url(self._url)
+        conn = await engine.acquire(self._endpoint)
         try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise ConnectionFailed(f"cannot connect to Redis at {self!r}: {exc}") from exc
-        self._redis = client
-        self._pubsub = client.pubsub()
+            await conn.ping("broker connect")
+        except BaseException:
+            await engine.release(conn)
+            raise
+        self._conn = conn
+        self._redis = conn.client
+        self._pubsub = conn.subscriber()
 
     async def _client(self) -> Any:
         if self._closed:
@@ -194,7 +222,9 @@ class RedisBroker(NetworkBroker):
         if not callable(handler):
             raise TypeError("handler must be callable")
         await self._client()
-        from redis.exceptions import RedisError
+        pubsub = self._pubsub
+        assert pubsub is not None
+        wait = self._endpoint.timeouts.request
 
         sub = NetworkSubscription(self, pattern, queue)
         gate = self._claimer(pattern, queue) if queue is not None else None
@@ -209,17 +239,21 @@ class RedisBroker(NetworkBroker):
             if len(members) == 1:
                 confirmed = asyncio.get_running_loop().create_future()
                 self._confirm[glob] = confirmed
-                await self._pubsub.psubscribe(glob)
+                await pubsub.psubscribe(glob, confirm=False)
                 self._start_reader()
-                await asyncio.wait_for(asyncio.shield(confirmed), 10)
+                await asyncio.wait_for(asyncio.shield(confirmed), wait)
             elif glob in self._confirm:
-                await asyncio.wait_for(asyncio.shield(self._confirm[glob]), 10)
-        except (RedisError, OSError, TimeoutError) as exc:
+                await asyncio.wait_for(asyncio.shield(self._confirm[glob]), wait)
+        except (ConnectionFailed, asyncio.TimeoutError) as exc:
             members.remove(sub)
             if member_id is not None:
                 self._groups[(pattern, queue or "")].local.pop(member_id, None)
             delivery.stop()
-            raise ConnectionFailed(f"Redis subscribe failed: {exc}") from exc
+            if isinstance(exc, ConnectionFailed):
+                raise
+            raise ConnectionFailed(
+                f"broker subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
+            ) from exc
 
         async def cancel(drain: bool) -> None:
             if drain:
@@ -234,8 +268,8 @@ class RedisBroker(NetworkBroker):
             if not group:
                 self._globs.pop(glob, None)
                 self._confirm.pop(glob, None)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.punsubscribe(glob)
+                with contextlib.suppress(ConnectionFailed):
+                    await pubsub.punsubscribe(glob)
 
         sub.cancel = cancel
         self._subs.add(sub)
@@ -254,30 +288,37 @@ class RedisBroker(NetworkBroker):
         group.local[member_id] = sub
         await self._listen_control()
         await self._refresh(group)
-        await self._redis.publish(self._control, group.key)
+        with self._errors("subscribe"):
+            await self._redis.publish(self._control, group.key)
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = asyncio.create_task(self._beat())
         return member_id
 
     async def _leave(self, pattern: str, queue: str, member_id: str) -> None:
-        from redis.exceptions import RedisError
-
         group = self._groups.get((pattern, queue))
         if group is None:
             return
         group.local.pop(member_id, None)
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(ConnectionFailed), self._errors("unsubscribe"):
             await self._redis.zrem(group.key, member_id)
             await self._redis.publish(self._control, group.key)
         if not group.local:
             self._groups.pop((pattern, queue), None)
 
     async def _listen_control(self) -> None:
+        assert self._pubsub is not None
         if self._control_ready is None:
             self._control_ready = asyncio.get_running_loop().create_future()
-            await self._pubsub.subscribe(self._control)
+            await self._pubsub.subscribe(self._control, confirm=False)
             self._start_reader()
-        await asyncio.wait_for(asyncio.shield(self._control_ready), 10)
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(self._control_ready), self._endpoint.timeouts.request
+            )
+        except asyncio.TimeoutError:
+            raise ConnectionFailed(
+                f"broker subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
+            ) from None
 
     async def _refresh(self, group: _Group) -> None:
         """Renew this broker's members of `group` and read who is alive."""
@@ -289,18 +330,17 @@ class RedisBroker(NetworkBroker):
         pipe.zremrangebyscore(group.key, "-inf", now)
         pipe.zrange(group.key, 0, -1)
         pipe.pexpire(group.key, ttl * 2)
-        replies = await pipe.execute()
+        with self._errors("queue group"):
+            replies = await pipe.execute()
         group.view = sorted(_text(m) or "" for m in replies[-2])
 
     async def _beat(self) -> None:
-        from redis.exceptions import RedisError
-
         while self._groups:
             await asyncio.sleep(self._heartbeat_s)
             for group in list(self._groups.values()):
                 try:
                     await self._refresh(group)
-                except (RedisError, OSError) as exc:
+                except ConnectionFailed as exc:
                     log.warning("Redis broker: queue group heartbeat failed: %s", exc)
 
     def _on_control(self, data: object) -> None:
@@ -311,17 +351,13 @@ class RedisBroker(NetworkBroker):
                 task.add_done_callback(_quiet)
 
     def _claimer(self, pattern: str, queue: str) -> Any:
-        from redis.exceptions import RedisError
-
         async def claim(message: Message) -> bool:
             msgid = getattr(message, "msgid", None)
             if msgid is None:
                 return True
             key = f"{self._prefix}claim:{msgid}:{pattern}:{queue}"
-            try:
+            with self._errors("queue group claim"):
                 return bool(await self._redis.set(key, b"1", nx=True, px=self._claim_ms))
-            except (RedisError, OSError) as exc:
-                raise ConnectionFailed(f"Redis claim failed: {exc}") from exc
 
         return claim
 
@@ -349,33 +385,47 @@ class RedisBroker(NetworkBroker):
 
     async def _barrier(self) -> None:
         """Return once everything the server sent before now has been dispatched."""
-        from redis.exceptions import RedisError
-
+        assert self._pubsub is not None
         token = os.urandom(8).hex()
         pong = asyncio.get_running_loop().create_future()
         self._pongs[token] = pong
         try:
             await self._pubsub.ping(token)
             await asyncio.wait_for(pong, self._opts.drain_timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (ConnectionFailed, asyncio.TimeoutError) as exc:
             log.warning("Redis broker: drain barrier failed: %s", exc)
         finally:
             self._pongs.pop(token, None)
 
     async def _read(self) -> None:
-        from redis.exceptions import RedisError
-
+        """The one reader of the pub/sub connection: dispatches what arrives, and
+        reconnects after a loss (redis-py then subscribes again to everything)."""
         pubsub = self._pubsub
+        assert pubsub is not None
+        t = self._endpoint.timeouts
+        lost: ConnectionFailed | None = None
+        pause = _RETRY_MIN
         while True:
-            try:
-                if not pubsub.subscribed:
-                    await asyncio.sleep(0.05)
-                    continue
-                raw = await pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as exc:
-                log.warning("Redis pub/sub read failed, retrying: %s", exc)
-                await asyncio.sleep(0.5)
+            if not pubsub.subscribed:
+                await asyncio.sleep(0.05)
                 continue
+            try:
+                raw = await pubsub.read(min(t.ping_interval, t.request))
+            except ConnectionFailed as exc:
+                if lost is None:
+                    lost = exc
+                    self._connection_event(
+                        ConnectionFailed(
+                            f"connection lost ({exc}); reconnecting, messages published"
+                            " until it is back are not delivered"
+                        )
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX)
+                continue
+            if lost is not None:
+                lost, pause = None, _RETRY_MIN
+                self._connection_event(ConnectionRestored("connection restored; receiving again"))
             if raw is None:
                 continue
             try:
@@ -446,12 +496,8 @@ class RedisBroker(NetworkBroker):
         data, ct, hdrs = encode_body(body, content_type, headers)
         envelope = codec.msgpack.dumps([ENVELOPE_VERSION, os.urandom(16).hex(), hdrs, ct, data])
         client = await self._client()
-        from redis.exceptions import RedisError
-
-        try:
+        with self._errors("publish"):
             await client.publish(self._prefix + topic, envelope)
-        except (RedisError, OSError) as exc:
-            raise ConnectionFailed(f"Redis publish failed: {exc}") from exc
 
     async def close(self) -> None:
         if self._closed:
@@ -467,8 +513,9 @@ class RedisBroker(NetworkBroker):
                         await task
             if self._pubsub is not None:
                 await self._pubsub.aclose()
-            if self._redis is not None:
-                await self._redis.aclose()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await engine.release(conn)
             self._redis = self._pubsub = None
 
 

@@ -34,6 +34,8 @@ from microstd.errors import (
     UnknownContentType,
     http_status,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.rpc.admission import Budget
 from microstd.rpc.context import (
     ERROR_HEADER,
@@ -50,6 +52,9 @@ from microstd.rpc.limits import AMPLIFICATION, Limits
 from microstd.rpc.pool import HandlerPool
 
 __all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_server"]
+
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per request when off.
+_observe = _observe_state.state
 
 log = logging.getLogger("microstd.server")
 
@@ -152,6 +157,8 @@ class Server:
         self.address = ""
         self.accepting = False
         self.ready = False
+        #: Set from the moment a stop begins (readiness answers "draining").
+        self.draining = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         # The deadline scopes of handlers running now: stop() expires them past grace.
@@ -159,6 +166,11 @@ class Server:
         self._abandoned = False
         self._runner: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: `/health/ready`'s answer: an async function returning (ok, details);
+        #: None: ready while `ready` and accepting (`Service` sets its checks here).
+        self.readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
+        #: Serve `/metrics` (Prometheus text; `Service(metrics=True)` sets it).
+        self.metrics_endpoint = False
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, node={self.node_id!r}, address={self.address!r})"
@@ -295,7 +307,10 @@ class Server:
             if refused is not None:
                 return refused
         try:
-            return await self._handle(ctx, handler, in_codec, out_codec, body)
+            work = self._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                return await _observed.serve(self.name, self.node_id, ctx, headers, work)
+            return await work
         finally:
             self._budget.give(charge)
 
@@ -350,6 +365,8 @@ class Server:
         504, after `abandon()` a 503; anything else is logged with its traceback
         here and answered with a 500 naming only the request id.
         """
+        if _observe.tracer is not None:
+            _observed.note_failure(exc)
         if isinstance(exc, ServiceError):
             code = exc.code
             if not (isinstance(code, int) and 400 <= code <= 599):
@@ -428,7 +445,11 @@ class Server:
                 detail = f"the request body did not arrive within {limits.body_timeout:g}s"
                 reply = self._error(self.fail(408, detail), out_codec, ctx.request_id)
                 return _response(reply, close=True)
-            reply = await self._handle(ctx, handler, in_codec, out_codec, body)
+            work = self._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                reply = await _observed.serve(self.name, self.node_id, ctx, headers, work)
+            else:
+                reply = await work
         finally:
             self._budget.give(charge)
         return _response(reply, close=not self.accepting)
@@ -436,13 +457,36 @@ class Server:
     async def _http_health(self, request: Any) -> Any:
         from aiohttp import web
 
-        live = request.path.endswith("/live")
-        ok = live or (self.ready and self.accepting)
-        status = "ok" if ok else ("draining" if self.ready else "starting")
+        body: dict[str, Any] = {"service": self.name, "node": self.node_id}
+        if request.path.endswith("/live"):
+            ok = True
+        elif not (self.ready and self.accepting):
+            ok = False
+            body["status"] = "draining" if self.draining else "starting"
+        elif self.readiness is not None:
+            ok, details = await self.readiness()
+            body.update(details)
+        else:
+            ok = True
+        body.setdefault("status", "ok" if ok else "failing")
         return web.json_response(
-            {"status": status, "service": self.name, "node": self.node_id},
-            status=200 if ok else 503,
+            body, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
         )
+
+    async def _http_metrics(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from microstd.observe.metrics import prometheus_text
+
+        text, content_type = prometheus_text()
+        # aiohttp takes the charset apart from the media type.
+        media, _, params = content_type.partition(";")
+        charset = params.split("charset=", 1)[1].strip() if "charset=" in params else None
+        resp = web.Response(body=text, headers={"Cache-Control": "no-store"})
+        resp.content_type = media.strip()
+        if charset:
+            resp.charset = charset
+        return resp
 
     async def start(self, address: str = "127.0.0.1:0") -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
@@ -458,6 +502,8 @@ class Server:
         app.router.add_get("/health", self._http_health)
         app.router.add_get("/health/live", self._http_health)
         app.router.add_get("/health/ready", self._http_health)
+        if self.metrics_endpoint:
+            app.router.add_get("/metrics", self._http_metrics)
         app.router.add_post("/{endpoint}", self._http_call)
         # We drain in-flight requests ourselves (stop()); aiohttp's own wait is a
         # backstop for requests still sending their body when stop() ends.
@@ -472,6 +518,7 @@ class Server:
             # closing, so the client sees the reply: 1 s of that, not its default 10.
             lingering_time=_LINGER,
         )
+        _observe_state.refresh()
         await runner.setup()
         site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
         try:
@@ -488,6 +535,7 @@ class Server:
         self._abandoned = False
         self._loop = asyncio.get_running_loop()
         self.accepting = True
+        self.draining = False
         _LOCAL[self.node_id] = self
         return self.address
 
@@ -495,6 +543,7 @@ class Server:
         """New requests get 503 (clients retry elsewhere); in-flight ones finish."""
         self.accepting = False
         self.ready = False
+        self.draining = True
 
     async def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for in-flight requests; True if all finished."""

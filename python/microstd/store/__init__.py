@@ -1,6 +1,6 @@
 """Key-value records with TTLs, revisions, conditional writes and watch.
 
-    store = microstd.store.open("memory://")       # file://, redis://, nats://, s3://
+    store = microstd.store.open("memory://")       # file://, redis://, nats://, s3://, postgresql://
     async with store:
         rev = await store.write("user/1", {"name": "a"}, ttl=60)
         rec = await store.read("user/1")
@@ -25,6 +25,8 @@ _BUILTINS = {
     "redis": "microstd.store.redis:RedisStore",
     "nats": "microstd.store.nats:NatsStore",
     "s3": "microstd.store.s3:S3Store",
+    "postgresql": "microstd.store.postgres:PostgresStore",
+    "postgres": "microstd.store.postgres:PostgresStore",
 }
 
 

@@ -55,7 +55,7 @@ from nats.js import api
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
-from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidKey
+from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument, InvalidKey
 from microstd.store._common import (
     Expirer,
     decode_record,
@@ -144,12 +144,12 @@ class NatsStore(NetworkStore):
             raise ValueError(f"NATS KV bucket names are [A-Za-z0-9_-]+, got {bucket!r}")
         if isinstance(servers, engine.NatsEndpoint):
             if connection:
-                raise TypeError(f"unknown nats store options: {sorted(connection)}")
+                raise InvalidArgument(f"unknown nats store options: {sorted(connection)}")
             self._endpoint = servers
         else:
             self._endpoint, rest = engine.NatsEndpoint.from_url(servers, connection)
             if rest:
-                raise TypeError(f"unknown nats store options: {sorted(rest)}")
+                raise InvalidArgument(f"unknown nats store options: {sorted(rest)}")
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
         self._pre = f"$KV.{bucket}."
