@@ -14,8 +14,8 @@ from _servers import (
     ServerProcess,
     etcd_server,
     nats_server,
-    rabbitmq_server,
     postgres_server,
+    rabbitmq_server,
     redis_server,
     s3_server,
 )
