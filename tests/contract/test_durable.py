@@ -414,7 +414,7 @@ async def test_start_positions(broker: microstd.broker.Broker, backend: str) -> 
 
     assert await first_of("new", f"{name}n") == [6]
     got_first = await first_of("first", f"{name}f")
-    assert got_first in (None, [0, 1, 2, 3, 4, 5, 6])
+    assert got_first is None or got_first[:7] == [0, 1, 2, 3, 4, 5, 6]
     got_time = await first_of(middle, f"{name}t")
     assert got_time is None or got_time[0] == 3
     [info] = [s for s in await broker.streams() if s.name == stream]
