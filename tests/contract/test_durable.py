@@ -429,7 +429,7 @@ async def test_drain_on_stop_loses_nothing(broker: microstd.broker.Broker, url: 
     handled: list[int] = []
 
     async def slow(m: Message) -> None:
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.01)  # slower than publishing, so work piles up
         handled.append(m.decode())  # type: ignore[arg-type]
 
     sub = await broker.subscribe(f"{base}.e", slow, durable=name, max_inflight=50)
