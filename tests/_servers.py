@@ -82,39 +82,36 @@ class ServerProcess:
         *,
         ready: Callable[[int], bool] | None = None,
         extra_ports: int = 0,
-        env_for: Callable[[int, Path], dict[str, str]] | None = None,
-        process_group: bool = False,
-        after_stop: Callable[[ServerProcess], None] | None = None,
-        start_timeout: float = 20.0,
         setup: Callable[[Path], None] | None = None,
         stop_signal: int = signal.SIGTERM,
+        group: bool = False,
+        env_for: Callable[[int, Path], dict[str, str]] | None = None,
+        session: bool = False,
+        after_stop: Callable[[ServerProcess], None] | None = None,
+        start_timeout: float = 20.0,
     ) -> None:
-        """`env_for` gives the server's environment; `process_group` runs it in a
-        session of its own and signals the whole group (a launcher script whose
-        server is a child); `after_stop` cleans up what outlives the server."""
+        """`env_for` gives the server's environment; `session` runs it in a session
+        of its own and signals the whole process group (a launcher script whose
+        server is a child); `after_stop` cleans up what outlives the server
+        (RabbitMQ's epmd); `start_timeout` is how long `start()` waits."""
         self.name = name
         self.port = free_port()
         self.extra = [free_port() for _ in range(extra_ports)]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"microstd-{name}-"))
         self._argv_for = argv_for
         self._ready = ready or _port_open
-        self._env_for = env_for
-        self._group = process_group
-        self._after_stop = after_stop
-        self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
         # Run once, before the first start (PostgreSQL's initdb).
         self._setup = setup
         self._stop_signal = stop_signal
-
-    def _signal(self, sig: int) -> None:
-        assert self.proc is not None
-        if self._group:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-        else:
-            self.proc.send_signal(sig)
+        # A server of several processes (PostgreSQL: one per connection, each in a
+        # session of its own): pause / resume / kill reach the server's children too.
+        self._group = group
+        self._env_for = env_for
+        self._session = session
+        self._after_stop = after_stop
+        self.start_timeout = start_timeout
 
     def start(self, timeout: float | None = None) -> None:
         timeout = self.start_timeout if timeout is None else timeout
@@ -130,7 +127,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
-                start_new_session=self._group,
+                start_new_session=self._session,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -157,14 +154,20 @@ class ServerProcess:
     def stop(self) -> None:
         self.resume()  # a stopped process would not act on SIGTERM
         if self.proc is not None and self.proc.poll() is None:
-            self._signal(self._stop_signal)
+            if self._session:
+                self._signal(self._stop_signal)
+            else:
+                self.proc.send_signal(self._stop_signal)
             try:
-                self.proc.wait(5 if not self._group else 30)
+                self.proc.wait(30 if self._session else 5)
             except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
+                if self._session:
+                    self._signal(signal.SIGKILL)
+                else:
+                    self.proc.kill()
                 self.proc.wait(5)
-        if self.proc is not None and self._group:
-            self._signal(signal.SIGKILL)  # whatever of the group is left
+        if self.proc is not None and self._session:
+            self._signal(signal.SIGKILL)  # whatever of the session is left
         self.proc = None
         if self._after_stop is not None:
             self._after_stop(self)
@@ -172,12 +175,33 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL: the server vanishes without a clean shutdown."""
         if self.proc is not None:
+            children = _children(self.proc.pid) if self._group else []
             self._signal(signal.SIGKILL)
             self.proc.wait(5)
+            # Its children too must be gone before a restart (PostgreSQL refuses to
+            # start while a process of the old server holds its shared memory).
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in children):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         self.proc = None
         self.paused = False
         if self._after_stop is not None:
             self._after_stop(self)
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if self._session:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+            return
+        targets = [self.proc.pid]
+        if self._group:
+            targets += _children(self.proc.pid)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def close(self) -> None:
         self.stop()
@@ -188,6 +212,23 @@ class ServerProcess:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is `parent` (from /proc; empty where there is none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry.name))
+    return found
 
 
 def redis_server(*, appendonly: bool = False) -> ServerProcess:
@@ -330,7 +371,7 @@ def rabbitmq_server() -> ServerProcess:
         argv,
         extra_ports=2,
         env_for=env,
-        process_group=True,
+        session=True,
         after_stop=stop_epmd,
         start_timeout=120.0,
     )
@@ -423,7 +464,12 @@ def postgres_server() -> ServerProcess:
         )
 
     return ServerProcess(
-        "postgres", argv, ready=_postgres_ready, setup=setup, stop_signal=signal.SIGINT
+        "postgres",
+        argv,
+        ready=_postgres_ready,
+        setup=setup,
+        stop_signal=signal.SIGINT,
+        group=True,
     )
 
 

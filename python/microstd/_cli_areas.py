@@ -125,12 +125,17 @@ def _cmd_services(args: argparse.Namespace) -> int:
 def _cmd_call(args: argparse.Namespace) -> int:
     from microstd.client import Client
 
-    ok, body = _parse_json("call", args.body)
-    if not ok:
-        return EXIT_USAGE
-    if args.timeout < 0:
+    if args.stream and args.body == "-":
+        body: Any = _stdin_requests()
+    else:
+        ok, body = _parse_json("call", args.body)
+        if not ok:
+            return EXIT_USAGE
+    if args.timeout is None:
+        args.timeout = None if args.stream else 10.0
+    elif args.timeout < 0:
         return _fail("call", f"--timeout must be >= 0 seconds, got {args.timeout:g}", EXIT_USAGE)
-    if args.timeout == 0:
+    if args.timeout == 0:  # (None: a stream left to the server's maximum)
         # A deadline that has already passed: like any other expired deadline,
         # nothing more is sent (the server would only answer 504).
         from microstd.errors import DeadlineExceeded
@@ -138,6 +143,9 @@ def _cmd_call(args: argparse.Namespace) -> int:
         return _errors(
             "call", DeadlineExceeded(f"{args.service} {args.endpoint}: no reply within 0s")
         )
+
+    if args.stream:
+        return _call_stream(args, body)
 
     async def main() -> Any:
         async with Client(args.registry, content_type=args.content_type) as client:
@@ -151,6 +159,37 @@ def _cmd_call(args: argparse.Namespace) -> int:
         return _errors("call", exc)
     print(json.dumps(_plain(reply), indent=2))
     return 0
+
+
+def _call_stream(args: argparse.Namespace, body: Any) -> int:
+    """`call --stream`: one JSON line per reply, printed as it arrives."""
+    from microstd.client import Client
+
+    async def main() -> None:
+        async with Client(args.registry, content_type=args.content_type) as client:
+            replies = client.stream(args.service, args.endpoint, body, timeout=args.timeout)
+            async for reply in replies:
+                print(json.dumps(_plain(reply)), flush=True)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        return _errors("call", exc)
+    return 0
+
+
+async def _stdin_requests() -> Any:
+    """JSON requests from stdin, one per line, read as the stream sends them."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"a request line on stdin is not valid JSON: {exc}") from None
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -241,7 +280,16 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     call.add_argument("body", nargs="?", default="{}", help="JSON request body (default {})")
     call.add_argument("--registry", default=_default_registry(), help=reg_help)
     call.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds for the whole call (default 10)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for the whole call (default 10; for --stream, the server's maximum)",
+    )
+    call.add_argument(
+        "--stream",
+        action="store_true",
+        help="a streaming call: print each reply as a JSON line as it arrives; with BODY '-'"
+        " the requests are JSON lines read from stdin (client and bidi streams)",
     )
     call.add_argument(
         "--content-type", default="application/json", help="wire codec (default application/json)"

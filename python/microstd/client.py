@@ -61,11 +61,17 @@ from microstd.rpc.context import (
 )
 from microstd.rpc.convert import build
 from microstd.rpc.deadline import Deadline
+from microstd.rpc.frames import Channel, WebSocketChannel
 from microstd.rpc.server import Reply, local_server
+from microstd.rpc.stream_client import Stream, is_stream_body
 
 __all__ = ["Call", "CallNext", "Client", "ClientMiddleware"]
 
 DEFAULT_REGISTRY = "memory://default"
+#: How far ahead of the client's own timer a server's deadline may fire (two deadline slots).
+_SKEW = 0.002
+#: Bodies that are data, never a stream of requests: checked first, the unary hot path.
+_PLAIN_BODIES = frozenset({dict, list, tuple, str, bytes, int, float, bool, type(None)})
 #: Request bodies from this size on are streamed (aiohttp's large-body threshold).
 _STREAM_BODY = 1 << 20
 
@@ -150,6 +156,9 @@ class Client(AsyncResource):
         self.middleware: list[ClientMiddleware] = list(middleware)
         self.cache_ttl = cache_ttl
         self.local = local
+        #: The largest stream reply item accepted, in bytes (a server's default
+        #: `max_body`); a larger one ends the stream with a 502.
+        self.max_frame = 4 * 1024 * 1024
         self._connected = False
         self._session: Any = None
         self._cache: dict[str, tuple[float, list[Node]]] = {}
@@ -248,6 +257,7 @@ class Client(AsyncResource):
         call = Call(
             service, endpoint, body, dict(metadata) if metadata else {}, timeout, idempotent
         )
+        # (A body that is an async iterable makes this a client-streaming call.)
         if _observe.on:
             result = await _observed.call(self.timeout, call, self._run)
         elif self.middleware:
@@ -261,6 +271,32 @@ class Client(AsyncResource):
         if response_type is not None:
             return build(response_type, result, service)
         return result
+
+    def stream(
+        self,
+        service: str,
+        endpoint: str,
+        body: object = None,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        response_type: type[Any] | None = None,
+    ) -> Stream:
+        """A streaming call: iterate the result for the replies as they arrive.
+
+        `body` is the request, or an async iterable of requests (a bidi stream:
+        they are sent as the server takes them). `timeout` bounds the whole
+        stream; None (the default) leaves it to the server's
+        `max_stream_timeout` (or the deadline of the handler this is called
+        from). `response_type` converts each reply. Nothing is sent until the
+        first iteration; `aclose()` (or leaving `async with`) cancels the call.
+        Client middleware does not wrap streams.
+        """
+        from microstd.rpc.stream_client import Stream
+
+        self._check_open()
+        call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
+        return Stream(self, call, response_type)
 
     def _run(self, call: Call) -> Awaitable[object]:
         return self._chain()(call) if self.middleware else self._invoke(call)
@@ -288,6 +324,8 @@ class Client(AsyncResource):
 
     async def _invoke(self, call: Call) -> object:
         self._check_open()
+        if type(call.body) not in _PLAIN_BODIES and is_stream_body(call.body):
+            return await self._invoke_streaming(call)
         timeout = call.timeout if call.timeout is not None else self.timeout
         now = time.monotonic()
         deadline = now + timeout
@@ -311,13 +349,34 @@ class Client(AsyncResource):
                     reply = await self._send(node, call, payload, headers, deadline)
                 except _Retryable as exc:
                     return await self._retry(call, payload, headers, deadline, node, exc)
-                return self._decode_reply(call.service, reply)
+                return self._decode_reply(call.service, reply, deadline)
         except TimeoutError:
             if not scope.expired:
                 raise
             raise DeadlineExceeded(
                 f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
             ) from None
+
+    async def _invoke_streaming(self, call: Call) -> object:
+        from microstd.rpc.stream_client import call_streaming
+
+        if call.timeout is None:
+            call.timeout = self.timeout  # a call (not a stream) has the client's timeout
+        return await call_streaming(self, call)
+
+    async def _websocket(self, node: Node, endpoint: str, headers: dict[str, str]) -> Channel:
+        """A WebSocket to `node` for a streaming call, as a frame channel."""
+        session = self._session
+        if session is None:
+            session = self._session = _new_session()
+        ws = await session.ws_connect(
+            f"http://{node.address}/{endpoint}",
+            headers=headers,
+            max_msg_size=self.max_frame,
+            autoping=True,
+            autoclose=True,
+        )
+        return WebSocketChannel(ws)
 
     async def _retry(
         self,
@@ -338,7 +397,7 @@ class Client(AsyncResource):
                 except _Retryable as exc:
                     failure = exc
                 else:
-                    return self._decode_reply(call.service, reply)
+                    return self._decode_reply(call.service, reply, deadline)
             if isinstance(failure, _NotSent):
                 self._mark_down(node)
             elif isinstance(failure, _MaybeSent) and not call.idempotent:
@@ -399,7 +458,7 @@ class Client(AsyncResource):
                     resp_headers.get("Content-Type", "application/octet-stream"),
                     resp_headers.get(REQUEST_ID_HEADER, ""),
                     error=status >= 400 or ERROR_HEADER in resp_headers,
-                    not_started=NOT_STARTED_HEADER in resp_headers,
+                    not_started=status == 503 and NOT_STARTED_HEADER in resp_headers,
                 )
         except _transport_errors() as exc:  # evaluated only when something was raised
             import aiohttp
@@ -408,9 +467,9 @@ class Client(AsyncResource):
                 raise _NotSent(str(exc)) from exc
             raise _MaybeSent(f"{type(exc).__name__}: {exc}") from exc
 
-    def _decode_reply(self, service: str, reply: Reply) -> object:
+    def _decode_reply(self, service: str, reply: Reply, deadline: float) -> object:
         if reply.error:
-            raise _decode_error(service, reply)
+            raise past_deadline(_decode_error(service, reply), deadline)
         codec = self._codec
         try:
             if reply.content_type != codec.content_type:
@@ -438,6 +497,17 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     import aiohttp
 
     return (aiohttp.ClientError, OSError)
+
+
+def past_deadline(error: ServiceError, deadline: float | None) -> MicrostdError:
+    """`DeadlineExceeded` for a 504 that is the call's own deadline passing (the
+    server enforces the deadline the call sent, and may answer a moment before
+    the client's own timer fires); `error` itself otherwise."""
+    if error.code == 504 and deadline is not None and time.monotonic() >= deadline - _SKEW:
+        exc = DeadlineExceeded(f"{error.id}: the call ran past its deadline ({error.detail})")
+        exc.__cause__ = error
+        return exc
+    return error
 
 
 def _decode_error(service: str, reply: Reply) -> ServiceError:

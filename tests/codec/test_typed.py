@@ -311,6 +311,7 @@ def test_rust_and_twin_agree_on_random_values() -> None:
         strings = rng.random() < 0.5
         assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
         _check_one_pass(v, tp, rng)
+        _check_json_one_pass(codec.json.dumps(v), tp, rng)
 
 
 def _bytes_outcome(decode: Any, data: bytes) -> object:
@@ -376,3 +377,65 @@ class _Exploding:
 
     def __post_init__(self) -> None:
         raise ZeroDivisionError
+
+
+def _check_json_one_pass(data: bytes, tp: Any, rng: Any) -> None:
+    """The Rust one-pass JSON reader against orjson, then the twin's convert."""
+    from microstd.codec import json as codec_json
+
+    variants = [data, data[: rng.randrange(len(data) + 1)]]
+    changed = bytearray(data)
+    changed[rng.randrange(len(data))] = rng.choice(b' ,:[]{}"\\0123456789eE.-+tfnu')
+    variants.append(bytes(changed))
+    plan = plan_for(tp)
+    for forbid in (False, True):
+        for raw in variants:
+
+            def twin(b: bytes, forbid: bool = forbid) -> object:
+                return typed.run_plan(
+                    plan,
+                    codec_json._untyped_loads(b),
+                    strings=True,
+                    forbid_unknown_fields=forbid,
+                    impl="python",
+                )
+
+            one_pass = codec.json.Decoder(tp, forbid_unknown_fields=forbid).decode
+            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+
+
+JSON_TEXTS = [
+    rb' {"value": 1, "children": [ {"value": -0}, {"value": 2, "children": []} ] } ',
+    rb'{"value": 1e2}',
+    rb'{"value": 1.0}',
+    rb'{"value": 123456789012345678901234567890}',
+    rb'{"value": 9223372036854775807, "children": []}',
+    rb'{"value": 18446744073709551615}',
+    rb'{"value": -9223372036854775808}',
+    rb'{"value": 01}',
+    rb'{"value": 1, "value": 2}',
+    rb'{"value": 1, "extra": "\u00e9\ud83d\ude00", "more": [1e400]}',
+    rb'{"value": 1, "extra": "\ud800"}',
+    rb'{"value": 1, "extra": "tab\there", "x": "ctl\u0001"}',
+    b'{"value": 1, "extra": "raw control\x01"}',
+    rb'{"val\u0075e": 5}',
+    b'{"value": 1}\n',
+    rb'{"value": 1} x',
+    rb"[1, 2]",
+    rb'{"value": true}',
+    rb'{"value": 1, "children": [{"value": 1, "children": [' * 3 + rb"]}]}" * 3,
+]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
+    from microstd.codec import json as codec_json
+
+    for tp in (Node, dict[str, Any], Any, list[int], Movie):
+        plan = plan_for(tp)
+
+        def twin(b: bytes, plan: Any = plan) -> object:
+            return typed.run_plan(plan, codec_json._untyped_loads(b), strings=True, impl="python")
+
+        got = _bytes_outcome(codec.json.Decoder(tp).decode, text)
+        assert got == _bytes_outcome(twin, text), (tp, text)

@@ -98,6 +98,7 @@ SYNC_BACKENDS: dict[str, UrlSpec] = {
     "memory-python": lambda request: "memory://?impl=python",
     "redis": _server("redis"),
     "etcd": _server("etcd"),
+    "postgres": _server("postgres"),
 }
 
 BROKER_BACKENDS: dict[str, UrlSpec] = {
@@ -105,6 +106,7 @@ BROKER_BACKENDS: dict[str, UrlSpec] = {
     "memory-python": lambda request: "memory://?impl=python",
     "redis": _server("redis"),
     "nats": _server("nats"),
+    "postgres": _server("postgres"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {
@@ -112,4 +114,5 @@ REGISTRY_BACKENDS: dict[str, UrlSpec] = {
     "redis": lambda request: f"{request.getfixturevalue('redis_url')}?prefix=t{_tag()}:",
     "etcd": lambda request: f"{request.getfixturevalue('etcd_url')}?prefix=/t{_tag()}/",
     "nats": lambda request: f"{request.getfixturevalue('nats_url')}?bucket=t{_tag()}",
+    "postgres": lambda request: f"{request.getfixturevalue('postgres_url')}?table=t{_tag()}",
 }

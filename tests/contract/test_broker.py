@@ -21,9 +21,9 @@ import microstd.broker
 from microstd.broker import Message
 from microstd.errors import EncodeError, InvalidTopic
 
-BACKENDS = ["memory", "memory-python", "file", "redis", "nats", "amqp"]
+BACKENDS = ["memory", "memory-python", "file", "redis", "nats", "postgres", "amqp"]
 #: Backends whose subscribers may live in other processes.
-NETWORK = ["file", "redis", "nats", "amqp"]
+NETWORK = ["file", "redis", "nats", "postgres", "amqp"]
 
 
 def _url(request: pytest.FixtureRequest, kind: str) -> str:

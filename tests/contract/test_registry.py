@@ -13,7 +13,7 @@ import microstd.registry
 from microstd.errors import NotFound, UnknownBackend
 from microstd.registry import Event, Node, Registry, Service
 
-BACKENDS = ["memory", "redis", "etcd", "nats"]
+BACKENDS = ["memory", "redis", "etcd", "nats", "postgres"]
 
 
 def _url(kind: str, request: pytest.FixtureRequest) -> str:
@@ -24,6 +24,8 @@ def _url(kind: str, request: pytest.FixtureRequest) -> str:
         return f"{request.getfixturevalue('redis_url')}?prefix=t{tag}:"
     if kind == "etcd":
         return f"{request.getfixturevalue('etcd_url')}?prefix=/t{tag}/"
+    if kind == "postgres":
+        return f"{request.getfixturevalue('postgres_url')}?table=t{tag}"
     return f"{request.getfixturevalue('nats_url')}?bucket=t{tag}"
 
 

@@ -1,42 +1,21 @@
-"""The RPC contract: what a call means, the same on every transport.
+"""The RPC contract for unary calls: what a call means, the same on every transport.
 
-`rpc` gives a service factory and a client for each transport (see `Rig`):
-HTTP, in-process (no network, same semantics). Each test declares its
-handlers on `rig.service(...)` and calls them through `rig.client()`.
+The `rig` fixture (tests/contract/_rpc_rig.py) gives a service factory and a
+client for each transport. Each test declares its handlers on
+`rig.service(...)` and calls them through `rig.client()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from typing import Any
 
 import pytest
+from _rpc_rig import TRANSPORTS, Rig
 
 import microstd
 from microstd import errors
-from microstd.client import Client
 from microstd.errors import DeadlineExceeded, ServiceError
 from microstd.rpc import current_context
-
-
-class Rig:
-    """Services and clients on one transport, sharing a private registry."""
-
-    def __init__(self, transport: str) -> None:
-        self.transport = transport
-        self.registry = f"memory://rpc-contract-{uuid.uuid4().hex[:8]}"
-        self._open: list[Any] = []
-
-    def service(self, name: str, **kw: Any) -> microstd.Service:
-        return microstd.Service(name, registry=self.registry, **kw)
-
-    def client(self, **kw: Any) -> Client:
-        kw.setdefault("local", self.transport == "local")
-        return Client(self.registry, **kw)
-
-
-TRANSPORTS = ["http", "local"]
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -15,7 +15,7 @@ from microstd import sync
 from microstd.errors import InvalidKey, LockLost, LockTimeout
 from microstd.sync import Locks, SyncLocks
 
-BACKENDS = ["memory-rust", "memory-python", "redis", "etcd"]
+BACKENDS = ["memory-rust", "memory-python", "redis", "etcd", "postgres"]
 # Backends whose waiters are served strictly first come, first served.
 FIFO_BACKENDS = ["memory-rust", "memory-python", "etcd"]
 # etcd rounds a lease up to whole seconds, with a floor of about 2 s.
@@ -267,6 +267,8 @@ async def _queued(locks: Locks, backend: str, kind: str, name: str) -> None:
             cores = locks._cores  # type: ignore[attr-defined]
             core = cores.locks if kind == "lock" else cores.elections
             ready = core.waiting(name) >= 1
+        elif backend == "postgres":
+            ready = locks.waiting(kind, name) >= 1  # type: ignore[attr-defined]
         elif backend == "redis":
             channel = locks._channel(f"microstd:{kind}:{name}")  # type: ignore[attr-defined]
             subs = await locks._client.pubsub_numsub(channel)  # type: ignore[attr-defined]

@@ -13,7 +13,9 @@ import pytest
 from _procs import spawn, stop, wait_registered
 
 
-def microstd(*args: str, registry: str | None = None) -> subprocess.CompletedProcess[str]:
+def microstd(
+    *args: str, registry: str | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if registry:
         env["MICROSTD_REGISTRY"] = registry
@@ -24,6 +26,7 @@ def microstd(*args: str, registry: str | None = None) -> subprocess.CompletedPro
         timeout=60,
         env=env,
         check=False,
+        input=stdin,
     )
 
 
@@ -106,3 +109,21 @@ def test_unknown_registry_scheme() -> None:
     result = microstd("services", "--registry", "zookeeper://x")
     assert result.returncode == 2
     assert "no registry backend" in result.stderr
+
+
+async def test_call_stream_prints_each_reply_as_a_line(redis_url: str, running: str) -> None:
+    out = microstd("call", running, "Proc.Count", '{"n": 3}', "--stream", registry=redis_url)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+    failed = microstd(
+        "call", running, "Proc.Count", '{"n": 2, "fail": 1}', "--stream", registry=redis_url
+    )
+    assert failed.returncode == 1
+    assert [json.loads(line) for line in failed.stdout.splitlines()] == [{"n": 0}, {"n": 1}]
+    assert json.loads(failed.stderr)["code"] == 409
+
+    lines = "".join(json.dumps({"x": x}) + "\n" for x in (1, 2, 3))
+    summed = microstd("call", running, "Proc.Sum", "-", "--stream", registry=redis_url, stdin=lines)
+    assert summed.returncode == 0, summed.stderr
+    assert summed.stdout.split() == ["1", "3", "6"]

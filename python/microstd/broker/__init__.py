@@ -64,6 +64,8 @@ _BUILTINS = {
     "file": "microstd.broker.file:FileBroker",
     "amqp": "microstd.broker.amqp:AmqpBroker",
     "amqps": "microstd.broker.amqp:AmqpBroker",
+    "postgresql": "microstd.broker.postgres:PostgresBroker",
+    "postgres": "microstd.broker.postgres:PostgresBroker",
 }
 
 

@@ -107,7 +107,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument(
         "microstd.broker.dead_lettered",
         "counter",
-        ("system", "pattern"),
+        ("durable",),
         "Durable messages given up on (sent to the dead-letter topic, or dropped)",
     ),
     Instrument(

@@ -42,14 +42,15 @@ from microstd.rpc.context import (
     NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     Context,
-    reset_context,
-    set_context,
-    within,
 )
+from microstd.rpc.context import _current as _context_var
 from microstd.rpc.convert import Endpoint
 from microstd.rpc.deadline import Deadline
+from microstd.rpc.frames import Channel, memory_pair
+from microstd.rpc.http import HttpTransport
 from microstd.rpc.limits import AMPLIFICATION, Limits
 from microstd.rpc.pool import HandlerPool
+from microstd.rpc.streams import run_stream
 
 __all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_server"]
 
@@ -80,9 +81,13 @@ def local_server(node_id: str) -> Server | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
-    """An encoded reply, ready for HTTP or a local caller."""
+    """An encoded reply, ready for HTTP or a local caller.
+
+    (Not frozen: one is made per call on each side, and a frozen dataclass's
+    __init__ costs five times as much.)
+    """
 
     status: int
     body: bytes
@@ -157,6 +162,7 @@ class Server:
         self.address = ""
         self.accepting = False
         self.ready = False
+        self.draining = True
         #: Set from the moment a stop begins (readiness answers "draining").
         self.draining = False
         self._inflight = 0
@@ -164,7 +170,9 @@ class Server:
         # The deadline scopes of handlers running now: stop() expires them past grace.
         self._scopes: set[Deadline] = set()
         self._abandoned = False
-        self._runner: Any = None
+        self._http: HttpTransport | None = None
+        self._streams = 0
+        self._local_streams: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: `/health/ready`'s answer: an async function returning (ok, details);
         #: None: ready while `ready` and accepting (`Service` sets its checks here).
@@ -242,10 +250,19 @@ class Server:
         content_type: str | None,
         accept: str | None,
         headers: Mapping[str, str],
+        *,
+        stream: bool = False,
     ) -> tuple[Context, Endpoint, Codec, Codec] | Reply:
         """The call's context, handler and codecs, or the error reply refusing it
-        (before its body is read: nothing here depends on the body)."""
-        ctx = Context.from_headers(self.name, endpoint, headers, self._limits.max_timeout)
+        (before its body is read: nothing here depends on the body). `stream`:
+        the call came as a stream (the deadline is then at most `max_stream_timeout`)."""
+        limits = self._limits
+        ctx = Context.from_headers(
+            self.name,
+            endpoint,
+            headers,
+            limits.max_stream_timeout if stream else limits.max_timeout,
+        )
         rid = ctx.request_id
         try:
             in_codec = codecs.get(content_type or DEFAULT_CONTENT_TYPE)
@@ -262,6 +279,8 @@ class Server:
         handler = self.endpoints.get(endpoint)
         if handler is None:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
+        if handler.streams is not stream:
+            return self._error(self.fail(400, _mismatch(handler)), out_codec, rid)
         if _left(ctx) <= 0:
             return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
         return ctx, handler, in_codec, out_codec
@@ -320,8 +339,10 @@ class Server:
         """The core of every call, admitted and with its body: decode, run the handler
         (through the middleware, under the call's deadline), encode; errors to replies."""
         rid = ctx.request_id
-        self._enter()
-        token = set_context(ctx)
+        self._inflight += 1  # (_enter, inlined: every call)
+        if self._inflight == 1 and self._idle is not None:
+            self._idle.clear()
+        token = _context_var.set(ctx)
         try:
             try:
                 request = in_codec.loads(body) if body else None
@@ -353,7 +374,7 @@ class Server:
         except Exception as exc:
             return self._error(self.failure(ctx, exc), out_codec, rid)
         finally:
-            reset_context(token)
+            _context_var.reset(token)
             self._leave()
 
     def failure(self, ctx: Context, exc: Exception) -> ServiceError:
@@ -393,7 +414,7 @@ class Server:
 
     def _enter(self) -> None:
         self._inflight += 1
-        if self._idle is not None:
+        if self._inflight == 1 and self._idle is not None:  # else it is clear already
             self._idle.clear()
 
     def _leave(self) -> None:
@@ -401,135 +422,53 @@ class Server:
         if self._inflight == 0 and self._idle is not None:
             self._idle.set()
 
-    # --- HTTP -----------------------------------------------------------------
-
     def _too_large(self) -> ServiceError:
         return self.fail(413, f"the request body is larger than {self.max_body} bytes")
 
-    async def _http_call(self, request: Any) -> Any:
-        from aiohttp import web
+    # --- streams ------------------------------------------------------------------
 
-        headers = request.headers
-        prepared = self._prepare(
-            request.match_info["endpoint"],
-            headers.get("Content-Type"),
-            headers.get("Accept"),
-            headers,
+    async def serve_stream(
+        self,
+        channel: Channel,
+        endpoint: str,
+        content_type: str | None,
+        accept: str | None,
+        headers: Mapping[str, str],
+    ) -> None:
+        """Serve one streaming call whose frames `channel` carries (see `rpc/streams.py`)."""
+        await run_stream(self, channel, endpoint, content_type, accept, headers)
+
+    def open_stream(
+        self,
+        endpoint: str,
+        content_type: str | None,
+        accept: str | None,
+        headers: Mapping[str, str],
+    ) -> Channel:
+        """A streaming call from this process: the caller's end of an in-memory channel
+        whose other end this server serves (the in-process twin of a WebSocket)."""
+        mine, theirs = memory_pair()
+        task = asyncio.create_task(
+            self.serve_stream(theirs, endpoint, content_type, accept, headers),
+            name=f"microstd-local-stream-{endpoint}",
         )
-        if type(prepared) is Reply:
-            return _response(prepared, close=not request.content.is_eof())
-        ctx, handler, in_codec, out_codec = prepared  # type: ignore[misc]
-        limits = self._limits
-        declared = request.content_length
-        if declared is not None and declared > limits.max_body:
-            # Our error shape (not aiohttp's text page), so the client raises a
-            # ServiceError; the unread rest of the body makes the connection unusable.
-            return _response(self._error(self._too_large(), out_codec, ctx.request_id), close=True)
-        # Admitted before the body is read: a request waiting in line holds no body.
-        charge = limits.charge(limits.max_body if declared is None else declared)
-        if not self._budget.try_take(charge):
-            refused = await self._admit(ctx, charge, out_codec)
-            if refused is not None:
-                return _response(refused, close=True)
-        try:
-            try:
-                if request.content.is_eof():
-                    body = await request.read()  # all here already: the common case
-                else:
-                    body = await within(request.read(), limits.body_timeout)
-            except web.HTTPRequestEntityTooLarge:
-                return _response(
-                    self._error(self._too_large(), out_codec, ctx.request_id), close=True
-                )
-            except TimeoutError:
-                detail = f"the request body did not arrive within {limits.body_timeout:g}s"
-                reply = self._error(self.fail(408, detail), out_codec, ctx.request_id)
-                return _response(reply, close=True)
-            work = self._handle(ctx, handler, in_codec, out_codec, body)
-            if _observe.on:
-                reply = await _observed.serve(self.name, self.node_id, ctx, headers, work)
-            else:
-                reply = await work
-        finally:
-            self._budget.give(charge)
-        return _response(reply, close=not self.accepting)
+        self._local_streams.add(task)
+        task.add_done_callback(self._local_streams.discard)
+        return mine
 
-    async def _http_health(self, request: Any) -> Any:
-        from aiohttp import web
+    @property
+    def streams(self) -> int:
+        """Streaming calls open right now."""
+        return self._streams
 
-        body: dict[str, Any] = {"service": self.name, "node": self.node_id}
-        if request.path.endswith("/live"):
-            ok = True
-        elif not (self.ready and self.accepting):
-            ok = False
-            body["status"] = "draining" if self.draining else "starting"
-        elif self.readiness is not None:
-            ok, details = await self.readiness()
-            body.update(details)
-        else:
-            ok = True
-        body.setdefault("status", "ok" if ok else "failing")
-        return web.json_response(
-            body, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
-        )
-
-    async def _http_metrics(self, request: Any) -> Any:
-        from aiohttp import web
-
-        from microstd.observe.metrics import prometheus_text
-
-        text, content_type = prometheus_text()
-        # aiohttp takes the charset apart from the media type.
-        media, _, params = content_type.partition(";")
-        charset = params.split("charset=", 1)[1].strip() if "charset=" in params else None
-        resp = web.Response(body=text, headers={"Cache-Control": "no-store"})
-        resp.content_type = media.strip()
-        if charset:
-            resp.charset = charset
-        return resp
+    # --- lifecycle ----------------------------------------------------------------
 
     async def start(self, address: str = "127.0.0.1:0") -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
-        from aiohttp import web
-
-        host, _, port_text = address.rpartition(":")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"address must be 'host:port', got {address!r}") from None
-        limits = self._limits
-        app = web.Application(client_max_size=limits.max_body)
-        app.router.add_get("/health", self._http_health)
-        app.router.add_get("/health/live", self._http_health)
-        app.router.add_get("/health/ready", self._http_health)
-        if self.metrics_endpoint:
-            app.router.add_get("/metrics", self._http_metrics)
-        app.router.add_post("/{endpoint}", self._http_call)
-        # We drain in-flight requests ourselves (stop()); aiohttp's own wait is a
-        # backstop for requests still sending their body when stop() ends.
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=_CLOSE_WAIT,
-            handle_signals=False,
-            # Also closes a connection that never completes its headers (slowloris).
-            keepalive_timeout=limits.idle_timeout,
-            # After refusing a body (408, 413) aiohttp reads and drops the rest before
-            # closing, so the client sees the reply: 1 s of that, not its default 10.
-            lingering_time=_LINGER,
-        )
         _observe_state.refresh()
-        await runner.setup()
-        site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        sockets = runner.addresses
-        bound_port = sockets[0][1] if sockets else port
-        self.address = f"{host or '127.0.0.1'}:{bound_port}"
+        http = HttpTransport(self)
+        self.address = await http.start(address)
+        self._http = http
         self._idle = asyncio.Event()
         self._idle.set()
         self._abandoned = False
@@ -543,7 +482,6 @@ class Server:
         """New requests get 503 (clients retry elsewhere); in-flight ones finish."""
         self.accepting = False
         self.ready = False
-        self.draining = True
 
     async def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for in-flight requests; True if all finished."""
@@ -588,9 +526,9 @@ class Server:
             await self.drain(max(0.0, min(_CLOSE_WAIT, end - loop.time() - _CLOSE_WAIT)))
         _LOCAL.pop(self.node_id, None)
         self.pool.close()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
 
 
 def _left(ctx: Context) -> float:
@@ -598,20 +536,17 @@ def _left(ctx: Context) -> float:
     return ctx.deadline - time.monotonic()  # type: ignore[operator]
 
 
-#: Seconds a connection whose body was refused may go on sending it.
-_LINGER = 1.0
-
 #: Seconds `stop()` keeps for abandoned handlers to reply and for closing connections.
 _CLOSE_WAIT = 0.1
 
 
-def _response(reply: Reply, *, close: bool = False) -> Any:
-    from aiohttp import web
-
-    headers = reply.headers()
-    if close:
-        headers["Connection"] = "close"
-    return web.Response(body=reply.body, status=reply.status, headers=headers)
+def _mismatch(handler: Endpoint) -> str:
+    if handler.streams:
+        return (
+            f"{handler.name} is a {handler.kind}-streaming endpoint:"
+            " call it with Client.stream (or Client.call with a stream of requests)"
+        )
+    return f"{handler.name} is a unary endpoint: call it with Client.call"
 
 
 async def _innermost(handler: Endpoint, service: str, ctx: Context, body: object) -> object:

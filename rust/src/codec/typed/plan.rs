@@ -58,6 +58,9 @@ pub struct Dataclass {
     pub cls: Py<PyType>,
     pub fields: Vec<Field>,
     pub post_init: bool,
+    /// No instance `__dict__` (slots): fields are set one by one with
+    /// `object.__setattr__`; otherwise they go straight into the `__dict__`.
+    pub slots: bool,
 }
 
 pub struct TypedDictField {
@@ -210,6 +213,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                 cls: at(2)?.cast_into::<PyType>()?.unbind(),
                 fields,
                 post_init: at(4)?.is_truthy()?,
+                slots: at(5)?.is_truthy()?,
             }))
         }
         TYPEDDICT => {
