@@ -2,8 +2,10 @@
 //! `microstd.codec._plan` (one per type, cached there) and converts decoded
 //! values into the plan's type.
 
+mod build;
 mod convert;
 mod json;
+mod json_text;
 mod msgpack;
 mod plan;
 

@@ -16,7 +16,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::convert::{new_instance, new_named_tuple, FieldSink, Run};
+use super::build::{new_instance, new_named_tuple, FieldSink};
+use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
