@@ -442,7 +442,11 @@ class Server:
         headers: Mapping[str, str],
     ) -> None:
         """Serve one streaming call whose frames `channel` carries (see `rpc/streams.py`)."""
-        await run_stream(self, channel, endpoint, content_type, accept, headers)
+        work = run_stream(self, channel, endpoint, content_type, accept, headers)
+        if _observe.tracer is not None:  # a SERVER span around the stream (microstd.observe)
+            await _observed.serve_stream(self.name, self.node_id, endpoint, headers, work)
+        else:
+            await work
 
     def open_stream(
         self,
