@@ -16,6 +16,11 @@ kind against the bare handler, with its direction ("1.12x slower": 1.12x
 the time per call), as `microstd bench rpc` does. The rig (servers, clients, loop) is
 `microstd.bench.rpc.Rig`, shared with `microstd bench rpc`.
 
+NATS (`NatsRig`, its own nats-server): a microstd `Service(transport="nats://...")`
+called through `Client(transport=...)` against a bare nats-py queue-group
+responder called with `nc.request`, both decoding and encoding the same msgpack
+bodies; "x bare" is time per call against the bare one (below 1.30 is the aim).
+
 Server streaming (`StreamRig`): items per second of one stream of
 `STREAM_ITEMS` small msgpack items, a microstd async-generator handler read
 through `Client.stream` over HTTP (a WebSocket) against a bare aiohttp
@@ -33,7 +38,7 @@ from typing import Any
 import pytest
 
 from microstd.bench.report import ratio_text
-from microstd.bench.rpc import BATCH, KINDS, REPLY, Rig
+from microstd.bench.rpc import BATCH, BODY, KINDS, REPLY, Rig
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +175,141 @@ def stream_main(rounds: int = 8) -> None:
         print(f"{kind:12} {rate:10.0f} {base[0] / wall:7.2f} {base[1] / cpu:10.2f}")
 
 
+NATS_KINDS = ("bare-nats", "nats")
+
+
+class NatsRig:
+    """A nats-server of its own, a bare nats-py request/reply responder and a
+    microstd service with `transport="nats://..."`, on one loop.
+
+    Both responders decode the msgpack request with the same codec and encode
+    the same reply; the bare client is `nc.request` plus the same decoding.
+    """
+
+    def __init__(self) -> None:
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from _servers import nats_server
+
+        self.proc = nats_server()
+        self.proc.start()
+        self.url = f"nats://127.0.0.1:{self.proc.port}"
+        self.loop = asyncio.new_event_loop()
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self.calls: dict[str, Callable[[], Awaitable[object]]] = {}
+        try:
+            self.loop.run_until_complete(self._start())
+        except BaseException:
+            self.close()
+            raise
+
+    async def _start(self) -> None:
+        import uuid
+
+        import nats
+
+        import microstd
+        from microstd import codec
+
+        msgpack = codec.get("application/msgpack")
+        payload = msgpack.dumps(BODY)
+
+        responder = await nats.connect(self.url)
+        self._closers.append(responder.close)
+
+        async def bare(msg: Any) -> None:
+            req = msgpack.loads(msg.data)
+            assert isinstance(req, dict)
+            await msg.respond(msgpack.dumps({"msg": f"hello {req['name']}"}))
+
+        await responder.subscribe("bench.bare", queue="bench", cb=bare)
+        requester = await nats.connect(self.url)
+        self._closers.append(requester.close)
+
+        name = f"bench-nats-{uuid.uuid4().hex[:6]}"
+        svc = microstd.Service(name, registry="memory://", transport=self.url)
+
+        # Plain `dict` annotations: decoded as the bare responder decodes, with no
+        # typed validation on top (which `dict[str, Any]` would add, on both sides).
+        @svc.handler("Greeter.Hello")
+        async def hello(req: dict) -> dict:  # type: ignore[type-arg]
+            return {"msg": f"hello {req['name']}"}
+
+        await svc.start()
+        self._closers.append(svc.stop)
+        client = microstd.Client(transport=self.url)
+        self._closers.append(client.close)
+
+        async def bare_call() -> object:
+            msg = await requester.request("bench.bare", payload, timeout=10)
+            return msgpack.loads(msg.data)
+
+        self.calls = {
+            "bare-nats": bare_call,
+            "nats": lambda: client.call(name, "Greeter.Hello", BODY),
+        }
+
+    def run(self, aw: Awaitable[object]) -> object:
+        return self.loop.run_until_complete(aw)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            self.loop.run_until_complete(closer())
+        self._closers.clear()
+        self.loop.close()
+        self.proc.close()
+
+
+@pytest.fixture(scope="module")
+def nats_rig() -> Iterator[NatsRig]:
+    made = NatsRig()
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("kind", NATS_KINDS)
+def test_nats_round_trip(benchmark: Any, nats_rig: NatsRig, kind: str) -> None:
+    benchmark.group = "rpc over NATS, round trip"
+    call = nats_rig.calls[kind]
+    assert benchmark(lambda: nats_rig.run(call())) == REPLY
+
+
+def nats_main(rounds: int = 10) -> None:
+    """Print NATS request/reply latency, microstd against bare nats-py."""
+    rig = NatsRig()
+    inf = float("inf")
+    best = {kind: {"lat": (inf, inf), "thr": (inf, inf)} for kind in NATS_KINDS}
+
+    async def measure() -> None:
+        for kind in NATS_KINDS:
+            await _timed(rig.calls[kind], 4 * BATCH, BATCH)  # warm up
+        for _ in range(rounds):
+            for kind in NATS_KINDS:
+                for name, n, at_once in (("lat", 300, 1), ("thr", 6 * BATCH, BATCH)):
+                    wall, cpu = await _timed(rig.calls[kind], n, at_once)
+                    old = best[kind][name]
+                    best[kind][name] = (min(old[0], wall), min(old[1], cpu))
+
+    try:
+        rig.run(measure())
+    finally:
+        rig.close()
+    base = best["bare-nats"]
+    columns = ("latency us", "x bare", "cpu x", "64 conc. x", "cpu x")
+    print(f"\n{'nats case':10} " + " ".join(f"{c:>10}" for c in columns))
+    for kind in NATS_KINDS:
+        lat, thr = best[kind]["lat"], best[kind]["thr"]
+        ratios = (
+            lat[0] / base["lat"][0],
+            lat[1] / base["lat"][1],
+            thr[0] / base["thr"][0],
+            thr[1] / base["thr"][1],
+        )
+        print(f"{kind:10} {lat[0] * 1e6:10.1f} " + " ".join(f"{r:10.2f}" for r in ratios))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_latency(benchmark: Any, rig: Rig, kind: str) -> None:
     benchmark.group = "rpc round trip"
@@ -287,3 +427,4 @@ if __name__ == "__main__":
     _observe(options.otel, options.metrics)
     main()
     stream_main()
+    nats_main()

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from microstd import codec as codecs
 from microstd._lifecycle import AsyncResource
@@ -42,6 +42,7 @@ from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
     MicrostdError,
+    NotSupported,
     ServiceError,
 )
 from microstd.observe import _state as _observe_state
@@ -62,8 +63,11 @@ from microstd.rpc.context import (
 from microstd.rpc.convert import build
 from microstd.rpc.deadline import Deadline
 from microstd.rpc.frames import Channel, WebSocketChannel
-from microstd.rpc.server import Reply, local_server
+from microstd.rpc.server import Reply, _nats_url, local_server
 from microstd.rpc.stream_client import Stream, is_stream_body
+
+if TYPE_CHECKING:
+    from microstd.rpc.nats import NatsClientTransport
 
 __all__ = ["Call", "CallNext", "Client", "ClientMiddleware"]
 
@@ -136,6 +140,7 @@ class Client(AsyncResource):
         middleware: Sequence[ClientMiddleware] = (),
         cache_ttl: float = 1.0,
         local: bool = True,
+        transport: str | None = None,
     ) -> None:
         if selector not in ("round_robin", "random"):
             raise ValueError(f"selector is 'round_robin' or 'random', got {selector!r}")
@@ -159,6 +164,14 @@ class Client(AsyncResource):
         #: The largest stream reply item accepted, in bytes (a server's default
         #: `max_body`); a larger one ends the stream with a 502.
         self.max_frame = 4 * 1024 * 1024
+        #: Calls go over NATS request/reply when `transport` is a NATS URL (no
+        #: registry look-up: the service's queue group answers); None: HTTP.
+        self._nats: NatsClientTransport | None = None
+        nats_url = _nats_url(transport)
+        if nats_url is not None:
+            from microstd.rpc.nats import NatsClientTransport
+
+            self._nats = NatsClientTransport(nats_url)
         self._connected = False
         self._session: Any = None
         self._cache: dict[str, tuple[float, list[Node]]] = {}
@@ -193,6 +206,8 @@ class Client(AsyncResource):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        if self._nats is not None:
+            await self._nats.close()
         if self._owns_registry and self._connected:
             await self.registry.close()
         self._connected = False
@@ -295,6 +310,11 @@ class Client(AsyncResource):
         from microstd.rpc.stream_client import Stream
 
         self._check_open()
+        if self._nats is not None:
+            raise NotSupported(
+                "streaming calls are carried over HTTP (WebSocket), not NATS:"
+                " use a Client without transport= for streams"
+            )
         call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
         return Stream(self, call, response_type)
 
@@ -326,6 +346,8 @@ class Client(AsyncResource):
         self._check_open()
         if type(call.body) not in _PLAIN_BODIES and is_stream_body(call.body):
             return await self._invoke_streaming(call)
+        if self._nats is not None:
+            return await self._nats.invoke(self, call)
         timeout = call.timeout if call.timeout is not None else self.timeout
         now = time.monotonic()
         deadline = now + timeout
@@ -360,6 +382,11 @@ class Client(AsyncResource):
     async def _invoke_streaming(self, call: Call) -> object:
         from microstd.rpc.stream_client import call_streaming
 
+        if self._nats is not None:
+            raise NotSupported(
+                "streaming calls are carried over HTTP (WebSocket), not NATS:"
+                " use a Client without transport= for streams"
+            )
         if call.timeout is None:
             call.timeout = self.timeout  # a call (not a stream) has the client's timeout
         return await call_streaming(self, call)

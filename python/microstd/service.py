@@ -89,6 +89,9 @@ class Service(AsyncResource):
     start when there are subscribers). `config` is kept as `svc.config`.
     `limits` (`microstd.rpc.Limits`) bound what requests may hold: body size,
     deadline, decoded memory, handler threads, read and idle timeouts.
+    `transport="nats://host:port"` also serves the handlers over NATS
+    request/reply in the service's queue group (`microstd.rpc.nats`); HTTP
+    stays on (health, streams, HTTP clients), and `svc.client` calls through NATS.
     `metrics=True` records metrics and serves `/metrics` (default: the
     `MICROSTD_METRICS` environment variable). `health_timeout` bounds each
     readiness check; `drain_delay` is how long a stopping service keeps
@@ -114,6 +117,7 @@ class Service(AsyncResource):
         middleware: Sequence[ServerMiddleware] = (),
         client_middleware: Sequence[ClientMiddleware] = (),
         limits: Limits | None = None,
+        transport: str | None = None,
         metrics: bool | None = None,
         health_timeout: float = 2.0,
         drain_delay: float = 0.0,
@@ -127,7 +131,8 @@ class Service(AsyncResource):
         self.grace = grace
         self.metadata = dict(metadata or {})
         self.config = config
-        self.server = Server(name, middleware=middleware, limits=limits)
+        self.server = Server(name, middleware=middleware, limits=limits, transport=transport)
+        self.transport = transport
         self.health = Health(health_timeout)
         self.server.readiness = self._readiness
         if (
@@ -285,7 +290,12 @@ class Service(AsyncResource):
     def client(self) -> Client:
         """A `Client` on this service's registry; calls carry this service as caller."""
         if self._client is None:
-            self._client = Client(self.registry, name=self.name, middleware=self._client_middleware)
+            self._client = Client(
+                self.registry,
+                name=self.name,
+                middleware=self._client_middleware,
+                transport=self.transport,
+            )
         return self._client
 
     # --- lifecycle ----------------------------------------------------------------
@@ -294,6 +304,8 @@ class Service(AsyncResource):
     def node(self) -> Node:
         """This instance's node as registered (address known once started)."""
         meta = {"pid": str(os.getpid()), "protocol": "http", **self.metadata}
+        if self.server.transport_url is not None:
+            meta["transport"] = "nats"  # also served in the NATS queue group
         return Node(self.server.node_id, self.advertise or self.server.address, meta)
 
     def record(self) -> ServiceRecord:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _rpc_rig import TRANSPORTS, Rig
+from _rpc_rig import STREAM_TRANSPORTS, Rig, make_rig
 
 import microstd
 from microstd import errors
@@ -18,9 +18,9 @@ from microstd.errors import DeadlineExceeded, ServiceError
 from microstd.rpc import Limits, current_context
 
 
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture(params=STREAM_TRANSPORTS)
 def rig(request: pytest.FixtureRequest) -> Rig:
-    return Rig(request.param)
+    return make_rig(request)
 
 
 @dataclasses.dataclass

@@ -135,3 +135,27 @@ async def test_backend_spans_and_switching_them_off(spans: Any) -> None:
         await b.publish("a.b", b"x")
     # Store spans are off; broker spans stay.
     assert [s.name for s in spans.get_finished_spans()] == ["publish a.b"]
+
+
+async def test_a_lost_leadership_counts_and_a_resigned_one_does_not(
+    reader: InMemoryMetricReader, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    name = f"lead{uuid.uuid4().hex[:8]}"
+    async with microstd.sync.open(redis_url) as locks:
+        kept = await locks.elect(f"{name}-kept", candidate="a", ttl=5)
+        await kept.resign()
+        leadership = await locks.elect(name, candidate="a", ttl=0.6)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.delete(f"microstd:election:{name}")
+        finally:
+            await client.aclose()
+        await asyncio.wait_for(leadership.lost.wait(), 5.0)
+        deadline = time.monotonic() + 10
+        while not points(reader, "microstd.lock.losses"):
+            assert time.monotonic() < deadline, "the loss was never counted"
+            await asyncio.sleep(0.01)
+        await leadership.resign()
+    assert points(reader, "microstd.lock.losses") == {(("backend", "redis"),): 1}

@@ -193,3 +193,32 @@ def test_bad_health_options_are_refused(reg_url: str) -> None:
         svc.add_health_check("one", lambda: None)
     with pytest.raises(InvalidArgument):
         svc.add_health_check("", lambda: None)
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+async def test_a_network_broker_that_stops_answering_makes_the_service_not_ready(
+    reg_url: str, kind: str, server_factory: Any
+) -> None:
+    server = server_factory(kind)
+    url = f"{kind}://127.0.0.1:{server.port}"
+    svc = microstd.Service("brokered", registry=reg_url, broker=url, health_timeout=1.0)
+
+    @svc.subscriber("jobs.*")
+    async def on_job(msg: object) -> None:
+        pass
+
+    async with svc:
+        status, body = await get(svc.server.address, "/health/ready")
+        assert (status, body["checks"]["broker"]) == (200, "ok")
+        server.pause()  # SIGSTOP: the socket stays open, nothing answers
+        try:
+            status, body = await get(svc.server.address, "/health/ready")
+            assert status == 503
+            assert body["checks"]["broker"].startswith("failed")
+            assert body["checks"]["registry"] == "ok"
+        finally:
+            server.resume()
+        deadline = time.monotonic() + 20
+        while (await get(svc.server.address, "/health/ready"))[0] != 200:
+            assert time.monotonic() < deadline, "never ready again"
+            await asyncio.sleep(0.05)

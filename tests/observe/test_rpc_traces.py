@@ -175,3 +175,37 @@ async def test_nothing_is_recorded_once_tracing_is_off(spans: Any, reg_url: str)
     async with make_service(reg_url), Client(reg_url, local=False) as client:
         await client.call("greeter", "Greeter.Hello", {"name": "x"})
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["websocket", "in-process"])
+async def test_a_server_stream_is_one_client_span_parent_of_its_server_span(
+    spans: Any, reg_url: str, local: bool
+) -> None:
+    from collections.abc import AsyncIterator
+
+    from opentelemetry import trace
+
+    svc = microstd.Service("counter", registry=reg_url)
+    seen_in_handler: list[int] = []
+
+    @svc.handler("Counter.Upto")
+    async def upto(req: dict[str, int]) -> AsyncIterator[int]:
+        seen_in_handler.append(trace.get_current_span().get_span_context().span_id)
+        for n in range(req["n"]):
+            yield n
+
+    async with svc, Client(reg_url, local=local) as client:
+        got = [item async for item in client.stream("counter", "Counter.Upto", {"n": 3})]
+        # The consumer of the items is not inside the stream's span.
+        assert not trace.get_current_span().get_span_context().is_valid
+    assert got == [0, 1, 2]
+    kinds = by_kind(spans)
+    [client_span] = kinds[SpanKind.CLIENT]
+    [server_span] = kinds[SpanKind.SERVER]
+    assert client_span.name == server_span.name == "Counter/Upto"
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert seen_in_handler == [server_span.context.span_id]
+    assert client_span.attributes["microstd.rpc.streaming"] is True
+    assert client_span.attributes["microstd.rpc.stream.items"] == 3
+    assert server_span.attributes["microstd.rpc.streaming"] is True
+    assert client_span.status.status_code == StatusCode.UNSET

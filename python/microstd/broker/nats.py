@@ -127,6 +127,12 @@ class NatsBroker(NetworkBroker):
                 )
             )
 
+    async def ping(self) -> None:
+        """One round trip to the server (readiness checks); `ConnectionFailed` if none."""
+        client = await self._client("ping")
+        with self._errors("ping"):
+            await client.flush(timeout=self._endpoint.timeouts.request)
+
     async def _client(self, what: str) -> Any:
         """The live connection; `ConnectionFailed` at once while it is down."""
         if self._closed:

@@ -242,6 +242,10 @@ class PostgresBroker(NetworkBroker):
         assert self._conn is not None
         return self._conn
 
+    async def ping(self) -> None:
+        """One round trip to the server (readiness checks); `ConnectionFailed` if none."""
+        await (await self._db()).ping("broker ping")
+
     async def _listening(self) -> None:
         """LISTEN on the message and control channels (once), and start the dispatcher."""
         if self._unlisten:

@@ -82,18 +82,36 @@ def end_server_span(span: Any, status: int) -> None:
     span.end()
 
 
-def client_span(tracer: Any, service: str, endpoint: str, timeout: float) -> Any:
+def client_span(tracer: Any, service: str, endpoint: str, timeout: float | None) -> Any:
     """A CLIENT span for one call (all its attempts), child of the current span."""
+    rpc_service, method = rpc_names(endpoint)
+    attributes: dict[str, Any] = {
+        "rpc.system": RPC_SYSTEM,
+        "rpc.service": rpc_service,
+        "rpc.method": method,
+        "peer.service": service,
+    }
+    if timeout is not None:
+        attributes["microstd.rpc.timeout"] = timeout
+    return tracer.start_span(f"{rpc_service}/{method}", kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def stream_server_span(
+    tracer: Any, service: str, node: str, endpoint: str, headers: Mapping[str, str]
+) -> Any:
+    """A SERVER span for one streaming call (its context is read later, by the stream)."""
     rpc_service, method = rpc_names(endpoint)
     return tracer.start_span(
         f"{rpc_service}/{method}",
-        kind=SpanKind.CLIENT,
+        context=extract(headers),
+        kind=SpanKind.SERVER,
         attributes={
             "rpc.system": RPC_SYSTEM,
             "rpc.service": rpc_service,
             "rpc.method": method,
-            "peer.service": service,
-            "microstd.rpc.timeout": timeout,
+            "microstd.service": service,
+            "microstd.node": node,
+            "microstd.rpc.streaming": True,
         },
     )
 

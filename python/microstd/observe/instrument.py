@@ -20,6 +20,7 @@ and one opened while something is on is observed for its whole life.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -54,6 +55,7 @@ def instrument(area: str, scheme: str, obj: Any) -> Any:
         for op in _LOCK_OPS:
             _operation(obj, op, "locks", scheme, None)
         _acquire(obj, scheme)
+        _elect(obj, scheme)
     else:
         return obj
     with contextlib.suppress(AttributeError):  # no __dict__: never wrapped twice anyway
@@ -362,6 +364,50 @@ def _acquire(locks: Any, system: str) -> None:
             return lease
 
         locks.acquire = functools.wraps(acquire)(sacquire)
+
+
+def _elect(locks: Any, system: str) -> None:
+    """Leaderships that `elect` returns count a loss when `lost` is set without a `resign()`."""
+    elect = locks.elect
+    if not inspect.iscoroutinefunction(elect):
+        return  # the native blocking surface: its leaderships go uncounted
+
+    async def aelect(*args: Any, **kw: Any) -> Any:
+        leadership = await elect(*args, **kw)
+        _watch_leadership(leadership, system)
+        return leadership
+
+    locks.elect = functools.wraps(elect)(aelect)
+
+
+def _watch_leadership(leadership: Any, system: str) -> None:
+    lost = getattr(leadership, "lost", None)
+    resign = getattr(leadership, "resign", None)
+    if lost is None or resign is None or not inspect.iscoroutinefunction(resign):
+        return
+    resigned = False
+
+    async def aresign(*args: Any, **kw: Any) -> Any:
+        nonlocal resigned
+        resigned = True
+        return await resign(*args, **kw)
+
+    async def watch() -> None:
+        await lost.wait()
+        if not resigned:
+            _lost(system)
+
+    try:
+        leadership.resign = functools.wraps(resign)(aresign)
+    except AttributeError:
+        return
+    task = asyncio.ensure_future(watch())
+    _watchers.add(task)
+    task.add_done_callback(_watchers.discard)
+
+
+#: Leadership watchers still waiting (kept so they are not collected mid-wait).
+_watchers: set[asyncio.Future[None]] = set()
 
 
 def _lost(system: str) -> None:

@@ -176,6 +176,7 @@ class Metrics:
         }
         self._otel = self._make_otel(meter_provider)
         self._prom = self._make_prometheus()
+        self._children: dict[tuple[str, tuple[str, ...]], tuple[Any, dict[str, str], Any]] = {}
 
     # --- sinks ----------------------------------------------------------------
 
@@ -240,23 +241,33 @@ class Metrics:
 
     # --- recording ------------------------------------------------------------
 
+    def _child(self, name: str, labels: tuple[str, ...]) -> tuple[Any, dict[str, str], Any]:
+        # Per label set, once: the OpenTelemetry attributes and prometheus-client's
+        # child (its `labels()` lookup was most of a recording's cost).
+        key = (name, labels)
+        found = self._children.get(key)
+        if found is None:
+            attributes = dict(zip(_BY_NAME[name].labels, labels, strict=True))
+            prom = self._prom.get(name)
+            child = prom.labels(*labels) if prom is not None else None
+            found = self._children[key] = (self._otel.get(name), attributes, child)
+        return found
+
     def add(self, name: str, labels: tuple[str, ...], amount: float = 1) -> None:
         """Add to counter `name`."""
-        otel = self._otel.get(name)
+        otel, attributes, prom = self._child(name, labels)
         if otel is not None:
-            otel.add(amount, dict(zip(_BY_NAME[name].labels, labels, strict=True)))
-        prom = self._prom.get(name)
+            otel.add(amount, attributes)
         if prom is not None:
-            prom.labels(*labels).inc(amount)
+            prom.inc(amount)
 
     def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
         """Record `value` in histogram `name`."""
-        otel = self._otel.get(name)
+        otel, attributes, prom = self._child(name, labels)
         if otel is not None:
-            otel.record(value, dict(zip(_BY_NAME[name].labels, labels, strict=True)))
-        prom = self._prom.get(name)
+            otel.record(value, attributes)
         if prom is not None:
-            prom.labels(*labels).observe(value)
+            prom.observe(value)
 
     def watch_gauge(self, name: str, owner: Any, read: _Reader) -> None:
         """Report `read(owner)` as gauge `name` at each scrape while `owner` lives."""

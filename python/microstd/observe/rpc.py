@@ -7,7 +7,7 @@ on); otherwise they take their plain path after one attribute read.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from microstd.errors import ServiceError
@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from microstd.rpc.context import Context
     from microstd.rpc.server import Reply
 
-__all__ = ["call", "inject", "note_attempt", "note_failure", "note_retry", "serve"]
+__all__ = [
+    "call",
+    "inject",
+    "note_attempt",
+    "note_failure",
+    "note_retry",
+    "serve",
+    "serve_stream",
+    "traced_stream",
+]
 
 
 async def serve(
@@ -120,3 +129,61 @@ def note_failure(exc: BaseException) -> None:
     from microstd.observe import _otel
 
     _otel.record_exception(exc)
+
+
+async def serve_stream(
+    service: str, node: str, endpoint: str, headers: Mapping[str, str], work: Awaitable[None]
+) -> None:
+    """Serve one streaming call inside a SERVER span (tracing on only): its tasks copy
+    the context, so the handler's own spans and calls are children."""
+    tracer = state.tracer
+    if tracer is None:
+        await work
+        return
+    from microstd.observe import _otel
+
+    span = _otel.stream_server_span(tracer, service, node, endpoint, headers)
+    await _otel.awaited(span, work)
+
+
+async def traced_stream(
+    replies: AsyncIterator[Any], call: Call, default_timeout: float | None
+) -> AsyncIterator[Any]:
+    """A client's reply stream inside a CLIENT span (tracing on only).
+
+    The span is current while the stream works (connecting, sending its headers
+    with the span's context, receiving), never while the caller holds an item.
+    """
+    tracer = state.tracer
+    if tracer is None:
+        async for item in replies:
+            yield item
+        return
+    from microstd.observe import _otel
+
+    timeout = call.timeout if call.timeout is not None else default_timeout
+    span = _otel.client_span(tracer, call.service, call.endpoint, timeout)
+    span.set_attribute("microstd.rpc.streaming", True)
+    items = 0
+    failure: BaseException | None = None
+    step = replies.__anext__
+    try:
+        while True:
+            with _otel.use(span):
+                try:
+                    item = await step()
+                except StopAsyncIteration:
+                    break
+            items += 1
+            yield item
+    except GeneratorExit:
+        raise  # the caller closed the stream early: not an error
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        with _otel.use(span):
+            await replies.aclose()  # type: ignore[attr-defined]
+        span.set_attribute("microstd.rpc.stream.items", items)
+        status = failure.code if isinstance(failure, ServiceError) else None
+        _otel.end_client_span(span, status if failure else 200, failure)

@@ -49,6 +49,7 @@ from microstd.rpc.deadline import Deadline
 from microstd.rpc.frames import Channel, memory_pair
 from microstd.rpc.http import HttpTransport
 from microstd.rpc.limits import AMPLIFICATION, Limits
+from microstd.rpc.nats import NatsServerTransport
 from microstd.rpc.pool import HandlerPool
 from microstd.rpc.streams import run_stream
 
@@ -148,6 +149,7 @@ class Server:
         middleware: Sequence[ServerMiddleware] = (),
         max_body: int | None = None,
         limits: Limits | None = None,
+        transport: str | None = None,
     ) -> None:
         self.name = name
         self.node_id = node_id or f"{name.replace('.', '-')}-{uuid.uuid4().hex[:12]}"
@@ -162,7 +164,6 @@ class Server:
         self.address = ""
         self.accepting = False
         self.ready = False
-        self.draining = True
         #: Set from the moment a stop begins (readiness answers "draining").
         self.draining = False
         self._inflight = 0
@@ -171,8 +172,13 @@ class Server:
         self._scopes: set[Deadline] = set()
         self._abandoned = False
         self._http: HttpTransport | None = None
+        #: The NATS URL this server also serves on (`transport=`), or None.
+        self.transport_url = _nats_url(transport)
+        self._nats: NatsServerTransport | None = None
         self._streams = 0
-        self._local_streams: set[asyncio.Task[None]] = set()
+        #: Tasks the server started and keeps referenced until done (in-process
+        #: streams, a NATS unsubscribe).
+        self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: `/health/ready`'s answer: an async function returning (ok, details);
         #: None: ready while `ready` and accepting (`Service` sets its checks here).
@@ -436,7 +442,11 @@ class Server:
         headers: Mapping[str, str],
     ) -> None:
         """Serve one streaming call whose frames `channel` carries (see `rpc/streams.py`)."""
-        await run_stream(self, channel, endpoint, content_type, accept, headers)
+        work = run_stream(self, channel, endpoint, content_type, accept, headers)
+        if _observe.tracer is not None:  # a SERVER span around the stream (microstd.observe)
+            await _observed.serve_stream(self.name, self.node_id, endpoint, headers, work)
+        else:
+            await work
 
     def open_stream(
         self,
@@ -452,8 +462,8 @@ class Server:
             self.serve_stream(theirs, endpoint, content_type, accept, headers),
             name=f"microstd-local-stream-{endpoint}",
         )
-        self._local_streams.add(task)
-        task.add_done_callback(self._local_streams.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         return mine
 
     @property
@@ -469,6 +479,15 @@ class Server:
         http = HttpTransport(self)
         self.address = await http.start(address)
         self._http = http
+        if self.transport_url is not None:
+            nats = NatsServerTransport(self, self.transport_url)
+            try:
+                await nats.start()
+            except BaseException:
+                self._http = None
+                await http.stop()
+                raise
+            self._nats = nats
         self._idle = asyncio.Event()
         self._idle.set()
         self._abandoned = False
@@ -482,6 +501,13 @@ class Server:
         """New requests get 503 (clients retry elsewhere); in-flight ones finish."""
         self.accepting = False
         self.ready = False
+        self.draining = True
+        if self._nats is not None and self._loop is not None and not self._loop.is_closed():
+            # Leave the NATS queue group now, so its other members get the new calls
+            # (a call that reaches this one meanwhile gets a 503 and is retried).
+            task = self._loop.create_task(self._nats.unsubscribe())
+            self._background.add(task)  # (kept referenced until done)
+            task.add_done_callback(self._background.discard)
 
     async def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for in-flight requests; True if all finished."""
@@ -521,6 +547,8 @@ class Server:
         end = loop.time() + max(grace, 0.0)
         reserve = min(_CLOSE_WAIT * 2, grace / 4)
         self.stop_accepting()
+        if self._nats is not None:
+            await self._nats.unsubscribe()  # the queue group's other members take new calls
         if not await self.drain(grace - reserve) and self.abandon():
             # Abandoned handlers reply at their next step: give them a moment.
             await self.drain(max(0.0, min(_CLOSE_WAIT, end - loop.time() - _CLOSE_WAIT)))
@@ -529,6 +557,9 @@ class Server:
         http, self._http = self._http, None
         if http is not None:
             await http.stop()
+        nats, self._nats = self._nats, None
+        if nats is not None:
+            await nats.stop()
 
 
 def _left(ctx: Context) -> float:
@@ -538,6 +569,19 @@ def _left(ctx: Context) -> float:
 
 #: Seconds `stop()` keeps for abandoned handlers to reply and for closing connections.
 _CLOSE_WAIT = 0.1
+
+
+def _nats_url(transport: str | None) -> str | None:
+    """The NATS URL of a `transport=` option (None: HTTP only)."""
+    if transport is None or transport == "http":
+        return None
+    if not isinstance(transport, str) or not transport.startswith(("nats://", "tls://")):
+        from microstd.errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"transport is 'http' (the default) or a NATS URL (nats://host:port), got {transport!r}"
+        )
+    return transport
 
 
 def _mismatch(handler: Endpoint) -> str:

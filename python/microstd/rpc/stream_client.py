@@ -34,6 +34,8 @@ from microstd.errors import (
     MicrostdError,
     ServiceError,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.rpc.context import TIMEOUT_HEADER, current_context
 from microstd.rpc.convert import build
 from microstd.rpc.deadline import Deadline
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
     from microstd.registry import Node
 
 __all__ = ["Stream", "is_stream_body"]
+
+#: Tracing switch (`microstd.observe`): one attribute read per stream when off.
+_observe = _observe_state.state
 
 _DATA = bytes([DATA])
 #: Requests sent before letting the event loop run others (as the server's streams do).
@@ -68,7 +73,10 @@ class Stream:
     def __init__(self, client: Client, call: Call, response_type: type[Any] | None) -> None:
         self.service = call.service
         self.endpoint = call.endpoint
-        self._replies = _replies(client, call, response_type)
+        replies = _replies(client, call, response_type)
+        if _observe.tracer is not None:  # a CLIENT span around the stream (microstd.observe)
+            replies = _observed.traced_stream(replies, call, None)
+        self._replies = replies
 
     def __repr__(self) -> str:
         return f"Stream({self.service!r}, {self.endpoint!r})"
