@@ -198,7 +198,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from microstd.client import Client
+    from microstd.rpc.client import Client
 
     # A NATS transport needs no registry: the registry URL, if any, is kept for
     # the record (the client looks nothing up).

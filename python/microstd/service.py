@@ -54,13 +54,13 @@ from typing import Any, TypeVar
 from microstd._backends import redact, redact_text
 from microstd._lifecycle import AsyncResource
 from microstd.broker.base import Broker, message_type
-from microstd.client import Client, ClientMiddleware
 from microstd.errors import InvalidArgument, NotSupported
 from microstd.observe import _state as _observe_state
 from microstd.observe.health import Check, Health, probe
 from microstd.registry import Node, Registry, ServiceRecord
 from microstd.registry import open as open_registry
 from microstd.registry.base import validate_name
+from microstd.rpc.client import Client, ClientMiddleware
 from microstd.rpc.limits import Limits
 from microstd.rpc.server import Server, ServerMiddleware
 from microstd.store.base import Store

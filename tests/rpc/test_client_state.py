@@ -78,3 +78,16 @@ async def test_middleware_added_later_is_used(headers_node: str) -> None:
     assert after["microstd-meta-via"] == "mw"
     assert "microstd-meta-via" not in last
     assert seen == ["E.Headers"]
+
+
+def test_the_client_lives_in_rpc_and_keeps_its_old_path() -> None:
+    import microstd
+    import microstd.client
+    import microstd.rpc
+    import microstd.rpc.client
+
+    assert microstd.Client is microstd.rpc.Client is microstd.rpc.client.Client
+    assert microstd.client.Client is microstd.rpc.client.Client
+    assert microstd.client.Call is microstd.rpc.Call
+    # Every name of the module, private ones included, is reachable the old way.
+    assert microstd.client.DEFAULT_REGISTRY == microstd.rpc.client.DEFAULT_REGISTRY
