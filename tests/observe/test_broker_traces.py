@@ -23,6 +23,7 @@ CORE = {
     "file": lambda request, tmp: f"file://{tmp}/broker.db",
     "redis": lambda request, tmp: request.getfixturevalue("redis_url"),
     "nats": lambda request, tmp: request.getfixturevalue("nats_url"),
+    "postgresql": lambda request, tmp: request.getfixturevalue("postgres_url"),
 }
 #: The backends with durable subscriptions (as tests/contract/test_durable.py).
 DURABLE = {
