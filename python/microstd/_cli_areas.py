@@ -27,12 +27,34 @@ EXIT_UNREACHABLE = 3
 EXIT_DEADLINE = 4
 
 
-def _default_registry() -> str:
-    return os.environ.get("MICROSTD_REGISTRY", "memory://default")
+def _setting(given: str | None, env: str) -> str | None:
+    """A URL from its flag, else from the environment variable `env`, else None."""
+    return given or os.environ.get(env) or None
 
 
-def _default_broker() -> str:
-    return os.environ.get("MICROSTD_BROKER", "memory://default")
+# What a fresh `microstd` process would see without a URL: its own in-process
+# backends, empty by construction. Said instead of answering from them.
+_NO_REGISTRY = (
+    "no registry given (--registry or $MICROSTD_REGISTRY). Without one this command"
+    " would read the in-process registry (memory://default) of its own fresh process,"
+    " which is always empty: services running in other processes register elsewhere."
+    " Point it at the registry your services use, for example"
+    " --registry redis://127.0.0.1:6379/0, or export MICROSTD_REGISTRY=nats://127.0.0.1:4222"
+)
+_NO_ROUTE = (
+    "no registry (--registry or $MICROSTD_REGISTRY) and no transport (--transport or"
+    " $MICROSTD_TRANSPORT) given. Without either this command would look the service up"
+    " in the in-process registry (memory://default) of its own fresh process, which is"
+    " always empty: services running in other processes register elsewhere. Point it at"
+    " the registry your services use (--registry redis://127.0.0.1:6379/0, or export"
+    " MICROSTD_REGISTRY=...), or call over NATS (--transport nats://127.0.0.1:4222)"
+)
+_NO_BROKER = (
+    "no broker given (--broker or $MICROSTD_BROKER). Without one the message would go to"
+    " the in-process broker (memory://default) of this command's own fresh process, where"
+    " nobody subscribes. Point it at the broker your services use, for example"
+    " --broker redis://127.0.0.1:6379/0, or export MICROSTD_BROKER=nats://127.0.0.1:4222"
+)
 
 
 def _fail(command: str, message: str, code: int) -> int:
@@ -86,9 +108,14 @@ def _errors(command: str, exc: BaseException) -> int:
 
 def _cmd_services(args: argparse.Namespace) -> int:
     from microstd import registry
+    from microstd._backends import redact
+
+    url = _setting(args.registry, "MICROSTD_REGISTRY")
+    if url is None:
+        return _fail("services", _NO_REGISTRY, EXIT_USAGE)
 
     async def main() -> list[registry.Service]:
-        async with registry.open(args.registry) as reg:
+        async with registry.open(url) as reg:
             return await reg.list_services()
 
     try:
@@ -110,7 +137,13 @@ def _cmd_services(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if not services:
-        print("no services registered")
+        print(f"no services registered in {redact(url)}")
+        if url.startswith("memory://"):
+            print(
+                "(a memory:// registry lives in one process: this command's own is empty;"
+                " give the URL of the registry your services use)",
+                file=sys.stderr,
+            )
         return 0
     for s in services:
         version = f" {s.version}" if s.version else ""
@@ -123,8 +156,11 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 
 def _cmd_call(args: argparse.Namespace) -> int:
-    from microstd.client import Client
 
+    args.registry = _setting(args.registry, "MICROSTD_REGISTRY")
+    args.transport = _setting(args.transport, "MICROSTD_TRANSPORT")
+    if args.registry is None and args.transport is None:
+        return _fail("call", _NO_ROUTE, EXIT_USAGE)
     if args.stream and args.body == "-":
         body: Any = _stdin_requests()
     else:
@@ -148,7 +184,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
         return _call_stream(args, body)
 
     async def main() -> Any:
-        async with Client(args.registry, content_type=args.content_type) as client:
+        async with _client(args) as client:
             return await client.call(
                 args.service, args.endpoint, body, timeout=args.timeout, idempotent=args.idempotent
             )
@@ -161,12 +197,23 @@ def _cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call_stream(args: argparse.Namespace, body: Any) -> int:
-    """`call --stream`: one JSON line per reply, printed as it arrives."""
+def _client(args: argparse.Namespace) -> Any:
     from microstd.client import Client
 
+    # A NATS transport needs no registry: the registry URL, if any, is kept for
+    # the record (the client looks nothing up).
+    return Client(
+        args.registry or "memory://",
+        content_type=args.content_type,
+        transport=args.transport,
+    )
+
+
+def _call_stream(args: argparse.Namespace, body: Any) -> int:
+    """`call --stream`: one JSON line per reply, printed as it arrives."""
+
     async def main() -> None:
-        async with Client(args.registry, content_type=args.content_type) as client:
+        async with _client(args) as client:
             replies = client.stream(args.service, args.endpoint, body, timeout=args.timeout)
             async for reply in replies:
                 print(json.dumps(_plain(reply)), flush=True)
@@ -197,10 +244,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if not ok:
         return EXIT_USAGE
 
+    url = _setting(args.broker, "MICROSTD_BROKER")
+    if url is None:
+        return _fail("publish", _NO_BROKER, EXIT_USAGE)
+
     async def main() -> None:
         from microstd import broker
 
-        async with broker.open(args.broker) as b:
+        async with broker.open(url) as b:
             await b.publish(args.topic, body, content_type=args.content_type)
 
     try:
@@ -258,14 +309,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the service subcommands to the `microstd` parser."""
-    reg_help = "registry URL (default: $MICROSTD_REGISTRY or memory://default)"
+    reg_help = "registry URL (default: $MICROSTD_REGISTRY)"
 
     services = sub.add_parser(
         "services",
         help="list the registered services and their nodes",
         description="List the services in a registry, with their nodes and endpoints.",
     )
-    services.add_argument("--registry", default=_default_registry(), help=reg_help)
+    services.add_argument("--registry", default=None, help=reg_help)
     services.add_argument("--json", action="store_true", help="print JSON")
     services.set_defaults(func=_cmd_services)
 
@@ -278,7 +329,13 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     call.add_argument("service", help="service name, e.g. greeter")
     call.add_argument("endpoint", help="endpoint, e.g. Greeter.Hello")
     call.add_argument("body", nargs="?", default="{}", help="JSON request body (default {})")
-    call.add_argument("--registry", default=_default_registry(), help=reg_help)
+    call.add_argument("--registry", default=None, help=reg_help)
+    call.add_argument(
+        "--transport",
+        default=None,
+        help="call over NATS (nats://host:port) instead of HTTP; no registry needed"
+        " (default: $MICROSTD_TRANSPORT)",
+    )
     call.add_argument(
         "--timeout",
         type=float,
@@ -304,9 +361,7 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )
     publish.add_argument("topic", help="topic, e.g. orders.created")
     publish.add_argument("body", help="JSON message body")
-    publish.add_argument(
-        "--broker", default=_default_broker(), help="broker URL (default: $MICROSTD_BROKER)"
-    )
+    publish.add_argument("--broker", default=None, help="broker URL (default: $MICROSTD_BROKER)")
     publish.add_argument("--content-type", default=None, help="codec (default: the broker's)")
     publish.set_defaults(func=_cmd_publish)
 
