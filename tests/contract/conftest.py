@@ -66,6 +66,7 @@ BROKER_BACKENDS: dict[str, UrlSpec] = {
     "redis": _server("redis"),
     "nats": _server("nats"),
     "postgres": _server("postgres"),
+    "amqp": _server("amqp", "?exchange={unique}"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {

@@ -18,7 +18,7 @@ import pytest
 import microstd.broker
 
 #: Backends whose subscribers may live in other processes.
-NETWORK = ["file", "redis", "nats", "postgres"]
+NETWORK = ["file", "redis", "nats", "postgres", "amqp"]
 
 
 def _url(request: pytest.FixtureRequest, kind: str) -> str:

@@ -209,3 +209,22 @@ async def test_a_server_stream_is_one_client_span_parent_of_its_server_span(
     assert client_span.attributes["microstd.rpc.stream.items"] == 3
     assert server_span.attributes["microstd.rpc.streaming"] is True
     assert client_span.status.status_code == StatusCode.UNSET
+
+
+async def test_a_call_over_nats_is_traced_like_one_over_http(
+    spans: Any, reg_url: str, nats_url: str
+) -> None:
+    svc = microstd.Service(f"n{uuid.uuid4().hex[:6]}", registry=reg_url, transport=nats_url)
+
+    @svc.handler("Greeter.Hello")
+    async def hello(req: dict[str, str]) -> str:
+        return f"hello {req['name']}"
+
+    async with svc, Client(reg_url, transport=nats_url) as client:
+        assert await client.call(svc.name, "Greeter.Hello", {"name": "n"}) == "hello n"
+    kinds = by_kind(spans)
+    [client_span] = kinds[SpanKind.CLIENT]
+    [server_span] = kinds[SpanKind.SERVER]
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert server_span.context.trace_id == client_span.context.trace_id
+    assert server_span.attributes["microstd.service"] == svc.name
