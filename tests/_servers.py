@@ -325,10 +325,12 @@ def etcd_server() -> ServerProcess:
 
 
 def s3_server() -> ServerProcess:
-    binary = require_binary("moto_server", hint="pip install 'moto[server]'")
+    require_binary("moto_server", hint="pip install 'moto[server]'")
+    # moto's server, wrapped so conditional writes are atomic as on S3 (see _s3_server.py).
+    launcher = str(Path(__file__).with_name("_s3_server.py"))
     return ServerProcess(
         "moto-s3",
-        lambda port, d: [binary, "-H", "127.0.0.1", "-p", str(port)],
+        lambda port, d: [sys.executable, launcher, "-H", "127.0.0.1", "-p", str(port)],
         ready=lambda port: _http_ok(f"http://127.0.0.1:{port}/moto-api/"),
     )
 

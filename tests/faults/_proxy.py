@@ -6,6 +6,7 @@
         proxy.stall()    # connections stay open, nothing passes either way
         proxy.resume()   # bytes flow again (what waited is delivered)
         proxy.drop()     # every open connection is reset; new ones are accepted
+        proxy.lose_reply_to(b"PUT ")  # the next such request reaches the server, its reply is lost
 
 `stall()` is the "frozen network" case: new connections are accepted (and
 connected upstream) but nothing is forwarded, so a client sees neither an
@@ -20,6 +21,7 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["FaultProxy"]
@@ -35,6 +37,11 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
+def _interim(data: bytes) -> bool:
+    """An HTTP "100 Continue": the server has not seen the request's body yet."""
+    return data.startswith((b"HTTP/1.1 100 ", b"HTTP/1.0 100 "))
+
+
 class _Link:
     """One client connection and its upstream connection."""
 
@@ -43,6 +50,8 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.dead = threading.Event()
+        # Set when a request whose reply must be lost went upstream on this link.
+        self.lose_reply = False
 
     def start(self) -> None:
         for src, dst in ((self.client, self.upstream), (self.upstream, self.client)):
@@ -61,6 +70,12 @@ class _Link:
                 except TimeoutError:
                     continue
                 if not data:
+                    break
+                if src is self.client and self.proxy._take_lost_reply(data):
+                    self.lose_reply = True
+                elif src is self.upstream and self.lose_reply and not _interim(data):
+                    # The server answered: reset the client instead of replying.
+                    self.proxy._before_reset()
                     break
                 while not self.proxy._flowing.wait(0.05):
                     if self.dead.is_set():
@@ -94,6 +109,10 @@ class FaultProxy:
         self._flowing.set()
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
+        self._lose_reply_to: bytes | None = None
+        self._then: Callable[[], object] | None = None
+        #: Replies lost on purpose so far (`lose_reply_to`).
+        self.lost_replies = 0
         self._closed = threading.Event()
         #: Connections accepted so far (a reconnecting client makes new ones).
         self.accepted = 0
@@ -143,6 +162,30 @@ class FaultProxy:
             links = list(self._links)
         for link in links:
             link.kill()
+
+    def lose_reply_to(self, prefix: bytes, then: Callable[[], object] | None = None) -> None:
+        """The next request starting with `prefix` (b"PUT ") is forwarded to the server,
+        and its connection is reset when the server answers: the request is
+        applied but the client never hears so, as when a reply is lost. `then`
+        runs once the server has answered, before the client sees the reset
+        (another client's write landing between a lost reply and a resend)."""
+        with self._lock:
+            self._lose_reply_to = prefix
+            self._then = then
+
+    def _before_reset(self) -> None:
+        with self._lock:
+            then, self._then = self._then, None
+            self.lost_replies += 1
+        if then is not None:
+            then()
+
+    def _take_lost_reply(self, data: bytes) -> bool:
+        with self._lock:
+            if self._lose_reply_to is None or not data.startswith(self._lose_reply_to):
+                return False
+            self._lose_reply_to = None
+            return True
 
     def close(self) -> None:
         """Stop accepting and reset everything."""

@@ -11,7 +11,8 @@ import pytest
 
 import microstd.store
 from _servers import ServerProcess
-from microstd.errors import ConnectionFailed, NotFound, NotSupported
+from faults._proxy import FaultProxy
+from microstd.errors import Conflict, ConnectionFailed, NotFound, NotSupported
 from microstd.store import Store
 
 pytestmark = pytest.mark.services
@@ -81,6 +82,55 @@ async def test_server_gone_then_back(server_factory: Callable[[str], ServerProce
             await store.read("k")
         await store.write("k", 2)
         assert (await store.read("k")).value == 2
+
+
+@pytest.mark.parametrize("condition", ["if_revision", "if_absent"])
+async def test_a_conditional_write_whose_reply_was_lost_is_not_a_conflict(
+    s3_proc: ServerProcess, condition: str
+) -> None:
+    # The PUT reaches the server and is applied, its reply is lost; botocore
+    # sends it again and that attempt fails its precondition (the first one
+    # changed the object). Reporting that as Conflict would say "not applied"
+    # of a write that was: a compare-and-set loop would then apply it twice.
+    with FaultProxy(s3_proc.port) as proxy:
+        url = f"s3://lostreply?endpoint_url=http://127.0.0.1:{proxy.port}&create_bucket=1"
+        async with microstd.store.open(url, **CREDS) as store:
+            key = f"k-{condition}"
+            rev = await store.write(key, 1)
+            if condition == "if_absent":
+                await store.delete(key)
+            proxy.lose_reply_to(b"PUT ")
+            if condition == "if_revision":
+                new = await store.write(key, 2, if_revision=rev)
+            else:
+                new = await store.write(key, 2, if_absent=True)
+            assert proxy.lost_replies == 1
+            rec = await store.read(key)
+            assert (rec.value, rec.revision) == (2, new)
+            with pytest.raises(Conflict):
+                await store.write(key, 3, if_revision=rev)
+
+
+async def test_a_lost_reply_then_an_overwrite_is_ambiguous_not_a_conflict(
+    s3_proc: ServerProcess,
+) -> None:
+    # Applied, reply lost, then someone else wrote before botocore's retry: the
+    # store cannot tell this from "never applied", so it must not say Conflict.
+    with FaultProxy(s3_proc.port) as proxy:
+        url = f"s3://lostreply2?endpoint_url=http://127.0.0.1:{proxy.port}&create_bucket=1"
+        async with microstd.store.open(url, **CREDS) as store:
+            rev = await store.write("k", 1)
+            boto = _boto(f"http://127.0.0.1:{s3_proc.port}")
+            proxy.lose_reply_to(
+                b"PUT ",
+                then=lambda: boto.put_object(Bucket="lostreply2", Key="k", Body=b"other"),  # type: ignore[attr-defined]
+            )
+            with pytest.raises(ConnectionFailed, match="ambiguous"):
+                await store.write("k", 2, if_revision=rev)
+            assert proxy.lost_replies == 1
+            # The other write stands: nothing was applied twice.
+            other = boto.get_object(Bucket="lostreply2", Key="k")  # type: ignore[attr-defined]
+            assert other["Body"].read() == b"other"
 
 
 def test_repr_hides_credentials(s3_endpoint: str) -> None:

@@ -12,7 +12,18 @@ on every write, even of the same value: the revision *is* the ETag.
 
 Conditional writes use S3's own preconditions on PutObject: `if_absent` sends
 ``If-None-Match: *`` and `if_revision` sends ``If-Match: <etag>``, so they are
-atomic on S3 (and on servers that implement them, moto included).
+as atomic as the server makes them: on S3, of two writes conditional on the same
+ETag exactly one succeeds. moto_server (5.x) checks the precondition and then
+writes without a lock, so two such writes can both succeed there; test against
+it with requests serialised (this project's tests/_s3_server.py does).
+
+A conditional write that raises `Conflict` was not applied. botocore sends a
+request again after a lost reply or a 5xx; when such a retried conditional PUT
+fails its precondition, the first attempt may be what changed the object, so
+the store looks: if the object's ETag is the MD5 of this write's body (unique:
+the envelope holds a nonce), the write was applied and returns that revision;
+otherwise it raises `ConnectionFailed` (ambiguous: applied, then overwritten, or
+never applied; an SSE-KMS bucket, whose ETags are not MD5s, always ends here).
 
 TTL is emulated: S3 has no per-object expiry, so ``expires_at`` is stored with
 the object (envelope and ``x-amz-meta-microstd-expires-at``) and an expired
@@ -30,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import hashlib
 import json
 import os
 import struct
@@ -39,6 +51,7 @@ from typing import Any, NoReturn
 
 import botocore.exceptions as bexc
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import get_session
 
 from microstd._backends import ParsedURL, option_flag, redact, redact_text
@@ -81,12 +94,28 @@ def _code(exc: bexc.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-class _Missing(MicrostdError):
+class _Refused(MicrostdError):
+    """S3 refused a request (internal).
+
+    `retried`: botocore sent the request more than once, so an earlier attempt,
+    whose reply was lost, may be what made this one fail.
+    """
+
+    def __init__(self, code: str, *, retried: bool = False) -> None:
+        super().__init__(code)
+        self.retried = retried
+
+
+class _Missing(_Refused):
     """The object does not exist (internal: callers turn it into NotFound or Conflict)."""
 
 
-class _Precondition(MicrostdError):
+class _Precondition(_Refused):
     """An If-Match / If-None-Match precondition failed (internal)."""
+
+
+def _retried(exc: bexc.ClientError) -> bool:
+    return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0) > 0
 
 
 def _pack(data: bytes, meta: dict[str, str], expires_at: float | None) -> bytes:
@@ -110,6 +139,35 @@ def _unpack(key: str, body: bytes) -> tuple[bytes, object, object]:
     if not isinstance(header, dict):
         raise malformed(key, "the record header is not a JSON object", start)
     return body[start + size :], header.get("m"), header.get("e")
+
+
+class _BotocoreRetriesOnly(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, without aiohttp's own silent resend.
+
+    aiohttp sends a PUT a second time, by itself, when a reused connection
+    fails before the reply (aiohttp#10790: no public switch). botocore never
+    hears of that resend, so a conditional PUT applied by the first send would
+    come back as a plain precondition failure, indistinguishable from a real
+    conflict. With it off, every resend is botocore's, counted in the
+    response's ``RetryAttempts``, which `S3Store._put_object` checks.
+    """
+
+    async def _get_session(self, proxy_url: Any) -> Any:
+        session = await super()._get_session(proxy_url)
+        session._retry_connection = False
+        return session
+
+
+def _config(timeout: float) -> AioConfig:
+    options: dict[str, Any] = {
+        "retries": {"max_attempts": 2, "mode": "standard"},
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+    }
+    try:
+        return AioConfig(http_session_cls=_BotocoreRetriesOnly, **options)
+    except TypeError:  # aiobotocore before http_session_cls: the MD5 check still runs
+        return AioConfig(**options)
 
 
 def _expired(expires_at: float | None) -> bool:
@@ -165,11 +223,7 @@ class S3Store(NetworkStore):
         return f"S3Store(bucket={self.bucket!r}, endpoint={endpoint!r})"
 
     async def _open(self) -> None:
-        config = AioConfig(
-            retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=self._timeout,
-            read_timeout=self._timeout,
-        )
+        config = _config(self._timeout)
         options = {"region_name": "us-east-1", **self._client_options}
         stack = contextlib.AsyncExitStack()
         try:
@@ -217,9 +271,9 @@ class S3Store(NetworkStore):
         except bexc.ClientError as exc:
             code = _code(exc)
             if code in _MISSING:
-                raise _Missing(code) from exc
+                raise _Missing(code, retried=_retried(exc)) from exc
             if code in _PRECONDITION:
-                raise _Precondition(code) from exc
+                raise _Precondition(code, retried=_retried(exc)) from exc
             if code == "NoSuchBucket":
                 raise NotFound(f"S3 bucket {self.bucket!r} does not exist") from exc
             raise MicrostdError(f"S3 request failed: {code or exc}") from exc
@@ -272,11 +326,27 @@ class S3Store(NetworkStore):
                 out = await client.put_object(
                     Bucket=self.bucket, Key=name, Body=body, ContentType=_CONTENT_TYPE, **extra
                 )
-        except (_Precondition, _Missing):
-            if conditions:
-                return None
-            raise
+        except _Refused as exc:
+            # A failed condition (412, or 404 for If-Match on a missing object).
+            if not conditions:
+                raise
+            if exc.retried:
+                return await self._landed(name, body)
+            return None
         return str(out["ETag"])
+
+    async def _landed(self, name: str, body: bytes) -> str:
+        """The revision of a retried conditional PUT that failed its condition,
+        when the object is this write (its ETag is the MD5 of this unique body);
+        `ConnectionFailed` when that cannot be told."""
+        ours = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+        head = await self._head(name)
+        if head is not None and head[0] == ours:
+            return ours
+        raise ConnectionFailed(
+            f"S3 conditional write of {name!r} is ambiguous: a retried request failed its "
+            "precondition, and the first attempt, whose reply was lost, may have been applied"
+        )
 
     async def _remove(self, key: str) -> bool:
         name = self._name(key)
