@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from microstd._sqlite import open_wal
 from microstd.broker import _file_sql as sql
 from microstd.broker._groups import preferred_member
 from microstd.broker._subjects import matches
@@ -236,12 +237,9 @@ class FileEngine:
         try:
             path = Path(self.path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            db = open_wal(
+                path, timeout=self._timeout, synchronous=self._synchronous, schema=sql.SCHEMA
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            db.executescript(sql.SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise ConnectionFailed(f"cannot open SQLite broker {self.path!r}: {exc}") from exc
         return db

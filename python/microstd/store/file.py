@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from microstd._backends import ParsedURL
+from microstd._sqlite import open_wal
 from microstd.errors import Closed, Conflict, ConnectionFailed
 from microstd.store._common import (
     EventFanout,
@@ -138,12 +139,9 @@ class FileStore(NetworkStore):
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            db = open_wal(
+                self.path, timeout=self._timeout, synchronous=self._synchronous, schema=_SCHEMA
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise ConnectionFailed(f"cannot open SQLite store {str(self.path)!r}: {exc}") from exc
         return db
