@@ -48,12 +48,15 @@ DURABLE_BACKENDS: dict[str, Spec] = {
     "file": lambda request, tmp: f"file://{tmp}/broker.db",
     "amqp": lambda request, tmp: str(request.getfixturevalue("amqp_url")),
     "nats": lambda request, tmp: str(request.getfixturevalue("nats_url")),
+    "redis": lambda request, tmp: str(request.getfixturevalue("redis_url"))
+    + f"?prefix=t{uuid.uuid4().hex[:8]}:",
 }
 #: Backends whose streams outlive the process: the multi-process tests run on these.
-PROCESS_BACKENDS: list[str] = ["file", "amqp", "nats"]
+PROCESS_BACKENDS: list[str] = ["file", "amqp", "nats", "redis"]
 #: Per backend, subscribe options it cannot offer (each must raise NotSupported).
 UNSUPPORTED: dict[str, list[dict[str, Any]]] = {
     "amqp": [{"start": "first"}, {"start": dt.datetime.now(dt.timezone.utc)}, {"start": 5}],
+    "redis": [{"start": 5}],
 }
 #: Per backend, the stream and durable counts it cannot tell (reported as None).
 UNCOUNTED: dict[str, set[str]] = {
