@@ -439,3 +439,33 @@ def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
 
         got = _bytes_outcome(codec.json.Decoder(tp).decode, text)
         assert got == _bytes_outcome(twin, text), (tp, text)
+
+
+def test_timestamps_as_a_type(impl: str) -> None:
+    from _typed_models import Stamp
+
+    from microstd.codec import Timestamp
+
+    exact = Timestamp(1514862245, 678901234)
+    assert conv({"at": exact}, Stamp, impl) == Stamp(exact)
+    at = dt.datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=dt.timezone.utc)
+    assert conv({"at": at}, Stamp, impl).at == Timestamp.from_datetime(at)
+    text = {"at": "2018-01-02T03:04:05.678901234Z", "maybe": None}
+    assert conv(text, Stamp, impl) == Stamp(exact)
+    assert refused(text, Stamp, impl, strings=False).expected == "Timestamp"
+    assert refused({"at": 5}, Stamp, impl).found == "int 5"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_timestamps_round_trip_typed(fmt: str) -> None:
+    from _typed_models import Stamp
+
+    from microstd.codec import Timestamp
+
+    module = getattr(codec, fmt)
+    value = Stamp(Timestamp(1514862245, 678901234), Timestamp(-62_167_219_200))
+    if fmt == "json":
+        value = Stamp(Timestamp(1514862245, 678901234))  # JSON text has no year 0
+    if fmt == "cbor":
+        value = Stamp(Timestamp(1514862245), Timestamp(-62_167_219_200))  # whole seconds
+    assert module.loads(module.dumps(value), type=Stamp) == value

@@ -46,13 +46,16 @@ DURABLE_BACKENDS: dict[str, Spec] = {
     "memory": lambda request, tmp: f"memory://d{uuid.uuid4().hex}",
     "memory-python": lambda request, tmp: f"memory://d{uuid.uuid4().hex}?impl=python",
     "file": lambda request, tmp: f"file://{tmp}/broker.db",
+    "postgres": lambda request, tmp: (
+        f"{request.getfixturevalue('postgres_url')}?table=d{uuid.uuid4().hex[:12]}"
+    ),
     "amqp": lambda request, tmp: str(request.getfixturevalue("amqp_url")),
     "nats": lambda request, tmp: str(request.getfixturevalue("nats_url")),
     "redis": lambda request, tmp: str(request.getfixturevalue("redis_url"))
     + f"?prefix=t{uuid.uuid4().hex[:8]}:",
 }
 #: Backends whose streams outlive the process: the multi-process tests run on these.
-PROCESS_BACKENDS: list[str] = ["file", "amqp", "nats", "redis"]
+PROCESS_BACKENDS: list[str] = ["file", "postgres", "amqp", "nats", "redis"]
 #: Per backend, subscribe options it cannot offer (each must raise NotSupported).
 UNSUPPORTED: dict[str, list[dict[str, Any]]] = {
     "amqp": [{"start": "first"}, {"start": dt.datetime.now(dt.timezone.utc)}, {"start": 5}],

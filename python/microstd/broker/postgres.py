@@ -2,11 +2,14 @@
 
     broker = microstd.broker.open("postgresql://app@db:5432/app?table=app_broker")
 
-A publish is one NOTIFY on channel ``<table>`` (default ``microstd_broker``)
-carrying the topic and the message envelope (the one every network broker
-writes). NOTIFY payloads are limited to 8000 bytes: a larger message is
-stored in ``<table>_bodies`` and the notification carries its row id; the
-receivers read it back (in order: one task per broker dispatches, so each
+A publish is one call of the function ``<table>_publish`` (default table
+``microstd_broker``): it NOTIFYs channel ``<table>`` with the topic and the
+message envelope (the one every network broker writes) and, when a stream
+retains the topic, appends it to the stream and queues it for the stream's
+durable subscriptions, all in one transaction (see `_postgres_durable`).
+NOTIFY payloads are limited to 8000 bytes: a larger message is stored in
+``<table>_bodies`` and the notification carries its row id; the receivers
+read it back (in order: one task per broker dispatches, so each
 subscription still sees messages in publish order). Stored bodies are deleted
 after ``body_retention`` seconds (default 60): a receiver that reads one later
 misses that message (core pub/sub is at most once).
@@ -27,8 +30,12 @@ to its `on_error` hook with each subscription, reconnects on its own, and once
 back passes a `ConnectionRestored`; messages published meanwhile are not
 delivered. A `publish` that raised `ConnectionFailed` may still have been sent.
 
+Durable subscriptions (`durable=NAME`) keep their streams, positions and
+unacked messages in tables: a table queue members take from with
+``FOR UPDATE SKIP LOCKED``, woken by NOTIFY (see `_postgres_durable` and
+`_postgres_sql`).
+
 Connection, pool, timeouts and errors are `microstd._engines.postgres`'s.
-Durable subscriptions are not available on this backend yet (`NotSupported`).
 """
 
 from __future__ import annotations
@@ -40,13 +47,14 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL
 from microstd._engines import postgres as engine
-from microstd.broker._durable import DurableOptions
+from microstd.broker import _postgres_sql as durable_sql
+from microstd.broker._durable import DurableOptions, StreamInfo
 from microstd.broker._groups import preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
@@ -55,15 +63,11 @@ from microstd.broker._network import (
     NetworkSubscription,
     parse_envelope,
 )
+from microstd.broker._postgres_durable import DurableStreams
+from microstd.broker._streams_pure import message_size
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
-from microstd.errors import (
-    Closed,
-    ConnectionFailed,
-    ConnectionRestored,
-    InvalidTopic,
-    NotSupported,
-)
+from microstd.errors import Closed, ConnectionFailed, ConnectionRestored, InvalidTopic
 
 __all__ = ["PostgresBroker"]
 
@@ -172,10 +176,14 @@ class PostgresBroker(NetworkBroker):
         self._pongs: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lost = False
-        self._sql_publish = f"SELECT pg_notify('{t}', $1)"
-        self._sql_publish_big = (
-            f"WITH b AS (INSERT INTO {t}_bodies (data) VALUES ($2) RETURNING id)"
-            f" SELECT pg_notify('{t}', $1 || ' @' || b.id) FROM b"
+        self._durables = DurableStreams(
+            t,
+            self._db,
+            self._publish_raw,
+            lambda: self._opts.hook,
+            lambda: self._opts.drain_timeout,
+            self._heartbeat_s,
+            self._uid,
         )
         self._sql_body = f"SELECT data FROM {t}_bodies WHERE id = $1"
         self._sql_claim = (
@@ -229,6 +237,11 @@ class PostgresBroker(NetworkBroker):
             conn = await engine.acquire(self._endpoint)
             try:
                 await conn.schema(f"broker:{self._table}", SCHEMA_VERSION, _ddl(self._table))
+                await conn.schema(
+                    f"broker-streams:{self._table}",
+                    durable_sql.SCHEMA_VERSION,
+                    durable_sql.DDL(self._table),
+                )
             except BaseException:
                 await engine.release(conn)
                 raise
@@ -287,13 +300,14 @@ class PostgresBroker(NetworkBroker):
         **options: Any,
     ) -> Subscription:
         validate_pattern(pattern)
-        if DurableOptions.parse(pattern, durable, options) is not None:
-            raise NotSupported("durable subscriptions are not available on postgresql:// yet")
+        durable_options = DurableOptions.parse(pattern, durable, options)
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):
             raise TypeError("handler must be callable")
-        await self._listening()
+        await self._listening()  # also reports a lost connection to durable subscribers
+        if durable_options is not None:
+            return await self._durables.subscribe(pattern, handler, queue, durable_options)
         sub = NetworkSubscription(self, pattern, queue)
         gate = self._claimer(pattern, queue) if queue is not None else None
         self._new_delivery(sub, handler, gate)
@@ -512,18 +526,61 @@ class PostgresBroker(NetworkBroker):
     ) -> None:
         validate_subject(topic)
         data, ct, hdrs = encode_body(body, content_type, headers)
-        envelope = codec.msgpack.dumps([ENVELOPE_VERSION, os.urandom(16).hex(), hdrs, ct, data])
+        await self._publish_raw(topic, data, hdrs, ct)
+
+    async def _publish_raw(
+        self, topic: str, data: bytes, headers: dict[str, str], content_type: str
+    ) -> None:
+        envelope = codec.msgpack.dumps(
+            [ENVELOPE_VERSION, os.urandom(16).hex(), headers, content_type, data]
+        )
+        size = message_size(Message(topic, data, headers, content_type))
+        inline = (len(envelope) + 2) // 3 * 4 + len(topic.encode()) < _INLINE_LIMIT
         db = await self._db()
-        if len(envelope) * 4 // 3 + len(topic) < _INLINE_LIMIT:
-            text = f"{topic} {base64.b64encode(envelope).decode('ascii')}"
-            await db.execute("publish", self._sql_publish, text)
-        else:
-            await db.fetch("publish", self._sql_publish_big, topic, envelope)
+        await db.execute("publish", self._durables.sql.publish, topic, envelope, size, inline)
+
+    # -- durable streams ----------------------------------------------------------------
+
+    async def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        await self._durables.add_stream(name, subjects, max_age, max_count, max_bytes)
+        for info in await self.streams():
+            if info.name == name:
+                return info
+        raise ConnectionFailed(f"stream {name!r} was deleted as it was added")
+
+    async def streams(self) -> list[StreamInfo]:
+        return await self._durables.streams()
+
+    async def delete_stream(self, name: str) -> None:
+        await self._durables.delete_stream(name)
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        await self._durables.delete_durable(stream, name)
+
+    def _connection_event(self, exc: ConnectionFailed | ConnectionRestored) -> None:
+        super()._connection_event(exc)
+        hook = self._opts.hook
+        if hook is None:
+            return
+        for sub in list(self._durables.subs):  # durable subscribers are told too
+            try:
+                hook(exc, sub)
+            except Exception:
+                log.exception("broker on_error hook raised")
 
     async def close(self) -> None:
         if self._closed:
             return
         try:
+            await self._durables.close()
             await self._close_subscriptions()
         finally:
             self._closed = True

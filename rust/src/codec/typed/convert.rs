@@ -16,7 +16,7 @@ use pyo3::types::{
 
 use super::build::{new_instance, new_named_tuple, FieldSink};
 use super::plan::{self, Dataclass, Default, Node};
-use crate::codec::types::{decimal_type, uuid_type};
+use crate::codec::types::{decimal_type, timestamp_type, uuid_type};
 use crate::codec::{fast, MAX_DEPTH};
 
 /// A value that does not fit the plan; the path is built as the error unwinds.
@@ -406,6 +406,7 @@ impl Run<'_> {
             plan::DATETIME => value.is_instance_of::<PyDateTime>(),
             plan::DATE => value.is_instance_of::<PyDate>() && !value.is_instance_of::<PyDateTime>(),
             plan::UUID => value.get_type().is(uuid_type(py)?),
+            plan::TIMESTAMP => value.get_type().is(timestamp_type(py)?),
             _ => value.get_type().is(decimal_type(py)?),
         };
         if exact {

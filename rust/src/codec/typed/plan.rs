@@ -33,9 +33,10 @@ pub const DATACLASS: u8 = 20;
 pub const TYPEDDICT: u8 = 21;
 pub const NAMEDTUPLE: u8 = 22;
 pub const CONSTRAINED: u8 = 23;
+pub const TIMESTAMP: u8 = 24;
 
 /// How many value kinds a union dispatches on (`_plan.V_*`).
-pub const VALUE_KINDS: usize = 12;
+pub const VALUE_KINDS: usize = 13;
 
 /// A dataclass field's default.
 pub enum Default {
@@ -77,7 +78,7 @@ pub enum Node {
     Int,
     Float,
     Str,
-    /// Bytes, datetime, date, UUID, Decimal: the exact type passes in Rust;
+    /// Bytes, datetime, date, UUID, Decimal, Timestamp: the exact type passes in Rust;
     /// anything else goes to the twin's rules (`_convert.Scalar`) so both
     /// implementations parse strings alike.
     Scalar(u8),
@@ -157,7 +158,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
         INT => Node::Int,
         FLOAT => Node::Float,
         STR => Node::Str,
-        BYTES | DATETIME | DATE | UUID | DECIMAL => Node::Scalar(kind),
+        BYTES | DATETIME | DATE | UUID | DECIMAL | TIMESTAMP => Node::Scalar(kind),
         LIST => Node::List(index(&at(1)?, count)?),
         SET => Node::Set(index(&at(1)?, count)?),
         FROZENSET => Node::FrozenSet(index(&at(1)?, count)?),
