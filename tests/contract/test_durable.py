@@ -51,8 +51,9 @@ DURABLE_BACKENDS: dict[str, Spec] = {
     ),
     "amqp": lambda request, tmp: str(request.getfixturevalue("amqp_url")),
     "nats": lambda request, tmp: str(request.getfixturevalue("nats_url")),
-    "redis": lambda request, tmp: str(request.getfixturevalue("redis_url"))
-    + f"?prefix=t{uuid.uuid4().hex[:8]}:",
+    "redis": lambda request, tmp: (
+        str(request.getfixturevalue("redis_url")) + f"?prefix=t{uuid.uuid4().hex[:8]}:"
+    ),
 }
 #: Backends whose streams outlive the process: the multi-process tests run on these.
 PROCESS_BACKENDS: list[str] = ["file", "postgres", "amqp", "nats", "redis"]
