@@ -64,7 +64,7 @@ UNSUPPORTED: dict[str, list[dict[str, Any]]] = {
 }
 #: Per backend, the stream and durable counts it cannot tell (reported as None).
 UNCOUNTED: dict[str, set[str]] = {
-    "amqp": {"messages", "unacked", "redelivered", "dead_lettered", "consumers"},
+    "amqp": {"messages", "unacked", "redelivered", "dead_lettered"},
     "nats": {"consumers"},
 }
 
