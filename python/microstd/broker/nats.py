@@ -35,7 +35,6 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
-from microstd.broker._delivery import blocked_deliveries
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
@@ -175,8 +174,7 @@ class NatsBroker(NetworkBroker):
         async def on_message(msg: Any) -> None:
             headers = dict(msg.headers) if msg.headers else {}
             ct = headers.pop(CONTENT_TYPE_HEADER, OCTET_STREAM)
-            delivery.push(Message(msg.subject, msg.data, headers, ct))
-            if blocked_deliveries():
+            if delivery.push(Message(msg.subject, msg.data, headers, ct)):
                 await delivery.wait_for_room()
 
         try:

@@ -196,6 +196,7 @@ class RedisLocks(Locks):
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisLocks:
+        parsed.single_server("redis://")
         query = dict(parsed.query)
         query.update(options)
         netloc = parsed.raw.split("://", 1)[1].split("?", 1)[0]
