@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from microstd.bench.runner import Case
@@ -287,7 +287,11 @@ def cases(
     for label, url, raw_name, raw in engines:
         if url is None:
             continue
-        for runner, impl, baseline in ((raw(url, batch), raw_name, True), (_Microstd(url, batch), "microstd", False)):
+        pair: list[tuple[_Round, str, bool]] = [
+            (raw(url, batch), raw_name, True),
+            (_Microstd(url, batch), "microstd", False),
+        ]
+        for runner, impl, baseline in pair:
             out.append(
                 Case(
                     AREA,
@@ -303,6 +307,3 @@ def cases(
                 )
             )
     return out
-
-
-Runner = Callable[[], Awaitable[None]]
