@@ -39,8 +39,11 @@ class NatsSource(Source):
     async def _connect(self) -> Any:
         import nats as nats_client
 
+        from microstd._backends import parse_url
+
+        # A cluster's server list (nats://a:4222,nats://b:4222): each server a URL.
         return await nats_client.connect(
-            self.url,
+            list(parse_url(self.url).servers),
             connect_timeout=self.timeout,
             max_reconnect_attempts=0,
             allow_reconnect=False,
@@ -115,7 +118,8 @@ def nats(
     name: str | None = None,
     timeout: float = 5.0,
 ) -> NatsSource:
-    """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`)."""
+    """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`, or a
+    cluster's server list `nats://a:4222,nats://b:4222`)."""
     return NatsSource(
         url, bucket, separator=separator, optional=optional, name=name, timeout=timeout
     )
