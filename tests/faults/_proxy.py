@@ -18,6 +18,7 @@ is closed with a TCP reset, on both sides. The proxy runs on plain threads
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import threading
@@ -49,7 +50,14 @@ class _Link:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream
+        # Blocking sockets, read only once select() says so: a socket timeout
+        # would also apply to sendall() from the other pump, and a client slow
+        # to read (a loaded machine) would see its connection reset.
+        client.settimeout(None)
+        upstream.settimeout(None)
         self.dead = threading.Event()
+        self._lock = threading.Lock()
+        self._half_closed = 0
         # Set when a request whose reply must be lost went upstream on this link.
         self.lose_reply = False
 
@@ -64,13 +72,13 @@ class _Link:
                 # and the sender's socket fills up, as with a frozen network.
                 if not self.proxy._flowing.wait(0.05):
                     continue
-                try:
-                    src.settimeout(0.05)
-                    data = src.recv(_CHUNK)
-                except TimeoutError:
+                readable, _, _ = select.select([src], [], [], 0.05)
+                if not readable:
                     continue
+                data = src.recv(_CHUNK)
                 if not data:
-                    break
+                    self._pass_close(dst)
+                    return
                 if src is self.client and self.proxy._take_lost_reply(data):
                     self.lose_reply = True
                 elif src is self.upstream and self.lose_reply and not _interim(data):
@@ -81,9 +89,25 @@ class _Link:
                     if self.dead.is_set():
                         return
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket kill() closed
             pass
         self.kill()
+
+    def _pass_close(self, dst: socket.socket) -> None:
+        """One side closed its end: pass the close on as a close, not a reset, so
+        what is still on its way to the other side (the reply a server sends
+        just before closing) is delivered; done once both sides have closed."""
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+        with self._lock:
+            self._half_closed += 1
+            both = self._half_closed == 2
+        if both and not self.dead.is_set():
+            self.dead.set()
+            for sock in (self.client, self.upstream):
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self.proxy._forget(self)
 
     def kill(self) -> None:
         if self.dead.is_set():
