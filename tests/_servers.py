@@ -119,16 +119,40 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
     def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets open but stops answering."""
+        """SIGSTOP: the server keeps its sockets open but stops answering.
+
+        Returns once every thread of the process is stopped: a signal is
+        delivered asynchronously, and a loaded machine may otherwise let the
+        server answer a request sent just after `pause()`.
+        """
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGSTOP)
             self.paused = True
+            self._wait_state(stopped=True)
 
     def resume(self) -> None:
         """SIGCONT: a paused server carries on where it stopped."""
         if self.proc is not None and self.paused:
             self.proc.send_signal(signal.SIGCONT)
+            self._wait_state(stopped=False)
         self.paused = False
+
+    def _wait_state(self, *, stopped: bool, timeout: float = 10.0) -> None:
+        """Poll /proc until every thread is (or no thread is) in the stopped state."""
+        if self.proc is None:
+            return
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = [
+                    (t / "stat").read_text().rpartition(")")[2].split()[0] for t in tasks.iterdir()
+                ]
+            except OSError:
+                return  # no /proc (or the process is gone): nothing to wait for
+            if states and all((st in "Tt") == stopped for st in states):
+                return
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self.resume()  # a stopped process would not act on SIGTERM
@@ -161,8 +185,8 @@ class ServerProcess:
 
 
 def redis_server(*, appendonly: bool = False) -> ServerProcess:
-    """Redis without persistence, or with an append-only file (`appendonly=True`:
-    every acknowledged write survives a kill of the process)."""
+    """Redis without persistence, or with an append-only file synced on every write
+    (`appendonly=True`: every acknowledged write survives a kill of the process)."""
     binary = require_binary("redis-server", hint="apt-get install redis-server")
     return ServerProcess(
         "redis",
@@ -176,6 +200,11 @@ def redis_server(*, appendonly: bool = False) -> ServerProcess:
             "",
             "--appendonly",
             "yes" if appendonly else "no",
+            # "always": each write is on disk before its reply. The default
+            # "everysec" may hold a write back while a background fsync runs,
+            # and a kill then loses up to two seconds of acknowledged writes.
+            "--appendfsync",
+            "always" if appendonly else "everysec",
             "--dir",
             str(d),
         ],

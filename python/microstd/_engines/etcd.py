@@ -213,6 +213,19 @@ class EtcdEndpoint:
         return f"EtcdEndpoint({self.redacted!r})"
 
 
+def _broken(exc: BaseException | None) -> bool:
+    """True for a kept-alive connection found reset or closed by the peer (worth one
+    more try); false for a refused connection or a timeout."""
+    import aiohttp
+
+    if isinstance(exc, (aiohttp.ClientConnectorError, asyncio.TimeoutError)):
+        return False
+    return isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError),
+    )
+
+
 def _fail(endpoint: EtcdEndpoint, what: str, why: str, exc: BaseException | None) -> NoReturn:
     raise ConnectionFailed(f"{what}: etcd at {endpoint.redacted} {why}") from exc
 
@@ -253,6 +266,9 @@ class EtcdClient:
             total=t.connect + t.request, sock_connect=t.connect, sock_read=t.request
         )
         self._session = aiohttp.ClientSession(timeout=self._timeout)
+        # For the second try of an idempotent request: a connection of its own,
+        # never one of the pooled ones the network may have reset together.
+        self._fresh: Any = None
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -282,11 +298,26 @@ class EtcdClient:
             return {"Authorization": self._token}
 
     async def _post(
-        self, path: str, body: Mapping[str, Any], what: str, headers: Mapping[str, str]
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str,
+        headers: Mapping[str, str],
+        *,
+        fresh: bool = False,
     ) -> dict[str, Any]:
         url = f"{self.endpoint.base}/v3/{path}"
+        session = self._session
+        if fresh:
+            import aiohttp
+
+            if self._fresh is None:
+                self._fresh = aiohttp.ClientSession(
+                    timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True)
+                )
+            session = self._fresh
         with self.errors(what):
-            async with self._session.post(url, json=body, headers=headers) as resp:
+            async with session.post(url, json=body, headers=headers) as resp:
                 text = await resp.read()
                 status = resp.status
         try:
@@ -299,16 +330,26 @@ class EtcdClient:
             raise ConnectionFailed(f"{what}: etcd {path}: the answer is not a JSON object")
         return data
 
-    async def call(self, path: str, body: Mapping[str, Any], what: str = "") -> dict[str, Any]:
+    async def call(
+        self, path: str, body: Mapping[str, Any], what: str = "", *, idempotent: bool = False
+    ) -> dict[str, Any]:
         """POST `body` to ``/v3/<path>``; the answer's JSON object.
 
         `ConnectionFailed` when the server cannot be reached or does not answer
-        within the timeouts; `EtcdAPIError` for an error answer.
+        within the timeouts; `EtcdAPIError` for an error answer. An `idempotent`
+        request (a read, a keepalive, a plain put or delete: doing it twice is
+        doing it once) that fails on a pooled connection the network reset is
+        sent once more, on a connection of its own.
         """
         what = what or f"etcd {path}"
         headers = await self._headers()
         try:
-            return await self._post(path, body, what, headers)
+            try:
+                return await self._post(path, body, what, headers)
+            except ConnectionFailed as exc:
+                if not (idempotent and _broken(exc.__cause__)):
+                    raise
+            return await self._post(path, body, what, headers, fresh=True)
         except _Unauthenticated:
             if not headers:
                 raise
@@ -318,7 +359,7 @@ class EtcdClient:
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
         answer = await self.call(
-            "kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, what
+            "kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, what, idempotent=True
         )
         out: dict[bytes, bytes] = {}
         for kv in kvs_of(answer):
@@ -363,7 +404,9 @@ class EtcdClient:
                         chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
                     except asyncio.TimeoutError:
                         # Silent for a while: is the server still there?
-                        await self.call("maintenance/status", {}, f"{what} (liveness check)")
+                        await self.call(
+                            "maintenance/status", {}, f"{what} (liveness check)", idempotent=True
+                        )
                         continue
                     if not chunk:
                         _fail(self.endpoint, what, "ended the watch stream", None)
@@ -392,8 +435,10 @@ class EtcdClient:
                         yield result
 
     async def close(self) -> None:
-        """Close the HTTP session; idempotent."""
+        """Close the HTTP sessions; idempotent."""
         await self._session.close()
+        if self._fresh is not None:
+            await self._fresh.close()
 
 
 _shared: Shared[EtcdClient] = Shared()
