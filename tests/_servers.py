@@ -9,6 +9,7 @@ nothing answers, as with a server stuck in a long pause.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -83,7 +84,16 @@ class ServerProcess:
         extra_ports: int = 0,
         setup: Callable[[Path], None] | None = None,
         stop_signal: int = signal.SIGTERM,
+        group: bool = False,
+        env_for: Callable[[int, Path], dict[str, str]] | None = None,
+        session: bool = False,
+        after_stop: Callable[[ServerProcess], None] | None = None,
+        start_timeout: float = 20.0,
     ) -> None:
+        """`env_for` gives the server's environment; `session` runs it in a session
+        of its own and signals the whole process group (a launcher script whose
+        server is a child); `after_stop` cleans up what outlives the server
+        (RabbitMQ's epmd); `start_timeout` is how long `start()` waits."""
         self.name = name
         self.port = free_port()
         self.extra = [free_port() for _ in range(extra_ports)]
@@ -95,11 +105,20 @@ class ServerProcess:
         # Run once, before the first start (PostgreSQL's initdb).
         self._setup = setup
         self._stop_signal = stop_signal
+        # A server of several processes (PostgreSQL: one per connection, each in a
+        # session of its own): pause / resume / kill reach the server's children too.
+        self._group = group
+        self._env_for = env_for
+        self._session = session
+        self._after_stop = after_stop
+        self.start_timeout = start_timeout
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        timeout = self.start_timeout if timeout is None else timeout
         if self._setup is not None:
             setup, self._setup = self._setup, None
             setup(self.workdir)
+        env = self._env_for(self.port, self.workdir) if self._env_for is not None else None
         # The child keeps its own descriptor; ours is closed at once.
         with (self.workdir / "server.log").open("ab") as log:
             self.proc = subprocess.Popen(
@@ -107,6 +126,8 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env=env,
+                start_new_session=self._session,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -126,14 +147,14 @@ class ServerProcess:
         server answer a request sent just after `pause()`.
         """
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGSTOP)
+            self._signal(signal.SIGSTOP)
             self.paused = True
             self._wait_state(stopped=True)
 
     def resume(self) -> None:
         """SIGCONT: a paused server carries on where it stopped."""
         if self.proc is not None and self.paused:
-            self.proc.send_signal(signal.SIGCONT)
+            self._signal(signal.SIGCONT)
             self._wait_state(stopped=False)
         self.paused = False
 
@@ -157,21 +178,54 @@ class ServerProcess:
     def stop(self) -> None:
         self.resume()  # a stopped process would not act on SIGTERM
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(self._stop_signal)
+            if self._session:
+                self._signal(self._stop_signal)
+            else:
+                self.proc.send_signal(self._stop_signal)
             try:
-                self.proc.wait(5)
+                self.proc.wait(30 if self._session else 5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                if self._session:
+                    self._signal(signal.SIGKILL)
+                else:
+                    self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None and self._session:
+            self._signal(signal.SIGKILL)  # whatever of the session is left
         self.proc = None
+        if self._after_stop is not None:
+            self._after_stop(self)
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes without a clean shutdown."""
         if self.proc is not None:
-            self.proc.kill()
+            children = _children(self.proc.pid) if self._group else []
+            self._signal(signal.SIGKILL)
             self.proc.wait(5)
+            # Its children too must be gone before a restart (PostgreSQL refuses to
+            # start while a process of the old server holds its shared memory).
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in children):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
         self.proc = None
         self.paused = False
+        if self._after_stop is not None:
+            self._after_stop(self)
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if self._session:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+            return
+        targets = [self.proc.pid]
+        if self._group:
+            targets += _children(self.proc.pid)
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def close(self) -> None:
         self.stop()
@@ -182,6 +236,23 @@ class ServerProcess:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is `parent` (from /proc; empty where there is none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry.name))
+    return found
 
 
 def redis_server(*, appendonly: bool = False) -> ServerProcess:
@@ -261,6 +332,79 @@ def s3_server() -> ServerProcess:
         lambda port, d: [binary, "-H", "127.0.0.1", "-p", str(port)],
         ready=lambda port: _http_ok(f"http://127.0.0.1:{port}/moto-api/"),
     )
+
+
+def rabbitmq_server() -> ServerProcess:
+    """A private RabbitMQ node: its own node name, ports, data, logs, cookie and epmd.
+
+    The Debian launcher at /usr/sbin switches to the rabbitmq user; the script
+    behind it runs the node as us. Everything the node reads comes from the
+    environment and files in its workdir, so it shares nothing with a system
+    RabbitMQ (or another test run) on this machine. Slow to start (~15 s):
+    one per test session.
+    """
+    binary = require_binary("rabbitmq-server", hint="apt-get install rabbitmq-server")
+    direct = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    launcher = str(direct) if direct.exists() else binary
+
+    def argv(port: int, d: Path) -> list[str]:
+        (d / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{port}\n"
+            "loopback_users = none\n"
+            "disk_free_limit.absolute = 10MB\n"
+            "vm_memory_high_watermark.absolute = 1GB\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+        )
+        (d / "enabled_plugins").write_text("[].\n")
+        cookie = d / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(os.urandom(16).hex())
+            cookie.chmod(0o400)
+        return [launcher]
+
+    def env(port: int, d: Path) -> dict[str, str]:
+        dist, epmd = server.extra
+        return {
+            **os.environ,
+            "HOME": str(d),
+            "RABBITMQ_NODENAME": f"microstd{port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_DIST_PORT": str(dist),
+            "ERL_EPMD_PORT": str(epmd),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(d / "rabbitmq.pid"),
+        }
+
+    def stop_epmd(proc: ServerProcess) -> None:
+        # The node starts an epmd daemon on its private port; it outlives the node.
+        epmd = shutil.which("epmd")
+        if epmd is not None:
+            subprocess.run(
+                [epmd, "-kill"],
+                env={**os.environ, "ERL_EPMD_PORT": str(proc.extra[1])},
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+
+    server = ServerProcess(
+        "rabbitmq",
+        argv,
+        extra_ports=2,
+        env_for=env,
+        session=True,
+        after_stop=stop_epmd,
+        start_timeout=120.0,
+    )
+    return server
 
 
 #: The unprivileged user PostgreSQL runs as when the tests run as root (it refuses root).
@@ -349,7 +493,12 @@ def postgres_server() -> ServerProcess:
         )
 
     return ServerProcess(
-        "postgres", argv, ready=_postgres_ready, setup=setup, stop_signal=signal.SIGINT
+        "postgres",
+        argv,
+        ready=_postgres_ready,
+        setup=setup,
+        stop_signal=signal.SIGINT,
+        group=True,
     )
 
 

@@ -15,6 +15,7 @@ from _servers import (
     etcd_server,
     nats_server,
     postgres_server,
+    rabbitmq_server,
     redis_server,
     s3_server,
 )
@@ -24,6 +25,7 @@ _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "nats": nats_server,
     "etcd": etcd_server,
     "s3": s3_server,
+    "rabbitmq": rabbitmq_server,
     "postgres": postgres_server,
 }
 
@@ -67,6 +69,16 @@ def etcd_proc() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def s3_proc() -> Iterator[ServerProcess]:
     yield from _serve("s3")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_proc() -> Iterator[ServerProcess]:
+    yield from _serve("rabbitmq")
+
+
+@pytest.fixture
+def amqp_url(rabbitmq_proc: ServerProcess) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{rabbitmq_proc.port}/"
 
 
 @pytest.fixture(scope="session")

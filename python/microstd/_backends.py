@@ -268,12 +268,24 @@ class Backends:
     def open(self, url: str, options: Mapping[str, Any]) -> Any:
         """The async interface `url` names; `options` override its query parameters."""
         backend, parsed = self._resolve(url)
-        return backend.from_url(parsed, **options)
+        return self._observed(parsed, backend.from_url(parsed, **options))
 
     def open_sync(self, url: str, options: Mapping[str, Any]) -> Any:
         """The blocking interface `url` names: native where the backend has one."""
         backend, parsed = self._resolve(url)
         native = getattr(backend, "from_url_sync", None)
         if native is not None:
-            return native(parsed, **options)
-        return _import_target(self.blocking)(backend.from_url(parsed, **options))
+            return self._observed(parsed, native(parsed, **options))
+        inner = self._observed(parsed, backend.from_url(parsed, **options))
+        return _import_target(self.blocking)(inner)
+
+    def _observed(self, parsed: ParsedURL, opened: Any) -> Any:
+        # Traces and metrics, added here once for every backend (microstd.observe).
+        from microstd.observe import _state
+
+        _state.refresh()
+        if not _state.state.on:
+            return opened
+        from microstd.observe.instrument import instrument
+
+        return instrument(self.area, parsed.scheme, opened)

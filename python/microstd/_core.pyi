@@ -68,6 +68,9 @@ class TypedPlan:
     def decode_msgpack(
         self, data: bytes | bytearray | memoryview, forbid_unknown_fields: bool = False
     ) -> Any: ...
+    def decode_json(
+        self, data: bytes | bytearray | memoryview | str, forbid_unknown_fields: bool = False
+    ) -> Any: ...
     def __len__(self) -> int: ...
 
 # ---- store (rust/src/store) ----

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from microstd import codec as codecs
 from microstd._lifecycle import AsyncResource
@@ -42,8 +42,11 @@ from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
     MicrostdError,
+    NotSupported,
     ServiceError,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.registry import Node, Registry
 from microstd.registry import open as open_registry
 from microstd.rpc.context import (
@@ -59,11 +62,20 @@ from microstd.rpc.context import (
 )
 from microstd.rpc.convert import build
 from microstd.rpc.deadline import Deadline
-from microstd.rpc.server import Reply, local_server
+from microstd.rpc.frames import Channel, WebSocketChannel
+from microstd.rpc.server import Reply, _nats_url, local_server
+from microstd.rpc.stream_client import Stream, is_stream_body
+
+if TYPE_CHECKING:
+    from microstd.rpc.nats import NatsClientTransport
 
 __all__ = ["Call", "CallNext", "Client", "ClientMiddleware"]
 
 DEFAULT_REGISTRY = "memory://default"
+#: How far ahead of the client's own timer a server's deadline may fire (two deadline slots).
+_SKEW = 0.002
+#: Bodies that are data, never a stream of requests: checked first, the unary hot path.
+_PLAIN_BODIES = frozenset({dict, list, tuple, str, bytes, int, float, bool, type(None)})
 #: Request bodies from this size on are streamed (aiohttp's large-body threshold).
 _STREAM_BODY = 1 << 20
 
@@ -107,6 +119,9 @@ class _Unavailable(_Retryable):
 
 _NOTHING: frozenset[str] = frozenset()
 
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per call when off.
+_observe = _observe_state.state
+
 
 class Client(AsyncResource):
     """Calls services by name. Close it (or use `async with`) to release connections;
@@ -125,6 +140,7 @@ class Client(AsyncResource):
         middleware: Sequence[ClientMiddleware] = (),
         cache_ttl: float = 1.0,
         local: bool = True,
+        transport: str | None = None,
     ) -> None:
         if selector not in ("round_robin", "random"):
             raise ValueError(f"selector is 'round_robin' or 'random', got {selector!r}")
@@ -145,6 +161,17 @@ class Client(AsyncResource):
         self.middleware: list[ClientMiddleware] = list(middleware)
         self.cache_ttl = cache_ttl
         self.local = local
+        #: The largest stream reply item accepted, in bytes (a server's default
+        #: `max_body`); a larger one ends the stream with a 502.
+        self.max_frame = 4 * 1024 * 1024
+        #: Calls go over NATS request/reply when `transport` is a NATS URL (no
+        #: registry look-up: the service's queue group answers); None: HTTP.
+        self._nats: NatsClientTransport | None = None
+        nats_url = _nats_url(transport)
+        if nats_url is not None:
+            from microstd.rpc.nats import NatsClientTransport
+
+            self._nats = NatsClientTransport(nats_url)
         self._connected = False
         self._session: Any = None
         self._cache: dict[str, tuple[float, list[Node]]] = {}
@@ -152,6 +179,7 @@ class Client(AsyncResource):
         self._counters: dict[str, itertools.count[int]] = {}
         self._chained: CallNext = self._invoke
         self._chained_for: list[ClientMiddleware] = []
+        _observe_state.refresh()
 
     def __repr__(self) -> str:
         return f"Client({self.registry!r})"
@@ -178,6 +206,8 @@ class Client(AsyncResource):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        if self._nats is not None:
+            await self._nats.close()
         if self._owns_registry and self._connected:
             await self.registry.close()
         self._connected = False
@@ -242,7 +272,10 @@ class Client(AsyncResource):
         call = Call(
             service, endpoint, body, dict(metadata) if metadata else {}, timeout, idempotent
         )
-        if self.middleware:
+        # (A body that is an async iterable makes this a client-streaming call.)
+        if _observe.on:
+            result = await _observed.call(self.timeout, call, self._run)
+        elif self.middleware:
             result = await self._chain()(call)
         else:
             result = await self._invoke(call)
@@ -253,6 +286,40 @@ class Client(AsyncResource):
         if response_type is not None:
             return build(response_type, result, service)
         return result
+
+    def stream(
+        self,
+        service: str,
+        endpoint: str,
+        body: object = None,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        response_type: type[Any] | None = None,
+    ) -> Stream:
+        """A streaming call: iterate the result for the replies as they arrive.
+
+        `body` is the request, or an async iterable of requests (a bidi stream:
+        they are sent as the server takes them). `timeout` bounds the whole
+        stream; None (the default) leaves it to the server's
+        `max_stream_timeout` (or the deadline of the handler this is called
+        from). `response_type` converts each reply. Nothing is sent until the
+        first iteration; `aclose()` (or leaving `async with`) cancels the call.
+        Client middleware does not wrap streams.
+        """
+        from microstd.rpc.stream_client import Stream
+
+        self._check_open()
+        if self._nats is not None:
+            raise NotSupported(
+                "streaming calls are carried over HTTP (WebSocket), not NATS:"
+                " use a Client without transport= for streams"
+            )
+        call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
+        return Stream(self, call, response_type)
+
+    def _run(self, call: Call) -> Awaitable[object]:
+        return self._chain()(call) if self.middleware else self._invoke(call)
 
     def _chain(self) -> CallNext:
         # Built once per middleware list, not per call (the list is public and may change).
@@ -271,10 +338,16 @@ class Client(AsyncResource):
             headers[CALLER_HEADER] = caller
         for key, value in call.metadata.items():
             headers[META_PREFIX + key] = str(value)
+        if _observe.tracer is not None:
+            _observed.inject(headers)  # traceparent / tracestate of the call's span
         return headers
 
     async def _invoke(self, call: Call) -> object:
         self._check_open()
+        if type(call.body) not in _PLAIN_BODIES and is_stream_body(call.body):
+            return await self._invoke_streaming(call)
+        if self._nats is not None:
+            return await self._nats.invoke(self, call)
         timeout = call.timeout if call.timeout is not None else self.timeout
         now = time.monotonic()
         deadline = now + timeout
@@ -298,13 +371,39 @@ class Client(AsyncResource):
                     reply = await self._send(node, call, payload, headers, deadline)
                 except _Retryable as exc:
                     return await self._retry(call, payload, headers, deadline, node, exc)
-                return self._decode_reply(call.service, reply)
+                return self._decode_reply(call.service, reply, deadline)
         except TimeoutError:
             if not scope.expired:
                 raise
             raise DeadlineExceeded(
                 f"{call.service} {call.endpoint}: no reply within {timeout:g}s"
             ) from None
+
+    async def _invoke_streaming(self, call: Call) -> object:
+        from microstd.rpc.stream_client import call_streaming
+
+        if self._nats is not None:
+            raise NotSupported(
+                "streaming calls are carried over HTTP (WebSocket), not NATS:"
+                " use a Client without transport= for streams"
+            )
+        if call.timeout is None:
+            call.timeout = self.timeout  # a call (not a stream) has the client's timeout
+        return await call_streaming(self, call)
+
+    async def _websocket(self, node: Node, endpoint: str, headers: dict[str, str]) -> Channel:
+        """A WebSocket to `node` for a streaming call, as a frame channel."""
+        session = self._session
+        if session is None:
+            session = self._session = _new_session()
+        ws = await session.ws_connect(
+            f"http://{node.address}/{endpoint}",
+            headers=headers,
+            max_msg_size=self.max_frame,
+            autoping=True,
+            autoclose=True,
+        )
+        return WebSocketChannel(ws)
 
     async def _retry(
         self,
@@ -325,7 +424,7 @@ class Client(AsyncResource):
                 except _Retryable as exc:
                     failure = exc
                 else:
-                    return self._decode_reply(call.service, reply)
+                    return self._decode_reply(call.service, reply, deadline)
             if isinstance(failure, _NotSent):
                 self._mark_down(node)
             elif isinstance(failure, _MaybeSent) and not call.idempotent:
@@ -336,6 +435,8 @@ class Client(AsyncResource):
             avoid.add(node.id)
             last_error = failure.error if isinstance(failure, _Unavailable) else failure
             if attempt < self.retries:
+                if _observe.tracer is not None:
+                    _observed.note_retry(attempt, node.id, failure)
                 pause = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         if isinstance(last_error, ServiceError):
@@ -351,6 +452,8 @@ class Client(AsyncResource):
         """One attempt on `node`; raises `_Retryable` when another node may be tried."""
         headers[TIMEOUT_HEADER] = f"{max(deadline - time.monotonic(), 0.0):.6f}"
         server = local_server(node.id) if self.local and self.registry.embedded else None
+        if _observe.tracer is not None:
+            _observed.note_attempt(node.address, node.id, server is not None)
         if server is not None:
             ctype = self._codec.content_type
             reply = await server.dispatch(call.endpoint, payload, ctype, ctype, headers)
@@ -382,7 +485,7 @@ class Client(AsyncResource):
                     resp_headers.get("Content-Type", "application/octet-stream"),
                     resp_headers.get(REQUEST_ID_HEADER, ""),
                     error=status >= 400 or ERROR_HEADER in resp_headers,
-                    not_started=NOT_STARTED_HEADER in resp_headers,
+                    not_started=status == 503 and NOT_STARTED_HEADER in resp_headers,
                 )
         except _transport_errors() as exc:  # evaluated only when something was raised
             import aiohttp
@@ -391,9 +494,9 @@ class Client(AsyncResource):
                 raise _NotSent(str(exc)) from exc
             raise _MaybeSent(f"{type(exc).__name__}: {exc}") from exc
 
-    def _decode_reply(self, service: str, reply: Reply) -> object:
+    def _decode_reply(self, service: str, reply: Reply, deadline: float) -> object:
         if reply.error:
-            raise _decode_error(service, reply)
+            raise past_deadline(_decode_error(service, reply), deadline)
         codec = self._codec
         try:
             if reply.content_type != codec.content_type:
@@ -421,6 +524,17 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     import aiohttp
 
     return (aiohttp.ClientError, OSError)
+
+
+def past_deadline(error: ServiceError, deadline: float | None) -> MicrostdError:
+    """`DeadlineExceeded` for a 504 that is the call's own deadline passing (the
+    server enforces the deadline the call sent, and may answer a moment before
+    the client's own timer fires); `error` itself otherwise."""
+    if error.code == 504 and deadline is not None and time.monotonic() >= deadline - _SKEW:
+        exc = DeadlineExceeded(f"{error.id}: the call ran past its deadline ({error.detail})")
+        exc.__cause__ = error
+        return exc
+    return error
 
 
 def _decode_error(service: str, reply: Reply) -> ServiceError:

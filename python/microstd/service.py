@@ -21,15 +21,29 @@ received, queued or in a handler, then closes the server and the areas.
 Requests still running when `grace` runs out are abandoned (their callers get
 503), so `stop()` returns within `grace`; a sync handler already running on
 its thread cannot be interrupted and finishes there, its reply dropped.
-`/health` answers 200 while the service is registered and taking requests,
-503 while starting or draining; `/health/live` answers 200 while the process
-serves HTTP at all.
+
+Health. `/health/live` answers 200 while the process serves HTTP at all.
+`/health/ready` (and `/health`) answers 200 only once the service is
+registered, while its registry lists this node, its backends answer and every
+check added with `health_check` passes; 503 while starting, while any of
+those fails, and from the first moment of a stop (before deregistering, with
+the listener still open), so a load balancer stops sending first.
+`drain_delay` seconds then pass before new requests are refused.
+
+Logs. Each start and stop step is logged at INFO on `microstd.service` (the
+listening address, registry, backends, endpoints, subscriptions), backend
+URLs with their credentials redacted; `microstd run` shows them.
+
+Metrics. `metrics=True` (or `MICROSTD_METRICS=1`) turns on the metrics of
+`microstd.observe` and serves them at `/metrics` in the Prometheus text
+format (needs prometheus-client: `pip install 'microstd[prometheus]'`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -37,9 +51,13 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from microstd._backends import redact, redact_text
 from microstd._lifecycle import AsyncResource
 from microstd.broker.base import message_type
 from microstd.client import Client, ClientMiddleware
+from microstd.errors import InvalidArgument, NotSupported
+from microstd.observe import _state as _observe_state
+from microstd.observe.health import Check, Health, probe
 from microstd.registry import Node, Registry
 from microstd.registry import Service as ServiceRecord
 from microstd.registry import open as open_registry
@@ -58,6 +76,8 @@ DEFAULT_BROKER = "memory://default"
 DEFAULT_STORE = "memory://default"
 DEFAULT_LOCKS = "memory://default"
 
+_ENV_METRICS = "MICROSTD_METRICS"
+
 
 class Service(AsyncResource):
     """A named service: RPC handlers, broker subscribers, and its backends by URL.
@@ -69,6 +89,13 @@ class Service(AsyncResource):
     start when there are subscribers). `config` is kept as `svc.config`.
     `limits` (`microstd.rpc.Limits`) bound what requests may hold: body size,
     deadline, decoded memory, handler threads, read and idle timeouts.
+    `transport="nats://host:port"` also serves the handlers over NATS
+    request/reply in the service's queue group (`microstd.rpc.nats`); HTTP
+    stays on (health, streams, HTTP clients), and `svc.client` calls through NATS.
+    `metrics=True` records metrics and serves `/metrics` (default: the
+    `MICROSTD_METRICS` environment variable). `health_timeout` bounds each
+    readiness check; `drain_delay` is how long a stopping service keeps
+    taking requests after it stopped answering ready (see the module docstring).
     """
 
     def __init__(
@@ -90,6 +117,10 @@ class Service(AsyncResource):
         middleware: Sequence[ServerMiddleware] = (),
         client_middleware: Sequence[ClientMiddleware] = (),
         limits: Limits | None = None,
+        transport: str | None = None,
+        metrics: bool | None = None,
+        health_timeout: float = 2.0,
+        drain_delay: float = 0.0,
     ) -> None:
         self.name = validate_name(name)
         self.version = version
@@ -100,9 +131,33 @@ class Service(AsyncResource):
         self.grace = grace
         self.metadata = dict(metadata or {})
         self.config = config
-        self.server = Server(name, middleware=middleware, limits=limits)
+        self.server = Server(name, middleware=middleware, limits=limits, transport=transport)
+        self.transport = transport
+        self.health = Health(health_timeout)
+        self.server.readiness = self._readiness
+        if (
+            not isinstance(drain_delay, (int, float))
+            or isinstance(drain_delay, bool)
+            or not (0 <= drain_delay < float("inf"))
+        ):
+            raise InvalidArgument(f"drain_delay must be seconds >= 0, got {drain_delay!r}")
+        self.drain_delay = float(drain_delay)
+        if metrics is None:
+            metrics = os.environ.get(_ENV_METRICS, "").lower() not in ("", "0", "false", "no")
+        self.metrics = bool(metrics)
+        if self.metrics:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise NotSupported(
+                    "Service(metrics=True) serves /metrics with prometheus-client:"
+                    " pip install 'microstd[prometheus]'"
+                ) from None
+            _observe_state.configure(metrics=True)
+            self.server.metrics_endpoint = True
         self._client_middleware = list(client_middleware)
         self._owns_registry = not isinstance(registry, Registry)
+        self._registry_url = registry or DEFAULT_REGISTRY if self._owns_registry else None
         self.registry: Registry = (
             registry
             if isinstance(registry, Registry)
@@ -166,6 +221,39 @@ class Service(AsyncResource):
 
         return register
 
+    def health_check(self, name: str) -> Callable[[F], F]:
+        """Decorator: a readiness check, run for each `/health/ready`.
+
+        The function (sync or async, no arguments) fails by raising or by
+        returning False; the service then answers 503 naming the check.
+        """
+
+        def register(fn: F) -> F:
+            self.health.add(name, fn)
+            return fn
+
+        return register
+
+    def add_health_check(self, name: str, check: Check) -> None:
+        """Add a readiness check; the non-decorator form of `health_check`."""
+        self.health.add(name, check)
+
+    async def _readiness(self) -> tuple[bool, dict[str, object]]:
+        builtin: dict[str, Check] = {"registry": self._registered}
+        for area, (_given, opened) in self._areas.items():
+            if opened is not None:
+                builtin[area] = functools.partial(probe, area, opened)
+        checks = await self.health.run(builtin)
+        ok = all(outcome == "ok" for outcome in checks.values())
+        return ok, {"checks": checks}
+
+    async def _registered(self) -> None:
+        # Ready only while the registry answers and still lists this node.
+        node_id = self.server.node_id
+        found = await self.registry.lookup(self.name)
+        if not any(n.id == node_id for s in found for n in s.nodes):
+            raise LookupError(f"node {node_id} is not registered")
+
     # --- areas ------------------------------------------------------------------
 
     def _area(self, area: str, default: str) -> Any:
@@ -202,7 +290,12 @@ class Service(AsyncResource):
     def client(self) -> Client:
         """A `Client` on this service's registry; calls carry this service as caller."""
         if self._client is None:
-            self._client = Client(self.registry, name=self.name, middleware=self._client_middleware)
+            self._client = Client(
+                self.registry,
+                name=self.name,
+                middleware=self._client_middleware,
+                transport=self.transport,
+            )
         return self._client
 
     # --- lifecycle ----------------------------------------------------------------
@@ -211,6 +304,8 @@ class Service(AsyncResource):
     def node(self) -> Node:
         """This instance's node as registered (address known once started)."""
         meta = {"pid": str(os.getpid()), "protocol": "http", **self.metadata}
+        if self.server.transport_url is not None:
+            meta["transport"] = "nats"  # also served in the NATS queue group
         return Node(self.server.node_id, self.advertise or self.server.address, meta)
 
     def record(self) -> ServiceRecord:
@@ -228,8 +323,11 @@ class Service(AsyncResource):
         if self._running:
             return
         self._stopped = asyncio.Event()
+        _observe_state.refresh()
+        name = self.name
         try:
             await self.registry.connect()
+            log.info("%s: registry %s", name, _describe(self._registry_url or self.registry))
             for area, default in (
                 ("broker", DEFAULT_BROKER),
                 ("store", DEFAULT_STORE),
@@ -237,19 +335,36 @@ class Service(AsyncResource):
             ):
                 wanted = self._areas[area][0] is not None or self._areas[area][1] is not None
                 if wanted or (area == "broker" and self._subscribers):
-                    await self._area(area, default).connect()
+                    opened = self._area(area, default)
+                    await opened.connect()
+                    given = self._areas[area][0]
+                    shown = given if isinstance(given, str) else opened
+                    log.info("%s: %s %s", name, _AREA_NAMES[area], _describe(shown or default))
             await self.server.start(self.address)
+            log.info("%s: listening on http://%s", name, self.server.address)
+            if self.metrics:
+                log.info("%s: metrics at http://%s/metrics", name, self.server.address)
+                self._watch_inflight()
+            if self.server.endpoints:
+                log.info("%s: endpoints %s", name, ", ".join(sorted(self.server.endpoints)))
             for topic, queue, fn, options in self._subscribers:
                 sub = await self.broker.subscribe(topic, self._tracked(fn), queue=queue, **options)
                 self._subscriptions.append(sub)
+                extra = "".join(
+                    f", {key} {value}"
+                    for key, value in (("queue", queue), ("durable", options.get("durable")))
+                    if value
+                )
+                log.info("%s: subscribed to %s%s", name, topic, extra)
             await self.registry.register(self.record(), self.ttl)
+            self._count_heartbeat("ok")
         except BaseException:
             await self._shutdown(deregister=False)
             raise
         self.server.ready = True
         self._running = True
         self._heartbeat = asyncio.create_task(self._beat(), name=f"microstd-heartbeat-{self.name}")
-        log.info("%s serving on %s as node %s", self.name, self.server.address, self.server.node_id)
+        log.info("%s: registered node %s (ttl %gs); ready", name, self.server.node_id, self.ttl)
 
     def _tracked(self, fn: Callable[..., Any]) -> Callable[[Any], Any]:
         # Counted with the requests, so stop() drains message handlers too.
@@ -279,7 +394,24 @@ class Service(AsyncResource):
                 await self.registry.register(self.record(), self.ttl)
             except Exception as exc:
                 # Keep serving: the next beat may succeed before the TTL runs out.
-                log.warning("%s: re-registering failed: %s", self.name, exc)
+                self._count_heartbeat("failed")
+                log.warning("%s: re-registering failed: %s", self.name, redact_text(str(exc)))
+            else:
+                self._count_heartbeat("ok")
+
+    def _count_heartbeat(self, outcome: str) -> None:
+        metrics = _observe_state.state.metrics
+        if metrics is not None:
+            metrics.add("microstd.registry.heartbeats", (self.name, outcome))
+
+    def _watch_inflight(self) -> None:
+        metrics = _observe_state.state.metrics
+        if metrics is not None:
+            metrics.watch_gauge(
+                "microstd.rpc.server.inflight",
+                self.server,
+                lambda server: [((server.name,), float(server.inflight))],
+            )
 
     async def stop(self) -> None:
         """Deregister, stop taking requests, drain within `grace`, then disconnect.
@@ -288,8 +420,13 @@ class Service(AsyncResource):
         if not self._running:
             return
         self._running = False
+        # Not ready from this moment, while requests are still taken: a load
+        # balancer polling /health/ready stops sending before anything is refused.
+        self.server.ready = False
+        self.server.draining = True
+        log.info("%s: stopping; not ready from now on", self.name)
         await self._shutdown(deregister=True)
-        log.info("%s stopped", self.name)
+        log.info("%s: stopped", self.name)
 
     async def _shutdown(self, *, deregister: bool) -> None:
         if self._heartbeat is not None:
@@ -301,8 +438,25 @@ class Service(AsyncResource):
             try:
                 await self.registry.deregister(self.record())
             except Exception as exc:
-                log.warning("%s: deregistering failed (the TTL will expire it): %s", self.name, exc)
+                log.warning(
+                    "%s: deregistering failed (the TTL will expire it): %s",
+                    self.name,
+                    redact_text(str(exc)),
+                )
+            else:
+                log.info("%s: deregistered node %s", self.name, self.server.node_id)
+            if self.drain_delay:
+                log.info("%s: taking requests %gs more (drain_delay)", self.name, self.drain_delay)
+                await asyncio.sleep(self.drain_delay)
         self.server.stop_accepting()
+        if deregister:
+            log.info(
+                "%s: refusing new requests; draining %d in flight and %d subscriptions (grace %gs)",
+                self.name,
+                self.server.inflight,
+                len(self._subscriptions),
+                self.grace,
+            )
         # Subscriptions stop taking messages and handle what they hold, alongside
         # the in-flight requests, all within one grace period; requests still
         # running then are abandoned (see Server.stop).
@@ -318,7 +472,11 @@ class Service(AsyncResource):
             try:
                 await opened.close()
             except Exception as exc:
-                log.warning("%s: closing %r failed: %s", self.name, opened, exc)
+                log.warning(
+                    "%s: closing %s failed: %s", self.name, _describe(opened), redact_text(str(exc))
+                )
+            else:
+                log.info("%s: closed %s", self.name, _describe(opened))
         self._owned.clear()
         for slot in self._areas.values():
             slot[1] = None
@@ -371,3 +529,13 @@ class Service(AsyncResource):
     def run(self) -> None:
         """Block serving until SIGTERM / SIGINT, then stop gracefully."""
         asyncio.run(self.serve())
+
+
+_AREA_NAMES = {"broker": "broker", "store": "store", "sync": "locks"}
+
+
+def _describe(backend: object) -> str:
+    """A backend for the log: its URL or repr, credentials redacted."""
+    if isinstance(backend, str):
+        return redact(backend)
+    return redact_text(repr(backend))

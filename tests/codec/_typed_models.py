@@ -12,6 +12,8 @@ from typing import Annotated, Literal, NamedTuple, Optional, TypedDict, Union
 
 from typing_extensions import NotRequired, Required
 
+from microstd.codec import Timestamp
+
 
 class Color(enum.Enum):
     RED = "red"
@@ -110,3 +112,9 @@ class Shapes:
     frozen: frozenset[str]
     table: dict[str, list[int]]
     by_id: dict[int, str]
+
+
+@dataclass
+class Stamp:
+    at: Timestamp
+    maybe: Timestamp | None = None

@@ -311,6 +311,7 @@ def test_rust_and_twin_agree_on_random_values() -> None:
         strings = rng.random() < 0.5
         assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
         _check_one_pass(v, tp, rng)
+        _check_json_one_pass(codec.json.dumps(v), tp, rng)
 
 
 def _bytes_outcome(decode: Any, data: bytes) -> object:
@@ -376,3 +377,95 @@ class _Exploding:
 
     def __post_init__(self) -> None:
         raise ZeroDivisionError
+
+
+def _check_json_one_pass(data: bytes, tp: Any, rng: Any) -> None:
+    """The Rust one-pass JSON reader against orjson, then the twin's convert."""
+    from microstd.codec import json as codec_json
+
+    variants = [data, data[: rng.randrange(len(data) + 1)]]
+    changed = bytearray(data)
+    changed[rng.randrange(len(data))] = rng.choice(b' ,:[]{}"\\0123456789eE.-+tfnu')
+    variants.append(bytes(changed))
+    plan = plan_for(tp)
+    for forbid in (False, True):
+        for raw in variants:
+
+            def twin(b: bytes, forbid: bool = forbid) -> object:
+                return typed.run_plan(
+                    plan,
+                    codec_json._untyped_loads(b),
+                    strings=True,
+                    forbid_unknown_fields=forbid,
+                    impl="python",
+                )
+
+            one_pass = codec.json.Decoder(tp, forbid_unknown_fields=forbid).decode
+            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+
+
+JSON_TEXTS = [
+    rb' {"value": 1, "children": [ {"value": -0}, {"value": 2, "children": []} ] } ',
+    rb'{"value": 1e2}',
+    rb'{"value": 1.0}',
+    rb'{"value": 123456789012345678901234567890}',
+    rb'{"value": 9223372036854775807, "children": []}',
+    rb'{"value": 18446744073709551615}',
+    rb'{"value": -9223372036854775808}',
+    rb'{"value": 01}',
+    rb'{"value": 1, "value": 2}',
+    rb'{"value": 1, "extra": "\u00e9\ud83d\ude00", "more": [1e400]}',
+    rb'{"value": 1, "extra": "\ud800"}',
+    rb'{"value": 1, "extra": "tab\there", "x": "ctl\u0001"}',
+    b'{"value": 1, "extra": "raw control\x01"}',
+    rb'{"val\u0075e": 5}',
+    b'{"value": 1}\n',
+    rb'{"value": 1} x',
+    rb"[1, 2]",
+    rb'{"value": true}',
+    rb'{"value": 1, "children": [{"value": 1, "children": [' * 3 + rb"]}]}" * 3,
+]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
+    from microstd.codec import json as codec_json
+
+    for tp in (Node, dict[str, Any], Any, list[int], Movie):
+        plan = plan_for(tp)
+
+        def twin(b: bytes, plan: Any = plan) -> object:
+            return typed.run_plan(plan, codec_json._untyped_loads(b), strings=True, impl="python")
+
+        got = _bytes_outcome(codec.json.Decoder(tp).decode, text)
+        assert got == _bytes_outcome(twin, text), (tp, text)
+
+
+def test_timestamps_as_a_type(impl: str) -> None:
+    from _typed_models import Stamp
+
+    from microstd.codec import Timestamp
+
+    exact = Timestamp(1514862245, 678901234)
+    assert conv({"at": exact}, Stamp, impl) == Stamp(exact)
+    at = dt.datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=dt.timezone.utc)
+    assert conv({"at": at}, Stamp, impl).at == Timestamp.from_datetime(at)
+    text = {"at": "2018-01-02T03:04:05.678901234Z", "maybe": None}
+    assert conv(text, Stamp, impl) == Stamp(exact)
+    assert refused(text, Stamp, impl, strings=False).expected == "Timestamp"
+    assert refused({"at": 5}, Stamp, impl).found == "int 5"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_timestamps_round_trip_typed(fmt: str) -> None:
+    from _typed_models import Stamp
+
+    from microstd.codec import Timestamp
+
+    module = getattr(codec, fmt)
+    value = Stamp(Timestamp(1514862245, 678901234), Timestamp(-62_167_219_200))
+    if fmt == "json":
+        value = Stamp(Timestamp(1514862245, 678901234))  # JSON text has no year 0
+    if fmt == "cbor":
+        value = Stamp(Timestamp(1514862245), Timestamp(-62_167_219_200))  # whole seconds
+    assert module.loads(module.dumps(value), type=Stamp) == value

@@ -1,25 +1,30 @@
-"""Backends the store contract runs on, in ONE place.
+"""The backends the contract suites run on, in ONE place per area.
 
-To add a backend, add an entry to `STORE_BACKENDS`: its test id, mapped to a
+The suites themselves ship in the package (`microstd.testing.suites`): the
+test_*_suite.py modules here run them, and a plugin author runs the same
+ones with `pytest --microstd-store=URL`. What this file adds is this
+project's backends, as the suites' target fixtures (`store_target`,
+`broker_target`, `sync_target`, `registry_target`), each parametrized over
+every backend of its area, Rust cores and pure twins included.
+
+To add a backend, add an entry to the area's table: its test id, mapped to a
 function that takes pytest's `request` (so it can ask for server fixtures
-such as `redis_url`) and returns the URL and options to open. A backend that
-cannot watch goes in `NO_WATCH`: the watch tests then check it raises
-`NotSupported`.
+such as `redis_url`) and returns the URL (and, for stores, the options) to
+open. `{unique}` in a URL becomes an id of its own per test.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-import microstd.store
-from microstd.store import Store, SyncStore
+from microstd.testing.targets import BrokerTarget, RegistryTarget, StoreTarget, SyncTarget
 from store.backends import NET_KINDS, WATCH, backend_url
 
 BackendSpec = Callable[[pytest.FixtureRequest], tuple[str, dict[str, Any]]]
+UrlSpec = Callable[[pytest.FixtureRequest], str]
 
 STORE_BACKENDS: dict[str, BackendSpec] = {
     "memory-rust": lambda request: ("memory://", {"impl": "rust"}),
@@ -37,79 +42,102 @@ STORE_BACKENDS.update(
 NO_WATCH |= set(NET_KINDS) - WATCH
 
 
-@pytest.fixture(params=list(STORE_BACKENDS))
-def store_backend(request: pytest.FixtureRequest) -> str:
-    """The id of the backend under test."""
-    backend: str = request.param
-    return backend
-
-
-@pytest.fixture
-def watch_supported(store_backend: str) -> bool:
-    """False for backends whose watch raises NotSupported."""
-    return store_backend not in NO_WATCH
-
-
-@pytest.fixture
-async def store(store_backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """An open async store of each backend."""
-    url, options = STORE_BACKENDS[store_backend](request)
-    s = microstd.store.open(url, **options)
-    await s.connect()
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-def sync_store(store_backend: str, request: pytest.FixtureRequest) -> Iterator[SyncStore]:
-    """An open blocking store of each backend."""
-    url, options = STORE_BACKENDS[store_backend](request)
-    s = microstd.store.open_sync(url, **options)
-    s.connect()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key prefix no other test uses, so backends on a shared server stay independent."""
-    return f"t-{uuid.uuid4().hex[:10]}/"
-
-
-# ---- the other areas' backends (used by test_validation.py; the same ids as their suites) ----
-
-UrlSpec = Callable[[pytest.FixtureRequest], str]
-
-
 def _server(kind: str, query: str = "") -> UrlSpec:
     return lambda request: f"{request.getfixturevalue(f'{kind}_url')}{query}"
 
 
-def _tag() -> str:
-    return uuid.uuid4().hex[:10]
-
-
+# Memory URLs name an instance per test, so every handle a suite opens shares it.
 SYNC_BACKENDS: dict[str, UrlSpec] = {
-    "memory-rust": lambda request: "memory://?impl=rust",
-    "memory-python": lambda request: "memory://?impl=python",
-    "redis": _server("redis"),
-    "etcd": _server("etcd"),
+    "memory-rust": lambda request: "memory://{unique}?impl=rust",
+    "memory-python": lambda request: "memory://{unique}?impl=python",
+    "redis": _server("redis", "?prefix={unique}:"),
+    "etcd": _server("etcd", "?prefix={unique}/"),
+    "postgres": _server("postgres"),
 }
+#: Lock backends that do not serve waiters strictly first come, first served.
+NOT_FIFO = {"redis", "postgres"}
+#: etcd rounds a lease up to whole seconds, with a floor of about 2 s.
+SHORT_TTL = {"etcd": 2.0}
 
 BROKER_BACKENDS: dict[str, UrlSpec] = {
-    "memory-rust": lambda request: "memory://?impl=rust",
-    "memory-python": lambda request: "memory://?impl=python",
+    "memory-rust": lambda request: "memory://{unique}?impl=rust",
+    "memory-python": lambda request: "memory://{unique}?impl=python",
+    "file": lambda request: f"file://{request.getfixturevalue('tmp_path')}/broker.db",
     "redis": _server("redis"),
     "nats": _server("nats"),
+    "postgres": _server("postgres"),
+    "amqp": _server("amqp", "?exchange={unique}"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {
-    "memory": lambda request: "memory://",
-    "redis": lambda request: f"{request.getfixturevalue('redis_url')}?prefix=t{_tag()}:",
-    "etcd": lambda request: f"{request.getfixturevalue('etcd_url')}?prefix=/t{_tag()}/",
-    "nats": lambda request: f"{request.getfixturevalue('nats_url')}?bucket=t{_tag()}",
+    "memory": lambda request: "memory://{unique}",
+    "redis": _server("redis", "?prefix={unique}:"),
+    "etcd": _server("etcd", "?prefix=/{unique}/"),
+    "nats": _server("nats", "?bucket={unique}"),
+    "postgres": _server("postgres", "?table={unique}"),
 }
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_target(request: pytest.FixtureRequest) -> StoreTarget:
+    """Each store backend: a fresh, empty store per test."""
+    url, options = STORE_BACKENDS[request.param](request)
+    return StoreTarget.from_url(url, watch=request.param not in NO_WATCH, **options)
+
+
+@pytest.fixture(params=list(SYNC_BACKENDS))
+def sync_target(request: pytest.FixtureRequest) -> SyncTarget:
+    """Each lock backend, with locks of its own per test."""
+    return SyncTarget.from_url(
+        SYNC_BACKENDS[request.param](request),
+        short_ttl=SHORT_TTL.get(request.param, 0.3),
+        fifo=request.param not in NOT_FIFO,
+    )
+
+
+@pytest.fixture(params=list(BROKER_BACKENDS))
+def broker_target(request: pytest.FixtureRequest) -> BrokerTarget:
+    """Each broker backend."""
+    return BrokerTarget.from_url(BROKER_BACKENDS[request.param](request))
+
+
+@pytest.fixture(params=list(REGISTRY_BACKENDS))
+def registry_target(request: pytest.FixtureRequest) -> RegistryTarget:
+    """Each registry backend, empty per test."""
+    return RegistryTarget.from_url(REGISTRY_BACKENDS[request.param](request))
+
+
+# The suites' fixtures, built from the targets above.
+from microstd.testing.fixtures import (  # noqa: E402
+    broker,
+    locks,
+    prefix,
+    reg,
+    slocks,
+    store,
+    sync_broker,
+    sync_reg,
+    sync_store,
+    watch_supported,
+)
+
+__all__ = [
+    "BROKER_BACKENDS",
+    "REGISTRY_BACKENDS",
+    "STORE_BACKENDS",
+    "SYNC_BACKENDS",
+    "broker",
+    "broker_target",
+    "locks",
+    "prefix",
+    "reg",
+    "registry_target",
+    "slocks",
+    "store",
+    "store_target",
+    "sync_broker",
+    "sync_reg",
+    "sync_store",
+    "sync_target",
+    "watch_supported",
+]

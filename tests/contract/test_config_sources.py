@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,25 @@ def _nats(_: Path, request: pytest.FixtureRequest) -> config.Source:
     return config.nats(url, "contract")
 
 
+def _postgres(_: Path, request: pytest.FixtureRequest) -> config.Source:
+    import asyncpg
+
+    url = request.getfixturevalue("postgres_url")
+    table = f"c{uuid.uuid4().hex[:10]}"
+    source = config.postgres(url, table=table, prefix="app.")
+
+    async def put() -> None:
+        await source.fetch()  # creates the table on first use
+        conn = await asyncpg.connect(url)
+        rows = [("app.db.host", "h"), ("app.db.port", "5"), ("app.tags", '["a","b"]')]
+        await conn.executemany(f"INSERT INTO {table} (key, value) VALUES ($1, $2)", rows)
+        await conn.execute(f"INSERT INTO {table} (key, value) VALUES ('other.x', '1')")
+        await conn.close()
+
+    asyncio.run(put())
+    return source
+
+
 MAKERS: dict[str, Maker] = {
     "mapping": _mapping,
     "json": _json_file,
@@ -158,6 +178,7 @@ MAKERS: dict[str, Maker] = {
     "redis-document": _redis_doc,
     "etcd": _etcd,
     "nats": _nats,
+    "postgres": _postgres,
 }
 
 

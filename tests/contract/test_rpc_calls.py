@@ -1,42 +1,22 @@
-"""The RPC contract: what a call means, the same on every transport.
+"""The RPC contract for unary calls: what a call means, the same on every transport.
 
-`rpc` gives a service factory and a client for each transport (see `Rig`):
-HTTP, in-process (no network, same semantics). Each test declares its
-handlers on `rig.service(...)` and calls them through `rig.client()`.
+The `rig` fixture (tests/contract/_rpc_rig.py) gives a service factory and a
+client for each transport. Each test declares its handlers on
+`rig.service(...)` and calls them through `rig.client()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from typing import Any
+import dataclasses
 
 import pytest
+from _rpc_rig import TRANSPORTS, Rig
 
 import microstd
 from microstd import errors
-from microstd.client import Client
 from microstd.errors import DeadlineExceeded, ServiceError
 from microstd.rpc import current_context
-
-
-class Rig:
-    """Services and clients on one transport, sharing a private registry."""
-
-    def __init__(self, transport: str) -> None:
-        self.transport = transport
-        self.registry = f"memory://rpc-contract-{uuid.uuid4().hex[:8]}"
-        self._open: list[Any] = []
-
-    def service(self, name: str, **kw: Any) -> microstd.Service:
-        return microstd.Service(name, registry=self.registry, **kw)
-
-    def client(self, **kw: Any) -> Client:
-        kw.setdefault("local", self.transport == "local")
-        return Client(self.registry, **kw)
-
-
-TRANSPORTS = ["http", "local"]
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -101,18 +81,18 @@ async def test_handler_errors_keep_their_meaning(
 ) -> None:
     async with errors_service(rig), rig.client(retries=2, backoff=0.01) as client:
         with pytest.raises(ServiceError) as info:
-            await client.call("errs", endpoint, {"kind": kind})
+            await client.call(rig.name("errs"), endpoint, {"kind": kind})
     err = info.value
     assert (err.code, err.status) == (code, status)
     assert detail in err.detail
-    assert err.id == ("elsewhere" if kind == "teapot" else "errs")
+    assert err.id == ("elsewhere" if kind == "teapot" else rig.name("errs"))
     assert "hunter2" not in err.detail
 
 
 async def test_a_handler_error_with_a_non_error_code_is_a_500_on_the_wire(rig: Rig) -> None:
     async with errors_service(rig), rig.client() as client:
         with pytest.raises(ServiceError) as info:
-            await client.call("errs", "Errs.Raise", {"kind": "odd_code"})
+            await client.call(rig.name("errs"), "Errs.Raise", {"kind": "odd_code"})
     assert (info.value.code, info.value.status) == (500, "Internal Server Error")
     assert info.value.detail == "not an error code"
 
@@ -129,7 +109,7 @@ async def test_errors_in_handlers_are_not_retried(rig: Rig) -> None:
 
     async with svc, rig.client(retries=3, backoff=0.01) as client:
         with pytest.raises(ServiceError) as info:
-            await client.call("once", "Once.Fail")
+            await client.call(rig.name("once"), "Once.Fail")
     assert info.value.code == 503
     assert calls == 1  # the handler ran: a 503 it answers is not a refusal
 
@@ -150,7 +130,7 @@ async def test_deadline_stops_the_handler_and_the_call(rig: Rig) -> None:
 
     async with svc, rig.client() as client:
         with pytest.raises(DeadlineExceeded):
-            await client.call("slow", "Slow.Sleep", timeout=0.2)
+            await client.call(rig.name("slow"), "Slow.Sleep", timeout=0.2)
         await asyncio.wait_for(stopped.wait(), 30)
 
 
@@ -169,7 +149,9 @@ async def test_metadata_request_id_and_caller_travel(rig: Rig) -> None:
         }
 
     async with svc, rig.client(name="front") as client:
-        reply = await client.call("ctx", "Ctx.Get", metadata={"Tenant": "acme"}, timeout=5)
+        reply = await client.call(
+            rig.name("ctx"), "Ctx.Get", metadata={"Tenant": "acme"}, timeout=5
+        )
     assert reply["meta"] == {"tenant": "acme"}
     assert reply["caller"] == "front"
     assert len(reply["rid"]) == 32
@@ -179,5 +161,74 @@ async def test_metadata_request_id_and_caller_travel(rig: Rig) -> None:
 async def test_unknown_endpoint_is_404(rig: Rig) -> None:
     async with errors_service(rig), rig.client() as client:
         with pytest.raises(ServiceError) as info:
-            await client.call("errs", "Errs.Nope", {})
-    assert (info.value.code, info.value.id) == (404, "errs")
+            await client.call(rig.name("errs"), "Errs.Nope", {})
+    assert (info.value.code, info.value.id) == (404, rig.name("errs"))
+
+
+# --- instances: spreading, failover, absence -------------------------------------------
+
+
+def node_service(rig: Rig) -> microstd.Service:
+    svc = rig.service("nodes")
+
+    @svc.handler("Nodes.Which")
+    async def which() -> str:
+        return svc.server.node_id
+
+    return svc
+
+
+async def test_calls_spread_over_the_instances(rig: Rig) -> None:
+    a, b = node_service(rig), node_service(rig)
+    async with a, b, rig.client() as client:
+        seen = {await client.call(rig.name("nodes"), "Nodes.Which") for _ in range(40)}
+    assert seen == {a.server.node_id, b.server.node_id}
+
+
+async def test_a_stopped_instance_hands_its_calls_to_the_others(rig: Rig) -> None:
+    a, b = node_service(rig), node_service(rig)
+    async with b:
+        await a.start()
+        async with rig.client(backoff=0.01) as client:
+            await a.stop()
+            seen = {await client.call(rig.name("nodes"), "Nodes.Which") for _ in range(10)}
+    assert seen == {b.server.node_id}
+
+
+async def test_a_draining_instance_refuses_and_calls_are_retried(rig: Rig) -> None:
+    a, b = node_service(rig), node_service(rig)
+    async with a, b, rig.client(backoff=0.01, retries=10) as client:
+        a.server.stop_accepting()
+        seen = {await client.call(rig.name("nodes"), "Nodes.Which") for _ in range(10)}
+    assert seen == {b.server.node_id}
+
+
+async def test_a_service_nobody_serves_is_not_found(rig: Rig) -> None:
+    async with rig.client(retries=0) as client:
+        with pytest.raises(errors.NotFound, match=rig.name("nobody")):
+            await client.call(rig.name("nobody"), "X.Y", {})
+
+
+@dataclasses.dataclass
+class Order:
+    item: str
+    qty: int
+
+
+async def test_models_in_and_out(rig: Rig) -> None:
+    svc = rig.service("models")
+
+    @svc.handler("Models.Double")
+    async def double(order: Order) -> Order:
+        return Order(order.item, order.qty * 2)
+
+    async with svc, rig.client() as client:
+        reply = await client.call(rig.name("models"), "Models.Double", {"item": "a", "qty": 2})
+        assert reply == {"item": "a", "qty": 4}
+        typed = await client.call(
+            rig.name("models"), "Models.Double", {"item": "b", "qty": 1}, response_type=Order
+        )
+        assert typed == Order("b", 2)
+        with pytest.raises(ServiceError) as info:
+            await client.call(rig.name("models"), "Models.Double", {"item": "c", "qty": "x"})
+        assert info.value.code == 400

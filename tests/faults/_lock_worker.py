@@ -28,13 +28,15 @@ def fenced_append(log: Path, lease: sync.SyncLease) -> bool:
     """Write one entry under `lease`; False once the lease is past its safe window."""
     with log.open("a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        # Read before the check: the entry's time is one the lease was known safe at.
+        now = time.monotonic_ns()
         if time.time() >= lease.expires_at - margin(lease.ttl):
             return False
         f.seek(0)
         highest = max((int(line.split()[1]) for line in f if line.endswith("ok\n")), default=0)
         verdict = "ok" if lease.token >= highest else "refused"
         # CLOCK_MONOTONIC is system-wide on Linux: times compare across processes.
-        f.write(f"{time.monotonic_ns()} {lease.token} {os.getpid()} {verdict}\n")
+        f.write(f"{now} {lease.token} {os.getpid()} {verdict}\n")
         f.flush()
         return True
 

@@ -111,9 +111,12 @@ async def hold_in_steps(lease: Any, steps: int, step: float) -> float:
         if time.time() >= lease.expires_at - margin(lease.ttl):
             break
         await asyncio.sleep(step)
+        # The time is read before the check, so a pause right after it cannot
+        # make a step look later than the moment it was known to be safe.
+        now = time.monotonic()
         if time.time() >= lease.expires_at - margin(lease.ttl):
             break
-        end = time.monotonic()
+        end = now
         try:
             await lease.refresh()
         except (LockLost, ConnectionFailed):

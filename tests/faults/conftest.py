@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from _servers import ServerProcess, etcd_server, nats_server, redis_server
+from _servers import ServerProcess, etcd_server, nats_server, postgres_server, redis_server
 from faults._proxy import FaultProxy
 
 _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "redis": lambda: redis_server(appendonly=True),
     "nats": nats_server,
     "etcd": etcd_server,
+    "postgres": postgres_server,
 }
 
 

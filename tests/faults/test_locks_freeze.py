@@ -23,6 +23,7 @@ import pytest
 
 from _servers import ServerProcess
 from faults._locks import (
+    HANG,
     TTL,
     check_spans,
     eventually,
@@ -130,3 +131,24 @@ async def test_holders_never_overlap_across_freezes(
         stop.set()
         await never_hangs(asyncio.gather(*workers), 60.0)
     check_spans(spans)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_blocking_leader_gives_up_while_the_server_is_frozen(
+    kind: str, server_factory: Callable[[str], ServerProcess]
+) -> None:
+    """The blocking surface (the async backend on a private loop thread) keeps the rule."""
+    server = server_factory(kind)
+    url, name, ttl = url_of(kind, server), _name(), TTL[kind]
+    patient = url.replace("timeout=1.0", "timeout=60")
+    with sync.open_sync(patient) as locks, sync.open_sync(url) as rivals:
+        leadership = locks.elect(name, candidate="a", ttl=ttl)
+        server.pause()
+        try:
+            assert leadership.lost.wait(HANG), "the leader still led on a frozen server"
+            # Fails within its timeout (a hang would run into the test's own timeout).
+            with pytest.raises(ConnectionFailed):
+                rivals.acquire(_name(), ttl=ttl, wait=0)
+        finally:
+            server.resume()
+        leadership.resign()

@@ -1,4 +1,5 @@
-"""Fencing tokens across a server restart, each test on a private server.
+"""Fencing tokens (and the Redis store's revisions) across a server restart, each
+test on a private server.
 
 - Redis without persistence forgets every key on a restart, the token counters
   too: tokens still keep increasing (seeded from the server's clock), so a
@@ -18,8 +19,8 @@ import pytest
 
 from _servers import ServerProcess
 from faults._locks import FencedLog, eventually, never_hangs, url_of
-from microstd import sync
-from microstd.errors import LockLost
+from microstd import store, sync
+from microstd.errors import Conflict, LockLost
 
 
 async def _lost(call: Awaitable[object]) -> None:
@@ -87,3 +88,23 @@ async def test_etcd_tokens_keep_increasing_across_a_restart(
         assert nxt.token > held.token
         assert log.write(nxt.token, "next")
         await nxt.release()
+
+
+async def test_store_revisions_keep_increasing_across_a_restart_without_persistence(
+    server_factory: Callable[[str], ServerProcess],
+) -> None:
+    """The Redis store's revisions have the same problem and the same cure: without
+    it a stale `if_revision` matched a record rewritten after the restart."""
+    server = server_factory("redis")  # no persistence
+    url = f"redis://127.0.0.1:{server.port}/0?timeout=1"
+    async with store.open(url) as records:
+        for i in range(3):
+            seen = await records.write("k", i)
+        server.kill()
+        server.start()
+        for i in range(3):
+            rev = await eventually(lambda i=i: records.write("k", 10 + i))
+            assert rev > seen
+        # A writer that read the record before the restart cannot overwrite it.
+        with pytest.raises(Conflict):
+            await records.write("k", "stale", if_revision=seen)

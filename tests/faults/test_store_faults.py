@@ -20,15 +20,17 @@ from microstd.store import Event, Store
 
 pytestmark = pytest.mark.services
 
-KINDS = ["redis", "nats"]
+KINDS = ["redis", "nats", "postgres"]
 #: Watches that go on after a lost connection (JetStream replays what they missed);
 #: the others end with ConnectionFailed (Redis pub/sub cannot replay).
-WATCH_RESUMES = {"nats"}
+WATCH_RESUMES = {"nats", "postgres"}
 
 
 def _url(kind: str, port: int) -> tuple[str, dict[str, Any]]:
     if kind == "redis":
         return f"redis://127.0.0.1:{port}/0", dict(FAST)
+    if kind == "postgres":
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres", {**FAST, "table": "faults"}
     return f"nats://127.0.0.1:{port}?bucket=faults", dict(FAST_NATS)
 
 

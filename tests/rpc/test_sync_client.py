@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -117,3 +117,43 @@ def test_shares_the_clients_options() -> None:
         assert inner.codec.content_type == "application/cbor"
     with pytest.raises(ValueError, match="selector"):
         microstd.SyncClient("memory://", selector="fastest")
+
+
+@pytest.fixture
+def streaming() -> Iterator[str]:
+    registry = f"memory://syncs{uuid.uuid4().hex[:8]}"
+    svc = microstd.Service("nums", registry=registry)
+
+    @svc.handler("Nums.Range")
+    async def numbers(req: dict[str, int]) -> AsyncIterator[int]:
+        for n in range(req["n"]):
+            yield n
+
+    @svc.handler("Nums.Sum")
+    async def total(reqs: AsyncIterator[int]) -> int:
+        return sum([n async for n in reqs])
+
+    @svc.handler("Nums.Square")
+    async def square(reqs: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for n in reqs:
+            yield n * n
+
+    loop = LoopThread("test-streams")
+    loop.run(svc.start())
+    try:
+        yield registry
+    finally:
+        loop.run(svc.stop())
+        loop.stop()
+
+
+def test_streams_from_a_plain_thread(streaming: str) -> None:
+    with microstd.SyncClient(streaming) as client:
+        assert list(client.stream("nums", "Nums.Range", {"n": 5})) == [0, 1, 2, 3, 4]
+        assert client.call("nums", "Nums.Sum", iter(range(10))) == 45
+        assert list(client.stream("nums", "Nums.Square", (n for n in range(4)))) == [0, 1, 4, 9]
+        # Breaking out closes the stream; the client goes on working.
+        for n in client.stream("nums", "Nums.Range", {"n": 1000}):
+            if n == 3:
+                break
+        assert client.call("nums", "Nums.Sum", iter([1, 2])) == 3

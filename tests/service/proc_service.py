@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 
 import microstd
 
@@ -32,6 +33,20 @@ def make() -> microstd.Service:
     async def ask(req: dict[str, str]) -> dict[str, object]:
         peer = await svc.client.call(req["peer"], "Proc.Whoami")
         return {"pid": os.getpid(), "peer": peer}
+
+    @svc.handler("Proc.Count")
+    async def count(req: dict[str, int]) -> AsyncIterator[dict[str, int]]:
+        for n in range(req["n"]):
+            yield {"n": n}
+        if req.get("fail"):
+            raise microstd.errors.conflict("counted too far")
+
+    @svc.handler("Proc.Sum")
+    async def total(reqs: AsyncIterator[dict[str, int]]) -> AsyncIterator[int]:
+        running = 0
+        async for req in reqs:
+            running += req["x"]
+            yield running
 
     @svc.handler("Proc.Fail")
     async def fail() -> None:

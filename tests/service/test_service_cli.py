@@ -8,12 +8,15 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _procs import spawn, stop, wait_registered
 
 
-def microstd(*args: str, registry: str | None = None) -> subprocess.CompletedProcess[str]:
+def microstd(
+    *args: str, registry: str | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if registry:
         env["MICROSTD_REGISTRY"] = registry
@@ -24,6 +27,7 @@ def microstd(*args: str, registry: str | None = None) -> subprocess.CompletedPro
         timeout=60,
         env=env,
         check=False,
+        input=stdin,
     )
 
 
@@ -106,3 +110,112 @@ def test_unknown_registry_scheme() -> None:
     result = microstd("services", "--registry", "zookeeper://x")
     assert result.returncode == 2
     assert "no registry backend" in result.stderr
+
+
+async def test_call_stream_prints_each_reply_as_a_line(redis_url: str, running: str) -> None:
+    out = microstd("call", running, "Proc.Count", '{"n": 3}', "--stream", registry=redis_url)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+    failed = microstd(
+        "call", running, "Proc.Count", '{"n": 2, "fail": 1}', "--stream", registry=redis_url
+    )
+    assert failed.returncode == 1
+    assert [json.loads(line) for line in failed.stdout.splitlines()] == [{"n": 0}, {"n": 1}]
+    assert json.loads(failed.stderr)["code"] == 409
+
+    lines = "".join(json.dumps({"x": x}) + "\n" for x in (1, 2, 3))
+    summed = microstd("call", running, "Proc.Sum", "-", "--stream", registry=redis_url, stdin=lines)
+    assert summed.returncode == 0, summed.stderr
+    assert summed.stdout.split() == ["1", "3", "6"]
+
+
+def _without_urls() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MICROSTD_REGISTRY", "MICROSTD_BROKER", "MICROSTD_TRANSPORT")
+    }
+
+
+def bare_microstd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "microstd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        (["services"], ["MICROSTD_REGISTRY", "--registry"]),
+        (["call", "greeter", "Greeter.Hello", "{}"], ["MICROSTD_REGISTRY", "--transport"]),
+        (["publish", "orders.created", "{}"], ["MICROSTD_BROKER", "--broker"]),
+    ],
+)
+def test_without_urls_the_commands_say_where_to_point(command: list[str], names: list[str]) -> None:
+    out = bare_microstd(*command, env=_without_urls())
+    assert out.returncode == 2, out.stderr
+    assert "fresh process" in out.stderr
+    assert "memory://default" in out.stderr
+    for name in names:
+        assert name in out.stderr
+    assert out.stdout == ""
+
+
+async def test_env_urls_are_read_when_no_flag_is_given(redis_url: str, running: str) -> None:
+    env = {**_without_urls(), "MICROSTD_REGISTRY": redis_url, "MICROSTD_BROKER": redis_url}
+    listed = bare_microstd("services", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert running in [s["name"] for s in json.loads(listed.stdout)]
+    called = bare_microstd("call", running, "Proc.Slow", '{"seconds": 0, "n": 1}', env=env)
+    assert called.returncode == 0, called.stderr
+    published = bare_microstd("publish", "cli.test", '{"a": 1}', env=env)
+    assert published.returncode == 0, published.stderr
+
+
+def test_an_explicit_memory_registry_is_answered_with_a_hint() -> None:
+    out = bare_microstd("services", "--registry", "memory://default", env=_without_urls())
+    assert out.returncode == 0
+    assert "no services registered in memory://default" in out.stdout
+    assert "one process" in out.stderr
+
+
+def test_call_over_nats_needs_no_registry(nats_url: str) -> None:
+    from microstd._loopthread import LoopThread
+
+    name = f"natscli{uuid.uuid4().hex[:8]}"
+    svc = microstd_service(name, nats_url)
+    loop = LoopThread("cli-nats-service")
+    loop.run(svc.start())
+    try:
+        env = {**_without_urls(), "MICROSTD_TRANSPORT": nats_url}
+        out = bare_microstd("call", name, "Nats.Echo", '{"x": 1}', env=env)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"x": 1}
+        flag = bare_microstd(
+            "call", name, "Nats.Echo", "[2]", "--transport", nats_url, env=_without_urls()
+        )
+        assert json.loads(flag.stdout) == [2]
+        missing = bare_microstd("call", "nobody-" + name, "X.Y", env=env)
+        assert missing.returncode == 3
+        assert "no instance serving on NATS" in missing.stderr
+    finally:
+        loop.run(svc.stop())
+        loop.stop()
+
+
+def microstd_service(name: str, nats_url: str) -> Any:
+    import microstd as lib
+
+    svc = lib.Service(name, registry="memory://", transport=nats_url)
+
+    @svc.handler("Nats.Echo")
+    async def echo(req: object) -> object:
+        return req
+
+    return svc

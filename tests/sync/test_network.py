@@ -9,7 +9,7 @@ from microstd import sync
 from microstd.errors import ConnectionFailed
 
 
-@pytest.mark.parametrize("scheme", ["redis", "etcd"])
+@pytest.mark.parametrize("scheme", ["redis", "etcd", "postgresql"])
 async def test_unreachable_server_raises_connection_failed(scheme: str) -> None:
     locks = sync.open(f"{scheme}://127.0.0.1:{free_port()}")
     try:

@@ -208,6 +208,8 @@ def _fail(endpoint: PostgresEndpoint, what: str, exc: BaseException, why: str) -
 
 def _lost(exc: BaseException) -> bool:
     """True when `exc` means the connection it ran on is gone."""
+    if isinstance(exc, pgexc.InternalClientError):
+        return True
     if isinstance(exc, pgexc.InterfaceError):
         return "closed" in str(exc) or "connection" in str(exc)
     gone = (pgexc.PostgresConnectionError, pgexc.AdminShutdownError, pgexc.CrashShutdownError)
@@ -231,6 +233,10 @@ def errors(endpoint: PostgresEndpoint, what: str) -> Iterator[None]:
         _fail(endpoint, what, exc, "did not answer in time")
     except _UNREACHABLE as exc:
         _fail(endpoint, what, exc, "unreachable")
+    except pgexc.InternalClientError as exc:
+        # asyncpg's protocol state after a connection died mid-operation (seen when
+        # the server is killed): the connection is unusable, the pool replaces it.
+        _fail(endpoint, what, exc, "connection broken")
     except pgexc.InterfaceError as exc:
         if _lost(exc):
             _fail(endpoint, what, exc, "unreachable")

@@ -182,9 +182,9 @@ def cases(quick: bool) -> list[Case]:
             except Exception:  # the format's baseline cannot run: its cases report that
                 encoded = b""
             out += _format_cases(fmt, name, value, encoded, table)
-    from microstd.bench.codec_typed import typed_cases
+    from microstd.bench.codec_typed import corpus_cases, typed_cases
 
-    return out + typed_cases(quick)
+    return out + corpus_cases(quick) + typed_cases(quick)
 
 
 def _format_cases(

@@ -17,7 +17,7 @@ from typing import Any
 
 from microstd.bench.runner import Case
 
-__all__ = ["corpus", "typed_cases"]
+__all__ = ["corpus", "corpus_cases", "typed_cases"]
 
 
 @dataclass
@@ -273,7 +273,7 @@ SMALL = {
     "trace": True,
     "tags": ["web", "eu"],
 }
-_FILES = {"twitter": "twitter.json", "citm_catalog": "ctm.json"}
+_FILES = {"twitter": "twitter.json", "citm_catalog": "ctm.json", "canada": "canada.json"}
 TYPES: dict[str, Any] = {"small": Small, "twitter": Twitter, "citm_catalog": Citm}
 
 
@@ -366,20 +366,72 @@ def typed_cases(quick: bool) -> list[Case]:
 
 def _label(fmt: str, impl: str) -> tuple[str, str] | None:
     """(label, role) for the report, or None to leave the row out: without the
-    Rust core (`MICROSTD_PURE=1`) the msgpack default path is the twin itself,
-    and JSON's parses with orjson either way (the conversion is Rust or Python)."""
+    Rust core (`MICROSTD_PURE=1`) the msgpack default path is the twin itself;
+    JSON's is then orjson with the Python conversion. With the core, both
+    formats are read straight into the types by Rust, in one pass."""
     from microstd import _accel
 
     if impl == "rust":
-        if fmt == "json":
-            how = "Rust" if _accel.AVAILABLE else "Python"
-            return f"microstd (orjson + {how} conversion)", "core"
+        if fmt == "json" and not _accel.AVAILABLE:
+            return "microstd (orjson + Python conversion)", "core"
         return ("microstd (Rust core)", "core") if _accel.AVAILABLE else None
     if impl == "python":
         return (
             "twin (msgpack package + hooks)" if fmt == "msgpack" else "twin (stdlib json)"
         ), "twin"
     return impl, "peer"
+
+
+def corpus_cases(quick: bool) -> list[Case]:
+    """Untyped msgpack on the corpora (twitter, citm_catalog, canada), both
+    directions: the Rust codec against ormsgpack and msgspec, the pure twin as
+    the baseline. (The runner times with the garbage collector off.)"""
+    from microstd.bench.codec import impls
+
+    if quick:
+        return []
+    table = impls("msgpack")
+    out: list[Case] = []
+    for name in ("twitter", "citm_catalog", "canada"):
+        value = corpus(name)
+        if value is None:
+            continue
+        data = table["rust"][0](value)
+        for impl, (encode, _) in table.items():
+            if impl == "msgpack":
+                continue  # the pure baseline already runs on the msgpack package
+            group = f"msgpack encode {name}"
+            out.append(
+                Case(
+                    "codec",
+                    group,
+                    group,
+                    impl,
+                    _bind(encode, value),
+                    baseline=impl == "python",
+                    check=_decodes_to(table["rust"][1], value),
+                )
+            )
+        for impl, (_, decode) in table.items():
+            if impl == "msgpack":
+                continue
+            group = f"msgpack decode {name}"
+            out.append(
+                Case(
+                    "codec",
+                    group,
+                    group,
+                    impl,
+                    _bind(decode, data),
+                    baseline=impl == "python",
+                    check=_equals(value),
+                )
+            )
+    return out
+
+
+def _decodes_to(decode: Callable[[bytes], object], value: object) -> Callable[[object], bool]:
+    return lambda result: isinstance(result, bytes) and decode(result) == value
 
 
 def _equals(expected: object) -> Callable[[object], bool]:

@@ -62,6 +62,10 @@ _BUILTINS = {
     "redis": "microstd.broker.redis:RedisBroker",
     "nats": "microstd.broker.nats:NatsBroker",
     "file": "microstd.broker.file:FileBroker",
+    "amqp": "microstd.broker.amqp:AmqpBroker",
+    "amqps": "microstd.broker.amqp:AmqpBroker",
+    "postgresql": "microstd.broker.postgres:PostgresBroker",
+    "postgres": "microstd.broker.postgres:PostgresBroker",
 }
 
 

@@ -43,6 +43,7 @@ from microstd.broker._durable import (
     error_text,
 )
 from microstd.broker.base import Handler, Message, log
+from microstd.observe.instrument import count_dead_letter
 
 __all__ = ["DeadLetterPublish", "DurableDelivery", "Settleable", "Settler"]
 
@@ -118,6 +119,7 @@ class Settler:
         """
         if message.settled:
             return
+        count_dead_letter(self.options.durable)
         topic = self.options.dead_letter
         text = error_text(error)
         if topic is None:

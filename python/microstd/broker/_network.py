@@ -99,6 +99,8 @@ class NetworkSubscription(Subscription):
         #: `cancel(drain)`: with `drain`, messages the client library already
         #: received are first handed to the delivery (a close must not lose them).
         self.cancel: Callable[[bool], Awaitable[None]] | None = None
+        #: Runs after the drain (a durable subscription hands back what is left).
+        self.finish: Callable[[], Awaitable[None]] | None = None
         self._gone = False
 
     def __repr__(self) -> str:
@@ -130,6 +132,8 @@ class NetworkSubscription(Subscription):
             await self.delivery.drain(
                 self._broker._opts.drain_timeout if timeout is None else timeout
             )
+        if self.finish is not None:
+            await self.finish()
 
 
 class NetworkBroker(Broker):
@@ -180,3 +184,9 @@ class NetworkBroker(Broker):
         deliveries = [s.delivery for s in subs if s.delivery is not None]
         if deliveries:
             await asyncio.gather(*(d.drain(self._opts.drain_timeout) for d in deliveries))
+        for sub in subs:
+            if sub.finish is not None:
+                try:
+                    await sub.finish()
+                except Exception as exc:  # the server may already be gone
+                    report_error(exc, sub, None)

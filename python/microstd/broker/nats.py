@@ -128,6 +128,12 @@ class NatsBroker(NetworkBroker):
                 )
             )
 
+    async def ping(self) -> None:
+        """One round trip to the server (readiness checks); `ConnectionFailed` if none."""
+        client = await self._client("ping")
+        with self._errors("ping"):
+            await client.flush(timeout=self._endpoint.timeouts.request)
+
     async def _client(self, what: str) -> Any:
         """The live connection (see `NatsConnection.ready`)."""
         if self._closed:

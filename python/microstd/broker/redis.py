@@ -194,6 +194,13 @@ class RedisBroker(NetworkBroker):
         self._redis = conn.client
         self._pubsub = conn.subscriber()
 
+    async def ping(self) -> None:
+        """One round trip to the server (readiness checks); `ConnectionFailed` if none."""
+        if self._conn is None:
+            await self.connect()
+        assert self._conn is not None
+        await self._conn.ping("broker ping")
+
     async def _client(self) -> Any:
         if self._closed:
             raise Closed("broker is closed")

@@ -22,15 +22,17 @@ import binascii
 import contextlib
 import datetime as _dt
 import decimal
+import re
 import uuid
 from typing import Any
 
 from microstd.codec import _plan as P
+from microstd.codec._timestamp import Timestamp
 from microstd.errors import ValidationError
 
 MAX_DEPTH = 256
 _TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels"
-_SCALAR_KINDS = frozenset({P.BYTES, P.DATETIME, P.DATE, P.UUID, P.DECIMAL})
+_SCALAR_KINDS = frozenset({P.BYTES, P.DATETIME, P.DATE, P.UUID, P.DECIMAL, P.TIMESTAMP})
 
 __all__ = ["check_bounds", "convert", "describe", "scalar", "value_kind"]
 
@@ -51,6 +53,7 @@ _KINDS: dict[type, int] = {
     _dt.date: P.V_DATE,
     uuid.UUID: P.V_UUID,
     decimal.Decimal: P.V_DECIMAL,
+    Timestamp: P.V_TIMESTAMP,
 }
 _NAMES = {
     P.ANY: "any",
@@ -64,6 +67,7 @@ _NAMES = {
     P.DATE: "date",
     P.UUID: "UUID",
     P.DECIMAL: "Decimal",
+    P.TIMESTAMP: "Timestamp",
     P.LIST: "array",
     P.SET: "array",
     P.FROZENSET: "array",
@@ -348,7 +352,31 @@ def scalar(kind: int, value: Any, strings: bool) -> Any:
             except decimal.InvalidOperation:
                 raise _Invalid(f"expected Decimal, got str {value!r}", "Decimal", "str") from None
         raise _wrong("Decimal", value)
+    if kind == P.TIMESTAMP:
+        if isinstance(value, Timestamp):
+            return value
+        if isinstance(value, _dt.datetime):
+            return Timestamp.from_datetime(_datetime(value, strings))
+        if strings and isinstance(value, str):
+            return _timestamp_text(value)
+        raise _wrong("Timestamp", value)
     raise AssertionError(f"not a scalar kind: {kind}")  # pragma: no cover
+
+
+_RFC3339_NANOS = re.compile(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", re.ASCII)
+
+
+def _timestamp_text(value: str) -> Timestamp:
+    """An RFC 3339 text with up to 9 fraction digits (what JSON writes for a Timestamp)."""
+    m = _RFC3339_NANOS.fullmatch(value)
+    if m is not None:
+        whole = _datetime(m[1] + m[3], True)
+        nanos = int((m[2] or "0").ljust(9, "0"))
+        stamp = Timestamp.from_datetime(whole)
+        return Timestamp(stamp.seconds, nanos)
+    raise _Invalid(
+        f"expected Timestamp (RFC 3339 with an offset), got str {value!r}", "Timestamp", "str"
+    )
 
 
 def _datetime(value: Any, strings: bool) -> Any:

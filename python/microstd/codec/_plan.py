@@ -9,7 +9,7 @@ cost nothing special. Plans are cached per type.
 Node layouts (the first item is the kind; must match `plan.rs`):
 
     (ANY,)  (NONE,)  (BOOL,)  (INT,)  (FLOAT,)  (STR,)  (BYTES,)
-    (DATETIME,)  (DATE,)  (UUID,)  (DECIMAL,)
+    (DATETIME,)  (DATE,)  (UUID,)  (DECIMAL,)  (TIMESTAMP,)
     (LIST, item)  (SET, item)  (FROZENSET, item)  (VARTUPLE, item)
     (TUPLE, (item, ...))  (DICT, key, value)
     (UNION, name, ((value kind, node), ...))
@@ -38,6 +38,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from microstd.codec._timestamp import Timestamp
+
 __all__ = ["Plan", "compile_type", "plan_for"]
 
 # Node kinds.
@@ -45,13 +47,14 @@ ANY, NONE, BOOL, INT, FLOAT, STR, BYTES = 0, 1, 2, 3, 4, 5, 6
 DATETIME, DATE, UUID, DECIMAL = 7, 8, 9, 10
 LIST, SET, FROZENSET, VARTUPLE, TUPLE, DICT = 11, 12, 13, 14, 15, 16
 UNION, LITERAL, ENUM, DATACLASS, TYPEDDICT, NAMEDTUPLE, CONSTRAINED = 17, 18, 19, 20, 21, 22, 23
+TIMESTAMP = 24
 
 # Default kinds of a dataclass field.
 REQUIRED, DEFAULT, FACTORY = 0, 1, 2
 
 # Value kinds a union dispatches on (what the decoded value is).
 V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_BYTES, V_ARRAY, V_MAP = 0, 1, 2, 3, 4, 5, 6, 7
-V_DATETIME, V_DATE, V_UUID, V_DECIMAL = 8, 9, 10, 11
+V_DATETIME, V_DATE, V_UUID, V_DECIMAL, V_TIMESTAMP = 8, 9, 10, 11, 12
 _KIND_NAMES = {
     V_NONE: "None",
     V_BOOL: "bool",
@@ -65,6 +68,7 @@ _KIND_NAMES = {
     V_DATE: "date",
     V_UUID: "UUID",
     V_DECIMAL: "Decimal",
+    V_TIMESTAMP: "Timestamp",
 }
 
 _SCALARS: dict[Any, tuple[int, tuple[int, ...]]] = {
@@ -81,6 +85,7 @@ _SCALARS: dict[Any, tuple[int, tuple[int, ...]]] = {
     _dt.date: (DATE, (V_DATE, V_STR)),
     uuid.UUID: (UUID, (V_UUID, V_STR)),
     decimal.Decimal: (DECIMAL, (V_DECIMAL, V_STR)),
+    Timestamp: (TIMESTAMP, (V_TIMESTAMP, V_DATETIME, V_STR)),
 }
 
 

@@ -123,6 +123,14 @@ def _timestamp_text(ts: Timestamp) -> str:
     return f"{whole.isoformat()}.{ts.nanoseconds:09d}+00:00"
 
 
+_check = _json_guard.check
+_SORTED_OPTIONS = _OPTIONS | orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _plain_hook(value: object) -> object:
+    return _model(value, None)
+
+
 def _is_big_int(o: object) -> bool:
     return isinstance(o, int) and not isinstance(o, bool) and not -(2**63) <= o < 2**64
 
@@ -131,11 +139,11 @@ def dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
 ) -> bytes:
     """Encode `obj` as compact UTF-8 JSON."""
-    user_default = default
     if default is None:
         # orjson overflows the C stack on deeply nested tuples: refuse first.
-        _json_guard.check(obj)
+        _check(obj)
         data = obj
+        hook = _plain_hook
     else:
         # The hook runs user code in the middle of the encode: let orjson walk
         # private copies of the containers, so a hook that mutates one cannot
@@ -145,12 +153,11 @@ def dumps(
         def user_default(value: object) -> object:
             return _json_guard.snapshot(default(value))
 
-    def hook(value: object) -> object:
-        return _model(value, user_default)
+        def hook(value: object) -> object:
+            return _model(value, user_default)
 
     # orjson does not sort a dataclass's fields: hand dataclasses to the hook then.
-    sorting = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
-    option = _OPTIONS | sorting if sort_keys else _OPTIONS
+    option = _SORTED_OPTIONS if sort_keys else _OPTIONS
     try:
         return orjson.dumps(data, default=hook, option=option)
     except orjson.JSONEncodeError as exc:
@@ -189,14 +196,16 @@ def loads(
     With `type=T` the result is checked and built as a `T`; strings stand for
     datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
     """
-    value = _untyped_loads(data)
     if type is None:
-        return value
+        return _untyped_loads(data)
     from microstd.codec import typed
     from microstd.codec._plan import plan_for
 
+    plan = plan_for(type)
+    if plan.core is not None:
+        return plan.core.decode_json(data, forbid_unknown_fields)
     return typed.run_plan(
-        plan_for(type), value, strings=True, forbid_unknown_fields=forbid_unknown_fields
+        plan, _untyped_loads(data), strings=True, forbid_unknown_fields=forbid_unknown_fields
     )
 
 
@@ -205,7 +214,11 @@ def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
     from microstd.codec import typed
 
     return typed.Decoder(
-        type, loads=_untyped_loads, strings=True, forbid_unknown_fields=forbid_unknown_fields
+        type,
+        loads=_untyped_loads,
+        strings=True,
+        forbid_unknown_fields=forbid_unknown_fields,
+        direct="decode_json",
     )
 
 

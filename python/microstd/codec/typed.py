@@ -140,6 +140,15 @@ class Decoder(Generic[T]):
                 if forbid_unknown_fields
                 else method
             )
+        elif core is not None and impl != "python":
+            # Decode, then convert in the core: no Python frame between the two.
+            convert_in_core = core.convert
+
+            def decode(data: bytes | bytearray | memoryview) -> T:
+                result: T = convert_in_core(loads(data), strings, forbid_unknown_fields)
+                return result
+
+            self.decode = decode
         else:
             self.decode = self._decode
 

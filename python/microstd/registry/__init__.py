@@ -26,6 +26,8 @@ _BUILTINS = {
     "redis": "microstd.registry.redis:RedisRegistry",
     "etcd": "microstd.registry.etcd:EtcdRegistry",
     "nats": "microstd.registry.nats:NatsRegistry",
+    "postgresql": "microstd.registry.postgres:PostgresRegistry",
+    "postgres": "microstd.registry.postgres:PostgresRegistry",
 }
 
 

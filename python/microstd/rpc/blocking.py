@@ -18,12 +18,12 @@ whole call (use `Client` there).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
-from microstd._loopthread import LoopThread
+from microstd._loopthread import LoopThread, iterate_blocking
 from microstd.client import Client
 from microstd.errors import Closed
 from microstd.registry import Registry
@@ -82,12 +82,16 @@ class SyncClient:
         response_type: type[Any] | None = None,
         type: Any = None,
     ) -> Any:
-        """`Client.call`, blocking until the reply (or its error) arrives."""
+        """`Client.call`, blocking until the reply (or its error) arrives.
+
+        `body` may be an iterator (a generator, say) of requests, for a
+        client-streaming endpoint; data such as a list is one request.
+        """
         return self._run(
             self._client.call(
                 service,
                 endpoint,
-                body,
+                _as_async(body),
                 timeout=timeout,
                 metadata=metadata,
                 idempotent=idempotent,
@@ -95,6 +99,34 @@ class SyncClient:
                 type=type,
             )
         )
+
+    def stream(
+        self,
+        service: str,
+        endpoint: str,
+        body: object = None,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        response_type: type[Any] | None = None,
+    ) -> Iterator[Any]:
+        """`Client.stream` as a blocking iterator: each reply as it arrives.
+
+        `body` may be an iterator (a generator, say) of requests, for a bidi
+        stream: it is read on the client's thread as the server takes them.
+        Leaving the loop early (`break`, an exception) closes the stream.
+        """
+        if self._closed:
+            raise Closed("the SyncClient is closed")
+        stream = self._client.stream(
+            service,
+            endpoint,
+            _as_async(body),
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+        )
+        return iterate_blocking(self._runner, stream)
 
     def close(self) -> None:
         """Close the client's connections and stop its thread; idempotent."""
@@ -120,3 +152,18 @@ class SyncClient:
 
 async def _build(registry: str | None, options: dict[str, Any]) -> Client:
     return Client(registry, **options)
+
+
+def _as_async(body: object) -> object:
+    """A plain iterator of requests (a generator: not data such as a list or a
+    string) as an async iterator, for streaming calls; anything else unchanged."""
+    if isinstance(body, Iterator):
+        return _iterate(body)
+    return body
+
+
+async def _iterate(items: Iterator[Any]) -> AsyncIterator[Any]:
+    # Pulled on the client's loop thread, one item per send: a source that
+    # blocks for long stalls that thread's other calls meanwhile.
+    for item in items:
+        yield item

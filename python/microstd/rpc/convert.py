@@ -13,6 +13,7 @@ checked against it (a mismatch is the handler's bug: a 500).
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import dataclasses
 import functools
 import inspect
@@ -114,10 +115,31 @@ class Endpoint:
             except (NameError, TypeError):
                 hints = {}
             self.arg_type = hints.get(params[0].name)
-        self._builds = _is_pydantic(self.arg_type) or typed_plan(self.arg_type) is not None
-        # A return annotation typed decoding knows is checked on every result.
+        if inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"handler {name!r} is a sync generator: streaming handlers are async"
+                " generators (async def ... yield)"
+            )
+        streams_out = inspect.isasyncgenfunction(fn)
+        streams_in = _is_stream(self.arg_type)
+        if streams_in and not (self.is_async or streams_out):
+            raise TypeError(f"handler {name!r} takes a stream of requests: it must be async")
+        #: "unary", "server" (yields replies), "client" (takes a stream of requests,
+        #: returns one reply) or "bidi" (both).
+        self.kind = _KINDS[streams_in, streams_out]
+        #: For a stream of requests, the type each item is built into (its
+        #: `AsyncIterator[T]` annotation's T).
+        self.item_type: object = None
+        if streams_in:
+            self.item_type = (typing.get_args(self.arg_type) or (None,))[0]
+            self.arg_type = None
+        # The request's plan, looked up once here rather than on every call.
+        self._plan = None if _is_pydantic(self.arg_type) else typed_plan(self.arg_type)
+        self._builds = self._plan is not None or _is_pydantic(self.arg_type)
+        # A return annotation typed decoding knows is checked on every result
+        # (a stream's replies are not: its annotation is the iterator's).
         try:
-            returns = typing.get_type_hints(fn).get("return")
+            returns = None if streams_out else typing.get_type_hints(fn).get("return")
         except (NameError, TypeError):
             returns = None
         self._returns = None if _is_pydantic(returns) else typed_plan(returns)
@@ -125,11 +147,28 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
 
+    @property
+    def streams(self) -> bool:
+        """True for every kind but unary."""
+        return self.kind != "unary"
+
+    def build_item(self, item: object, service: str) -> object:
+        """A request item of a stream, as the handler's annotation asks."""
+        return build(self.item_type, item, service) if self.item_type is not None else item
+
     async def __call__(self, body: object, service: str) -> object:
+        """Run the handler on `body` and return its plain result.
+
+        For a streaming endpoint `body` is the request (server streaming) or an
+        async iterator of requests (client, bidi), and a handler that yields
+        returns its async iterator of replies, not yet iterated.
+        """
+        if self.kind != "unary":
+            return await self._open(body, service)
         if not self.takes_body:
             args: tuple[object, ...] = ()
         elif self._builds:
-            args = (build(self.arg_type, body, service),)
+            args = (self._build(body, service),)
         else:
             args = (body,)  # no model to build: skip build()'s type checks on every call
         if self.is_async:
@@ -149,6 +188,16 @@ class Endpoint:
             self._check_result(plain, service)
         return plain
 
+    def _build(self, body: object, service: str) -> object:
+        """`build(self.arg_type, body)` with the plan found at registration."""
+        plan = self._plan
+        if plan is None:  # a pydantic model
+            return build(self.arg_type, body, service)
+        try:
+            return run_plan(plan, body, strings=True)
+        except ValidationError as exc:
+            raise bad_request(service, f"invalid request: {exc}") from exc
+
     def _check_result(self, plain: object, service: str) -> None:
         try:
             run_plan(self._returns, plain, strings=True)  # type: ignore[arg-type]
@@ -160,3 +209,41 @@ class Endpoint:
                 f"annotation: {exc}",
                 "Internal Server Error",
             ) from exc
+
+    async def _open(self, body: object, service: str) -> object:
+        if self.kind == "server":
+            args: tuple[object, ...] = ()
+            if self.takes_body:
+                args = (self._build(body, service) if self._builds else body,)
+            return self.fn(*args)
+        result = self.fn(body)
+        if self.kind == "bidi":
+            return result
+        plain = to_plain(await result)
+        if self._returns is not None:
+            self._check_result(plain, service)
+        return plain
+
+
+_STREAM_TYPES: frozenset[object] = frozenset(
+    {
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncIterable,
+        collections.abc.AsyncGenerator,
+        typing.AsyncIterator,
+        typing.AsyncIterable,
+        typing.AsyncGenerator,
+    }
+)
+
+_KINDS = {
+    (False, False): "unary",
+    (False, True): "server",
+    (True, False): "client",
+    (True, True): "bidi",
+}
+
+
+def _is_stream(hint: object) -> bool:
+    """Whether an annotation asks for a stream of requests (`AsyncIterator[T]` and kin)."""
+    return hint in _STREAM_TYPES or typing.get_origin(hint) in _STREAM_TYPES

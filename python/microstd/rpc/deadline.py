@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -36,9 +37,22 @@ __all__ = ["Deadline"]
 
 #: Slot width in seconds: how late a deadline may fire, traded for shared timers.
 RESOLUTION = 0.001
-#: Deadlines further away than this (about 30 years; NaN or infinity included)
-#: are armed at this distance: slot numbers stay finite, and nothing waits that long.
+#: Deadlines past `_HORIZON` on the monotonic clock (NaN and infinity included) are
+#: armed `FAR` seconds away (about 30 years): slot numbers stay finite, and nothing
+#: waits that long.
 FAR = 1e9
+_HORIZON = 1e15
+
+_get_running_loop = asyncio.get_running_loop
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+_current_task = asyncio.current_task
+if sys.version_info < (3, 12):
+    # Before 3.12 asyncio.current_task is a Python function around the task
+    # table: its lookup, directly, saves a frame (this runs twice per call).
+    with contextlib.suppress(ImportError):
+        from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+        _current_task = _current_tasks.get
 
 
 class _Group(set["Deadline"]):
@@ -69,11 +83,14 @@ class _Slots:
     is cancelled once newer ones push it out, if empty then.
     """
 
-    __slots__ = ("pending", "recent")
+    __slots__ = ("monotonic", "pending", "recent")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.pending: dict[int, _Group] = {}
         self.recent: list[_Group] = []
+        # asyncio's own loops (and uvloop) keep time with time.monotonic: then a
+        # deadline needs no conversion to the loop's clock.
+        self.monotonic = type(loop).time is asyncio.BaseEventLoop.time
 
     def add(self, loop: asyncio.AbstractEventLoop, when: float, deadline: Deadline) -> _Group:
         slot = math.ceil(when / RESOLUTION)
@@ -130,7 +147,7 @@ def _slots(loop: asyncio.AbstractEventLoop) -> _Slots:
     ref, slots = current.loop, current.slots
     if ref is not None and slots is not None and ref() is loop:
         return slots
-    slots = _Slots()
+    slots = _Slots(loop)
     # A loop type without weak references gets fresh slots each time: no sharing, still correct.
     with contextlib.suppress(TypeError):
         current.loop, current.slots = weakref.ref(loop), slots
@@ -155,19 +172,23 @@ class Deadline:
         self._cancelling = 0
 
     def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            loop = None
+        task = _current_task(loop) if loop is not None else None
         if task is None:
             raise RuntimeError("Deadline must be used inside a task")
-        loop = task.get_loop()
         self._task = task
         if sys.version_info >= (3, 11):
             self._cancelling = task.cancelling()
-        delay = self.at - time.monotonic()
-        if not delay < FAR:  # also NaN
-            delay = FAR
-        when = loop.time() + delay
-        slots = self._slots = _slots(loop)
-        self._group = slots.add(loop, when, self)
+        slots = self._slots = _slots(loop)  # type: ignore[arg-type]
+        when = self.at
+        if not when < _HORIZON:  # far away, infinite or NaN
+            when = time.monotonic() + FAR
+        if not slots.monotonic:
+            when = loop.time() + (when - time.monotonic())  # type: ignore[union-attr]
+        self._group = slots.add(loop, when, self)  # type: ignore[arg-type]
         return self
 
     def expire(self) -> None:

@@ -20,6 +20,9 @@ hold resources without end:
 - `body_timeout`: a request body must arrive within this many seconds (408).
 - `idle_timeout`: a connection without a request for this long is closed,
   including one still sending its headers.
+- `max_stream_timeout`: as `max_timeout`, for streaming calls (which may
+  rightly last longer: a watch, an upload).
+- `max_streams`: streaming calls open at once; more are refused (503).
 """
 
 from __future__ import annotations
@@ -53,13 +56,21 @@ class Limits:
     handler_threads: int = _default_threads()
     body_timeout: float = 30.0
     idle_timeout: float = 75.0
+    max_stream_timeout: float = 3600.0
+    max_streams: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_body", "max_decoded", "handler_threads"):
+        for name in ("max_body", "max_decoded", "handler_threads", "max_streams"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
-        for name in ("max_timeout", "queue_timeout", "body_timeout", "idle_timeout"):
+        for name in (
+            "max_timeout",
+            "queue_timeout",
+            "body_timeout",
+            "idle_timeout",
+            "max_stream_timeout",
+        ):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)

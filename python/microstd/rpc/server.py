@@ -34,22 +34,29 @@ from microstd.errors import (
     UnknownContentType,
     http_status,
 )
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.rpc.admission import Budget
 from microstd.rpc.context import (
     ERROR_HEADER,
     NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     Context,
-    reset_context,
-    set_context,
-    within,
 )
+from microstd.rpc.context import _current as _context_var
 from microstd.rpc.convert import Endpoint
 from microstd.rpc.deadline import Deadline
+from microstd.rpc.frames import Channel, memory_pair
+from microstd.rpc.http import HttpTransport
 from microstd.rpc.limits import AMPLIFICATION, Limits
+from microstd.rpc.nats import NatsServerTransport
 from microstd.rpc.pool import HandlerPool
+from microstd.rpc.streams import run_stream
 
 __all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_server"]
+
+#: Tracing and metrics switches (`microstd.observe`): one attribute read per request when off.
+_observe = _observe_state.state
 
 log = logging.getLogger("microstd.server")
 
@@ -75,9 +82,13 @@ def local_server(node_id: str) -> Server | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
-    """An encoded reply, ready for HTTP or a local caller."""
+    """An encoded reply, ready for HTTP or a local caller.
+
+    (Not frozen: one is made per call on each side, and a frozen dataclass's
+    __init__ costs five times as much.)
+    """
 
     status: int
     body: bytes
@@ -138,6 +149,7 @@ class Server:
         middleware: Sequence[ServerMiddleware] = (),
         max_body: int | None = None,
         limits: Limits | None = None,
+        transport: str | None = None,
     ) -> None:
         self.name = name
         self.node_id = node_id or f"{name.replace('.', '-')}-{uuid.uuid4().hex[:12]}"
@@ -152,13 +164,27 @@ class Server:
         self.address = ""
         self.accepting = False
         self.ready = False
+        #: Set from the moment a stop begins (readiness answers "draining").
+        self.draining = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         # The deadline scopes of handlers running now: stop() expires them past grace.
         self._scopes: set[Deadline] = set()
         self._abandoned = False
-        self._runner: Any = None
+        self._http: HttpTransport | None = None
+        #: The NATS URL this server also serves on (`transport=`), or None.
+        self.transport_url = _nats_url(transport)
+        self._nats: NatsServerTransport | None = None
+        self._streams = 0
+        #: Tasks the server started and keeps referenced until done (in-process
+        #: streams, a NATS unsubscribe).
+        self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: `/health/ready`'s answer: an async function returning (ok, details);
+        #: None: ready while `ready` and accepting (`Service` sets its checks here).
+        self.readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
+        #: Serve `/metrics` (Prometheus text; `Service(metrics=True)` sets it).
+        self.metrics_endpoint = False
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, node={self.node_id!r}, address={self.address!r})"
@@ -230,10 +256,19 @@ class Server:
         content_type: str | None,
         accept: str | None,
         headers: Mapping[str, str],
+        *,
+        stream: bool = False,
     ) -> tuple[Context, Endpoint, Codec, Codec] | Reply:
         """The call's context, handler and codecs, or the error reply refusing it
-        (before its body is read: nothing here depends on the body)."""
-        ctx = Context.from_headers(self.name, endpoint, headers, self._limits.max_timeout)
+        (before its body is read: nothing here depends on the body). `stream`:
+        the call came as a stream (the deadline is then at most `max_stream_timeout`)."""
+        limits = self._limits
+        ctx = Context.from_headers(
+            self.name,
+            endpoint,
+            headers,
+            limits.max_stream_timeout if stream else limits.max_timeout,
+        )
         rid = ctx.request_id
         try:
             in_codec = codecs.get(content_type or DEFAULT_CONTENT_TYPE)
@@ -250,6 +285,8 @@ class Server:
         handler = self.endpoints.get(endpoint)
         if handler is None:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
+        if handler.streams is not stream:
+            return self._error(self.fail(400, _mismatch(handler)), out_codec, rid)
         if _left(ctx) <= 0:
             return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
         return ctx, handler, in_codec, out_codec
@@ -295,7 +332,10 @@ class Server:
             if refused is not None:
                 return refused
         try:
-            return await self._handle(ctx, handler, in_codec, out_codec, body)
+            work = self._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                return await _observed.serve(self.name, self.node_id, ctx, headers, work)
+            return await work
         finally:
             self._budget.give(charge)
 
@@ -305,8 +345,10 @@ class Server:
         """The core of every call, admitted and with its body: decode, run the handler
         (through the middleware, under the call's deadline), encode; errors to replies."""
         rid = ctx.request_id
-        self._enter()
-        token = set_context(ctx)
+        self._inflight += 1  # (_enter, inlined: every call)
+        if self._inflight == 1 and self._idle is not None:
+            self._idle.clear()
+        token = _context_var.set(ctx)
         try:
             try:
                 request = in_codec.loads(body) if body else None
@@ -338,7 +380,7 @@ class Server:
         except Exception as exc:
             return self._error(self.failure(ctx, exc), out_codec, rid)
         finally:
-            reset_context(token)
+            _context_var.reset(token)
             self._leave()
 
     def failure(self, ctx: Context, exc: Exception) -> ServiceError:
@@ -350,6 +392,8 @@ class Server:
         504, after `abandon()` a 503; anything else is logged with its traceback
         here and answered with a 500 naming only the request id.
         """
+        if _observe.tracer is not None:
+            _observed.note_failure(exc)
         if isinstance(exc, ServiceError):
             code = exc.code
             if not (isinstance(code, int) and 400 <= code <= 599):
@@ -376,7 +420,7 @@ class Server:
 
     def _enter(self) -> None:
         self._inflight += 1
-        if self._idle is not None:
+        if self._inflight == 1 and self._idle is not None:  # else it is clear already
             self._idle.clear()
 
     def _leave(self) -> None:
@@ -384,110 +428,72 @@ class Server:
         if self._inflight == 0 and self._idle is not None:
             self._idle.set()
 
-    # --- HTTP -----------------------------------------------------------------
-
     def _too_large(self) -> ServiceError:
         return self.fail(413, f"the request body is larger than {self.max_body} bytes")
 
-    async def _http_call(self, request: Any) -> Any:
-        from aiohttp import web
+    # --- streams ------------------------------------------------------------------
 
-        headers = request.headers
-        prepared = self._prepare(
-            request.match_info["endpoint"],
-            headers.get("Content-Type"),
-            headers.get("Accept"),
-            headers,
+    async def serve_stream(
+        self,
+        channel: Channel,
+        endpoint: str,
+        content_type: str | None,
+        accept: str | None,
+        headers: Mapping[str, str],
+    ) -> None:
+        """Serve one streaming call whose frames `channel` carries (see `rpc/streams.py`)."""
+        work = run_stream(self, channel, endpoint, content_type, accept, headers)
+        if _observe.tracer is not None:  # a SERVER span around the stream (microstd.observe)
+            await _observed.serve_stream(self.name, self.node_id, endpoint, headers, work)
+        else:
+            await work
+
+    def open_stream(
+        self,
+        endpoint: str,
+        content_type: str | None,
+        accept: str | None,
+        headers: Mapping[str, str],
+    ) -> Channel:
+        """A streaming call from this process: the caller's end of an in-memory channel
+        whose other end this server serves (the in-process twin of a WebSocket)."""
+        mine, theirs = memory_pair()
+        task = asyncio.create_task(
+            self.serve_stream(theirs, endpoint, content_type, accept, headers),
+            name=f"microstd-local-stream-{endpoint}",
         )
-        if type(prepared) is Reply:
-            return _response(prepared, close=not request.content.is_eof())
-        ctx, handler, in_codec, out_codec = prepared  # type: ignore[misc]
-        limits = self._limits
-        declared = request.content_length
-        if declared is not None and declared > limits.max_body:
-            # Our error shape (not aiohttp's text page), so the client raises a
-            # ServiceError; the unread rest of the body makes the connection unusable.
-            return _response(self._error(self._too_large(), out_codec, ctx.request_id), close=True)
-        # Admitted before the body is read: a request waiting in line holds no body.
-        charge = limits.charge(limits.max_body if declared is None else declared)
-        if not self._budget.try_take(charge):
-            refused = await self._admit(ctx, charge, out_codec)
-            if refused is not None:
-                return _response(refused, close=True)
-        try:
-            try:
-                if request.content.is_eof():
-                    body = await request.read()  # all here already: the common case
-                else:
-                    body = await within(request.read(), limits.body_timeout)
-            except web.HTTPRequestEntityTooLarge:
-                return _response(
-                    self._error(self._too_large(), out_codec, ctx.request_id), close=True
-                )
-            except TimeoutError:
-                detail = f"the request body did not arrive within {limits.body_timeout:g}s"
-                reply = self._error(self.fail(408, detail), out_codec, ctx.request_id)
-                return _response(reply, close=True)
-            reply = await self._handle(ctx, handler, in_codec, out_codec, body)
-        finally:
-            self._budget.give(charge)
-        return _response(reply, close=not self.accepting)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return mine
 
-    async def _http_health(self, request: Any) -> Any:
-        from aiohttp import web
+    @property
+    def streams(self) -> int:
+        """Streaming calls open right now."""
+        return self._streams
 
-        live = request.path.endswith("/live")
-        ok = live or (self.ready and self.accepting)
-        status = "ok" if ok else ("draining" if self.ready else "starting")
-        return web.json_response(
-            {"status": status, "service": self.name, "node": self.node_id},
-            status=200 if ok else 503,
-        )
+    # --- lifecycle ----------------------------------------------------------------
 
     async def start(self, address: str = "127.0.0.1:0") -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
-        from aiohttp import web
-
-        host, _, port_text = address.rpartition(":")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"address must be 'host:port', got {address!r}") from None
-        limits = self._limits
-        app = web.Application(client_max_size=limits.max_body)
-        app.router.add_get("/health", self._http_health)
-        app.router.add_get("/health/live", self._http_health)
-        app.router.add_get("/health/ready", self._http_health)
-        app.router.add_post("/{endpoint}", self._http_call)
-        # We drain in-flight requests ourselves (stop()); aiohttp's own wait is a
-        # backstop for requests still sending their body when stop() ends.
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=_CLOSE_WAIT,
-            handle_signals=False,
-            # Also closes a connection that never completes its headers (slowloris).
-            keepalive_timeout=limits.idle_timeout,
-            # After refusing a body (408, 413) aiohttp reads and drops the rest before
-            # closing, so the client sees the reply: 1 s of that, not its default 10.
-            lingering_time=_LINGER,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, host or "127.0.0.1", port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        sockets = runner.addresses
-        bound_port = sockets[0][1] if sockets else port
-        self.address = f"{host or '127.0.0.1'}:{bound_port}"
+        _observe_state.refresh()
+        http = HttpTransport(self)
+        self.address = await http.start(address)
+        self._http = http
+        if self.transport_url is not None:
+            nats = NatsServerTransport(self, self.transport_url)
+            try:
+                await nats.start()
+            except BaseException:
+                self._http = None
+                await http.stop()
+                raise
+            self._nats = nats
         self._idle = asyncio.Event()
         self._idle.set()
         self._abandoned = False
         self._loop = asyncio.get_running_loop()
         self.accepting = True
+        self.draining = False
         _LOCAL[self.node_id] = self
         return self.address
 
@@ -495,6 +501,13 @@ class Server:
         """New requests get 503 (clients retry elsewhere); in-flight ones finish."""
         self.accepting = False
         self.ready = False
+        self.draining = True
+        if self._nats is not None and self._loop is not None and not self._loop.is_closed():
+            # Leave the NATS queue group now, so its other members get the new calls
+            # (a call that reaches this one meanwhile gets a 503 and is retried).
+            task = self._loop.create_task(self._nats.unsubscribe())
+            self._background.add(task)  # (kept referenced until done)
+            task.add_done_callback(self._background.discard)
 
     async def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for in-flight requests; True if all finished."""
@@ -534,14 +547,19 @@ class Server:
         end = loop.time() + max(grace, 0.0)
         reserve = min(_CLOSE_WAIT * 2, grace / 4)
         self.stop_accepting()
+        if self._nats is not None:
+            await self._nats.unsubscribe()  # the queue group's other members take new calls
         if not await self.drain(grace - reserve) and self.abandon():
             # Abandoned handlers reply at their next step: give them a moment.
             await self.drain(max(0.0, min(_CLOSE_WAIT, end - loop.time() - _CLOSE_WAIT)))
         _LOCAL.pop(self.node_id, None)
         self.pool.close()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
+        nats, self._nats = self._nats, None
+        if nats is not None:
+            await nats.stop()
 
 
 def _left(ctx: Context) -> float:
@@ -549,20 +567,30 @@ def _left(ctx: Context) -> float:
     return ctx.deadline - time.monotonic()  # type: ignore[operator]
 
 
-#: Seconds a connection whose body was refused may go on sending it.
-_LINGER = 1.0
-
 #: Seconds `stop()` keeps for abandoned handlers to reply and for closing connections.
 _CLOSE_WAIT = 0.1
 
 
-def _response(reply: Reply, *, close: bool = False) -> Any:
-    from aiohttp import web
+def _nats_url(transport: str | None) -> str | None:
+    """The NATS URL of a `transport=` option (None: HTTP only)."""
+    if transport is None or transport == "http":
+        return None
+    if not isinstance(transport, str) or not transport.startswith(("nats://", "tls://")):
+        from microstd.errors import InvalidArgument
 
-    headers = reply.headers()
-    if close:
-        headers["Connection"] = "close"
-    return web.Response(body=reply.body, status=reply.status, headers=headers)
+        raise InvalidArgument(
+            f"transport is 'http' (the default) or a NATS URL (nats://host:port), got {transport!r}"
+        )
+    return transport
+
+
+def _mismatch(handler: Endpoint) -> str:
+    if handler.streams:
+        return (
+            f"{handler.name} is a {handler.kind}-streaming endpoint:"
+            " call it with Client.stream (or Client.call with a stream of requests)"
+        )
+    return f"{handler.name} is a unary endpoint: call it with Client.call"
 
 
 async def _innermost(handler: Endpoint, service: str, ctx: Context, body: object) -> object:

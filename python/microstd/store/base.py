@@ -8,6 +8,8 @@ blocking twin with the same method names and semantics. Backends raise only
 from __future__ import annotations
 
 import abc
+import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -28,6 +30,8 @@ __all__ = [
     "validate_metadata",
     "validate_ttl",
 ]
+
+_log = logging.getLogger("microstd.store")
 
 #: An opaque revision: compare revisions only by equality.
 Revision = object
@@ -143,8 +147,46 @@ class Store(AsyncResource, abc.ABC):
     async def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None
     ) -> dict[str, Revision]:
-        """Write every item (unconditionally); returns each key's new revision."""
-        return {key: await self.write(key, value, ttl=ttl) for key, value in items.items()}
+        """Write every item (unconditionally), all or nothing; returns each key's new revision.
+
+        This default checks the ttl and every key first, then writes one item at a
+        time; if a write fails (a value that cannot be encoded, a lost server), the
+        items already written are put back as they were (or deleted, if they were
+        absent) before the error propagates. A concurrent reader may see some items
+        before the others: a backend that can write them in one transaction
+        overrides this.
+        """
+        validate_ttl(ttl)
+        items = dict(items)
+        for key in items:
+            validate_key(key)
+        previous = await self.read_many(list(items))
+        written: list[str] = []
+        revisions: dict[str, Revision] = {}
+        try:
+            for key, value in items.items():
+                revisions[key] = await self.write(key, value, ttl=ttl)
+                written.append(key)
+        except BaseException:
+            await self._put_back(written, previous)
+            raise
+        return revisions
+
+    async def _put_back(self, keys: Iterable[str], previous: Mapping[str, Record]) -> None:
+        """Restore `keys` to the records they had (deleting those that had none)."""
+        for key in keys:
+            old = previous.get(key)
+            try:
+                if old is None:
+                    await self.delete(key)
+                    continue
+                ttl = None if old.expires_at is None else old.expires_at - time.time()
+                if ttl is not None and ttl <= 0:
+                    await self.delete(key)  # it would have expired by now
+                else:
+                    await self.write(key, old.value, ttl=ttl, metadata=old.metadata)
+            except Exception:  # best effort per key: the batch's own error is what propagates
+                _log.warning("write_many: could not put %r back after a failed batch", key)
 
     @abc.abstractmethod
     async def delete(self, key: str) -> bool:

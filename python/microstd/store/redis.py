@@ -7,8 +7,10 @@ Layout, under the namespace `prefix` (default ``microstd:store:``):
 - ``<prefix>d:<key>`` one hash per record: ``v`` value, ``m`` metadata (JSON),
   ``r`` revision, ``e`` expires_at; a TTL is a ``PEXPIRE`` on that hash, so Redis
   itself expires records;
-- ``<prefix>rev`` the revision counter (``INCR``), shared by every key, so a
-  revision is never reused, not even after a delete;
+- ``<prefix>rev`` the revision counter, shared by every key, so a revision is
+  never reused, not even after a delete; each write raises it to
+  max(counter + 1, the server's clock in microseconds), so revisions keep
+  increasing across a restart that lost it (a Redis without persistence);
 - ``<prefix>events`` the pub/sub channel every write and delete publishes to.
 
 Writes, conditions, the TTL and the watch event happen in one Lua script, so a
@@ -69,7 +71,14 @@ if ARGV[5] == 'absent' then
 elseif ARGV[5] == 'rev' then
   if (not cur) or cur ~= ARGV[6] then return false end
 end
-local rev = redis.call('INCR', KEYS[2])
+-- max(counter + 1, server clock in us): revisions keep increasing across a
+-- restart that lost the counter (see microstd/sync/redis.py's acquire script).
+local now = redis.call('TIME')
+local n = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last and n <= last then n = last + 1 end
+local rev = string.format('%.0f', n)
+redis.call('SET', KEYS[2], rev)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[2], 'r', rev, 'e', ARGV[3])
 if ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end

@@ -1,6 +1,6 @@
 """Distributed locks with leases and fencing tokens, and leader election.
 
-    locks = microstd.sync.open("memory://")        # redis://..., etcd://...
+    locks = microstd.sync.open("memory://")        # redis://..., etcd://..., postgresql://...
     async with locks.lock("invoice/42", ttl=10.0, wait=5.0) as lease:
         lease.token                                # fencing token, strictly increasing per name
     leadership = await locks.elect("scheduler", candidate="node-1", ttl=10.0)
@@ -44,6 +44,8 @@ _BUILTINS = {
     "memory": "microstd.sync.memory:MemoryBackend",
     "redis": "microstd.sync.redis:RedisLocks",
     "etcd": "microstd.sync.etcd:EtcdLocks",
+    "postgresql": "microstd.sync.postgres:PostgresLocks",
+    "postgres": "microstd.sync.postgres:PostgresLocks",
 }
 
 

@@ -178,9 +178,71 @@ fn snapshot<'py>(obj: &Bound<'py, PyAny>, depth: usize) -> Result<Bound<'py, PyA
     }
 }
 
+/// True if `obj` holds a container at `MAX_DEPTH` or deeper: `check`'s walk
+/// without building errors, for the common case where there is none.
+/// Measured: returning a bare bool instead of `Result<(), Error>` (a large
+/// enum moved on every return) halved the walk, about a quarter of an orjson
+/// encode of plain records before.
+fn too_deep_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
+    let ty = fast::type_ptr(obj);
+    if ty == fast::dict_type() {
+        if depth >= MAX_DEPTH {
+            return Ok(true);
+        }
+        let dict = obj.cast::<PyDict>()?;
+        let mut deep: PyResult<bool> = Ok(false);
+        // SAFETY: a borrowed value is only tested by `is_scalar` (no Python
+        // code); anything else is owned before the walk goes on.
+        let _ = unsafe {
+            fast::for_each_item::<()>(dict, |_, value| {
+                if is_scalar(value) {
+                    return Ok(());
+                }
+                let value = value.to_owned();
+                match too_deep_at(&value, depth + 1) {
+                    Ok(false) => Ok(()),
+                    other => {
+                        deep = other;
+                        Err(())
+                    }
+                }
+            })
+        };
+        return deep;
+    }
+    if ty == fast::list_type() {
+        if depth >= MAX_DEPTH {
+            return Ok(true);
+        }
+        let list = obj.cast::<PyList>()?;
+        let mut i = 0;
+        // SAFETY: as above; the index is checked against the current length.
+        while let Some(item) = unsafe { fast::list_item_borrowed(list, i) } {
+            if !is_scalar(&item) && too_deep_at(&item.to_owned(), depth + 1)? {
+                return Ok(true);
+            }
+            i += 1;
+        }
+        return Ok(false);
+    }
+    if is_scalar(obj) {
+        return Ok(false);
+    }
+    // Everything else (tuples, sets, dataclasses, enums, subclasses): the full check.
+    match check(obj, depth) {
+        Ok(()) => Ok(false),
+        Err(Error::Encode { .. }) => Ok(true),
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// Raises `EncodeError` (with the path) if `obj` nests deeper than `MAX_DEPTH`.
 #[pyfunction]
 fn json_check(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !too_deep_at(obj, 0)? {
+        return Ok(());
+    }
+    // Found: walk again, building the error's path.
     Ok(check(obj, 0)?)
 }
 

@@ -11,6 +11,7 @@ from microstd.config.sources.etcd import EtcdSource, etcd
 from microstd.config.sources.file import FileSource, file
 from microstd.config.sources.mapping import MappingSource, mapping
 from microstd.config.sources.nats import NatsSource, nats
+from microstd.config.sources.postgres import PostgresSource, postgres
 from microstd.config.sources.redis import RedisSource, redis
 from microstd.config.sources.secrets_dir import SecretsDirSource, secrets_dir
 from microstd.config.sources.vault import VaultSource, vault
@@ -24,6 +25,7 @@ __all__ = [
     "FileSource",
     "MappingSource",
     "NatsSource",
+    "PostgresSource",
     "RedisSource",
     "SecretsDirSource",
     "Source",
@@ -36,6 +38,7 @@ __all__ = [
     "file",
     "mapping",
     "nats",
+    "postgres",
     "redis",
     "secrets_dir",
     "vault",

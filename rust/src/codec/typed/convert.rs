@@ -7,7 +7,6 @@
 //! cannot drift apart there.
 
 use pyo3::exceptions::PyTypeError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -15,8 +14,9 @@ use pyo3::types::{
     PyString, PyTuple, PyType,
 };
 
+use super::build::{new_instance, new_named_tuple, FieldSink};
 use super::plan::{self, Dataclass, Default, Node};
-use crate::codec::types::{decimal_type, uuid_type};
+use crate::codec::types::{decimal_type, timestamp_type, uuid_type};
 use crate::codec::{fast, MAX_DEPTH};
 
 /// A value that does not fit the plan; the path is built as the error unwinds.
@@ -53,7 +53,6 @@ fn invalid(message: String, expected: &str, found: String) -> Fail {
 
 static TWIN: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static INVALID_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static TUPLE_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn twin(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     Ok(TWIN
@@ -407,6 +406,7 @@ impl Run<'_> {
             plan::DATETIME => value.is_instance_of::<PyDateTime>(),
             plan::DATE => value.is_instance_of::<PyDate>() && !value.is_instance_of::<PyDateTime>(),
             plan::UUID => value.get_type().is(uuid_type(py)?),
+            plan::TIMESTAMP => value.get_type().is(timestamp_type(py)?),
             _ => value.get_type().is(decimal_type(py)?),
         };
         if exact {
@@ -424,6 +424,7 @@ impl Run<'_> {
         let py = value.py();
         let dict = value.cast::<PyDict>().map_err(|_| wrong(&dc.name, value))?;
         let obj = new_instance(dc.cls.bind(py))?;
+        let sink = FieldSink::new(&obj, dc.slots)?;
         let mut used = 0;
         for f in &dc.fields {
             let name = f.name.bind(py);
@@ -437,7 +438,7 @@ impl Run<'_> {
                     Default::Required => return Err(missing(name, &dc.name)),
                 }
             };
-            generic_setattr(&obj, name, &v)?;
+            sink.set(&obj, name, &v)?;
         }
         if self.forbid && used != dict.len() {
             let known: Vec<_> = dc.fields.iter().map(|f| f.name.bind(py)).collect();
@@ -510,48 +511,4 @@ fn unknown<'py>(dict: &Bound<'py, PyDict>, known: &[&Bound<'py, PyString>], owne
         }
     }
     invalid("unknown field".to_owned(), owner, "map".to_owned())
-}
-
-/// `tuple.__new__(cls, items)`: a NamedTuple without its generated `__new__`.
-pub(super) fn new_named_tuple<'py>(
-    cls: &Bound<'py, PyType>,
-    items: Vec<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = cls.py();
-    let tuple_new = TUPLE_NEW.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.get_type::<PyTuple>().getattr("__new__")?.unbind())
-    })?;
-    tuple_new.bind(py).call1((cls, PyTuple::new(py, items)?))
-}
-
-/// A new instance of `cls` without running `__init__` (the fields are set next).
-pub(super) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
-    let py = cls.py();
-    let tp = cls.as_type_ptr();
-    let empty = PyTuple::empty(py);
-    // SAFETY: `tp` is a live type object (held by `cls`); its `tp_new` takes
-    // (type, args tuple, NULL kwargs) and returns a new reference, or NULL
-    // with an exception set, which `from_owned_ptr_or_err` turns into a PyErr.
-    unsafe {
-        let new = (*tp)
-            .tp_new
-            .ok_or_else(|| PyTypeError::new_err("cannot create instances of this class"))?;
-        Bound::from_owned_ptr_or_err(py, new(tp, empty.as_ptr(), std::ptr::null_mut()))
-    }
-}
-
-/// `object.__setattr__(obj, name, value)`: bypasses a frozen dataclass's
-/// `__setattr__`, as the dataclass's own `__init__` does.
-pub(super) fn generic_setattr(
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyString>,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    // SAFETY: all three pointers are live for the call; it returns -1 with an
-    // exception set on failure.
-    let rc = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
-    if rc != 0 {
-        return Err(PyErr::fetch(obj.py()));
-    }
-    Ok(())
 }

@@ -2,7 +2,10 @@
 //! `microstd.codec._plan` (one per type, cached there) and converts decoded
 //! values into the plan's type.
 
+mod build;
 mod convert;
+mod json;
+mod json_text;
 mod msgpack;
 mod plan;
 
@@ -61,6 +64,22 @@ impl TypedPlan {
             forbid: forbid_unknown_fields,
         };
         crate::codec::msgpack::with_bytes(data, |bytes| msgpack::decode(&run, py, bytes))
+    }
+
+    /// Decodes a JSON document straight into the plan's type, in one pass
+    /// (bytes; other inputs go through `codec.json.loads`, then `convert`).
+    #[pyo3(signature = (data, forbid_unknown_fields=false))]
+    fn decode_json<'py>(
+        &self,
+        data: &Bound<'py, PyAny>,
+        forbid_unknown_fields: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let run = Run {
+            nodes: &self.nodes,
+            strings: true,
+            forbid: forbid_unknown_fields,
+        };
+        json::decode(&run, data)
     }
 
     fn __len__(&self) -> usize {

@@ -16,7 +16,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::convert::{generic_setattr, new_instance, new_named_tuple, Run};
+use super::build::{new_instance, new_named_tuple, FieldSink};
+use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
@@ -288,6 +289,7 @@ impl<'py> Reader<'_, '_, 'py> {
         let n = self.container(depth, Self::map_len)?;
         let py = self.d.py;
         let obj = new_instance(dc.cls.bind(py))?;
+        let sink = FieldSink::new(&obj, dc.slots)?;
         let mut seen = vec![false; dc.fields.len()];
         let mut hint = 0;
         for _ in 0..n {
@@ -303,7 +305,7 @@ impl<'py> Reader<'_, '_, 'py> {
             hint = i + 1;
             let field = &dc.fields[i];
             let value = self.typed(field.node, depth + 1)?;
-            generic_setattr(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field.name.bind(py), &value)?;
         }
         for (field, seen) in dc.fields.iter().zip(seen) {
             if seen {
@@ -314,7 +316,7 @@ impl<'py> Reader<'_, '_, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            generic_setattr(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field.name.bind(py), &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;

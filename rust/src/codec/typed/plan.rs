@@ -33,9 +33,10 @@ pub const DATACLASS: u8 = 20;
 pub const TYPEDDICT: u8 = 21;
 pub const NAMEDTUPLE: u8 = 22;
 pub const CONSTRAINED: u8 = 23;
+pub const TIMESTAMP: u8 = 24;
 
 /// How many value kinds a union dispatches on (`_plan.V_*`).
-pub const VALUE_KINDS: usize = 12;
+pub const VALUE_KINDS: usize = 13;
 
 /// A dataclass field's default.
 pub enum Default {
@@ -58,6 +59,9 @@ pub struct Dataclass {
     pub cls: Py<PyType>,
     pub fields: Vec<Field>,
     pub post_init: bool,
+    /// No instance `__dict__` (slots): fields are set one by one with
+    /// `object.__setattr__`; otherwise they go straight into the `__dict__`.
+    pub slots: bool,
 }
 
 pub struct TypedDictField {
@@ -74,7 +78,7 @@ pub enum Node {
     Int,
     Float,
     Str,
-    /// Bytes, datetime, date, UUID, Decimal: the exact type passes in Rust;
+    /// Bytes, datetime, date, UUID, Decimal, Timestamp: the exact type passes in Rust;
     /// anything else goes to the twin's rules (`_convert.Scalar`) so both
     /// implementations parse strings alike.
     Scalar(u8),
@@ -154,7 +158,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
         INT => Node::Int,
         FLOAT => Node::Float,
         STR => Node::Str,
-        BYTES | DATETIME | DATE | UUID | DECIMAL => Node::Scalar(kind),
+        BYTES | DATETIME | DATE | UUID | DECIMAL | TIMESTAMP => Node::Scalar(kind),
         LIST => Node::List(index(&at(1)?, count)?),
         SET => Node::Set(index(&at(1)?, count)?),
         FROZENSET => Node::FrozenSet(index(&at(1)?, count)?),
@@ -210,6 +214,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                 cls: at(2)?.cast_into::<PyType>()?.unbind(),
                 fields,
                 post_init: at(4)?.is_truthy()?,
+                slots: at(5)?.is_truthy()?,
             }))
         }
         TYPEDDICT => {

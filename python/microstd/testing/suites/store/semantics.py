@@ -1,8 +1,7 @@
-"""The store contract's finer points (DESIGN.md), run on every backend.
+"""The store contract's finer points (DESIGN.md).
 
-Each test gets a fresh, empty store of its kind, so it can assert on the
-whole key space; the main suite (test_store.py) shares stores through
-unique key prefixes instead.
+Each test gets a fresh, empty store (the target's), so it can assert on the
+whole key space; the main suite (contract.py) also works within key prefixes.
 """
 
 from __future__ import annotations
@@ -11,41 +10,16 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from microstd.errors import Conflict, EncodeError, InvalidKey, NotFound, NotSupported
 from microstd.store import Event, Store, SyncStore
-from store.backends import ALL_KINDS, EXPIRE_EVENTS, WATCH, make_store, make_sync_store
-
-pytestmark = pytest.mark.services
+from microstd.testing._marks import mark_async_tests
+from microstd.testing.targets import StoreTarget
 
 TTL = 0.4
 PAST_TTL = 0.9  # comfortably after TTL has run out
-
-
-@pytest.fixture(params=ALL_KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def store(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    made = await make_store(kind, request)
-    try:
-        yield made
-    finally:
-        await made.close()
-
-
-@pytest.fixture
-def sync_store(kind: str, request: pytest.FixtureRequest) -> Iterator[SyncStore]:
-    made = make_sync_store(kind, request)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 # -- values, records, revisions ----------------------------------------------------
@@ -72,7 +46,7 @@ async def test_read_is_a_copy(store: Store) -> None:
     value["items"].append(3)
     first = await store.read("k")
     assert first.value == {"items": [1, 2]}
-    first.value["items"].append(4)  # type: ignore[index]
+    first.value["items"].append(4)
     assert (await store.read("k")).value == {"items": [1, 2]}
 
 
@@ -300,8 +274,8 @@ async def _until(seen: list[Event], changed: asyncio.Event, done: object) -> Non
             continue
 
 
-async def test_watch_put_and_delete(store: Store, kind: str) -> None:
-    if kind not in WATCH:
+async def test_watch_put_and_delete(store: Store, watch_supported: bool) -> None:
+    if not watch_supported:
         with pytest.raises(NotSupported):
             store.watch("w/")
         return
@@ -321,9 +295,8 @@ async def test_watch_put_and_delete(store: Store, kind: str) -> None:
     assert (put.key, put.value, put.metadata, put.revision) == ("w/a", {"v": 1}, {"m": "1"}, rev)
 
 
-async def test_watch_expire(store: Store, kind: str) -> None:
-    if kind not in EXPIRE_EVENTS:
-        assert kind not in WATCH  # S3: no watch at all
+async def test_watch_expire(store: Store, watch_supported: bool) -> None:
+    if not watch_supported:
         with pytest.raises(NotSupported):
             store.watch("e/")
         return
@@ -337,8 +310,8 @@ async def test_watch_expire(store: Store, kind: str) -> None:
     assert kinds == [("put", "e/brief"), ("expire", "e/brief")]
 
 
-async def test_watch_is_live_from_the_call(store: Store, kind: str) -> None:
-    if kind not in WATCH:
+async def test_watch_is_live_from_the_call(store: Store, watch_supported: bool) -> None:
+    if not watch_supported:
         with pytest.raises(NotSupported):
             store.watch("x/")
         return
@@ -355,9 +328,10 @@ async def test_watch_is_live_from_the_call(store: Store, kind: str) -> None:
         await events.__anext__()
 
 
-async def test_close_ends_watches(kind: str, request: pytest.FixtureRequest) -> None:
-    store = await make_store(kind, request)
-    if kind not in WATCH:
+async def test_close_ends_watches(store_target: StoreTarget) -> None:
+    store = store_target.open()
+    await store.connect()
+    if not store_target.watch:
         await store.close()
         return
     events = store.watch()
@@ -400,8 +374,8 @@ def test_sync_surface(sync_store: SyncStore) -> None:
     assert sync_store.list() == ["t/1"]
 
 
-def test_sync_watch_is_live_from_the_call(sync_store: SyncStore, kind: str) -> None:
-    if kind not in WATCH:
+def test_sync_watch_is_live_from_the_call(sync_store: SyncStore, watch_supported: bool) -> None:
+    if not watch_supported:
         with pytest.raises(NotSupported):
             next(iter(sync_store.watch("p/")))
         return
@@ -419,8 +393,8 @@ def test_sync_watch_is_live_from_the_call(sync_store: SyncStore, kind: str) -> N
     ]
 
 
-def test_sync_watch(sync_store: SyncStore, kind: str) -> None:
-    if kind not in WATCH:
+def test_sync_watch(sync_store: SyncStore, watch_supported: bool) -> None:
+    if not watch_supported:
         with pytest.raises(NotSupported):
             sync_store.watch("w/")
         return
@@ -444,3 +418,6 @@ def test_sync_watch(sync_store: SyncStore, kind: str) -> None:
     assert (first.kind, first.key) == ("put", "w/k")
     assert first.record is not None
     assert first.record.value == "v"
+
+
+mark_async_tests(globals())

@@ -1,20 +1,28 @@
-"""The store contract (DESIGN.md, "store" and "Details settled"), on every backend.
+"""The store contract (DESIGN.md, "store" and "Details settled").
 
 Every test uses its own key prefix and short TTLs, and compares revisions only
-by equality, so it holds for any backend listed in conftest.STORE_BACKENDS.
+by equality, so it holds for any backend: microstd runs it on each of its own
+(tests/contract), a plugin author on theirs (`pytest --microstd-store=URL`).
+Fixtures: `store`, `sync_store`, `prefix`, `watch_supported`, `store_target`
+(microstd.testing.fixtures).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from microstd.errors import Conflict, EncodeError, InvalidKey, NotFound, NotSupported
+from microstd.errors import Closed, Conflict, EncodeError, InvalidKey, NotFound, NotSupported
 from microstd.store import Event, Record, Store, SyncStore
+from microstd.testing._marks import mark_async_tests
+from microstd.testing.tables import BAD_STORE_KEYS, BAD_TTLS, ids, raises
+from microstd.testing.targets import StoreTarget
 
 BAD_KEYS = ["", 1, None, b"key", ("a",)]
 TTL = 0.3
@@ -32,7 +40,7 @@ async def _expire(store: Store, key: str, timeout: float = 5.0) -> None:
 
 
 async def test_write_then_read_returns_a_copy(store: Store, prefix: str) -> None:
-    value = {"name": "ada", "tags": ["a", "b"], "n": 3, "f": 1.5, "none": None}
+    value: dict[str, Any] = {"name": "ada", "tags": ["a", "b"], "n": 3, "f": 1.5, "none": None}
     rev = await store.write(prefix + "k", value, metadata={"owner": "x"})
     value["tags"].append("mutated after write")
     first = await store.read(prefix + "k")
@@ -42,7 +50,7 @@ async def test_write_then_read_returns_a_copy(store: Store, prefix: str) -> None
     assert first.metadata == {"owner": "x"}
     assert first.revision == rev
     assert first.expires_at is None
-    first.value["tags"].append("mutated after read")  # type: ignore[index]
+    first.value["tags"].append("mutated after read")
     second = await store.read(prefix + "k")
     assert second.value["tags"] == ["a", "b"]  # type: ignore[index]
 
@@ -199,21 +207,6 @@ async def test_overwrite_without_ttl_clears_the_ttl(store: Store, prefix: str) -
     assert (await store.read(prefix + "k")).expires_at is None
     await asyncio.sleep(TTL + 0.2)
     assert (await store.read(prefix + "k")).value == 2
-
-
-@pytest.mark.parametrize("ttl", [0, -1, math.nan, math.inf])
-async def test_bad_ttl_is_a_value_error(store: Store, prefix: str, ttl: float) -> None:
-    with pytest.raises(ValueError):
-        await store.write(prefix + "k", 1, ttl=ttl)
-    assert await store.exists(prefix + "k") is False
-
-
-async def test_non_numeric_ttl_is_a_type_error(store: Store, prefix: str) -> None:
-    with pytest.raises(TypeError):
-        await store.write(prefix + "k", 1, ttl="10")  # type: ignore[arg-type]
-
-
-# ---- bad input -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
@@ -376,3 +369,95 @@ def test_sync_watch(sync_store: SyncStore, watch_supported: bool, prefix: str) -
         ("expire", prefix + "b"),
     ]
     events.close()  # type: ignore[attr-defined]
+
+
+# ---- one table of bad arguments (microstd.testing.tables) -----------------------
+
+
+@pytest.mark.parametrize(("key", "cls", "message"), BAD_STORE_KEYS, ids=ids(BAD_STORE_KEYS))
+async def test_bad_keys_raise_the_shared_error(
+    store: Store, key: Any, cls: type[Exception], message: str
+) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.write(key, 1),
+        lambda: store.read(key),
+        lambda: store.write_many({key: 1}),
+    ]
+    for call in calls:
+        with raises(cls, message):
+            await call()
+
+
+@pytest.mark.parametrize(("ttl", "cls", "message"), BAD_TTLS, ids=ids(BAD_TTLS))
+async def test_bad_ttls_raise_the_shared_error(
+    store: Store, prefix: str, ttl: Any, cls: type[Exception], message: str
+) -> None:
+    key = prefix + "k"
+    with raises(cls, message):
+        await store.write(key, 1, ttl=ttl)
+    with raises(cls, message):
+        await store.write_many({key: 1}, ttl=ttl)
+    assert not await store.exists(key), "a refused write stores nothing"
+
+
+@pytest.mark.parametrize(("ttl", "cls", "message"), BAD_TTLS, ids=ids(BAD_TTLS))
+def test_sync_bad_ttls_raise_the_shared_error(
+    sync_store: SyncStore, prefix: str, ttl: Any, cls: type[Exception], message: str
+) -> None:
+    with raises(cls, message):
+        sync_store.write(prefix + "k", 1, ttl=ttl)
+
+
+@pytest.mark.parametrize(("key", "cls", "message"), BAD_STORE_KEYS, ids=ids(BAD_STORE_KEYS))
+def test_sync_bad_keys_raise_the_shared_error(
+    sync_store: SyncStore, key: Any, cls: type[Exception], message: str
+) -> None:
+    with raises(cls, message):
+        sync_store.write(key, 1)
+
+
+# ---- close() means closed ------------------------------------------------------
+
+
+async def test_close_means_closed(store_target: StoreTarget) -> None:
+    store = store_target.open()
+    async with store:
+        await store.write("k", 1)
+        assert not store.closed
+    assert store.closed
+    await store.close()  # idempotent
+    calls: list[Callable[[], Awaitable[object]]] = [
+        store.connect,
+        lambda: store.write("k", 2),
+        lambda: store.read("k"),
+        lambda: store.read_many(["k"]),
+        lambda: store.write_many({"k": 2}),
+        lambda: store.exists("k"),
+        lambda: store.delete("k"),
+        lambda: store.list(),
+    ]
+    for call in calls:
+        with pytest.raises(Closed, match="is closed"):
+            await call()
+
+
+def test_sync_close_means_closed(store_target: StoreTarget) -> None:
+    store = store_target.open_sync()
+    with store:
+        store.write(f"k-{uuid.uuid4().hex}", 1)
+    assert store.closed
+    store.close()
+    calls: list[Callable[[], object]] = [
+        store.connect,
+        lambda: store.write("k", 2),
+        lambda: store.read("k"),
+        lambda: store.exists("k"),
+        lambda: store.delete("k"),
+        lambda: store.list(),
+    ]
+    for call in calls:
+        with pytest.raises(Closed, match="is closed"):
+            call()
+
+
+mark_async_tests(globals())

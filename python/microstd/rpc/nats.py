@@ -1,0 +1,381 @@
+"""RPC over NATS request/reply: `Service(..., transport="nats://...")` and
+`Client(transport="nats://...")`.
+
+The wire. A call to endpoint `Svc.Method` of service `orders` with 2.5 s left
+is a request on the subject `microstd.rpc.orders.2500.Svc.Method`: the
+service's name as one token (its dots written `~`, so `billing.eu` is
+`billing~eu` and no service's subjects overlap another's), the milliseconds
+left before the caller's deadline, then the endpoint. Every instance of a
+service subscribes to `microstd.rpc.<service>.*.>` in the queue group named
+after the service, so NATS hands each call to one of them: load spreading and
+failover with no ports and no registry look-up.
+
+The request's payload is the encoded body. Headers carry only what differs
+from this transport's defaults, because nats-py builds and parses headers in
+Python (a few microseconds each, on both sides): `X-Request-Id` for a call
+made from a handler (a first call is known by its reply inbox's unique
+token), `Microstd-Caller`, `Microstd-Meta-*`, and `Content-Type` / `Accept`
+when not msgpack. A reply is the encoded result with no headers; an error
+reply has `Microstd-Error: <code>` (and `Microstd-Not-Started: 1` when the
+handler never ran) and the body `{"id", "code", "detail", "status"}`.
+
+The connection is the engine's (`microstd._engines.nats`: timeouts,
+reconnection without limit, credentials redacted), shared per URL and event
+loop. A call nobody answers ("no responders": no instance subscribed) raises
+`NotFound`, as a service missing from the registry does over HTTP; a refused
+call (shutting down, busy) is retried as over HTTP. Streaming calls are not
+carried over NATS: `Client.stream` on a NATS client raises `NotSupported`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from microstd.errors import (
+    ConnectionFailed,
+    DeadlineExceeded,
+    MicrostdError,
+    NotFound,
+)
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
+from microstd.rpc.context import (
+    CALLER_HEADER,
+    ERROR_HEADER,
+    META_PREFIX,
+    NOT_STARTED_HEADER,
+    REQUEST_ID_HEADER,
+    TIMEOUT_HEADER,
+    current_context,
+)
+
+if TYPE_CHECKING:
+    from microstd._engines.nats import NatsConnection
+    from microstd.client import Call, Client
+    from microstd.rpc.server import Reply, Server
+
+__all__ = [
+    "DEFAULT_CONTENT_TYPE",
+    "MAX_WAITING",
+    "PREFIX",
+    "NatsClientTransport",
+    "NatsServerTransport",
+    "subject_for",
+]
+
+log = logging.getLogger("microstd.server")
+
+_observe = _observe_state.state
+
+#: The subject prefix of every RPC call over NATS.
+PREFIX = "microstd.rpc"
+#: The codec of a call that names none (HTTP's default is JSON; NATS carries msgpack).
+DEFAULT_CONTENT_TYPE = "application/msgpack"
+#: Calls a server may hold waiting for room in its decode budget; more are refused.
+MAX_WAITING = 1024
+
+
+def service_token(service: str) -> str:
+    """A service's name as one subject token (service names never hold `~`)."""
+    return service.replace(".", "~")
+
+
+def subject_for(service: str, endpoint: str, timeout: float) -> str:
+    """The NATS subject of a call to `endpoint` of `service` with `timeout` seconds left."""
+    return f"{PREFIX}.{service_token(service)}.{max(int(timeout * 1000), 0)}.{endpoint}"
+
+
+async def _connect(url: str) -> NatsConnection:
+    from microstd._engines.nats import NatsEndpoint, acquire
+
+    endpoint, rest = NatsEndpoint.from_url(url)
+    if rest:
+        from microstd.errors import InvalidArgument
+
+        raise InvalidArgument(f"unknown NATS transport options: {', '.join(sorted(rest))}")
+    return await acquire(endpoint)
+
+
+class NatsServerTransport:
+    """Serves one `Server`'s endpoints on NATS, in the service's queue group."""
+
+    def __init__(self, server: Server, url: str) -> None:
+        self.server = server
+        self.url = url
+        self._conn: NatsConnection | None = None
+        self._sub: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+        self._prefix_len = len(f"{PREFIX}.{service_token(server.name)}.")
+
+    @property
+    def address(self) -> str:
+        """The NATS URL, credentials redacted."""
+        return self._conn.endpoint.redacted if self._conn is not None else ""
+
+    async def start(self) -> None:
+        """Connect and subscribe; `ConnectionFailed` if NATS cannot be reached."""
+        conn = await _connect(self.url)
+        name = self.server.name
+        try:
+            nc = conn.client("subscribe")
+            with conn.errors("subscribe"):
+                self._sub = await nc.subscribe(
+                    f"{PREFIX}.{service_token(name)}.*.>", queue=name, cb=self._on_request
+                )
+                await nc.flush(timeout=conn.endpoint.timeouts.request)  # type: ignore[arg-type]
+        except BaseException:
+            from microstd._engines.nats import release
+
+            await release(conn)
+            raise
+        self._conn = conn
+
+    async def unsubscribe(self) -> None:
+        """Leave the queue group: new calls go to the other instances (idempotent)."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def stop(self) -> None:
+        """Unsubscribe, end the calls still running (the server drained them first)
+        and disconnect."""
+        from microstd._engines.nats import release
+
+        await self.unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await release(conn)
+
+    async def _on_request(self, msg: Any) -> None:
+        # nats-py runs a subscription's callback one message at a time: each call
+        # gets a task of its own, so calls run concurrently as over HTTP.
+        task = asyncio.create_task(self._serve(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, msg: Any) -> None:
+        server = self.server
+        headers = msg.headers or {}
+        if REQUEST_ID_HEADER not in headers and msg.reply:
+            # A call without one (a first call, not one made from a handler) is
+            # known by its reply inbox's unique token: no header to send or parse.
+            headers[REQUEST_ID_HEADER] = msg.reply.rpartition(".")[2]
+        millis, _, endpoint = msg.subject[self._prefix_len :].partition(".")
+        if millis.isdigit():
+            headers[TIMEOUT_HEADER] = str(int(millis) / 1000)
+        prepared = server._prepare(
+            endpoint,
+            headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+            headers.get("Accept"),
+            headers,
+        )
+        if not isinstance(prepared, tuple):
+            await self._reply(msg, prepared)
+            return
+        ctx, handler, in_codec, out_codec = prepared
+        body = msg.data
+        limits = server.limits
+        if len(body) > limits.max_body:
+            await self._reply(msg, server._error(server._too_large(), out_codec, ctx.request_id))
+            return
+        budget = server._budget
+        charge = limits.charge(len(body))
+        if not budget.try_take(charge):
+            if self._waiting >= MAX_WAITING:
+                detail = f"{server.name} is busy: {MAX_WAITING} calls waiting"
+                refusal = server._error(
+                    server.fail(503, detail), out_codec, ctx.request_id, not_started=True
+                )
+                await self._reply(msg, refusal)
+                return
+            self._waiting += 1
+            try:
+                refused = await server._admit(ctx, charge, out_codec)
+            finally:
+                self._waiting -= 1
+            if refused is not None:
+                await self._reply(msg, refused)
+                return
+        try:
+            work = server._handle(ctx, handler, in_codec, out_codec, body)
+            if _observe.on:
+                reply = await _observed.serve(server.name, server.node_id, ctx, headers, work)
+            else:
+                reply = await work
+        finally:
+            budget.give(charge)
+        await self._reply(msg, reply, in_codec.content_type)
+
+    async def _reply(self, msg: Any, reply: Reply, request_type: str = "") -> None:
+        if not msg.reply:
+            return  # a publish, not a request: nobody to answer
+        headers: dict[str, str] | None = None
+        if reply.error:
+            headers = {ERROR_HEADER: str(reply.status), "Content-Type": reply.content_type}
+            if reply.not_started:
+                headers[NOT_STARTED_HEADER] = "1"
+        elif reply.content_type != (request_type or DEFAULT_CONTENT_TYPE):
+            headers = {"Content-Type": reply.content_type}
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            try:
+                await conn.client("reply").publish(msg.reply, reply.body, headers=headers)
+            except Exception as exc:
+                with conn.errors("reply"):
+                    raise exc
+        except MicrostdError as exc:
+            # The caller will time out; nothing else can be done with the answer.
+            log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
+
+
+class NatsClientTransport:
+    """A `Client`'s calls over NATS request/reply (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: NatsConnection | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        shown = self._conn.endpoint.redacted if self._conn is not None else "nats://..."
+        return f"NatsClientTransport({shown!r})"
+
+    async def connection(self) -> NatsConnection:
+        conn = self._conn
+        if conn is None:
+            async with self._lock:
+                if self._conn is None:
+                    self._conn = await _connect(self.url)
+                conn = self._conn
+        return conn
+
+    async def close(self) -> None:
+        from microstd._engines.nats import release
+
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await release(conn)
+
+    async def invoke(self, client: Client, call: Call) -> object:
+        """One call, retried while it is refused before its handler ran."""
+        from microstd.client import _decode_error, _NotSent, _Unavailable
+
+        timeout = call.timeout if call.timeout is not None else client.timeout
+        deadline = time.monotonic() + timeout
+        ctx = current_context()
+        if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
+            deadline = ctx.deadline
+        headers = self._headers(client, call, ctx)
+        payload = client.codec.dumps(call.body)
+        for attempt in range(client.retries + 1):
+            try:
+                reply = await self._request(payload, headers, deadline, call)
+                if reply.not_started and reply.status == 503:
+                    raise _Unavailable(_decode_error(call.service, reply))
+                return client._decode_reply(call.service, reply, deadline)
+            except (_NotSent, _Unavailable) as exc:
+                if attempt >= client.retries:
+                    if isinstance(exc, _Unavailable):
+                        raise exc.error from None
+                    raise ConnectionFailed(str(exc)) from exc.__cause__
+                if _observe.tracer is not None:
+                    _observed.note_retry(attempt, "nats", exc)
+                pause = client.backoff * (2**attempt) * (0.5 + random.random() / 2)
+                if time.monotonic() + pause >= deadline:
+                    break
+                await asyncio.sleep(pause)
+        raise DeadlineExceeded(f"{call.service} {call.endpoint}: no reply within {timeout:g}s")
+
+    @staticmethod
+    def _headers(client: Client, call: Call, ctx: Any) -> dict[str, str]:
+        """What travels as headers: only what differs from this transport's defaults,
+        since nats-py builds and parses headers in Python (a few microseconds each)."""
+        headers: dict[str, str] = {}
+        if ctx is not None:
+            headers[REQUEST_ID_HEADER] = ctx.request_id  # else: the reply inbox's token
+        caller = client.name or (ctx.service if ctx is not None else "")
+        if caller:
+            headers[CALLER_HEADER] = caller
+        for key, value in call.metadata.items():
+            headers[META_PREFIX + key] = str(value)
+        ctype = client.codec.content_type
+        if ctype != DEFAULT_CONTENT_TYPE:
+            headers["Content-Type"] = headers["Accept"] = ctype
+        if _observe.tracer is not None:
+            _observed.inject(headers)
+        return headers
+
+    async def _request(
+        self,
+        payload: bytes,
+        headers: dict[str, str],
+        deadline: float,
+        call: Call,
+    ) -> Reply:
+        from microstd.client import _NotSent
+        from microstd.rpc.server import Reply
+
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"{call.service} {call.endpoint}: the deadline passed")
+        subject = subject_for(call.service, call.endpoint, left)
+        conn = self._conn or await self.connection()
+        try:
+            nc = conn.client("request")
+        except ConnectionFailed as exc:
+            raise _NotSent(str(exc)) from exc  # not sent: nothing is buffered while down
+        if _observe.tracer is not None:
+            _observed.note_attempt(conn.endpoint.redacted, "nats", False)
+        try:
+            # The request's own timeout is the call's deadline (no Deadline of ours:
+            # nats-py arms one timer per request anyway).
+            msg = await nc.request(subject, payload, timeout=left, headers=headers or None)
+        except Exception as exc:
+            self._failed(conn, exc, call, left)
+        reply_headers = msg.headers
+        accept = headers.get("Accept") or DEFAULT_CONTENT_TYPE
+        if not reply_headers:
+            return Reply(200, msg.data, accept, "")  # the common case
+        code = reply_headers.get(ERROR_HEADER)
+        ctype = reply_headers.get("Content-Type") or accept
+        if code is None:
+            return Reply(200, msg.data, ctype, "")
+        try:
+            status = int(code)
+        except ValueError:
+            status = 502
+        not_started = NOT_STARTED_HEADER in reply_headers
+        return Reply(status, msg.data, ctype, "", error=True, not_started=not_started)
+
+    @staticmethod
+    def _failed(conn: NatsConnection, exc: Exception, call: Call, left: float) -> NoReturn:
+        """Raise what a failed request means (only on the error path)."""
+        import nats.errors as nerr
+
+        from microstd.client import _NotSent
+
+        what = f"{call.service} {call.endpoint}"
+        if isinstance(exc, nerr.NoRespondersError):
+            raise NotFound(
+                f"service {call.service!r} has no instance serving on NATS at"
+                f" {conn.endpoint.redacted}"
+            ) from None
+        if isinstance(exc, (nerr.TimeoutError, asyncio.TimeoutError)):
+            raise DeadlineExceeded(f"{what}: no reply within {left:g}s") from None
+        if isinstance(exc, (nerr.ConnectionReconnectingError, nerr.ConnectionClosedError)):
+            raise _NotSent(f"{what}: NATS at {conn.endpoint.redacted} unreachable") from exc
+        with conn.errors(what):
+            raise exc
+        raise exc  # pragma: no cover - errors() always raises

@@ -1,0 +1,1 @@
+"""The broker conformance suite (microstd.testing)."""

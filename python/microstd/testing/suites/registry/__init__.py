@@ -1,0 +1,1 @@
+"""The registry conformance suite (microstd.testing)."""

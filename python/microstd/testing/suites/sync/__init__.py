@@ -1,0 +1,1 @@
+"""The sync conformance suite (microstd.testing)."""

@@ -1,0 +1,338 @@
+//! Typed JSON decoding in one pass: the text is parsed straight into the
+//! plan's types, with no intermediate dicts.
+//!
+//! As for msgpack (`typed::msgpack`), the reader only has to be right when
+//! the document fits: at the first thing it does not handle (escapes it
+//! cannot map, numbers outside 64 bits, deep nesting, anything malformed or
+//! not fitting), it gives up and the canonical path decides: orjson decodes
+//! (the untyped `codec.json.loads`, whose errors carry the byte offset), then
+//! `convert` runs the twin's algorithm. Values it builds are the ones orjson
+//! builds: correctly rounded floats, ints within 64 bits, str, dict (the
+//! last of repeated keys wins), list, bool, None.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::build::{new_instance, new_named_tuple, FieldSink};
+use super::convert::Run;
+use super::into_py;
+use super::plan::{Dataclass, Default, Node, TypedDictField};
+use crate::codec::gc::GcPause;
+
+/// Deeper than this, the canonical path decides (orjson's own limit applies there).
+pub(super) const MAX_JSON_DEPTH: usize = 250;
+
+static UNTYPED_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+pub(super) struct GiveUp;
+
+impl From<PyErr> for GiveUp {
+    fn from(_: PyErr) -> Self {
+        Self
+    }
+}
+
+pub(super) type Read<'py> = Result<Bound<'py, PyAny>, GiveUp>;
+
+/// Decodes a JSON document into the plan's type.
+pub fn decode<'py>(run: &Run<'_>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = data.py();
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        let _pause = GcPause::new(py);
+        let mut reader = Reader {
+            py,
+            data: bytes.as_bytes(),
+            pos: 0,
+            run,
+            scratch: Vec::new(),
+        };
+        if let Ok(value) = reader.document() {
+            return Ok(value);
+        }
+    }
+    let loads = UNTYPED_LOADS.import(py, "microstd.codec.json", "_untyped_loads")?;
+    let value = loads.call1((data,))?;
+    into_py(run.conv(0, &value, 0))
+}
+
+pub(super) struct Reader<'r, 'a, 'py> {
+    pub(super) py: Python<'py>,
+    pub(super) data: &'a [u8],
+    pub(super) pos: usize,
+    pub(super) run: &'r Run<'r>,
+    /// Reused for strings with escapes.
+    pub(super) scratch: Vec<u8>,
+}
+
+impl<'py> Reader<'_, '_, 'py> {
+    fn document(&mut self) -> Read<'py> {
+        let value = self.typed(0, 0)?;
+        self.ws();
+        if self.pos != self.data.len() {
+            return Err(GiveUp);
+        }
+        Ok(value)
+    }
+
+    fn generic(&mut self, node: usize, depth: usize) -> Read<'py> {
+        let value = self.value(depth)?;
+        self.run.conv(node, &value, depth).map_err(|_| GiveUp)
+    }
+
+    /// The items of an array, each read with `node_for(i)`.
+    fn array(
+        &mut self,
+        depth: usize,
+        mut node_for: impl FnMut(usize) -> Option<usize>,
+    ) -> Result<Vec<Bound<'py, PyAny>>, GiveUp> {
+        if depth >= MAX_JSON_DEPTH {
+            return Err(GiveUp);
+        }
+        self.expect(b'[')?;
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Ok(items);
+        }
+        loop {
+            let node = node_for(items.len()).ok_or(GiveUp)?;
+            items.push(self.typed(node, depth + 1)?);
+            if !self.more(b']')? {
+                return Ok(items);
+            }
+        }
+    }
+
+    fn typed(&mut self, node: usize, depth: usize) -> Read<'py> {
+        let b = self.peek()?;
+        let py = self.py;
+        match &self.run.nodes[node] {
+            Node::Str if b == b'"' => self.string(),
+            Node::Int if b == b'-' || b.is_ascii_digit() => {
+                let n = self.number()?;
+                if !n.integer {
+                    return Err(GiveUp);
+                }
+                self.int_value(&n)
+            }
+            Node::Float if b == b'-' || b.is_ascii_digit() => {
+                let n = self.number()?;
+                self.float_value(&n)
+            }
+            Node::Bool if b == b't' || b == b'f' => self.value(depth),
+            Node::None if b == b'n' => self.value(depth),
+            Node::Str | Node::Int | Node::Float | Node::Bool | Node::None => Err(GiveUp),
+            Node::List(item) => {
+                let items = self.array(depth, |_| Some(*item))?;
+                Ok(PyList::new(py, items)?.into_any())
+            }
+            Node::VarTuple(item) => {
+                let items = self.array(depth, |_| Some(*item))?;
+                Ok(PyTuple::new(py, items)?.into_any())
+            }
+            Node::Tuple(nodes) => {
+                let items = self.array(depth, |i| nodes.get(i).copied())?;
+                if items.len() != nodes.len() {
+                    return Err(GiveUp);
+                }
+                Ok(PyTuple::new(py, items)?.into_any())
+            }
+            Node::NamedTuple {
+                cls,
+                nodes,
+                defaults,
+                ..
+            } => {
+                let mut items = self.array(depth, |i| nodes.get(i).copied())?;
+                let n = items.len();
+                if n + defaults.len() < nodes.len() {
+                    return Err(GiveUp);
+                }
+                for d in &defaults[defaults.len() - (nodes.len() - n)..] {
+                    items.push(d.bind(py).clone());
+                }
+                Ok(new_named_tuple(cls.bind(py), items)?)
+            }
+            Node::Dict(key_node, value_node) => {
+                if depth >= MAX_JSON_DEPTH {
+                    return Err(GiveUp);
+                }
+                self.expect(b'{')?;
+                let dict = PyDict::new(py);
+                if self.peek()? == b'}' {
+                    self.pos += 1;
+                    return Ok(dict.into_any());
+                }
+                loop {
+                    let key = self.string()?;
+                    let key = self
+                        .run
+                        .conv(*key_node, &key, depth + 1)
+                        .map_err(|_| GiveUp)?;
+                    self.expect(b':')?;
+                    let value = self.typed(*value_node, depth + 1)?;
+                    dict.set_item(key, value)?;
+                    if !self.more(b'}')? {
+                        return Ok(dict.into_any());
+                    }
+                }
+            }
+            Node::Dataclass(dc) => self.dataclass(dc, depth),
+            Node::TypedDict { fields, .. } => self.typeddict(fields, depth),
+            Node::Union { table, .. } => {
+                let kind = match b {
+                    b'n' => 0,
+                    b't' | b'f' => 1,
+                    b'"' => 4,
+                    b'[' => 6,
+                    b'{' => 7,
+                    _ => {
+                        // A number: int or float by its token.
+                        let save = self.pos;
+                        let integer = self.number()?.integer;
+                        self.pos = save;
+                        if integer {
+                            2
+                        } else {
+                            3
+                        }
+                    }
+                };
+                match table[kind] {
+                    Some(option) => self.typed(option, depth),
+                    None => Err(GiveUp),
+                }
+            }
+            _ => self.generic(node, depth),
+        }
+    }
+
+    /// Which of the fields the next key names (the key is consumed either
+    /// way); None for a key that is no field.
+    fn field<'n>(
+        &mut self,
+        names: impl Fn(usize) -> &'n [u8],
+        count: usize,
+        hint: usize,
+    ) -> Result<Option<usize>, GiveUp> {
+        let (start, end, escaped) = self.string_bytes()?;
+        let key = if escaped {
+            &self.scratch[start..end]
+        } else {
+            &self.data[start..end]
+        };
+        if hint < count && names(hint) == key {
+            return Ok(Some(hint));
+        }
+        if let Some(i) = (0..count).find(|&i| names(i) == key) {
+            return Ok(Some(i));
+        }
+        // Not a field: it must still be valid UTF-8 for the document to be valid.
+        if std::str::from_utf8(key).is_err() {
+            return Err(GiveUp);
+        }
+        Ok(None)
+    }
+
+    /// A member whose key is no field: read (so bad text is still refused) and dropped.
+    fn skip_value(&mut self, depth: usize) -> Result<(), GiveUp> {
+        if self.run.forbid {
+            return Err(GiveUp);
+        }
+        self.value(depth + 1)?;
+        Ok(())
+    }
+
+    fn dataclass(&mut self, dc: &Dataclass, depth: usize) -> Read<'py> {
+        if depth >= MAX_JSON_DEPTH {
+            return Err(GiveUp);
+        }
+        self.expect(b'{')?;
+        let py = self.py;
+        let obj = new_instance(dc.cls.bind(py))?;
+        let sink = FieldSink::new(&obj, dc.slots)?;
+        let mut seen = vec![false; dc.fields.len()];
+        let mut hint = 0;
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                let found = self.field(|i| &dc.fields[i].utf8, dc.fields.len(), hint)?;
+                self.expect(b':')?;
+                match found {
+                    Some(i) => {
+                        if seen[i] {
+                            return Err(GiveUp); // repeated: orjson keeps the last
+                        }
+                        seen[i] = true;
+                        hint = i + 1;
+                        let field = &dc.fields[i];
+                        let value = self.typed(field.node, depth + 1)?;
+                        sink.set(&obj, field.name.bind(py), &value)?;
+                    }
+                    None => self.skip_value(depth)?,
+                }
+                if !self.more(b'}')? {
+                    break;
+                }
+            }
+        }
+        for (field, seen) in dc.fields.iter().zip(seen) {
+            if seen {
+                continue;
+            }
+            let value = match &field.default {
+                Default::Value(v) => v.bind(py).clone(),
+                Default::Factory(make) => make.bind(py).call0()?,
+                Default::Required => return Err(GiveUp),
+            };
+            sink.set(&obj, field.name.bind(py), &value)?;
+        }
+        if dc.post_init {
+            obj.call_method0(pyo3::intern!(py, "__post_init__"))?;
+        }
+        Ok(obj)
+    }
+
+    fn typeddict(&mut self, fields: &[TypedDictField], depth: usize) -> Read<'py> {
+        if depth >= MAX_JSON_DEPTH {
+            return Err(GiveUp);
+        }
+        self.expect(b'{')?;
+        let py = self.py;
+        let mut values: Vec<Option<Bound<'py, PyAny>>> = vec![None; fields.len()];
+        let mut hint = 0;
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                let found = self.field(|i| &fields[i].utf8, fields.len(), hint)?;
+                self.expect(b':')?;
+                match found {
+                    Some(i) => {
+                        if values[i].is_some() {
+                            return Err(GiveUp);
+                        }
+                        hint = i + 1;
+                        values[i] = Some(self.typed(fields[i].node, depth + 1)?);
+                    }
+                    None => self.skip_value(depth)?,
+                }
+                if !self.more(b'}')? {
+                    break;
+                }
+            }
+        }
+        // Built in the TypedDict's field order, as the twin builds it.
+        let out = PyDict::new(py);
+        for (field, value) in fields.iter().zip(values) {
+            match value {
+                Some(v) => out.set_item(field.name.bind(py), v)?,
+                None if field.required => return Err(GiveUp),
+                None => {}
+            }
+        }
+        Ok(out.into_any())
+    }
+}

@@ -1,0 +1,324 @@
+//! JSON text for the one-pass reader (`typed::json`): whitespace, literals,
+//! numbers by JSON's grammar, strings with their escapes, and untyped values
+//! built as orjson builds them. Anything it does not handle gives up (the
+//! canonical path then decides).
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyList};
+
+use super::json::{GiveUp, Read, Reader, MAX_JSON_DEPTH};
+use crate::codec::{fast, text};
+
+/// A number token: its text, and whether it is an integer (no fraction or exponent).
+pub(super) struct Number<'a> {
+    pub(super) text: &'a [u8],
+    pub(super) integer: bool,
+}
+
+impl<'a, 'py> Reader<'_, 'a, 'py> {
+    #[inline]
+    pub(super) fn ws(&mut self) {
+        while let Some(&b) = self.data.get(self.pos) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// The next non-space byte (not consumed).
+    #[inline]
+    pub(super) fn peek(&mut self) -> Result<u8, GiveUp> {
+        self.ws();
+        self.data.get(self.pos).copied().ok_or(GiveUp)
+    }
+
+    pub(super) fn expect(&mut self, byte: u8) -> Result<(), GiveUp> {
+        if self.peek()? != byte {
+            return Err(GiveUp);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    pub(super) fn literal(&mut self, word: &[u8]) -> Result<(), GiveUp> {
+        if self.data[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            return Ok(());
+        }
+        Err(GiveUp)
+    }
+
+    /// The number starting here, by JSON's grammar (anything else gives up).
+    pub(super) fn number(&mut self) -> Result<Number<'a>, GiveUp> {
+        let data = self.data;
+        let start = self.pos;
+        let mut i = start;
+        if data.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match data.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while data.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return Err(GiveUp),
+        }
+        let mut integer = true;
+        if data.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            if !data.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(GiveUp);
+            }
+            while data.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if matches!(data.get(i), Some(b'e' | b'E')) {
+            integer = false;
+            i += 1;
+            if matches!(data.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !data.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(GiveUp);
+            }
+            while data.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        self.pos = i;
+        Ok(Number {
+            text: &data[start..i],
+            integer,
+        })
+    }
+
+    pub(super) fn int_value(&self, n: &Number<'_>) -> Read<'py> {
+        // Measured on citm_catalog (ids everywhere): `str::parse` after a UTF-8
+        // check was a twentieth of the decode; the token holds only a sign and
+        // digits, so accumulate them directly.
+        let (negative, digits) = match n.text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, n.text),
+        };
+        let mut magnitude: u64 = 0;
+        for &d in digits {
+            magnitude = magnitude
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(u64::from(d - b'0')))
+                .ok_or(GiveUp)?; // beyond 64 bits: orjson's rule (a float) is the canonical path's
+        }
+        if negative {
+            if magnitude > 1 << 63 {
+                return Err(GiveUp);
+            }
+            let v = (magnitude as i64).wrapping_neg();
+            let Ok(obj) = v.into_pyobject(self.py);
+            return Ok(obj.into_any());
+        }
+        let Ok(obj) = magnitude.into_pyobject(self.py);
+        Ok(obj.into_any())
+    }
+
+    pub(super) fn float_value(&self, n: &Number<'_>) -> Read<'py> {
+        let text = std::str::from_utf8(n.text).map_err(|_| GiveUp)?;
+        let v: f64 = if n.integer {
+            // An int converted to float, as `float(int)` does (round half to even).
+            if let Ok(i) = text.parse::<i64>() {
+                i as f64
+            } else if let Ok(u) = text.parse::<u64>() {
+                u as f64
+            } else {
+                return Err(GiveUp);
+            }
+        } else {
+            text.parse().map_err(|_| GiveUp)?
+        };
+        if !v.is_finite() {
+            return Err(GiveUp);
+        }
+        Ok(fast::new_float(self.py, v)?)
+    }
+
+    pub(super) fn number_value(&mut self) -> Read<'py> {
+        let n = self.number()?;
+        if n.integer {
+            self.int_value(&n)
+        } else {
+            self.float_value(&n)
+        }
+    }
+
+    /// The raw UTF-8 of a string (escapes resolved into `scratch` when there
+    /// are any); the opening quote is next.
+    pub(super) fn string_bytes(&mut self) -> Result<(usize, usize, bool), GiveUp> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let data = self.data;
+        let mut i = start;
+        loop {
+            match data.get(i) {
+                None => return Err(GiveUp),
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok((start, i, false));
+                }
+                Some(b'\\') => break,
+                Some(&b) if b < 0x20 => return Err(GiveUp),
+                Some(_) => i += 1,
+            }
+        }
+        // Escapes: copy what came before, then resolve them one by one.
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&data[start..i]);
+        loop {
+            match data.get(i) {
+                None => return Err(GiveUp),
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok((0, self.scratch.len(), true));
+                }
+                Some(b'\\') => {
+                    let (c, next) = escape(data, i)?;
+                    let mut utf8 = [0; 4];
+                    self.scratch
+                        .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                    i = next;
+                }
+                Some(&b) if b < 0x20 => return Err(GiveUp),
+                Some(&b) => {
+                    self.scratch.push(b);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn string(&mut self) -> Read<'py> {
+        let (start, end, escaped) = self.string_bytes()?;
+        let bytes = if escaped {
+            &self.scratch[start..end]
+        } else {
+            &self.data[start..end]
+        };
+        text::new_str(self.py, bytes)?.ok_or(GiveUp)
+    }
+
+    /// An untyped value, as orjson builds it.
+    pub(super) fn value(&mut self, depth: usize) -> Read<'py> {
+        if depth >= MAX_JSON_DEPTH {
+            return Err(GiveUp);
+        }
+        let py = self.py;
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' => {
+                self.pos += 1;
+                let dict = PyDict::new(py);
+                if self.peek()? == b'}' {
+                    self.pos += 1;
+                    return Ok(dict.into_any());
+                }
+                loop {
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    let value = self.value(depth + 1)?;
+                    dict.set_item(key, value)?;
+                    if self.more(b'}')? {
+                        continue;
+                    }
+                    return Ok(dict.into_any());
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                let list = PyList::empty(py);
+                if self.peek()? == b']' {
+                    self.pos += 1;
+                    return Ok(list.into_any());
+                }
+                loop {
+                    list.append(self.value(depth + 1)?)?;
+                    if self.more(b']')? {
+                        continue;
+                    }
+                    return Ok(list.into_any());
+                }
+            }
+            b't' => {
+                self.literal(b"true")?;
+                Ok(PyBool::new(py, true).to_owned().into_any())
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                Ok(PyBool::new(py, false).to_owned().into_any())
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                Ok(py.None().into_bound(py))
+            }
+            _ => self.number_value(),
+        }
+    }
+
+    /// After an item: true for a comma (another item follows), false for the closing byte.
+    pub(super) fn more(&mut self, close: u8) -> Result<bool, GiveUp> {
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                Ok(true)
+            }
+            b if b == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(GiveUp),
+        }
+    }
+}
+
+/// The character of the escape at `data[i]` (a backslash) and where the next
+/// byte is; surrogate pairs are joined, a lone surrogate gives up (orjson
+/// refuses it).
+fn escape(data: &[u8], i: usize) -> Result<(char, usize), GiveUp> {
+    let c = match data.get(i + 1) {
+        Some(b'"') => '"',
+        Some(b'\\') => '\\',
+        Some(b'/') => '/',
+        Some(b'b') => '\u{8}',
+        Some(b'f') => '\u{c}',
+        Some(b'n') => '\n',
+        Some(b'r') => '\r',
+        Some(b't') => '\t',
+        Some(b'u') => {
+            let high = hex4(data, i + 2)?;
+            if (0xD800..0xDC00).contains(&high) {
+                if data.get(i + 6) != Some(&b'\\') || data.get(i + 7) != Some(&b'u') {
+                    return Err(GiveUp);
+                }
+                let low = hex4(data, i + 8)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return Err(GiveUp);
+                }
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                return Ok((char::from_u32(code).ok_or(GiveUp)?, i + 12));
+            }
+            return Ok((char::from_u32(high).ok_or(GiveUp)?, i + 6));
+        }
+        _ => return Err(GiveUp),
+    };
+    Ok((c, i + 2))
+}
+
+fn hex4(data: &[u8], at: usize) -> Result<u32, GiveUp> {
+    let digits = data.get(at..at + 4).ok_or(GiveUp)?;
+    let text = std::str::from_utf8(digits).map_err(|_| GiveUp)?;
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(GiveUp);
+    }
+    u32::from_str_radix(text, 16).map_err(|_| GiveUp)
+}

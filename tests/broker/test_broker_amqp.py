@@ -1,0 +1,83 @@
+"""`amqp://` beyond the contract suites: names, headers, the server's own arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import microstd.broker
+from microstd.broker import Message
+from microstd.broker.amqp import binding_key
+from microstd.errors import ConnectionFailed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _servers import free_port
+
+pytestmark = pytest.mark.services
+
+
+def test_binding_keys_turn_the_tail_wildcard_into_a_hash() -> None:
+    assert binding_key("a.*.c") == "a.*.c"
+    assert binding_key("a.>") == "a.#"
+    assert binding_key(">") == "#"
+
+
+def test_bad_exchange_names_are_refused() -> None:
+    for bad in ("", "has space", "ex*"):
+        with pytest.raises(ValueError, match="exchange"):
+            microstd.broker.open(f"amqp://127.0.0.1:{free_port()}/", exchange=bad)
+
+
+async def test_unreachable_server_raises_connection_failed() -> None:
+    broker = microstd.broker.open(f"amqp://127.0.0.1:{free_port()}/?connect_timeout=1")
+    with pytest.raises(ConnectionFailed):
+        await asyncio.wait_for(broker.connect(), 30)
+    await broker.close()
+
+
+async def test_durable_messages_show_only_their_own_headers(amqp_url: str) -> None:
+    base = f"h{uuid.uuid4().hex[:8]}"
+    got: list[Message] = []
+
+    def handle(m: Message) -> None:
+        got.append(m)
+        if m.delivery_count == 1:
+            m.nack(delay=0.05)  # through a delay queue and back
+
+    async with microstd.broker.open(amqp_url) as broker:
+        await broker.subscribe(f"{base}.>", handle, durable=f"d{base}")
+        await broker.publish(f"{base}.x", {"a": 1}, headers={"trace": "t"})
+        deadline = time.monotonic() + 20
+        while len(got) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await broker.delete_durable("any", f"d{base}")
+    first, second = got
+    assert first.headers == second.headers == {"trace": "t"}
+    assert (first.topic, second.topic) == (f"{base}.x", f"{base}.x")
+    assert (first.delivery_count, second.delivery_count) == (1, 2)
+    assert first.id == second.id
+    assert second.decode() == {"a": 1}
+
+
+async def test_a_separate_exchange_is_a_separate_broker(amqp_url: str) -> None:
+    base = f"e{uuid.uuid4().hex[:8]}"
+    got: list[bytes] = []
+    async with (
+        microstd.broker.open(amqp_url, exchange=f"one-{base}") as one,
+        microstd.broker.open(amqp_url + f"?exchange=two-{base}") as two,
+    ):
+        await one.subscribe(f"{base}.*", lambda m: got.append(m.data))
+        await two.publish(f"{base}.x", b"elsewhere")
+        await one.publish(f"{base}.x", b"here")
+        deadline = time.monotonic() + 20
+        while not got:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+    assert got == [b"here"]

@@ -1,0 +1,7 @@
+"""`microstd.testing.suites.store.contract`, run on every backend of this project.
+
+The suite ships in the package, so a plugin author runs the very same tests
+(`pytest --microstd-store=URL`); the backends come from conftest.py.
+"""
+
+from microstd.testing.suites.store.contract import *  # noqa: F403
