@@ -23,12 +23,19 @@ CORE = {
     "file": lambda request, tmp: f"file://{tmp}/broker.db",
     "redis": lambda request, tmp: request.getfixturevalue("redis_url"),
     "nats": lambda request, tmp: request.getfixturevalue("nats_url"),
+    "postgresql": lambda request, tmp: request.getfixturevalue("postgres_url"),
+    "amqp": lambda request, tmp: request.getfixturevalue("amqp_url"),
 }
-#: The backends with durable subscriptions (as tests/contract/test_durable.py).
+#: The backends with durable subscriptions (as tests/contract/test_durable.py), keyed
+#: by their `messaging.system` (the URL scheme).
 DURABLE = {
     "memory-rust": lambda request, tmp: f"memory://d{uuid.uuid4().hex}",
     "memory-python": lambda request, tmp: f"memory://d{uuid.uuid4().hex}?impl=python",
     "file": lambda request, tmp: f"file://{tmp}/durable.db",
+    "postgresql": lambda request, tmp: (
+        f"{request.getfixturevalue('postgres_url')}?table=d{uuid.uuid4().hex[:12]}"
+    ),
+    "amqp": lambda request, tmp: request.getfixturevalue("amqp_url"),
 }
 
 

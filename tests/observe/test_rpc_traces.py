@@ -209,3 +209,60 @@ async def test_a_server_stream_is_one_client_span_parent_of_its_server_span(
     assert client_span.attributes["microstd.rpc.stream.items"] == 3
     assert server_span.attributes["microstd.rpc.streaming"] is True
     assert client_span.status.status_code == StatusCode.UNSET
+
+
+async def test_a_call_over_nats_is_traced_like_one_over_http(
+    spans: Any, reg_url: str, nats_url: str
+) -> None:
+    svc = microstd.Service(f"n{uuid.uuid4().hex[:6]}", registry=reg_url, transport=nats_url)
+
+    @svc.handler("Greeter.Hello")
+    async def hello(req: dict[str, str]) -> str:
+        return f"hello {req['name']}"
+
+    async with svc, Client(reg_url, transport=nats_url) as client:
+        assert await client.call(svc.name, "Greeter.Hello", {"name": "n"}) == "hello n"
+    kinds = by_kind(spans)
+    [client_span] = kinds[SpanKind.CLIENT]
+    [server_span] = kinds[SpanKind.SERVER]
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert server_span.context.trace_id == client_span.context.trace_id
+    assert server_span.attributes["microstd.service"] == svc.name
+
+
+def test_a_sync_client_call_continues_the_calling_threads_trace(spans: Any) -> None:
+    import threading
+
+    from opentelemetry import trace
+
+    from microstd.observe import state
+    from microstd.rpc.blocking import SyncClient
+
+    reg = f"sync{uuid.uuid4().hex[:6]}"
+    svc = make_service(f"memory://{reg}")
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with svc:
+                ready.set()
+                await asyncio.to_thread(stop.wait)
+
+        asyncio.run(main())
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        assert ready.wait(10)
+        tracer = trace.get_tracer("test", tracer_provider=state.tracer_provider)
+        with (
+            SyncClient(f"memory://{reg}", local=False) as client,
+            tracer.start_as_current_span("job") as job,
+        ):
+            assert client.call("greeter", "Greeter.Hello", {"name": "s"}) == "hello s"
+    finally:
+        stop.set()
+        server.join(10)
+    [client_span] = by_kind(spans)[SpanKind.CLIENT]
+    assert client_span.parent.span_id == job.get_span_context().span_id

@@ -163,11 +163,14 @@ _BY_NAME = {i.name: i for i in INSTRUMENTS}
 _Reader = Callable[[Any], Iterable[tuple[tuple[str, ...], float]]]
 
 
+#: prometheus-client's collectors, made once per process: its registry is process-wide
+#: and refuses a name registered twice, so a second `Metrics` reuses them.
+_prometheus: dict[str, Any] = {}
+_prometheus_lock = threading.Lock()
+
+
 class Metrics:
     """The live instruments of both sinks; one per process while metrics are on."""
-
-    _prometheus: dict[str, Any] = {}  # one set per process: prometheus names are global
-    _lock = threading.Lock()
 
     def __init__(self, meter_provider: Any = None) -> None:
         self.provider = meter_provider
@@ -224,8 +227,8 @@ class Metrics:
             import prometheus_client
         except ImportError:
             return {}
-        with Metrics._lock:
-            made = Metrics._prometheus
+        with _prometheus_lock:
+            made = _prometheus
             if not made:
                 for inst in INSTRUMENTS:
                     if inst.kind == "counter":

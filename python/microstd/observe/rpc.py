@@ -7,8 +7,8 @@ on); otherwise they take their plain path after one attribute read.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from microstd.errors import ServiceError
 from microstd.observe._state import state
@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from microstd.rpc.context import Context
     from microstd.rpc.server import Reply
 
+T = TypeVar("T")
+
 __all__ = [
     "call",
+    "carried",
     "inject",
     "note_attempt",
     "note_failure",
@@ -187,3 +190,20 @@ async def traced_stream(
         span.set_attribute("microstd.rpc.stream.items", items)
         status = failure.code if isinstance(failure, ServiceError) else None
         _otel.end_client_span(span, status if failure else 200, failure)
+
+
+def carried(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """`coro`, to run on another thread's loop under this thread's trace context
+    (a `SyncClient` call made inside a span continues its trace)."""
+    from opentelemetry import context
+
+    current = context.get_current()
+
+    async def run() -> T:
+        token = context.attach(current)
+        try:
+            return await coro
+        finally:
+            context.detach(token)
+
+    return run()

@@ -26,11 +26,16 @@ from typing import Any, TypeVar
 from microstd._loopthread import LoopThread, iterate_blocking
 from microstd.client import Client
 from microstd.errors import Closed
+from microstd.observe import _state as _observe_state
+from microstd.observe import rpc as _observed
 from microstd.registry import Registry
 
 __all__ = ["SyncClient"]
 
 T = TypeVar("T")
+
+#: Tracing switch (`microstd.observe`): one attribute read per call when off.
+_observe = _observe_state.state
 
 
 class SyncClient:
@@ -62,6 +67,8 @@ class SyncClient:
         if self._closed:
             coro.close()
             raise Closed("the SyncClient is closed")
+        if _observe.tracer is not None:  # the calling thread's span is the call's parent
+            coro = _observed.carried(coro)
         future: Future[T] = self._runner.submit(coro)
         try:
             return future.result()
