@@ -140,12 +140,7 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
     def pause(self) -> None:
-        """SIGSTOP: the server keeps its sockets open but stops answering.
-
-        Returns once every thread of the process is stopped: a signal is
-        delivered asynchronously, and a loaded machine may otherwise let the
-        server answer a request sent just after `pause()`.
-        """
+        """SIGSTOP: the server keeps its sockets open but stops answering."""
         if self.proc is not None and self.proc.poll() is None:
             self._signal(signal.SIGSTOP)
             self.paused = True
