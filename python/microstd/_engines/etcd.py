@@ -61,6 +61,7 @@ __all__ = [
     "EtcdAPIError",
     "EtcdClient",
     "EtcdEndpoint",
+    "EtcdStreamEnded",
     "acquire",
     "b64",
     "errors",
@@ -86,6 +87,10 @@ _UNAUTHENTICATED = 16
 
 class _Unauthenticated(ConnectionFailed):
     """etcd refused the credentials or the token (internal: a token is renewed once)."""
+
+
+class EtcdStreamEnded(ConnectionFailed):
+    """The server closed a watch stream (it does so only when it goes away)."""
 
 
 class EtcdAPIError(MicrostdError):
@@ -237,6 +242,9 @@ def errors(endpoint: EtcdEndpoint, what: str) -> Iterator[None]:
 
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         detail = redact_text(str(exc)) or "no answer in time"
         _fail(endpoint, what, f"unreachable: {type(exc).__name__}: {detail}", exc)
@@ -305,19 +313,25 @@ class EtcdClient:
         headers: Mapping[str, str],
         *,
         fresh: bool = False,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        import aiohttp
+
         url = f"{self.endpoint.base}/v3/{path}"
         session = self._session
+        bound = self._timeout
+        if timeout is not None:
+            # A caller with less time left than the request timeout (a lease
+            # refresh racing its expiry) bounds this one request to it.
+            bound = aiohttp.ClientTimeout(total=max(0.001, timeout))
         if fresh:
-            import aiohttp
-
             if self._fresh is None:
                 self._fresh = aiohttp.ClientSession(
                     timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True)
                 )
             session = self._fresh
         with self.errors(what):
-            async with session.post(url, json=body, headers=headers) as resp:
+            async with session.post(url, json=body, headers=headers, timeout=bound) as resp:
                 text = await resp.read()
                 status = resp.status
         try:
@@ -331,7 +345,13 @@ class EtcdClient:
         return data
 
     async def call(
-        self, path: str, body: Mapping[str, Any], what: str = "", *, idempotent: bool = False
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str = "",
+        *,
+        idempotent: bool = False,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """POST `body` to ``/v3/<path>``; the answer's JSON object.
 
@@ -339,22 +359,24 @@ class EtcdClient:
         within the timeouts; `EtcdAPIError` for an error answer. An `idempotent`
         request (a read, a keepalive, a plain put or delete: doing it twice is
         doing it once) that fails on a pooled connection the network reset is
-        sent once more, on a connection of its own.
+        sent once more, on a connection of its own. `timeout` (seconds) bounds
+        this request instead of the endpoint's request timeout.
         """
         what = what or f"etcd {path}"
         headers = await self._headers()
         try:
             try:
-                return await self._post(path, body, what, headers)
+                return await self._post(path, body, what, headers, timeout=timeout)
             except ConnectionFailed as exc:
                 if not (idempotent and _broken(exc.__cause__)):
                     raise
-            return await self._post(path, body, what, headers, fresh=True)
+            return await self._post(path, body, what, headers, fresh=True, timeout=timeout)
         except _Unauthenticated:
             if not headers:
                 raise
             # A simple token expires (5 minutes by default): get a new one, once.
-            return await self._post(path, body, what, await self._headers(renew=True))
+            renewed = await self._headers(renew=True)
+            return await self._post(path, body, what, renewed, timeout=timeout)
 
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
@@ -386,12 +408,16 @@ class EtcdClient:
             total=None, sock_connect=t.connect, sock_read=None, connect=t.connect
         )
         with self.errors(what):
-            async with self._session.post(
+            # The stream itself has no read timeout (the liveness check covers a
+            # silent one), but its answer must start within the request timeout.
+            opening = self._session.post(
                 f"{self.endpoint.base}/v3/watch",
                 json={"create_request": dict(create_request)},
                 headers=headers,
                 timeout=stream_timeout,
-            ) as resp:
+            )
+            resp = await asyncio.wait_for(opening, t.connect + t.request)
+            async with resp:
                 if resp.status != 200:
                     try:
                         data = json.loads(await resp.read())
@@ -409,7 +435,9 @@ class EtcdClient:
                         )
                         continue
                     if not chunk:
-                        _fail(self.endpoint, what, "ended the watch stream", None)
+                        raise EtcdStreamEnded(
+                            f"{what}: etcd at {self.endpoint.redacted} ended the watch stream"
+                        )
                     buffer += text.decode(chunk)
                     if len(buffer) > MAX_WATCH_BUFFER:
                         raise ConnectionFailed(f"{what}: the etcd watch stream is not JSON")

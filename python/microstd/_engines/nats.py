@@ -168,6 +168,9 @@ def errors(endpoint: NatsEndpoint, what: str) -> Iterator[None]:
     """Translate nats-py's exceptions raised in the block into `microstd.errors`."""
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except nerr.AuthorizationError as exc:
         _fail(endpoint, what, exc, "refused the credentials")
     except _UNREACHABLE as exc:

@@ -167,6 +167,9 @@ def errors(endpoint: RedisEndpoint, what: str) -> Iterator[None]:
     """
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
         _fail(endpoint, what, exc, "refused the credentials")
     except (rexc.ConnectionError, rexc.TimeoutError, asyncio.TimeoutError, OSError) as exc:
