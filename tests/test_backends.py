@@ -128,3 +128,63 @@ def test_backends_open_native_sync_or_wraps_the_async_backend() -> None:
             family.open("zz://x", {})
     finally:
         del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts"),
+    [
+        ("nats://a:4222,nats://b:4223?bucket=x", (("a", 4222), ("b", 4223))),
+        ("nats://a:4222, nats://b:4223", (("a", 4222), ("b", 4223))),
+        ("etcd://h1,h2:2379,[::1]:2380", (("h1", None), ("h2", 2379), ("::1", 2380))),
+        ("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0", (("s1", 26379), ("s2", 26379))),
+        ("redis://127.0.0.1:6379/0", (("127.0.0.1", 6379),)),
+    ],
+)
+def test_a_url_may_name_several_servers(url: str, hosts: tuple[object, ...]) -> None:
+    parsed = _backends.parse_url(url)
+    assert parsed.hosts == hosts
+    assert (parsed.host, parsed.port) == hosts[0]
+
+
+def test_a_server_list_keeps_the_last_servers_path_and_query_and_each_servers_credentials() -> None:
+    parsed = _backends.parse_url("nats://u:secret@a:1,nats://b:2/?bucket=app")
+    assert parsed.servers == ("nats://u:secret@a:1", "nats://b:2")
+    assert (parsed.username, parsed.password, parsed.path) == ("u", "secret", "/")
+    assert parsed.query == {"bucket": "app"}
+    assert "secret" not in parsed.redacted
+    # A host list shares its credentials, path and query.
+    parsed = _backends.parse_url("redis+sentinel://:secret@s1:26379,s2:26380/mymaster/0?x=1")
+    assert parsed.servers == (
+        "redis+sentinel://:secret@s1:26379",
+        "redis+sentinel://:secret@s2:26380",
+    )
+    assert (parsed.password, parsed.path, parsed.query) == ("secret", "/mymaster/0", {"x": "1"})
+    assert parsed.redacted == "redis+sentinel://:***@s1:26379,s2:26380/mymaster/0?x=1"
+
+
+def test_an_option_holding_urls_is_not_a_server_list() -> None:
+    parsed = _backends.parse_url("s3://bucket?endpoint_url=http://a,http://b")
+    assert parsed.hosts == (("bucket", None),)
+    assert parsed.query == {"endpoint_url": "http://a,http://b"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("nats://a:1,redis://b:2", "mixes schemes"),
+        ("nats://a:1/x,nats://b:2", "only the last server"),
+        ("etcd://a,,b", "empty server"),
+        ("etcd://a:1,b:port", "bad port"),
+    ],
+)
+def test_a_bad_server_list_is_a_clear_error(bad: str, why: str) -> None:
+    with pytest.raises(UnknownBackend, match=why):
+        _backends.parse_url(bad)
+
+
+def test_single_server_refuses_a_list_and_says_what_to_use() -> None:
+    from microstd.errors import InvalidArgument
+
+    _backends.parse_url("redis://a:1/0").single_server("redis://")
+    with pytest.raises(InvalidArgument, match=r"redis:// takes one server, got 2.*sentinel"):
+        _backends.parse_url("redis://a:1,b:2/0").single_server("redis://", "use redis+sentinel://")

@@ -33,7 +33,7 @@ __all__ = [
 
 _SUBMODULES = {"broker", "codec", "config", "registry", "store", "sync"}
 _ATTRIBUTES = {
-    "Client": "microstd.client",
+    "Client": "microstd.rpc.client",
     "Service": "microstd.service",
     "SyncClient": "microstd.rpc.blocking",
 }
@@ -41,8 +41,8 @@ _ATTRIBUTES = {
 # Each area adds its import here once it exists, so type checkers see the lazy attributes.
 if TYPE_CHECKING:
     from microstd import broker, codec, config, registry, store, sync
-    from microstd.client import Client
     from microstd.rpc.blocking import SyncClient
+    from microstd.rpc.client import Client
     from microstd.service import Service
 
 

@@ -40,25 +40,92 @@ class ParsedURL:
 
     `query` holds the query string's options (last value wins); `redacted`
     is the URL with any password replaced, safe for logs and reprs.
+
+    A URL may name several servers of one cluster, either as a host list
+    (``redis+sentinel://h1:26379,h2:26379/mymaster``, ``etcd://h1,h2:2379``) or
+    as a list of whole server URLs (``nats://a:4222,nats://b:4222``, the NATS
+    clients' form; the path and query come after the last one). `hosts` holds
+    every ``(host, port)`` in order and `servers` each one as
+    ``scheme://[userinfo@]host[:port]``; `host` and `port` are the first one's.
+    An engine that takes one server refuses a URL with several
+    (`single_server`).
     """
 
-    __slots__ = ("host", "password", "path", "port", "query", "raw", "scheme", "username")
+    __slots__ = (
+        "host",
+        "hosts",
+        "password",
+        "path",
+        "port",
+        "query",
+        "raw",
+        "scheme",
+        "servers",
+        "username",
+    )
 
     def __init__(self, raw: str) -> None:
         if not isinstance(raw, str) or "://" not in raw:
             raise UnknownBackend(f"not a backend URL (expected scheme://...): {raw!r}")
-        parts: SplitResult = urlsplit(raw)
         self.raw = raw
-        self.scheme = parts.scheme.lower()
-        self.host = parts.hostname or ""
+        # Only before the query: an option's value may itself be a list of URLs.
+        head, question, tail = raw.partition("?")
+        pieces = _SERVER_LIST.split(head)
+        pieces[-1] += question + tail
         try:
-            self.port = parts.port
+            last: SplitResult = urlsplit(pieces[-1].strip())
+            firsts = [urlsplit(piece.strip()) for piece in pieces[:-1]]
         except ValueError as exc:
-            raise UnknownBackend(f"bad port in URL {redact(raw)!r}") from exc
-        self.username = parts.username
-        self.password = parts.password
-        self.path = parts.path
-        self.query: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
+            raise UnknownBackend(f"not a backend URL: {redact(raw)!r}: {exc}") from None
+        self.scheme = last.scheme.lower()
+        for part in firsts:
+            if part.scheme.lower() != self.scheme:
+                raise UnknownBackend(
+                    f"a server list mixes schemes {part.scheme!r} and {last.scheme!r}:"
+                    f" {redact(raw)!r}"
+                )
+            if part.path not in ("", "/") or part.query or part.fragment:
+                raise UnknownBackend(
+                    f"in a server list only the last server may have a path or options:"
+                    f" {redact(raw)!r}"
+                )
+        # (userinfo, "host:port") of every server; a host list shares its userinfo.
+        netlocs: list[tuple[str, str]] = []
+        for part in [*firsts, last]:
+            userinfo, at, hostports = part.netloc.rpartition("@")
+            for hostport in hostports.split(","):
+                if not hostport.strip() and (len(firsts) or "," in hostports):
+                    raise UnknownBackend(f"empty server in URL {redact(raw)!r}")
+                netlocs.append((userinfo + at, hostport.strip()))
+        hosts: list[tuple[str, int | None]] = []
+        servers: list[str] = []
+        usernames: list[tuple[str | None, str | None]] = []
+        for userinfo, hostport in netlocs:
+            one = urlsplit(f"{self.scheme}://{userinfo}{hostport}")
+            try:
+                port = one.port
+            except ValueError as exc:
+                raise UnknownBackend(f"bad port in URL {redact(raw)!r}") from exc
+            hosts.append((one.hostname or "", port))
+            servers.append(f"{self.scheme}://{userinfo}{hostport}")
+            usernames.append((one.username, one.password))
+        self.hosts: tuple[tuple[str, int | None], ...] = tuple(hosts)
+        self.servers: tuple[str, ...] = tuple(servers)
+        self.host, self.port = hosts[0]
+        # The first credentials given (a server list may repeat them per server).
+        self.username, self.password = next(
+            (pair for pair in usernames if pair != (None, None)), (None, None)
+        )
+        self.path = last.path
+        self.query: dict[str, str] = dict(parse_qsl(last.query, keep_blank_values=True))
+
+    def single_server(self, what: str, hint: str = "") -> None:
+        """Refuse (`InvalidArgument`) a URL naming several servers: `what` takes one."""
+        if len(self.hosts) > 1:
+            more = f"; {hint}" if hint else ""
+            raise InvalidArgument(
+                f"{what} takes one server, got {len(self.hosts)} in {self.redacted!r}{more}"
+            )
 
     @property
     def netloc_name(self) -> str:

@@ -114,7 +114,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
     if url is None:
         return _fail("services", _NO_REGISTRY, EXIT_USAGE)
 
-    async def main() -> list[registry.Service]:
+    async def main() -> list[registry.ServiceRecord]:
         async with registry.open(url) as reg:
             return await reg.list_services()
 
@@ -198,7 +198,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from microstd.client import Client
+    from microstd.rpc.client import Client
 
     # A NATS transport needs no registry: the registry URL, if any, is kept for
     # the record (the client looks nothing up).

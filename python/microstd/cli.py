@@ -15,9 +15,9 @@ __all__ = ["main"]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from microstd.bench import AREAS, run
+    from microstd.bench import AREAS, OPT_IN, run
 
-    areas = args.area or list(AREAS)
+    areas = args.area or [a for a in AREAS if a not in OPT_IN]
     unknown = [a for a in areas if a not in AREAS]
     if unknown:
         print(
@@ -76,7 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_bench_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("area", nargs="*", help="areas to run (default: all; listed below)")
+    bench.add_argument(
+        "area", nargs="*", help="areas to run (default: all but those needing servers; below)"
+    )
     bench.add_argument("--json", metavar="PATH", help="also save the numbers as JSON to PATH")
     bench.add_argument(
         "--html", metavar="PATH", help="also write a self-contained HTML page with bar charts"

@@ -5,7 +5,7 @@
     async def hello(req: dict) -> dict: ...
     svc.run()                                        # blocks; SIGTERM / SIGINT stop it gracefully
 
-Not to be confused with `microstd.registry.Service`, the registry's record of
+Not to be confused with `microstd.registry.ServiceRecord`, the registry's record of
 a service (name, version, nodes, endpoints): this class is what runs, and it
 registers such a record for itself.
 
@@ -53,17 +53,18 @@ from typing import Any, TypeVar
 
 from microstd._backends import redact, redact_text
 from microstd._lifecycle import AsyncResource
-from microstd.broker.base import message_type
-from microstd.client import Client, ClientMiddleware
+from microstd.broker.base import Broker, message_type
 from microstd.errors import InvalidArgument, NotSupported
 from microstd.observe import _state as _observe_state
 from microstd.observe.health import Check, Health, probe
-from microstd.registry import Node, Registry
-from microstd.registry import Service as ServiceRecord
+from microstd.registry import Node, Registry, ServiceRecord
 from microstd.registry import open as open_registry
 from microstd.registry.base import validate_name
+from microstd.rpc.client import Client, ClientMiddleware
 from microstd.rpc.limits import Limits
 from microstd.rpc.server import Server, ServerMiddleware
+from microstd.store.base import Store
+from microstd.sync.base import Locks
 
 __all__ = ["Service"]
 
@@ -106,9 +107,9 @@ class Service(AsyncResource):
         address: str = "127.0.0.1:0",
         advertise: str | None = None,
         registry: str | Registry | None = None,
-        broker: Any = None,
-        store: Any = None,
-        locks: Any = None,
+        broker: Broker | str | None = None,
+        store: Store | str | None = None,
+        locks: Locks | str | None = None,
         config: Any = None,
         ttl: float = 10.0,
         interval: float | None = None,
@@ -123,6 +124,16 @@ class Service(AsyncResource):
         drain_delay: float = 0.0,
     ) -> None:
         self.name = validate_name(name)
+        for area, given, kind in (
+            ("broker", broker, Broker),
+            ("store", store, Store),
+            ("locks", locks, Locks),
+        ):
+            if given is not None and not isinstance(given, (str, kind)):
+                raise InvalidArgument(
+                    f"{area} must be a URL or an open async {kind.__name__},"
+                    f" got {type(given).__name__}"
+                )
         self.version = version
         self.address = address
         self.advertise = advertise
@@ -272,19 +283,22 @@ class Service(AsyncResource):
         return opened
 
     @property
-    def broker(self) -> Any:
+    def broker(self) -> Broker:
         """The service's broker (`microstd.broker`), opened on first use."""
-        return self._area("broker", DEFAULT_BROKER)
+        broker: Broker = self._area("broker", DEFAULT_BROKER)
+        return broker
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         """The service's store (`microstd.store`), opened on first use."""
-        return self._area("store", DEFAULT_STORE)
+        store: Store = self._area("store", DEFAULT_STORE)
+        return store
 
     @property
-    def locks(self) -> Any:
+    def locks(self) -> Locks:
         """The service's locks (`microstd.sync`), opened on first use."""
-        return self._area("sync", DEFAULT_LOCKS)
+        locks: Locks = self._area("sync", DEFAULT_LOCKS)
+        return locks
 
     @property
     def client(self) -> Client:

@@ -103,7 +103,7 @@ def test_unsubscribe_during_fan_out_skips_the_removed(core: object) -> None:
 
     ids["first"] = core.subscribe("a", None, first, "o")  # type: ignore[attr-defined]
     ids["second"] = core.subscribe("a", None, lambda m: calls.append("second"), "o")  # type: ignore[attr-defined]
-    assert core.publish("a", None) == 1  # type: ignore[attr-defined]
+    assert core.publish("a", None) == ()  # type: ignore[attr-defined]
     assert calls == ["first"]
     core.publish("a", None)  # type: ignore[attr-defined]
     assert calls == ["first", "first", "third"]
@@ -120,7 +120,7 @@ def test_core_reports_errors_with_their_owner(core: object) -> None:
     core.subscribe("a.*", None, bad, "owner-1")  # type: ignore[attr-defined]
     hits: list[object] = []
     core.subscribe("a.*", None, hits.append, "owner-2")  # type: ignore[attr-defined]
-    assert core.publish("a.b", "m") == 2  # type: ignore[attr-defined]
+    assert core.publish("a.b", "m") == ()  # type: ignore[attr-defined]
     assert reported == [("nope", "owner-1")]
     assert hits == ["m"]
     with pytest.raises(InvalidTopic):
@@ -206,22 +206,20 @@ def queues() -> list[type]:
 @pytest.mark.parametrize("kind", queues(), ids=lambda k: k.__name__)
 def test_subscriber_queue_rules(kind: type) -> None:
     wakes: list[int] = []
-    overs: list[int] = []
-    drop = kind(2, True, lambda: wakes.append(1), lambda: overs.append(1))
-    for i in range(5):
-        drop.push(i)
-    assert (drop.take(), drop.dropped, wakes, overs) == ([0, 1], 3, [1], [])
+    drop = kind(2, True, lambda: wakes.append(1))
+    pushed = [drop.push(i) for i in range(5)]
+    assert pushed == [False] * 5, "the drop policy never holds a publisher back"
+    assert (drop.take(), drop.dropped, wakes) == ([0, 1], 3, [1])
     assert drop.take() == []
     drop.push(9)
     assert wakes == [1, 1], "an empty take leaves the queue idle, so the next push wakes"
-    block = kind(1, False, lambda: None, lambda: overs.append(1))
-    block.push("a")
-    block.push("b")
-    assert overs == [1]
+    block = kind(1, False, lambda: None)
+    assert block.push("a") is False
+    assert block.push("b") is True, "past its bound: the publisher should wait"
     assert block.over()
     assert len(block) == 2
     block.close(False)
-    block.push("c")
+    assert block.push("c") is False
     assert block.take() == ["a", "b"]
     block.close(True)
     assert len(block) == 0
@@ -281,3 +279,57 @@ async def test_a_stuck_handler_is_cancelled_by_close(impl: str) -> None:
     await started.wait()
     await b.close()
     assert cancelled == [True]
+
+
+def _queue(core: object, max_pending: int, drop: bool) -> object:
+    if isinstance(core, PythonBroker):
+        from microstd.broker._pure import PythonQueue
+
+        return PythonQueue(max_pending, drop, lambda: None)  # subscribed by its push
+    assert _accel.core is not None
+    return _accel.core.RustQueue(max_pending, drop, lambda: None)
+
+
+@pytest.mark.parametrize("core", cores(), ids=lambda c: type(c).__name__)
+def test_back_pressure_is_what_the_fan_out_returns(core: object) -> None:
+    """A publish returns the owners of the queues it left past their bound (block
+    policy), and nothing else: no thread-local state to read or to leak."""
+    blocking = _queue(core, 2, drop=False)
+    dropping = _queue(core, 2, drop=True)
+    # What a delivery hands the core: the Rust queue itself, the twin queue's push.
+    native = not isinstance(core, PythonBroker)
+    for queue, owner in ((blocking, "blocked-owner"), (dropping, "dropping-owner")):
+        core.subscribe("a", None, queue if native else queue.push, owner)  # type: ignore[attr-defined]
+    core.subscribe("a", None, lambda m: True, "handler-owner")  # type: ignore[attr-defined]
+    assert core.publish("a", 1) == ()  # type: ignore[attr-defined]
+    assert core.publish("a", 2) == ()  # type: ignore[attr-defined]
+    # The third message passes the bound: the blocking queue keeps it and says so;
+    # the dropping queue drops it; a handler's own return value means nothing.
+    assert core.publish("a", 3) == ("blocked-owner",)  # type: ignore[attr-defined]
+    assert core.send("a", b"4") == ("blocked-owner",)  # type: ignore[attr-defined]
+    taken = blocking.take()  # type: ignore[attr-defined]
+    assert taken[:3] == [1, 2, 3]
+    assert len(taken) == 4
+    assert dropping.take() == [1, 2]  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not _accel.AVAILABLE, reason="the outcomes of the Rust queue's run")
+def test_the_queue_run_outcomes_are_named_in_the_core() -> None:
+    from microstd.broker._delivery import run_outcomes
+
+    assert _accel.core is not None
+    core = _accel.core
+    names = ("RUN_DONE", "RUN_RAISED", "RUN_AWAIT", "RUN_STOPPED", "RUN_OVER_DELIVERED")
+    assert run_outcomes() == tuple(getattr(core, name) for name in names)
+    assert len(set(run_outcomes())) == 5
+    queue = core.RustQueue(10, False, lambda: None)
+
+    def boom(m: object) -> None:
+        raise KeyError(m)
+
+    assert queue.run(print, [], 0)[1] == core.RUN_DONE
+    index, outcome, error = queue.run(boom, ["x"], 0)
+    assert (index, outcome, type(error)) == (0, core.RUN_RAISED, KeyError)
+    assert queue.run(lambda m: asyncio.sleep(0), ["x"], 0)[1] == core.RUN_AWAIT
+    queue.close(True)
+    assert queue.run(print, ["x"], 0)[1] == core.RUN_STOPPED

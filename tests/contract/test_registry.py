@@ -10,11 +10,11 @@ import pytest
 
 import microstd.registry
 from microstd.errors import UnknownBackend
-from microstd.registry import Node, Service
+from microstd.registry import Node, ServiceRecord
 
 
-def svc(name: str = "greeter", *nodes: str, version: str = "1.0") -> Service:
-    return Service(
+def svc(name: str = "greeter", *nodes: str, version: str = "1.0") -> ServiceRecord:
+    return ServiceRecord(
         name,
         version,
         [Node(n, f"127.0.0.1:{9000 + i}", {"zone": "a"}) for i, n in enumerate(nodes or ("n1",))],

@@ -11,7 +11,7 @@ import microstd.store
 from _servers import free_port
 from microstd._engines import postgres
 from microstd._engines._common import Timeouts
-from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError, NotSupported
+from microstd.errors import Closed, ConnectionFailed, InvalidArgument, MicrostdError, NotSupported
 
 # -- URLs and options (no server) -----------------------------------------------------
 
@@ -117,3 +117,110 @@ async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
     with pytest.raises(NotSupported, match="version 99"):
         await store.connect()
     await store.close()
+
+
+# -- the pool -------------------------------------------------------------------------
+
+
+async def _pooled(postgres_url: str, **options: object) -> postgres.PostgresConnection:
+    endpoint, _ = postgres.PostgresEndpoint.from_url(
+        postgres_url, {"application_name": f"p{uuid.uuid4().hex[:8]}", **options}
+    )
+    return await postgres.acquire(endpoint)
+
+
+async def test_statements_one_after_another_reuse_one_connection(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url)
+    try:
+        pids = {await conn.fetchval("probe", "SELECT pg_backend_pid()") for _ in range(20)}
+        assert len(pids) == 1
+        assert conn.pool is not None
+        assert conn.pool.open_count == 1
+    finally:
+        await postgres.release(conn)
+
+
+async def test_the_pool_never_opens_more_than_pool_size(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url, pool_size=3)
+    try:
+        pids = await asyncio.gather(
+            *(
+                conn.fetchval("probe", "SELECT pg_backend_pid() FROM pg_sleep(0.05)")
+                for _ in range(12)
+            )
+        )
+        assert len(set(pids)) <= 3
+        assert conn.pool is not None
+        assert conn.pool.open_count <= 3
+    finally:
+        await postgres.release(conn)
+
+
+async def test_waiting_for_a_busy_pool_is_bounded(postgres_url: str) -> None:
+    """With every connection busy, a statement waits at most connect_timeout + timeout
+    for one, then fails fast; once one is free it works."""
+    conn = await _pooled(postgres_url, pool_size=1, timeout=0.3, connect_timeout=0.3)
+    try:
+        async with conn.connection("probe"):  # holds the only connection
+            with pytest.raises(ConnectionFailed):
+                await asyncio.wait_for(conn.fetchval("probe", "SELECT 1"), 15)
+        assert await conn.fetchval("probe", "SELECT 1") == 1
+    finally:
+        await postgres.release(conn)
+
+
+async def test_a_connection_whose_statement_timed_out_is_not_reused(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url, timeout=0.3)
+    try:
+        first = await conn.fetchval("probe", "SELECT pg_backend_pid()")
+        with pytest.raises(ConnectionFailed):
+            await asyncio.wait_for(conn.fetch("probe", "SELECT pg_sleep(30)"), 15)
+        # Its protocol state is unknown (a cancel request may still be under way).
+        assert await conn.fetchval("probe", "SELECT pg_backend_pid()") != first
+    finally:
+        await postgres.release(conn)
+
+
+async def test_a_server_error_keeps_the_connection(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url)
+    try:
+        first = await conn.fetchval("probe", "SELECT pg_backend_pid()")
+        with pytest.raises(MicrostdError, match="22012"):
+            await conn.fetchval("probe", "SELECT 1 / 0")
+        assert await conn.fetchval("probe", "SELECT pg_backend_pid()") == first
+    finally:
+        await postgres.release(conn)
+
+
+async def test_a_cancelled_caller_gives_its_connection_back(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url, pool_size=1)
+    try:
+        task = asyncio.ensure_future(conn.fetch("probe", "SELECT pg_sleep(30)"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The only slot is free again (the cancelled one was closed, not leaked).
+        assert await asyncio.wait_for(conn.fetchval("probe", "SELECT 2"), 15) == 2
+    finally:
+        await postgres.release(conn)
+
+
+async def test_a_transaction_left_open_is_not_handed_on(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url)
+    try:
+        async with conn.connection("probe") as raw:
+            await raw.execute("BEGIN")  # and never committed
+            first = await raw.fetchval("SELECT pg_backend_pid()")
+        assert await conn.fetchval("probe", "SELECT pg_backend_pid()") != first
+    finally:
+        await postgres.release(conn)
+
+
+async def test_a_closed_pool_refuses_with_closed(postgres_url: str) -> None:
+    conn = await _pooled(postgres_url)
+    pool = conn.pool
+    assert pool is not None
+    await postgres.release(conn)
+    with pytest.raises(Closed):
+        await pool.acquire(1.0)

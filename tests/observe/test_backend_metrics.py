@@ -21,7 +21,7 @@ import microstd.sync
 from microstd.errors import LockLost, LockTimeout, NotFound
 from microstd.observe import configure
 from microstd.registry import Node
-from microstd.registry import Service as Record
+from microstd.registry import ServiceRecord as Record
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from microstd import errors
 from microstd.client import Client
 from microstd.errors import DeadlineExceeded, ServiceError
 from microstd.registry import Node
-from microstd.registry import Service as Record
+from microstd.registry import ServiceRecord as Record
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from aiohttp import web
 import microstd.registry
 from microstd import codec
 from microstd.client import Call, CallNext, Client
-from microstd.registry import Node, Service
+from microstd.registry import Node, ServiceRecord
 
 
 @pytest.fixture
@@ -31,7 +31,9 @@ async def headers_node() -> AsyncIterator[str]:
     reg_url = f"memory://headers{uuid.uuid4().hex[:8]}"
     address = f"127.0.0.1:{runner.addresses[0][1]}"
     async with microstd.registry.open(reg_url) as reg:
-        await reg.register(Service("echo", "", [Node("echo-1", address)], ["E.Headers"]), ttl=30)
+        await reg.register(
+            ServiceRecord("echo", "", [Node("echo-1", address)], ["E.Headers"]), ttl=30
+        )
         yield reg_url
     await runner.cleanup()
 
@@ -76,3 +78,16 @@ async def test_middleware_added_later_is_used(headers_node: str) -> None:
     assert after["microstd-meta-via"] == "mw"
     assert "microstd-meta-via" not in last
     assert seen == ["E.Headers"]
+
+
+def test_the_client_lives_in_rpc_and_keeps_its_old_path() -> None:
+    import microstd
+    import microstd.client
+    import microstd.rpc
+    import microstd.rpc.client
+
+    assert microstd.Client is microstd.rpc.Client is microstd.rpc.client.Client
+    assert microstd.client.Client is microstd.rpc.client.Client
+    assert microstd.client.Call is microstd.rpc.Call
+    # Every name of the module, private ones included, is reachable the old way.
+    assert microstd.client.DEFAULT_REGISTRY == microstd.rpc.client.DEFAULT_REGISTRY

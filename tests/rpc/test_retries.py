@@ -12,7 +12,7 @@ import microstd
 import microstd.registry
 from microstd.client import Client
 from microstd.errors import ConnectionFailed, ServiceError
-from microstd.registry import Node, Service
+from microstd.registry import Node, ServiceRecord
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ class FakeNode:
 
 async def register(reg_url: str, node_id: str, address: str) -> None:
     async with microstd.registry.open(reg_url) as reg:
-        await reg.register(Service("flaky", "", [Node(node_id, address)], ["F.Do"]), ttl=30)
+        await reg.register(ServiceRecord("flaky", "", [Node(node_id, address)], ["F.Do"]), ttl=30)
 
 
 def real_service(reg_url: str) -> microstd.Service:

@@ -120,8 +120,19 @@ async def test_default_registry_and_in_process_call() -> None:
 
 
 def test_registry_record_and_runnable_service_are_distinct() -> None:
-    assert microstd.Service is not microstd.registry.Service
+    assert microstd.Service is not microstd.registry.ServiceRecord
     svc = microstd.Service("named", registry="memory://")
     record = svc.record()
-    assert isinstance(record, microstd.registry.Service)
+    assert isinstance(record, microstd.registry.ServiceRecord)
     assert record.name == "named"
+
+
+def test_the_record_s_old_name_still_works_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="now microstd.registry.ServiceRecord") as seen:
+        old = microstd.registry.Service  # type: ignore[attr-defined]
+    assert old is microstd.registry.ServiceRecord
+    assert seen[0].filename == __file__  # the warning points at the caller
+    with pytest.warns(DeprecationWarning, match="ServiceRecord"):
+        from microstd.registry.base import Service  # type: ignore[attr-defined]  # noqa: F401
+    with pytest.raises(AttributeError):
+        _ = microstd.registry.Servic  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ import microstd.store
 from microstd import _accel
 from microstd.codec import Codec, get
 from microstd.errors import Closed, Conflict, EncodeError, NotFound
-from microstd.store.memory import SyncMemoryStore, make_engine
+from microstd.store.memory import SyncMemoryStore, new_core
 
 IMPLS = ["rust", "python"]
 
@@ -121,17 +121,17 @@ def test_stats_count_keys_values_and_metadata(store: microstd.store.SyncStore) -
 
 
 def test_sweep_reclaims_records_nobody_touches(impl: str) -> None:
-    engine = make_engine(impl)
-    engine.write_many({f"k{i:04}": i for i in range(200)}, ttl=0.2)
-    engine.write("keep", 1)
+    core = new_core(impl)
+    core.write_many({f"k{i:04}": i for i in range(200)}, ttl=0.2)
+    core.write("keep", 1)
     time.sleep(0.3)
     # Unrelated operations reclaim expired records a bounded batch at a time ...
     for _ in range(3):
-        engine.exists("keep")
-    assert engine.list() == ["keep"]
+        core.exists("keep")
+    assert core.list() == ["keep"]
     # ... and a full sweep takes the rest.
-    assert engine.sweep() > 0
-    assert engine.stats()["entries"] == 1
+    assert core.sweep() > 0
+    assert core.stats()["entries"] == 1
 
 
 def test_eviction_order(impl: str) -> None:
@@ -245,13 +245,13 @@ def test_eight_threads_increment_exactly(impl: str) -> None:
 
 
 def test_watch_order_with_many_writers(impl: str) -> None:
-    engine = make_engine(impl)
-    watcher = engine.watch("")
+    core = new_core(impl)
+    watcher = core.watch("")
     done = []
 
     def writer(tag: str) -> None:
         for i in range(100):
-            engine.write(f"{tag}/{i:03}", i)
+            core.write(f"{tag}/{i:03}", i)
         done.append(tag)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in "abcd"]
@@ -271,14 +271,14 @@ def test_watch_order_with_many_writers(impl: str) -> None:
 
 
 def test_watch_overflow_ends_the_watch(impl: str) -> None:
-    engine = make_engine(impl)
-    watcher = engine.watch("", 5)
+    core = new_core(impl)
+    watcher = core.watch("", 5)
     for i in range(6):
-        engine.write(f"k{i}", i)
+        core.write(f"k{i}", i)
     with pytest.raises(Closed, match="behind"):
         watcher.drain()
     assert watcher.closed
-    engine.write("more", 1)  # the store keeps working without the dead watcher
+    core.write("more", 1)  # the store keeps working without the dead watcher
 
 
 def test_watch_prefix_and_close(impl: str) -> None:
@@ -319,8 +319,8 @@ async def test_async_watch_ends_when_the_store_closes(impl: str) -> None:
 
 
 def test_a_failing_waker_does_not_break_writes(impl: str) -> None:
-    engine = make_engine(impl)
-    watcher = engine.watch("")
+    core = new_core(impl)
+    watcher = core.watch("")
     seen: list[object] = []
 
     def broken() -> None:
@@ -330,7 +330,7 @@ def test_a_failing_waker_does_not_break_writes(impl: str) -> None:
     hook = __import__("sys").unraisablehook
     __import__("sys").unraisablehook = seen.append
     try:
-        engine.write("k", 1)
+        core.write("k", 1)
     finally:
         __import__("sys").unraisablehook = hook
     assert len(seen) == 1

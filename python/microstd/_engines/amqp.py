@@ -98,6 +98,7 @@ class AmqpEndpoint:
         query stays in the URL for aio-pika.
         """
         parsed = url if isinstance(url, ParsedURL) else parse_url(url)
+        parsed.single_server("amqp://")
         options = dict(options or {})
         engine, query = split_options(parsed.query, options, ENGINE_OPTIONS)
         timeouts = Timeouts.from_options(engine)

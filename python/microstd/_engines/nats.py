@@ -10,8 +10,14 @@
 What it owns:
 
 - **URL**: ``nats://[user:password@|token@]host[:port][,nats://host2:port...][?options]``
-  (``tls://`` for TLS). Credentials and tokens never appear in a repr, a log line
-  or an error message (`endpoint.redacted`).
+  (``tls://`` for TLS), or a host list sharing one set of credentials,
+  ``nats://user:password@host1:4222,host2:4222``. With several servers nats-py
+  connects to one at random and, when it dies, reconnects to another (and to
+  the servers the cluster told it about); `NatsConnection.server` says which.
+  Credentials and tokens never appear in a repr, a log line or an error
+  message (`endpoint.redacted`).
+- **Replicas**: `replicas_option` checks the ``replicas`` option of the areas
+  that create JetStream buckets and streams (how many servers keep a copy).
 - **Timeouts** (seconds; a query option or a keyword option overrides them):
   ``connect_timeout=5`` per connection attempt; ``timeout=5`` for any one
   request (a JetStream publish or API call, a flush);
@@ -69,6 +75,7 @@ __all__ = [
     "acquire",
     "errors",
     "release",
+    "replicas_option",
 ]
 
 log = logging.getLogger("microstd.nats")
@@ -91,6 +98,9 @@ _UNREACHABLE = (
     nerr.FlushTimeoutError,
     nerr.UnexpectedEOF,
     jerr.ServiceUnavailableError,
+    # A JetStream publish nobody answered: on a cluster, while a stream's leader
+    # is being elected after a server died (not applied: no server took it).
+    jerr.NoStreamResponseError,
     asyncio.TimeoutError,
     OSError,
 )
@@ -109,6 +119,8 @@ class NatsEndpoint:
     timeouts: Timeouts = field(default_factory=Timeouts)
     reconnect_time_wait: float = 0.5
     max_reconnect_attempts: int = -1
+    #: Every server of the URL, each a whole URL (what nats-py gets); empty: `servers`.
+    server_list: tuple[str, ...] = ()
 
     @classmethod
     def from_url(
@@ -151,11 +163,34 @@ class NatsEndpoint:
             Timeouts.from_options(engine),
             0.5 if wait is None else seconds_option("reconnect_time_wait", wait),
             -1 if attempts is None else attempts,
+            parsed.servers,
         )
         return endpoint, rest
 
     def __repr__(self) -> str:
         return f"NatsEndpoint({self.redacted!r})"
+
+
+#: JetStream keeps at most five copies of a stream.
+MAX_REPLICAS = 5
+
+
+def replicas_option(value: object) -> int:
+    """How many servers of a cluster keep a copy of a stream or bucket (the
+    ``replicas`` option of every JetStream-backed area): 1 to 5, as an int or its
+    text. 1 (the default) suits a single server; a three-server cluster wants 3,
+    so a bucket stays readable and writable while any one server is down."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidArgument(f"replicas must be an int from 1 to {MAX_REPLICAS}, got {value!r}")
+    try:
+        replicas = int(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"replicas must be an int from 1 to {MAX_REPLICAS}, got {value!r}"
+        ) from None
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise InvalidArgument(f"replicas must be from 1 to {MAX_REPLICAS}, got {replicas}")
+    return replicas
 
 
 def _fail(endpoint: NatsEndpoint, what: str, exc: BaseException, why: str) -> NoReturn:
@@ -205,6 +240,14 @@ class NatsConnection:
         """True while the connection is up (not reconnecting, not closed)."""
         return self.nc is not None and bool(self.nc.is_connected)
 
+    @property
+    def server(self) -> str | None:
+        """``host:port`` of the server the connection is on now; None while it is down
+        (with a server list, which one is nats-py's random pick, then its failover)."""
+        nc = self.nc
+        url = nc.connected_url if nc is not None and nc.is_connected else None
+        return None if url is None else f"{url.hostname}:{url.port}"
+
     async def open(self) -> None:
         """Connect (again, after the connection was closed for good); `ConnectionFailed`
         if the server cannot be reached within two attempts."""
@@ -220,7 +263,7 @@ class NatsConnection:
                 with self.errors("connect"):
                     try:
                         await nc.connect(
-                            e.servers,
+                            list(e.server_list or (e.servers,)),
                             connect_timeout=t.connect,  # type: ignore[arg-type]
                             reconnect_time_wait=e.reconnect_time_wait,  # type: ignore[arg-type]
                             # Two attempts for the first connection; see below.

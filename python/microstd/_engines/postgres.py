@@ -20,12 +20,15 @@ What it owns:
   for a free pooled connection; ``ping_interval=10``: the listening connection
   (watches, subscriptions) runs ``SELECT 1`` that often, and one that does not
   answer within ``timeout`` is declared lost and replaced.
-- **Pool**: one asyncpg pool per endpoint per event loop, shared by every area
-  that names the same URL and settings (reference counted by `acquire` /
-  `release`); ``pool_size=10`` connections at most, opened on demand.
-  Statements are prepared once per connection and reused (asyncpg's statement
-  cache, ``statement_cache_size=100``; set it to 0 behind PgBouncer in
-  transaction mode).
+- **Pool**: one pool per endpoint per event loop (`_postgres_pool`), shared by
+  every area that names the same URL and settings (reference counted by
+  `acquire` / `release`); ``pool_size=10`` connections at most, opened on
+  demand, closed after a minute idle. A free connection is handed out without
+  awaiting anything and taken back without a reset query, so a statement is
+  one round trip (asyncpg's own pool adds a second, and a task). Statements
+  are prepared once per connection and reused (asyncpg's statement cache,
+  ``statement_cache_size=100``; set it to 0 behind PgBouncer in transaction
+  mode).
 - **No blind retry of writes.** A statement that failed because its connection
   was lost raises `ConnectionFailed`, and the pool drops every idle connection
   (they all went with the server). A *read* (``read=True``) is tried once more
@@ -57,7 +60,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -66,6 +77,7 @@ import asyncpg.exceptions as pgexc
 
 from microstd._backends import ParsedURL, parse_url, redact, redact_text
 from microstd._engines._common import Shared, Timeouts, seconds_option, split_options
+from microstd._engines._postgres_pool import ConnectionPool
 from microstd.errors import Closed, ConnectionFailed, InvalidArgument, MicrostdError, NotSupported
 
 __all__ = [
@@ -225,6 +237,14 @@ def errors(endpoint: PostgresEndpoint, what: str) -> Iterator[None]:
     """
     try:
         yield
+    except Exception as exc:
+        _translate(endpoint, what, exc)
+
+
+def _translate(endpoint: PostgresEndpoint, what: str, exc: Exception) -> NoReturn:
+    """Raise `exc` as `microstd.errors` say (see `errors`)."""
+    try:
+        raise exc
     except MicrostdError:
         raise
     except pgexc.InvalidAuthorizationSpecificationError as exc:
@@ -253,7 +273,7 @@ class PostgresConnection:
 
     def __init__(self, endpoint: PostgresEndpoint) -> None:
         self.endpoint = endpoint
-        self.pool: asyncpg.Pool | None = None
+        self.pool: ConnectionPool | None = None
         self._schemas: set[str] = set()
         self._listener: Listener | None = None
 
@@ -267,15 +287,7 @@ class PostgresConnection:
     async def open(self) -> None:
         """Make the pool (no connection yet: the first statement opens one)."""
         e = self.endpoint
-        self.pool = await asyncpg.create_pool(
-            e.dsn,
-            min_size=0,
-            max_size=e.pool_size,
-            timeout=e.timeouts.connect,
-            command_timeout=e.timeouts.request,
-            statement_cache_size=e.statement_cache_size,
-            max_inactive_connection_lifetime=60.0,
-        )
+        self.pool = ConnectionPool(e.connect, e.pool_size, close_timeout=e.timeouts.request)
 
     async def close(self) -> None:
         """Close the listener and the pool; never raises."""
@@ -285,26 +297,47 @@ class PostgresConnection:
         pool, self.pool = self.pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self.endpoint.timeouts.request)
+                await pool.close()
             except Exception:
                 pool.terminate()
+
+    def _pool(self) -> ConnectionPool:
+        pool = self.pool
+        if pool is None:
+            raise Closed("PostgreSQL pool is closed")
+        return pool
+
+    def _failed(self, what: str, exc: Exception) -> NoReturn:
+        """Raise `exc` translated; a lost connection first expires the pool's others
+        (they all went with the server)."""
+        try:
+            _translate(self.endpoint, what, exc)
+        except ConnectionFailed as failed:
+            if self.pool is not None and _lost(failed.__cause__ or failed):
+                self.pool.expire()
+            raise
 
     @contextlib.asynccontextmanager
     async def connection(self, what: str) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for several statements (a transaction: `conn.transaction()`),
         with the error mapping around the whole block."""
-        pool = self.pool
-        if pool is None:
-            raise Closed("PostgreSQL pool is closed")
+        pool = self._pool()
         t = self.endpoint.timeouts
         try:
-            with self.errors(what):
-                async with pool.acquire(timeout=t.connect + t.request) as conn:
-                    yield conn
-        except ConnectionFailed as exc:
-            if _lost(exc.__cause__ or exc):
-                await pool.expire_connections()
-            raise
+            conn = await pool.acquire(t.connect + t.request)
+        except Exception as exc:
+            self._failed(what, exc)
+        reusable = False
+        try:
+            yield conn
+            reusable = True
+        except pgexc.PostgresError as exc:
+            reusable = True  # the server answered: the connection is sound
+            self._failed(what, exc)
+        except Exception as exc:
+            self._failed(what, exc)
+        finally:
+            pool.release(conn, reusable)
 
     async def run(
         self,
@@ -324,26 +357,62 @@ class PostgresConnection:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def fetch(self, what: str, sql: str, *args: object, read: bool = False) -> list[Any]:
+    async def _one(
+        self, method: str, what: str, sql: str, args: tuple[object, ...], read: bool
+    ) -> Any:
+        # The hot path of every single-statement call: `run` and `connection` inlined
+        # (a context manager and a closure per statement cost a tenth of a local
+        # round trip).
+        pool = self._pool()
+        t = self.endpoint.timeouts
+        for attempt in (0, 1):
+            conn = pool.take()  # a free connection: no await at all
+            if conn is None:
+                try:
+                    conn = await pool.acquire(t.connect + t.request)
+                except Exception as exc:
+                    self._failed(what, exc)
+            reusable = False
+            try:
+                result = await getattr(conn, method)(sql, *args, timeout=t.request)
+                reusable = True
+                return result
+            except pgexc.PostgresError as exc:
+                reusable = True
+                self._failed(what, exc)
+            except Exception as exc:
+                try:
+                    self._failed(what, exc)
+                except ConnectionFailed as failed:
+                    if not read or attempt or not _lost(failed.__cause__ or failed):
+                        raise
+            finally:
+                pool.release(conn, reusable)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # Plain functions returning `_one`'s coroutine: one frame less per statement.
+
+    def fetch(
+        self, what: str, sql: str, *args: object, read: bool = False
+    ) -> Coroutine[Any, Any, list[Any]]:
         """The rows of one statement (prepared once per connection)."""
-        timeout = self.endpoint.timeouts.request
-        return await self.run(what, lambda c: c.fetch(sql, *args, timeout=timeout), read=read)
+        return self._one("fetch", what, sql, args, read)
 
-    async def fetchrow(self, what: str, sql: str, *args: object, read: bool = False) -> Any:
+    def fetchrow(
+        self, what: str, sql: str, *args: object, read: bool = False
+    ) -> Coroutine[Any, Any, Any]:
         """The first row of one statement, or None."""
-        timeout = self.endpoint.timeouts.request
-        return await self.run(what, lambda c: c.fetchrow(sql, *args, timeout=timeout), read=read)
+        return self._one("fetchrow", what, sql, args, read)
 
-    async def fetchval(self, what: str, sql: str, *args: object, read: bool = False) -> Any:
+    def fetchval(
+        self, what: str, sql: str, *args: object, read: bool = False
+    ) -> Coroutine[Any, Any, Any]:
         """The first column of the first row of one statement, or None."""
-        timeout = self.endpoint.timeouts.request
-        return await self.run(what, lambda c: c.fetchval(sql, *args, timeout=timeout), read=read)
+        return self._one("fetchval", what, sql, args, read)
 
-    async def execute(self, what: str, sql: str, *args: object) -> str:
+    def execute(self, what: str, sql: str, *args: object) -> Coroutine[Any, Any, str]:
         """Run one statement; its status text."""
-        timeout = self.endpoint.timeouts.request
-        result: str = await self.run(what, lambda c: c.execute(sql, *args, timeout=timeout))
-        return result
+        return self._one("execute", what, sql, args, False)
 
     async def ping(self, what: str = "connect") -> None:
         """Check the server answers; `ConnectionFailed` within the timeouts if not."""

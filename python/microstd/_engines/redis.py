@@ -114,6 +114,7 @@ class RedisEndpoint:
         refuse; the rest of the query stays in the URL for redis-py.
         """
         parsed = url if isinstance(url, ParsedURL) else parse_url(url)
+        parsed.single_server("redis://")
         options = dict(options or {})
         engine, query = split_options(parsed.query, options, ENGINE_OPTIONS)
         if engine.get("timeout") is None and engine.get("socket_timeout") is not None:

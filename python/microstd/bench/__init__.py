@@ -1,7 +1,8 @@
 """`microstd bench`: the Rust core against the pure twins and peer packages.
 
 Each area contributes a module with `cases(quick: bool) -> list[Case]`;
-`AREAS` maps an area's name to that module, imported only when run.
+`AREAS` maps an area's name to that module, imported only when run; the
+areas in `OPT_IN` need servers and run only when named.
 
 A run measures the areas one after another and prints each area's table as
 soon as it is done, so nothing measured is lost if a later area fails or the
@@ -26,7 +27,7 @@ from microstd.bench.progress import Progress
 from microstd.bench.report import cases_of, format_area, format_summary, summarize, to_json
 from microstd.bench.runner import Case, Result, measure_group
 
-__all__ = ["AREAS", "DESCRIPTIONS", "Case", "Result", "Run", "machine", "run"]
+__all__ = ["AREAS", "DESCRIPTIONS", "OPT_IN", "Case", "Result", "Run", "machine", "run"]
 
 AREAS: dict[str, str] = {
     "codec": "microstd.bench.codec",
@@ -34,7 +35,10 @@ AREAS: dict[str, str] = {
     "broker": "microstd.bench.broker",
     "sync": "microstd.bench.sync",
     "rpc": "microstd.bench.rpc",
+    "postgres": "microstd.bench.postgres",
 }
+#: Areas that need servers of their own: run only when named.
+OPT_IN = frozenset({"postgres"})
 
 #: One line per area, for `microstd bench --help`.
 DESCRIPTIONS: dict[str, str] = {
@@ -44,6 +48,8 @@ DESCRIPTIONS: dict[str, str] = {
     "broker": "memory:// broker routing, fan-out, async delivery: Rust core vs pure twin",
     "sync": "memory:// locks, sync and async, hand-offs vs threading.Lock / asyncio.Lock",
     "rpc": "Service and Client over loopback HTTP vs a bare aiohttp handler",
+    "postgres": "postgresql:// store read, write, list, CAS vs asyncpg by hand and the redis://"
+    " store (only when named; needs $MICROSTD_BENCH_POSTGRES, optionally $MICROSTD_BENCH_REDIS)",
 }
 
 #: Seconds each case is timed for (split in rounds; the best round counts).

@@ -31,40 +31,39 @@ from microstd.broker.base import ErrorHook, Handler, Message, Overflow, log
 __all__ = [
     "Delivery",
     "Options",
-    "blocked_deliveries",
     "check_options",
     "new_queue",
-    "overfilled",
     "report_error",
+    "run_outcomes",
+    "wait_for_room",
 ]
 
 
-class _Blocked(threading.local):
-    """Per thread: the deliveries this thread's fan-outs overfilled.
+async def wait_for_room(owners: Sequence[object]) -> None:
+    """Wait until the queues a fan-out left past their bound have room again.
 
-    The attribute always exists, so the check after every publish is a plain
-    read: `getattr(local, name, None)` on a missing name raises and catches
-    an AttributeError inside, which cost more than the whole fan-out.
+    `owners` is what the core's `send` / `publish` returned (usually empty). A
+    delivery that runs on another thread's event loop is not waited for: this
+    publisher cannot wait on that loop, and the message is kept anyway.
     """
-
-    def __init__(self) -> None:
-        self.found: list[Delivery] = []
-
-
-#: This thread's overfilled deliveries. Publishers read `overfilled.found`
-#: inline after each fan-out and call `blocked_deliveries()` only when it is
-#: non-empty: the check runs on every publish, the call rarely.
-overfilled = _Blocked()
+    me = threading.get_ident()
+    for owner in owners:
+        delivery = getattr(owner, "delivery", None)
+        if isinstance(delivery, Delivery) and delivery.on_thread(me):
+            await delivery.wait_for_room()
 
 
-def blocked_deliveries() -> Sequence[Delivery]:
-    """Deliveries this thread's last fan-outs overfilled (and forgets them)."""
-    local = overfilled
-    found = local.found
-    if not found:
-        return ()
-    local.found = []
-    return found
+def run_outcomes() -> tuple[int, int, int, int, int]:
+    """`RustQueue.run`'s outcomes, as the core names them: (RUN_DONE, RUN_RAISED,
+    RUN_AWAIT, RUN_STOPPED, RUN_OVER_DELIVERED)."""
+    core = _accel.require_core()
+    return (
+        core.RUN_DONE,
+        core.RUN_RAISED,
+        core.RUN_AWAIT,
+        core.RUN_STOPPED,
+        core.RUN_OVER_DELIVERED,
+    )
 
 
 def check_options(max_pending: object, overflow: object, drain_timeout: object) -> None:
@@ -140,14 +139,14 @@ def new_queue(
     max_pending: int,
     drop_when_full: bool,
     waker: Callable[[], object],
-    on_over: Callable[[], object],
 ) -> Any:
-    """A subscriber queue: `RustQueue`, or the twin `PythonQueue` with `impl="python"`."""
+    """A subscriber queue: `RustQueue`, or the twin `PythonQueue` with `impl="python"`.
+    Its `push(message)` returns True when the queue is past its bound (block policy)."""
     if impl == "rust" and _accel.core is not None:
-        return _accel.core.RustQueue(max_pending, drop_when_full, waker, on_over)
+        return _accel.core.RustQueue(max_pending, drop_when_full, waker)
     from microstd.broker._pure import PythonQueue
 
-    return PythonQueue(max_pending, drop_when_full, waker, on_over)
+    return PythonQueue(max_pending, drop_when_full, waker)
 
 
 class Delivery:
@@ -202,8 +201,11 @@ class Delivery:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._waiting = 0
-        self.queue = new_queue(impl, max_pending, overflow == "drop", self._wakeup, self._note_over)
-        self.push: Callable[[Message], None] = self.queue.push
+        self.queue = new_queue(impl, max_pending, overflow == "drop", self._wakeup)
+        # True when the queue is past its bound: the caller waits for room.
+        self.push: Callable[[Message], bool] = self.queue.push
+        # What the core fans out to: `RustQueue` itself (pushed to natively), or the
+        # twin queue's `push`; either way each push says whether the publisher waits.
         self.target: object = self.queue if impl == "rust" and _accel.core else self.push
         self.task = self._loop.create_task(self._run())
 
@@ -218,10 +220,9 @@ class Delivery:
             # A publish from another thread (the sync surface of a shared instance).
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _note_over(self) -> None:
-        if threading.get_ident() != self._thread:
-            return  # a foreign thread cannot wait on this loop; the message is kept
-        overfilled.found.append(self)
+    def on_thread(self, ident: int) -> bool:
+        """True if this delivery's event loop runs on thread `ident`."""
+        return self._thread == ident
 
     def wake_publishers(self) -> None:
         """Let publishers waiting for room re-check (after `draining` is set)."""
@@ -291,20 +292,21 @@ class Delivery:
 
     async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
         handler = self.handler
+        done, raised, _await, stopped, _over = run_outcomes()
         i = 0
         n = len(batch)
         started = 0
         try:
             while i < n:
-                i, kind, obj = run(handler, batch, i)
-                if kind == 0:
+                i, outcome, obj = run(handler, batch, i)
+                if outcome == done:
                     started = n
                     return True
-                if kind == 3:
+                if outcome == stopped:
                     started = i
                     return False
                 started = i + 1
-                if kind == 1:
+                if outcome == raised:
                     self.report(obj)
                 else:
                     try:

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from microstd.broker._delivery import Delivery, _resume
+from microstd.broker._delivery import Delivery, _resume, run_outcomes
 from microstd.broker._durable import (
     DEAD_LETTER_DELIVERIES,
     DEAD_LETTER_DURABLE,
@@ -275,26 +275,27 @@ class DurableDelivery(Delivery):
 
     async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
         # `RustQueue.run` acks natively after a sync handler returns (auto mode)
-        # and stops at a message past max_deliver (kind 4).
+        # and stops at a message past max_deliver (RUN_OVER_DELIVERED).
         handler = self.handler
+        done, raised, _await, stopped, over_delivered = run_outcomes()
         i = 0
         n = len(batch)
         started = 0
         try:
             while i < n:
-                i, kind, obj = run(handler, batch, i, self._auto, self._limit)
-                if kind == 0:
+                i, outcome, obj = run(handler, batch, i, self._auto, self._limit)
+                if outcome == done:
                     started = n
                     await _take_turns()
                     return True
-                if kind == 3:
+                if outcome == stopped:
                     started = i
                     return False
                 started = i + 1
                 message = batch[i]
-                if kind == 4:
+                if outcome == over_delivered:
                     self._deliver(message)
-                elif kind == 1:
+                elif outcome == raised:
                     self._after(message, obj)
                 else:
                     error: BaseException | None = None

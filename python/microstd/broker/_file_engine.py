@@ -54,7 +54,7 @@ class CoreSub:
 
     __slots__ = ("group", "member", "pattern", "push", "queue")
 
-    def __init__(self, pattern: str, queue: str | None, push: Callable[[Any], None]) -> None:
+    def __init__(self, pattern: str, queue: str | None, push: Callable[[Any], object]) -> None:
         self.pattern = pattern
         self.queue = queue
         self.push = push
@@ -83,7 +83,7 @@ class DurableMember:
 
     __slots__ = ("capacity", "inflight", "mid", "paused", "push", "settler")
 
-    def __init__(self, push: Callable[[Any], None], capacity: int, settler: Any) -> None:
+    def __init__(self, push: Callable[[Any], object], capacity: int, settler: Any) -> None:
         self.mid = ""
         self.push = push
         self.capacity = capacity

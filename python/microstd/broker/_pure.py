@@ -30,11 +30,13 @@ CACHE_MAX = 8192
 
 
 class _Entry:
-    __slots__ = ("active", "owner", "target")
+    __slots__ = ("active", "owner", "queue", "target")
 
-    def __init__(self, target: Callable[[Any], object], owner: object) -> None:
+    def __init__(self, target: Callable[[Any], object], owner: object, queue: bool) -> None:
         self.target = target
         self.owner = owner
+        # A `PythonQueue`'s push: its result says whether the queue is past its bound.
+        self.queue = queue
         self.active = True
 
 
@@ -86,7 +88,10 @@ class PythonBroker:
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         sid = next(self._ids)
-        entry = _Entry(target, owner)
+        # A queue's push (a delivery's target) reports back-pressure; a handler's
+        # return value means nothing.
+        pushes = getattr(target, "__func__", None) is PythonQueue.push
+        entry = _Entry(target, owner, pushes)
         if queue is None:
             self._trie.insert(tokens, sid)
         else:
@@ -146,19 +151,21 @@ class PythonBroker:
         found = self._cache[subject] = (plain, pickers)
         return found
 
-    def publish(self, subject: str, message: object) -> int:
+    def publish(self, subject: str, message: object) -> tuple[object, ...]:
+        """Call every target `subject` reaches with `message`; returns the owners of the
+        queues it left past their bound (block policy), usually `()`."""
         plain, pickers = self._lookup(subject)
         targets = [*plain, *(p.pick() for p in pickers)] if pickers else plain
-        called = 0
+        over: list[object] | None = None
         for entry in targets:
             if not entry.active:
                 continue
-            called += 1
             try:
-                entry.target(message)
+                if entry.target(message) and entry.queue:
+                    over = [entry.owner] if over is None else [*over, entry.owner]
             except Exception as exc:
                 self._report(exc, entry.owner)
-        return called
+        return () if over is None else tuple(over)
 
     def send(
         self,
@@ -166,8 +173,9 @@ class PythonBroker:
         body: object,
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
-    ) -> int:
-        """The whole of one publish: encode `body` into one `Message` and fan it out."""
+    ) -> tuple[object, ...]:
+        """The whole of one publish: encode `body` into one `Message` and fan it out.
+        Returns what `publish` returns."""
         data, ct, hdrs = encode_body(body, content_type, headers)
         message = Message(topic, data, hdrs, ct)
         if self.streams.active:
@@ -177,16 +185,16 @@ class PythonBroker:
         # that the glue doing this before never paid, and the twin must not slow down.
         plain, pickers = self._lookup(topic)
         targets = [*plain, *(p.pick() for p in pickers)] if pickers else plain
-        called = 0
+        over: list[object] | None = None
         for entry in targets:
             if not entry.active:
                 continue
-            called += 1
             try:
-                entry.target(message)
+                if entry.target(message) and entry.queue:
+                    over = [entry.owner] if over is None else [*over, entry.owner]
             except Exception as exc:
                 self._report(exc, entry.owner)
-        return called
+        return () if over is None else tuple(over)
 
     def _report(self, exc: BaseException, owner: object) -> None:
         hook = self._on_error
@@ -219,19 +227,18 @@ class PythonQueue:
     """The twin of `RustQueue`: a subscriber's bounded queue, the same rules.
 
     `push` never waits: past `max_pending` it drops and counts, or (block
-    policy) keeps the message and calls `on_over()` so the publisher waits.
+    policy) keeps the message and returns True, so the publisher waits.
     `waker()` is called when a push finds the delivery task idle. `take`
     returns everything queued; an empty result marks the queue idle.
     """
 
-    __slots__ = ("_closed", "_drop", "_idle", "_items", "_max", "_on_over", "_waker", "dropped")
+    __slots__ = ("_closed", "_drop", "_idle", "_items", "_max", "_waker", "dropped")
 
     def __init__(
         self,
         max_pending: int,
         drop_when_full: bool,
         waker: Callable[[], object],
-        on_over: Callable[[], object],
     ) -> None:
         self._items: deque[object] = deque()
         self._max = max(1, max_pending)
@@ -239,23 +246,22 @@ class PythonQueue:
         self._idle = True
         self._closed = False
         self._waker = waker
-        self._on_over = on_over
         self.dropped = 0
 
-    def push(self, message: object) -> None:
+    def push(self, message: object) -> bool:
+        """Queue `message`; True if the queue is now past its bound (block policy)."""
         if self._closed:
-            return
+            return False
         items = self._items
         full = len(items) >= self._max
         if full and self._drop:
             self.dropped += 1
-            return
+            return False
         items.append(message)
         if self._idle:
             self._idle = False
             self._waker()
-        if full:
-            self._on_over()
+        return full
 
     def take(self) -> list[object]:
         items = self._items

@@ -36,9 +36,8 @@ from microstd._loopthread import LoopThread
 from microstd.broker._delivery import (
     Delivery,
     Options,
-    blocked_deliveries,
-    overfilled,
     report_error,
+    wait_for_room,
 )
 from microstd.broker._durable import DurableOptions, StreamInfo
 from microstd.broker._memory_durable import (
@@ -67,14 +66,16 @@ class Core(Protocol):
     def subscribe(self, pattern: str, queue: str | None, target: Any, owner: object) -> int: ...
     def unsubscribe(self, sid: int) -> bool: ...
     def set_on_error(self, hook: Callable[[BaseException, object], object] | None) -> None: ...
-    def publish(self, subject: str, message: object) -> int: ...
+    # Both return the owners of the queues left past their bound (usually `()`):
+    # back-pressure comes back from the fan-out, not through shared state.
+    def publish(self, subject: str, message: object) -> tuple[object, ...]: ...
     def send(
         self,
         topic: str,
         body: object,
         headers: Mapping[str, str] | None = None,
         content_type: str | None = None,
-    ) -> int: ...
+    ) -> tuple[object, ...]: ...
     def __len__(self) -> int: ...
     @property
     def streams(self) -> Any: ...
@@ -194,10 +195,9 @@ class MemoryBroker(Broker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
-        self._core.send(topic, body, headers, content_type)
-        if overfilled.found:
-            for delivery in blocked_deliveries():
-                await delivery.wait_for_room()
+        over = self._core.send(topic, body, headers, content_type)
+        if over:
+            await wait_for_room(over)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
@@ -205,10 +205,9 @@ class MemoryBroker(Broker):
         """Publish an already encoded body (a dead letter keeps its content type)."""
         message = Message(topic, data, headers, content_type)
         self._core.streams.store(message)
-        self._core.publish(topic, message)
-        if overfilled.found:
-            for delivery in blocked_deliveries():
-                await delivery.wait_for_room()
+        over = self._core.publish(topic, message)
+        if over:
+            await wait_for_room(over)
 
     async def add_stream(
         self,
@@ -346,11 +345,9 @@ class SyncMemoryBroker(SyncBroker):
     ) -> None:
         if self._closed:
             raise Closed("broker is closed")
+        # Async subscribers of a shared instance left past their bound are not waited
+        # for: their loop applies the overflow policy, this thread cannot wait on it.
         self._core.send(topic, body, headers, content_type)
-        # Async subscribers of a shared instance were queued from this thread:
-        # their loop applies the overflow policy, this thread cannot wait on it.
-        if overfilled.found:
-            blocked_deliveries()
 
     def add_stream(
         self,

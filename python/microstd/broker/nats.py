@@ -31,13 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
-from microstd.broker._delivery import blocked_deliveries
-from microstd.broker._durable import DurableOptions
+from microstd.broker._durable import (
+    DurableOptions,
+    StreamInfo,
+    StreamLimits,
+    validate_name,
+    validate_subjects,
+)
+from microstd.broker._jetstream import JetStreams
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import validate_pattern, validate_subject
 from microstd.broker.base import (
@@ -53,7 +59,6 @@ from microstd.errors import (
     ConnectionFailed,
     ConnectionRestored,
     InvalidTopic,
-    NotSupported,
 )
 
 __all__ = ["NatsBroker", "nats_queue"]
@@ -72,7 +77,7 @@ def nats_queue(pattern: str, queue: str | None) -> str:
 
 
 class NatsBroker(NetworkBroker):
-    """Async broker on a NATS server (core NATS, no JetStream)."""
+    """Async broker on a NATS server: core NATS, and JetStream for durable subscriptions."""
 
     def __init__(self, servers: str | engine.NatsEndpoint, **options: Any) -> None:
         """`servers` is a ``nats://`` URL (or an endpoint); `options` are the broker's
@@ -84,6 +89,7 @@ class NatsBroker(NetworkBroker):
         super().__init__(**options)
         self._conn: engine.NatsConnection | None = None
         self._stop_listening: Any = None
+        self._jetstreams = JetStreams(self)
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> NatsBroker:
@@ -153,12 +159,14 @@ class NatsBroker(NetworkBroker):
         **options: Any,
     ) -> Subscription:
         validate_pattern(pattern)
-        if DurableOptions.parse(pattern, durable, options) is not None:
-            raise NotSupported("durable subscriptions are not available on nats:// yet")
+        durable_options = DurableOptions.parse(pattern, durable, options)
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):
             raise TypeError("handler must be callable")
+        if durable_options is not None:
+            await self._client("subscribe")
+            return await self._jetstreams.subscribe(pattern, handler, queue, durable_options)
         nc = await self._client("subscribe")
 
         sub = NetworkSubscription(self, pattern, queue)
@@ -167,8 +175,7 @@ class NatsBroker(NetworkBroker):
         async def on_message(msg: Any) -> None:
             headers = dict(msg.headers) if msg.headers else {}
             ct = headers.pop(CONTENT_TYPE_HEADER, OCTET_STREAM)
-            delivery.push(Message(msg.subject, msg.data, headers, ct))
-            if blocked_deliveries():
+            if delivery.push(Message(msg.subject, msg.data, headers, ct)):
                 await delivery.wait_for_room()
 
         try:
@@ -208,13 +215,60 @@ class NatsBroker(NetworkBroker):
     ) -> None:
         validate_subject(topic)
         data, ct, hdrs = encode_body(body, content_type, headers)
-        if hdrs or ct != OCTET_STREAM:
-            hdrs[CONTENT_TYPE_HEADER] = ct
+        await self._publish_raw(topic, data, hdrs, ct)
+
+    async def _publish_raw(
+        self, topic: str, data: bytes, headers: dict[str, str], content_type: str
+    ) -> None:
+        if headers or content_type != OCTET_STREAM:
+            headers = {**headers, CONTENT_TYPE_HEADER: content_type}
         nc = await self._client("publish")
+        retained = self._jetstreams.retained_now(topic)
+        if retained is None:
+            retained = await self._jetstreams.retained(topic)
         with self._errors("publish"):
+            if retained:
+                # A stream keeps it: return once JetStream has it (its PubAck).
+                assert self._conn is not None
+                js = self._conn.jetstream("publish")
+                await js.publish(topic, data, headers=headers or None)
+                return
             # Raw bytes with no headers go header-less (HPUB costs more than PUB);
             # a message without `Content-Type` is read as application/octet-stream.
-            await nc.publish(topic, data, headers=hdrs or None)
+            await nc.publish(topic, data, headers=headers or None)
+
+    async def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        validate_name(name, "stream")
+        patterns = validate_subjects(subjects)
+        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        await self._client("add stream")
+        await self._jetstreams.add_stream(name, patterns, limits)
+        for info in await self._jetstreams.infos():
+            if info.name == name:
+                return info
+        raise AssertionError("the stream just added is gone")  # pragma: no cover
+
+    async def streams(self) -> list[StreamInfo]:
+        await self._client("streams")
+        return await self._jetstreams.infos()
+
+    async def delete_stream(self, name: str) -> None:
+        await self._client("delete stream")
+        await self._jetstreams.delete_stream(validate_name(name, "stream"))
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        await self._client("delete durable")
+        await self._jetstreams.delete_durable(
+            validate_name(stream, "stream"), validate_name(name, "durable")
+        )
 
     async def flush(self) -> None:
         """Wait until the server has everything published so far (at most `timeout`)."""
@@ -227,6 +281,7 @@ class NatsBroker(NetworkBroker):
             return
         try:
             await self._close_subscriptions()
+            await self._jetstreams.close()
         finally:
             self._closed = True
             if self._stop_listening is not None:

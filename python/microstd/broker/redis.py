@@ -51,13 +51,19 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
-from microstd.broker._durable import DurableOptions
+from microstd.broker._durable import (
+    DurableOptions,
+    StreamInfo,
+    StreamLimits,
+    validate_name,
+    validate_subjects,
+)
 from microstd.broker._groups import preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
@@ -67,6 +73,7 @@ from microstd.broker._network import (
     parse_envelope,
     query_options,
 )
+from microstd.broker._redis_streams import RedisStreams
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import Handler, Message, Subscription, encode_body, log
 from microstd.errors import (
@@ -74,7 +81,6 @@ from microstd.errors import (
     ConnectionFailed,
     ConnectionRestored,
     InvalidTopic,
-    NotSupported,
 )
 
 __all__ = ["RedisBroker", "glob_for", "preferred_member"]
@@ -165,6 +171,7 @@ class RedisBroker(NetworkBroker):
         self._groups: dict[tuple[str, str], _Group] = {}
         self._control = f"{prefix}{_CONTROL}"
         self._control_ready: asyncio.Future[None] | None = None
+        self._streams = RedisStreams(self)
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> RedisBroker:
@@ -222,8 +229,14 @@ class RedisBroker(NetworkBroker):
         **options: Any,
     ) -> Subscription:
         validate_pattern(pattern)
-        if DurableOptions.parse(pattern, durable, options) is not None:
-            raise NotSupported("durable subscriptions are not available on redis:// yet")
+        durable_options = DurableOptions.parse(pattern, durable, options)
+        if durable_options is not None:
+            if queue is not None and (not queue or any(c.isspace() for c in queue)):
+                raise InvalidTopic("queue names must be non-empty and without whitespace")
+            if not callable(handler):
+                raise TypeError("handler must be callable")
+            await self._client()
+            return await self._streams.subscribe(pattern, handler, queue, durable_options)
         if queue is not None and (not queue or any(c.isspace() for c in queue)):
             raise InvalidTopic("queue names must be non-empty and without whitespace")
         if not callable(handler):
@@ -501,10 +514,51 @@ class RedisBroker(NetworkBroker):
     ) -> None:
         validate_subject(topic)
         data, ct, hdrs = encode_body(body, content_type, headers)
-        envelope = codec.msgpack.dumps([ENVELOPE_VERSION, os.urandom(16).hex(), hdrs, ct, data])
-        client = await self._client()
+        await self._publish_raw(topic, data, hdrs, ct)
+
+    async def _publish_raw(
+        self, topic: str, data: bytes, headers: dict[str, str], content_type: str
+    ) -> None:
+        envelope = codec.msgpack.dumps(
+            [ENVELOPE_VERSION, os.urandom(16).hex(), headers, content_type, data]
+        )
+        await self._client()
         with self._errors("publish"):
-            await client.publish(self._prefix + topic, envelope)
+            # One script: PUBLISH for core subscribers, XADD if a stream retains it.
+            await self._streams.publish(topic, envelope, headers, content_type, data)
+
+    async def add_stream(
+        self,
+        name: str,
+        subjects: str | Sequence[str],
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> StreamInfo:
+        validate_name(name, "stream")
+        patterns = validate_subjects(subjects)
+        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        await self._client()
+        await self._streams.add_stream(name, patterns, limits)
+        for info in await self._streams.infos():
+            if info.name == name:
+                return info
+        raise AssertionError("the stream just added is gone")  # pragma: no cover
+
+    async def streams(self) -> list[StreamInfo]:
+        await self._client()
+        return await self._streams.infos()
+
+    async def delete_stream(self, name: str) -> None:
+        await self._client()
+        await self._streams.delete_stream(validate_name(name, "stream"))
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        await self._client()
+        await self._streams.delete_durable(
+            validate_name(stream, "stream"), validate_name(name, "durable")
+        )
 
     async def close(self) -> None:
         if self._closed:

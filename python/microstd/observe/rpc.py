@@ -14,7 +14,7 @@ from microstd.errors import ServiceError
 from microstd.observe._state import state
 
 if TYPE_CHECKING:
-    from microstd.client import Call
+    from microstd.rpc.client import Call
     from microstd.rpc.context import Context
     from microstd.rpc.server import Reply
 

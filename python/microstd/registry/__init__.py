@@ -2,11 +2,13 @@
 
     reg = microstd.registry.open("memory://default")    # redis://, etcd://, nats://
     async with reg:
-        await reg.register(Service("greeter", "1.0", [Node("n1", "127.0.0.1:8080")]), ttl=10)
+        await reg.register(ServiceRecord("greeter", "1.0", [Node("n1", "127.0.0.1:8080")]), ttl=10)
         [svc] = await reg.lookup("greeter")
 
-`microstd.registry.Service` is the registry's record of a service; the runnable
-service is `microstd.Service`. Third-party backends plug in through the
+`microstd.registry.ServiceRecord` is the registry's record of a service; the
+runnable service is `microstd.Service`. (The record was called
+`microstd.registry.Service`, which clashed with it: that name still works, with a
+`DeprecationWarning`.) Third-party backends plug in through the
 `microstd.registries` entry point group (an object with
 `from_url(parsed, **options)` returning a `Registry`).
 """
@@ -16,10 +18,19 @@ from __future__ import annotations
 from typing import Any
 
 from microstd._backends import Backends
-from microstd.registry.base import Event, EventKind, Node, Registry, Service
+from microstd.registry.base import Event, EventKind, Node, Registry, ServiceRecord
 from microstd.registry.blocking import SyncRegistry
 
-__all__ = ["Event", "EventKind", "Node", "Registry", "Service", "SyncRegistry", "open", "open_sync"]
+__all__ = [
+    "Event",
+    "EventKind",
+    "Node",
+    "Registry",
+    "ServiceRecord",
+    "SyncRegistry",
+    "open",
+    "open_sync",
+]
 
 _BUILTINS = {
     "memory": "microstd.registry.memory:MemoryRegistry",
@@ -46,3 +57,11 @@ def open_sync(url: str = "memory://", **options: Any) -> SyncRegistry:
     """The blocking registry `url` names: the async backend on a private loop thread."""
     registry: SyncRegistry = _FAMILY.open_sync(url, options)
     return registry
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Service":  # the record's old name: microstd.registry.base warns
+        from microstd.registry import base
+
+        return base.__getattr__("Service")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

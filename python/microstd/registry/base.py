@@ -13,7 +13,7 @@ same semantics:
   "create" for a new node, "update" for a node whose record changed, "delete"
   for a node deregistered or expired.
 
-Note the name: `microstd.registry.Service` is the registry's *record* of a
+Note the name: `microstd.registry.ServiceRecord` is the registry's *record* of a
 service (name, version, nodes, endpoints). The runnable service that serves
 requests and registers itself is `microstd.Service`.
 """
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,7 +40,7 @@ __all__ = [
     "Node",
     "NodeRecord",
     "Registry",
-    "Service",
+    "ServiceRecord",
     "validate_name",
     "validate_node_id",
 ]
@@ -67,11 +69,11 @@ class Node:
 
 
 @dataclass
-class Service:
+class ServiceRecord:
     """The registry's record of a service: name, version, nodes and endpoint names.
 
     This is a description, not the runnable service (that is `microstd.Service`).
-    `lookup` returns one `Service` per version, each with the live nodes of that
+    `lookup` returns one `ServiceRecord` per version, each with the live nodes of that
     version; `endpoints` are names such as `"Greeter.Hello"`.
     """
 
@@ -86,7 +88,7 @@ class Event:
     """A change seen by `watch`: `service` holds the one node concerned."""
 
     kind: EventKind
-    service: Service
+    service: ServiceRecord
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,9 @@ class NodeRecord:
             other.metadata,
         )
 
-    def service(self) -> Service:
+    def service(self) -> ServiceRecord:
         node = Node(self.node_id, self.address, dict(self.metadata))
-        return Service(self.name, self.version, [node], list(self.endpoints))
+        return ServiceRecord(self.name, self.version, [node], list(self.endpoints))
 
     def encode(self) -> bytes:
         return codec.json.dumps(
@@ -177,7 +179,7 @@ class NodeRecord:
             raise DecodeError(f"malformed registry record: {exc}", 0) from exc
 
 
-def _records_of(service: Service, ttl: float | None) -> list[NodeRecord]:
+def _records_of(service: ServiceRecord, ttl: float | None) -> list[NodeRecord]:
     validate_name(service.name)
     expires = time.time() + ttl if ttl is not None else None
     out = []
@@ -199,13 +201,13 @@ def _records_of(service: Service, ttl: float | None) -> list[NodeRecord]:
     return out
 
 
-def group(records: Iterable[NodeRecord]) -> list[Service]:
-    """Live records grouped into one `Service` per (name, version), sorted."""
-    by_version: dict[tuple[str, str], Service] = {}
+def group(records: Iterable[NodeRecord]) -> list[ServiceRecord]:
+    """Live records grouped into one `ServiceRecord` per (name, version), sorted."""
+    by_version: dict[tuple[str, str], ServiceRecord] = {}
     for rec in sorted(records, key=lambda r: (r.name, r.version, r.node_id)):
         svc = by_version.get((rec.name, rec.version))
         if svc is None:
-            svc = Service(rec.name, rec.version, [], list(rec.endpoints))
+            svc = ServiceRecord(rec.name, rec.version, [], list(rec.endpoints))
             by_version[(rec.name, rec.version)] = svc
         svc.nodes.append(Node(rec.node_id, rec.address, dict(rec.metadata)))
         for endpoint in rec.endpoints:
@@ -265,7 +267,7 @@ class Registry(AsyncResource, abc.ABC):
 
     # --- the interface ------------------------------------------------------
 
-    async def register(self, service: Service, ttl: float | None = None) -> None:
+    async def register(self, service: ServiceRecord, ttl: float | None = None) -> None:
         """Register (or refresh) each node of `service`; they expire after `ttl` seconds.
 
         A node that is not registered again within its TTL disappears from
@@ -279,7 +281,7 @@ class Registry(AsyncResource, abc.ABC):
         for rec in records:
             await self._put(rec, ttl)
 
-    async def deregister(self, service: Service) -> None:
+    async def deregister(self, service: ServiceRecord) -> None:
         """Remove the nodes of `service`; with no nodes listed, every node of that
         name and version. Removing what is not registered is not an error."""
         self._check_open()
@@ -299,14 +301,14 @@ class Registry(AsyncResource, abc.ABC):
             r for r in await self._load(name) if r.alive(now) and (name is None or r.name == name)
         ]
 
-    async def lookup(self, name: str) -> list[Service]:
-        """The live nodes of service `name`, one `Service` per version; `NotFound` if none."""
+    async def lookup(self, name: str) -> list[ServiceRecord]:
+        """The live nodes of service `name`, one `ServiceRecord` per version; `NotFound` if none."""
         found = group(await self._live(validate_name(name)))
         if not found:
             raise NotFound(f"service {name!r} is not registered")
         return found
 
-    async def list_services(self) -> list[Service]:
+    async def list_services(self) -> list[ServiceRecord]:
         """Every registered service, one entry per (name, version), with its live nodes."""
         return group(await self._live(None))
 
@@ -347,3 +349,18 @@ class Registry(AsyncResource, abc.ABC):
         finally:
             if feed is not None:
                 await feed.close()
+
+
+def __getattr__(name: str) -> object:
+    # `Service` was the record's name until it clashed with `microstd.Service`.
+    if name == "Service":
+        warnings.warn(
+            "microstd.registry.Service is now microstd.registry.ServiceRecord"
+            " (microstd.Service is the runnable service)",
+            DeprecationWarning,
+            stacklevel=3
+            if sys._getframe(1).f_globals.get("__name__") == "microstd.registry"
+            else 2,
+        )
+        return ServiceRecord
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

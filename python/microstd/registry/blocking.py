@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from microstd._lifecycle import SyncResource
 from microstd._loopthread import LoopThread, iterate_blocking
-from microstd.registry.base import Event, Registry, Service
+from microstd.registry.base import Event, Registry, ServiceRecord
 
 __all__ = ["SyncRegistry"]
 
@@ -37,19 +37,19 @@ class SyncRegistry(SyncResource):
         finally:
             self._runner.stop()
 
-    def register(self, service: Service, ttl: float | None = None) -> None:
+    def register(self, service: ServiceRecord, ttl: float | None = None) -> None:
         """See `Registry.register`."""
         self._runner.run(self.registry.register(service, ttl))
 
-    def deregister(self, service: Service) -> None:
+    def deregister(self, service: ServiceRecord) -> None:
         """See `Registry.deregister`."""
         self._runner.run(self.registry.deregister(service))
 
-    def lookup(self, name: str) -> list[Service]:
+    def lookup(self, name: str) -> list[ServiceRecord]:
         """See `Registry.lookup`."""
         return self._runner.run(self.registry.lookup(name))
 
-    def list_services(self) -> list[Service]:
+    def list_services(self) -> list[ServiceRecord]:
         """See `Registry.list_services`."""
         return self._runner.run(self.registry.list_services())
 

@@ -24,11 +24,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from microstd._loopthread import LoopThread, iterate_blocking
-from microstd.client import Client
 from microstd.errors import Closed
 from microstd.observe import _state as _observe_state
 from microstd.observe import rpc as _observed
 from microstd.registry import Registry
+from microstd.rpc.client import Client
 
 __all__ = ["SyncClient"]
 

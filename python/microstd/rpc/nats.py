@@ -56,7 +56,7 @@ from microstd.rpc.context import (
 
 if TYPE_CHECKING:
     from microstd._engines.nats import NatsConnection
-    from microstd.client import Call, Client
+    from microstd.rpc.client import Call, Client
     from microstd.rpc.server import Reply, Server
 
 __all__ = [
@@ -270,7 +270,7 @@ class NatsClientTransport:
 
     async def invoke(self, client: Client, call: Call) -> object:
         """One call, retried while it is refused before its handler ran."""
-        from microstd.client import _decode_error, _NotSent, _Unavailable
+        from microstd.rpc.client import _decode_error, _NotSent, _Unavailable
 
         timeout = call.timeout if call.timeout is not None else client.timeout
         deadline = time.monotonic() + timeout
@@ -324,7 +324,7 @@ class NatsClientTransport:
         deadline: float,
         call: Call,
     ) -> Reply:
-        from microstd.client import _NotSent
+        from microstd.rpc.client import _NotSent
         from microstd.rpc.server import Reply
 
         left = deadline - time.monotonic()
@@ -364,7 +364,7 @@ class NatsClientTransport:
         """Raise what a failed request means (only on the error path)."""
         import nats.errors as nerr
 
-        from microstd.client import _NotSent
+        from microstd.rpc.client import _NotSent
 
         what = f"{call.service} {call.endpoint}"
         if isinstance(exc, nerr.NoRespondersError):

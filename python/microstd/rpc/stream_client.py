@@ -43,8 +43,8 @@ from microstd.rpc.frames import DATA, END, END_FRAME, ERROR, REFUSED, Channel
 from microstd.rpc.server import local_server
 
 if TYPE_CHECKING:
-    from microstd.client import Call, Client
     from microstd.registry import Node
+    from microstd.rpc.client import Call, Client
 
 __all__ = ["Stream", "is_stream_body"]
 
@@ -127,7 +127,7 @@ async def call_streaming(client: Client, call: Call) -> object:
 
 async def _replies(client: Client, call: Call, response_type: type[Any] | None) -> Any:
     """The stream's replies, as an async generator (its `finally` closes the channel)."""
-    from microstd.client import past_deadline
+    from microstd.rpc.client import past_deadline
 
     service, endpoint = call.service, call.endpoint
     ctx = current_context()

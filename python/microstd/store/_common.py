@@ -49,6 +49,7 @@ __all__ = [
     "resolve_codec",
     "settle",
     "stored_expiry",
+    "stored_value",
     "validate_paging",
 ]
 
@@ -112,7 +113,7 @@ def malformed(key: object, what: str, offset: int = 0) -> DecodeError:
     return DecodeError(f"stored record {name} is malformed: {what}", offset)
 
 
-def _stored_value(codec: Codec, key: object, data: object) -> object:
+def stored_value(codec: Codec, key: object, data: object) -> object:
     if not isinstance(data, bytes):
         raise malformed(key, f"the value is {type(data).__name__}, not bytes")
     try:
@@ -191,7 +192,7 @@ def decode_record(
     """
     return Record(
         key,
-        _stored_value(codec, key, data),
+        stored_value(codec, key, data),
         _stored_metadata(key, metadata),
         _stored_revision(key, revision, numeric_revision),
         stored_expiry(key, expires_at),

@@ -218,7 +218,8 @@ class NetworkStore(Store, abc.ABC):
         data = encode_value(self._codec, value)
         expires_at = None if ttl is None else time.time() + ttl
         put = Put(key, data, meta, ttl, expires_at, if_revision, bool(if_absent))
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         await settle(self._pending)
         rev = await self._put(put)
         if rev is None:
@@ -235,13 +236,15 @@ class NetworkStore(Store, abc.ABC):
         for key, value in items.items():
             prepared[self._key(key)] = encode_value(self._codec, value)
         expires_at = None if ttl is None else time.time() + ttl
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         await settle(self._pending)
         return await self._put_many(prepared, ttl, expires_at)
 
     async def read(self, key: str, *, type: Any = None) -> Record:
         key = self._key(key)
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         record = await self._get(key)
         if record is None:
             raise NotFound(f"no record for key {key!r}")
@@ -251,7 +254,8 @@ class NetworkStore(Store, abc.ABC):
 
     async def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
         chosen = list(dict.fromkeys(self._key(k) for k in keys))
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         records = await self._get_many(chosen)
         if type is not None:
             return typed_records(records, type, self._codec.content_type)
@@ -259,18 +263,21 @@ class NetworkStore(Store, abc.ABC):
 
     async def exists(self, key: str) -> bool:
         key = self._key(key)
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         return await self._exists(key)
 
     async def delete(self, key: str) -> bool:
         key = self._key(key)
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         await settle(self._pending)
         return await self._remove(key)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         chosen = [self._key(k) for k in keys]
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         await settle(self._pending)
         return await self._remove_many(chosen)
 
@@ -280,7 +287,8 @@ class NetworkStore(Store, abc.ABC):
         validate_paging(limit, offset)
         if not isinstance(prefix, str) or not isinstance(suffix, str):
             raise TypeError("prefix and suffix must be str")
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         return await self._keys(prefix, suffix, limit, offset)
 
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
@@ -296,5 +304,6 @@ class NetworkStore(Store, abc.ABC):
         )
 
     async def _watch_from(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
-        await self._ready()
+        if self._closed or not self._opened:  # the usual case skips a coroutine
+            await self._ready()
         return await self._subscribe(prefix, emit, fail)

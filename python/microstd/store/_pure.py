@@ -504,8 +504,8 @@ class PythonMemoryStore:
         return None
 
 
-def closed_engine() -> Any:
-    """An engine stand-in whose every method raises `Closed`."""
+def closed_core() -> Any:
+    """A core stand-in whose every method raises `Closed`."""
     return _ClosedEngine()
 
 

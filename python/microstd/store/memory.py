@@ -34,7 +34,7 @@ from microstd import _accel, _validate
 from microstd._backends import Convert, ParsedURL, memory_options, shared_instance
 from microstd.codec import Codec
 from microstd.errors import InvalidArgument
-from microstd.store._pure import PythonMemoryStore, closed_engine
+from microstd.store._pure import PythonMemoryStore, closed_core
 from microstd.store.base import (
     Event,
     Record,
@@ -64,7 +64,7 @@ class Watcher(Protocol):
     def close(self) -> None: ...
 
 
-class Engine(Protocol):
+class Core(Protocol):
     """What `RustMemoryStore` and `PythonMemoryStore` both provide: the store's
     methods, blocking and fast, so both surfaces are thin wrappers."""
 
@@ -113,7 +113,7 @@ def _int_option(options: dict[str, Any], name: str) -> int | None:
 def _codec_functions(
     spec: object, impl: str
 ) -> tuple[Callable[[object], bytes] | None, Callable[[bytes], object] | None]:
-    """The dumps/loads a store should call, or (None, None) for the engine's own msgpack."""
+    """The dumps/loads a store should call, or (None, None) for the core's own msgpack."""
     from microstd.codec import get
     from microstd.codec.registry import normalize
 
@@ -134,8 +134,8 @@ def _codec_functions(
     return codec.dumps, codec.loads
 
 
-def make_engine(impl: str | None = None, **options: Any) -> Engine:
-    """A new store engine: `RustMemoryStore`, or `PythonMemoryStore` for `impl="python"`."""
+def new_core(impl: str | None = None, **options: Any) -> Core:
+    """A new store core: `RustMemoryStore`, or `PythonMemoryStore` for `impl="python"`."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise InvalidArgument(f"unknown memory:// store option(s): {', '.join(unknown)}")
@@ -147,16 +147,16 @@ def make_engine(impl: str | None = None, **options: Any) -> Engine:
     }
     if impl == "python":
         return PythonMemoryStore(dumps=dumps, loads=loads, **bounds)
-    engine: Engine = _accel.core.RustMemoryStore(dumps=dumps, loads=loads, **bounds)  # type: ignore[union-attr]
-    return engine
+    core: Core = _accel.core.RustMemoryStore(dumps=dumps, loads=loads, **bounds)  # type: ignore[union-attr]
+    return core
 
 
-def _engine_for(parsed: ParsedURL, options: dict[str, Any]) -> Engine:
+def _core_for(parsed: ParsedURL, options: dict[str, Any]) -> Core:
     opts = memory_options("store", parsed, options, _OPTIONS)
     if not opts.name:
-        return make_engine(opts.impl, **opts.values)
+        return new_core(opts.impl, **opts.values)
     return shared_instance(
-        "store", opts.impl, opts.name, lambda: make_engine(opts.impl, **opts.values)
+        "store", opts.impl, opts.name, lambda: new_core(opts.impl, **opts.values)
     )
 
 
@@ -165,34 +165,34 @@ class MemoryBackend:
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> Store:
-        return MemoryStore(_engine_for(parsed, options))
+        return MemoryStore(_core_for(parsed, options))
 
     @classmethod
     def from_url_sync(cls, parsed: ParsedURL, **options: Any) -> SyncStore:
-        return SyncMemoryStore(_engine_for(parsed, options))
+        return SyncMemoryStore(_core_for(parsed, options))
 
 
 class _Handle:
-    """What both surfaces share: the engine, and the watches to end on close."""
+    """What both surfaces share: the core, and the watches to end on close."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, core: Core) -> None:
+        self._core = core
         self._watchers: list[Watcher] = []
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({type(self._engine).__name__})"
+        return f"{type(self).__name__}({type(self._core).__name__})"
 
     def _watch(self, prefix: str) -> Watcher:
         if not isinstance(prefix, str):
             raise TypeError("prefix must be str")
-        watcher = self._engine.watch(prefix)
+        watcher = self._core.watch(prefix)
         self._watchers = [w for w in self._watchers if not w.closed]
         self._watchers.append(watcher)
         return watcher
 
     def _close(self) -> None:
         # Other handles of a shared memory://NAME keep the data; this one is done.
-        self._engine = closed_engine()
+        self._core = closed_core()
         for watcher in self._watchers:
             watcher.close()
         self._watchers = []
@@ -215,44 +215,44 @@ class MemoryStore(_Handle, Store):
         if_revision: Revision | None = None,
         if_absent: bool = False,
     ) -> Revision:
-        return self._engine.write(
+        return self._core.write(
             key, value, ttl=ttl, metadata=metadata, if_revision=if_revision, if_absent=if_absent
         )
 
     async def read(self, key: str, *, type: Any = None) -> Record:
-        record = self._engine.read(key)
+        record = self._core.read(key)
         return record if type is None else typed_record(record, type)
 
     async def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
-        records = self._engine.read_many(keys)
+        records = self._core.read_many(keys)
         return records if type is None else typed_records(records, type)
 
     async def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None
     ) -> dict[str, Revision]:
-        return dict(self._engine.write_many(items, ttl=ttl))
+        return dict(self._core.write_many(items, ttl=ttl))
 
     async def delete(self, key: str) -> bool:
-        return self._engine.delete(key)
+        return self._core.delete(key)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        return self._engine.delete_many(keys)
+        return self._core.delete_many(keys)
 
     async def list(
         self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
     ) -> list[str]:
-        return self._engine.list(prefix, suffix, limit, offset)
+        return self._core.list(prefix, suffix, limit, offset)
 
     async def exists(self, key: str) -> bool:
-        return self._engine.exists(key)
+        return self._core.exists(key)
 
     async def stats(self) -> dict[str, int]:
         """`{"entries": ..., "bytes": ...}` of live records (keys + values + metadata)."""
-        return self._engine.stats()
+        return self._core.stats()
 
     def watch(self, prefix: str = "") -> AsyncIterator[Event]:
         """Changes under `prefix` from this call on, in order, without polling."""
-        return _AsyncWatch(self._watch(prefix), self._engine)
+        return _AsyncWatch(self._watch(prefix), self._core)
 
 
 class SyncMemoryStore(_Handle, SyncStore):
@@ -271,47 +271,47 @@ class SyncMemoryStore(_Handle, SyncStore):
         if_revision: Revision | None = None,
         if_absent: bool = False,
     ) -> Revision:
-        return self._engine.write(
+        return self._core.write(
             key, value, ttl=ttl, metadata=metadata, if_revision=if_revision, if_absent=if_absent
         )
 
     def read(self, key: str, *, type: Any = None) -> Record:
-        record = self._engine.read(key)
+        record = self._core.read(key)
         return record if type is None else typed_record(record, type)
 
     def read_many(self, keys: Iterable[str], *, type: Any = None) -> dict[str, Record]:
-        records = self._engine.read_many(keys)
+        records = self._core.read_many(keys)
         return records if type is None else typed_records(records, type)
 
     def write_many(
         self, items: Mapping[str, object], *, ttl: float | None = None
     ) -> dict[str, Revision]:
-        return dict(self._engine.write_many(items, ttl=ttl))
+        return dict(self._core.write_many(items, ttl=ttl))
 
     def delete(self, key: str) -> bool:
-        return self._engine.delete(key)
+        return self._core.delete(key)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        return self._engine.delete_many(keys)
+        return self._core.delete_many(keys)
 
     def list(
         self, prefix: str = "", suffix: str = "", limit: int | None = None, offset: int = 0
     ) -> list[str]:
-        return self._engine.list(prefix, suffix, limit, offset)
+        return self._core.list(prefix, suffix, limit, offset)
 
     def exists(self, key: str) -> bool:
-        return self._engine.exists(key)
+        return self._core.exists(key)
 
     def stats(self) -> dict[str, int]:
         """`{"entries": ..., "bytes": ...}` of live records (keys + values + metadata)."""
-        return self._engine.stats()
+        return self._core.stats()
 
     def watch(self, prefix: str = "") -> Iterator[Event]:
         """Changes under `prefix` from this call on, in order; blocks between events."""
-        return _sync_watch(self._watch(prefix), self._engine)
+        return _sync_watch(self._watch(prefix), self._core)
 
 
-def _sync_watch(watcher: Watcher, engine: Engine) -> Iterator[Event]:
+def _sync_watch(watcher: Watcher, core: Core) -> Iterator[Event]:
     try:
         while True:
             batch = watcher.drain()
@@ -322,22 +322,22 @@ def _sync_watch(watcher: Watcher, engine: Engine) -> Iterator[Event]:
                 continue
             # Sleep until an event, or until the next record is due to expire
             # (nothing else would reclaim it and emit its "expire").
-            due = engine.next_expiry()
+            due = core.next_expiry()
             timeout = _SYNC_WAIT if due is None else min(due, _SYNC_WAIT)
             if not watcher.wait(timeout) and due is not None and due <= timeout:
-                engine.sweep()
+                core.sweep()
     finally:
         watcher.close()
 
 
 class _AsyncWatch:
-    """Async iterator over a watcher: the engine's waker sets an asyncio.Event
+    """Async iterator over a watcher: the core's waker sets an asyncio.Event
     (thread-safely when the writer is on another thread); a timer wakes it
     when the next record is due to expire, so expiries are reported too."""
 
-    def __init__(self, watcher: Watcher, engine: Engine) -> None:
+    def __init__(self, watcher: Watcher, core: Core) -> None:
         self._watcher = watcher
-        self._engine = engine
+        self._core = core
         self._pending: deque[Event] = deque()
         self._flag: asyncio.Event | None = None
 
@@ -379,7 +379,7 @@ class _AsyncWatch:
                 continue
             if batch is None:
                 raise StopAsyncIteration
-            due = self._engine.next_expiry()
+            due = self._core.next_expiry()
             timer = None if due is None else asyncio.get_running_loop().call_later(due, flag.set)
             try:
                 await flag.wait()
@@ -387,7 +387,7 @@ class _AsyncWatch:
                 if timer is not None:
                     timer.cancel()
             if due is not None:
-                self._engine.sweep()
+                self._core.sweep()
 
     async def aclose(self) -> None:
         """End the watch."""

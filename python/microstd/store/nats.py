@@ -18,6 +18,13 @@ escape works per character, so a key prefix stays a prefix of the stored name.
 
 Revisions are the stream sequence numbers JetStream assigns (ints). Conditional
 writes use ``Nats-Expected-Last-Subject-Sequence``, so they are atomic on the server.
+On a replicated bucket (``replicas=3`` on a cluster) nats-server before 2.9.21
+checks that header before its replication round, so two concurrent conditional
+writes of one key can both succeed (nats-server#4320); against such a server
+the store also sends ``Nats-Expected-Last-Sequence`` (the whole stream's last
+sequence, which those servers do check in order) and tries again while other
+keys' writes move it on: one more request per conditional write, and
+conditional writes on a busy bucket may take longer, never both succeed.
 
 TTL is emulated, because per-key TTL needs nats-server 2.11 and the servers
 this targets may be older (2.9 here): an expired entry reads as missing at once,
@@ -77,6 +84,9 @@ _EXPIRES = "Microstd-Expires-At"
 _REASON = "Microstd-Reason"
 _OP = "KV-Operation"
 _EXPECTED = "Nats-Expected-Last-Subject-Sequence"
+_EXPECTED_STREAM = "Nats-Expected-Last-Sequence"
+#: The first nats-server that checks `_EXPECTED` in order on replicated streams.
+_SUBJECT_CHECK_IN_ORDER = (2, 9, 21)
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-/")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _WRONG_SEQUENCE = {10071, 10164}
@@ -122,6 +132,10 @@ def _decodable_keys(names: Iterable[str]) -> Iterator[str]:
             log.warning("store list: skipped a foreign KV entry: %s", exc)
 
 
+class _StreamMoved(Exception):
+    """A write with `_EXPECTED_STREAM` found the stream's last sequence moved on."""
+
+
 def _expired(expires_at: float | None) -> bool:
     return expires_at is not None and expires_at <= time.time()
 
@@ -136,13 +150,17 @@ class NatsStore(NetworkStore):
         bucket: str = "microstd",
         codec: object = None,
         sweep_interval: float = 5.0,
+        replicas: int | str = 1,
         **connection: Any,
     ) -> None:
         """`servers` is a ``nats://`` URL (or an endpoint); `connection` holds the
-        engine's options (`connect_timeout`, `timeout`, `ping_interval`, ...)."""
+        engine's options (`connect_timeout`, `timeout`, `ping_interval`, ...).
+        `replicas` is how many cluster servers keep the bucket when this store
+        creates it (3 on a three-server cluster)."""
         super().__init__(codec=codec)
         if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
             raise ValueError(f"NATS KV bucket names are [A-Za-z0-9_-]+, got {bucket!r}")
+        self.replicas = engine.replicas_option(replicas)
         if isinstance(servers, engine.NatsEndpoint):
             if connection:
                 raise InvalidArgument(f"unknown nats store options: {sorted(connection)}")
@@ -159,6 +177,8 @@ class NatsStore(NetworkStore):
         self._conn: engine.NatsConnection | None = None
         self._due: list[tuple[float, str, int]] = []
         self._expirer: Expirer | None = None
+        # The bucket's copies, read when the store opens (see _serialized).
+        self._copies = 1
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> NatsStore:
@@ -182,9 +202,11 @@ class NatsStore(NetworkStore):
             js = conn.jetstream("store connect")
             with self._errors("connect"):
                 try:
-                    await js.stream_info(self._stream)
+                    info = await js.stream_info(self._stream)
+                    self._copies = int(info.config.num_replicas or 1)
                 except jerr.NotFoundError:
-                    await js.create_key_value(bucket=self.bucket, history=1)
+                    await js.create_key_value(bucket=self.bucket, history=1, replicas=self.replicas)
+                    self._copies = self.replicas
         except BaseException:
             await engine.release(conn)
             raise
@@ -234,14 +256,63 @@ class NatsStore(NetworkStore):
         if self._expirer is not None:
             self._expirer.poke(at)
 
+    def _subject_check_racy(self) -> bool:
+        """True when the server may let two conditional writes of one key both succeed:
+        a replicated bucket on nats-server before 2.9.21 (or of unknown version)."""
+        if self._copies <= 1 or self._conn is None or self._conn.nc is None:
+            return False
+        version = self._conn.nc.connected_server_version
+        try:
+            found = (version.major, version.minor, version.patch)
+        except ValueError:
+            return True
+        return found < _SUBJECT_CHECK_IN_ORDER
+
     async def _publish(self, name: str, data: bytes, headers: dict[str, str]) -> int | None:
         """The new entry's sequence; None when `Nats-Expected-Last-Subject-Sequence` failed."""
-        js = await self._jetstream("write")
+        if _EXPECTED in headers and self._subject_check_racy():
+            return await self._publish_serialized(name, data, headers)
+        return await self._publish_once(await self._jetstream("write"), name, data, headers)
+
+    async def _publish_serialized(
+        self, name: str, data: bytes, headers: dict[str, str]
+    ) -> int | None:
+        """A conditional publish that a server checking `_EXPECTED` out of order
+        cannot let through twice: it also expects the stream's last sequence, read
+        just before with the key's last entry, so it is applied only if nothing at
+        all was written since. A write to another key meanwhile: read both again.
+        """
+        expected = int(headers[_EXPECTED])
+        deadline = time.monotonic() + self._timeout
+        while True:
+            js = await self._jetstream("write")
+            with self._errors("write"):
+                info = await js.stream_info(self._stream)
+            stream_last = int(info.state.last_seq)
+            last = await self._last(name)
+            if (last[0] if last is not None else 0) != expected:
+                return None  # the key moved on (or was written after stream_last)
+            try:
+                return await self._publish_once(
+                    js, name, data, {**headers, _EXPECTED_STREAM: str(stream_last)}
+                )
+            except _StreamMoved:
+                if time.monotonic() > deadline:
+                    raise ConnectionFailed(
+                        f"store write: the bucket {self.bucket!r} kept changing; the"
+                        f" conditional write was not applied within {self._timeout:g}s"
+                    ) from None
+
+    async def _publish_once(
+        self, js: Any, name: str, data: bytes, headers: dict[str, str]
+    ) -> int | None:
         with self._errors("write"):
             try:
                 ack = await js.publish(self._pre + name, data, headers=headers or None)
             except jerr.APIError as exc:
                 if exc.err_code in _WRONG_SEQUENCE:
+                    if _EXPECTED_STREAM in headers:
+                        raise _StreamMoved from None
                     return None
                 raise
         return int(ack.seq)

@@ -52,7 +52,7 @@ from microstd._backends import ParsedURL
 from microstd._engines import postgres as engine
 from microstd._engines._common import seconds_option
 from microstd.errors import Closed, InvalidKey
-from microstd.store._common import Expirer, decode_record
+from microstd.store._common import Expirer, decode_record, stored_value
 from microstd.store._network import NetworkStore, Put
 from microstd.store._postgres_watch import PostgresWatch
 from microstd.store._watch import Emit, Fail, Unsubscribe
@@ -379,8 +379,13 @@ class PostgresStore(NetworkStore):
     # -- reads ---------------------------------------------------------------------
 
     def _record(self, row: Any) -> Record:
-        key = bytes(row[0]).decode("utf-8", "replace")
+        key = row[0].decode("utf-8", "replace")
         data = row[1]
+        revision = row[3]
+        if not row[2] and row[4] is None and type(revision) is int and type(data) is bytes:
+            # The usual row (no metadata, no TTL): the columns' types are the table's,
+            # only the value needs checking (a third of a read's Python time).
+            return Record(key, stored_value(self._codec, key, data), {}, revision, None)
         return decode_record(
             self._codec,
             key,

@@ -20,6 +20,11 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::RustBroker>()?;
     m.add_class::<py::RustQueue>()?;
+    m.add("RUN_DONE", py::RUN_DONE)?;
+    m.add("RUN_RAISED", py::RUN_RAISED)?;
+    m.add("RUN_AWAIT", py::RUN_AWAIT)?;
+    m.add("RUN_STOPPED", py::RUN_STOPPED)?;
+    m.add("RUN_OVER_DELIVERED", py::RUN_OVER_DELIVERED)?;
     m.add_class::<message::RustMessage>()?;
     m.add_class::<durable::py::RustStreams>()?;
     m.add_class::<durable::py::RustDurableMessage>()?;

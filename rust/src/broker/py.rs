@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyList, PyString, PyTuple};
 
 use super::durable::py::{RustDurableMessage, RustStreams};
 use super::message::RustMessage;
@@ -21,6 +21,19 @@ use super::queue::Bounded;
 use super::router::Router;
 use super::subjects;
 use crate::errors::Error;
+
+/// What `RustQueue.run` reports, as `(index, outcome, object)`; Python reads these
+/// names from the core (`_core.RUN_DONE`, ...), never bare numbers.
+pub const RUN_DONE: u8 = 0;
+/// The handler raised the object at the index (to report).
+pub const RUN_RAISED: u8 = 1;
+/// The object at the index must be awaited (an awaitable, or a `(coroutine,
+/// yielded)` pair of a coroutine that suspended on its first step).
+pub const RUN_AWAIT: u8 = 2;
+/// The queue was stopped.
+pub const RUN_STOPPED: u8 = 3;
+/// The durable message at the index was delivered more than `max_deliver` times.
+pub const RUN_OVER_DELIVERED: u8 = 4;
 
 struct Entry {
     target: Py<PyAny>,
@@ -105,27 +118,29 @@ impl RustBroker {
         *locked(&self.on_error) = hook;
     }
 
-    /// Call every target `subject` reaches with `message`; returns how many were called.
-    fn publish(
+    /// Call every target `subject` reaches with `message`; returns the owners of the
+    /// queues it left past their bound (block policy), whose publisher should wait
+    /// for room: usually the empty tuple.
+    fn publish<'py>(
         &self,
-        py: Python<'_>,
-        subject: &Bound<'_, PyAny>,
-        message: &Bound<'_, PyAny>,
-    ) -> PyResult<usize> {
+        py: Python<'py>,
+        subject: &Bound<'py, PyAny>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         self.fan_out(py, as_subject(subject)?, message)
     }
 
     /// The whole of one publish in one call: encode `body` into one `RustMessage`
-    /// (as `encode_body` does) and fan it out. Returns how many targets were called.
+    /// (as `encode_body` does) and fan it out. Returns what `publish` returns.
     #[pyo3(signature = (topic, body, headers=None, content_type=None))]
-    fn send(
+    fn send<'py>(
         &self,
-        py: Python<'_>,
-        topic: &Bound<'_, PyAny>,
-        body: &Bound<'_, PyAny>,
-        headers: Option<&Bound<'_, PyAny>>,
-        content_type: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<usize> {
+        py: Python<'py>,
+        topic: &Bound<'py, PyAny>,
+        body: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let message = RustMessage::build(py, topic, body, headers, content_type)?;
         let message = Bound::new(py, message)?;
         let subject = as_subject(topic)?;
@@ -167,45 +182,41 @@ impl RustBroker {
 
 /// A subscriber's bounded queue for the async interface (see `queue.rs`).
 ///
-/// `waker()` is called when a push finds the delivery task idle, `on_over()`
-/// when the block policy wants the publisher to wait; both after the lock
-/// is released, so they may call back into the queue.
+/// `waker()` is called when a push finds the delivery task idle, after the lock
+/// is released, so it may call back into the queue. A push that leaves the
+/// queue past its bound (block policy) returns True: the publisher waits.
 #[pyclass(frozen, module = "microstd._core")]
 pub struct RustQueue {
     inner: Mutex<Bounded<Py<PyAny>>>,
     /// Set by `close(discard=True)` (unsubscribe): `run` stops between messages.
     stopped: AtomicBool,
     waker: Py<PyAny>,
-    on_over: Py<PyAny>,
 }
 
 impl RustQueue {
-    pub(crate) fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Queues `message`; true if the queue is now past its bound (block policy).
+    pub(crate) fn push_inner(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
         let pushed = locked(&self.inner).push(message.clone().unbind());
         if pushed.wake {
             self.waker.bind(py).call0()?;
         }
-        if pushed.over {
-            self.on_over.bind(py).call0()?;
-        }
-        Ok(())
+        Ok(pushed.over)
     }
 }
 
 #[pymethods]
 impl RustQueue {
     #[new]
-    fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>, on_over: Py<PyAny>) -> Self {
+    fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>) -> Self {
         Self {
             inner: Mutex::new(Bounded::new(max_pending, drop_when_full)),
             stopped: AtomicBool::new(false),
             waker,
-            on_over,
         }
     }
 
-    /// Queue `message` (never waits).
-    fn push(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Queue `message` (never waits); true if the publisher should wait for room.
+    fn push(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.push_inner(py, message)
     }
 
@@ -216,11 +227,13 @@ impl RustQueue {
 
     /// Hand `batch[start:]` to `handler` in order until one needs the event loop.
     ///
-    /// Returns `(index, kind, obj)`: kind 0, all handled; 1, `handler` raised
-    /// `obj` at `index`; 2, `obj` at `index` must be awaited (an awaitable, or
-    /// a `(coroutine, yielded)` pair of a coroutine that suspended on its first
-    /// step); 3, the queue was stopped; 4, the durable message at `index` was
-    /// delivered more than `max_deliver` times (not handled). With `auto_ack`, a
+    /// Returns `(index, outcome, obj)`, the outcome one of the `RUN_*` constants:
+    /// `RUN_DONE`, all handled; `RUN_RAISED`, `handler` raised `obj` at `index`;
+    /// `RUN_AWAIT`, `obj` at `index` must be awaited (an awaitable, or a
+    /// `(coroutine, yielded)` pair of a coroutine that suspended on its first
+    /// step); `RUN_STOPPED`, the queue was stopped; `RUN_OVER_DELIVERED`, the
+    /// durable message at `index` was delivered more than `max_deliver` times
+    /// (not handled). With `auto_ack`, a
     /// durable message whose handler returned here is acked. Coroutines are stepped here first, so a
     /// handler that finishes without suspending costs no trip through asyncio,
     /// exactly as `await handler(m)` would not.
@@ -237,13 +250,13 @@ impl RustQueue {
         let n = batch.len();
         for i in start..n {
             if self.stopped.load(Ordering::Acquire) {
-                return Ok((i, 3, None));
+                return Ok((i, RUN_STOPPED, None));
             }
             let message = batch.get_item(i)?;
             let durable = message.cast::<RustDurableMessage>().ok();
             if let Some(d) = &durable {
                 if max_deliver > 0 && d.get().delivery_count_value() > max_deliver {
-                    return Ok((i, 4, None));
+                    return Ok((i, RUN_OVER_DELIVERED, None));
                 }
             }
             let result = match call_returning(py, handler, &message) {
@@ -260,7 +273,7 @@ impl RustQueue {
             }
             // SAFETY: `result` is a live object and the GIL is held.
             if unsafe { pyo3::ffi::PyCoro_CheckExact(result.as_ptr()) } == 0 {
-                return Ok((i, 2, Some(result.unbind())));
+                return Ok((i, RUN_AWAIT, Some(result.unbind())));
             }
             let mut out: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
             // SAFETY: `result` is a coroutine (checked above); `out` receives a
@@ -282,12 +295,12 @@ impl RustQueue {
                     // SAFETY: a new reference we own (what the coroutine yielded).
                     let yielded = unsafe { Bound::from_owned_ptr(py, out) };
                     let pair = (result, yielded).into_pyobject(py)?.into_any().unbind();
-                    return Ok((i, 2, Some(pair)));
+                    return Ok((i, RUN_AWAIT, Some(pair)));
                 }
                 pyo3::ffi::PySendResult::PYGEN_ERROR => return raised(py, i, PyErr::fetch(py)),
             }
         }
-        Ok((n, 0, None))
+        Ok((n, RUN_DONE, None))
     }
 
     /// Refuse further pushes; `discard` also forgets what is queued.
@@ -325,7 +338,7 @@ fn raised(py: Python<'_>, i: usize, err: PyErr) -> PyResult<(usize, u8, Option<P
     if !err.is_instance_of::<PyException>(py) {
         return Err(err);
     }
-    Ok((i, 1, Some(err.into_value(py).into_any())))
+    Ok((i, RUN_RAISED, Some(err.into_value(py).into_any())))
 }
 
 /// `target(arg)` by vectorcall, keeping the result.
@@ -391,12 +404,16 @@ impl RustBroker {
     /// Match `subject` (through the cache), pick queue-group members, then hand
     /// `message` to each target with the router unlocked, so a handler may
     /// subscribe or publish.
-    fn fan_out(
+    ///
+    /// Returns the owners of the queues left past their bound (block policy),
+    /// usually none: the empty tuple, which Python shares, so a publish that
+    /// overfills nothing allocates nothing for the answer.
+    fn fan_out<'py>(
         &self,
-        py: Python<'_>,
-        subject: &Bound<'_, PyString>,
-        message: &Bound<'_, PyAny>,
-    ) -> PyResult<usize> {
+        py: Python<'py>,
+        subject: &Bound<'py, PyString>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         // Python caches a str's hash in the object: the cache key costs nothing.
         let hash = subject.hash()? as u64;
         let text = subject.to_str()?;
@@ -410,21 +427,25 @@ impl RustBroker {
                 .collect();
             (matched, picked)
         };
-        let mut called = 0;
+        let mut over: Vec<&Py<PyAny>> = Vec::new();
         for entry in matched.plain.iter().chain(picked.iter()) {
             if !entry.active.load(Ordering::Acquire) {
                 continue;
             }
-            called += 1;
             let outcome = match &entry.queue {
                 Some(queue) => queue.get().push_inner(py, message),
-                None => call_one(py, &entry.target, message),
+                None => call_one(py, &entry.target, message).map(|()| false),
             };
-            if let Err(err) = outcome {
-                self.report(py, &err, &entry.owner);
+            match outcome {
+                Ok(true) => over.push(&entry.owner),
+                Ok(false) => {}
+                Err(err) => self.report(py, &err, &entry.owner),
             }
         }
-        Ok(called)
+        if over.is_empty() {
+            return Ok(PyTuple::empty(py));
+        }
+        PyTuple::new(py, over)
     }
 
     fn report(&self, py: Python<'_>, err: &PyErr, owner: &Py<PyAny>) {

@@ -142,7 +142,8 @@ def nats(
     timeout: float | None = None,
     **connection: Any,
 ) -> NatsSource:
-    """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`).
+    """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`, or a
+    cluster's server list `nats://a:4222,nats://b:4222`).
 
     `connection` takes the engine's options (`connect_timeout`, `timeout`,
     `ping_interval`, ...), which the URL's query may also give."""

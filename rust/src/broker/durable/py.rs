@@ -128,7 +128,8 @@ fn hand_out(slf: &Bound<'_, RustStreams>, out: Out) {
         let member = Arc::clone(&delivery.target);
         let message = RustDurableMessage::new(py, slf, &delivery);
         let pushed = Bound::new(py, message).and_then(|message| match &member.queue {
-            Some(queue) => queue.get().push_inner(py, message.as_any()),
+            // Redelivery has no publisher to hold back: a full queue just keeps it.
+            Some(queue) => queue.get().push_inner(py, message.as_any()).map(|_| ()),
             None => member.target.bind(py).call1((message,)).map(|_| ()),
         });
         if let Err(err) = pushed {

@@ -17,14 +17,14 @@ import pytest
 
 import microstd.registry
 from microstd.errors import Closed, NotFound
-from microstd.registry import Event, Node, Registry, Service
+from microstd.registry import Event, Node, Registry, ServiceRecord
 from microstd.testing._marks import mark_async_tests
 from microstd.testing.tables import BAD_SERVICE_NAMES, BAD_TTLS, ids, raises
 from microstd.testing.targets import RegistryTarget
 
 
-def svc(name: str = "greeter", *nodes: str, version: str = "1.0") -> Service:
-    return Service(
+def svc(name: str = "greeter", *nodes: str, version: str = "1.0") -> ServiceRecord:
+    return ServiceRecord(
         name,
         version,
         [Node(n, f"127.0.0.1:{9000 + i}", {"zone": "a"}) for i, n in enumerate(nodes or ("n1",))],
@@ -58,10 +58,10 @@ async def test_versions_are_separate_entries(reg: Registry) -> None:
 
 async def test_deregister_removes_only_listed_nodes(reg: Registry) -> None:
     await reg.register(svc("greeter", "n1", "n2"), ttl=30)
-    await reg.deregister(Service("greeter", "1.0", [Node("n1", "127.0.0.1:9000")]))
+    await reg.deregister(ServiceRecord("greeter", "1.0", [Node("n1", "127.0.0.1:9000")]))
     [found] = await reg.lookup("greeter")
     assert [n.id for n in found.nodes] == ["n2"]
-    await reg.deregister(Service("greeter", "1.0"))  # no nodes: all of that version
+    await reg.deregister(ServiceRecord("greeter", "1.0"))  # no nodes: all of that version
     with pytest.raises(NotFound):
         await reg.lookup("greeter")
     await reg.deregister(svc("greeter", "n1"))  # already gone: not an error
@@ -76,7 +76,7 @@ async def test_list_services(reg: Registry) -> None:
 
 async def test_reregister_replaces_record(reg: Registry) -> None:
     await reg.register(svc("greeter", "n1"), ttl=30)
-    moved = Service("greeter", "1.0", [Node("n1", "127.0.0.1:7777")], ["Greeter.Hello"])
+    moved = ServiceRecord("greeter", "1.0", [Node("n1", "127.0.0.1:7777")], ["Greeter.Hello"])
     await reg.register(moved, ttl=30)
     [found] = await reg.lookup("greeter")
     assert [n.address for n in found.nodes] == ["127.0.0.1:7777"]
@@ -113,7 +113,7 @@ async def test_watch_create_update_delete_expire(reg: Registry) -> None:
     assert (created.kind, created.service.nodes[0].id) == ("create", "n1")
 
     await reg.register(svc("greeter", "n1"), ttl=30)  # heartbeat: nothing changed
-    moved = Service("greeter", "1.0", [Node("n1", "127.0.0.1:1234")], ["Greeter.Hello"])
+    moved = ServiceRecord("greeter", "1.0", [Node("n1", "127.0.0.1:1234")], ["Greeter.Hello"])
     await reg.register(moved, ttl=30)
     updated = await _next(events)
     assert (updated.kind, updated.service.nodes[0].address) == ("update", "127.0.0.1:1234")
@@ -143,13 +143,13 @@ async def test_watch_filters_by_name(reg: Registry) -> None:
 
 async def test_bad_input_is_rejected(reg: Registry) -> None:
     with pytest.raises(ValueError, match="service names"):
-        await reg.register(Service("bad name*", "1", [Node("n", "h:1")]), ttl=1)
+        await reg.register(ServiceRecord("bad name*", "1", [Node("n", "h:1")]), ttl=1)
     with pytest.raises(ValueError, match="node ids"):
-        await reg.register(Service("ok", "1", [Node("a/b", "h:1")]), ttl=1)
+        await reg.register(ServiceRecord("ok", "1", [Node("a/b", "h:1")]), ttl=1)
     with pytest.raises(ValueError, match="ttl"):
         await reg.register(svc("ok", "n"), ttl=-1)
     with pytest.raises(ValueError, match="no nodes"):
-        await reg.register(Service("ok"), ttl=1)
+        await reg.register(ServiceRecord("ok"), ttl=1)
     with pytest.raises(ValueError, match="service names"):
         await reg.lookup("")
 
@@ -170,7 +170,7 @@ async def test_bad_service_names_raise_the_shared_error(
     reg: Registry, name: Any, cls: type[Exception], message: str
 ) -> None:
     with raises(cls, message):
-        await reg.register(Service(name, "1.0", [Node("n1", "127.0.0.1:9000")]), ttl=5.0)
+        await reg.register(ServiceRecord(name, "1.0", [Node("n1", "127.0.0.1:9000")]), ttl=5.0)
     with raises(cls, message):
         await reg.lookup(name)
 

@@ -1,0 +1,546 @@
+"""Durable subscriptions of `nats://`: JetStream streams and durable pull consumers.
+
+- A stream is a JetStream stream (file storage, oldest discarded first) with
+  the same subjects and limits; `add_stream` creates or updates it.
+- A durable is a durable *pull* consumer of the stream covering its pattern,
+  filtered by that pattern, with explicit acks, `ack_wait`, and
+  `max_deliver + 1` deliveries (the last one dead-letters the message
+  without running the handler). Every live subscriber of the durable pulls
+  from the same consumer, up to its room (`max_inflight` unsettled), so the
+  server shares the messages between them, and a subscriber that dies leaves
+  its messages to the others after `ack_wait`.
+- Settling maps onto JetStream acks: `ack` → +ACK, `nack(delay)` → -NAK with
+  that delay (the backoff is applied here), `term` → +TERM, `in_progress` →
+  +WPI, a release (never started) → -NAK.
+- Publishing to a topic a stream retains goes through JetStream and returns
+  on its PubAck. Which topics are retained comes from the stream list, read
+  at the first publish and again whenever the server announces a stream
+  change (an advisory); a publish in the instant between another process
+  creating a stream and the announcement arriving is still stored by the
+  stream (JetStream captures core publishes), only not acknowledged.
+- Dead-letter counts live in the key-value bucket `microstd_dead_letters`.
+
+`msg.id` is `stream:sequence`; `delivery_count` is JetStream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING, Any
+
+import nats.errors as nerr
+import nats.js.api as api
+import nats.js.errors as jerr
+
+from microstd.broker._durable import (
+    DurableInfo,
+    DurableOptions,
+    StreamInfo,
+    StreamLimits,
+    covers,
+    implicit_stream_name,
+)
+from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._network import NetworkSubscription
+from microstd.broker._subjects import matches
+from microstd.broker.base import OCTET_STREAM, Handler, Message, log
+from microstd.errors import MicrostdError
+
+if TYPE_CHECKING:
+    from microstd.broker.nats import NatsBroker
+
+__all__ = ["JetStreams", "NatsDurableMessage"]
+
+CONTENT_TYPE_HEADER = "Content-Type"
+DEAD_BUCKET = "microstd_dead_letters"
+#: Most messages one pull asks for.
+_BATCH = 64
+#: How long one pull waits for messages before asking again (seconds).
+_PULL_WAIT = 1.0
+_STREAM_ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
+#: Name prefixes of the streams behind key-value buckets and object stores.
+_INTERNAL_STREAMS = ("KV_", "OBJ_")
+
+
+class NatsDurableMessage(Message):
+    """A delivery of a durable subscription on `nats://`."""
+
+    __slots__ = ("_count", "_id", "_member", "msg", "settled", "settler")
+
+    def __init__(self, msg: Any, member: _Member) -> None:
+        headers = dict(msg.headers) if msg.headers else {}
+        content_type = headers.pop(CONTENT_TYPE_HEADER, OCTET_STREAM)
+        super().__init__(msg.subject, msg.data, headers, content_type)
+        meta = msg.metadata
+        self.msg = msg
+        self._id = f"{meta.stream}:{meta.sequence.stream}"
+        self._count = int(meta.num_delivered)
+        self._member = member
+        self.settled = False
+        self.settler = member.settler
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def delivery_count(self) -> int:
+        return self._count
+
+    def ack(self) -> None:
+        self.settle("ack")
+
+    def nack(self, delay: float | None = None) -> None:
+        if not self.settled:
+            self.settler.nack(self, delay, "nacked")
+
+    def term(self) -> None:
+        if not self.settled:
+            self.settler.term(self, "terminated")
+
+    def in_progress(self) -> None:
+        if not self.settled:
+            self._member.call(self._member.send, self, "progress", 0.0, False)
+
+    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self._member.call(self._member.send, self, how, delay, dead)
+
+
+class _Member:
+    """One subscriber of a durable: its pull loop, its room, its settles."""
+
+    def __init__(
+        self, streams: JetStreams, stream: str, name: str, pattern: str, options: DurableOptions
+    ) -> None:
+        self.streams = streams
+        self.stream = stream
+        self.name = name
+        self.pattern = pattern
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.inflight = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.stopping = False
+        self.settler: Settler = Settler(options, streams.broker._publish_raw, self.loop)
+        self.delivery: DurableDelivery | None = None
+        self.psub: Any = None
+        self.puller: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: Delivered and not yet settled, by id(): what a stop hands back.
+        self.held: dict[int, NatsDurableMessage] = {}
+
+    def call(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
+        if threading.get_ident() == self.thread:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def send(self, message: NatsDurableMessage, how: str, delay: float, dead: bool) -> None:
+        if how != "progress":
+            self.held.pop(id(message), None)
+            self.inflight -= 1
+            self.room.set()
+        task = self.loop.create_task(self._send(message, how, delay, dead))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, message: NatsDurableMessage, how: str, delay: float, dead: bool) -> None:
+        msg = message.msg
+        try:
+            if how == "ack":
+                await msg.ack()
+            elif how == "term":
+                await msg.term()
+                if dead:
+                    await self.streams.count_dead(self.stream, self.name)
+            elif how == "progress":
+                await msg.in_progress()
+            elif how == "nack" and delay > 0:
+                await msg.nak(delay=delay)
+            else:
+                await msg.nak()
+        except Exception as exc:
+            # Unsettled, so the server delivers it again after ack_wait: at least once.
+            log.debug("nats durable %r: %s failed: %s", self.name, how, exc)
+
+    async def pull(self) -> None:
+        """Fetch what there is room for and hand it to the delivery, until stopped."""
+        while not self.stopping:
+            want = self.options.max_inflight - self.inflight
+            if want <= 0:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            try:
+                msgs = await self.psub.fetch(min(want, _BATCH), timeout=_PULL_WAIT)
+            except (nerr.TimeoutError, asyncio.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.stopping:
+                    return
+                log.warning("nats durable %r: pulling failed, retrying: %s", self.name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            assert self.delivery is not None
+            for msg in msgs:
+                message = NatsDurableMessage(msg, self)
+                if self.stopping:
+                    # Fetched while stopping: straight back, for another subscriber.
+                    self.inflight += 1
+                    message.settle("release")
+                    continue
+                if not matches(self.pattern, message.topic):
+                    message.settle("ack")  # outside the filter: cannot happen, skip safely
+                    continue
+                self.inflight += 1
+                self.held[id(message)] = message
+                self.delivery.push(message)
+
+
+class JetStreams:
+    """The JetStream side of one `NatsBroker`: streams, durables, retained topics."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self.broker = broker
+        self._subjects: list[str] | None = None
+        self._watch: Any = None
+        self._refresh_lock = asyncio.Lock()
+        self._dead_kv: Any = None
+
+    def _js(self, what: str) -> Any:
+        conn = self.broker._conn
+        assert conn is not None
+        return conn.jetstream(f"broker {what}")
+
+    # --- which topics are retained ----------------------------------------------------
+
+    def retained_now(self, topic: str) -> bool | None:
+        """True if a stream retains `topic`; None while the stream list is not known."""
+        subjects = self._subjects
+        if subjects is None:
+            return None
+        if not subjects:
+            return False
+        return any(matches(s, topic) for s in subjects)
+
+    async def retained(self, topic: str) -> bool:
+        found = self.retained_now(topic)
+        if found is None:
+            await self.refresh()
+            found = self.retained_now(topic)
+        return bool(found)
+
+    async def refresh(self) -> None:
+        """Read the stream list again (and watch for stream changes from now on).
+
+        A server without JetStream has no streams: every publish is a core one.
+        """
+        async with self._refresh_lock:
+            if self._subjects is not None:
+                return
+            try:
+                if self._watch is None:
+                    nc = await self.broker._client("watch streams")
+
+                    async def changed(msg: Any) -> None:
+                        del msg
+                        self._subjects = None  # read again at the next publish
+
+                    with self.broker._errors("watch streams"):
+                        self._watch = await nc.subscribe(_STREAM_ADVISORIES, cb=changed)
+                infos = await self._stream_infos()
+            except MicrostdError as exc:
+                log.debug("nats: no JetStream stream list (%s); publishing core only", exc)
+                self._subjects = []
+                return
+            self._subjects = [s for info in infos for s in (info.config.subjects or [])]
+
+    async def _stream_infos(self) -> list[Any]:
+        js = self._js("list streams")
+        with self.broker._errors("list streams"):
+            return list(await js.streams_info())
+
+    async def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            with contextlib.suppress(Exception):
+                await watch.unsubscribe()
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def add_stream(self, name: str, subjects: list[str], limits: StreamLimits) -> None:
+        js = self._js("add stream")
+        config = api.StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=limits.max_age or 0,
+            max_msgs=limits.max_count or -1,
+            max_bytes=limits.max_bytes or -1,
+            # The duplicate window may not be longer than the age limit.
+            duplicate_window=min(120.0, limits.max_age) if limits.max_age else 120.0,
+        )
+        with self._overlap(name), self.broker._errors("add stream"):
+            try:
+                await js.stream_info(name)
+                exists = True
+            except jerr.NotFoundError:
+                exists = False
+            if exists:
+                await js.update_stream(config)
+            else:
+                await js.add_stream(config)
+        self._subjects = None
+
+    @contextlib.contextmanager
+    def _overlap(self, name: str) -> Any:
+        try:
+            yield
+        except MicrostdError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, jerr.APIError) and "overlap" in str(cause.description or ""):
+                raise ValueError(f"stream {name!r}: {cause.description}") from None
+            raise
+
+    async def delete_stream(self, name: str) -> None:
+        js = self._js("delete stream")
+        with self.broker._errors("delete stream"), contextlib.suppress(jerr.NotFoundError):
+            await js.delete_stream(name)
+        self._subjects = None
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        js = self._js("delete durable")
+        with self.broker._errors("delete durable"), contextlib.suppress(jerr.NotFoundError):
+            await js.delete_consumer(stream, name)
+
+    async def stream_for(self, pattern: str) -> str:
+        """The stream covering `pattern`, created (unlimited) if there is none."""
+        for info in await self._stream_infos():
+            if any(covers(s, pattern) for s in info.config.subjects or ()):
+                return str(info.config.name)
+        name = implicit_stream_name(pattern)
+        try:
+            await self.add_stream(name, [pattern], StreamLimits())
+        except ValueError as exc:
+            raise ValueError(
+                f"no stream covers {pattern!r} and one of its own would overlap another"
+                f" ({exc}): add a stream whose subjects cover it (broker.add_stream)"
+            ) from None
+        return name
+
+    async def infos(self) -> list[StreamInfo]:
+        js = self._js("stream info")
+        dead = await self._dead_counts()
+        out = []
+        for info in await self._stream_infos():
+            config, state = info.config, info.state
+            if config.name.startswith(_INTERNAL_STREAMS):
+                continue  # key-value buckets and object stores are streams too
+            with self.broker._errors("consumer info"):
+                consumers = await js.consumers_info(config.name)
+            durables = tuple(
+                DurableInfo(
+                    stream=config.name,
+                    name=c.name,
+                    pattern=c.config.filter_subject or "",
+                    pending=c.num_pending,
+                    unacked=c.num_ack_pending,
+                    redelivered=c.num_redelivered,
+                    dead_lettered=dead.get(f"{config.name}.{c.name}", 0),
+                    consumers=None,
+                )
+                for c in sorted(consumers, key=lambda c: c.name)
+            )
+            out.append(
+                StreamInfo(
+                    name=config.name,
+                    subjects=tuple(config.subjects or ()),
+                    limits=StreamLimits(
+                        config.max_age or None,
+                        config.max_msgs if config.max_msgs and config.max_msgs > 0 else None,
+                        config.max_bytes if config.max_bytes and config.max_bytes > 0 else None,
+                    ),
+                    messages=state.messages,
+                    bytes=state.bytes,
+                    first_sequence=state.first_seq,
+                    last_sequence=state.last_seq,
+                    durables=durables,
+                )
+            )
+        return sorted(out, key=lambda s: s.name)
+
+    # --- dead-letter counts ----------------------------------------------------------------
+
+    async def _bucket(self, create: bool = True) -> Any:
+        if self._dead_kv is None:
+            js = self._js("dead-letter counts")
+            try:
+                self._dead_kv = await js.key_value(DEAD_BUCKET)
+            except jerr.BucketNotFoundError:
+                if not create:
+                    return None
+                self._dead_kv = await js.create_key_value(bucket=DEAD_BUCKET)
+        return self._dead_kv
+
+    async def count_dead(self, stream: str, name: str) -> None:
+        """Add one to the durable's dead-letter count (compare-and-set, retried)."""
+        key = f"{stream}.{name}"
+        try:
+            kv = await self._bucket()
+            for _ in range(20):
+                try:
+                    entry = await kv.get(key)
+                except jerr.KeyNotFoundError:
+                    try:
+                        await kv.create(key, b"1")
+                        return
+                    except jerr.KeyWrongLastSequenceError:
+                        continue
+                    except jerr.APIError:
+                        continue
+                value = int(entry.value or b"0") + 1
+                try:
+                    await kv.update(key, str(value).encode(), last=entry.revision)
+                    return
+                except (jerr.KeyWrongLastSequenceError, jerr.APIError):
+                    continue
+        except Exception as exc:  # a count, not the message: never fail the settle
+            log.debug("nats: counting a dead letter of %r failed: %s", name, exc)
+
+    async def _dead_counts(self) -> dict[str, int]:
+        try:
+            kv = await self._bucket(create=False)
+            if kv is None:
+                return {}
+            keys = await kv.keys()
+        except Exception:
+            return {}
+        out = {}
+        for key in keys:
+            with contextlib.suppress(Exception):
+                out[key] = int((await kv.get(key)).value or b"0")
+        return out
+
+    # --- durables ---------------------------------------------------------------------------
+
+    async def subscribe(
+        self, pattern: str, handler: Handler, queue: str | None, options: DurableOptions
+    ) -> NetworkSubscription:
+        broker = self.broker
+        stream = await self.stream_for(pattern)
+        js = self._js("subscribe")
+        name = options.durable
+        await self._consumer(js, stream, name, pattern, options)
+        member = _Member(self, stream, name, pattern, options)
+        sub = NetworkSubscription(broker, pattern, queue)
+        delivery = DurableDelivery(
+            handler, settler=member.settler, report=sub.report, impl="python"
+        )
+        member.delivery = delivery
+        sub.delivery = delivery
+        try:
+            with broker._errors("subscribe"):
+                member.psub = await js.pull_subscribe_bind(durable=name, stream=stream)
+        except BaseException:
+            delivery.stop()
+            raise
+        member.puller = asyncio.get_running_loop().create_task(member.pull())
+        member.puller.add_done_callback(_report_end)
+
+        async def cancel(drain: bool) -> None:
+            del drain
+            member.stopping = True
+            member.room.set()
+            if member.puller is not None:
+                # Let the pull under way end (it expires within _PULL_WAIT): a pull
+                # abandoned now would still get messages, stuck until their ack_wait.
+                done, _ = await asyncio.wait({member.puller}, timeout=_PULL_WAIT + 5)
+                if not done:
+                    member.puller.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await member.puller
+
+        async def finish() -> None:
+            # After the drain: what this subscriber never started went back (-NAK);
+            # a message whose handler was cancelled goes back now, counted.
+            for message in list(member.held.values()):
+                message.settle("nack")
+            if member.tasks:
+                await asyncio.gather(*list(member.tasks), return_exceptions=True)
+            await member.settler.flush()
+            with contextlib.suppress(Exception):
+                await member.psub.unsubscribe()
+
+        sub.cancel = cancel
+        sub.finish = finish
+        broker._subs.add(sub)
+        return sub
+
+    async def _consumer(
+        self, js: Any, stream: str, name: str, pattern: str, options: DurableOptions
+    ) -> None:
+        """Create the durable consumer, or check and update an existing one."""
+        kind, when, seq = options.start_fields()
+        policy = {
+            "new": api.DeliverPolicy.NEW,
+            "first": api.DeliverPolicy.ALL,
+            "time": api.DeliverPolicy.BY_START_TIME,
+            "sequence": api.DeliverPolicy.BY_START_SEQUENCE,
+        }[kind]
+        config = api.ConsumerConfig(
+            durable_name=name,
+            filter_subject=pattern,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=options.ack_wait,
+            max_deliver=options.max_deliver + 1 if options.max_deliver is not None else -1,
+            deliver_policy=policy,
+            opt_start_time=(
+                dt.datetime.fromtimestamp(when, dt.timezone.utc) if kind == "time" else None
+            ),
+            opt_start_seq=seq if kind == "sequence" else None,
+            max_ack_pending=-1,
+        )
+        with self.broker._errors("durable"):
+            try:
+                existing = await js.consumer_info(stream, name)
+            except jerr.NotFoundError:
+                existing = None
+            if existing is None:
+                await js.add_consumer(stream, config)
+                return
+            if existing.config.filter_subject != pattern:
+                raise ValueError(
+                    f"durable {name!r} of stream {stream!r} filters"
+                    f" {existing.config.filter_subject!r}, not {pattern!r}: use another durable"
+                    " name, or delete it first"
+                )
+            if (existing.config.ack_wait, existing.config.max_deliver) != (
+                config.ack_wait,
+                config.max_deliver,
+            ):
+                # The position stays; only what the server allows to change is updated.
+                update = existing.config
+                update.ack_wait = config.ack_wait
+                update.max_deliver = config.max_deliver
+                try:
+                    await js.add_consumer(stream, update)
+                except jerr.APIError as exc:
+                    log.warning("nats durable %r: its settings were not updated: %s", name, exc)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    # The pull loop only ends when told to; anything else is a bug to see in the log.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("nats durable: the pull loop ended", exc_info=task.exception())

@@ -1,0 +1,604 @@
+"""Durable subscriptions of `redis://`: Redis Streams and consumer groups.
+
+Layout (every key under the broker's `prefix`):
+
+- `streams`: a hash, stream name -> JSON `{"subjects": [...], "max_age",
+  "max_count", "max_bytes"}`.
+- `stream:{name}`: the Redis stream; an entry holds the topic (`t`), headers
+  as JSON (`h`), content type (`c`), body (`d`) and size (`s`).
+  `streambytes:{name}` counts its bytes.
+- `durable:{stream}:{name}`: the durable's pattern and dead-letter count.
+
+Publishing. Every publish (core or not) is one Lua script: it PUBLISHes the
+envelope for core subscribers, then XADDs the message to the stream whose
+subjects match the topic (if any) and evicts the oldest entries past its
+limits — atomically, so from the moment `add_stream` (or a durable
+subscribe) returns, every publish of every process is kept. The script
+computes its stream keys, so it does not run on Redis Cluster.
+
+Wildcard durables map onto streams like this: a durable subscription
+`orders.*` reads the stream whose subjects cover `orders.*` (`orders.>`
+say, or one of its own created for the pattern), as a consumer group named
+after the durable; entries of that stream its pattern does not match are
+acknowledged and skipped as they are read. So a stream holds every topic of
+its subjects once, and each durable of it is one consumer group.
+
+Delivery. A subscriber is a consumer of the group (`XREADGROUP ... >` for
+new entries, up to its room). `ack_wait` is the pending entry's idle time:
+every `claim_interval` a subscriber looks at the entries idle longer than
+`ack_wait` (`XPENDING IDLE`) and claims them (`XCLAIM`), leaving its own
+to the others while another consumer of the group is alive. The delivery
+count is the pending entry's. `ack` / `term` are XACK; `nack(delay)`
+re-claims the entry for itself with a delivery time set so that it becomes
+claimable after the delay; `in_progress` resets its idle time.
+
+Not offered: starting a durable at a stream sequence (entry ids are times:
+`start` may be a datetime instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from microstd.broker._durable import (
+    DurableInfo,
+    DurableOptions,
+    StreamInfo,
+    StreamLimits,
+    covers,
+    implicit_stream_name,
+    overlaps,
+)
+from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._network import NetworkSubscription
+from microstd.broker._subjects import matches
+from microstd.broker.base import OCTET_STREAM, Handler, Message, log
+from microstd.errors import NotSupported
+
+if TYPE_CHECKING:
+    from microstd.broker.redis import RedisBroker
+
+__all__ = ["PUBLISH_SCRIPT", "RedisDurableMessage", "RedisStreams"]
+
+#: The largest sequence part of a stream entry id.
+_MAX_SEQ = 18446744073709551615
+
+PUBLISH_SCRIPT = """
+-- KEYS[1] the streams hash; ARGV: channel, envelope, prefix, topic, headers JSON,
+-- content type, data, size. Returns the new entry id, or false.
+local specs = redis.call('HGETALL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+if #specs == 0 then return false end
+local topic = ARGV[4]
+local function split(s)
+  local t = {}
+  for part in string.gmatch(s, '[^.]+') do t[#t + 1] = part end
+  return t
+end
+local tokens = split(topic)
+local function matches(pattern)
+  local p = split(pattern)
+  for i = 1, #p do
+    if p[i] == '>' then return #tokens >= i end
+    if i > #tokens then return false end
+    if p[i] ~= '*' and p[i] ~= tokens[i] then return false end
+  end
+  return #tokens == #p
+end
+for i = 1, #specs, 2 do
+  local spec = cjson.decode(specs[i + 1])
+  for _, subject in ipairs(spec.subjects) do
+    if matches(subject) then
+      local key = ARGV[3] .. 'stream:' .. specs[i]
+      local bkey = ARGV[3] .. 'streambytes:' .. specs[i]
+      local id = redis.call('XADD', key, '*', 't', topic, 'h', ARGV[5], 'c', ARGV[6],
+                            'd', ARGV[7], 's', ARGV[8])
+      redis.call('INCRBY', bkey, tonumber(ARGV[8]))
+      local now = redis.call('TIME')
+      local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+      -- Evict the oldest past the limits; the newest survives count and bytes.
+      while true do
+        local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+        if #head == 0 then break end
+        local len = redis.call('XLEN', key)
+        local bytes = tonumber(redis.call('GET', bkey) or '0')
+        local over = len > 1 and ((spec.max_count and len > spec.max_count)
+                                  or (spec.max_bytes and bytes > spec.max_bytes))
+        local hid = head[1][1]
+        local old = spec.max_age and
+            tonumber(string.match(hid, '^(%d+)')) < now_ms - spec.max_age * 1000
+        if not over and not old then break end
+        local fields = head[1][2]
+        local size = 0
+        for j = 1, #fields, 2 do
+          if fields[j] == 's' then size = tonumber(fields[j + 1]) end
+        end
+        redis.call('XDEL', key, hid)
+        redis.call('DECRBY', bkey, size)
+      end
+      return id
+    end
+  end
+end
+return false
+"""
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+class RedisDurableMessage(Message):
+    """A delivery of a durable subscription on `redis://`."""
+
+    __slots__ = ("_count", "_id", "_member", "entry", "settled", "settler")
+
+    def __init__(self, entry: str, fields: dict[bytes, bytes], count: int, member: _Member) -> None:
+        try:
+            headers = json.loads(fields.get(b"h", b"{}"))
+        except ValueError:
+            headers = {}
+        if not isinstance(headers, dict):
+            headers = {}
+        super().__init__(
+            _text(fields.get(b"t", b"")),
+            fields.get(b"d", b""),
+            {str(k): str(v) for k, v in headers.items()},
+            _text(fields.get(b"c", OCTET_STREAM.encode())),
+        )
+        self.entry = entry
+        self._id = f"{member.stream}:{entry}"
+        self._count = count
+        self._member = member
+        self.settled = False
+        self.settler = member.settler
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def delivery_count(self) -> int:
+        return self._count
+
+    def ack(self) -> None:
+        self.settle("ack")
+
+    def nack(self, delay: float | None = None) -> None:
+        if not self.settled:
+            self.settler.nack(self, delay, "nacked")
+
+    def term(self) -> None:
+        if not self.settled:
+            self.settler.term(self, "terminated")
+
+    def in_progress(self) -> None:
+        if not self.settled:
+            self._member.call(self._member.send, self, "progress", 0.0, False)
+
+    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self._member.call(self._member.send, self, how, delay, dead)
+
+
+class _Member:
+    """One subscriber of a durable: a consumer of its group."""
+
+    def __init__(
+        self,
+        streams: RedisStreams,
+        stream: str,
+        name: str,
+        pattern: str,
+        limits: StreamLimits,
+        options: DurableOptions,
+        consumer: str,
+    ) -> None:
+        self.streams = streams
+        self.redis = streams.broker._redis
+        self.stream = stream
+        self.key = streams.key(f"stream:{stream}")
+        self.name = name
+        self.pattern = pattern
+        self.limits = limits
+        self.options = options
+        self.consumer = consumer
+        self.ack_wait_ms = max(1, int(options.ack_wait * 1000))
+        # How often expired deliveries are looked for, and how long one read blocks.
+        self.interval = min(0.25, options.ack_wait / 4)
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.inflight = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.stopping = False
+        self.settler = Settler(options, streams.broker._publish_raw, self.loop)
+        self.delivery: DurableDelivery | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.held: dict[int, RedisDurableMessage] = {}
+        self.next_claim = 0.0
+
+    def call(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
+        if threading.get_ident() == self.thread:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def send(self, message: RedisDurableMessage, how: str, delay: float, dead: bool) -> None:
+        if how != "progress":
+            self.held.pop(id(message), None)
+            self.inflight -= 1
+            self.room.set()
+        task = self.loop.create_task(self._send(message, how, delay, dead))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, message: RedisDurableMessage, how: str, delay: float, dead: bool) -> None:
+        group = self.name
+        try:
+            if how in ("ack", "term"):
+                await self.redis.xack(self.key, group, message.entry)
+                if dead:
+                    await self.redis.hincrby(
+                        self.streams.durable_key(self.stream, group), "dead", 1
+                    )
+            elif how == "progress":
+                await self.redis.xclaim(
+                    self.key, group, self.consumer, 0, [message.entry], justid=True
+                )
+            else:
+                # Becomes claimable (idle >= ack_wait) once `delay` has passed.
+                when = int(time.time() * 1000) + int(delay * 1000) - self.ack_wait_ms
+                count = message.delivery_count - (1 if how == "release" else 0)
+                await self.redis.xclaim(
+                    self.key,
+                    group,
+                    self.consumer,
+                    0,
+                    [message.entry],
+                    idle=None,
+                    time=when,
+                    retrycount=count,
+                    justid=True,
+                )
+                self.next_claim = 0.0  # a nacked message may be for us again at once
+        except Exception as exc:
+            # Unsettled, so claimed again after ack_wait: at least once still holds.
+            log.debug("redis durable %r: %s failed: %s", group, how, exc)
+
+    async def run(self) -> None:
+        """Read new entries and claim expired ones, up to the room, until stopped."""
+        while not self.stopping:
+            want = self.options.max_inflight - self.inflight
+            if want <= 0:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            try:
+                if time.monotonic() >= self.next_claim:
+                    self.next_claim = time.monotonic() + self.interval
+                    if await self._claim(want):
+                        continue
+                reply = await self.redis.xreadgroup(
+                    self.name,
+                    self.consumer,
+                    {self.key: ">"},
+                    count=want,
+                    block=max(1, int(self.interval * 1000)),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.stopping:
+                    return
+                log.warning("redis durable %r: reading failed, retrying: %s", self.name, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _key, entries in reply or ():
+                for entry, fields in entries:
+                    self._take(_text(entry), fields, 1)
+
+    def _take(self, entry: str, fields: dict[bytes, bytes] | None, count: int) -> None:
+        if fields is None:
+            # Deleted by a limit while pending: nothing to deliver.
+            self.spawn(self.redis.xack(self.key, self.name, entry))
+            return
+        message = RedisDurableMessage(entry, fields, count, self)
+        self.inflight += 1
+        old = self.limits.max_age is not None and (
+            _ms(entry) < (time.time() - self.limits.max_age) * 1000
+        )
+        if old or not matches(self.pattern, message.topic):
+            message.settle("ack")  # expired, or a topic of the stream this durable skips
+            return
+        if self.stopping:
+            message.settle("release")  # read while stopping: straight back
+            return
+        self.held[id(message)] = message
+        assert self.delivery is not None
+        self.delivery.push(message)
+
+    def spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _claim(self, want: int) -> bool:
+        """Claim deliveries idle past ack_wait; True if any were claimed."""
+        pending = await self.redis.xpending_range(
+            self.key, self.name, "-", "+", want, idle=self.ack_wait_ms
+        )
+        if not pending:
+            return False
+        others = await self._others_alive()
+        chosen = [p for p in pending if _text(p["consumer"]) != self.consumer or not others]
+        if not chosen:
+            return False
+        counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in chosen}
+        claimed = await self.redis.xclaim(
+            self.key, self.name, self.consumer, self.ack_wait_ms, list(counts)
+        )
+        got = {_text(entry): fields for entry, fields in claimed}
+        for entry, before in counts.items():
+            if entry in got:
+                self._take(entry, got[entry], before + 1)
+            else:
+                # Claimed by another meanwhile, or deleted by a limit (then it
+                # would stay pending for ever unless acked).
+                exists = await self.redis.xrange(self.key, entry, entry)
+                if not exists:
+                    await self.redis.xack(self.key, self.name, entry)
+        return bool(got)
+
+    async def _others_alive(self) -> bool:
+        consumers = await self.redis.xinfo_consumers(self.key, self.name)
+        horizon = max(3000, self.ack_wait_ms)
+        return any(
+            _text(c["name"]) != self.consumer and int(c["idle"]) < horizon for c in consumers
+        )
+
+
+class RedisStreams:
+    """The Redis Streams side of one `RedisBroker`."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self._script: Any = None
+        self._ids = 0
+
+    def key(self, name: str) -> str:
+        return f"{self.broker._prefix}{name}"
+
+    def durable_key(self, stream: str, name: str) -> str:
+        return self.key(f"durable:{stream}:{name}")
+
+    # --- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, envelope: bytes, headers: dict[str, str], content_type: str, data: bytes
+    ) -> None:
+        """PUBLISH for core subscribers and XADD to the stream retaining `topic`, at once."""
+        redis = self.broker._redis
+        if self._script is None:
+            self._script = redis.register_script(PUBLISH_SCRIPT)
+        size = (
+            len(topic.encode())
+            + len(data)
+            + sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+        )
+        await self._script(
+            keys=[self.key("streams")],
+            args=[
+                self.broker._prefix + topic,
+                envelope,
+                self.broker._prefix,
+                topic,
+                json.dumps(headers),
+                content_type,
+                data,
+                size,
+            ],
+        )
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def _specs(self) -> dict[str, dict[str, Any]]:
+        raw = await self.broker._redis.hgetall(self.key("streams"))
+        out = {}
+        for name, spec in raw.items():
+            with contextlib.suppress(ValueError):
+                out[_text(name)] = json.loads(spec)
+        return out
+
+    async def add_stream(self, name: str, subjects: list[str], limits: StreamLimits) -> None:
+        specs = await self._specs()
+        for other, spec in specs.items():
+            if other == name:
+                continue
+            for mine in subjects:
+                for theirs in spec.get("subjects", []):
+                    if overlaps(mine, theirs):
+                        raise ValueError(
+                            f"stream subject {mine!r} overlaps {theirs!r} of stream {other!r}"
+                        )
+        spec = {"subjects": subjects}
+        for field, value in (
+            ("max_age", limits.max_age),
+            ("max_count", limits.max_count),
+            ("max_bytes", limits.max_bytes),
+        ):
+            if value is not None:
+                spec[field] = value
+        with self.broker._errors("add stream"):
+            await self.broker._redis.hset(self.key("streams"), name, json.dumps(spec))
+
+    async def delete_stream(self, name: str) -> None:
+        redis = self.broker._redis
+        with self.broker._errors("delete stream"):
+            await redis.hdel(self.key("streams"), name)
+            durables = [k async for k in redis.scan_iter(match=self.durable_key(name, "*"))]
+            await redis.delete(
+                self.key(f"stream:{name}"), self.key(f"streambytes:{name}"), *durables
+            )
+
+    async def delete_durable(self, stream: str, name: str) -> None:
+        redis = self.broker._redis
+        with self.broker._errors("delete durable"):
+            with contextlib.suppress(Exception):
+                await redis.xgroup_destroy(self.key(f"stream:{stream}"), name)
+            await redis.delete(self.durable_key(stream, name))
+
+    async def stream_for(self, pattern: str) -> tuple[str, StreamLimits]:
+        specs = await self._specs()
+        for name, spec in specs.items():
+            if any(covers(s, pattern) for s in spec.get("subjects", [])):
+                return name, _limits(spec)
+        name = implicit_stream_name(pattern)
+        try:
+            await self.add_stream(name, [pattern], StreamLimits())
+        except ValueError as exc:
+            raise ValueError(
+                f"no stream covers {pattern!r} and one of its own would overlap another"
+                f" ({exc}): add a stream whose subjects cover it (broker.add_stream)"
+            ) from None
+        return name, StreamLimits()
+
+    async def infos(self) -> list[StreamInfo]:
+        redis = self.broker._redis
+        out = []
+        for name, spec in sorted((await self._specs()).items()):
+            key = self.key(f"stream:{name}")
+            with self.broker._errors("stream info"):
+                length = await redis.xlen(key)
+                size = int(await redis.get(self.key(f"streambytes:{name}")) or 0)
+                try:
+                    groups = await redis.xinfo_groups(key)
+                except Exception:
+                    groups = []
+                durables = []
+                for group in groups:
+                    durable = _text(group["name"])
+                    meta = await redis.hgetall(self.durable_key(name, durable))
+                    pending = await redis.xpending_range(key, durable, "-", "+", 1000)
+                    consumers = await redis.xinfo_consumers(key, durable)
+                    lag = group.get("lag")
+                    durables.append(
+                        DurableInfo(
+                            stream=name,
+                            name=durable,
+                            pattern=_text(meta.get(b"pattern", b"")),
+                            pending=int(lag) if lag is not None else None,
+                            unacked=int(group["pending"]),
+                            redelivered=sum(1 for p in pending if int(p["times_delivered"]) > 1),
+                            dead_lettered=int(meta.get(b"dead", 0)),
+                            consumers=sum(1 for c in consumers if int(c["idle"]) < 5000),
+                        )
+                    )
+            out.append(
+                StreamInfo(
+                    name=name,
+                    subjects=tuple(spec.get("subjects", [])),
+                    limits=_limits(spec),
+                    messages=length,
+                    bytes=size,
+                    durables=tuple(sorted(durables, key=lambda d: d.name)),
+                )
+            )
+        return out
+
+    # --- durables ----------------------------------------------------------------------------
+
+    async def subscribe(
+        self, pattern: str, handler: Handler, queue: str | None, options: DurableOptions
+    ) -> NetworkSubscription:
+        if isinstance(options.start, int):
+            raise NotSupported("redis:// cannot start a durable at a sequence (use a datetime)")
+        broker = self.broker
+        redis = broker._redis
+        stream, limits = await self.stream_for(pattern)
+        key = self.key(f"stream:{stream}")
+        name = options.durable
+        with broker._errors("subscribe"):
+            meta_key = self.durable_key(stream, name)
+            await redis.hsetnx(meta_key, "pattern", pattern)
+            recorded = _text(await redis.hget(meta_key, "pattern"))
+            if recorded != pattern:
+                raise ValueError(
+                    f"durable {name!r} of stream {stream!r} filters {recorded!r}, not {pattern!r}:"
+                    " use another durable name, or delete it first"
+                )
+            kind, when, _ = options.start_fields()
+            start = {"new": "$", "first": "0"}.get(kind)
+            if start is None:
+                ms = int(when * 1000) - 1
+                start = f"{ms}-{_MAX_SEQ}" if ms >= 0 else "0"
+            try:
+                await redis.xgroup_create(key, name, id=start, mkstream=True)
+            except Exception as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._ids += 1
+        consumer = f"{broker._uid}-{self._ids}"
+        member = _Member(self, stream, name, pattern, limits, options, consumer)
+        sub = NetworkSubscription(broker, pattern, queue)
+        delivery = DurableDelivery(
+            handler, settler=member.settler, report=sub.report, impl="python"
+        )
+        member.delivery = delivery
+        sub.delivery = delivery
+        member.reader = asyncio.get_running_loop().create_task(member.run())
+        member.reader.add_done_callback(_report_end)
+
+        async def cancel(drain: bool) -> None:
+            del drain
+            member.stopping = True
+            member.room.set()
+            if member.reader is not None:
+                # Let the read under way end (it blocks at most `interval`): what it
+                # returns goes straight back.
+                done, _ = await asyncio.wait({member.reader}, timeout=member.interval + 5)
+                if not done:
+                    member.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await member.reader
+
+        async def finish() -> None:
+            for message in list(member.held.values()):
+                message.settle("nack")
+            if member.tasks:
+                await asyncio.gather(*list(member.tasks), return_exceptions=True)
+            await member.settler.flush()
+            # A consumer that still owns entries must stay (deleting it would make
+            # them unclaimable): the others claim them, and it holds nothing after.
+            with contextlib.suppress(Exception):
+                mine = await redis.xpending_range(key, name, "-", "+", 1, consumername=consumer)
+                if not mine:
+                    await redis.xgroup_delconsumer(key, name, consumer)
+
+        sub.cancel = cancel
+        sub.finish = finish
+        broker._subs.add(sub)
+        return sub
+
+
+def _limits(spec: dict[str, Any]) -> StreamLimits:
+    return StreamLimits(spec.get("max_age"), spec.get("max_count"), spec.get("max_bytes"))
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    # The read loop only ends when told to; anything else is a bug to see in the log.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("redis durable: the read loop ended", exc_info=task.exception())

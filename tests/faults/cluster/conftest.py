@@ -1,0 +1,60 @@
+"""Clustered engines under node failures: one real local cluster per engine per session.
+
+Every test here is marked `cluster` (and `services`). The default run (`.ci/run`)
+runs the short form: each test kills one node once. `pytest -m cluster
+tests/faults/cluster` runs the long form: every node of the cluster in turn,
+over a longer workload (`rounds()`).
+
+A test that kills a node brings the cluster back to full health before the next
+test gets it (`*_cluster` fixtures heal on the way out), and names its buckets,
+keys and topics uniquely, since the cluster is shared. The failover costs the
+tests measure (time from the kill to the first successful operation) are
+printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faults.cluster import _failover
+from faults.cluster._clusters import NatsCluster
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark this folder's tests `cluster` and `services`; choose short or long form."""
+    _failover.LONG = "cluster" in (config.getoption("markexpr") or "")
+    for item in items:
+        if Path(str(item.fspath)).parent == _HERE:
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.services)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = _failover.summary()
+    if lines:
+        terminalreporter.section("failover cost (from the kill to the first successful call)")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def nats_cluster_session() -> Iterator[NatsCluster]:
+    cluster = NatsCluster(3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def nats_cluster(nats_cluster_session: NatsCluster) -> Iterator[NatsCluster]:
+    """The session's three-server NATS cluster, healthy; healed after the test."""
+    nats_cluster_session.heal()
+    yield nats_cluster_session
+    nats_cluster_session.heal()

@@ -1,0 +1,317 @@
+"""A three-server NATS cluster (routes, JetStream, R3 buckets) losing the server a
+client is connected to, in the middle of a workload.
+
+Each test states its guarantee in its docstring; docs/guarantees.md quotes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+import microstd.broker
+import microstd.store
+from faults._support import FAST_NATS, RECOVER, eventually, never_hangs
+from faults.cluster import _failover
+from faults.cluster._clusters import NatsCluster
+from microstd.broker import Broker, Message
+from microstd.errors import Conflict, ConnectionFailed, ConnectionRestored, NotFound
+from microstd.store import Store
+
+WRITES = 60
+
+
+def _unique(what: str) -> str:
+    return f"{what}{uuid.uuid4().hex[:8]}"
+
+
+def _store(url: str) -> Store:
+    return microstd.store.open(url, **FAST_NATS)
+
+
+def _connected(obj: Any) -> int:
+    """The client port of the server `obj` (a store or broker) is connected to now."""
+    server = obj._conn.server
+    assert server is not None, "not connected"
+    return int(server.rpartition(":")[2])
+
+
+def _kill_connected(cluster: NatsCluster, obj: Any) -> Any:
+    def kill() -> None:
+        cluster.kill(cluster.index_of(_connected(obj)))
+
+    return kill
+
+
+async def test_store_acknowledged_writes_survive_the_loss_of_the_connected_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    """KV store, R3 bucket, URL listing the three servers: the server the client is
+    on is killed mid-workload; the client fails over to another server, every
+    write is acknowledged after at most a few retries, and every acknowledged
+    write reads back with its revision (through another server too), revisions
+    rising in acknowledgement order."""
+    bucket = _unique("ha")
+    url = nats_cluster.url(f"bucket={bucket}&replicas=3")
+    async with _store(url) as store:
+        for round_ in range(_failover.rounds(3)):
+            prefix = f"r{round_}-"
+
+            async def write(i: int, prefix: str = prefix) -> int:
+                return int(await store.write(f"{prefix}{i}", {"n": i}))
+
+            outcome = await _failover.through_failover(
+                write, total=WRITES, kill_at=WRITES // 3, kill=_kill_connected(nats_cluster, store)
+            )
+            _failover.record(
+                "nats",
+                "store write (R3, connected server killed)",
+                outcome.failover,
+                outcome.failures,
+            )
+            revisions = [outcome.acked[i] for i in range(WRITES)]
+            assert revisions == sorted(revisions)
+            assert len(set(revisions)) == WRITES
+            keys = [f"{prefix}{i}" for i in range(WRITES)]
+            records = await eventually(lambda keys=keys: store.read_many(keys))
+            assert {k: (r.value, r.revision) for k, r in records.items()} == {
+                f"{prefix}{i}": ({"n": i}, outcome.acked[i]) for i in range(WRITES)
+            }
+            # Every other server serves the same records (the bucket has three copies).
+            survivor = next(i for i, n in enumerate(nats_cluster.nodes) if n.proc is not None)
+            alone = nats_cluster.url(f"bucket={bucket}&replicas=3", members=[survivor])
+            async with _store(alone) as other:
+                again = await eventually(lambda other=other, keys=keys: other.read_many(keys))
+                assert {k: r.revision for k, r in again.items()} == {
+                    k: r.revision for k, r in records.items()
+                }
+            nats_cluster.heal()
+
+
+async def test_store_conditional_writes_lose_no_acknowledged_update(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Two clients on different servers increment one counter with conditional
+    writes (read, then write with if_revision; Conflict: read again) while the
+    server of one of them is killed: the final count is at least the number of
+    acknowledged increments (none lost) and at most that plus the attempts that
+    failed with ConnectionFailed (each may or may not have been applied)."""
+    bucket = _unique("hacas")
+    key = "counter"
+    urls = [nats_cluster.url(f"bucket={bucket}&replicas=3", members=[i]) for i in range(3)]
+    async with _store(urls[0]) as a, _store(urls[1]) as b:
+        await eventually(lambda: a.write(key, 0))
+        failed = 0
+
+        def increment(store: Store) -> Any:
+            async def op(i: int) -> int:
+                nonlocal failed
+                while True:
+                    try:
+                        record = await store.read(key)
+                        return int(
+                            await store.write(key, record.value + 1, if_revision=record.revision)
+                        )
+                    except Conflict:
+                        continue
+                    except ConnectionFailed:
+                        failed += 1
+                        raise
+
+            return op
+
+        total = WRITES // 2
+        kill_a = _kill_connected(nats_cluster, a)
+        results = await asyncio.gather(
+            _failover.through_failover(increment(a), total=total, kill_at=total // 3, kill=kill_a),
+            _failover.through_failover(increment(b), total=total, kill_at=total, kill=lambda: None),
+        )
+        _failover.record(
+            "nats",
+            "store conditional write (R3, connected server killed)",
+            results[0].failover,
+            results[0].failures,
+        )
+        final = (await eventually(lambda: b.read(key))).value
+        assert 2 * total <= final <= 2 * total + failed
+
+
+async def test_a_url_naming_one_server_fails_over_to_the_servers_it_discovered(
+    nats_cluster: NatsCluster,
+) -> None:
+    """A URL naming only one server of the cluster: the client learns the others
+    from the server (discovered routes) and, when its server is killed, goes on
+    on one of them."""
+    url = nats_cluster.url(f"bucket={_unique('hadisc')}&replicas=3", members=[1])
+    async with _store(url) as store:
+        await store.write("k", 1)
+        assert _connected(store) == nats_cluster.ports[1]
+        nats_cluster.kill(1)
+        start = time.monotonic()
+        await eventually(lambda: store.write("k", 2))
+        _failover.record(
+            "nats", "store write (only server in URL killed)", time.monotonic() - start
+        )
+        assert _connected(store) != nats_cluster.ports[1]
+        assert (await store.read("k")).value == 2
+
+
+async def test_a_store_watch_goes_on_across_a_failover(nats_cluster: NatsCluster) -> None:
+    """A store watch whose server is killed resumes on another server and delivers
+    the writes made after the kill."""
+    url = nats_cluster.url(f"bucket={_unique('hawatch')}&replicas=3")
+    async with _store(url) as store, _store(url) as writer:
+        events = store.watch()
+        # Through the watching store: a write waits for its watches to be ready.
+        await store.write("before", 1)
+        first = await never_hangs(events.__anext__())
+        assert first.key == "before"
+        nats_cluster.kill(nats_cluster.index_of(_connected(store)))
+        await eventually(lambda: writer.write("after", 2))
+        while True:
+            event = await never_hangs(events.__anext__(), RECOVER)
+            if event.key == "after":
+                assert event.kind == "put"
+                break
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+class _Received:
+    def __init__(self) -> None:
+        self.bodies: list[object] = []
+        self.events: list[type[BaseException]] = []
+
+    def handler(self, message: Message) -> None:
+        self.bodies.append(message.decode())
+
+    def on_error(self, exc: BaseException, subscription: object) -> None:
+        self.events.append(type(exc))
+
+
+async def test_core_subscriptions_follow_their_connection_to_another_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Core broker: the server a subscriber is on is killed; the subscriber's
+    connection fails over, its subscriptions are made again on the new server,
+    the loss and the return are reported to on_error, and messages published
+    through another server reach it again (those published during the failover
+    may be lost: core NATS is at most once)."""
+    topic = _unique("ha.topic.")
+    got = _Received()
+    sub_url = nats_cluster.url(members=[0, 1, 2])
+    pub_url = nats_cluster.url(members=[2])
+    sub_broker: Broker = microstd.broker.open(sub_url, on_error=got.on_error, **FAST_NATS)
+    async with sub_broker, microstd.broker.open(pub_url, **FAST_NATS) as publisher:
+        if _connected(sub_broker) == nats_cluster.ports[2]:
+            # Keep the publisher out of the kill: move the subscriber elsewhere.
+            await sub_broker.close()
+            sub_broker = microstd.broker.open(
+                nats_cluster.url(members=[0, 1]), on_error=got.on_error, **FAST_NATS
+            )
+            await sub_broker.connect()
+        await sub_broker.subscribe(topic, got.handler)
+        await _until_delivered(publisher, topic, got, "before")
+        nats_cluster.kill(nats_cluster.index_of(_connected(sub_broker)))
+        start = time.monotonic()
+        await _until_delivered(publisher, topic, got, "after")
+        _failover.record(
+            "nats", "core subscription (subscriber's server killed)", time.monotonic() - start
+        )
+        assert ConnectionFailed in got.events
+        assert ConnectionRestored in got.events[got.events.index(ConnectionFailed) :]
+        await sub_broker.close()
+
+
+async def _until_delivered(publisher: Broker, topic: str, got: _Received, tag: str) -> None:
+    deadline = time.monotonic() + RECOVER
+    n = 0
+    while not any(isinstance(b, str) and b.startswith(tag) for b in got.bodies):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {tag!r} message delivered within {RECOVER}s")
+        n += 1
+        with contextlib.suppress(ConnectionFailed):
+            await never_hangs(publisher.publish(topic, f"{tag}{n}"))
+        await asyncio.sleep(0.05)
+
+
+async def test_a_missing_key_is_not_found_on_the_cluster(nats_cluster: NatsCluster) -> None:
+    """The cluster URL is an ordinary store URL: the store's semantics are unchanged."""
+    async with _store(nats_cluster.url(f"bucket={_unique('hasem')}&replicas=3")) as store:
+        try:
+            await store.read("missing")
+        except NotFound:
+            pass
+        else:
+            raise AssertionError("read of a missing key returned")
+
+
+async def test_config_follows_its_bucket_across_the_loss_of_its_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Config from an R3 bucket through the cluster's server list: the server the
+    config's watch is on is killed; the watch moves to another server and every
+    later change is applied."""
+    import nats as nats_client
+
+    from microstd import config
+
+    bucket = _unique("hacfg")
+    url = nats_cluster.url()
+    writer = await nats_client.connect(
+        url.split(","),
+        name="writer",
+        reconnect_time_wait=0.1,
+        max_reconnect_attempts=-1,
+        connect_timeout=1,
+    )
+    try:
+        kv = await writer.jetstream().create_key_value(bucket=bucket, replicas=3)
+        await kv.put("db.host", b"v0")
+        cfg = await config.load_async(sources=[config.nats(url, bucket, timeout=1.0)])
+        assert cfg.value == {"db": {"host": "v0"}}
+
+        async def follow() -> None:
+            async for _ in cfg.watch(debounce=0.02):
+                pass
+
+        task = asyncio.create_task(follow())
+        try:
+            for round_ in range(_failover.rounds(3)):
+                watching = await _server_of_other_client(nats_cluster, "writer")
+                nats_cluster.kill(watching)
+                start = time.monotonic()
+                want = f"v{round_ + 1}"
+                while cfg.value["db"]["host"] != want:
+                    assert time.monotonic() < start + RECOVER, f"config never showed {want}"
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(kv.put("db.host", want.encode()), 2.0)
+                    await asyncio.sleep(0.2)
+                _failover.record(
+                    "nats", "config reload (watch's server killed)", time.monotonic() - start
+                )
+                nats_cluster.heal()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await writer.close()
+
+
+async def _server_of_other_client(cluster: NatsCluster, besides: str) -> int:
+    """The member holding the one client connection not named `besides` (polled)."""
+    deadline = time.monotonic() + RECOVER
+    while True:
+        found = [
+            i
+            for i in range(len(cluster.nodes))
+            for c in cluster.clients(i)
+            if c.get("lang") == "python3" and c.get("name") != besides
+        ]
+        if len(found) == 1:
+            return found[0]
+        assert time.monotonic() < deadline, f"expected one other client, found {found}"
+        await asyncio.sleep(0.1)
