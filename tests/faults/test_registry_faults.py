@@ -23,7 +23,7 @@ from faults._support import (
     never_hangs,
 )
 from microstd.errors import ConnectionFailed
-from microstd.registry import Event, Node, Registry, Service
+from microstd.registry import Event, Node, Registry, ServiceRecord
 
 pytestmark = pytest.mark.services
 
@@ -38,8 +38,8 @@ def _open(kind: str, port: int) -> Registry:
     return microstd.registry.open(f"nats://127.0.0.1:{port}?bucket=faults", **FAST_NATS)
 
 
-def _service(node: str) -> Service:
-    return Service("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
+def _service(node: str) -> ServiceRecord:
+    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
 
 
 async def _nodes(registry: Registry) -> set[str]:
