@@ -1,4 +1,5 @@
-"""`redis://`: locks on one Redis server.
+"""`redis://`: locks on one Redis server (or on the master its Sentinels name:
+``redis+sentinel://h1:26379,h2:26379/SERVICE/DB``, microstd._engines.redis_sentinel).
 
 A lock is the key `<prefix>lock:<name>` holding `<owner>|<token>`, set with
 `SET NX PX`; its fencing token is the counter `<prefix>token:<name>` raised to
@@ -26,6 +27,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
+from microstd._engines.redis_sentinel import aclose as close_client
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._expiry import DEFAULT_TIMEOUT, give_up_at, timeout_option
@@ -208,7 +210,7 @@ class RedisLocks(Locks):
         await self._call(self._client.ping)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await close_client(self._client)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One request, bounded by the timeout; every failure is `ConnectionFailed`."""
