@@ -48,6 +48,15 @@ def test_a_store_refuses_bad_replicas_when_opened() -> None:
         microstd.store.open("nats://127.0.0.1:1?bucket=x&replicas=9")
 
 
+def test_a_broker_takes_replicas_for_its_streams() -> None:
+    import microstd.broker
+
+    assert microstd.broker.open("nats://127.0.0.1:1?replicas=3").replicas == 3  # type: ignore[attr-defined]
+    assert microstd.broker.open("nats://127.0.0.1:1").replicas == 1  # type: ignore[attr-defined]
+    with pytest.raises(InvalidArgument, match="replicas"):
+        microstd.broker.open("nats://127.0.0.1:1", replicas=0)
+
+
 def test_a_jetstream_publish_nobody_answered_is_connection_failed() -> None:
     """On a cluster electing a stream leader a JetStream publish gets no answer at
     all ("no response from stream"): unavailable, like a timeout, not a bug."""
@@ -88,3 +97,82 @@ def test_a_server_list_where_one_server_is_taken_is_refused(area: str, url: str)
 
     with pytest.raises(InvalidArgument, match="takes one server, got 2"):
         getattr(microstd, area).open(url)
+
+
+# -- Redis Sentinel ------------------------------------------------------------
+
+
+def test_sentinel_url_names_the_sentinels_the_master_and_the_database() -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    endpoint, rest = RedisEndpoint.from_url(
+        "redis+sentinel://:s3cret@s1,s2:26380/mymaster/3?timeout=2&prefix=app&sentinel_password=x",
+        area=("prefix",),
+    )
+    target = endpoint.sentinel
+    assert target is not None
+    assert target.sentinels == (("s1", 26379), ("s2", 26380))
+    assert (target.service, target.password, target.tls) == ("mymaster", "x", False)
+    assert endpoint.timeouts.request == 2.0
+    assert rest == {"prefix": "app"}
+    # The data nodes' credentials and database, for every connection to the master.
+    assert endpoint.url == "redis://:s3cret@sentinel-master/3"
+    assert "s3cret" not in endpoint.redacted
+    assert "s3cret" not in repr(endpoint)
+    assert endpoint.redacted == "redis+sentinel://:***@s1,s2:26380/mymaster/3"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis-sentinel://h:26379/mymaster",
+        "sentinel://h:26379/?service_name=mymaster",
+        "rediss+sentinel://h:26379/mymaster/0",
+    ],
+)
+def test_sentinel_spellings(url: str) -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    endpoint, _ = RedisEndpoint.from_url(url)
+    assert endpoint.sentinel is not None
+    assert endpoint.sentinel.service == "mymaster"
+    assert endpoint.sentinel.tls == url.startswith("rediss")
+    assert endpoint.url.endswith("/0")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis+sentinel://h:26379", "names the master"),
+        ("redis+sentinel://h:26379/mymaster/x", "database must be an int"),
+        ("redis+sentinel://h:26379/mymaster/0/extra", "path is /SERVICE"),
+    ],
+)
+def test_bad_sentinel_urls_are_clear_errors(url: str, why: str) -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    with pytest.raises(InvalidArgument, match=why):
+        RedisEndpoint.from_url(url)
+
+
+def test_a_redis_server_list_points_at_sentinel() -> None:
+    with pytest.raises(InvalidArgument, match=r"redis\+sentinel://"):
+        microstd.store.open("redis://a:6379,b:6379/0")
+
+
+@pytest.mark.parametrize("area", ["store", "broker", "sync"])
+def test_every_redis_area_takes_a_sentinel_url(area: str) -> None:
+    import microstd
+
+    opened = getattr(microstd, area).open("redis+sentinel://127.0.0.1:1/mymaster/0")
+    assert "redis+sentinel://127.0.0.1:1/mymaster/0" in repr(opened)
+
+
+async def test_no_master_found_is_connection_failed() -> None:
+    """Every Sentinel down: `ConnectionFailed` within the timeouts, naming the URL."""
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster/0"
+    store = microstd.store.open(url, connect_timeout=1.0, timeout=1.0)
+    with pytest.raises(ConnectionFailed, match=r"redis\+sentinel://") as info:
+        await store.connect()
+    assert "No master found for 'mymaster': 1 Sentinel(s) could not be reached" in str(info.value)
+    await store.close()

@@ -61,6 +61,10 @@ from redis.backoff import NoBackoff
 
 from microstd._backends import ParsedURL, parse_url, redact, redact_text
 from microstd._engines._common import Shared, Timeouts, split_options
+from microstd._engines.redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+from microstd._engines.redis_sentinel import SentinelTarget
+from microstd._engines.redis_sentinel import aclose as close_client
+from microstd._engines.redis_sentinel import describe as describe_sentinel
 from microstd.errors import ConnectionFailed, MicrostdError
 
 __all__ = [
@@ -91,6 +95,9 @@ class RedisEndpoint:
     redacted: str
     timeouts: Timeouts = field(default_factory=Timeouts)
     decode_responses: bool = False
+    #: Set for ``redis+sentinel://``: the master is found through these Sentinels,
+    #: and `url` holds only the data nodes' credentials, database and options.
+    sentinel: SentinelTarget | None = None
 
     @classmethod
     def from_url(
@@ -110,8 +117,16 @@ class RedisEndpoint:
         refuse; the rest of the query stays in the URL for redis-py.
         """
         parsed = url if isinstance(url, ParsedURL) else parse_url(url)
-        parsed.single_server("redis://")
         options = dict(options or {})
+        sentinel: SentinelTarget | None = None
+        shown = ""
+        if parsed.scheme in SENTINEL_SCHEMES:
+            shown = redact(parsed.raw.split("?", 1)[0])
+            sentinel, parsed = SentinelTarget.from_url(parsed, options)
+        else:
+            parsed.single_server(
+                "redis://", "for Redis Sentinel use redis+sentinel://host1,host2/SERVICE/DB"
+            )
         engine, query = split_options(parsed.query, options, ENGINE_OPTIONS)
         if engine.get("timeout") is None and engine.get("socket_timeout") is not None:
             engine["timeout"] = engine["socket_timeout"]
@@ -124,7 +139,7 @@ class RedisEndpoint:
         base = parsed.raw.split("?", 1)[0]
         if query:
             base += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-        return cls(base, redact(base), timeouts, decode_responses), mine
+        return cls(base, shown or redact(base), timeouts, decode_responses, sentinel), mine
 
     def __repr__(self) -> str:
         return f"RedisEndpoint({self.redacted!r})"
@@ -132,19 +147,22 @@ class RedisEndpoint:
     def client(self) -> aioredis.Redis:
         """A new, unshared redis-py client for this endpoint (most callers want `acquire`)."""
         t = self.timeouts
-        return aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=t.connect,
-            socket_timeout=t.request,
+        common: dict[str, Any] = {
+            "socket_connect_timeout": t.connect,
+            "socket_timeout": t.request,
             # One attempt: see the module docstring on why nothing is retried.
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            decode_responses=self.decode_responses,
-        )
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
+            "decode_responses": self.decode_responses,
+        }
+        if self.sentinel is not None:
+            client: aioredis.Redis = self.sentinel.client(self.url, common)
+            return client
+        return aioredis.Redis.from_url(self.url, **common)
 
 
 def _fail(endpoint: RedisEndpoint, what: str, exc: BaseException, why: str) -> NoReturn:
-    detail = redact_text(str(exc)) or type(exc).__name__
+    detail = describe_sentinel(exc) or redact_text(str(exc)) or type(exc).__name__
     raise ConnectionFailed(f"{what}: Redis at {endpoint.redacted} {why}: {detail}") from exc
 
 
@@ -211,7 +229,7 @@ async def release(conn: RedisConnection) -> None:
     per connection object only in the sense that each `acquire` needs one `release`."""
 
     async def close(c: RedisConnection) -> None:
-        await c.client.aclose()
+        await close_client(c.client)
 
     await _shared.release(conn.endpoint, close)
 

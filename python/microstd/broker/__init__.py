@@ -60,6 +60,11 @@ __all__ = [
 _BUILTINS = {
     "memory": "microstd.broker.memory:MemoryBackend",
     "redis": "microstd.broker.redis:RedisBroker",
+    # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
+    "redis+sentinel": "microstd.broker.redis:RedisBroker",
+    "rediss+sentinel": "microstd.broker.redis:RedisBroker",
+    "redis-sentinel": "microstd.broker.redis:RedisBroker",
+    "sentinel": "microstd.broker.redis:RedisBroker",
     "nats": "microstd.broker.nats:NatsBroker",
     "file": "microstd.broker.file:FileBroker",
     "amqp": "microstd.broker.amqp:AmqpBroker",

@@ -317,14 +317,18 @@ class JetStreams:
             max_bytes=limits.max_bytes or -1,
             # The duplicate window may not be longer than the age limit.
             duplicate_window=min(120.0, limits.max_age) if limits.max_age else 120.0,
+            num_replicas=self.broker.replicas,
         )
         with self._overlap(name), self.broker._errors("add stream"):
             try:
-                await js.stream_info(name)
+                info = await js.stream_info(name)
                 exists = True
             except jerr.NotFoundError:
                 exists = False
             if exists:
+                # An existing stream keeps its copies (as a bucket does): changing
+                # them is an operator's decision, not a side effect of a subscribe.
+                config.num_replicas = info.config.num_replicas
                 await js.update_stream(config)
             else:
                 await js.add_stream(config)
@@ -417,7 +421,9 @@ class JetStreams:
             except jerr.BucketNotFoundError:
                 if not create:
                     return None
-                self._dead_kv = await js.create_key_value(bucket=DEAD_BUCKET)
+                self._dead_kv = await js.create_key_value(
+                    bucket=DEAD_BUCKET, replicas=self.broker.replicas
+                )
         return self._dead_kv
 
     async def count_dead(self, stream: str, name: str) -> None:

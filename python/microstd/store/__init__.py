@@ -23,6 +23,11 @@ _BUILTINS = {
     "memory": "microstd.store.memory:MemoryBackend",
     "file": "microstd.store.file:FileStore",
     "redis": "microstd.store.redis:RedisStore",
+    # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
+    "redis+sentinel": "microstd.store.redis:RedisStore",
+    "rediss+sentinel": "microstd.store.redis:RedisStore",
+    "redis-sentinel": "microstd.store.redis:RedisStore",
+    "sentinel": "microstd.store.redis:RedisStore",
     "nats": "microstd.store.nats:NatsStore",
     "s3": "microstd.store.s3:S3Store",
     "postgresql": "microstd.store.postgres:PostgresStore",

@@ -43,6 +43,11 @@ __all__ = [
 _BUILTINS = {
     "memory": "microstd.sync.memory:MemoryBackend",
     "redis": "microstd.sync.redis:RedisLocks",
+    # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
+    "redis+sentinel": "microstd.sync.redis:RedisLocks",
+    "rediss+sentinel": "microstd.sync.redis:RedisLocks",
+    "redis-sentinel": "microstd.sync.redis:RedisLocks",
+    "sentinel": "microstd.sync.redis:RedisLocks",
     "etcd": "microstd.sync.etcd:EtcdLocks",
     "postgresql": "microstd.sync.postgres:PostgresLocks",
     "postgres": "microstd.sync.postgres:PostgresLocks",

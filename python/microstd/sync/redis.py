@@ -1,4 +1,5 @@
-"""`redis://`: locks on one Redis server.
+"""`redis://`: locks on one Redis server (or on the master its Sentinels name:
+``redis+sentinel://h1:26379,h2:26379/SERVICE/DB``, microstd._engines.redis_sentinel).
 
 A lock is the key `<prefix>lock:<name>` holding `<owner>|<token>`, set with
 `SET NX PX`; its fencing token is the counter `<prefix>token:<name>` raised to
@@ -25,7 +26,10 @@ from collections.abc import Callable
 from typing import Any
 
 from microstd._backends import ParsedURL
-from microstd.errors import ConnectionFailed, LockLost, LockTimeout
+from microstd._engines.redis import RedisEndpoint
+from microstd._engines.redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+from microstd._engines.redis_sentinel import aclose as close_client
+from microstd.errors import ConnectionFailed, InvalidArgument, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._expiry import DEFAULT_TIMEOUT, give_up_at, timeout_option
 from microstd.sync.base import (
@@ -184,20 +188,44 @@ class RedisLocks(Locks):
         self._owner = owner or default_owner()
         self._timeout = timeout_option(timeout)
         # redis-py's own timeouts end a request this client gave up on (see `_bounded`).
-        self._client: Any = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-        )
+        self._client: Any
+        if url.partition(":")[0].lower() in SENTINEL_SCHEMES:
+            # Through the Sentinels (microstd._engines.redis_sentinel): each new
+            # connection goes to the master they name now.
+            endpoint, rest = RedisEndpoint.from_url(
+                url,
+                {"timeout": self._timeout, "connect_timeout": self._timeout},
+                decode_responses=True,
+            )
+            if rest:
+                raise InvalidArgument(f"unknown redis locks options: {sorted(rest)}")
+            self._client = endpoint.client()
+        else:
+            self._client = aioredis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+            )
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release = self._client.register_script(_RELEASE)
         self._refresh = self._client.register_script(_REFRESH)
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisLocks:
-        parsed.single_server("redis://")
         query = dict(parsed.query)
+        if parsed.scheme in SENTINEL_SCHEMES:
+            # The locks' options are ours; the rest of the query is the Sentinel URL's.
+            mine: dict[str, Any] = {
+                k: query.pop(k) for k in ("prefix", "owner", "timeout") if k in query
+            }
+            mine.update(options)
+            base = parsed.raw.split("?", 1)[0]
+            rest = "&".join(f"{k}={v}" for k, v in query.items())
+            return cls(f"{base}?{rest}" if rest else base, **mine)
+        parsed.single_server(
+            "redis://", "for Redis Sentinel use redis+sentinel://host1,host2/SERVICE/DB"
+        )
         query.update(options)
         netloc = parsed.raw.split("://", 1)[1].split("?", 1)[0]
         return cls(f"redis://{netloc}", **query)
@@ -211,7 +239,7 @@ class RedisLocks(Locks):
         await self._call(self._client.ping)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await close_client(self._client)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One request, bounded by the timeout; every failure is `ConnectionFailed`."""

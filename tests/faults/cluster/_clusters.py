@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from _servers import ServerProcess, free_port, require_binary
 
-__all__ = ["NatsCluster"]
+__all__ = ["EtcdCluster", "NatsCluster", "SentinelCluster"]
 
 #: How long a cluster may take to become healthy (a loaded 2-core machine).
 HEALTHY = 90.0
@@ -182,5 +183,332 @@ class NatsCluster:
 
     def close(self) -> None:
         for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.close()
+
+
+class EtcdCluster:
+    """`size` etcd members forming one cluster (client and peer ports on loopback)."""
+
+    def __init__(self, size: int = 3) -> None:
+        binary = require_binary("etcd", hint="apt-get install etcd-server")
+        self.token = f"microstd{free_port()}"
+        self.nodes: list[ServerProcess] = []
+        for i in range(size):
+            # extra[0]: the peer port.
+            self.nodes.append(
+                ServerProcess(
+                    f"etcd-{i}",
+                    self._argv(binary, i),
+                    extra_ports=1,
+                    ready=lambda port: True,  # the cluster is waited for as a whole
+                )
+            )
+
+    def _argv(self, binary: str, i: int) -> Callable[[int, Path], list[str]]:
+        def argv(port: int, d: Path) -> list[str]:
+            me = self.nodes[i]
+            peers = ",".join(
+                f"e{j}=http://127.0.0.1:{n.extra[0]}" for j, n in enumerate(self.nodes)
+            )
+            client = f"http://127.0.0.1:{port}"
+            peer = f"http://127.0.0.1:{me.extra[0]}"
+            return [
+                binary,
+                "--name",
+                f"e{i}",
+                "--data-dir",
+                str(d / "data"),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                peers,
+                "--initial-cluster-token",
+                self.token,
+                "--initial-cluster-state",
+                "new",
+                "--log-level",
+                "warn",
+            ]
+
+        return argv
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    def url(self, query: str = "", members: Iterable[int] | None = None) -> str:
+        """``etcd://127.0.0.1:a,127.0.0.1:b,...`` (all members, or the ones given)."""
+        chosen = range(len(self.nodes)) if members is None else members
+        hosts = ",".join(f"127.0.0.1:{self.nodes[i].port}" for i in chosen)
+        return f"etcd://{hosts}?{query}" if query else f"etcd://{hosts}"
+
+    def _status(self, i: int) -> dict[str, object] | None:
+        node = self.nodes[i]
+        if node.proc is None:
+            return None
+        try:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{node.port}/v3/maintenance/status", data=b"{}", method="POST"
+            )
+            with urllib.request.urlopen(req, timeout=1.0) as resp:  # loopback only
+                found = json.loads(resp.read())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def leader(self) -> int | None:
+        """The member that leads now, by every live member's account (None if they
+        do not agree or there is none)."""
+        ids: dict[str, int] = {}
+        leaders = set()
+        for i in range(len(self.nodes)):
+            status = self._status(i)
+            if status is None:
+                continue
+            header = status.get("header")
+            if isinstance(header, dict):
+                ids[str(header.get("member_id"))] = i
+            leaders.add(str(status.get("leader")))
+        if len(leaders) != 1:
+            return None
+        return ids.get(leaders.pop())
+
+    def _healthy(self) -> bool:
+        if any(self._status(i) is None for i in range(len(self.nodes))):
+            return False
+        return self.leader() is not None and _get_json_ok(self.nodes)
+
+    def start(self, attempts: int = 3) -> None:
+        # The members start without waiting for each other (a new member waits for
+        # its peers before it serves), so a port taken meanwhile shows as an exit.
+        for attempt in range(attempts):
+            _start_all(self.nodes)
+            try:
+                self.wait_healthy()
+                return
+            except RuntimeError as exc:
+                logs = "".join(n.log_tail() for n in self.nodes)
+                for node in self.nodes:
+                    node.stop()
+                if "address already in use" not in logs or attempt == attempts - 1:
+                    raise RuntimeError(f"{exc}:\n{logs}") from None
+                for node in self.nodes:
+                    node.port = free_port()
+                    node.extra = [free_port() for _ in node.extra]
+                    shutil.rmtree(node.workdir / "data", ignore_errors=True)
+
+    def wait_healthy(self, seconds: float = HEALTHY) -> None:
+        """Return once every member is up and they agree on a leader."""
+
+        def healthy() -> bool:
+            for node in self.nodes:
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise RuntimeError(f"{node.name} exited")
+            return self._healthy()
+
+        _wait(healthy, "a healthy etcd cluster", seconds)
+
+    def kill(self, i: int) -> None:
+        self.nodes[i].kill()
+
+    def heal(self) -> None:
+        for node in self.nodes:
+            if node.proc is None:
+                node.start()
+        self.wait_healthy()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.close()
+
+
+def _get_json_ok(nodes: list[ServerProcess]) -> bool:
+    """Every etcd member answers /health with health "true"."""
+    for node in nodes:
+        found = _get_json(f"http://127.0.0.1:{node.port}/health")
+        if not (isinstance(found, dict) and found.get("health") == "true"):
+            return False
+    return True
+
+
+def _redis_info(port: int, section: str = "replication") -> dict[str, str]:
+    """`INFO section` of the Redis (or Sentinel) on `port`, as a dict; {} if it is down."""
+    try:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(f"INFO {section}\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                head, _, _ = data.partition(b"\r\n")
+                if head.startswith(b"$"):
+                    size = int(head[1:])
+                    if len(data) >= len(head) + 2 + size + 2:
+                        break
+                elif head.startswith(b"-"):
+                    return {}
+    except (OSError, ValueError):
+        return {}
+    text = data.partition(b"\r\n")[2].decode(errors="replace")
+    out = {}
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            out[name] = value
+    return out
+
+
+class SentinelCluster:
+    """One Redis master, `replicas` replicas, and `sentinels` Sentinels watching them.
+
+    The master's name in Sentinel is `service`. Data nodes keep no files (no
+    persistence: Sentinel's copies are the replicas), so a killed node comes back
+    empty and Sentinel makes it a replica of the current master.
+    """
+
+    def __init__(self, *, replicas: int = 1, sentinels: int = 3, service: str = "mymaster") -> None:
+        binary = require_binary("redis-server", hint="apt-get install redis-server")
+        self.service = service
+        self.data: list[ServerProcess] = []
+        for i in range(1 + replicas):
+            self.data.append(ServerProcess(f"redis-{i}", self._data_argv(binary, i)))
+        self.sentinels: list[ServerProcess] = [
+            ServerProcess(f"sentinel-{i}", self._sentinel_argv(binary)) for i in range(sentinels)
+        ]
+        self._started = False
+
+    def _data_argv(self, binary: str, i: int) -> Callable[[int, Path], list[str]]:
+        def argv(port: int, d: Path) -> list[str]:
+            args = [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(d),
+            ]
+            # At first the first node is the master; a node restarted later joins
+            # as a replica of the master the Sentinels name now (as an operator
+            # would restart it; Sentinel would get there too, in about 10 s).
+            master = 0 if not self._started else self.master()
+            if master is not None and master != i:
+                args += ["--replicaof", "127.0.0.1", str(self.data[master].port)]
+            return args
+
+        return argv
+
+    def _sentinel_argv(self, binary: str) -> Callable[[int, Path], list[str]]:
+        def argv(port: int, d: Path) -> list[str]:
+            conf = d / "sentinel.conf"
+            if not conf.exists():  # Sentinel rewrites its file: a restart keeps what it knows
+                conf.write_text(
+                    f"port {port}\n"
+                    "bind 127.0.0.1\n"
+                    f"dir {d}\n"
+                    f"sentinel monitor {self.service} 127.0.0.1 {self.data[0].port} 2\n"
+                    f"sentinel down-after-milliseconds {self.service} 1000\n"
+                    f"sentinel failover-timeout {self.service} 5000\n"
+                    f"sentinel parallel-syncs {self.service} 1\n"
+                )
+            return [binary, str(conf), "--sentinel"]
+
+        return argv
+
+    def url(self, path: str = "", query: str = "", scheme: str = "redis+sentinel") -> str:
+        """``redis+sentinel://127.0.0.1:s1,...,127.0.0.1:s3/SERVICE/0`` (`path`
+        replaces ``SERVICE/0``)."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        url = f"{scheme}://{hosts}/{path or self.service + '/0'}"
+        return f"{url}?{query}" if query else url
+
+    def master(self) -> int | None:
+        """The data node every live Sentinel names as the master, if they agree and it
+        says it is one."""
+        named = set()
+        for s in self.sentinels:
+            if s.proc is None:
+                continue
+            info = _redis_info(s.port, "sentinel")
+            entry = info.get("master0", "")
+            fields = dict(f.split("=", 1) for f in entry.split(",") if "=" in f)
+            if fields.get("status") != "ok":
+                return None
+            named.add(fields.get("address"))
+        if len(named) != 1:
+            return None
+        address = named.pop() or ""
+        port = int(address.rpartition(":")[2] or 0)
+        for i, node in enumerate(self.data):
+            if node.port == port and node.proc is not None:
+                return i if _redis_info(node.port).get("role") == "master" else None
+        return None
+
+    def _healthy(self) -> bool:
+        master = self.master()
+        if master is None:
+            return False
+        info = _redis_info(self.data[master].port)
+        if int(info.get("connected_slaves", "0")) != len(self.data) - 1:
+            return False
+        for i, node in enumerate(self.data):
+            if i == master:
+                continue
+            rinfo = _redis_info(node.port)
+            if rinfo.get("role") != "slave" or rinfo.get("master_link_status") != "up":
+                return False
+            if rinfo.get("master_port") != str(self.data[master].port):
+                return False
+        # Every Sentinel knows every replica and the other Sentinels.
+        for s in self.sentinels:
+            info = _redis_info(s.port, "sentinel")
+            entry = info.get("master0", "")
+            fields = dict(f.split("=", 1) for f in entry.split(",") if "=" in f)
+            if fields.get("slaves") != str(len(self.data) - 1):
+                return False
+            if fields.get("sentinels") != str(len(self.sentinels)):
+                return False
+        return True
+
+    def start(self) -> None:
+        _start_all([*self.data, *self.sentinels])
+        self._started = True
+        self.wait_healthy()
+
+    def wait_healthy(self, seconds: float = HEALTHY) -> None:
+        """Return once Sentinels agree on a master that every other node replicates."""
+        _wait(self._healthy, "a healthy Redis Sentinel group", seconds)
+
+    def kill_master(self) -> int:
+        """SIGKILL the current master; its index."""
+        master = self.master()
+        assert master is not None, "no agreed master"
+        self.data[master].kill()
+        return master
+
+    def heal(self) -> None:
+        for node in [*self.data, *self.sentinels]:
+            if node.proc is None:
+                node.start()
+        self.wait_healthy()
+
+    def close(self) -> None:
+        for node in [*self.sentinels, *self.data]:
             with contextlib.suppress(Exception):
                 node.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 from microstd.errors import ConnectionFailed
 
-__all__ = ["LONG", "Outcome", "record", "rounds", "summary", "through_failover"]
+__all__ = ["LONG", "Outcome", "note", "record", "rounds", "summary", "through_failover"]
 
 #: True for the long form of the cluster tests (`-m cluster`).
 LONG = False
@@ -30,6 +30,7 @@ LONG = False
 UNAVAILABLE = 60.0
 
 _costs: list[tuple[str, str, float, int | None]] = []
+_notes: list[str] = []
 
 
 def rounds(size: int) -> int:
@@ -42,13 +43,18 @@ def record(engine: str, what: str, seconds: float, failures: int | None = None) 
     _costs.append((engine, what, seconds, failures))
 
 
+def note(line: str) -> None:
+    """Note something a test observed (not a cost) for the end-of-run summary."""
+    _notes.append(line)
+
+
 def summary() -> list[str]:
     """One line per measured failover: engine, operation, seconds, failed attempts."""
     return [
         f"{engine:<16} {what:<56} {seconds:6.2f} s"
         + ("" if failures is None else f"  ({failures} failed calls)")
         for engine, what, seconds, failures in _costs
-    ]
+    ] + _notes
 
 
 @dataclass

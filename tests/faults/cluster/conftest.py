@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from faults.cluster import _failover
-from faults.cluster._clusters import NatsCluster
+from faults.cluster._clusters import EtcdCluster, NatsCluster, SentinelCluster
 
 _HERE = Path(__file__).parent
 
@@ -58,3 +58,39 @@ def nats_cluster(nats_cluster_session: NatsCluster) -> Iterator[NatsCluster]:
     nats_cluster_session.heal()
     yield nats_cluster_session
     nats_cluster_session.heal()
+
+
+@pytest.fixture(scope="session")
+def sentinel_cluster_session() -> Iterator[SentinelCluster]:
+    cluster = SentinelCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def sentinel_cluster(sentinel_cluster_session: SentinelCluster) -> Iterator[SentinelCluster]:
+    """The session's Redis master + replica + three Sentinels, healthy; healed after."""
+    sentinel_cluster_session.heal()
+    yield sentinel_cluster_session
+    sentinel_cluster_session.heal()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster_session() -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def etcd_cluster(etcd_cluster_session: EtcdCluster) -> Iterator[EtcdCluster]:
+    """The session's three-member etcd cluster, healthy; healed after the test."""
+    etcd_cluster_session.heal()
+    yield etcd_cluster_session
+    etcd_cluster_session.heal()

@@ -17,6 +17,7 @@ import microstd.store
 from faults._support import FAST_NATS, RECOVER, eventually, never_hangs
 from faults.cluster import _failover
 from faults.cluster._clusters import NatsCluster
+from microstd._engines import nats as engine
 from microstd.broker import Broker, Message
 from microstd.errors import Conflict, ConnectionFailed, ConnectionRestored, NotFound
 from microstd.store import Store
@@ -37,6 +38,13 @@ def _connected(obj: Any) -> int:
     server = obj._conn.server
     assert server is not None, "not connected"
     return int(server.rpartition(":")[2])
+
+
+class _Holder:
+    """Gives `_connected` a `_conn` to read."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
 
 
 def _kill_connected(cluster: NatsCluster, obj: Any) -> Any:
@@ -315,3 +323,105 @@ async def _server_of_other_client(cluster: NatsCluster, besides: str) -> int:
             return found[0]
         assert time.monotonic() < deadline, f"expected one other client, found {found}"
         await asyncio.sleep(0.1)
+
+
+async def test_rpc_over_nats_goes_on_when_the_services_server_dies(
+    nats_cluster: NatsCluster,
+) -> None:
+    """RPC transport on the cluster: the service is on one server, its client on
+    another; the service's server is killed; calls fail (ConnectionFailed or a
+    timeout ServiceError) until the service's connection is back on another
+    server, then succeed again."""
+    import microstd
+    from microstd.errors import ServiceError
+
+    name = _unique("harpc")
+    service_url = nats_cluster.url(members=[0, 1])
+    client_url = nats_cluster.url(members=[2])
+    svc = microstd.Service(name, transport=service_url)
+
+    @svc.handler("Echo.Say")
+    async def say(req: dict[str, Any]) -> dict[str, Any]:
+        return req
+
+    async with svc, microstd.Client(transport=client_url) as client:
+        assert await client.call(name, "Echo.Say", {"n": 0}, timeout=2.0) == {"n": 0}
+        # The service's connection is the shared one of its URL on this loop.
+        endpoint, _ = engine.NatsEndpoint.from_url(service_url)
+        conn = await engine.acquire(endpoint)
+        try:
+            served_by = nats_cluster.index_of(_connected(_Holder(conn)))
+        finally:
+            await engine.release(conn)
+        nats_cluster.kill(served_by)
+        start = time.monotonic()
+        n = 0
+        while True:
+            n += 1
+            try:
+                reply = await client.call(name, "Echo.Say", {"n": n}, timeout=1.0)
+                break
+            except (ConnectionFailed, ServiceError, NotFound):
+                assert time.monotonic() < start + RECOVER, "RPC never came back"
+                await asyncio.sleep(0.05)
+        assert reply == {"n": n}
+        _failover.record(
+            "nats", "rpc call (service's server killed)", time.monotonic() - start, n - 1
+        )
+
+
+async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Durable broker, R3 stream (`replicas=3`): the durable subscriber's server is
+    killed while messages are published through another; every publish the
+    cluster acknowledged reaches the handler at least once (the consumer and
+    stream have three copies, and the subscriber pulls again from another
+    server), a retried publish at most adds a duplicate."""
+    topic_root = _unique("hadur")
+    topic = f"{topic_root}.x"
+    received: set[int] = set()
+    resumed: list[float] = []  # when the first message published after the kill arrived
+    kill_at = WRITES // 3
+
+    def handler(message: Message) -> None:
+        n = int(message.decode())  # type: ignore[call-overload]
+        received.add(n)
+        if n >= kill_at and not resumed:
+            resumed.append(time.monotonic())
+
+    sub_url = nats_cluster.url(members=[0, 1])
+    pub_url = nats_cluster.url(members=[2])
+    options = {**FAST_NATS, "replicas": 3}
+    async with (
+        microstd.broker.open(sub_url, **options) as subscriber,
+        microstd.broker.open(pub_url, **options) as publisher,
+    ):
+        await subscriber.subscribe(f"{topic_root}.*", handler, durable=_unique("d"))
+
+        async def publish(i: int) -> None:
+            await publisher.publish(topic, i)
+
+        kill = _kill_connected(nats_cluster, subscriber)
+        killed: list[float] = []
+
+        def kill_and_note() -> None:
+            kill()
+            killed.append(time.monotonic())
+
+        outcome = await _failover.through_failover(
+            publish, total=WRITES, kill_at=kill_at, kill=kill_and_note
+        )
+        deadline = time.monotonic() + RECOVER
+        while not set(outcome.acked) <= received:
+            assert time.monotonic() < deadline, f"missing: {sorted(set(outcome.acked) - received)}"
+            await asyncio.sleep(0.05)
+        _failover.record(
+            "nats",
+            "durable publish (R3, subscriber's server killed)",
+            outcome.failover,
+            outcome.failures,
+        )
+        _failover.record(
+            "nats", "durable delivery (R3, subscriber's server killed)", resumed[0] - killed[0]
+        )
