@@ -25,6 +25,11 @@ NATS is at most once). While the connection is down `publish` waits up to
 ``timeout`` for it, then raises `ConnectionFailed` (nothing is buffered to be
 sent later). A `publish` that returned was written to the connection, not
 necessarily delivered.
+
+On a cluster (``nats://a:4222,nats://b:4222``) the connection fails over to
+another server. ``replicas=N`` (default 1) is how many servers keep each
+JetStream stream the broker creates for durable subscriptions (3 on a
+three-server cluster); an existing stream keeps the copies it has.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class NatsBroker(NetworkBroker):
             self._endpoint = servers
         else:
             self._endpoint, options = engine.NatsEndpoint.from_url(servers, options)
+        #: Copies of each stream the broker creates (3 on a three-server cluster).
+        self.replicas = engine.replicas_option(options.pop("replicas", 1))
         super().__init__(**options)
         self._conn: engine.NatsConnection | None = None
         self._stop_listening: Any = None
