@@ -3,7 +3,9 @@
 Run `pytest benches/bench_broker.py --benchmark-group-by=param:case` for the
 pytest-benchmark view, or `pytest benches/bench_broker.py -s -k ratio` for
 the Rust / twin ratios measured in one run (the figures in the project
-notes), including nats-py publish throughput through a private nats-server.
+notes), including nats-py publish throughput through a private nats-server
+and durable messaging on private NATS, Redis and RabbitMQ servers against
+their raw clients.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from microstd.bench.report import format_table
 from microstd.bench.runner import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _servers import nats_server
+from _servers import nats_server, rabbitmq_server, redis_server
 
 CASES = cases(quick=True)
 
@@ -31,6 +33,26 @@ def nats_url() -> Iterator[str]:
     server.start()
     try:
         yield f"nats://127.0.0.1:{server.port}"
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = redis_server()
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def amqp_url() -> Iterator[str]:
+    server = rabbitmq_server()
+    server.start()
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:{server.port}/"
     finally:
         server.close()
 
@@ -50,13 +72,16 @@ def test_broker_case(benchmark: Any, case: Any) -> None:
             case.teardown()
 
 
-def test_broker_ratio_report(request: pytest.FixtureRequest, nats_url: str) -> None:
-    """Every case measured in one run, full size; prints the table (use -s)."""
+def test_broker_ratio_report(
+    request: pytest.FixtureRequest, nats_url: str, redis_url: str, amqp_url: str
+) -> None:
+    """Every case measured in one run, full size; prints the table (use -s). The
+    durable cases run on private nats-server, redis-server and rabbitmq-server."""
     disabled = request.config.getoption("benchmark_disable", default=False)
     quick = bool(disabled)
     results = [
         measure(c, seconds=0.02 if quick else 0.5, rounds=3 if quick else 5)
-        for c in cases(quick=quick, nats_url=nats_url)
+        for c in cases(quick=quick, nats_url=nats_url, redis_url=redis_url, amqp_url=amqp_url)
     ]
     print()
     print(format_table(results))

@@ -92,6 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from microstd import _cli_areas
 
     _cli_areas.add_commands(sub)
+    from microstd import _cli_streams
+
+    _cli_streams.add_command(sub)
     return parser
 
 

@@ -48,6 +48,15 @@ def test_a_store_refuses_bad_replicas_when_opened() -> None:
         microstd.store.open("nats://127.0.0.1:1?bucket=x&replicas=9")
 
 
+def test_a_broker_takes_replicas_for_its_streams() -> None:
+    import microstd.broker
+
+    assert microstd.broker.open("nats://127.0.0.1:1?replicas=3").replicas == 3  # type: ignore[attr-defined]
+    assert microstd.broker.open("nats://127.0.0.1:1").replicas == 1  # type: ignore[attr-defined]
+    with pytest.raises(InvalidArgument, match="replicas"):
+        microstd.broker.open("nats://127.0.0.1:1", replicas=0)
+
+
 def test_a_jetstream_publish_nobody_answered_is_connection_failed() -> None:
     """On a cluster electing a stream leader a JetStream publish gets no answer at
     all ("no response from stream"): unavailable, like a timeout, not a bug."""

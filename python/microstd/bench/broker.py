@@ -33,11 +33,13 @@ and stepping one coroutine per handler call (~120 ns) and by the shared
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Callable
 from typing import Any
 
 from microstd import _accel
+from microstd.bench import durable
 from microstd.bench.runner import Case
 from microstd.broker import Message, open_sync
 from microstd.broker import open as open_async
@@ -335,8 +337,22 @@ def _equals(expected: int) -> Callable[[object], bool]:
     return lambda result: result == expected
 
 
-def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
-    """Every broker benchmark case (`quick` shrinks the subscription count to 10,004)."""
+def cases(
+    quick: bool,
+    nats_url: str | None = None,
+    *,
+    redis_url: str | None = None,
+    amqp_url: str | None = None,
+) -> list[Case]:
+    """Every broker benchmark case (`quick` shrinks the subscription count to 10,004).
+
+    The durable cases on real engines run for the servers given, or named by
+    MICROSTD_BENCH_NATS / MICROSTD_BENCH_REDIS / MICROSTD_BENCH_AMQP (URLs of
+    servers the benchmark may create streams and queues on).
+    """
+    nats_url = nats_url or os.environ.get("MICROSTD_BENCH_NATS") or None
+    redis_url = redis_url or os.environ.get("MICROSTD_BENCH_REDIS") or None
+    amqp_url = amqp_url or os.environ.get("MICROSTD_BENCH_AMQP") or None
     out: list[Case] = []
     patterns = _many_patterns(quick)
     n_subs = f"{len(patterns) // 1000}k subscriptions"
@@ -443,4 +459,5 @@ def cases(quick: bool, nats_url: str | None = None) -> list[Case]:
                     teardown=nats_runner.teardown,
                 )
             )
+    out.extend(durable.cases(quick, nats_url=nats_url, redis_url=redis_url, amqp_url=amqp_url))
     return out

@@ -300,6 +300,8 @@ def cases(
                     impl,
                     runner,
                     baseline=baseline,
+                    label=f"{raw_name} (raw client)" if baseline else "microstd",
+                    role="peer" if baseline else "core",
                     ops_per_call=batch,
                     check=_equals(batch),
                     setup=runner.setup,

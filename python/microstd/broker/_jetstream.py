@@ -61,6 +61,8 @@ _BATCH = 64
 #: How long one pull waits for messages before asking again (seconds).
 _PULL_WAIT = 1.0
 _STREAM_ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
+#: Topics whose "retained?" answer is remembered; then the memory starts over.
+_TOPIC_CACHE_MAX = 8192
 #: Name prefixes of the streams behind key-value buckets and object stores.
 _INTERNAL_STREAMS = ("KV_", "OBJ_")
 
@@ -136,6 +138,8 @@ class _Member:
         self.tasks: set[asyncio.Task[None]] = set()
         #: Delivered and not yet settled, by id(): what a stop hands back.
         self.held: dict[int, NatsDurableMessage] = {}
+        #: Settles waiting for the sending task.
+        self.outbox: list[tuple[NatsDurableMessage, str, float, bool]] = []
 
     def call(self, fn: Any, *args: Any) -> None:
         """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
@@ -149,9 +153,19 @@ class _Member:
             self.held.pop(id(message), None)
             self.inflight -= 1
             self.room.set()
-        task = self.loop.create_task(self._send(message, how, delay, dead))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        # One task sends every settle queued in a turn of the loop (a task per
+        # ack cost more than the ack itself).
+        self.outbox.append((message, how, delay, dead))
+        if len(self.outbox) == 1:
+            task = self.loop.create_task(self._send_all())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send_all(self) -> None:
+        while self.outbox:
+            batch, self.outbox = self.outbox, []
+            for message, how, delay, dead in batch:
+                await self._send(message, how, delay, dead)
 
     async def _send(self, message: NatsDurableMessage, how: str, delay: float, dead: bool) -> None:
         msg = message.msg
@@ -214,6 +228,8 @@ class JetStreams:
     def __init__(self, broker: NatsBroker) -> None:
         self.broker = broker
         self._subjects: list[str] | None = None
+        # Topic -> retained, for the stream list in `_subjects` (cleared with it).
+        self._topics: dict[str, bool] = {}
         self._watch: Any = None
         self._refresh_lock = asyncio.Lock()
         self._dead_kv: Any = None
@@ -232,7 +248,12 @@ class JetStreams:
             return None
         if not subjects:
             return False
-        return any(matches(s, topic) for s in subjects)
+        found = self._topics.get(topic)
+        if found is None:
+            if len(self._topics) >= _TOPIC_CACHE_MAX:
+                self._topics.clear()
+            found = self._topics[topic] = any(matches(s, topic) for s in subjects)
+        return found
 
     async def retained(self, topic: str) -> bool:
         found = self.retained_now(topic)
@@ -255,7 +276,7 @@ class JetStreams:
 
                     async def changed(msg: Any) -> None:
                         del msg
-                        self._subjects = None  # read again at the next publish
+                        self._forget()  # read again at the next publish
 
                     with self.broker._errors("watch streams"):
                         self._watch = await nc.subscribe(_STREAM_ADVISORIES, cb=changed)
@@ -264,7 +285,12 @@ class JetStreams:
                 log.debug("nats: no JetStream stream list (%s); publishing core only", exc)
                 self._subjects = []
                 return
+            self._topics.clear()
             self._subjects = [s for info in infos for s in (info.config.subjects or [])]
+
+    def _forget(self) -> None:
+        self._subjects = None
+        self._topics.clear()
 
     async def _stream_infos(self) -> list[Any]:
         js = self._js("list streams")
@@ -291,18 +317,22 @@ class JetStreams:
             max_bytes=limits.max_bytes or -1,
             # The duplicate window may not be longer than the age limit.
             duplicate_window=min(120.0, limits.max_age) if limits.max_age else 120.0,
+            num_replicas=self.broker.replicas,
         )
         with self._overlap(name), self.broker._errors("add stream"):
             try:
-                await js.stream_info(name)
+                info = await js.stream_info(name)
                 exists = True
             except jerr.NotFoundError:
                 exists = False
             if exists:
+                # An existing stream keeps its copies (as a bucket does): changing
+                # them is an operator's decision, not a side effect of a subscribe.
+                config.num_replicas = info.config.num_replicas
                 await js.update_stream(config)
             else:
                 await js.add_stream(config)
-        self._subjects = None
+        self._forget()
 
     @contextlib.contextmanager
     def _overlap(self, name: str) -> Any:
@@ -318,7 +348,7 @@ class JetStreams:
         js = self._js("delete stream")
         with self.broker._errors("delete stream"), contextlib.suppress(jerr.NotFoundError):
             await js.delete_stream(name)
-        self._subjects = None
+        self._forget()
 
     async def delete_durable(self, stream: str, name: str) -> None:
         js = self._js("delete durable")
@@ -391,7 +421,9 @@ class JetStreams:
             except jerr.BucketNotFoundError:
                 if not create:
                     return None
-                self._dead_kv = await js.create_key_value(bucket=DEAD_BUCKET)
+                self._dead_kv = await js.create_key_value(
+                    bucket=DEAD_BUCKET, replicas=self.broker.replicas
+                )
         return self._dead_kv
 
     async def count_dead(self, stream: str, name: str) -> None:

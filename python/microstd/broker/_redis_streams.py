@@ -4,9 +4,10 @@ Layout (every key under the broker's `prefix`):
 
 - `streams`: a hash, stream name -> JSON `{"subjects": [...], "max_age",
   "max_count", "max_bytes"}`.
-- `stream:{name}`: the Redis stream; an entry holds the topic (`t`), headers
-  as JSON (`h`), content type (`c`), body (`d`) and size (`s`).
-  `streambytes:{name}` counts its bytes.
+- `stream:{name}`: the Redis stream; an entry holds the topic (`t`) and the
+  message's envelope (`e`, the bytes core subscribers get: headers, content
+  type, body). `streambytes:{name}` counts its envelopes' bytes (what
+  `max_bytes` limits here).
 - `durable:{stream}:{name}`: the durable's pattern and dead-letter count.
 
 Publishing. Every publish (core or not) is one Lua script: it PUBLISHes the
@@ -45,6 +46,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from microstd.broker._durable import (
     DurableInfo,
     DurableOptions,
@@ -55,7 +58,7 @@ from microstd.broker._durable import (
     overlaps,
 )
 from microstd.broker._durable_delivery import DurableDelivery, Settler
-from microstd.broker._network import NetworkSubscription
+from microstd.broker._network import MalformedEnvelope, NetworkSubscription, parse_envelope
 from microstd.broker._subjects import matches
 from microstd.broker.base import OCTET_STREAM, Handler, Message, log
 from microstd.errors import NotSupported
@@ -69,8 +72,8 @@ __all__ = ["PUBLISH_SCRIPT", "RedisDurableMessage", "RedisStreams"]
 _MAX_SEQ = 18446744073709551615
 
 PUBLISH_SCRIPT = """
--- KEYS[1] the streams hash; ARGV: channel, envelope, prefix, topic, headers JSON,
--- content type, data, size. Returns the new entry id, or false.
+-- KEYS[1] the streams hash; ARGV: channel, envelope, prefix, topic.
+-- Returns the new entry id, or false when no stream retains the topic.
 local specs = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 if #specs == 0 then return false end
@@ -96,13 +99,15 @@ for i = 1, #specs, 2 do
     if matches(subject) then
       local key = ARGV[3] .. 'stream:' .. specs[i]
       local bkey = ARGV[3] .. 'streambytes:' .. specs[i]
-      local id = redis.call('XADD', key, '*', 't', topic, 'h', ARGV[5], 'c', ARGV[6],
-                            'd', ARGV[7], 's', ARGV[8])
-      redis.call('INCRBY', bkey, tonumber(ARGV[8]))
-      local now = redis.call('TIME')
-      local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+      local id = redis.call('XADD', key, '*', 't', topic, 'e', ARGV[2])
+      redis.call('INCRBY', bkey, #ARGV[2])
       -- Evict the oldest past the limits; the newest survives count and bytes.
-      while true do
+      local now_ms = 0
+      if spec.max_age then
+        local now = redis.call('TIME')
+        now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+      end
+      while spec.max_count or spec.max_bytes or spec.max_age do
         local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
         if #head == 0 then break end
         local len = redis.call('XLEN', key)
@@ -116,7 +121,7 @@ for i = 1, #specs, 2 do
         local fields = head[1][2]
         local size = 0
         for j = 1, #fields, 2 do
-          if fields[j] == 's' then size = tonumber(fields[j + 1]) end
+          if fields[j] == 'e' then size = #fields[j + 1] end
         end
         redis.call('XDEL', key, hid)
         redis.call('DECRBY', bkey, size)
@@ -144,17 +149,12 @@ class RedisDurableMessage(Message):
 
     def __init__(self, entry: str, fields: dict[bytes, bytes], count: int, member: _Member) -> None:
         try:
-            headers = json.loads(fields.get(b"h", b"{}"))
-        except ValueError:
-            headers = {}
-        if not isinstance(headers, dict):
-            headers = {}
-        super().__init__(
-            _text(fields.get(b"t", b"")),
-            fields.get(b"d", b""),
-            {str(k): str(v) for k, v in headers.items()},
-            _text(fields.get(b"c", OCTET_STREAM.encode())),
-        )
+            _, headers, content_type, body = parse_envelope(fields.get(b"e"))
+        except MalformedEnvelope as exc:
+            # Anyone who can write to the server can XADD: handled as a poison message.
+            log.warning("redis durable %r: entry %s is malformed: %s", member.name, entry, exc)
+            headers, content_type, body = {}, OCTET_STREAM, b""
+        super().__init__(_text(fields.get(b"t", b"")), body, headers, content_type)
         self.entry = entry
         self._id = f"{member.stream}:{entry}"
         self._count = count
@@ -229,6 +229,8 @@ class _Member:
         self.tasks: set[asyncio.Task[None]] = set()
         self.held: dict[int, RedisDurableMessage] = {}
         self.next_claim = 0.0
+        self.acks: list[str] = []
+        self.dead = 0
 
     def call(self, fn: Any, *args: Any) -> None:
         """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
@@ -242,20 +244,34 @@ class _Member:
             self.held.pop(id(message), None)
             self.inflight -= 1
             self.room.set()
-        task = self.loop.create_task(self._send(message, how, delay, dead))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        if how in ("ack", "term"):
+            # Acks go out together, in one XACK per turn of the loop.
+            self.acks.append(message.entry)
+            if dead:
+                self.dead += 1
+            if len(self.acks) == 1:
+                self.spawn(self._send_acks())
+            return
+        self.spawn(self._send(message, how, delay))
 
-    async def _send(self, message: RedisDurableMessage, how: str, delay: float, dead: bool) -> None:
+    async def _send_acks(self) -> None:
+        await asyncio.sleep(0)  # let the other acks of this turn join
+        ids, self.acks = self.acks, []
+        dead, self.dead = self.dead, 0
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.key, self.name, *ids)
+            if dead:
+                pipe.hincrby(self.streams.durable_key(self.stream, self.name), "dead", dead)
+            await pipe.execute()
+        except Exception as exc:
+            # Unacked, so claimed again after ack_wait: at least once still holds.
+            log.debug("redis durable %r: acking %d failed: %s", self.name, len(ids), exc)
+
+    async def _send(self, message: RedisDurableMessage, how: str, delay: float) -> None:
         group = self.name
         try:
-            if how in ("ack", "term"):
-                await self.redis.xack(self.key, group, message.entry)
-                if dead:
-                    await self.redis.hincrby(
-                        self.streams.durable_key(self.stream, group), "dead", 1
-                    )
-            elif how == "progress":
+            if how == "progress":
                 await self.redis.xclaim(
                     self.key, group, self.consumer, 0, [message.entry], justid=True
                 )
@@ -378,6 +394,11 @@ class RedisStreams:
         self.broker = broker
         self._script: Any = None
         self._ids = 0
+        # Publishes waiting for the next pipeline, and whether one is being sent.
+        self._queued: list[tuple[list[Any], asyncio.Future[None]]] = []
+        self._sending = False
+        self._sender: asyncio.Task[None] | None = None
+        self._loaded = False
 
     def key(self, name: str) -> str:
         return f"{self.broker._prefix}{name}"
@@ -390,28 +411,65 @@ class RedisStreams:
     async def publish(
         self, topic: str, envelope: bytes, headers: dict[str, str], content_type: str, data: bytes
     ) -> None:
-        """PUBLISH for core subscribers and XADD to the stream retaining `topic`, at once."""
+        """PUBLISH for core subscribers and XADD to the stream retaining `topic`, at once.
+
+        Publishes made while another batch is on the wire wait and go together
+        in the next pipeline: one round trip for all of them (redis-py would
+        otherwise take a pool connection for each), in the order they were made.
+        """
+        del headers, content_type, data  # all in the envelope
+        args = [self.broker._prefix + topic, envelope, self.broker._prefix, topic]
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._queued.append((args, done))
+        if not self._sending:
+            self._sending = True
+            self._sender = loop.create_task(self._send_queued())
+        await done
+
+    async def _send_queued(self) -> None:
         redis = self.broker._redis
         if self._script is None:
             self._script = redis.register_script(PUBLISH_SCRIPT)
-        size = (
-            len(topic.encode())
-            + len(data)
-            + sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
-        )
-        await self._script(
-            keys=[self.key("streams")],
-            args=[
-                self.broker._prefix + topic,
-                envelope,
-                self.broker._prefix,
-                topic,
-                json.dumps(headers),
-                content_type,
-                data,
-                size,
-            ],
-        )
+        keys = [self.key("streams")]
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    with self.broker._errors("publish"):
+                        try:
+                            await self._evalsha(redis, keys, batch)
+                        except NoScriptError:
+                            # A restarted or flushed server forgot the script: load it again.
+                            self._loaded = False
+                            await self._evalsha(redis, keys, batch)
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._sending = False
+
+    async def _evalsha(
+        self, redis: Any, keys: list[str], batch: list[tuple[list[Any], asyncio.Future[None]]]
+    ) -> None:
+        # EVALSHA straight into the pipeline: redis-py's Script object costs an
+        # await per command, a third of a publish's client time.
+        sha = self._script.sha
+        if not self._loaded:
+            await redis.script_load(PUBLISH_SCRIPT)
+            self._loaded = True
+        if len(batch) == 1:
+            await redis.evalsha(sha, len(keys), *keys, *batch[0][0])
+            return
+        pipe = redis.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        await pipe.execute()
 
     # --- streams ---------------------------------------------------------------------------
 

@@ -368,3 +368,60 @@ async def test_rpc_over_nats_goes_on_when_the_services_server_dies(
         _failover.record(
             "nats", "rpc call (service's server killed)", time.monotonic() - start, n - 1
         )
+
+
+async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Durable broker, R3 stream (`replicas=3`): the durable subscriber's server is
+    killed while messages are published through another; every publish the
+    cluster acknowledged reaches the handler at least once (the consumer and
+    stream have three copies, and the subscriber pulls again from another
+    server), a retried publish at most adds a duplicate."""
+    topic_root = _unique("hadur")
+    topic = f"{topic_root}.x"
+    received: set[int] = set()
+    resumed: list[float] = []  # when the first message published after the kill arrived
+    kill_at = WRITES // 3
+
+    def handler(message: Message) -> None:
+        n = int(message.decode())  # type: ignore[call-overload]
+        received.add(n)
+        if n >= kill_at and not resumed:
+            resumed.append(time.monotonic())
+
+    sub_url = nats_cluster.url(members=[0, 1])
+    pub_url = nats_cluster.url(members=[2])
+    options = {**FAST_NATS, "replicas": 3}
+    async with (
+        microstd.broker.open(sub_url, **options) as subscriber,
+        microstd.broker.open(pub_url, **options) as publisher,
+    ):
+        await subscriber.subscribe(f"{topic_root}.*", handler, durable=_unique("d"))
+
+        async def publish(i: int) -> None:
+            await publisher.publish(topic, i)
+
+        kill = _kill_connected(nats_cluster, subscriber)
+        killed: list[float] = []
+
+        def kill_and_note() -> None:
+            kill()
+            killed.append(time.monotonic())
+
+        outcome = await _failover.through_failover(
+            publish, total=WRITES, kill_at=kill_at, kill=kill_and_note
+        )
+        deadline = time.monotonic() + RECOVER
+        while not set(outcome.acked) <= received:
+            assert time.monotonic() < deadline, f"missing: {sorted(set(outcome.acked) - received)}"
+            await asyncio.sleep(0.05)
+        _failover.record(
+            "nats",
+            "durable publish (R3, subscriber's server killed)",
+            outcome.failover,
+            outcome.failures,
+        )
+        _failover.record(
+            "nats", "durable delivery (R3, subscriber's server killed)", resumed[0] - killed[0]
+        )
