@@ -260,8 +260,8 @@ def _children(parent: int) -> list[int]:
 
 
 def redis_server(*, appendonly: bool = False) -> ServerProcess:
-    """Redis without persistence, or with an append-only file (`appendonly=True`:
-    every acknowledged write survives a kill of the process)."""
+    """Redis without persistence, or with an append-only file synced on every write
+    (`appendonly=True`: every acknowledged write survives a kill of the process)."""
     binary = require_binary("redis-server", hint="apt-get install redis-server")
     return ServerProcess(
         "redis",
@@ -275,6 +275,11 @@ def redis_server(*, appendonly: bool = False) -> ServerProcess:
             "",
             "--appendonly",
             "yes" if appendonly else "no",
+            # "always": each write is on disk before its reply. The default
+            # "everysec" may hold a write back while a background fsync runs,
+            # and a kill then loses up to two seconds of acknowledged writes.
+            "--appendfsync",
+            "always" if appendonly else "everysec",
             "--dir",
             str(d),
         ],

@@ -249,3 +249,18 @@ async def test_stores_on_one_server_share_one_redis_pool(redis_url: str) -> None
         assert redis._shared.count(endpoint) == 2
         await a.delete("shared")
     assert redis._shared.count(endpoint) == 0
+
+
+def test_our_own_errors_pass_through_every_mapping_unchanged() -> None:
+    """`ConnectionFailed` is also an `OSError`: raised inside a mapping, it is not
+    wrapped a second time."""
+    endpoints = [
+        (redis.errors, redis.RedisEndpoint.from_url("redis://h/0")[0]),
+        (nats.errors, nats.NatsEndpoint.from_url("nats://h:1")[0]),
+        (etcd.errors, etcd.EtcdEndpoint.from_url("etcd://h:1")[0]),
+    ]
+    for errors, endpoint in endpoints:
+        original = ConnectionFailed("already mapped")
+        with pytest.raises(ConnectionFailed) as info, errors(endpoint, "x"):  # type: ignore[operator]
+            raise original
+        assert info.value is original

@@ -7,20 +7,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import pytest
-
 from microstd.errors import ConnectionFailed
 
 __all__ = [
     "FAST",
     "FAST_NATS",
     "HANG",
-    "NATS_LEAKS_ON_STALL",
     "RECOVER",
     "eventually",
     "fails_fast",
     "never_hangs",
-    "stall_kinds",
     "wait_until",
 ]
 
@@ -30,25 +26,6 @@ T = TypeVar("T")
 FAST: dict[str, Any] = {"connect_timeout": 1.0, "timeout": 1.0, "ping_interval": 1.0}
 #: The NATS client also retries its connection quickly.
 FAST_NATS: dict[str, Any] = {**FAST, "reconnect_time_wait": 0.1}
-#: nats-py (2.x) sometimes drops the stream of a reconnection attempt that timed out
-#: against a stalled connection without closing it (most runs are clean: the NATS
-#: engine closes the ones it can reach, see `_engines.nats._on_error`); the
-#: finalizer's ResourceWarning is not this library's leak, so the stall tests on
-#: NATS ignore exactly that warning.
-NATS_LEAKS_ON_STALL = (
-    "ignore:Exception ignored in. <function StreamWriter.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
-
-def stall_kinds(kinds: list[str]) -> list[Any]:
-    """`kinds` as parameters of a stall test: NATS ignores `NATS_LEAKS_ON_STALL`."""
-    return [
-        pytest.param(k, marks=pytest.mark.filterwarnings(NATS_LEAKS_ON_STALL)) if k == "nats" else k
-        for k in kinds
-    ]
-
-
 #: How long a call under FAST timeouts may take before the test calls it hung.
 #: Generous on purpose: it separates "failed after its timeout" from "hung".
 HANG = 15.0

@@ -16,7 +16,7 @@ import pytest
 import microstd.broker
 from _servers import ServerProcess
 from faults._proxy import FaultProxy
-from faults._support import FAST, FAST_NATS, RECOVER, never_hangs, stall_kinds, wait_until
+from faults._support import FAST, FAST_NATS, RECOVER, never_hangs, wait_until
 from microstd.broker import Broker, Message
 from microstd.errors import ConnectionFailed, ConnectionRestored
 
@@ -159,7 +159,7 @@ async def test_subscriptions_resume_after_a_cut_connection(
             await subscriber.close()
 
 
-@pytest.mark.parametrize("kind", stall_kinds(KINDS))
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_stalled_subscription_is_noticed_and_resumes(
     kind: str, servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 import microstd.store
 from _servers import ServerProcess
 from faults._proxy import FaultProxy
-from faults._support import FAST, FAST_NATS, HANG, eventually, fails_fast, never_hangs, stall_kinds
+from faults._support import FAST, FAST_NATS, HANG, eventually, fails_fast, never_hangs
 from microstd.errors import ConnectionFailed
 from microstd.store import Event, Store
 
@@ -111,7 +111,7 @@ async def test_a_cut_connection_is_replaced(
             assert (await store.read("k")).value == value
 
 
-@pytest.mark.parametrize("kind", stall_kinds(KINDS))
+@pytest.mark.parametrize("kind", KINDS)
 async def test_calls_fail_fast_through_a_stalled_connection(
     kind: str, servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
 ) -> None:
@@ -174,7 +174,7 @@ async def test_a_watch_resumes_or_ends_after_a_kill(
         await events.aclose()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("kind", stall_kinds(KINDS))
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_watch_resumes_or_ends_after_a_stall(
     kind: str, servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
 ) -> None:

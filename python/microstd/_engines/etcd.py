@@ -61,6 +61,7 @@ __all__ = [
     "EtcdAPIError",
     "EtcdClient",
     "EtcdEndpoint",
+    "EtcdStreamEnded",
     "acquire",
     "b64",
     "errors",
@@ -86,6 +87,10 @@ _UNAUTHENTICATED = 16
 
 class _Unauthenticated(ConnectionFailed):
     """etcd refused the credentials or the token (internal: a token is renewed once)."""
+
+
+class EtcdStreamEnded(ConnectionFailed):
+    """The server closed a watch stream (it does so only when it goes away)."""
 
 
 class EtcdAPIError(MicrostdError):
@@ -213,6 +218,19 @@ class EtcdEndpoint:
         return f"EtcdEndpoint({self.redacted!r})"
 
 
+def _broken(exc: BaseException | None) -> bool:
+    """True for a kept-alive connection found reset or closed by the peer (worth one
+    more try); false for a refused connection or a timeout."""
+    import aiohttp
+
+    if isinstance(exc, (aiohttp.ClientConnectorError, asyncio.TimeoutError)):
+        return False
+    return isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError),
+    )
+
+
 def _fail(endpoint: EtcdEndpoint, what: str, why: str, exc: BaseException | None) -> NoReturn:
     raise ConnectionFailed(f"{what}: etcd at {endpoint.redacted} {why}") from exc
 
@@ -224,6 +242,9 @@ def errors(endpoint: EtcdEndpoint, what: str) -> Iterator[None]:
 
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         detail = redact_text(str(exc)) or "no answer in time"
         _fail(endpoint, what, f"unreachable: {type(exc).__name__}: {detail}", exc)
@@ -253,6 +274,9 @@ class EtcdClient:
             total=t.connect + t.request, sock_connect=t.connect, sock_read=t.request
         )
         self._session = aiohttp.ClientSession(timeout=self._timeout)
+        # For the second try of an idempotent request: a connection of its own,
+        # never one of the pooled ones the network may have reset together.
+        self._fresh: Any = None
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -282,11 +306,32 @@ class EtcdClient:
             return {"Authorization": self._token}
 
     async def _post(
-        self, path: str, body: Mapping[str, Any], what: str, headers: Mapping[str, str]
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str,
+        headers: Mapping[str, str],
+        *,
+        fresh: bool = False,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        import aiohttp
+
         url = f"{self.endpoint.base}/v3/{path}"
+        session = self._session
+        bound = self._timeout
+        if timeout is not None:
+            # A caller with less time left than the request timeout (a lease
+            # refresh racing its expiry) bounds this one request to it.
+            bound = aiohttp.ClientTimeout(total=max(0.001, timeout))
+        if fresh:
+            if self._fresh is None:
+                self._fresh = aiohttp.ClientSession(
+                    timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True)
+                )
+            session = self._fresh
         with self.errors(what):
-            async with self._session.post(url, json=body, headers=headers) as resp:
+            async with session.post(url, json=body, headers=headers, timeout=bound) as resp:
                 text = await resp.read()
                 status = resp.status
         try:
@@ -299,26 +344,44 @@ class EtcdClient:
             raise ConnectionFailed(f"{what}: etcd {path}: the answer is not a JSON object")
         return data
 
-    async def call(self, path: str, body: Mapping[str, Any], what: str = "") -> dict[str, Any]:
+    async def call(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str = "",
+        *,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """POST `body` to ``/v3/<path>``; the answer's JSON object.
 
         `ConnectionFailed` when the server cannot be reached or does not answer
-        within the timeouts; `EtcdAPIError` for an error answer.
+        within the timeouts; `EtcdAPIError` for an error answer. An `idempotent`
+        request (a read, a keepalive, a plain put or delete: doing it twice is
+        doing it once) that fails on a pooled connection the network reset is
+        sent once more, on a connection of its own. `timeout` (seconds) bounds
+        this request instead of the endpoint's request timeout.
         """
         what = what or f"etcd {path}"
         headers = await self._headers()
         try:
-            return await self._post(path, body, what, headers)
+            try:
+                return await self._post(path, body, what, headers, timeout=timeout)
+            except ConnectionFailed as exc:
+                if not (idempotent and _broken(exc.__cause__)):
+                    raise
+            return await self._post(path, body, what, headers, fresh=True, timeout=timeout)
         except _Unauthenticated:
             if not headers:
                 raise
             # A simple token expires (5 minutes by default): get a new one, once.
-            return await self._post(path, body, what, await self._headers(renew=True))
+            renewed = await self._headers(renew=True)
+            return await self._post(path, body, what, renewed, timeout=timeout)
 
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
         answer = await self.call(
-            "kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, what
+            "kv/range", {"key": b64(prefix), "range_end": prefix_end(prefix)}, what, idempotent=True
         )
         out: dict[bytes, bytes] = {}
         for kv in kvs_of(answer):
@@ -345,12 +408,16 @@ class EtcdClient:
             total=None, sock_connect=t.connect, sock_read=None, connect=t.connect
         )
         with self.errors(what):
-            async with self._session.post(
+            # The stream itself has no read timeout (the liveness check covers a
+            # silent one), but its answer must start within the request timeout.
+            opening = self._session.post(
                 f"{self.endpoint.base}/v3/watch",
                 json={"create_request": dict(create_request)},
                 headers=headers,
                 timeout=stream_timeout,
-            ) as resp:
+            )
+            resp = await asyncio.wait_for(opening, t.connect + t.request)
+            async with resp:
                 if resp.status != 200:
                     try:
                         data = json.loads(await resp.read())
@@ -363,10 +430,14 @@ class EtcdClient:
                         chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
                     except asyncio.TimeoutError:
                         # Silent for a while: is the server still there?
-                        await self.call("maintenance/status", {}, f"{what} (liveness check)")
+                        await self.call(
+                            "maintenance/status", {}, f"{what} (liveness check)", idempotent=True
+                        )
                         continue
                     if not chunk:
-                        _fail(self.endpoint, what, "ended the watch stream", None)
+                        raise EtcdStreamEnded(
+                            f"{what}: etcd at {self.endpoint.redacted} ended the watch stream"
+                        )
                     buffer += text.decode(chunk)
                     if len(buffer) > MAX_WATCH_BUFFER:
                         raise ConnectionFailed(f"{what}: the etcd watch stream is not JSON")
@@ -392,8 +463,10 @@ class EtcdClient:
                         yield result
 
     async def close(self) -> None:
-        """Close the HTTP session; idempotent."""
+        """Close the HTTP sessions; idempotent."""
         await self._session.close()
+        if self._fresh is not None:
+            await self._fresh.close()
 
 
 _shared: Shared[EtcdClient] = Shared()

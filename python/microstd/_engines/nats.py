@@ -2,7 +2,7 @@
 
     endpoint, rest = NatsEndpoint.from_url(parsed, options, area=("bucket",))
     conn = await acquire(endpoint)          # one connection per URL and settings, per event loop
-    nc = conn.client("publish")             # ConnectionFailed at once while disconnected
+    nc = await conn.ready("publish")        # waits up to `timeout` while reconnecting
     with errors(endpoint, "publish"):
         await nc.publish("a.b", b"x")
     await release(conn)
@@ -30,8 +30,9 @@ What it owns:
   every ``reconnect_time_wait=0.5`` seconds, and nats-py subscribes again to
   every subscription. The *first* connection is not retried for ever: an
   unreachable server raises `ConnectionFailed` after two attempts.
-- **No buffering while disconnected**: a publish or request made while the
-  connection is down raises `ConnectionFailed` at once (nats-py would buffer
+- **No buffering while disconnected**: a call made while the connection is
+  down waits up to ``timeout`` for it to come back (`ready`), then raises
+  `ConnectionFailed`; nothing is queued to be sent later (nats-py would buffer
   it and send it after the reconnection, possibly minutes after the caller
   was told it failed, overwriting newer writes).
 - **Error mapping** (`errors`): refused, lost, stale, closed or reconnecting
@@ -202,6 +203,9 @@ def errors(endpoint: NatsEndpoint, what: str) -> Iterator[None]:
     """Translate nats-py's exceptions raised in the block into `microstd.errors`."""
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except nerr.AuthorizationError as exc:
         _fail(endpoint, what, exc, "refused the credentials")
     except _UNREACHABLE as exc:
@@ -222,6 +226,7 @@ class NatsConnection:
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
         self._closed = False
+        self._up = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"NatsConnection({self.endpoint.redacted!r})"
@@ -287,6 +292,7 @@ class NatsConnection:
             # endpoint's (by default none).
             nc.options["max_reconnect_attempts"] = e.max_reconnect_attempts
             self.nc = nc
+            self._up.set()
 
     def client(self, what: str = "request") -> Client:
         """The live connection; `ConnectionFailed` at once while it is down.
@@ -309,6 +315,18 @@ class NatsConnection:
         """`client(what)`, first reconnecting if the connection was closed for good."""
         if self.nc is None or self.nc.is_closed:
             await self.open()
+        return self.client(what)
+
+    async def ready(self, what: str = "request") -> Client:
+        """The live connection, waiting up to `timeout` for it while it reconnects
+        (a short blip costs a call some time, not an error); `ConnectionFailed`
+        if it is not back in time. Nothing is sent before it is."""
+        if self.nc is None or self.nc.is_closed:
+            await self.open()
+        nc = self.nc
+        if nc is not None and not nc.is_connected and not self._closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._up.wait(), self.endpoint.timeouts.request)
         return self.client(what)
 
     def jetstream(self, what: str = "request") -> Any:
@@ -337,7 +355,8 @@ class NatsConnection:
         # is logged once, by _on_disconnected.
         log.debug("NATS client error on %s: %r", self.endpoint.redacted, exc)
         nc = self.nc
-        if nc is not None and nc.is_reconnecting:
+        # A reconnection attempt runs as "connecting" until CONNECT is answered.
+        if nc is not None and (nc.is_reconnecting or nc.is_connecting):
             # nats-py (2.x) reuses its transport object for the next attempt and
             # replaces the stream of a failed one (TCP connected, no INFO in time)
             # without closing it: close it here, or every attempt against a
@@ -350,14 +369,17 @@ class NatsConnection:
     async def _on_disconnected(self) -> None:
         if self._closed:
             return
+        self._up.clear()
         log.warning("NATS connection to %s lost; reconnecting", self.endpoint.redacted)
         self._tell("disconnected")
 
     async def _on_reconnected(self) -> None:
+        self._up.set()
         log.info("NATS connection to %s restored", self.endpoint.redacted)
         self._tell("reconnected")
 
     async def _on_closed(self) -> None:
+        self._up.clear()
         if self._closed:
             return
         log.warning("NATS connection to %s closed for good", self.endpoint.redacted)

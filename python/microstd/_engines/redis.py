@@ -21,10 +21,12 @@ What it owns:
   PING, and one that does not answer within ``timeout`` is declared lost.
   redis-py 5 has no timeouts by default, so a frozen server would hang every
   caller for ever; here nothing waits longer than these.
-- **No automatic retry.** redis-py retries a failed command by default; a
-  retried write may be applied twice (a conditional write would then report a
-  `Conflict` for its own first attempt), so a failure is reported once, as
-  `ConnectionFailed`, and the *next* call opens a new connection.
+- **No automatic retry of writes.** redis-py retries a failed command by
+  default; a retried write may be applied twice (a conditional write would then
+  report a `Conflict` for its own first attempt), so a failed write is reported
+  once, as `ConnectionFailed`, and the *next* call opens a new connection. A
+  read (`RedisConnection.read`) found on a connection the network reset is
+  tried once more on a new one, so the first read after a cut succeeds.
 - **Error mapping** (`errors`): connection refused or lost, a timeout, an
   unreachable host, a server still loading its data or a read-only replica ->
   `ConnectionFailed`; refused credentials -> `ConnectionFailed` saying so; any
@@ -50,9 +52,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -75,6 +77,8 @@ __all__ = [
     "errors",
     "release",
 ]
+
+T = TypeVar("T")
 
 #: The engine's own options, taken out of the URL before redis-py sees it.
 ENGINE_OPTIONS = (*Timeouts.OPTIONS, "socket_timeout")
@@ -161,6 +165,14 @@ class RedisEndpoint:
         return aioredis.Redis.from_url(self.url, **common)
 
 
+def _broken(exc: BaseException | None) -> bool:
+    """True for a connection found reset or closed (worth one more try for a read);
+    false for a timeout (one more would wait as long again) or refused credentials."""
+    if isinstance(exc, (rexc.TimeoutError, rexc.AuthenticationError, rexc.AuthorizationError)):
+        return False
+    return isinstance(exc, (rexc.ConnectionError, ConnectionError))
+
+
 def _fail(endpoint: RedisEndpoint, what: str, exc: BaseException, why: str) -> NoReturn:
     detail = describe_sentinel(exc) or redact_text(str(exc)) or type(exc).__name__
     raise ConnectionFailed(f"{what}: Redis at {endpoint.redacted} {why}: {detail}") from exc
@@ -174,6 +186,9 @@ def errors(endpoint: RedisEndpoint, what: str) -> Iterator[None]:
     """
     try:
         yield
+    except MicrostdError:
+        # Already ours (ConnectionFailed is also an OSError): never wrapped twice.
+        raise
     except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
         _fail(endpoint, what, exc, "refused the credentials")
     except (rexc.ConnectionError, rexc.TimeoutError, asyncio.TimeoutError, OSError) as exc:
@@ -192,7 +207,6 @@ class RedisConnection:
     def __init__(self, endpoint: RedisEndpoint) -> None:
         self.endpoint = endpoint
         self.client = endpoint.client()
-        self._released = False
 
     def __repr__(self) -> str:
         return f"RedisConnection({self.endpoint.redacted!r})"
@@ -203,8 +217,28 @@ class RedisConnection:
 
     async def ping(self, what: str = "connect") -> None:
         """Check the server answers; `ConnectionFailed` within the timeouts if not."""
+        await self.read(what, self.client.ping)
+
+    async def read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`await call()` for a read (a call with no effect), under `errors`.
+
+        A pooled connection the network reset while it sat idle fails on its
+        next use; a read that fails that way (reset or closed, not a timeout) is
+        tried once more on a new connection, so the first read after a cut
+        succeeds. Writes are never tried twice (see the module docstring).
+        """
+        try:
+            with self.errors(what):
+                return await call()
+        except ConnectionFailed as exc:
+            if not _broken(exc.__cause__):
+                raise
+        # The idle connections went through the same network: drop them all, so
+        # the second try opens a new one.
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
         with self.errors(what):
-            await self.client.ping()
+            return await call()
 
     def subscriber(self) -> Subscriber:
         """A new pub/sub connection (its own socket, not from the shared pool's idle set)."""

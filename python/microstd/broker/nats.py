@@ -21,9 +21,10 @@ by itself (it reconnects without limit by default) and nats-py subscribes
 again to every subscription. The loss and the return are logged and passed to
 the `on_error` hook with each subscription, as a `ConnectionFailed` and then a
 `ConnectionRestored`; messages published meanwhile are not delivered (core
-NATS is at most once). While the connection is down `publish` raises
-`ConnectionFailed` at once (nothing is buffered to be sent later). A `publish`
-that returned was written to the connection, not necessarily delivered.
+NATS is at most once). While the connection is down `publish` waits up to
+``timeout`` for it, then raises `ConnectionFailed` (nothing is buffered to be
+sent later). A `publish` that returned was written to the connection, not
+necessarily delivered.
 
 On a cluster (``nats://a:4222,nats://b:4222``) the connection fails over to
 another server. ``replicas=N`` (default 1) is how many servers keep each
@@ -147,13 +148,13 @@ class NatsBroker(NetworkBroker):
             await client.flush(timeout=self._endpoint.timeouts.request)
 
     async def _client(self, what: str) -> Any:
-        """The live connection; `ConnectionFailed` at once while it is down."""
+        """The live connection (see `NatsConnection.ready`)."""
         if self._closed:
             raise Closed("broker is closed")
         if self._conn is None:
             await self.connect()
         assert self._conn is not None
-        return self._conn.client(f"broker {what}")
+        return await self._conn.ready(f"broker {what}")
 
     async def subscribe(
         self,

@@ -4,7 +4,13 @@ URL: `etcd://host:port?prefix=/microstd/registry/` (`etcds://` for TLS). Each
 node is a key `PREFIX NAME/NODE` attached to a lease of the node's TTL; a
 heartbeat keeps the lease alive, so a node whose process dies is removed by
 etcd itself. `watch` follows a `/v3/watch` stream to re-read on every change.
-Talks HTTP with aiohttp: no gRPC dependency.
+
+Connection, timeouts and errors are `microstd._engines.etcd`'s (options
+``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s). A watch
+re-reads the whole registry on every hint and at least every `poll_interval`;
+a lost watch stream is opened again on its own, so it costs latency, not
+events. A watch whose re-read fails (the server is away) ends with
+`ConnectionFailed`.
 """
 
 from __future__ import annotations
@@ -12,48 +18,50 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import math
 from typing import Any
 
-from microstd import codec
 from microstd._backends import ParsedURL
-from microstd.errors import ConnectionFailed, DecodeError
+from microstd._engines import etcd as engine
+from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
-from microstd.sync._etcdapi import int_field, kvs_of
 
 __all__ = ["EtcdRegistry"]
 
+log = logging.getLogger("microstd.registry")
 
-def _b64(data: str | bytes) -> str:
-    raw = data.encode() if isinstance(data, str) else data
-    return base64.b64encode(raw).decode()
-
-
-def _prefix_end(prefix: str) -> str:
-    # The range [prefix, prefix_end) is every key starting with prefix.
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return _b64(bytes(raw))
+DEFAULT_PREFIX = "/microstd/registry/"
+_LEASE_NOT_FOUND = 5  # gRPC NOT_FOUND: "requested lease not found"
+# Pause before opening a lost watch stream again (doubling up to the max).
+_RETRY_MIN = 0.2
+_RETRY_MAX = 5.0
 
 
 class _EtcdFeed(ChangeFeed):
-    def __init__(self, response: Any) -> None:
-        self._response = response
-        self._event = asyncio.Event()
-        self._task = asyncio.create_task(self._read())
+    """Sets an event on every watch response; reopens the stream when it is lost."""
 
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for _line in self._response.content:
-                self._event.set()
-        # The stream ended (server gone): wake the watcher so it re-reads and
-        # notices; from then on it polls.
-        self._event.set()
+    def __init__(self, client: engine.EtcdClient, prefix: str) -> None:
+        self._client = client
+        self._request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
+        self._event = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        pause = _RETRY_MIN
+        while True:
+            try:
+                async for _result in self._client.watch(self._request, "registry watch"):
+                    self._event.set()
+                    pause = _RETRY_MIN
+            except ConnectionFailed as exc:
+                log.debug("registry watch stream lost, reopening: %s", exc)
+            # Whatever changed meanwhile is found by the re-read this wakes.
+            self._event.set()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RETRY_MAX)
 
     async def wait(self, timeout: float) -> None:
-        if self._task.done() and not self._event.is_set():
-            await asyncio.sleep(timeout)  # the stream is gone: poll
-            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
         self._event.clear()
@@ -62,71 +70,71 @@ class _EtcdFeed(ChangeFeed):
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
-        self._response.close()
 
 
 class EtcdRegistry(Registry):
     """Registry on etcd v3 (JSON gateway over aiohttp); nodes live on leases."""
 
-    def __init__(self, base_url: str, *, prefix: str = "/microstd/registry/") -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(
+        self,
+        base_url: str | engine.EtcdEndpoint,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        **connection: Any,
+    ) -> None:
+        """`base_url` is ``etcd://host:port`` or ``http(s)://host:port`` (or an
+        endpoint); `connection` holds the engine's options."""
+        if isinstance(base_url, engine.EtcdEndpoint):
+            if connection:
+                raise InvalidArgument(f"unknown etcd registry options: {sorted(connection)}")
+            self._endpoint = base_url
+        else:
+            self._endpoint, rest = engine.EtcdEndpoint.from_url(base_url, connection)
+            if rest:
+                raise InvalidArgument(f"unknown etcd registry options: {sorted(rest)}")
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
-        self._session: Any = None
+        self._client: engine.EtcdClient | None = None
         self._leases: dict[tuple[str, str], tuple[str, int]] = {}
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> EtcdRegistry:
-        query = dict(parsed.query)
-        prefix = str(options.pop("prefix", query.pop("prefix", "/microstd/registry/")))
-        if options:
-            raise TypeError(f"unknown etcd registry options: {sorted(options)}")
-        scheme = "https" if parsed.scheme == "etcds" else "http"
-        port = parsed.port or 2379
-        return cls(f"{scheme}://{parsed.host or '127.0.0.1'}:{port}", prefix=prefix)
+        endpoint, mine = engine.EtcdEndpoint.from_url(parsed, options)
+        prefix = str(mine.pop("prefix", DEFAULT_PREFIX))
+        if mine:
+            raise InvalidArgument(f"unknown etcd registry options: {sorted(mine)}")
+        return cls(endpoint, prefix=prefix)
+
+    @property
+    def base_url(self) -> str:
+        """``http(s)://host:port`` of the server."""
+        return self._endpoint.base
 
     def __repr__(self) -> str:
-        return f"EtcdRegistry({self.base_url!r})"
+        return f"EtcdRegistry({self._endpoint.redacted!r})"
 
     async def connect(self) -> None:
-        if self._session is not None:
-            return
-        import aiohttp
+        client = await self._etcd()
+        await client.call("maintenance/status", {}, "registry connect", idempotent=True)
 
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self._session = session
-        try:
-            async with session.get(f"{self.base_url}/health") as resp:
-                if resp.status >= 500:
-                    raise ConnectionFailed(f"etcd at {self.base_url} is unhealthy ({resp.status})")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            await self._drop_session()
-            raise ConnectionFailed(f"cannot reach etcd at {self.base_url}: {exc}") from exc
-        except ConnectionFailed:
-            await self._drop_session()
-            raise
-
-    async def _drop_session(self) -> None:
-        # A failed connect drops its session but leaves the registry open to retry.
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+    async def _etcd(self) -> engine.EtcdClient:
+        if self._client is None:
+            if self.closed:
+                raise Closed("registry is closed")
+            self._client = await engine.acquire(self._endpoint)
+        return self._client
 
     async def close(self) -> None:
-        await self._drop_session()
+        client, self._client = self._client, None
+        if client is not None:
+            await engine.release(client)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import aiohttp
-
-        if self._session is None:
-            await self.connect()
-        try:
-            async with self._session.post(f"{self.base_url}{path}", json=body) as resp:
-                data = await resp.json(content_type=None)
-                if resp.status != 200:
-                    raise ConnectionFailed(f"etcd {path} answered {resp.status}: {data}")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
-            raise ConnectionFailed(f"etcd {path} failed: {exc}") from exc
-        return data if isinstance(data, dict) else {}
+    async def _call(
+        self, path: str, body: dict[str, Any], what: str, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """One request; every one the registry makes is idempotent (a read, a plain
+        put or delete, a keepalive or revoke) except a lease grant."""
+        client = await self._etcd()
+        return await client.call(path, body, f"registry {what}", idempotent=idempotent)
 
     def _key(self, name: str, node_id: str) -> str:
         return f"{self.prefix}{name}/{node_id}"
@@ -135,43 +143,57 @@ class EtcdRegistry(Registry):
         seconds = max(1, math.ceil(ttl))
         held = self._leases.get(key)
         if held is not None and held[1] == seconds:
-            answer = await self._post("/v3/lease/keepalive", {"ID": held[0]})
-            if int_field(answer, "result", "TTL", default=0) > 0:
+            answer = await self._call("lease/keepalive", {"ID": held[0]}, "register")
+            if engine.int_field(answer, "result", "TTL", default=0) > 0:
                 return held[0]
-        granted = await self._post("/v3/lease/grant", {"TTL": str(seconds)})
-        lease_id = str(int_field(granted, "ID"))
+        granted = await self._call(
+            "lease/grant", {"TTL": str(seconds)}, "register", idempotent=False
+        )
+        lease_id = str(engine.int_field(granted, "ID"))
         self._leases[key] = (lease_id, seconds)
         if held is not None:
             # The key moves to the new lease with the put below; the old one is garbage.
-            with contextlib.suppress(ConnectionFailed):
-                await self._post("/v3/lease/revoke", {"ID": held[0]})
+            with contextlib.suppress(ConnectionFailed, engine.EtcdAPIError):
+                await self._call("lease/revoke", {"ID": held[0]}, "register")
         return lease_id
 
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
         body: dict[str, Any] = {
-            "key": _b64(self._key(record.name, record.node_id)),
-            "value": _b64(record.encode()),
+            "key": engine.b64(self._key(record.name, record.node_id)),
+            "value": engine.b64(record.encode()),
         }
-        if ttl is not None:
-            body["lease"] = await self._lease(record.key, ttl)
-        else:
+        if ttl is None:
             self._leases.pop(record.key, None)
-        await self._post("/v3/kv/put", body)
+            await self._call("kv/put", body, "register")
+            return
+        body["lease"] = await self._lease(record.key, ttl)
+        try:
+            await self._call("kv/put", body, "register")
+        except engine.EtcdAPIError as exc:
+            if exc.code != _LEASE_NOT_FOUND:
+                raise
+            # The lease ran out between keepalive and put: take a new one, once.
+            self._leases.pop(record.key, None)
+            body["lease"] = await self._lease(record.key, ttl)
+            await self._call("kv/put", body, "register")
 
     async def _remove(self, name: str, node_id: str) -> None:
-        await self._post("/v3/kv/deleterange", {"key": _b64(self._key(name, node_id))})
+        key = engine.b64(self._key(name, node_id))
+        await self._call("kv/deleterange", {"key": key}, "deregister")
         held = self._leases.pop((name, node_id), None)
         if held is not None:
-            with contextlib.suppress(ConnectionFailed):
-                await self._post("/v3/lease/revoke", {"ID": held[0]})
+            with contextlib.suppress(ConnectionFailed, engine.EtcdAPIError):
+                await self._call("lease/revoke", {"ID": held[0]}, "deregister")
 
     async def _load(self, name: str | None) -> list[NodeRecord]:
         prefix = f"{self.prefix}{name}/" if name else self.prefix
-        answer = await self._post(
-            "/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
+        answer = await self._call(
+            "kv/range",
+            {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)},
+            "lookup",
         )
         out = []
-        for kv in kvs_of(answer):
+        for kv in engine.kvs_of(answer):
             value = kv.get("value", "")
             if not isinstance(value, str):
                 continue  # not an etcd value: skipped, like a foreign record
@@ -182,17 +204,4 @@ class EtcdRegistry(Registry):
         return out
 
     async def _changes(self) -> ChangeFeed:
-        import aiohttp
-
-        if self._session is None:
-            await self.connect()
-        body = {"create_request": {"key": _b64(self.prefix), "range_end": _prefix_end(self.prefix)}}
-        try:
-            response = await self._session.post(
-                f"{self.base_url}/v3/watch",
-                data=codec.json.dumps(body),
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailed(f"etcd watch failed: {exc}") from exc
-        return _EtcdFeed(response)
+        return _EtcdFeed(await self._etcd(), self.prefix)

@@ -5,6 +5,14 @@ URL: `nats://host:port?bucket=microstd_registry`. Each node is a key
 expired records and delete them, and the bucket's `max_age` (the `max_age`
 option, default one hour) bounds what a crashed node can leave behind.
 `watch` re-reads on every update the bucket's watcher delivers.
+
+Connection, timeouts and errors are `microstd._engines.nats`'s (options
+``connect_timeout``, ``timeout``, ``ping_interval``, ``reconnect_time_wait``,
+``max_reconnect_attempts``), shared with every store and broker on the same
+URL: it reconnects without limit, and while it is down a call waits up to
+``timeout`` for it, then raises `ConnectionFailed`. A watch re-reads the whole
+registry on every hint and at least every `poll_interval`; a watch whose
+re-read fails ends with `ConnectionFailed`.
 """
 
 from __future__ import annotations
@@ -14,11 +22,18 @@ import contextlib
 import time
 from typing import Any
 
-from microstd._backends import ParsedURL, redact
-from microstd.errors import ConnectionFailed, DecodeError
+import nats.errors as nerr
+import nats.js.errors as jerr
+from nats.js.api import KeyValueConfig
+
+from microstd._backends import ParsedURL
+from microstd._engines import nats as engine
+from microstd.errors import Closed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
 __all__ = ["NatsRegistry"]
+
+DEFAULT_BUCKET = "microstd_registry"
 
 
 class _NatsFeed(ChangeFeed):
@@ -28,14 +43,13 @@ class _NatsFeed(ChangeFeed):
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        from nats.errors import TimeoutError as NatsTimeout
-
-        # If the watcher fails for good, the task ends and watch falls back to polling.
+        # The KV watcher is an ordered consumer: nats-py makes it again after a
+        # reconnection. If it fails for good, the task ends and watch polls.
         with contextlib.suppress(Exception):
             while True:
                 try:
                     await self._watcher.updates(timeout=3600)
-                except NatsTimeout:
+                except nerr.TimeoutError:
                     continue
                 self._event.set()
 
@@ -55,102 +69,100 @@ class _NatsFeed(ChangeFeed):
 class NatsRegistry(Registry):
     """Registry on a NATS JetStream KV bucket (nats-py)."""
 
-    def __init__(self, url: str, *, bucket: str = "microstd_registry", max_age: float = 3600.0):
-        self._url = url
+    def __init__(
+        self,
+        url: str | engine.NatsEndpoint,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        max_age: float = 3600.0,
+        **connection: Any,
+    ) -> None:
+        """`url` is a ``nats://`` URL (or an endpoint); `connection` holds the engine's
+        options."""
+        if isinstance(url, engine.NatsEndpoint):
+            if connection:
+                raise InvalidArgument(f"unknown nats registry options: {sorted(connection)}")
+            self._endpoint = url
+        else:
+            self._endpoint, rest = engine.NatsEndpoint.from_url(url, connection)
+            if rest:
+                raise InvalidArgument(f"unknown nats registry options: {sorted(rest)}")
         self.bucket = bucket
         self.max_age = max_age
-        self._nc: Any = None
+        self._conn: engine.NatsConnection | None = None
         self._kv: Any = None
+        self._kv_nc: Any = None
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> NatsRegistry:
-        query = dict(parsed.query)
-        bucket = str(options.pop("bucket", query.pop("bucket", "microstd_registry")))
-        max_age = float(options.pop("max_age", query.pop("max_age", 3600.0)))
-        if options:
-            raise TypeError(f"unknown nats registry options: {sorted(options)}")
-        return cls(parsed.raw.split("?", 1)[0], bucket=bucket, max_age=max_age)
+        endpoint, mine = engine.NatsEndpoint.from_url(parsed, options)
+        bucket = str(mine.pop("bucket", DEFAULT_BUCKET))
+        max_age = float(mine.pop("max_age", 3600.0))
+        if mine:
+            raise InvalidArgument(f"unknown nats registry options: {sorted(mine)}")
+        return cls(endpoint, bucket=bucket, max_age=max_age)
 
     def __repr__(self) -> str:
-        return f"NatsRegistry({redact(self._url)!r}, bucket={self.bucket!r})"
+        return f"NatsRegistry({self._endpoint.redacted!r}, bucket={self.bucket!r})"
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"registry {what}")
 
     async def connect(self) -> None:
-        if self._kv is not None:
-            return
-        import nats
-        from nats.js.api import KeyValueConfig
-        from nats.js.errors import BucketNotFoundError
-
-        try:
-            nc = await nats.connect(
-                self._url,
-                connect_timeout=2,
-                allow_reconnect=True,
-                max_reconnect_attempts=3,
-                reconnect_time_wait=0.5,
-            )
-        except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
-            raise ConnectionFailed(f"cannot reach nats at {redact(self._url)}: {exc}") from exc
-        try:
-            js = nc.jetstream()
-            try:
-                kv = await js.key_value(self.bucket)
-            except BucketNotFoundError:
-                kv = await js.create_key_value(
-                    KeyValueConfig(bucket=self.bucket, history=1, ttl=self.max_age)
-                )
-        except Exception as exc:
-            await nc.close()
-            raise ConnectionFailed(f"nats registry bucket {self.bucket!r}: {exc}") from exc
-        self._nc, self._kv = nc, kv
+        await self._bucket("connect")
 
     async def close(self) -> None:
-        nc, self._nc, self._kv = self._nc, None, None
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await nc.close()
+        conn, self._conn, self._kv = self._conn, None, None
+        if conn is not None:
+            await engine.release(conn)
 
-    async def _bucket(self) -> Any:
-        if self._kv is None:
-            await self.connect()
+    async def _bucket(self, what: str) -> Any:
+        """The bucket on the live connection (see `NatsConnection.ready`)."""
+        if self._conn is None:
+            if self.closed:
+                raise Closed("registry is closed")
+            self._conn = await engine.acquire(self._endpoint)
+        nc = await self._conn.ready(f"registry {what}")
+        if self._kv is None or self._kv_nc is not nc:
+            js = self._conn.jetstream(f"registry {what}")
+            with self._errors(what):
+                try:
+                    kv = await js.key_value(self.bucket)
+                except jerr.BucketNotFoundError:
+                    kv = await js.create_key_value(
+                        KeyValueConfig(bucket=self.bucket, history=1, ttl=self.max_age)
+                    )
+            self._kv, self._kv_nc = kv, nc
         return self._kv
 
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
-        kv = await self._bucket()
-        try:
+        kv = await self._bucket("register")
+        with self._errors("register"):
             await kv.put(f"{record.name}.{record.node_id}", record.encode())
-        except Exception as exc:
-            raise ConnectionFailed(f"nats registry register failed: {exc}") from exc
 
     async def _remove(self, name: str, node_id: str) -> None:
-        kv = await self._bucket()
-        try:
+        kv = await self._bucket("deregister")
+        with self._errors("deregister"):
             await kv.delete(f"{name}.{node_id}")
-        except Exception as exc:
-            raise ConnectionFailed(f"nats registry deregister failed: {exc}") from exc
 
     async def _load(self, name: str | None) -> list[NodeRecord]:
-        from nats.js.errors import KeyNotFoundError, NoKeysError
-
-        kv = await self._bucket()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
-        except Exception as exc:
-            raise ConnectionFailed(f"nats registry lookup failed: {exc}") from exc
+        kv = await self._bucket("lookup")
+        with self._errors("lookup"):
+            try:
+                keys = await kv.keys()
+            except jerr.NoKeysError:
+                return []
         now = time.time()
         out = []
         for key in keys:
             if name is not None and not key.startswith(f"{name}."):
                 continue
-            try:
-                entry = await kv.get(key)
-                record = NodeRecord.decode(entry.value or b"")
-            except (KeyNotFoundError, DecodeError):
-                continue
-            except Exception as exc:
-                raise ConnectionFailed(f"nats registry lookup failed: {exc}") from exc
+            with self._errors("lookup"):
+                try:
+                    entry = await kv.get(key)
+                    record = NodeRecord.decode(entry.value or b"")
+                except (jerr.KeyNotFoundError, DecodeError):
+                    continue
             if not record.alive(now):
                 # Expired: the node stopped heartbeating. Clean up, unless it re-registered.
                 with contextlib.suppress(Exception):
@@ -159,9 +171,7 @@ class NatsRegistry(Registry):
         return out
 
     async def _changes(self) -> ChangeFeed:
-        kv = await self._bucket()
-        try:
+        kv = await self._bucket("watch")
+        with self._errors("watch"):
             watcher = await kv.watchall(ignore_deletes=False, include_history=False)
-        except Exception as exc:
-            raise ConnectionFailed(f"nats registry watch failed: {exc}") from exc
         return _NatsFeed(watcher)

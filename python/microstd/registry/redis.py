@@ -4,6 +4,12 @@ URL: `redis://[:password@]host:port/db?prefix=microstd:registry:`. Each node is 
 key `PREFIX svc/NAME/NODE` holding its JSON record, set with `PX` so Redis drops
 it when its TTL runs out; every change is also published on `PREFIX events`
 so watchers re-read at once instead of waiting for their poll.
+
+Connection, timeouts and errors are `microstd._engines.redis`'s (options
+``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s). A watch
+re-reads the whole registry on every hint and at least every `poll_interval`,
+so a lost change channel costs latency, not events: it reconnects on its own.
+A watch whose re-read fails (the server is away) ends with `ConnectionFailed`.
 """
 
 from __future__ import annotations
@@ -14,127 +20,127 @@ import math
 from typing import Any
 
 from microstd._backends import ParsedURL
-from microstd.errors import ConnectionFailed, DecodeError
+from microstd._engines import redis as engine
+from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
 __all__ = ["RedisRegistry"]
 
+DEFAULT_PREFIX = "microstd:registry:"
+
 
 class _RedisFeed(ChangeFeed):
-    def __init__(self, pubsub: Any) -> None:
-        self._pubsub = pubsub
-        self._broken = False
+    """Hints from the change channel; while the channel is lost, `wait` just waits
+    (the watch then polls) and the next call reconnects it."""
+
+    def __init__(self, subscriber: engine.Subscriber) -> None:
+        self._subscriber = subscriber
 
     async def wait(self, timeout: float) -> None:
-        from redis.exceptions import RedisError
-
-        if self._broken:
-            await asyncio.sleep(timeout)
-            return
-        try:
-            await self._wait(timeout)
-        except (RedisError, OSError):
-            # The subscription connection failed: watch keeps going by polling.
-            self._broken = True
-
-    async def _wait(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        # get_message returns on the first message of any kind; drain what is queued.
-        while True:
+        try:
+            if await self._subscriber.get(timeout) is None:
+                return
+            # One hint is enough: take what else is queued without waiting.
+            while await self._subscriber.get(0) is not None:
+                pass
+        except ConnectionFailed:
             left = deadline - loop.time()
-            if left <= 0:
-                return
-            msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if msg is not None:
-                while await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
-                    pass
-                return
+            if left > 0:
+                await asyncio.sleep(left)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+        await self._subscriber.aclose()
 
 
 class RedisRegistry(Registry):
     """Registry on Redis (redis-py asyncio). Keys expire with their TTL."""
 
-    def __init__(self, url: str, *, prefix: str = "microstd:registry:", redacted: str = "") -> None:
-        self._url = url
-        self._redacted = redacted or url
+    def __init__(
+        self, url: str | engine.RedisEndpoint, *, prefix: str = DEFAULT_PREFIX, **connection: Any
+    ) -> None:
+        """`url` is a ``redis://`` URL (or an endpoint); `connection` holds the engine's
+        options (`connect_timeout`, `timeout`, `ping_interval`)."""
+        if isinstance(url, engine.RedisEndpoint):
+            if connection:
+                raise InvalidArgument(f"unknown redis registry options: {sorted(connection)}")
+            self._endpoint = url
+        else:
+            self._endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
+            if rest:
+                raise InvalidArgument(f"unknown redis registry options: {sorted(rest)}")
         self.prefix = prefix
-        self._client: Any = None
+        self._conn: engine.RedisConnection | None = None
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisRegistry:
-        query = dict(parsed.query)
-        prefix = str(options.pop("prefix", query.pop("prefix", "microstd:registry:")))
-        if options:
-            raise TypeError(f"unknown redis registry options: {sorted(options)}")
-        base = parsed.raw.split("?", 1)[0]
-        return cls(base, prefix=prefix, redacted=parsed.redacted.split("?", 1)[0])
+        endpoint, mine = engine.RedisEndpoint.from_url(parsed, options, area=("prefix",))
+        prefix = str(mine.pop("prefix", DEFAULT_PREFIX))
+        if mine:
+            raise InvalidArgument(f"unknown redis registry options: {sorted(mine)}")
+        return cls(endpoint, prefix=prefix)
 
     def __repr__(self) -> str:
-        return f"RedisRegistry({self._redacted!r})"
+        return f"RedisRegistry({self._endpoint.redacted!r})"
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return engine.errors(self._endpoint, f"registry {what}")
 
     async def connect(self) -> None:
-        if self._client is not None:
+        if self._conn is not None:
             return
-        import redis.asyncio as aioredis
-        from redis.exceptions import RedisError
-
-        client = aioredis.Redis.from_url(self._url)
+        conn = await engine.acquire(self._endpoint)
         try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise ConnectionFailed(f"cannot reach redis at {self._redacted}: {exc}") from exc
-        self._client = client
+            await conn.ping("registry connect")
+        except BaseException:
+            await engine.release(conn)
+            raise
+        self._conn = conn
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await engine.release(conn)
 
-    async def _conn(self) -> Any:
-        if self._client is None:
+    async def _client(self) -> Any:
+        if self._conn is None:
             await self.connect()
-        return self._client
+        if self._conn is None:
+            raise Closed("registry is closed")
+        return self._conn.client
 
     def _key(self, name: str, node_id: str) -> str:
         return f"{self.prefix}svc/{name}/{node_id}"
 
-    async def _call(self, what: str, coro: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:
-            raise ConnectionFailed(f"redis registry {what} failed: {exc}") from exc
-
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
-        client = await self._conn()
+        client = await self._client()
         px = max(1, math.ceil(ttl * 1000)) if ttl is not None else None
         pipe = client.pipeline(transaction=True)
         pipe.set(self._key(record.name, record.node_id), record.encode(), px=px)
         pipe.publish(f"{self.prefix}events", record.name)
-        await self._call("register", pipe.execute())
+        with self._errors("register"):
+            await pipe.execute()
 
     async def _remove(self, name: str, node_id: str) -> None:
-        client = await self._conn()
+        client = await self._client()
         pipe = client.pipeline(transaction=True)
         pipe.delete(self._key(name, node_id))
         pipe.publish(f"{self.prefix}events", name)
-        await self._call("deregister", pipe.execute())
+        with self._errors("deregister"):
+            await pipe.execute()
 
     async def _load(self, name: str | None) -> list[NodeRecord]:
-        client = await self._conn()
+        client = await self._client()
         # Names are validated to exclude glob characters, so they are safe in MATCH.
         pattern = f"{self.prefix}svc/{name}/*" if name else f"{self.prefix}svc/*"
-        keys = await self._call("lookup", _collect(client.scan_iter(match=pattern, count=500)))
-        if not keys:
-            return []
-        values = await self._call("lookup", client.mget(keys))
+
+        async def read() -> list[Any]:
+            keys = [k async for k in client.scan_iter(match=pattern, count=500)]
+            return list(await client.mget(keys)) if keys else []
+
+        assert self._conn is not None
+        values = await self._conn.read("registry lookup", read)
         out = []
         for value in values:
             if value is None:  # expired between SCAN and MGET
@@ -146,11 +152,12 @@ class RedisRegistry(Registry):
         return out
 
     async def _changes(self) -> ChangeFeed:
-        client = await self._conn()
-        pubsub = client.pubsub()
-        await self._call("watch", pubsub.subscribe(f"{self.prefix}events"))
-        return _RedisFeed(pubsub)
-
-
-async def _collect(keys: Any) -> list[Any]:
-    return [k async for k in keys]
+        await self._client()
+        assert self._conn is not None
+        subscriber = self._conn.subscriber()
+        try:
+            await subscriber.subscribe(f"{self.prefix}events")
+        except BaseException:
+            await subscriber.aclose()
+            raise
+        return _RedisFeed(subscriber)

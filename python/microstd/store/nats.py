@@ -41,8 +41,9 @@ Connection, timeouts and errors are `microstd._engines.nats`'s: options
 ``connect_timeout`` (5 s), ``timeout`` (5 s per request), ``ping_interval``
 (10 s), ``reconnect_time_wait`` and ``max_reconnect_attempts`` (no limit), in
 the URL or as keywords. The connection reconnects without limit; while it is
-down every call raises `ConnectionFailed` at once. A write that raised
-`ConnectionFailed` may still have been applied.
+down a call waits up to ``timeout`` for it, then raises `ConnectionFailed`
+(nothing is queued to be sent later). A write that raised `ConnectionFailed`
+may still have been applied.
 """
 
 from __future__ import annotations
@@ -222,11 +223,10 @@ class NatsStore(NetworkStore):
             await engine.release(conn)
 
     async def _jetstream(self, what: str) -> Any:
-        """A JetStream context on the live connection; `ConnectionFailed` at once while
-        it is down (reconnecting first if it was closed for good)."""
+        """A JetStream context on the live connection (see `NatsConnection.ready`)."""
         if self._conn is None:
             raise Closed("store is closed")
-        await self._conn.ensure(f"store {what}")
+        await self._conn.ready(f"store {what}")
         return self._conn.jetstream(f"store {what}")
 
     # -- raw entries -------------------------------------------------------------

@@ -36,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import redis.exceptions as rexc
 
@@ -57,6 +57,8 @@ from microstd.store._watch import Emit, Fail, Unsubscribe
 from microstd.store.base import Event, EventKind, Record, Revision
 
 __all__ = ["RedisStore"]
+
+T = TypeVar("T")
 
 DEFAULT_PREFIX = "microstd:store:"
 
@@ -236,23 +238,33 @@ class RedisStore(NetworkStore):
             expires_at=fields.get(b"e"),
         )
 
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent read, tried once more on a connection found reset."""
+        if self._conn is None:
+            raise Closed("store is closed")
+        return await self._conn.read("store read", call)
+
     async def _get(self, key: str) -> Record | None:
-        with self._errors("read"):
+        async def hgetall() -> object:
             try:
-                fields: object = await self._redis.hgetall(self._data + key.encode())
+                return await self._redis.hgetall(self._data + key.encode())
             except rexc.ResponseError as exc:
-                fields = exc
-        return self._record(key, fields)
+                return exc
+
+        return self._record(key, await self._read(hgetall))
 
     async def _get_many(self, keys: list[str]) -> dict[str, Record]:
-        with self._errors("read"):
+        async def pipelined() -> list[object]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.hgetall(self._data + key.encode())
-                results = await pipe.execute(raise_on_error=False)
+                results: list[object] = await pipe.execute(raise_on_error=False)
             for result in results:
                 if isinstance(result, (rexc.ConnectionError, rexc.TimeoutError)):
                     raise result
+            return results
+
+        results = await self._read(pipelined)
         found: dict[str, Record] = {}
         for key, fields in zip(keys, results, strict=True):
             record = self._record(key, fields)
@@ -261,17 +273,19 @@ class RedisStore(NetworkStore):
         return found
 
     async def _exists(self, key: str) -> bool:
-        with self._errors("read"):
-            return bool(await self._redis.exists(self._data + key.encode()))
+        return bool(await self._read(lambda: self._redis.exists(self._data + key.encode())))
 
     async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
         pattern = _glob_escape(self._data + prefix.encode("utf-8", "surrogatepass")) + b"*"
-        found: set[str] = set()
         cut = len(self._data)
-        with self._errors("list"):
+
+        async def scan() -> set[str]:
+            found: set[str] = set()
             async for name in self._redis.scan_iter(match=pattern, count=self._scan_count):
                 found.add(name[cut:].decode("utf-8", "replace"))
-        return page(found, prefix, suffix, limit, offset)
+            return found
+
+        return page(await self._read(scan), prefix, suffix, limit, offset)
 
     # -- watch ---------------------------------------------------------------
 

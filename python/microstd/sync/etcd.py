@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from microstd._backends import ParsedURL
+from microstd._engines.etcd import EtcdEndpoint
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._etcdapi import (
@@ -261,26 +262,26 @@ class EtcdLocks(Locks):
 
     def __init__(
         self,
-        base: str,
+        base: str | EtcdEndpoint,
         *,
         prefix: str = "microstd/",
         owner: str | None = None,
         timeout: float | str = DEFAULT_TIMEOUT,
     ) -> None:
-        self._base = base
+        """`base` is ``http(s)://host:port`` or ``etcd://host:port`` (or an endpoint,
+        which brings its own timeouts and credentials; see `microstd._engines.etcd`)."""
         self._prefix = prefix
         self._owner = owner or default_owner()
         self._api = EtcdAPI(base, timeout=timeout_option(timeout))
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> EtcdLocks:
-        query: dict[str, Any] = dict(parsed.query)
-        query.update(options)
-        scheme = "https" if str(query.pop("tls", "")).lower() in {"1", "true", "yes"} else "http"
-        return cls(f"{scheme}://{parsed.host or '127.0.0.1'}:{parsed.port or 2379}", **query)
+        # The engine reads the connection options (timeouts, tls=, credentials).
+        endpoint, mine = EtcdEndpoint.from_url(parsed, options)
+        return cls(endpoint, **mine)
 
     def __repr__(self) -> str:
-        return f"EtcdLocks({self._base!r})"
+        return f"EtcdLocks({self._api.endpoint.redacted!r})"
 
     async def connect(self) -> None:
         await self._api.call("maintenance/status", {})

@@ -26,10 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from microstd._backends import ParsedURL
-from microstd._engines.redis import RedisEndpoint
-from microstd._engines.redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+from microstd._engines import redis as engine
 from microstd._engines.redis_sentinel import aclose as close_client
-from microstd.errors import ConnectionFailed, InvalidArgument, LockLost, LockTimeout
+from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._expiry import DEFAULT_TIMEOUT, give_up_at, timeout_option
 from microstd.sync.base import (
@@ -83,10 +82,6 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-
-
-def _translate(exc: Exception) -> ConnectionFailed:
-    return ConnectionFailed(f"redis: {type(exc).__name__}: {exc}")
 
 
 class RedisLease(Lease):
@@ -175,65 +170,41 @@ class RedisLocks(Locks):
 
     def __init__(
         self,
-        url: str,
+        url: str | engine.RedisEndpoint,
         *,
         prefix: str = "microstd:",
         owner: str | None = None,
         timeout: float | str = DEFAULT_TIMEOUT,
     ) -> None:
-        import redis.asyncio as aioredis
-
-        self._url = url
+        """`url` is a ``redis://`` URL (or an endpoint, which brings its own timeouts;
+        see `microstd._engines.redis`)."""
+        if isinstance(url, engine.RedisEndpoint):
+            self._endpoint = url
+        else:
+            seconds = timeout_option(timeout)
+            self._endpoint, _ = engine.RedisEndpoint.from_url(
+                url, {"timeout": seconds, "connect_timeout": seconds}, decode_responses=True
+            )
         self._prefix = prefix
         self._owner = owner or default_owner()
-        self._timeout = timeout_option(timeout)
-        # redis-py's own timeouts end a request this client gave up on (see `_bounded`).
-        self._client: Any
-        if url.partition(":")[0].lower() in SENTINEL_SCHEMES:
-            # Through the Sentinels (microstd._engines.redis_sentinel): each new
-            # connection goes to the master they name now.
-            endpoint, rest = RedisEndpoint.from_url(
-                url,
-                {"timeout": self._timeout, "connect_timeout": self._timeout},
-                decode_responses=True,
-            )
-            if rest:
-                raise InvalidArgument(f"unknown redis locks options: {sorted(rest)}")
-            self._client = endpoint.client()
-        else:
-            self._client = aioredis.Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-            )
+        self._timeout = self._endpoint.timeouts.request
+        # The engine's timeouts end a request this client gave up on (see `_bounded`).
+        self._client: Any = self._endpoint.client()
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release = self._client.register_script(_RELEASE)
         self._refresh = self._client.register_script(_REFRESH)
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> RedisLocks:
-        query = dict(parsed.query)
-        if parsed.scheme in SENTINEL_SCHEMES:
-            # The locks' options are ours; the rest of the query is the Sentinel URL's.
-            mine: dict[str, Any] = {
-                k: query.pop(k) for k in ("prefix", "owner", "timeout") if k in query
-            }
-            mine.update(options)
-            base = parsed.raw.split("?", 1)[0]
-            rest = "&".join(f"{k}={v}" for k, v in query.items())
-            return cls(f"{base}?{rest}" if rest else base, **mine)
-        parsed.single_server(
-            "redis://", "for Redis Sentinel use redis+sentinel://host1,host2/SERVICE/DB"
+        # The engine reads the connection options (timeouts); prefix= and owner=
+        # are the locks'; any other query option is redis-py's.
+        endpoint, mine = engine.RedisEndpoint.from_url(
+            parsed, options, area=("prefix", "owner"), decode_responses=True
         )
-        query.update(options)
-        netloc = parsed.raw.split("://", 1)[1].split("?", 1)[0]
-        return cls(f"redis://{netloc}", **query)
+        return cls(endpoint, **mine)
 
     def __repr__(self) -> str:
-        from microstd._backends import redact
-
-        return f"RedisLocks({redact(self._url)!r})"
+        return f"RedisLocks({self._endpoint.redacted!r})"
 
     async def connect(self) -> None:
         await self._call(self._client.ping)
@@ -259,8 +230,6 @@ class RedisLocks(Locks):
         to its end in the background (bounded by the client's socket timeout),
         and `on_abandon` gets its outcome.
         """
-        from redis.exceptions import RedisError
-
         task = asyncio.ensure_future(request)
         try:
             done, _ = await asyncio.wait({task}, timeout=bound)
@@ -270,10 +239,8 @@ class RedisLocks(Locks):
         if not done:
             task.add_done_callback(on_abandon)
             raise ConnectionFailed(f"redis: no reply within {bound}s")
-        try:
+        with engine.errors(self._endpoint, "locks"):
             return task.result()
-        except (RedisError, OSError) as exc:
-            raise _translate(exc) from exc
 
     def _channel(self, key: str) -> str:
         return f"{self._prefix}released:{key}"
@@ -341,17 +308,17 @@ class RedisLocks(Locks):
         Not `_bounded`: this read must be cancelled, not left running, when the
         waiter gives up, as the connection is closed next (a read cancels at once).
         """
-        from redis.exceptions import RedisError
-
         try:
-            await asyncio.wait_for(
-                pubsub.get_message(ignore_subscribe_messages=True, timeout=pause),
-                pause + self._timeout,
-            )
-        except asyncio.TimeoutError:
-            raise ConnectionFailed(f"redis: no reply within {pause + self._timeout}s") from None
-        except (RedisError, OSError) as exc:
-            raise _translate(exc) from exc
+            with engine.errors(self._endpoint, "locks wait"):
+                await asyncio.wait_for(
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=pause),
+                    pause + self._timeout,
+                )
+        except ConnectionFailed as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):
+                bound = pause + self._timeout
+                raise ConnectionFailed(f"redis: no reply within {bound}s") from None
+            raise
 
     async def acquire(
         self,

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
-from microstd._backends import redact, redact_text
-from microstd.config.sources import _etcd_http
 from microstd.config.sources._kv import decode_value, kv_tree
 from microstd.config.sources.base import Source
-from microstd.errors import ConfigError
+from microstd.errors import ConfigError, ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = ["EtcdSource", "etcd"]
 
 
-def _base_url(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = {"etcd": "http", "etcds": "https"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"etcd URL must be etcd://host:port or http(s)://host:port, not {url!r}")
-    return f"{scheme}://{parts.netloc}"
-
-
 class EtcdSource(Source):
-    """Keys under `prefix` in etcd (`/app/db/host` -> `db.host`), via the v3 JSON gateway."""
+    """Keys under `prefix` in etcd (`/app/db/host` -> `db.host`), via the v3 JSON gateway.
+
+    Connection, timeouts and errors are `microstd._engines.etcd`'s: options
+    ``connect_timeout``, ``timeout`` (5 s each) and ``ping_interval`` (10 s), in
+    the URL (``etcd://host:2379?timeout=2``) or as keywords; `timeout=` also
+    sets both time limits at once, as before. A read that fails raises
+    `ConfigError`; a watch whose stream is lost (or fails its liveness check)
+    raises `ConfigError` too, and the reload machinery starts it again and reloads.
+    """
 
     textual = True
 
@@ -37,53 +33,60 @@ class EtcdSource(Source):
         separator: str = "/",
         optional: bool = False,
         name: str | None = None,
-        timeout: float = 5.0,
+        timeout: float | None = None,
+        **connection: Any,
     ) -> None:
-        self.base = _base_url(url)
+        from microstd._engines import etcd as engine
+
+        if timeout is not None:
+            connection.setdefault("timeout", timeout)
+            connection.setdefault("connect_timeout", timeout)
+        self.endpoint, rest = engine.EtcdEndpoint.from_url(url, connection)
+        if rest:
+            raise InvalidArgument(f"unknown etcd config options: {sorted(rest)}")
+        self.base = self.endpoint.base
         self.prefix = prefix
         self.separator = separator
-        self.timeout = timeout
+        self.timeout = self.endpoint.timeouts.request
         super().__init__(name or f"etcd:{prefix}", optional=optional)
 
-    def _session(self) -> Any:
-        import aiohttp
-
-        return aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=self.timeout, sock_connect=self.timeout
-            )
-        )
-
     async def fetch(self) -> dict[str, Any]:
-        import aiohttp
+        from microstd._engines import etcd as engine
 
         try:
-            async with self._session() as session:
-                raw, _ = await _etcd_http.range_prefix(session, self.base, self.prefix.encode())
-            pairs = {k: decode_value(v, f"{self.name} {k}") for k, v in raw.items()}
-        except (
-            aiohttp.ClientError,
-            ConnectionError,
-            TimeoutError,
-            asyncio.TimeoutError,
-            ValueError,
-        ) as exc:
-            where, why = redact(self.base), redact_text(str(exc))
-            raise ConfigError(f"{self.name}: cannot read {where}: {why}") from None
+            client = await engine.acquire(self.endpoint)
+            try:
+                raw, _ = await client.range_prefix(self.prefix.encode(), f"{self.name} read")
+            finally:
+                await engine.release(client)
+            pairs = {
+                k.decode("utf-8", "replace"): decode_value(v, f"{self.name} {k!r}")
+                for k, v in raw.items()
+            }
+        except (MicrostdError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            where = self.endpoint.redacted
+            raise ConfigError(f"{self.name}: cannot read {where}: {exc}") from None
         return kv_tree(pairs, self.prefix, self.separator, self.name)
 
     async def changes(self) -> AsyncIterator[None]:
-        import aiohttp
+        from microstd._engines import etcd as engine
 
+        prefix = self.prefix.encode()
+        request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
         try:
-            async with self._session() as session:
-                async for _events in _etcd_http.watch_prefix(
-                    session, self.base, self.prefix.encode()
-                ):
-                    yield None
-        except (aiohttp.ClientError, ConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
-            where, why = redact(self.base), redact_text(str(exc))
-            raise ConfigError(f"{self.name}: watch on {where} failed: {why}") from None
+            client = await engine.acquire(self.endpoint)
+            try:
+                async for result in client.watch(request, f"{self.name} watch"):
+                    if result.get("events"):
+                        yield None
+            finally:
+                await engine.release(client)
+        except ConnectionFailed as exc:
+            raise ConfigError(
+                f"{self.name}: watch on {self.endpoint.redacted} failed: {exc}"
+            ) from None
 
 
 def etcd(
@@ -93,9 +96,19 @@ def etcd(
     separator: str = "/",
     optional: bool = False,
     name: str | None = None,
-    timeout: float = 5.0,
+    timeout: float | None = None,
+    **connection: Any,
 ) -> EtcdSource:
-    """Every key under `prefix` in the etcd at `url` (`etcd://127.0.0.1:2379`), watched natively."""
+    """Every key under `prefix` in the etcd at `url` (`etcd://127.0.0.1:2379`), watched natively.
+
+    `connection` takes the engine's options (`connect_timeout`, `timeout`,
+    `ping_interval`), which the URL's query may also give."""
     return EtcdSource(
-        url, prefix, separator=separator, optional=optional, name=name, timeout=timeout
+        url,
+        prefix,
+        separator=separator,
+        optional=optional,
+        name=name,
+        timeout=timeout,
+        **connection,
     )

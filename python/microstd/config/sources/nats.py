@@ -8,7 +8,7 @@ from typing import Any
 
 from microstd.config.sources._kv import decode_value
 from microstd.config.sources.base import Source, nest
-from microstd.errors import ConfigError
+from microstd.errors import ConfigError, InvalidArgument, MicrostdError
 
 __all__ = ["NatsSource", "nats"]
 
@@ -16,7 +16,16 @@ _PUT_OPS = (None, "PUT")
 
 
 class NatsSource(Source):
-    """The keys of one JetStream KV bucket, dots nesting (`db.host`)."""
+    """The keys of one JetStream KV bucket, dots nesting (`db.host`).
+
+    Connection, timeouts and errors are `microstd._engines.nats`'s, and the
+    connection is shared with every store, broker and registry of the process on
+    the same URL: it reconnects without limit. Options ``connect_timeout``,
+    ``timeout`` (5 s each; `timeout=` sets both, as before), ``ping_interval``,
+    in the URL or as keywords. A read that fails raises `ConfigError`; a watch
+    raises `ConfigError` when the connection is lost, and the reload machinery
+    starts it again (waiting for the connection) and reloads.
+    """
 
     textual = True
 
@@ -28,36 +37,49 @@ class NatsSource(Source):
         separator: str = ".",
         optional: bool = False,
         name: str | None = None,
-        timeout: float = 5.0,
+        timeout: float | None = None,
+        **connection: Any,
     ) -> None:
+        from microstd._engines import nats as engine
+
+        if timeout is not None:
+            connection.setdefault("timeout", timeout)
+            connection.setdefault("connect_timeout", timeout)
+        self.endpoint, rest = engine.NatsEndpoint.from_url(url, connection)
+        if rest:
+            raise InvalidArgument(f"unknown nats config options: {sorted(rest)}")
         self.url = url
         self.bucket = bucket
         self.separator = separator
-        self.timeout = timeout
+        self.timeout = self.endpoint.timeouts.request
         super().__init__(name or f"nats:{bucket}", optional=optional)
 
-    async def _connect(self) -> Any:
-        import nats as nats_client
-
-        from microstd._backends import parse_url
-
-        # A cluster's server list (nats://a:4222,nats://b:4222): each server a URL.
-        return await nats_client.connect(
-            list(parse_url(self.url).servers),
-            connect_timeout=self.timeout,
-            max_reconnect_attempts=0,
-            allow_reconnect=False,
-        )
+    async def _bucket(self, conn: Any, what: str) -> Any:
+        await conn.ready(f"{self.name} {what}")
+        js = conn.jetstream(f"{self.name} {what}")
+        with conn.errors(f"{self.name} {what}"):
+            return await js.key_value(self.bucket)
 
     async def fetch(self) -> dict[str, Any]:
+        from microstd._engines import nats as engine
+
         try:
-            nc = await self._connect()
-        except Exception as exc:  # nats-py raises plain Exceptions of many kinds on connect
-            raise ConfigError(f"{self.name}: cannot connect to NATS: {exc}") from None
-        try:
-            kv = await nc.jetstream().key_value(self.bucket)
+            conn = await engine.acquire(self.endpoint)
+            try:
+                flat = await self._read_all(conn)
+            finally:
+                await engine.release(conn)
+        except ConfigError:
+            raise
+        except (MicrostdError, ValueError) as exc:
+            raise ConfigError(f"{self.name}: cannot read bucket {self.bucket!r}: {exc}") from None
+        return nest(flat, self.separator, self.name)
+
+    async def _read_all(self, conn: Any) -> dict[str, Any]:
+        kv = await self._bucket(conn, "read")
+        flat: dict[str, Any] = {}
+        with conn.errors(f"{self.name} read"):
             watcher = await kv.watchall()
-            flat: dict[str, Any] = {}
             try:
                 while True:
                     entry = await watcher.updates(timeout=self.timeout)
@@ -68,25 +90,26 @@ class NatsSource(Source):
                     else:
                         flat.pop(entry.key, None)
             finally:
-                await watcher.stop()
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"{self.name}: cannot read bucket {self.bucket!r}: {exc}") from None
-        finally:
-            await nc.close()
-        return nest(flat, self.separator, self.name)
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
+        return flat
 
     async def changes(self) -> AsyncIterator[None]:
         from nats import errors as nats_errors
 
+        from microstd._engines import nats as engine
+
         try:
-            nc = await self._connect()
-        except Exception as exc:
+            conn = await engine.acquire(self.endpoint)
+        except MicrostdError as exc:
             raise ConfigError(f"{self.name}: cannot connect to NATS: {exc}") from None
         try:
-            kv = await nc.jetstream().key_value(self.bucket)
-            watcher = await kv.watchall()
+            try:
+                kv = await self._bucket(conn, "watch")
+                with conn.errors(f"{self.name} watch"):
+                    watcher = await kv.watchall()
+            except MicrostdError as exc:
+                raise ConfigError(f"{self.name}: watch failed: {exc}") from None
             initial = True
             try:
                 while True:
@@ -94,7 +117,7 @@ class NatsSource(Source):
                         entry = await watcher.updates(timeout=1.0)
                     except nats_errors.TimeoutError:
                         # The watcher itself never notices a lost connection: check it.
-                        if nc.is_closed or not nc.is_connected:
+                        if not conn.connected:
                             raise ConfigError(f"{self.name}: NATS connection lost") from None
                         continue
                     if entry is None:
@@ -106,7 +129,7 @@ class NatsSource(Source):
                 with contextlib.suppress(Exception):
                     await watcher.stop()
         finally:
-            await nc.close()
+            await engine.release(conn)
 
 
 def nats(
@@ -116,10 +139,20 @@ def nats(
     separator: str = ".",
     optional: bool = False,
     name: str | None = None,
-    timeout: float = 5.0,
+    timeout: float | None = None,
+    **connection: Any,
 ) -> NatsSource:
     """Every key of the JetStream KV `bucket` at `url` (`nats://127.0.0.1:4222`, or a
-    cluster's server list `nats://a:4222,nats://b:4222`)."""
+    cluster's server list `nats://a:4222,nats://b:4222`).
+
+    `connection` takes the engine's options (`connect_timeout`, `timeout`,
+    `ping_interval`, ...), which the URL's query may also give."""
     return NatsSource(
-        url, bucket, separator=separator, optional=optional, name=name, timeout=timeout
+        url,
+        bucket,
+        separator=separator,
+        optional=optional,
+        name=name,
+        timeout=timeout,
+        **connection,
     )

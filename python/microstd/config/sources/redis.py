@@ -8,7 +8,7 @@ from typing import Any, Literal
 from microstd.config.sources._formats import parse_document
 from microstd.config.sources._kv import decode_value
 from microstd.config.sources.base import Source, nest, poll_changes
-from microstd.errors import ConfigError
+from microstd.errors import ConfigError, ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = ["RedisSource", "redis"]
 
@@ -20,6 +20,12 @@ class RedisSource(Source):
     otherwise keyspace notifications for the key when the server has them
     enabled (`notify-keyspace-events` with `K` and the key's type), else
     polling every `poll_interval` seconds with jitter.
+
+    Connection, timeouts and errors are `microstd._engines.redis`'s: options
+    ``connect_timeout``, ``timeout`` (5 s each) and ``ping_interval`` (10 s), in
+    the URL or as keywords. A read that fails raises `ConfigError`; a watch whose
+    connection is lost (or fails its liveness PING) raises `ConfigError` too,
+    and the reload machinery starts it again and reloads.
     """
 
     textual = True
@@ -36,9 +42,15 @@ class RedisSource(Source):
         poll_interval: float = 5.0,
         optional: bool = False,
         name: str | None = None,
+        **connection: Any,
     ) -> None:
+        from microstd._engines import redis as engine
+
         if kind not in ("auto", "hash", "document"):
             raise ValueError(f"kind must be 'auto', 'hash' or 'document', not {kind!r}")
+        self.endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
+        if rest:
+            raise InvalidArgument(f"unknown redis config options: {sorted(rest)}")
         self.url = url
         self.key = key
         self.kind = kind
@@ -48,22 +60,21 @@ class RedisSource(Source):
         self.poll_interval = poll_interval
         super().__init__(name or f"redis:{key}", optional=optional)
 
-    def _client(self) -> Any:
-        from redis import asyncio as aioredis
-
-        return aioredis.Redis.from_url(self.url, socket_connect_timeout=5.0)
-
     async def fetch(self) -> dict[str, Any]:
-        from redis.exceptions import RedisError
+        from microstd._engines import redis as engine
 
         try:
-            client = self._client()
+            conn = await engine.acquire(self.endpoint)
             try:
-                return await self._read(client)
+                return await conn.read(f"{self.name} read", lambda: self._read(conn.client))
             finally:
-                await client.aclose()
-        except (RedisError, OSError) as exc:
+                await engine.release(conn)
+        except ConnectionFailed as exc:
             raise ConfigError(f"{self.name}: cannot read from Redis: {exc}") from None
+        except MicrostdError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{self.name}: Redis refused the read: {exc}") from None
 
     async def _read(self, client: Any) -> dict[str, Any]:
         kind = self.kind
@@ -88,37 +99,38 @@ class RedisSource(Source):
         return parse_document(text, self.format, self.name)
 
     async def changes(self) -> AsyncIterator[None]:
-        from redis.exceptions import RedisError
+        from microstd._engines import redis as engine
 
         try:
-            client = self._client()
+            conn = await engine.acquire(self.endpoint)
             try:
-                channel = self.channel or await self._keyspace_channel(client)
+                with conn.errors(f"{self.name} watch"):
+                    channel = self.channel or await self._keyspace_channel(conn.client)
                 if channel is None:
                     async for _ in poll_changes(self, self.poll_interval):
                         yield None
                     return
-                pubsub = client.pubsub()
-                await pubsub.subscribe(channel)
+                subscriber = conn.subscriber()
                 try:
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                    await subscriber.subscribe(channel)
+                    while True:
+                        if await subscriber.get(timeout=60.0) is not None:
                             yield None
                 finally:
-                    await pubsub.aclose()
+                    await subscriber.aclose()
             finally:
-                await client.aclose()
-        except (RedisError, OSError) as exc:
+                await engine.release(conn)
+        except ConnectionFailed as exc:
             raise ConfigError(f"{self.name}: Redis watch failed: {exc}") from None
 
     async def _keyspace_channel(self, client: Any) -> str | None:
-        from redis.exceptions import RedisError
+        from redis.exceptions import ResponseError
 
         try:
             setting = (await client.config_get("notify-keyspace-events")).get(
                 "notify-keyspace-events", ""
             )
-        except RedisError:
+        except ResponseError:
             return None  # CONFIG may be disabled on managed servers
         if isinstance(setting, bytes):
             setting = setting.decode()
@@ -139,8 +151,12 @@ def redis(
     poll_interval: float = 5.0,
     optional: bool = False,
     name: str | None = None,
+    **connection: Any,
 ) -> RedisSource:
-    """The Redis key `key` at `url`: a hash of dotted fields, or a string holding a document."""
+    """The Redis key `key` at `url`: a hash of dotted fields, or a string holding a document.
+
+    `connection` takes the engine's options (`connect_timeout`, `timeout`,
+    `ping_interval`), which the URL's query may also give."""
     return RedisSource(
         url,
         key,
@@ -151,4 +167,5 @@ def redis(
         poll_interval=poll_interval,
         optional=optional,
         name=name,
+        **connection,
     )
