@@ -81,3 +81,22 @@ async def test_a_separate_exchange_is_a_separate_broker(amqp_url: str) -> None:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
     assert got == [b"here"]
+
+
+def test_the_engine_endpoint_redacts_and_takes_its_options() -> None:
+    from microstd._engines.amqp import AmqpEndpoint
+
+    endpoint, rest = AmqpEndpoint.from_url(
+        "amqp://app:s3cret@127.0.0.1:5672/prod?timeout=2&exchange=ex&heartbeat_hint=1",
+        {"connect_timeout": 3},
+        area=("exchange",),
+    )
+    assert "s3cret" not in endpoint.redacted
+    assert "s3cret" not in repr(endpoint)
+    assert endpoint.timeouts.request == 2.0
+    assert endpoint.timeouts.connect == 3.0
+    assert rest == {"exchange": "ex"}
+    # What is neither the engine's nor the area's stays in the URL, for aio-pika.
+    assert endpoint.url.endswith("/prod?heartbeat_hint=1")
+    with pytest.raises(ValueError):
+        AmqpEndpoint.from_url("amqp://127.0.0.1/?timeout=-1")

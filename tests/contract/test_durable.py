@@ -438,7 +438,7 @@ async def test_drain_on_stop_loses_nothing(broker: microstd.broker.Broker, url: 
     handled: list[int] = []
 
     async def slow(m: Message) -> None:
-        await asyncio.sleep(0.01)  # slower than publishing, so work piles up
+        await asyncio.sleep(0.03)  # slower than publishing (even with confirms): work piles up
         handled.append(m.decode())  # type: ignore[arg-type]
 
     sub = await broker.subscribe(f"{base}.e", slow, durable=name, max_inflight=50)
@@ -448,7 +448,7 @@ async def test_drain_on_stop_loses_nothing(broker: microstd.broker.Broker, url: 
     await sub.unsubscribe(timeout=0.05)  # not enough for what it holds: the rest goes back
     assert len(handled) < 300
     async with microstd.broker.open(url) as again:
-        await again.subscribe(f"{base}.e", slow, durable=name)
+        await again.subscribe(f"{base}.e", lambda m: handled.append(m.decode()), durable=name)
         await eventually(lambda: set(handled) == set(range(300)))
         await quiet(again, base)
 
@@ -685,7 +685,8 @@ if PROCESS_BACKENDS:
         is handled, by it before it exits or by the next subscriber of the durable."""
         base, name = names()
         out = tmp_path / "child.txt"
-        proc = _child(process_url, f"{base}.t", name, out, SVC_GRACE="0.2", SVC_DELAY="0.005")
+        # Handlers slower than publishing (even with publisher confirms), so work piles up.
+        proc = _child(process_url, f"{base}.t", name, out, SVC_GRACE="0.2", SVC_DELAY="0.03")
         handled: set[int] = set()
         try:
             with microstd.broker.open_sync(process_url) as broker:
