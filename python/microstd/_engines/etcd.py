@@ -40,17 +40,20 @@ What it owns:
   mistyped field as `ConnectionFailed`, never `KeyError`.
 
 - **Members** (a URL naming several): the client sends every request to one
-  member, picked at random at first (clients spread over the cluster), and
-  stays with it while it works. When it fails, the client moves on to the
-  next member, and tries the request there too, within the request's time
+  member, picked at random at first (clients spread over the cluster; with
+  ``randomize=0`` the first listed, a preferred nearby member say), and stays
+  with it while it works. When it fails, the client moves on to the next
+  member, and tries the request there too, within the request's time
   (``connect_timeout + timeout``, or the `timeout` given to `call`) when that
   is safe: always when the request certainly was not applied (the connection
   was refused; the member answered "no leader" or "too many requests"), and
   for an `idempotent` request whatever the failure (a timeout, a lost reply,
-  "request timed out"). A request that is not idempotent and may have been
-  applied raises `ConnectionFailed` at once (the next call goes to the next
-  member). Requests carry etcd's "require leader" flag, so a member cut off
-  from the quorum answers "no leader" at once instead of hanging.
+  "request timed out"); round after round, with a short pause once every
+  member failed (a leader election). A request that is not idempotent and
+  may have been applied raises `ConnectionFailed` at once (the next call goes
+  to the next member). Requests carry etcd's "require leader" flag, so a
+  member cut off from the quorum answers "no leader" at once instead of
+  hanging.
 - **Watches** on a cluster resume on the next member when their stream is
   lost, from the revision after the last event delivered (the first stream
   starts from a revision read beforehand when the request names none), so
@@ -98,7 +101,7 @@ __all__ = [
 ]
 
 #: The engine's own options, taken out of the URL and the keyword options.
-ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls")
+ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls", "randomize")
 
 # A watch stream's undecoded text is capped: a server (or something posing as
 # one) sending bytes that never parse must not grow it without end.
@@ -229,6 +232,8 @@ class EtcdEndpoint:
     password: str | None = dataclasses.field(default=None, repr=False)
     #: Every member's ``http(s)://host:port``; empty means ``(base,)``.
     bases: tuple[str, ...] = ()
+    #: Start on a member picked at random (True) or on the first listed.
+    randomize: bool = True
 
     @classmethod
     def from_url(
@@ -264,6 +269,7 @@ class EtcdEndpoint:
             parsed.username,
             parsed.password,
             tuple(bases) if len(bases) > 1 else (),
+            option_flag(engine.get("randomize", True)),
         )
         return endpoint, rest
 
@@ -362,7 +368,7 @@ class EtcdClient:
         self.endpoint = endpoint
         self._members = endpoint.members
         # A random first member spreads a service's clients over the cluster.
-        self._current = random.randrange(len(self._members))
+        self._current = random.randrange(len(self._members)) if endpoint.randomize else 0
         t = endpoint.timeouts
         self._timeout = aiohttp.ClientTimeout(
             total=t.connect + t.request, sock_connect=t.connect, sock_read=t.request

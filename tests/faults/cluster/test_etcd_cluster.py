@@ -8,9 +8,11 @@ leases (hence locks and registrations) live on in the cluster. What a member's
 death costs a client is the failover: moving to another member, and waiting for
 a new Raft leader when the dead member led.
 
-Each client under test gets its own engine client (the URLs list the members in
-different orders), which starts on a member picked at random; the tests find
-which one through `EtcdClient.member` and kill that one.
+Each client under test gets its own engine client: the URLs list the members in
+different orders, with ``randomize=0`` so that each client starts on the member
+its URL lists first. That is how a test puts the client it kills under on the
+Raft leader or on a follower; later rounds (`-m cluster`) kill whichever member
+the client moved to, found through `EtcdClient.member`.
 """
 
 from __future__ import annotations
@@ -43,12 +45,19 @@ def _unique(what: str) -> str:
     return f"{what}{uuid.uuid4().hex[:8]}"
 
 
-def _url(cluster: EtcdCluster, rotation: int, query: str = "") -> str:
-    """The cluster's URL with its members listed from member `rotation` on: each
-    rotation is another endpoint, so another engine client."""
+def _url(cluster: EtcdCluster, first: int, query: str = "") -> str:
+    """The cluster's URL listing its members from member `first` on, so the client
+    starts on `first`; each `first` is another endpoint, so another engine client."""
     size = len(cluster.nodes)
-    members = [(rotation + k) % size for k in range(size)]
-    return cluster.url(f"{OPTIONS}&{query}" if query else OPTIONS, members)
+    members = [(first + k) % size for k in range(size)]
+    options = f"{OPTIONS}&randomize=0"
+    return cluster.url(f"{options}&{query}" if query else options, members)
+
+
+def _leader(cluster: EtcdCluster) -> int:
+    leader = cluster.leader()
+    assert leader is not None, "the members do not agree on a leader"
+    return leader
 
 
 class _Member:
@@ -103,9 +112,9 @@ def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
 async def test_locks_never_have_two_holders_when_the_connected_member_dies(
     etcd_cluster: EtcdCluster,
 ) -> None:
-    """Locks: three clients (each on a member of its own choosing) take turns
-    holding one lock, writing their fencing token to a shared log as each holding
-    starts and ends, while the member one of them uses is killed. No two holdings
+    """Locks: three clients (one on each member) take turns holding one lock,
+    writing their fencing token to a shared log as each holding starts and ends,
+    while the member one of them is on, the Raft leader, is killed. No two holdings
     overlap (each ends, at the latest, when its holder's safe window closes),
     tokens rise in grant order so the log accepts every new holder, and
     acquisitions go on: the probe that acquires and releases through the killed
@@ -133,7 +142,8 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
             with contextlib.suppress(LockLost, ConnectionFailed):
                 await lease.release()
 
-    urls = [_url(etcd_cluster, r) for r in range(3)]
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # a starts on the leader
     async with (
         microstd.sync.open(urls[0]) as a,
         microstd.sync.open(urls[1]) as b,
@@ -178,11 +188,11 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
 
 
 async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdCluster) -> None:
-    """Leader election: three candidates (each on a member of its own choosing)
-    take turns leading (elect, lead a moment, resign) while the cluster's Raft
-    leader is killed. Leaderships never overlap (one ends when its holder resigns
-    or its `lost` fires), tokens rise, and new leaders keep being elected after
-    the kill (the time to the first is recorded)."""
+    """Leader election: three candidates (one on each member) take turns leading
+    (elect, lead a moment, resign) while the cluster's Raft leader, the member
+    one of them is on, is killed. Leaderships never overlap (one ends when its
+    holder resigns or its `lost` fires), tokens rise, and new leaders keep being
+    elected after the kill (the time to the first is recorded)."""
     name = _unique("election")
     spans: list[tuple[float, float, int, str]] = []
     stop = asyncio.Event()
@@ -203,7 +213,8 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
             with contextlib.suppress(ConnectionFailed):
                 await leadership.resign()
 
-    urls = [_url(etcd_cluster, r) for r in range(3)]
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # one per member
     async with (
         microstd.sync.open(urls[0]) as a,
         microstd.sync.open(urls[1]) as b,
@@ -215,10 +226,9 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
         try:
             for _ in range(_failover.rounds(3)):
                 await _wait_for(lambda: len(spans) >= 5, "leaderships before the kill")
-                leader = await asyncio.to_thread(etcd_cluster.leader)
-                assert leader is not None
+                raft_leader = await asyncio.to_thread(_leader, etcd_cluster)
                 before = len(spans)
-                etcd_cluster.kill(leader)
+                etcd_cluster.kill(raft_leader)
                 killed = time.monotonic()
                 await _wait_for(lambda before=before: len(spans) >= before + 5, "leaders after")
                 first = min(start for start, _, _, _ in spans[before:] if start > killed)
@@ -242,12 +252,13 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
     etcd_cluster: EtcdCluster,
 ) -> None:
     """Registry: a registry registers nodes (with a TTL) and watches the service
-    while the member it uses is killed. Registration goes on after a retry (the
+    while the member it is on, a follower, is killed. Registration goes on after a retry (the
     failover cost recorded); every node registered, before the kill or after it,
     is found by lookups through that registry and through another one; the watch
     goes on, without an error, and reports every node registered after the kill."""
     query = f"prefix=/{_unique('reg')}/"
-    urls = [_url(etcd_cluster, r, query) for r in range(2)]
+    follower = _leader(etcd_cluster) + 1
+    urls = [_url(etcd_cluster, follower + r, query) for r in range(2)]
     total, kill_at = 20, 5
     async with (
         microstd.registry.open(urls[0]) as registry,
@@ -300,13 +311,14 @@ async def _follow(events: AsyncIterator[Event], seen: set[str]) -> None:
 
 async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -> None:
     """Config source: hot reload from an etcd prefix while the member the source's
-    watch is on is killed; the watch resumes on another member by itself (no
+    watch is on, the Raft leader, is killed; the watch resumes on another member by itself (no
     error is reported) and a change made after the kill is applied (the time to
     it is recorded)."""
     from microstd import config
 
     prefix = f"/{_unique('cfg')}/"
-    urls = [_url(etcd_cluster, r) for r in range(2)]
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(2)]  # the source on the leader
     writer = await engine.acquire(engine.EtcdEndpoint.from_url(urls[1])[0])
 
     async def put(value: str) -> None:
