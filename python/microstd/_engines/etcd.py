@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from microstd import _deps
 from microstd._backends import ParsedURL, option_flag, parse_url, redact, redact_text
 from microstd._engines._common import Shared, Timeouts, split_options
 from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError
@@ -266,6 +267,7 @@ class EtcdClient:
     """JSON requests and watch streams to one etcd server (a shared aiohttp session)."""
 
     def __init__(self, endpoint: EtcdEndpoint) -> None:
+        _deps.require("aiohttp", "the etcd:// backends", extra="etcd")
         import aiohttp
 
         self.endpoint = endpoint
