@@ -427,6 +427,49 @@ MISSING = [
 ]
 
 
+CONFIG_SOURCES_MISSING = [
+    ("redis", "config.redis('redis://127.0.0.1:1/0', key='app')", "redis"),
+    ("nats", "config.nats('nats://127.0.0.1:1', bucket='b')", "nats"),
+    ("asyncpg", "config.postgres('postgresql://127.0.0.1:1/x')", "postgres"),
+    ("aiohttp", "config.etcd('etcd://127.0.0.1:1', prefix='app/')", "etcd"),
+    ("aiohttp", "config.consul('http://127.0.0.1:1', prefix='app/')", "http"),
+    ("aiohttp", "config.vault('http://127.0.0.1:1', path='app', token='t')", "http"),
+]
+
+
+def _config_source_missing_check(module: str, source: str, extra: str) -> Check:
+    def check(tmp: Path) -> None:
+        script = textwrap.dedent(
+            f"""
+            import sys
+            sys.modules[{module!r}] = None
+            from microstd import config
+            from microstd.errors import MissingDependency
+            try:
+                {source}
+            except MissingDependency as exc:
+                print(exc)
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        assert f"pip install 'microstd[{extra}]'" in done.stdout, (done.stdout, done.stderr)
+
+    return check
+
+
+for _module, _source, _extra in CONFIG_SOURCES_MISSING:
+    contract(f"{_source.split('(')[0]}() without {_module} -> MissingDependency")(
+        _config_source_missing_check(_module, _source, _extra)
+    )
+
+
 @contract("microstd.Service without aiohttp -> MissingDependency naming microstd[http]")
 def _service_without_aiohttp(tmp: Path) -> None:
     script = textwrap.dedent(
