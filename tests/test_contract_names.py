@@ -1155,6 +1155,14 @@ async def _broker_errors(broker: Any) -> None:
     assert all(isinstance(exc, RuntimeError) for exc in reported)
 
 
+@broker_contract("broker.subscribe: a bad option name is InvalidArgument with a suggestion")
+async def _broker_subscribe_typo(broker: Any) -> None:
+    with pytest.raises(InvalidArgument, match="Did you mean 'max_deliver'"):
+        await broker.subscribe("t", print, durable="d", max_delivr=3)
+    with pytest.raises(InvalidArgument, match="only to durable subscriptions"):
+        await broker.subscribe("t", print, max_deliver=3)
+
+
 @broker_contract("broker: a core message's ack/nack/term/in_progress raise NotSupported")
 async def _broker_core_ack(broker: Any) -> None:
     got: list[Any] = []
