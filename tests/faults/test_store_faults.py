@@ -132,27 +132,32 @@ async def test_calls_fail_fast_through_a_stalled_connection(
 
 
 BATCH = [f"batch/{i}" for i in range(6)]
+OLD = dict.fromkeys(BATCH, "old")
+NEW = {key: f"new{i}" for i, key in enumerate(BATCH)}
 
 
 async def _all_or_none(store: Store) -> None:
-    """Every key of BATCH reads "new", or every one reads "old"."""
+    """Every key of BATCH has its NEW value, or every one its OLD value."""
     records = await eventually(lambda: store.read_many(BATCH))
     values = {key: record.value for key, record in records.items()}
-    assert values in (dict.fromkeys(BATCH, "old"), dict.fromkeys(BATCH, "new")), values
+    assert values in (OLD, NEW), values
 
 
+@pytest.mark.parametrize("kind", ["redis", "nats"])
 async def test_a_batch_whose_reply_is_lost_is_all_or_nothing(
-    servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
+    kind: str, servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
 ) -> None:
-    """Redis, connection cut mid-batch (the reply to the request carrying its fourth
-    key is lost): `write_many` raises ConnectionFailed, and every key of the batch
-    has its new value or none does (the batch is one script on the server)."""
-    server = servers("redis")
+    """Connection cut mid-batch (the reply to the request carrying its fourth value
+    is lost): `write_many` raises ConnectionFailed, and every key of the batch has
+    its new value or none does. Redis: the batch is one script on the server.
+    NATS: the keys written (the fourth one too: it landed) are put back once the
+    client has reconnected."""
+    server = servers(kind)
     proxy = proxies(server)
-    async with _open("redis", proxy.port) as store:
-        await store.write_many(dict.fromkeys(BATCH, "old"))
-        proxy.lose_reply_to(BATCH[3].encode(), anywhere=True)
-        await fails_fast(store.write_many(dict.fromkeys(BATCH, "new")))
+    async with _open(kind, proxy.port) as store:
+        await store.write_many(OLD)
+        proxy.lose_reply_to(NEW[BATCH[3]].encode(), anywhere=True)
+        await fails_fast(store.write_many(NEW))
         assert proxy.lost_replies == 1
         await _all_or_none(store)
 
@@ -165,10 +170,10 @@ async def test_a_batch_sent_to_a_frozen_server_is_all_or_nothing(
     key of the batch has its new value or none does."""
     server = servers("redis")
     async with _open("redis", server.port) as store:
-        await store.write_many(dict.fromkeys(BATCH, "old"))
+        await store.write_many(OLD)
         server.pause()
         try:
-            await fails_fast(store.write_many(dict.fromkeys(BATCH, "new")))
+            await fails_fast(store.write_many(NEW))
         finally:
             server.resume()
         await _all_or_none(store)
