@@ -329,6 +329,24 @@ class NatsConnection:
                 await asyncio.wait_for(self._up.wait(), self.endpoint.timeouts.request)
         return self.client(what)
 
+    async def until_up(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the connection to be up (not reconnecting); True if
+        it is. Sends nothing: for loops that should pause while the connection is
+        down, not fail (a durable's pull)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.connected and not self._closed:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            if self._up.is_set():
+                # nats-py reports the loss a moment after it stops sending: poll briefly.
+                await asyncio.sleep(min(left, 0.02))
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._up.wait(), left)
+        return self.connected
+
     def jetstream(self, what: str = "request") -> Any:
         """A JetStream context on the live connection, its requests bounded by `timeout`."""
         return self.client(what).jetstream(timeout=self.endpoint.timeouts.request)
