@@ -241,6 +241,12 @@ class NatsConnection:
         return self.nc is not None and bool(self.nc.is_connected)
 
     @property
+    def reconnecting(self) -> bool:
+        """True while the connection is down and nats-py is bringing it back."""
+        nc = self.nc
+        return nc is not None and not nc.is_closed and not nc.is_connected and not self._closed
+
+    @property
     def server(self) -> str | None:
         """``host:port`` of the server the connection is on now; None while it is down
         (with a server list, which one is nats-py's random pick, then its failover)."""
@@ -332,10 +338,11 @@ class NatsConnection:
     async def until_up(self, seconds: float) -> bool:
         """Wait up to `seconds` for the connection to be up (not reconnecting); True if
         it is. Sends nothing: for loops that should pause while the connection is
-        down, not fail (a durable's pull)."""
+        reconnecting, not fail (a durable's pull). Returns False at once when it
+        is closed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while not self.connected and not self._closed:
+        while self.reconnecting:
             left = deadline - loop.time()
             if left <= 0:
                 break

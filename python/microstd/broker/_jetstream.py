@@ -200,7 +200,7 @@ class _Member:
                 await self.room.wait()
                 continue
             conn = self.streams.broker._conn
-            if conn is not None and not conn.connected:
+            if conn is not None and conn.reconnecting:
                 # Down: pull again as soon as it is back. A fetch now would fail (no
                 # buffering while disconnected) and drop what nats-py had already
                 # taken off the subscription's queue: delivered to us, so back only
