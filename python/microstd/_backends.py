@@ -17,8 +17,8 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from microstd import _validate
-from microstd.errors import InvalidArgument, UnknownBackend
+from microstd import _deps, _validate
+from microstd.errors import InvalidArgument, MicrostdError, UnknownBackend
 
 __all__ = [
     "Backends",
@@ -149,6 +149,7 @@ _TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _SECRET_OPTION = re.compile(r"pass|secret|token|key|credential|signature|sig$|auth", re.I)
 # A new server starts at a comma followed by a scheme: nats://a:4222,nats://b:4222.
 _SERVER_LIST = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
 _USERINFO_IN_TEXT = re.compile(r"(://[^/@:\s]*):[^@/\s]*@")
 
 
@@ -196,17 +197,41 @@ def resolve(area: str, scheme: str, builtins: Mapping[str, str], group: str) -> 
     """The backend object registered for `scheme`: a builtin, or an entry point in `group`."""
     target = builtins.get(scheme)
     if target is not None:
-        return _import_target(target)
+        try:
+            return _import_target(target)
+        except ModuleNotFoundError as exc:
+            # A network backend whose client library is not installed: say which extra.
+            error = _deps.missing(exc, f"the {scheme}:// {area} backend")
+            if error is None:
+                raise
+            raise error from exc
     for ep in entry_points(group=group):
         if ep.name == scheme:
             return ep.load()
     known = sorted({*builtins, *(ep.name for ep in entry_points(group=group))})
     close = difflib.get_close_matches(scheme, known, n=1)
+    if not close and _OTHER_NAMES.get(scheme) in known:
+        close = [_OTHER_NAMES[scheme]]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownBackend(
         f"no {area} backend for scheme {scheme!r}; known: {', '.join(known)}.{hint}"
     )
 
+
+#: What other libraries call a scheme microstd has under another name (SQLAlchemy's
+#: sqlite://, for one), for the "did you mean" of an unknown scheme.
+_OTHER_NAMES = {
+    "sqlite": "file",
+    "sqlite3": "file",
+    "pg": "postgresql",
+    "postgre": "postgresql",
+    "psql": "postgresql",
+    "rabbitmq": "amqp",
+    "jetstream": "nats",
+    "minio": "s3",
+    "mem": "memory",
+    "inmemory": "memory",
+}
 
 _shared: dict[tuple[str, str, str], object] = {}
 _shared_lock = threading.Lock()
@@ -335,16 +360,37 @@ class Backends:
     def open(self, url: str, options: Mapping[str, Any]) -> Any:
         """The async interface `url` names; `options` override its query parameters."""
         backend, parsed = self._resolve(url)
-        return self._observed(parsed, backend.from_url(parsed, **options))
+        return self._observed(parsed, self._make(parsed, backend.from_url, options))
 
     def open_sync(self, url: str, options: Mapping[str, Any]) -> Any:
         """The blocking interface `url` names: native where the backend has one."""
         backend, parsed = self._resolve(url)
         native = getattr(backend, "from_url_sync", None)
         if native is not None:
-            return self._observed(parsed, native(parsed, **options))
-        inner = self._observed(parsed, backend.from_url(parsed, **options))
+            return self._observed(parsed, self._make(parsed, native, options))
+        inner = self._observed(parsed, self._make(parsed, backend.from_url, options))
         return _import_target(self.blocking)(inner)
+
+    def _make(self, parsed: ParsedURL, make: Callable[..., Any], options: Mapping[str, Any]) -> Any:
+        """`make(parsed, **options)`, where a bad option is always `InvalidArgument`.
+
+        Building a backend makes no connection, so a bare `TypeError` here is an
+        option the backend does not take (or one of the wrong type): reported as
+        `InvalidArgument` (still a `TypeError`) naming the scheme and the area,
+        not as some internal class's `__init__()` complaining.
+        """
+        try:
+            return make(parsed, **options)
+        except MicrostdError:
+            raise
+        except TypeError as exc:
+            unexpected = _UNEXPECTED_KEYWORD.search(str(exc))
+            what = f"{parsed.scheme}:// {self.area}"
+            if unexpected is not None:
+                message = f"unknown {what} option {unexpected.group(1)!r}"
+            else:
+                message = f"{what}: {exc}"
+            raise InvalidArgument(message) from exc
 
     def _observed(self, parsed: ParsedURL, opened: Any) -> Any:
         # Traces and metrics, added here once for every backend (microstd.observe).

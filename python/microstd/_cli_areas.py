@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from microstd._backends import redact_text
+from microstd.errors import MicrostdError
 
 __all__ = ["add_commands"]
 
@@ -298,6 +299,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("microstd.run")
     log.info("running %s (pid %d)", args.target, os.getpid())
+    # A service written for the embedded defaults joins the registry and broker the
+    # command is pointed at; URLs written in the code win.
+    try:
+        svc._default_urls(
+            registry=_setting(args.registry, "MICROSTD_REGISTRY"),
+            broker=_setting(args.broker, "MICROSTD_BROKER"),
+        )
+    except MicrostdError as exc:
+        return _fail("run", redact_text(str(exc)), EXIT_USAGE)
     try:
         svc.run()
     except Exception as exc:
@@ -374,6 +384,20 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     run.add_argument("target", help="module:attribute, e.g. examples.greeter:svc")
     run.add_argument(
         "--address", default=None, help="host:port to listen on (default: the service's)"
+    )
+    run.add_argument(
+        "--registry",
+        default=None,
+        metavar="URL",
+        help="registry URL for a service that names none in its code (default: $MICROSTD_REGISTRY,"
+        " else memory://default)",
+    )
+    run.add_argument(
+        "--broker",
+        default=None,
+        metavar="URL",
+        help="broker URL for a service that names none in its code (default: $MICROSTD_BROKER,"
+        " else memory://default)",
     )
     run.add_argument(
         "--log-level",

@@ -25,6 +25,7 @@ __all__ = [
     "LockLost",
     "LockTimeout",
     "MicrostdError",
+    "MissingDependency",
     "NotFound",
     "NotSupported",
     "ServiceError",
@@ -139,6 +140,20 @@ class InvalidTopic(MicrostdError, ValueError):
 
 class NotSupported(MicrostdError, NotImplementedError):
     """The backend cannot do this (for example, watch on S3)."""
+
+
+class MissingDependency(MicrostdError, ModuleNotFoundError):
+    """An optional client library that a backend or feature needs is not installed.
+
+    The message names the package and the extra that installs it
+    (`pip install 'microstd[redis]'`); `name` is the missing module, `extra`
+    the extra's name. A `ModuleNotFoundError`, so code written against the
+    builtin still catches it.
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, extra: str = "") -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class Closed(MicrostdError, RuntimeError):

@@ -167,6 +167,7 @@ class Service(AsyncResource):
             _observe_state.configure(metrics=True)
             self.server.metrics_endpoint = True
         self._client_middleware = list(client_middleware)
+        self._registry_given = registry is not None
         self._owns_registry = not isinstance(registry, Registry)
         self._registry_url = registry or DEFAULT_REGISTRY if self._owns_registry else None
         self.registry: Registry = (
@@ -266,6 +267,29 @@ class Service(AsyncResource):
             raise LookupError(f"node {node_id} is not registered")
 
     # --- areas ------------------------------------------------------------------
+
+    def _default_urls(self, *, registry: str | None, broker: str | None) -> list[str]:
+        """Give the areas this service was given no URL for these ones (before `start()`).
+
+        For `microstd run --registry/--broker` (and `$MICROSTD_REGISTRY` /
+        `$MICROSTD_BROKER`): a `Service("greeter")` written for the embedded
+        defaults joins a shared registry and broker when run that way, while a
+        URL written in the code still wins. Returns the areas it set.
+        """
+        if self._running:
+            raise InvalidArgument("the registry and broker are chosen before start()")
+        changed = []
+        if registry and not self._registry_given:
+            self.registry = open_registry(registry)
+            self._registry_url = registry
+            self._registry_given = True
+            self._owns_registry = True
+            changed.append("registry")
+        given, opened = self._areas["broker"]
+        if broker and given is None and opened is None:
+            self._areas["broker"][0] = broker
+            changed.append("broker")
+        return changed
 
     def _area(self, area: str, default: str) -> Any:
         given, opened = self._areas[area]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import uuid
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -89,6 +91,42 @@ async def test_closed_broker_refuses_work(impl: str) -> None:
         await b.subscribe("a", print)
     with pytest.raises(ValueError):
         microstd.broker.open("memory://", impl=impl, overflow="sometimes")
+
+
+class _Stuck:
+    """A handler that refers back to its broker (the usual cycle) and never returns."""
+
+    def __init__(self, broker: microstd.broker.Broker) -> None:
+        self.broker = broker
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def __call__(self, m: Message) -> None:
+        self.started.set()
+        await self.release.wait()
+
+
+@pytest.mark.parametrize("durable", [None, "d"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_broker_dropped_without_close_is_collected(impl: str, durable: str | None) -> None:
+    """The Rust core's objects holding handlers take part in garbage collection."""
+
+    async def run() -> weakref.ref[_Stuck]:
+        broker = microstd.broker.open("memory://", impl=impl)
+        handler = _Stuck(broker)
+        await broker.subscribe("gc.*", handler, durable=durable)
+        for i in range(3):  # one in the handler, the rest queued
+            await broker.publish("gc.x", i)
+        await handler.started.wait()
+        return weakref.ref(handler)
+
+    loop = asyncio.new_event_loop()
+    try:
+        ref = loop.run_until_complete(run())
+        gc.collect()
+        assert ref() is None, "the broker, its handler and their cycle are still alive"
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("core", cores(), ids=lambda c: type(c).__name__)

@@ -251,6 +251,67 @@ async def test_poison_message_goes_to_the_dead_letter_topic(
         assert infos[name].pending == 0
 
 
+def break_dead_letters(broker: microstd.broker.Broker, topic: str) -> list[bool]:
+    """Make publishing to `topic` fail while the returned switch holds True.
+
+    Patches the publish a durable's settler is given (at subscribe time, so
+    call this before subscribing); every other publish goes through.
+    """
+    failing = [True]
+    # postgresql:// hands its durable engine the publish when the broker is built.
+    owner: Any = getattr(broker, "_durables", None)
+    attr = "_publish"
+    if owner is None or not hasattr(owner, attr):
+        owner, attr = broker, "_publish_raw"
+    real = getattr(owner, attr)
+
+    async def publish(t: str, data: bytes, headers: dict[str, str], content_type: str) -> None:
+        if t == topic and failing[0]:
+            raise ConnectionError("dead-letter topic unreachable")
+        await real(t, data, headers, content_type)
+
+    setattr(owner, attr, publish)
+    return failing
+
+
+async def test_a_failed_dead_letter_publish_frees_its_slot_and_is_tried_again(
+    broker: microstd.broker.Broker,
+) -> None:
+    """The in-flight slot of a message whose dead-letter publish failed is released
+    (the durable keeps pulling), and the message is dead-lettered later, not lost."""
+    base, name = names()
+    dlq = f"{base}-dlq.p"
+    failing = break_dead_letters(broker, dlq)
+    dead: list[Message] = []
+    await broker.subscribe(f"{base}-dlq.>", dead.append)
+    handled: list[int] = []
+
+    def poison(m: Message) -> None:
+        handled.append(m.decode())  # type: ignore[arg-type]
+        raise ValueError("cannot parse")
+
+    await broker.subscribe(
+        f"{base}.p",
+        poison,
+        durable=name,
+        max_deliver=1,
+        max_inflight=1,
+        ack_wait=1.0,
+        dead_letter=dlq,
+    )
+    for i in range(4):
+        await broker.publish(f"{base}.p", i)
+    # Each failed dead-letter publish held the only slot: the next message came
+    # only if that slot was given back.
+    await eventually(lambda: sorted(handled) == [0, 1, 2, 3])
+    assert not dead
+    failing[0] = False
+    await eventually(lambda: len(dead) >= 4)
+    await quiet(broker, base)
+    assert sorted(m.decode() for m in dead) == [0, 1, 2, 3]  # type: ignore[type-var]
+    assert sorted(handled) == [0, 1, 2, 3]  # past max_deliver: never handled again
+
+
 async def test_term_dead_letters_and_unacked_last_delivery_too(
     broker: microstd.broker.Broker,
 ) -> None:

@@ -7,6 +7,7 @@
         proxy.resume()   # bytes flow again (what waited is delivered)
         proxy.drop()     # every open connection is reset; new ones are accepted
         proxy.lose_reply_to(b"PUT ")  # the next such request reaches the server, its reply is lost
+        proxy.lose_reply_to(b"k3", anywhere=True)  # ... the next request holding these bytes
 
 `stall()` is the "frozen network" case: new connections are accepted (and
 connected upstream) but nothing is forwarded, so a client sees neither an
@@ -134,6 +135,7 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._lose_reply_to: bytes | None = None
+        self._anywhere = False
         self._then: Callable[[], object] | None = None
         #: Replies lost on purpose so far (`lose_reply_to`).
         self.lost_replies = 0
@@ -187,14 +189,18 @@ class FaultProxy:
         for link in links:
             link.kill()
 
-    def lose_reply_to(self, prefix: bytes, then: Callable[[], object] | None = None) -> None:
-        """The next request starting with `prefix` (b"PUT ") is forwarded to the server,
+    def lose_reply_to(
+        self, prefix: bytes, then: Callable[[], object] | None = None, *, anywhere: bool = False
+    ) -> None:
+        """The next request starting with `prefix` (b"PUT "), or holding it anywhere
+        (`anywhere=True`: one chunk as read from the client), is forwarded to the server,
         and its connection is reset when the server answers: the request is
         applied but the client never hears so, as when a reply is lost. `then`
         runs once the server has answered, before the client sees the reset
         (another client's write landing between a lost reply and a resend)."""
         with self._lock:
             self._lose_reply_to = prefix
+            self._anywhere = anywhere
             self._then = then
 
     def _before_reset(self) -> None:
@@ -206,7 +212,10 @@ class FaultProxy:
 
     def _take_lost_reply(self, data: bytes) -> bool:
         with self._lock:
-            if self._lose_reply_to is None or not data.startswith(self._lose_reply_to):
+            wanted = self._lose_reply_to
+            if wanted is None:
+                return False
+            if not (wanted in data if self._anywhere else data.startswith(wanted)):
                 return False
             self._lose_reply_to = None
             return True

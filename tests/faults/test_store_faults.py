@@ -131,6 +131,54 @@ async def test_calls_fail_fast_through_a_stalled_connection(
         assert (await store.read("k")).value == "after"
 
 
+BATCH = [f"batch/{i}" for i in range(6)]
+OLD = dict.fromkeys(BATCH, "old")
+NEW = {key: f"new{i}" for i, key in enumerate(BATCH)}
+
+
+async def _all_or_none(store: Store) -> None:
+    """Every key of BATCH has its NEW value, or every one its OLD value."""
+    records = await eventually(lambda: store.read_many(BATCH))
+    values = {key: record.value for key, record in records.items()}
+    assert values in (OLD, NEW), values
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+async def test_a_batch_whose_reply_is_lost_is_all_or_nothing(
+    kind: str, servers: Callable[[str], ServerProcess], proxies: Callable[..., FaultProxy]
+) -> None:
+    """Connection cut mid-batch (the reply to the request carrying its fourth value
+    is lost): `write_many` raises ConnectionFailed, and every key of the batch has
+    its new value or none does. Redis: the batch is one script on the server.
+    NATS: the keys written (the fourth one too: it landed) are put back once the
+    client has reconnected."""
+    server = servers(kind)
+    proxy = proxies(server)
+    async with _open(kind, proxy.port) as store:
+        await store.write_many(OLD)
+        proxy.lose_reply_to(NEW[BATCH[3]].encode(), anywhere=True)
+        await fails_fast(store.write_many(NEW))
+        assert proxy.lost_replies == 1
+        await _all_or_none(store)
+
+
+async def test_a_batch_sent_to_a_frozen_server_is_all_or_nothing(
+    servers: Callable[[str], ServerProcess],
+) -> None:
+    """Redis frozen while `write_many` runs: it raises ConnectionFailed within its
+    timeout; once the server thaws it may still apply what it was sent, but every
+    key of the batch has its new value or none does."""
+    server = servers("redis")
+    async with _open("redis", server.port) as store:
+        await store.write_many(OLD)
+        server.pause()
+        try:
+            await fails_fast(store.write_many(NEW))
+        finally:
+            server.resume()
+        await _all_or_none(store)
+
+
 async def _next(events: AsyncIterator[Event]) -> Event:
     return await never_hangs(events.__anext__())
 

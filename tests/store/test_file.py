@@ -157,3 +157,35 @@ async def test_closed_store_refuses_calls(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(Closed):
         await store.read("k")
+
+
+async def test_a_batch_failing_mid_transaction_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite failing halfway through `write_many` (a full disk, say): the batch's
+    transaction is rolled back, nothing of it is stored, and the connection is not
+    left inside a transaction (the next write works and commits)."""
+    import microstd.store.file as file_module
+
+    real = file_module._next_revision
+    calls = 0
+
+    def failing(db: sqlite3.Connection) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(db)
+
+    async with microstd.store.open(f"file://{tmp_path / 'batch.db'}") as store:
+        rev = await store.write("a", "old")
+        monkeypatch.setattr(file_module, "_next_revision", failing)
+        with pytest.raises(ConnectionFailed):
+            await store.write_many({"a": "new", "b": "new", "c": "new", "d": "new"})
+        monkeypatch.setattr(file_module, "_next_revision", real)
+        assert await store.list() == ["a"]
+        assert (await store.read("a")).revision == rev
+        assert await store.write("e", 1) > rev
+    # A new connection sees the committed write: the old one was not stuck in a transaction.
+    async with microstd.store.open(f"file://{tmp_path / 'batch.db'}") as other:
+        assert await other.list() == ["a", "e"]

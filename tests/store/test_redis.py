@@ -113,3 +113,24 @@ def test_repr_hides_password() -> None:
     store = microstd.store.open("redis://user:s3cret@127.0.0.1:1/0?prefix=p:")
     assert "s3cret" not in repr(store)
     assert "***" in repr(store)
+
+
+async def test_write_many_revisions_increase_like_single_writes(redis_url: str) -> None:
+    """A batch's revisions are consecutive, above every earlier one and below every
+    later one, also after the counter is lost (seeded from the server's clock)."""
+    async with microstd.store.open(redis_url, prefix="many:") as store:
+        first = await store.write("a", 0)
+        revs = await store.write_many({f"k{i}": i for i in range(5)}, ttl=30)
+        in_order = [revs[f"k{i}"] for i in range(5)]
+        assert in_order[0] > first
+        assert in_order == list(range(in_order[0], in_order[0] + 5))
+        assert await store.write("b", 1) > in_order[-1]
+        raw = aioredis.Redis.from_url(redis_url)
+        try:
+            assert 0 < await raw.pttl(b"many:d:k0") <= 30_000
+            await raw.delete(b"many:rev")  # a restart that lost the counter
+        finally:
+            await raw.aclose()
+        again = await store.write_many({"k0": "x", "k1": "y"})
+        assert min(again.values()) > in_order[-1]
+        await store.delete_many([*revs, "a", "b"])

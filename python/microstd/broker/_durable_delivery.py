@@ -114,15 +114,16 @@ class Settler:
     def dead_letter(self, message: Settleable, error: BaseException | str) -> None:
         """Give up on `message`: publish it to the dead-letter topic (if any), then drop it.
 
-        If the publish fails the message stays unacked, so the engine
-        delivers it again after `ack_wait` and this is tried once more.
+        If the publish fails the message is put back (its in-flight slot
+        freed at once) and delivered again after `ack_wait`, which tries the
+        dead-letter publish once more without running the handler.
         """
         if message.settled:
             return
-        count_dead_letter(self.options.durable)
         topic = self.options.dead_letter
         text = error_text(error)
         if topic is None:
+            count_dead_letter(self.options.durable)
             log.warning(
                 "durable %r: message %s dropped after %d deliveries (%s); set dead_letter= to keep"
                 " such messages",
@@ -147,20 +148,35 @@ class Settler:
     async def _send_dead_letter(
         self, message: Settleable, topic: str, headers: dict[str, str]
     ) -> None:
+        published = False
         try:
             await self._publish(topic, message.data, headers, message.content_type)
+            published = True
         except Exception as exc:
             log.warning(
-                "durable %r: publishing message %s to dead-letter topic %r failed (it will be"
-                " redelivered): %s",
+                "durable %r: publishing message %s to dead-letter topic %r failed (it is"
+                " delivered again after ack_wait, %gs, and tried once more): %s",
                 self.options.durable,
                 message.id,
                 topic,
+                self.options.ack_wait,
                 exc,
             )
-            return
-        message.settled = False
-        message.settle("term", dead=True)
+        finally:
+            # Whatever happened (even a cancel), settle: an unsettled message
+            # would hold one of the subscriber's `max_inflight` slots for good
+            # on engines that count them here (redis, nats, amqp).
+            message.settled = False
+            try:
+                if published:
+                    count_dead_letter(self.options.durable)
+                    message.settle("term", dead=True)
+                else:
+                    message.settle("nack", self.options.ack_wait)
+            except Exception as exc:  # the engine is closing: redelivered by it
+                log.debug(
+                    "durable %r: settling %s failed: %s", self.options.durable, message.id, exc
+                )
 
     def _spawn(self, coro: Any) -> None:
         if threading.get_ident() == self._thread:

@@ -3,9 +3,11 @@
 - A stream is a JetStream stream (file storage, oldest discarded first) with
   the same subjects and limits; `add_stream` creates or updates it.
 - A durable is a durable *pull* consumer of the stream covering its pattern,
-  filtered by that pattern, with explicit acks, `ack_wait`, and
-  `max_deliver + 1` deliveries (the last one dead-letters the message
-  without running the handler). Every live subscriber of the durable pulls
+  filtered by that pattern, with explicit acks, `ack_wait`, and no server
+  limit on deliveries: `max_deliver` is kept here (a delivery past it
+  dead-letters the message without running the handler), so a message
+  whose dead-letter publish failed is delivered again and tried once more,
+  where a server limit would strand it. Every live subscriber of the durable pulls
   from the same consumer, up to its room (`max_inflight` unsettled), so the
   server shares the messages between them, and a subscriber that dies leaves
   its messages to the others after `ack_wait`.
@@ -581,7 +583,8 @@ class JetStreams:
             filter_subject=pattern,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=options.ack_wait,
-            max_deliver=options.max_deliver + 1 if options.max_deliver is not None else -1,
+            # Unlimited on the server: see the module docstring.
+            max_deliver=-1,
             deliver_policy=policy,
             opt_start_time=(
                 dt.datetime.fromtimestamp(when, dt.timezone.utc) if kind == "time" else None

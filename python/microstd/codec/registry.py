@@ -11,7 +11,7 @@ from typing import Any
 from microstd import _accel
 from microstd.codec import _pure_cbor, _pure_msgpack, cbor, json, msgpack
 from microstd.codec.base import Codec
-from microstd.errors import UnknownContentType
+from microstd.errors import InvalidArgument, UnknownContentType
 
 __all__ = ["IMPLS", "get", "known", "normalize", "register"]
 
@@ -112,7 +112,7 @@ def register(codec: Codec, *, impl: str | None = None) -> None:
     `"rust"` or `"python"` to replace only one.
     """
     if impl is not None and impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        raise InvalidArgument(f"impl must be 'rust' or 'python', got {impl!r}")
     with _lock:
         _add(codec, (impl,) if impl else IMPLS)
 
@@ -142,7 +142,7 @@ def get(content_type: str, *, impl: str = "rust") -> Codec:
     if codec is not None:
         return codec
     if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        raise InvalidArgument(f"impl must be 'rust' or 'python', got {impl!r}")
     key = (impl, normalize(content_type))
     codec = _codecs.get(key)
     if codec is None:

@@ -14,7 +14,9 @@ import threading
 import time
 from typing import Any
 
+from microstd import _validate
 from microstd._backends import ParsedURL, memory_options, shared_instance
+from microstd.errors import NotSupported
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
 __all__ = ["MemoryRegistry", "RegistryCore"]
@@ -96,8 +98,17 @@ class MemoryRegistry(Registry):
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> MemoryRegistry:
-        # No in-process core to choose (the registry is pure Python): no `impl`.
-        name = memory_options("registry", parsed, options, impls=False).name
+        # The registry has no Rust core: `impl="python"` (what every area's memory:// takes
+        # for its pure twin) is accepted so one URL works in every area, `impl="rust"` says why not.
+        opened = memory_options("registry", parsed, options, {"impl": str}, impls=False)
+        impl = opened.values.get("impl")
+        if impl not in (None, "", "python"):
+            _validate.impl_choice(impl)  # InvalidArgument for a value that is no impl
+            raise NotSupported(
+                "the memory:// registry has no Rust core (it is pure Python):"
+                " impl='python', or no impl"
+            )
+        name = opened.name
         if not name:
             return cls()
         return cls(shared_instance("registry", "python", name, RegistryCore), name)

@@ -36,6 +36,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from microstd import _deps
 from microstd import codec as codecs
 from microstd._lifecycle import AsyncResource
 from microstd.errors import (
@@ -509,6 +510,7 @@ class Client(AsyncResource):
 
 
 def _new_session() -> Any:
+    _deps.require("aiohttp", "the HTTP RPC client", extra="http")
     import aiohttp
 
     # One session, kept for the client's life: pooled keep-alive connections. No

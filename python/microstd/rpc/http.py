@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from microstd import _deps
 from microstd.observe import _state as _observe_state
 from microstd.observe import rpc as _observed
 from microstd.rpc.context import within
@@ -52,6 +53,7 @@ class HttpTransport:
     async def start(self, address: str) -> str:
         """Listen on `address` (`host:port`, port 0 picks one); returns the real address."""
         global _Response
+        _deps.require("aiohttp", "a Service's HTTP server", extra="http")
         from aiohttp import web
 
         _Response = web.Response
@@ -65,8 +67,10 @@ class HttpTransport:
         app.router.add_get("/health", self.health)
         app.router.add_get("/health/live", self.health)
         app.router.add_get("/health/ready", self.health)
-        if self.server.metrics_endpoint:
-            app.router.add_get("/metrics", self.metrics)
+        # Off, /metrics says how to turn it on (else GET would reach the stream route: a 405).
+        app.router.add_get(
+            "/metrics", self.metrics if self.server.metrics_endpoint else self.metrics_off
+        )
         app.router.add_post("/{endpoint}", self.call)
         app.router.add_get("/{endpoint}", self.stream)
         runner = web.AppRunner(
@@ -194,6 +198,16 @@ class HttpTransport:
         body.setdefault("status", "ok" if ok else "failing")
         return web.json_response(
             body, status=200 if ok else 503, headers={"Cache-Control": "no-store"}
+        )
+
+    async def metrics_off(self, request: Any) -> Any:
+        """`/metrics` while metrics are off: a 404 that says how to turn them on."""
+        from aiohttp import web
+
+        return web.Response(
+            status=404,
+            text="metrics are off: Service(metrics=True) or MICROSTD_METRICS=1"
+            " (needs pip install 'microstd[prometheus]')\n",
         )
 
     async def metrics(self, request: Any) -> Any:

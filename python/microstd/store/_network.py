@@ -19,7 +19,12 @@ Primitives (all async; `key` is a valid key, `data` the encoded value):
 and, where the backend does better than the default:
 
     _get_many(keys) -> dict[str, Record]      default: `_get` each key
-    _put_many(items, ttl, expires_at)         default: `_put` each (all encoded first)
+    _put_many(items, ttl, expires_at)         default: `_put` each, put back on failure
+                                              (see `NetworkStore.write_many`); a backend
+                                              with transactions writes the batch in one
+    _remove_if(key, revision) -> bool         delete only while `key` is at `revision`;
+                                              default: `_get`, compare, `_remove` (racy:
+                                              a backend with a conditional delete overrides)
     _remove_many(keys) -> int                 default: `_remove` each key
     _exists(key) -> bool                      default: `_get`
     _check_key(key)                           extra key rules (length limits), before any I/O
@@ -33,13 +38,15 @@ import abc
 import asyncio
 import builtins
 import functools
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from microstd.codec.base import Codec
-from microstd.errors import Closed, Conflict, NotFound, NotSupported
+from microstd.errors import Closed, Conflict, ConnectionFailed, NotFound, NotSupported
 from microstd.store._common import (
     encode_value,
     key_bytes,
@@ -59,6 +66,16 @@ from microstd.store.base import (
 )
 
 __all__ = ["NetworkStore", "Put"]
+
+_log = logging.getLogger("microstd.store")
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """`exc.add_note(note)`, also on Python 3.10 (where tracebacks do not show it)."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +157,97 @@ class NetworkStore(Store, abc.ABC):
     async def _put_many(
         self, items: dict[str, bytes], ttl: float | None, expires_at: float | None
     ) -> dict[str, Revision]:
-        out: dict[str, Revision] = {}
-        for key, data in items.items():
-            rev = await self._put(Put(key, data, {}, ttl, expires_at))
-            assert rev is not None  # unconditional
-            out[key] = rev
-        return out
+        """One `_put` per key; when one fails, what was written is put back (see
+        `write_many`), then the error propagates."""
+        if not items:
+            return {}
+        # Read before writing: a record that cannot be decoded (so could not be put
+        # back) fails the batch here, before anything is written.
+        previous = await self._get_many(builtins.list(items))
+        written: dict[str, Revision] = {}
+        try:
+            for key, data in items.items():
+                rev = await self._put(Put(key, data, {}, ttl, expires_at))
+                assert rev is not None  # unconditional
+                written[key] = rev
+        except BaseException as exc:
+            failed = next(k for k in items if k not in written)
+            left = await self._undo_batch(written, failed, items[failed], expires_at, previous)
+            if left:
+                _add_note(
+                    exc,
+                    f"write_many: {len(left)} key(s) could not be put back and may keep"
+                    f" the batch's value: {left}",
+                )
+            raise
+        return written
+
+    async def _undo_batch(
+        self,
+        written: dict[str, Revision],
+        failed: str,
+        data: bytes,
+        expires_at: float | None,
+        previous: Mapping[str, Record],
+    ) -> builtins.list[str]:
+        """Undo a failed batch: each key written (at `written[key]`), and `failed` if
+        its write was applied after all (a lost reply), goes back to its `previous`
+        record, or is deleted if it had none; only while it still holds this batch's
+        write, so a newer write by someone else stays. Stops at the first lost
+        connection. Returns the keys that may still hold the batch's value."""
+        todo: builtins.list[tuple[str, Revision | None]] = builtins.list(written.items())
+        todo.append((failed, None))
+        left: builtins.list[str] = []
+        for i, (key, rev) in enumerate(todo):
+            try:
+                if rev is None:
+                    rev = await self._applied_anyway(key, data, expires_at, previous.get(key))
+                    if rev is None:
+                        continue
+                await self._restore(key, rev, previous.get(key))
+            except ConnectionFailed:
+                left += [k for k, _ in todo[i:]]
+                _log.error(
+                    "write_many: the connection was lost while putting back a failed batch;"
+                    " %d key(s) may keep the batch's value: %r",
+                    len(left),
+                    left,
+                )
+                return left
+            except Exception:  # this key only; the batch's own error is what propagates
+                _log.exception("write_many: could not put %r back after a failed batch", key)
+                left.append(key)
+        return left
+
+    async def _applied_anyway(
+        self, key: str, data: bytes, expires_at: float | None, old: Record | None
+    ) -> Revision | None:
+        """The revision of the batch's write of `key` if it was applied although its
+        call failed (the record is what the batch sent, not what was there)."""
+        current = await self._get(key)
+        if current is None or (old is not None and current.revision == old.revision):
+            return None
+        if current.metadata or current.expires_at != expires_at:
+            return None
+        ours = current.value == self._codec.loads(data)
+        return current.revision if ours or self._codec.dumps(current.value) == data else None
+
+    async def _restore(self, key: str, rev: Revision, old: Record | None) -> None:
+        """`key` back to `old` (deleted if None or expired by now), if still at `rev`."""
+        ttl = None if old is None or old.expires_at is None else old.expires_at - time.time()
+        if old is None or (ttl is not None and ttl <= 0):
+            await self._remove_if(key, rev)
+            return
+        data = encode_value(self._codec, old.value)
+        await self._put(Put(key, data, dict(old.metadata), ttl, old.expires_at, if_revision=rev))
+
+    async def _remove_if(self, key: str, revision: Revision) -> bool:
+        # Racy: a write between the read and the delete is lost. Backends whose
+        # server can make a delete conditional override this.
+        current = await self._get(key)
+        if current is None or current.revision != revision:
+            return False
+        return await self._remove(key)
 
     async def _remove_many(self, keys: builtins.list[str]) -> int:
         count = 0
@@ -230,7 +332,28 @@ class NetworkStore(Store, abc.ABC):
         self, items: Mapping[str, object], *, ttl: float | None = None
     ) -> dict[str, Revision]:
         """Every key checked and every value encoded before anything is written, so
-        a bad key or an unencodable value stores nothing."""
+        a bad key or an unencodable value stores nothing.
+
+        A backend with transactions (`file`, `postgresql`) or scripts (`redis`)
+        writes the batch at once: no reader sees part of it. The default `_put_many`
+        (`nats`, `s3`, which have no multi-key transaction) is not atomic:
+
+        - it reads each key's record, then writes one key at a time; a concurrent
+          reader or watcher may see some keys new and others not yet;
+        - if a write fails (a lost connection, a frozen server's timeout), each key
+          already written goes back to its previous value, metadata and expiry (a
+          new revision), or is deleted if it had none, and so does the failed key
+          when its write landed after all (a lost reply: the record is exactly what
+          the batch sent); readers and watchers see the batch, then its undoing;
+        - a key is put back only while it still holds the batch's write (a
+          conditional write or delete on the batch's revision), so a newer write by
+          someone else stays;
+        - if putting back fails too (the connection is gone), it stops there: the
+          keys not put back keep the batch's value, the batch's error propagates
+          with a note naming them (``exc.__notes__``), and an error is logged;
+        - a key whose stored record cannot be decoded fails the batch before
+          anything is written (it could not be put back).
+        """
         ttl = validate_ttl(ttl)
         prepared: dict[str, bytes] = {}
         for key, value in items.items():

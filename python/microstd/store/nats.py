@@ -32,6 +32,11 @@ and the store that wrote it (or any store that later sees it) deletes it when it
 falls due, which watchers see as an "expire" event. A record whose writer went
 away before its expiry is removed the next time a store reads or lists it.
 
+`write_many` writes one key at a time (JetStream has no multi-key
+transaction): readers may see a batch part-way, and one that fails is put back
+(see `NetworkStore.write_many`; the undoing deletes are conditional on the
+batch's sequence, checked by the server).
+
 Watch is native (an ordered JetStream consumer delivering new entries). When
 the connection is lost the watch waits, and resumes after the reconnection from
 the last entry it delivered: entries written meanwhile are delivered then
@@ -389,6 +394,13 @@ class NatsStore(NetworkStore):
         live = self._live(name, last[0], last[1])
         await self._publish(name, b"", {_OP: "DEL"} if live else {_OP: "DEL", _REASON: "expire"})
         return live
+
+    async def _remove_if(self, key: str, revision: Revision) -> bool:
+        # The server checks the key's last sequence: a newer write is never deleted.
+        if isinstance(revision, bool) or not isinstance(revision, int):
+            return False
+        headers = {_OP: "DEL", _EXPECTED: str(revision)}
+        return await self._publish(encode_key(key), b"", headers) is not None
 
     async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
         js = await self._jetstream("list")

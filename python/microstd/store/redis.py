@@ -14,8 +14,12 @@ Layout, under the namespace `prefix` (default ``microstd:store:``):
 - ``<prefix>events`` the pub/sub channel every write and delete publishes to.
 
 Writes, conditions, the TTL and the watch event happen in one Lua script, so a
-conditional write is atomic. `list` uses ``SCAN`` with an escaped ``MATCH``
-pattern (never ``KEYS``), then filters the suffix, sorts and pages.
+conditional write is atomic. `write_many` sends the whole batch as one script
+(one round trip): on the server it is all or nothing, and no reader sees part of
+it; each key gets its own new revision (consecutive) and its own "put" event. A
+`write_many` that raised `ConnectionFailed` was applied in full or not at all.
+`list` uses ``SCAN`` with an escaped ``MATCH`` pattern (never ``KEYS``), then
+filters the suffix, sorts and pages.
 
 Watch: "put" and "delete" events come from the channel. "expire" events need
 Redis keyspace notifications; pass ``expire_events=True`` and the store enables
@@ -85,6 +89,35 @@ if ARGV[4] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 redis.call('PUBLISH', ARGV[7], 'p' .. rev .. ',' .. #ARGV[8] .. ',' .. #ARGV[2] .. ',' ..
   ARGV[3] .. ',' .. ARGV[8] .. ARGV[2] .. ARGV[1])
 return rev
+"""
+
+# KEYS: revision counter, then one data hash per record. ARGV: expires_at,
+# ttl_ms, channel, then the records' keys, then their values (in KEYS' order).
+# Every read (TIME, the counter) comes before the first write, and no write can
+# fail on its own (each hash is deleted before it is set), so the script applies
+# in full or, stopped before its first write, not at all: Redis runs a script
+# without interleaving other clients' commands and, once it has written, lets it
+# finish even past maxmemory. Revisions are consecutive from the same
+# max(counter + 1, server clock in us) as a single write's.
+_WRITE_MANY = """
+local now = redis.call('TIME')
+local n = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last and n <= last then n = last + 1 end
+local count = #KEYS - 1
+local revs = {}
+for i = 1, count do
+  local rev = string.format('%.0f', n + i - 1)
+  local key, value = ARGV[3 + i], ARGV[3 + count + i]
+  redis.call('DEL', KEYS[i + 1])
+  redis.call('HSET', KEYS[i + 1], 'v', value, 'm', '{}', 'r', rev, 'e', ARGV[1])
+  if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[i + 1], ARGV[2]) end
+  redis.call('PUBLISH', ARGV[3], 'p' .. rev .. ',' .. #key .. ',2,' .. ARGV[1] .. ',' ..
+    key .. '{}' .. value)
+  revs[i] = rev
+end
+redis.call('SET', KEYS[1], revs[count])
+return revs
 """
 
 # KEYS: data hash. ARGV: channel, key.
@@ -169,6 +202,7 @@ class RedisStore(NetworkStore):
         conn = await engine.acquire(self._endpoint)
         try:
             self._write_script = conn.client.register_script(_WRITE)
+            self._write_many_script = conn.client.register_script(_WRITE_MANY)
             self._delete_script = conn.client.register_script(_DELETE)
             await conn.ping("store connect")
         except BaseException:
@@ -211,6 +245,23 @@ class RedisStore(NetworkStore):
                 client=self._redis,
             )
         return None if rev is None else int(rev)
+
+    async def _put_many(
+        self, items: dict[str, bytes], ttl: float | None, expires_at: float | None
+    ) -> dict[str, Revision]:
+        """The whole batch in one script, one round trip: all or nothing on the server."""
+        if not items:
+            return {}
+        raw_keys = [key.encode() for key in items]
+        expires = "" if expires_at is None else repr(expires_at)
+        ttl_ms = "" if ttl is None else str(max(1, round(ttl * 1000)))
+        with self._errors("write_many"):
+            revs = await self._write_many_script(
+                keys=[self._counter, *(self._data + raw for raw in raw_keys)],
+                args=[expires, ttl_ms, self._channel, *raw_keys, *items.values()],
+                client=self._redis,
+            )
+        return {key: int(rev) for key, rev in zip(items, revs, strict=True)}
 
     async def _remove(self, key: str) -> bool:
         raw_key = key.encode()

@@ -31,6 +31,12 @@ object reads as missing. Nothing deletes it on the server; add a bucket lifecycl
 rule if storage matters. Because S3 listings carry no metadata, `list` asks for
 each candidate object's head to skip expired ones, which costs a request per key.
 
+`write_many` writes one object at a time (S3 has no multi-object
+transaction): readers may see a batch part-way, and one that fails is put back
+(see `NetworkStore.write_many`) with ``If-Match`` PUTs and DELETEs on the batch's
+ETags, so a newer write is kept (on a server that ignores ``If-Match`` on DELETE,
+only the head read just before protects it).
+
 `watch` raises `NotSupported`: S3 has no change feed this store can follow.
 Credentials and `endpoint_url` come from the options, the query string or the
 usual AWS environment; they never appear in a repr.
@@ -357,6 +363,22 @@ class S3Store(NetworkStore):
         with self._guard():
             await client.delete_object(Bucket=self.bucket, Key=name)
         return not _expired(head[1])
+
+    async def _remove_if(self, key: str, revision: Revision) -> bool:
+        # DeleteObject with If-Match: S3 (and moto) refuse it once the object has
+        # another ETag. The head first spares the request in the usual case and
+        # bounds the race on a server that ignores If-Match on DELETE.
+        name = self._name(key)
+        head = await self._head(name)
+        if head is None or head[0] != revision:
+            return False
+        client = self._s3()
+        try:
+            with self._guard():
+                await client.delete_object(Bucket=self.bucket, Key=name, IfMatch=head[0])
+        except _Refused:
+            return False
+        return True
 
     # -- reads ---------------------------------------------------------------
 

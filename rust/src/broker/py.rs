@@ -9,11 +9,12 @@
 //! goes on with the other targets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::durable::py::{RustDurableMessage, RustStreams};
 use super::message::RustMessage;
@@ -59,8 +60,46 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The lock's data, or None if someone holds it. The garbage collector must
+/// never wait for a lock: the thread collecting may be the one holding it (a
+/// drop under the lock can run Python code that allocates). Skipping an
+/// object's references in `__traverse__` is safe, only conservative: what
+/// they reach looks referenced from outside and is kept for now.
+pub(crate) fn try_locked<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 #[pymethods]
 impl RustBroker {
+    // Handlers, their subscriptions and the error hook are Python objects that
+    // usually refer back to the broker: without these a broker dropped without
+    // close() is a cycle the collector cannot see through.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.streams)?;
+        if let Some(hook) = try_locked(&self.on_error) {
+            visit.call(&*hook)?;
+        }
+        if let Some(router) = try_locked(&self.router) {
+            for entry in router.entries() {
+                visit.call(&entry.target)?;
+                visit.call(&entry.queue)?;
+                visit.call(&entry.owner)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // Taken under the locks, dropped after them: a drop may run Python code.
+        let hook = try_locked(&self.on_error).and_then(|mut hook| hook.take());
+        let router = try_locked(&self.router).map(|mut router| std::mem::take(&mut *router));
+        drop((hook, router));
+    }
+
     #[new]
     fn new(py: Python<'_>) -> PyResult<Self> {
         Ok(Self {
@@ -206,6 +245,23 @@ impl RustQueue {
 
 #[pymethods]
 impl RustQueue {
+    // Queued messages lead to their durable's settler, and the waker to the
+    // delivery that owns this queue: both can close a cycle back here.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.waker)?;
+        if let Some(queue) = try_locked(&self.inner) {
+            for item in queue.iter() {
+                visit.call(item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let items = try_locked(&self.inner).map(|mut queue| queue.take_items());
+        drop(items);
+    }
+
     #[new]
     fn new(max_pending: usize, drop_when_full: bool, waker: Py<PyAny>) -> Self {
         Self {

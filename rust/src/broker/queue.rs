@@ -75,6 +75,17 @@ impl<T> Bounded<T> {
         }
     }
 
+    /// What is queued, oldest first (the garbage collector's view).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+
+    /// Everything queued, leaving the queue empty and its state as it was (to drop
+    /// outside a lock).
+    pub fn take_items(&mut self) -> std::collections::VecDeque<T> {
+        std::mem::take(&mut self.items)
+    }
+
     pub fn over(&self) -> bool {
         self.items.len() > self.max
     }
@@ -124,5 +135,16 @@ mod tests {
         assert_eq!(q.take(), vec![1, 2]);
         q.close(true);
         assert!(q.is_empty() && q.is_closed());
+    }
+
+    #[test]
+    fn iter_and_take_items_see_what_is_queued() {
+        let mut q = Bounded::new(4, false);
+        q.push(1);
+        q.push(2);
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(q.take_items(), [1, 2]);
+        assert!(q.is_empty());
+        assert!(!q.push(3).wake, "still busy: take_items is not a take");
     }
 }

@@ -92,6 +92,12 @@ impl<T> Default for Router<T> {
 }
 
 impl<T> Router<T> {
+    /// Every live subscription's value, each once (the garbage collector's view:
+    /// the groups and the match cache hold only clones of these).
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.subs.values().map(|(_, entry)| entry)
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -276,5 +282,18 @@ mod tests {
             assert_eq!(r.targets(&format!("s.{i}")).unwrap().len(), 1);
         }
         assert!(r.cached() <= CACHE_MAX);
+    }
+
+    #[test]
+    fn entries_lists_each_live_subscription_once() {
+        let mut r: Router<&'static str> = Router::default();
+        r.subscribe("a.*", None, Arc::new("p")).unwrap();
+        let g = r.subscribe("a.*", Some("q"), Arc::new("g")).unwrap();
+        r.targets("a.b").unwrap(); // the cache and the group hold clones too
+        let mut seen: Vec<&str> = r.entries().map(|e| **e).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, ["g", "p"]);
+        r.unsubscribe(g);
+        assert_eq!(r.entries().map(|e| **e).collect::<Vec<_>>(), ["p"]);
     }
 }

@@ -24,7 +24,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::stream::Limits;
 use super::streams::{Delivery, Settled, Start, Streams};
 use crate::broker::message::RustMessage;
-use crate::broker::py::RustQueue;
+use crate::broker::py::{try_locked, RustQueue};
 use crate::errors::Error;
 
 static CODEC_GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -150,6 +150,30 @@ impl Default for RustStreams {
 
 #[pymethods]
 impl RustStreams {
+    // Members hold their delivery target and settler, which lead back to the
+    // broker. Stored messages are not visited: their fields are str, bytes and
+    // a str -> str dict, which lead nowhere, and visiting them would make every
+    // full collection walk every retained message.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(core) = try_locked(&self.inner) {
+            for member in core.member_targets() {
+                visit.call(&member.target)?;
+                visit.call(&member.queue)?;
+                visit.call(&member.settler)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // Taken under the lock, dropped after it: a drop may run Python code.
+        let core = try_locked(&self.inner).map(|mut core| std::mem::take(&mut *core));
+        if core.is_some() {
+            self.active.store(false, Ordering::Release);
+        }
+        drop(core);
+    }
+
     #[new]
     fn new() -> Self {
         Self::default()
@@ -571,6 +595,7 @@ impl RustDurableMessage {
         visit.call(&self.data)?;
         visit.call(&self.headers)?;
         visit.call(&self.content_type)?;
+        visit.call(&self.core)?;
         visit.call(&self.settler)
     }
 

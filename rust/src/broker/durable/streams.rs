@@ -139,6 +139,15 @@ pub fn overlaps(a: &str, b: &str) -> bool {
     true
 }
 
+impl<M, T> Streams<M, T> {
+    /// Every member's target, each once (the garbage collector's view).
+    pub fn member_targets(&self) -> impl Iterator<Item = &T> {
+        self.consumers
+            .values()
+            .flat_map(|c| c.members.iter().map(|m| &m.target))
+    }
+}
+
 impl<M: Clone, T: Clone> Streams<M, T> {
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;

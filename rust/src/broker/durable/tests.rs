@@ -222,3 +222,25 @@ fn streams_refuse_overlaps_and_cover_patterns() {
     assert!(overlaps("a.*", "*.b") && overlaps("a.>", "a.b.c") && overlaps(">", "x"));
     assert!(!overlaps("a.*", "a.b.c") && !overlaps("a.>", "a") && !overlaps("a.b", "a.c"));
 }
+
+#[test]
+fn member_targets_lists_each_member_once() {
+    let mut core = core_with_stream(Limits::default());
+    let cid = core
+        .consumer("s", "d", "orders.>", 10.0, Start::New)
+        .unwrap();
+    let other = core
+        .consumer("s", "e", "orders.>", 10.0, Start::New)
+        .unwrap();
+    let mut out = Vec::new();
+    core.attach(cid, "a", 2, 0.0, 0.0, &mut out).unwrap();
+    let mid = core.attach(cid, "b", 2, 0.0, 0.0, &mut out).unwrap();
+    core.attach(other, "c", 2, 0.0, 0.0, &mut out).unwrap();
+    let mut seen: Vec<&str> = core.member_targets().copied().collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["a", "b", "c"]);
+    core.detach(mid, 0.0, 0.0, &mut out);
+    let mut seen: Vec<&str> = core.member_targets().copied().collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["a", "c"]);
+}

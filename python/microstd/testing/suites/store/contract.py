@@ -238,6 +238,46 @@ async def test_unencodable_value_stores_nothing(store: Store, prefix: str) -> No
     assert await store.exists(prefix + "a") is False
 
 
+async def test_a_batch_with_an_unencodable_value_stores_nothing(store: Store, prefix: str) -> None:
+    """`write_many` is all or nothing: one value that cannot be encoded, anywhere
+    in the batch, leaves every key as it was (value and revision)."""
+    rev = await store.write(prefix + "kept", "old")
+    for bad_at in (0, 2, 4):
+        items: dict[str, object] = {prefix + "kept": "new"}
+        items.update({prefix + f"n{i}": i for i in range(4)})
+        names = list(items)
+        items[names[bad_at]] = {"bad": object()}
+        with pytest.raises(EncodeError):
+            await store.write_many(items)
+        kept = await store.read(prefix + "kept")
+        assert (kept.value, kept.revision) == ("old", rev)
+        assert await store.list(prefix) == [prefix + "kept"]
+
+
+async def test_a_batch_gives_each_key_a_new_revision(
+    store: Store, watch_supported: bool, prefix: str
+) -> None:
+    """Every key of a batch gets its own new revision (none reused, none shared),
+    its TTL, and, where watch is supported, a "put" event carrying that revision."""
+    before = await store.write(prefix + "b/a", "old")
+    events = store.watch(prefix + "b/") if watch_supported else None
+    try:
+        revs = await store.write_many({prefix + f"b/{n}": n for n in "abc"}, ttl=60)
+        assert len({before, *revs.values()}) == 4
+        records = await store.read_many(list(revs))
+        assert {k: (r.value, r.revision) for k, r in records.items()} == {
+            prefix + f"b/{n}": (n, revs[prefix + f"b/{n}"]) for n in "abc"
+        }
+        assert all(r.expires_at is not None for r in records.values())
+        if events is not None:
+            got = [await _next(events) for _ in range(3)]
+            assert {(e.kind, e.key) for e in got} == {("put", k) for k in revs}
+            assert {e.key: e.record.revision for e in got if e.record} == revs
+    finally:
+        if events is not None:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
 async def test_metadata_must_map_str_to_str(store: Store, prefix: str) -> None:
     with pytest.raises(TypeError):
         await store.write(prefix + "k", 1, metadata={"a": 1})  # type: ignore[dict-item]
