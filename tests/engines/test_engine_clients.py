@@ -91,6 +91,66 @@ def test_etcd_url_forms() -> None:
         etcd.EtcdEndpoint.from_url("redis://h:1")
 
 
+def test_etcd_urls_name_clusters() -> None:
+    """A host list (or a list of whole URLs) names the members; credentials and
+    options apply to all of them."""
+    for url in (
+        "etcd://root:s3cret@a:1,b,[::1]:3?timeout=2",
+        "etcd://root:s3cret@a:1,etcd://b,etcd://[::1]:3?timeout=2",
+    ):
+        endpoint, area = etcd.EtcdEndpoint.from_url(url)
+        assert endpoint.members == ("http://a:1", "http://b:2379", "http://[::1]:3")
+        assert endpoint.base == "http://a:1"
+        assert (endpoint.username, endpoint.password, endpoint.timeouts.request) == (
+            "root",
+            "s3cret",
+            2,
+        )
+        assert endpoint.redacted == "http://root:***@a:1,b:2379,[::1]:3"
+        assert endpoint.randomize
+        assert area == {}
+    assert etcd.EtcdEndpoint.from_url("etcds://a,b")[0].members == (
+        "https://a:2379",
+        "https://b:2379",
+    )
+    assert not etcd.EtcdEndpoint.from_url("etcd://a,b?randomize=0")[0].randomize
+    assert etcd.EtcdEndpoint.from_url("etcd://a")[0].members == ("http://a:2379",)
+
+
+async def test_etcd_requests_move_on_to_a_member_that_answers(etcd_url: str) -> None:
+    """First listed: a refused port, then a listener that never answers, then the
+    real server. A request that certainly was not applied (refused) goes on to the
+    next member; one that timed out (perhaps applied) is sent on only when
+    idempotent; the client then stays with the member that answered."""
+    live = etcd_url.split("://", 1)[1]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        members = f"127.0.0.1:{free_port()},127.0.0.1:{silent.getsockname()[1]},{live}"
+        options = {"connect_timeout": 0.5, "timeout": 0.5, "randomize": "0"}
+        e, _ = etcd.EtcdEndpoint.from_url(f"etcd://{members}", options)
+        client = await etcd.acquire(e)
+        try:
+            put = {"key": etcd.b64("ha/x"), "value": etcd.b64("1")}
+            # Refused: surely unsent, so sent on; the silent one then takes the timeout.
+            with pytest.raises(ConnectionFailed, match="unreachable"):
+                await asyncio.wait_for(client.call("kv/put", put), 10)
+            assert client.member == f"http://{live}"  # the silent member was left
+            await client.call("kv/put", put)  # not idempotent, not ambiguous: it worked
+        finally:
+            await etcd.release(client)
+        # Another client, from the refused member on: an idempotent read goes round.
+        e, _ = etcd.EtcdEndpoint.from_url(f"etcd://{members}", {**options, "timeout": 0.6})
+        client = await etcd.acquire(e)
+        try:
+            read = client.call("kv/range", {"key": put["key"]}, idempotent=True)
+            got = await asyncio.wait_for(read, 10)
+            assert etcd.kvs_of(got)[0]["value"] == put["value"]
+            assert client.member == f"http://{live}"
+        finally:
+            await etcd.release(client)
+
+
 # -- error mapping --------------------------------------------------------------
 
 

@@ -15,10 +15,13 @@ What it owns:
 
 - **URL**: ``etcd://[user:password@]host[:port][?options]`` (port 2379 by
   default); ``etcds://`` or ``?tls=1`` for HTTPS; ``http(s)://host:port`` is
-  accepted as it is. With credentials the client authenticates
-  (``/v3/auth/authenticate``) and sends the token with every request, asking
-  for a new one when etcd says it expired. The password never appears in a
-  repr, a log line or an error message (`endpoint.redacted`).
+  accepted as it is. A cluster is a host list,
+  ``etcd://host1:2379,host2:2379,host3:2379`` (or a list of whole URLs, as
+  for NATS); credentials and options apply to every member. With
+  credentials the client authenticates (``/v3/auth/authenticate``) and sends
+  the token with every request, asking for a new one when etcd says it
+  expired. The password never appears in a repr, a log line or an error
+  message (`endpoint.redacted`).
 - **Timeouts** (seconds; a query option or a keyword option overrides them):
   ``connect_timeout=5`` to open a connection; ``timeout=5`` for any one
   request, from sending it to the end of its answer; ``ping_interval=10``: a
@@ -36,6 +39,28 @@ What it owns:
   documented shape; `field`, `int_field` and `kvs_of` report a missing or
   mistyped field as `ConnectionFailed`, never `KeyError`.
 
+- **Members** (a URL naming several): the client sends every request to one
+  member, picked at random at first (clients spread over the cluster; with
+  ``randomize=0`` the first listed, a preferred nearby member say), and stays
+  with it while it works. When it fails, the client moves on to the next
+  member, and tries the request there too, within the request's time
+  (``connect_timeout + timeout``, or the `timeout` given to `call`) when that
+  is safe: always when the request certainly was not applied (the connection
+  was refused; the member answered "no leader" or "too many requests"), and
+  for an `idempotent` request whatever the failure (a timeout, a lost reply,
+  "request timed out"); round after round, with a short pause once every
+  member failed (a leader election). A request that is not idempotent and
+  may have been applied raises `ConnectionFailed` at once (the next call goes
+  to the next member). Requests carry etcd's "require leader" flag, so a
+  member cut off from the quorum answers "no leader" at once instead of
+  hanging.
+- **Watches** on a cluster resume on the next member when their stream is
+  lost, from the revision after the last event delivered (the first stream
+  starts from a revision read beforehand when the request names none), so
+  no event is missed; at most a write made just before the watch started is
+  delivered too. A watch ends with `ConnectionFailed` once no member took it
+  for as long as a request may take (``connect_timeout + timeout``).
+
 Ambiguity: a request that raised `ConnectionFailed` after it was sent may
 have been applied (a put, a lease grant, a transaction).
 """
@@ -48,6 +73,8 @@ import codecs
 import contextlib
 import dataclasses
 import json
+import random
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -75,7 +102,7 @@ __all__ = [
 ]
 
 #: The engine's own options, taken out of the URL and the keyword options.
-ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls")
+ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls", "randomize")
 
 # A watch stream's undecoded text is capped: a server (or something posing as
 # one) sending bytes that never parse must not grow it without end.
@@ -84,6 +111,16 @@ MAX_WATCH_BUFFER = 16 * 1024 * 1024
 # gRPC status codes etcd reports that mean "try again later", not "wrong request".
 _UNAVAILABLE_CODES = {4, 8, 14}  # DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE
 _UNAUTHENTICATED = 16
+# "Unavailable" answers given before the request was applied, so safe to send
+# elsewhere even when it is not idempotent ("request timed out" is not one: the
+# proposal may still commit).
+_NOT_APPLIED = ("no leader", "too many requests", "not capable")
+# gRPC metadata through the gateway: a member without a leader refuses at once
+# (unary calls) or cancels the watch, instead of waiting for one.
+_REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+# After a round in which every member failed: a pause before the next (doubling).
+_ROUND_PAUSE = 0.05
+_ROUND_PAUSE_MAX = 0.5
 
 
 class _Unauthenticated(ConnectionFailed):
@@ -92,6 +129,19 @@ class _Unauthenticated(ConnectionFailed):
 
 class EtcdStreamEnded(ConnectionFailed):
     """The server closed a watch stream (it does so only when it goes away)."""
+
+
+class _Unavailable(ConnectionFailed):
+    """An "unavailable" answer; `applied` is False when etcd refused the request
+    before applying anything ("no leader"), None when it cannot be known."""
+
+    def __init__(self, message: str, applied: bool | None) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
+class _Canceled(ConnectionFailed):
+    """The server canceled a watch (a compacted start revision, ...)."""
 
 
 class EtcdAPIError(MicrostdError):
@@ -173,13 +223,18 @@ def kvs_of(data: object) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class EtcdEndpoint:
-    """Where an etcd server is: `base` is ``http(s)://host:port``; equal endpoints
-    share one HTTP session."""
+    """Where an etcd server (or cluster) is: `base` is ``http(s)://host:port``, the
+    first member; `bases` every member, in URL order. Equal endpoints share one
+    HTTP session."""
 
     base: str
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
+    #: Every member's ``http(s)://host:port``; empty means ``(base,)``.
+    bases: tuple[str, ...] = ()
+    #: Start on a member picked at random (True) or on the first listed.
+    randomize: bool = True
 
     @classmethod
     def from_url(
@@ -201,19 +256,42 @@ class EtcdEndpoint:
         tls = parsed.scheme in ("etcds", "https") or option_flag(engine.get("tls", False))
         if parsed.scheme not in ("etcd", "etcds", "http", "https"):
             raise InvalidArgument(f"not an etcd URL: {redact(parsed.raw)!r}")
-        host = parsed.host or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"  # IPv6 literal
-        base = f"{'https' if tls else 'http'}://{host}:{parsed.port or 2379}"
-        return cls(base, Timeouts.from_options(engine), parsed.username, parsed.password), rest
+        bases: list[str] = []
+        for host, port in parsed.hosts:
+            host = host or "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"  # IPv6 literal
+            base = f"{'https' if tls else 'http'}://{host}:{port or 2379}"
+            if base not in bases:
+                bases.append(base)
+        endpoint = cls(
+            bases[0],
+            Timeouts.from_options(engine),
+            parsed.username,
+            parsed.password,
+            tuple(bases) if len(bases) > 1 else (),
+            option_flag(engine.get("randomize", True)),
+        )
+        return endpoint, rest
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every member's ``http(s)://host:port`` (one for a single server)."""
+        return self.bases or (self.base,)
+
+    def name_of(self, base: str) -> str:
+        """`base` for messages: the user name at most, never the password."""
+        if self.username is None:
+            return base
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{quote(self.username, safe='')}:***@{rest}"
 
     @property
     def redacted(self) -> str:
         """The endpoint for reprs and logs: the user name at most, never the password."""
-        if self.username is None:
-            return self.base
-        scheme, rest = self.base.split("://", 1)
-        return f"{scheme}://{quote(self.username, safe='')}:***@{rest}"
+        first = self.name_of(self.base)
+        more = [b.split("://", 1)[1] for b in self.members[1:]]
+        return ",".join([first, *more])
 
     def __repr__(self) -> str:
         return f"EtcdEndpoint({self.redacted!r})"
@@ -232,13 +310,27 @@ def _broken(exc: BaseException | None) -> bool:
     )
 
 
-def _fail(endpoint: EtcdEndpoint, what: str, why: str, exc: BaseException | None) -> NoReturn:
-    raise ConnectionFailed(f"{what}: etcd at {endpoint.redacted} {why}") from exc
+def _unsent(exc: ConnectionFailed) -> bool:
+    """True when the request certainly was not applied: no connection could be
+    opened, or etcd refused it before applying it ("no leader")."""
+    import aiohttp
+
+    if isinstance(exc, _Unavailable):
+        return exc.applied is False
+    return isinstance(exc.__cause__, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+
+
+def _fail(
+    endpoint: EtcdEndpoint, what: str, why: str, exc: BaseException | None, base: str | None = None
+) -> NoReturn:
+    where = endpoint.redacted if base is None else endpoint.name_of(base)
+    raise ConnectionFailed(f"{what}: etcd at {where} {why}") from exc
 
 
 @contextlib.contextmanager
-def errors(endpoint: EtcdEndpoint, what: str) -> Iterator[None]:
-    """Translate aiohttp's and the network's exceptions into `ConnectionFailed`."""
+def errors(endpoint: EtcdEndpoint, what: str, base: str | None = None) -> Iterator[None]:
+    """Translate aiohttp's and the network's exceptions into `ConnectionFailed`
+    (naming member `base` when given)."""
     import aiohttp
 
     try:
@@ -248,29 +340,37 @@ def errors(endpoint: EtcdEndpoint, what: str) -> Iterator[None]:
         raise
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         detail = redact_text(str(exc)) or "no answer in time"
-        _fail(endpoint, what, f"unreachable: {type(exc).__name__}: {detail}", exc)
+        _fail(endpoint, what, f"unreachable: {type(exc).__name__}: {detail}", exc, base)
 
 
-def _error_answer(endpoint: EtcdEndpoint, what: str, status: int, data: object) -> MicrostdError:
+def _error_answer(
+    endpoint: EtcdEndpoint, what: str, status: int, data: object, base: str | None = None
+) -> MicrostdError:
     message = data.get("message") or data.get("error") if isinstance(data, dict) else None
     code = data.get("code") if isinstance(data, dict) else None
     code = code if isinstance(code, int) and not isinstance(code, bool) else 0
     text = redact_text(str(message or data))[:200]
+    where = endpoint.redacted if base is None else endpoint.name_of(base)
     if status >= 500 or code in _UNAVAILABLE_CODES:
-        return ConnectionFailed(f"{what}: etcd at {endpoint.redacted} unavailable: {text}")
+        applied = False if any(m in text for m in _NOT_APPLIED) else None
+        return _Unavailable(f"{what}: etcd at {where} unavailable: {text}", applied)
     if code == _UNAUTHENTICATED or status == 401:
-        return _Unauthenticated(f"{what}: etcd at {endpoint.redacted} refused the credentials")
+        return _Unauthenticated(f"{what}: etcd at {where} refused the credentials")
     return EtcdAPIError(f"{what}: etcd answered HTTP {status}: {text}", code)
 
 
 class EtcdClient:
-    """JSON requests and watch streams to one etcd server (a shared aiohttp session)."""
+    """JSON requests and watch streams to an etcd server or cluster (a shared
+    aiohttp session); on a cluster, to one member at a time (`member`)."""
 
     def __init__(self, endpoint: EtcdEndpoint) -> None:
         _deps.require("aiohttp", "the etcd:// backends", extra="etcd")
         import aiohttp
 
         self.endpoint = endpoint
+        self._members = endpoint.members
+        # A random first member spreads a service's clients over the cluster.
+        self._current = random.randrange(len(self._members)) if endpoint.randomize else 0
         t = endpoint.timeouts
         self._timeout = aiohttp.ClientTimeout(
             total=t.connect + t.request, sock_connect=t.connect, sock_read=t.request
@@ -281,13 +381,25 @@ class EtcdClient:
         self._fresh: Any = None
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
+        self._extra = dict(_REQUIRE_LEADER) if len(self._members) > 1 else {}
 
     def __repr__(self) -> str:
         return f"EtcdClient({self.endpoint.redacted!r})"
 
+    @property
+    def member(self) -> str:
+        """The ``http(s)://host:port`` of the member requests go to now."""
+        return self._members[self._current]
+
     def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
         """`errors(self.endpoint, what)`."""
         return errors(self.endpoint, what)
+
+    def _failed(self, i: int) -> None:
+        """Member `i` failed: the next request goes to the next one (unless another
+        request already moved on)."""
+        if self._current == i:
+            self._current = (i + 1) % len(self._members)
 
     async def _headers(self, renew: bool = False) -> dict[str, str]:
         e = self.endpoint
@@ -295,11 +407,13 @@ class EtcdClient:
             return {}
         async with self._auth_lock:
             if self._token is None or renew:
-                answer = await self._post(
+                answer = await self._send(
                     "auth/authenticate",
                     {"name": e.username, "password": e.password or ""},
                     "authenticate",
                     {},
+                    idempotent=True,
+                    timeout=None,
                 )
                 token = answer.get("token")
                 if not isinstance(token, str) or not token:
@@ -309,6 +423,7 @@ class EtcdClient:
 
     async def _post(
         self,
+        base: str,
         path: str,
         body: Mapping[str, Any],
         what: str,
@@ -317,23 +432,29 @@ class EtcdClient:
         fresh: bool = False,
         timeout: float | None = None,
     ) -> dict[str, Any]:
+        """One request to member `base`, bounded by `timeout` seconds in all if given."""
         import aiohttp
 
-        url = f"{self.endpoint.base}/v3/{path}"
+        url = f"{base}/v3/{path}"
         session = self._session
         bound = self._timeout
         if timeout is not None:
-            # A caller with less time left than the request timeout (a lease
-            # refresh racing its expiry) bounds this one request to it.
-            bound = aiohttp.ClientTimeout(total=max(0.001, timeout))
+            # Less time left than the request timeout (a lease refresh racing its
+            # expiry, the rest of a request's time after a failed member).
+            t = self.endpoint.timeouts
+            bound = aiohttp.ClientTimeout(
+                total=max(0.001, timeout), sock_connect=t.connect, sock_read=t.request
+            )
         if fresh:
             if self._fresh is None:
                 self._fresh = aiohttp.ClientSession(
                     timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True)
                 )
             session = self._fresh
-        with self.errors(what):
-            async with session.post(url, json=body, headers=headers, timeout=bound) as resp:
+        with errors(self.endpoint, what, base):
+            async with session.post(
+                url, json=body, headers={**headers, **self._extra}, timeout=bound
+            ) as resp:
                 text = await resp.read()
                 status = resp.status
         try:
@@ -341,10 +462,71 @@ class EtcdClient:
         except (ValueError, RecursionError):
             data = None
         if status != 200:
-            raise _error_answer(self.endpoint, what, status, data)
+            raise _error_answer(self.endpoint, what, status, data, base)
         if not isinstance(data, dict):
             raise ConnectionFailed(f"{what}: etcd {path}: the answer is not a JSON object")
         return data
+
+    async def _send(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        what: str,
+        headers: Mapping[str, str],
+        *,
+        idempotent: bool,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        """`_post` to the current member, then to the next ones, round after round,
+        while it is safe and time is left (see the module docstring)."""
+        t = self.endpoint.timeouts
+        deadline = time.monotonic() + (t.connect + t.request if timeout is None else timeout)
+        n = len(self._members)
+        i = self._current
+        last: ConnectionFailed | None = None
+        pause = _ROUND_PAUSE
+        tried = 0
+        left = deadline - time.monotonic()
+        while True:
+            fresh = False
+            while True:
+                try:
+                    answer = await self._post(
+                        self._members[i],
+                        path,
+                        body,
+                        what,
+                        headers,
+                        fresh=fresh,
+                        timeout=None if last is None and timeout is None else left,
+                    )
+                except _Unauthenticated:
+                    raise
+                except ConnectionFailed as exc:
+                    if idempotent and not fresh and _broken(exc.__cause__):
+                        fresh = True  # a pooled connection was reset: once more, afresh
+                        left = deadline - time.monotonic()
+                        continue
+                    if n == 1:
+                        raise
+                    self._failed(i)
+                    if not (idempotent or _unsent(exc)):
+                        raise  # may have been applied: the caller decides
+                    last = exc
+                    break
+                self._current = i
+                return answer
+            tried += 1
+            i = (i + 1) % n
+            if tried % n == 0:
+                # Every member failed (a leader election, say): a pause, then again.
+                if deadline - time.monotonic() <= pause:
+                    raise last
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, _ROUND_PAUSE_MAX)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise last
 
     async def call(
         self,
@@ -361,24 +543,21 @@ class EtcdClient:
         within the timeouts; `EtcdAPIError` for an error answer. An `idempotent`
         request (a read, a keepalive, a plain put or delete: doing it twice is
         doing it once) that fails on a pooled connection the network reset is
-        sent once more, on a connection of its own. `timeout` (seconds) bounds
-        this request instead of the endpoint's request timeout.
+        sent once more, on a connection of its own, and on a cluster to the next
+        members (see the module docstring). `timeout` (seconds) bounds this
+        request, every member tried included, instead of the endpoint's timeouts.
         """
         what = what or f"etcd {path}"
         headers = await self._headers()
+        send = self._send
         try:
-            try:
-                return await self._post(path, body, what, headers, timeout=timeout)
-            except ConnectionFailed as exc:
-                if not (idempotent and _broken(exc.__cause__)):
-                    raise
-            return await self._post(path, body, what, headers, fresh=True, timeout=timeout)
+            return await send(path, body, what, headers, idempotent=idempotent, timeout=timeout)
         except _Unauthenticated:
             if not headers:
                 raise
             # A simple token expires (5 minutes by default): get a new one, once.
             renewed = await self._headers(renew=True)
-            return await self._post(path, body, what, renewed, timeout=timeout)
+            return await send(path, body, what, renewed, idempotent=idempotent, timeout=timeout)
 
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
@@ -397,23 +576,69 @@ class EtcdClient:
 
         Never ends quietly: a stream that closes, a canceled watch, an error
         answer or a server that fails the liveness check (see the module
-        docstring) raise `ConnectionFailed`.
+        docstring) raise `ConnectionFailed`. On a cluster a lost stream is
+        opened again on the next member, from the revision after the last
+        event delivered; `ConnectionFailed` once none took it for
+        ``connect_timeout + timeout`` seconds.
         """
+        n = len(self._members)
+        if n == 1:
+            async for result in self._watch_member(self._members[0], create_request, what):
+                yield result
+            return
+        request = dict(create_request)
+        if not int(request.get("start_revision") or 0):
+            # Resuming needs a revision to resume from even before the first event.
+            status = await self.call("maintenance/status", {}, what, idempotent=True)
+            request["start_revision"] = str(int_field(status, "header", "revision") + 1)
+        t = self.endpoint.timeouts
+        failed_since: float | None = None
+        failures = 0
+        pause = _ROUND_PAUSE
+        while True:
+            i = self._current
+            try:
+                async for result in self._watch_member(self._members[i], request, what):
+                    failed_since, failures, pause = None, 0, _ROUND_PAUSE
+                    events = result.get("events")
+                    for event in events if isinstance(events, list) else ():
+                        rev = int_field(event, "kv", "mod_revision", default=0)
+                        if rev >= int(request["start_revision"]):
+                            request["start_revision"] = str(rev + 1)
+                    yield result
+            except (_Canceled, _Unauthenticated, EtcdAPIError):
+                raise
+            except ConnectionFailed:
+                self._failed(i)
+                now = time.monotonic()
+                failed_since = now if failed_since is None else failed_since
+                # As long as a request may take (a leader election, say), then give up.
+                if now - failed_since > t.connect + t.request:
+                    raise
+                failures += 1
+                if failures % n == 0:
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, _ROUND_PAUSE_MAX)
+
+    async def _watch_member(
+        self, base: str, create_request: Mapping[str, Any], what: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One watch stream on member `base` (see `watch`)."""
         import aiohttp
 
         t = self.endpoint.timeouts
-        headers = await self._headers()
+        headers = {**(await self._headers()), **self._extra}
         decoder = json.JSONDecoder()
         # Incremental: a chunk may end inside a multi-byte character.
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=t.connect, sock_read=None, connect=t.connect
         )
-        with self.errors(what):
+        with errors(self.endpoint, what, base):
             # The stream itself has no read timeout (the liveness check covers a
             # silent one), but its answer must start within the request timeout.
             opening = self._session.post(
-                f"{self.endpoint.base}/v3/watch",
+                f"{base}/v3/watch",
                 json={"create_request": dict(create_request)},
                 headers=headers,
                 timeout=stream_timeout,
@@ -425,20 +650,20 @@ class EtcdClient:
                         data = json.loads(await resp.read())
                     except (ValueError, RecursionError):
                         data = None
-                    raise _error_answer(self.endpoint, what, resp.status, data)
+                    raise _error_answer(self.endpoint, what, resp.status, data, base)
                 buffer = ""
                 while True:
                     try:
                         chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
                     except asyncio.TimeoutError:
-                        # Silent for a while: is the server still there?
-                        await self.call(
-                            "maintenance/status", {}, f"{what} (liveness check)", idempotent=True
+                        # Silent for a while: is this member still there?
+                        await self._post(
+                            base, "maintenance/status", {}, f"{what} (liveness check)", headers
                         )
                         continue
                     if not chunk:
                         raise EtcdStreamEnded(
-                            f"{what}: etcd at {self.endpoint.redacted} ended the watch stream"
+                            f"{what}: etcd at {self.endpoint.name_of(base)} ended the watch stream"
                         )
                     buffer += text.decode(chunk)
                     if len(buffer) > MAX_WATCH_BUFFER:
@@ -461,7 +686,10 @@ class EtcdClient:
                             continue
                         if result.get("canceled"):
                             reason = str(result.get("cancel_reason", ""))[:200]
-                            _fail(self.endpoint, what, f"canceled the watch: {reason}", None)
+                            why = f"{what}: etcd at {self.endpoint.name_of(base)} canceled"
+                            if any(m in reason for m in _NOT_APPLIED):
+                                raise ConnectionFailed(f"{why} the watch: {reason}")
+                            raise _Canceled(f"{why} the watch: {reason}")
                         yield result
 
     async def close(self) -> None:

@@ -131,8 +131,10 @@ class EtcdRegistry(Registry):
     async def _call(
         self, path: str, body: dict[str, Any], what: str, *, idempotent: bool = True
     ) -> dict[str, Any]:
-        """One request; every one the registry makes is idempotent (a read, a plain
-        put or delete, a keepalive or revoke) except a lease grant."""
+        """One request; every one the registry makes is safe to send twice (a read,
+        a plain put or delete, a keepalive or revoke, and a lease grant: one that a
+        lost reply granted holds nothing and runs out), so on a cluster it is sent
+        to the next member after any failure."""
         client = await self._etcd()
         return await client.call(path, body, f"registry {what}", idempotent=idempotent)
 
@@ -146,9 +148,7 @@ class EtcdRegistry(Registry):
             answer = await self._call("lease/keepalive", {"ID": held[0]}, "register")
             if engine.int_field(answer, "result", "TTL", default=0) > 0:
                 return held[0]
-        granted = await self._call(
-            "lease/grant", {"TTL": str(seconds)}, "register", idempotent=False
-        )
+        granted = await self._call("lease/grant", {"TTL": str(seconds)}, "register")
         lease_id = str(engine.int_field(granted, "ID"))
         self._leases[key] = (lease_id, seconds)
         if held is not None:

@@ -60,11 +60,21 @@ class EtcdAPI:
             await engine.release(client)
 
     async def call(
-        self, path: str, body: dict[str, Any], *, timeout: float | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
+        """One request; an `idempotent` one (doing it twice is doing it once) may be
+        sent again, to another member of a cluster, after a failure that leaves it
+        ambiguous (see `microstd._engines.etcd`)."""
         client = await self._ensure()
         try:
-            return await client.call(path, body, f"locks {path}", timeout=timeout)
+            return await client.call(
+                path, body, f"locks {path}", timeout=timeout, idempotent=idempotent
+            )
         except engine.EtcdAPIError as exc:
             raise ConnectionFailed(str(exc)) from exc
 

@@ -17,6 +17,17 @@ acquire or elect returns a lease that is not held.
 etcd leases are whole seconds with a server-side floor (about 2 s on a
 default server): `Lease.ttl` reports what the server granted.
 
+On a cluster (``etcd://h1,h2,h3``) a request whose reply was lost may be sent
+again to another member only when doing it twice is doing it once: reads,
+keepalives and revokes; a lease grant (a lease a lost reply granted holds no
+key and runs out on its own); the contender's put, a transaction that creates
+its key only if absent and reads it back in both branches, so the token is the
+key's create revision whichever attempt created it; the move to a new lease
+(a put that keeps the create revision, compared on it). A release's delete is
+not sent twice (a second attempt would report `LockLost` for a lock the first
+released): when its reply is lost the lease is revoked, which deletes the key
+if it is still ours, and the release raises `ConnectionFailed`.
+
 Talks to etcd's JSON gateway through aiohttp; see `_etcdapi` for why.
 """
 
@@ -173,7 +184,7 @@ class EtcdLease(Lease):
 
     async def _move_to_new_lease(self, ttl: float) -> None:
         sent, wall = time.monotonic(), time.time()
-        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
+        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)}, idempotent=True)
         new_id, new_ttl = str(int_field(granted, "ID")), float(int_field(granted, "TTL"))
         # A put keeps the key's create revision, so the token does not change.
         moved = await self._api.call(
@@ -190,25 +201,35 @@ class EtcdLease(Lease):
                     }
                 ],
             },
+            # A second put keeps the create revision the compare checks: same result.
+            idempotent=True,
         )
         old_id = self._lease_id
         if not moved.get("succeeded"):
-            await self._api.call("lease/revoke", {"ID": new_id})
+            await self._api.call("lease/revoke", {"ID": new_id}, idempotent=True)
             raise self._lost()
         self._lease_id, self._ttl = new_id, new_ttl
         self._expires_at, self._sent_at = wall + new_ttl, sent
-        await self._api.call("lease/revoke", {"ID": old_id})
+        # The key is on the new lease: the old one holds nothing and runs out anyway.
+        with contextlib.suppress(ConnectionFailed):
+            await self._api.call("lease/revoke", {"ID": old_id}, idempotent=True)
 
     async def release(self) -> None:
-        done = await self._api.call(
-            "kv/txn",
-            {
-                "compare": [self._still_mine()],
-                "success": [{"request_delete_range": {"key": b64(self._key)}}],
-            },
-        )
+        try:
+            done = await self._api.call(
+                "kv/txn",
+                {
+                    "compare": [self._still_mine()],
+                    "success": [{"request_delete_range": {"key": b64(self._key)}}],
+                },
+            )
+        except ConnectionFailed:
+            # Ambiguous: revoking the lease deletes the key anyway if it is still ours.
+            with contextlib.suppress(Exception):
+                await self._api.call("lease/revoke", {"ID": self._lease_id}, idempotent=True)
+            raise
         with contextlib.suppress(Exception):
-            await self._api.call("lease/revoke", {"ID": self._lease_id})
+            await self._api.call("lease/revoke", {"ID": self._lease_id}, idempotent=True)
         if not done.get("succeeded"):
             raise self._lost()
 
@@ -228,7 +249,7 @@ class _Alive:
 async def _keep_alive(api: EtcdAPI, lease_id: str, timeout: float | None = None) -> _Alive | None:
     """Renew the lease once: None if etcd no longer has it."""
     sent, wall = time.monotonic(), time.time()
-    got = await api.call("lease/keepalive", {"ID": lease_id}, timeout=timeout)
+    got = await api.call("lease/keepalive", {"ID": lease_id}, timeout=timeout, idempotent=True)
     ttl = int_field(got, "result", "TTL", default=0)
     return _Alive(sent, wall, float(ttl)) if ttl > 0 else None
 
@@ -242,7 +263,7 @@ async def _renew(api: EtcdAPI, key: str, token: int, lease_id: str) -> _Alive | 
     alive = await _keep_alive(api, lease_id)
     if alive is None:
         return None
-    got = await api.call("kv/range", {"key": b64(key)})
+    got = await api.call("kv/range", {"key": b64(key)}, idempotent=True)
     kvs = kvs_of(got)
     if not kvs or int_field(kvs[0], "create_revision", default=-1) != token:
         return None
@@ -284,7 +305,7 @@ class EtcdLocks(Locks):
         return f"EtcdLocks({self._api.endpoint.redacted!r})"
 
     async def connect(self) -> None:
-        await self._api.call("maintenance/status", {})
+        await self._api.call("maintenance/status", {}, idempotent=True)
 
     async def close(self) -> None:
         await self._api.close()
@@ -317,15 +338,13 @@ class EtcdLocks(Locks):
     ) -> EtcdLease:
         """Queue once: the lease when this contender's turn comes and it still holds
         its place, `_LostPlace` if its lease ran out first, `LockTimeout` at `deadline`."""
-        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)})
+        # A lease a lost reply granted holds no key and runs out: safe to send again.
+        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)}, idempotent=True)
         lease_id = str(int_field(granted, "ID"))
         granted_ttl = float(int_field(granted, "TTL", default=_seconds(ttl)))
         key = f"{prefix}{int(lease_id):x}"
         try:
-            put = await self._api.call(
-                "kv/put", {"key": b64(key), "value": b64(value), "lease": lease_id}
-            )
-            token = int_field(put, "header", "revision")
+            token = await self._place(key, value, lease_id)
             # wait=0 looks once and needs no bound; a wait that is running out still looks.
             left = None if deadline is None or wait == 0 else deadline - time.monotonic()
             turn = self._wait_turn(prefix, token, once=wait == 0)
@@ -343,9 +362,37 @@ class EtcdLocks(Locks):
         except BaseException:
             # Give the place up: revoking the lease deletes the key.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._api.call("lease/revoke", {"ID": lease_id}))
+                await asyncio.shield(
+                    self._api.call("lease/revoke", {"ID": lease_id}, idempotent=True)
+                )
             raise
         return EtcdLease(self._api, key, name, value, token, lease_id, alive)
+
+    async def _place(self, key: str, value: str, lease_id: str) -> int:
+        """Put the contender's key (named after its lease, so nobody else's) under its
+        lease unless it is there already; its create revision, the token.
+
+        Idempotent: an attempt whose reply was lost and that created the key leaves
+        it for the next attempt to find, with the same create revision."""
+        read = {"request_range": {"key": b64(key)}}
+        put = {"request_put": {"key": b64(key), "value": b64(value), "lease": lease_id}}
+        got = await self._api.call(
+            "kv/txn",
+            {
+                "compare": [
+                    {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+                ],
+                "success": [put, read],
+                "failure": [read],
+            },
+            idempotent=True,
+        )
+        responses = got.get("responses")
+        last = responses[-1] if isinstance(responses, list) and responses else None
+        kvs = kvs_of(last.get("response_range") if isinstance(last, dict) else None)
+        if not kvs:
+            raise ConnectionFailed("etcd answered a contender's put without its key")
+        return int_field(kvs[0], "create_revision")
 
     async def _wait_turn(self, prefix: str, token: int, once: bool = False) -> None:
         """Return once no key under `prefix` was created before `token`."""
@@ -361,6 +408,7 @@ class EtcdLocks(Locks):
                     "limit": 1,
                     "keys_only": True,
                 },
+                idempotent=True,
             )
             kvs = kvs_of(got)
             if not kvs:
@@ -407,6 +455,7 @@ class EtcdLocks(Locks):
                 "sort_target": "CREATE",
                 "limit": 1,
             },
+            idempotent=True,
         )
         kvs = kvs_of(got)
         return unb64(kvs[0].get("value", "")) if kvs else None

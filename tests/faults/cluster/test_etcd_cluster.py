@@ -1,0 +1,371 @@
+"""A three-member etcd cluster losing a member in the middle of a workload, through
+``etcd://h1,h2,h3`` URLs.
+
+Each test states its guarantee in its docstring; docs/guarantees.md quotes them.
+etcd replicates through Raft: a write is acknowledged once a majority holds it,
+so unlike Redis Sentinel nothing acknowledged is lost when one member dies, and
+leases (hence locks and registrations) live on in the cluster. What a member's
+death costs a client is the failover: moving to another member, and waiting for
+a new Raft leader when the dead member led.
+
+Each client under test gets its own engine client: the URLs list the members in
+different orders, with ``randomize=0`` so that each client starts on the member
+its URL lists first. That is how a test puts the client it kills under on the
+Raft leader or on a follower; later rounds (`-m cluster`) kill whichever member
+the client moved to, found through `EtcdClient.member`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import microstd.registry
+import microstd.sync
+from faults._locks import FencedLog, check_spans, hold_in_steps
+from faults._support import RECOVER, eventually, never_hangs
+from faults.cluster import _failover
+from faults.cluster._clusters import EtcdCluster
+from microstd._engines import etcd as engine
+from microstd.errors import ConnectionFailed, LockLost, LockTimeout
+from microstd.registry import Event, Node, Registry, ServiceRecord
+
+#: The clients' engine options: a request may take up to 3 s in all, which covers
+#: a Raft election (about a second on a default member) after the leader died.
+OPTIONS = "connect_timeout=1&timeout=2&ping_interval=1"
+#: Lease length of the lock and election tests (etcd's floor is about 2 s).
+TTL = 2.0
+
+
+def _unique(what: str) -> str:
+    return f"{what}{uuid.uuid4().hex[:8]}"
+
+
+def _url(cluster: EtcdCluster, first: int, query: str = "") -> str:
+    """The cluster's URL listing its members from member `first` on, so the client
+    starts on `first`; each `first` is another endpoint, so another engine client."""
+    size = len(cluster.nodes)
+    members = [(first + k) % size for k in range(size)]
+    options = f"{OPTIONS}&randomize=0"
+    return cluster.url(f"{options}&{query}" if query else options, members)
+
+
+def _leader(cluster: EtcdCluster) -> int:
+    leader = cluster.leader()
+    assert leader is not None, "the members do not agree on a leader"
+    return leader
+
+
+class _Member:
+    """Which member the engine client behind `url` sends to now (the client that
+    a lock set, registry or config source opened with that URL shares)."""
+
+    def __init__(self, cluster: EtcdCluster, client: engine.EtcdClient) -> None:
+        self.cluster = cluster
+        self.client = client
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def of(cls, cluster: EtcdCluster, url: str) -> AsyncIterator[_Member]:
+        client = await engine.acquire(engine.EtcdEndpoint.from_url(url)[0])
+        try:
+            yield cls(cluster, client)
+        finally:
+            await engine.release(client)
+
+    def index(self) -> int:
+        return self.cluster.ports.index(int(self.client.member.rsplit(":", 1)[1]))
+
+    def kill(self) -> int:
+        """SIGKILL the member this client is on; its index."""
+        i = self.index()
+        self.cluster.kill(i)
+        return i
+
+
+def _kill(cluster: EtcdCluster, member: _Member) -> str:
+    """Kill the member `member`'s client is on; whether it led the cluster, for the
+    failover record."""
+    leader = cluster.leader()
+    return "the leader" if member.kill() == leader else "a follower"
+
+
+async def _wait_for(check: Callable[[], bool], what: str, seconds: float = 2 * RECOVER) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds}s"
+        await asyncio.sleep(0.05)
+
+
+def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
+    """A host list names the cluster; options and credentials apply to every member."""
+    endpoint, rest = engine.EtcdEndpoint.from_url(etcd_cluster.url("timeout=2&prefix=/a/"))
+    assert endpoint.members == tuple(f"http://127.0.0.1:{p}" for p in etcd_cluster.ports)
+    assert endpoint.timeouts.request == 2.0
+    assert rest == {"prefix": "/a/"}
+
+
+async def test_locks_never_have_two_holders_when_the_connected_member_dies(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """Locks: three clients (one on each member) take turns holding one lock,
+    writing their fencing token to a shared log as each holding starts and ends,
+    while the member one of them is on, the Raft leader, is killed. No two holdings
+    overlap (each ends, at the latest, when its holder's safe window closes),
+    tokens rise in grant order so the log accepts every new holder, and
+    acquisitions go on: the probe that acquires and releases through the killed
+    client succeeds again after a retry (the failover cost recorded)."""
+    name = _unique("lock")
+    log = FencedLog()
+    spans: list[tuple[float, float, int, str]] = []
+    grants: list[tuple[float, int, str]] = []
+    firsts: list[bool] = []
+    stop = asyncio.Event()
+
+    async def worker(locks: Any, who: str) -> None:
+        while not stop.is_set():
+            try:
+                lease = await locks.acquire(name, ttl=TTL, wait=3.0)
+            except (LockTimeout, ConnectionFailed):
+                await asyncio.sleep(0.02)
+                continue
+            start = time.monotonic()
+            grants.append((start, lease.token, who))
+            firsts.append(log.write(lease.token, who))
+            end = await hold_in_steps(lease, 3, 0.03)
+            spans.append((start, end, lease.token, who))
+            log.write(lease.token, who)
+            with contextlib.suppress(LockLost, ConnectionFailed):
+                await lease.release()
+
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # a starts on the leader
+    async with (
+        microstd.sync.open(urls[0]) as a,
+        microstd.sync.open(urls[1]) as b,
+        microstd.sync.open(urls[2]) as c,
+        _Member.of(etcd_cluster, urls[0]) as member_of_a,
+    ):
+        tasks = [asyncio.create_task(worker(x, who)) for x, who in ((a, "a"), (b, "b"), (c, "c"))]
+        try:
+            for _ in range(_failover.rounds(3)):
+                await _wait_for(lambda: len(grants) >= 5, "grants before the kill")
+                probe = _unique("probe")
+
+                async def acquire_release(i: int, probe: str = probe) -> int:
+                    lease = await a.acquire(f"{probe}-{i}", ttl=TTL, wait=10.0)
+                    await lease.release()
+                    return int(lease.token)
+
+                killed: list[str] = []
+                outcome = await _failover.through_failover(
+                    acquire_release,
+                    total=20,
+                    kill_at=5,
+                    kill=lambda killed=killed: killed.append(_kill(etcd_cluster, member_of_a)),
+                    pause=0.05,
+                )
+                _failover.record(
+                    "etcd",
+                    f"lock acquire+release (client's member killed: {killed[0]})",
+                    outcome.failover,
+                    outcome.failures,
+                )
+                before = len(grants)
+                await _wait_for(lambda before=before: len(grants) >= before + 5, "grants after")
+                await asyncio.to_thread(etcd_cluster.heal)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+    check_spans(spans)
+    tokens = [token for _, token, _ in sorted(grants)]
+    assert tokens == sorted(tokens), tokens
+    assert all(firsts), "a new holder's first write was refused: a token went back"
+
+
+async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdCluster) -> None:
+    """Leader election: three candidates (one on each member) take turns leading
+    (elect, lead a moment, resign) while the cluster's Raft leader, the member
+    one of them is on, is killed. Leaderships never overlap (one ends when its
+    holder resigns or its `lost` fires), tokens rise, and new leaders keep being
+    elected after the kill (the time to the first is recorded)."""
+    name = _unique("election")
+    spans: list[tuple[float, float, int, str]] = []
+    stop = asyncio.Event()
+
+    async def candidate(locks: Any, who: str) -> None:
+        while not stop.is_set():
+            try:
+                leadership = await locks.elect(name, candidate=who, ttl=TTL, wait=3.0)
+            except (LockTimeout, ConnectionFailed):
+                await asyncio.sleep(0.02)
+                continue
+            start = time.monotonic()
+            lost = asyncio.ensure_future(leadership.lost.wait())
+            await asyncio.wait({lost}, timeout=0.2)
+            end = time.monotonic()
+            lost.cancel()
+            spans.append((start, end, leadership.token, who))
+            with contextlib.suppress(ConnectionFailed):
+                await leadership.resign()
+
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # one per member
+    async with (
+        microstd.sync.open(urls[0]) as a,
+        microstd.sync.open(urls[1]) as b,
+        microstd.sync.open(urls[2]) as c,
+    ):
+        tasks = [
+            asyncio.create_task(candidate(x, who)) for x, who in ((a, "a"), (b, "b"), (c, "c"))
+        ]
+        try:
+            for _ in range(_failover.rounds(3)):
+                await _wait_for(lambda: len(spans) >= 5, "leaderships before the kill")
+                raft_leader = await asyncio.to_thread(_leader, etcd_cluster)
+                before = len(spans)
+                etcd_cluster.kill(raft_leader)
+                killed = time.monotonic()
+                await _wait_for(lambda before=before: len(spans) >= before + 5, "leaders after")
+                first = min(start for start, _, _, _ in spans[before:] if start > killed)
+                _failover.record("etcd", "election (the Raft leader killed)", first - killed)
+                await asyncio.to_thread(etcd_cluster.heal)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+    check_spans(spans)
+
+
+def _service(node: str) -> ServiceRecord:
+    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
+
+
+async def _nodes(registry: Registry) -> set[str]:
+    return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
+
+
+async def test_registrations_stay_discoverable_and_the_watch_goes_on(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """Registry: a registry registers nodes (with a TTL) and watches the service
+    while the member it is on, a follower, is killed. Registration goes on after a retry (the
+    failover cost recorded); every node registered, before the kill or after it,
+    is found by lookups through that registry and through another one; the watch
+    goes on, without an error, and reports every node registered after the kill."""
+    query = f"prefix=/{_unique('reg')}/"
+    follower = _leader(etcd_cluster) + 1
+    urls = [_url(etcd_cluster, follower + r, query) for r in range(2)]
+    total, kill_at = 20, 5
+    async with (
+        microstd.registry.open(urls[0]) as registry,
+        microstd.registry.open(urls[1]) as other,
+        _Member.of(etcd_cluster, urls[0]) as member,
+    ):
+        for round_ in range(_failover.rounds(3)):
+            events = registry.watch("greeter")
+            seen: set[str] = set()
+            watching = asyncio.create_task(_follow(events, seen))
+            await registry.register(_service(f"w{round_}"), ttl=30)
+            await _wait_for(lambda r=round_, s=seen: f"w{r}" in s, "the watch reporting a node")
+
+            async def register(i: int, r: int = round_) -> None:
+                await registry.register(_service(f"n{r}-{i}"), ttl=30)
+
+            killed: list[str] = []
+            outcome = await _failover.through_failover(
+                register,
+                total=total,
+                kill_at=kill_at,
+                kill=lambda killed=killed: killed.append(_kill(etcd_cluster, member)),
+                pause=0.02,
+            )
+            _failover.record(
+                "etcd",
+                f"registry register (client's member killed: {killed[0]})",
+                outcome.failover,
+                outcome.failures,
+            )
+            want = {f"n{round_}-{i}" for i in range(total)}
+            for r in (registry, other):
+                found = await eventually(lambda r=r: _nodes(r))
+                assert want <= found, sorted(want - found)
+            after = {f"n{round_}-{i}" for i in range(kill_at, total)}
+            await _wait_for(lambda a=after, s=seen: a <= s, "the watch reporting every node")
+            assert not watching.done(), watching
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await events.aclose()  # type: ignore[attr-defined]
+            await asyncio.to_thread(etcd_cluster.heal)
+
+
+async def _follow(events: AsyncIterator[Event], seen: set[str]) -> None:
+    async for event in events:
+        if event.kind in ("create", "update"):
+            seen.update(n.id for n in event.service.nodes)
+
+
+async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -> None:
+    """Config source: hot reload from an etcd prefix while the member the source's
+    watch is on, the Raft leader, is killed; the watch resumes on another member by itself (no
+    error is reported) and a change made after the kill is applied (the time to
+    it is recorded)."""
+    from microstd import config
+
+    prefix = f"/{_unique('cfg')}/"
+    leader = _leader(etcd_cluster)
+    urls = [_url(etcd_cluster, leader + r) for r in range(2)]  # the source on the leader
+    writer = await engine.acquire(engine.EtcdEndpoint.from_url(urls[1])[0])
+
+    async def put(value: str) -> None:
+        body = {"key": engine.b64(f"{prefix}db/host"), "value": engine.b64(value)}
+        await writer.call("kv/put", body, "test put", idempotent=True)
+
+    try:
+        await put("v0")
+        cfg = await config.load_async(sources=[config.etcd(urls[0], prefix)])
+        assert cfg.value == {"db": {"host": "v0"}}
+        errors: list[BaseException] = []
+        cfg.on_error(errors.append)
+
+        async def follow() -> None:
+            async for _ in cfg.watch(debounce=0.02):
+                pass
+
+        task = asyncio.create_task(follow())
+        try:
+            async with _Member.of(etcd_cluster, urls[0]) as member:
+                for round_ in range(_failover.rounds(3)):
+                    want = f"v{round_ + 1}"
+                    await _applied(cfg, f"w{round_}", put)
+                    role = _kill(etcd_cluster, member)
+                    start = time.monotonic()
+                    await _applied(cfg, want, put)
+                    _failover.record(
+                        "etcd",
+                        f"config reload (watch's member killed: {role})",
+                        time.monotonic() - start,
+                    )
+                    await asyncio.to_thread(etcd_cluster.heal)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # The watch moved to another member by itself: no reload failed, none restarted.
+        assert errors == []
+    finally:
+        await engine.release(writer)
+
+
+async def _applied(cfg: Any, want: str, put: Callable[[str], Awaitable[None]]) -> None:
+    """Write `want` (again, every so often) until the config shows it."""
+    deadline = time.monotonic() + RECOVER
+    while cfg.value["db"]["host"] != want:
+        assert time.monotonic() < deadline, f"config never showed {want}"
+        with contextlib.suppress(ConnectionFailed):
+            await never_hangs(put(want))
+        await asyncio.sleep(0.1)
