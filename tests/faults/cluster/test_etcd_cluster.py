@@ -240,6 +240,60 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
     check_spans(spans)
 
 
+async def test_a_frozen_member_costs_a_request_its_timeout(etcd_cluster: EtcdCluster) -> None:
+    """A follower freezes (SIGSTOP: its connections stay open, nothing answers)
+    under a client that a lock set and a registry share. A request sent to it
+    fails after the request timeout and, being safe to repeat, is sent on to
+    another member within the same call, so lock acquisitions go on (the cost
+    recorded); a release in flight there may fail with ConnectionFailed (it is
+    not repeated) and is retried by the workload. The registry's watch on the
+    frozen member fails its liveness check, resumes on another member without
+    an error, and reports a node registered after the freeze."""
+    follower = (_leader(etcd_cluster) + 1) % len(etcd_cluster.nodes)
+    url = _url(etcd_cluster, follower)
+    reg_url = _url(etcd_cluster, follower, f"prefix=/{_unique('frozen')}/")
+    async with (
+        microstd.sync.open(url) as locks,
+        microstd.registry.open(reg_url) as registry,
+        _Member.of(etcd_cluster, url) as member,
+    ):
+        events = registry.watch("greeter")
+        seen: set[str] = set()
+        watching = asyncio.create_task(_follow(events, seen))
+        try:
+            await registry.register(_service("before"), ttl=30)
+            await _wait_for(lambda: "before" in seen, "the watch reporting a node")
+            probe = _unique("probe")
+
+            async def acquire_release(i: int) -> int:
+                lease = await locks.acquire(f"{probe}-{i}", ttl=TTL, wait=10.0)
+                await lease.release()
+                return int(lease.token)
+
+            def freeze() -> None:
+                assert member.index() == follower
+                etcd_cluster.pause(follower)
+
+            outcome = await _failover.through_failover(
+                acquire_release, total=15, kill_at=5, kill=freeze, pause=0.05
+            )
+            _failover.record(
+                "etcd",
+                "lock acquire+release (client's member frozen: a follower)",
+                outcome.failover,
+                outcome.failures,
+            )
+            await eventually(lambda: registry.register(_service("after"), ttl=30))
+            await _wait_for(lambda: "after" in seen, "the watch reporting a node after")
+            assert not watching.done(), watching
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await events.aclose()  # type: ignore[attr-defined]
+            await asyncio.to_thread(etcd_cluster.heal)
+
+
 def _service(node: str) -> ServiceRecord:
     return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
 
