@@ -109,6 +109,68 @@ def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
     assert rest == {"prefix": "/a/"}
 
 
+async def test_a_watch_resumes_on_another_member_without_missing_an_event(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """The engine's watch: a client watches a prefix through a follower while
+    three writers on the leader write under it as fast as they can; the
+    watch's member is killed. The watch goes on by itself on another member,
+    from the revision after the last event it delivered: every write
+    acknowledged is delivered, each event once and in revision order (the time
+    from the kill to the first event after it is recorded)."""
+    follower = _leader(etcd_cluster) + 1
+    prefix = f"/{_unique('watch')}/"
+    request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
+    seen: list[tuple[float, int]] = []
+    acked: set[int] = set()
+    stop = asyncio.Event()
+    async with (
+        _Member.of(etcd_cluster, _url(etcd_cluster, follower)) as watcher,
+        _Member.of(etcd_cluster, _url(etcd_cluster, follower + 2)) as writer,
+    ):
+
+        async def follow() -> None:
+            async for result in watcher.client.watch(request, "test watch"):
+                for event in result.get("events") or []:
+                    seen.append((time.monotonic(), int(event["kv"]["mod_revision"])))
+
+        async def write(who: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                body = {"key": engine.b64(f"{prefix}{who}/{n}"), "value": engine.b64("x")}
+                with contextlib.suppress(ConnectionFailed):
+                    answer = await writer.client.call("kv/put", body, "test put", idempotent=True)
+                    acked.add(engine.int_field(answer, "header", "revision"))
+
+        task = asyncio.create_task(follow())
+        writers = [asyncio.create_task(write(w)) for w in range(3)]
+        try:
+            for _ in range(_failover.rounds(2)):
+                await _wait_for(lambda: len(seen) >= 50, "events before the kill")
+                killed = time.monotonic()
+                watcher.kill()
+                await _wait_for(
+                    lambda killed=killed: sum(t > killed for t, _ in seen) >= 50, "events after"
+                )
+                resumed = min(t for t, _ in seen if t > killed)
+                _failover.record(
+                    "etcd", "watch event (its member killed: a follower)", resumed - killed
+                )
+                await asyncio.to_thread(etcd_cluster.heal)
+            stop.set()
+            await asyncio.gather(*writers)
+            await _wait_for(lambda: acked <= {rev for _, rev in seen}, "every write delivered")
+            assert not task.done(), task
+            revisions = [rev for _, rev in seen]
+            assert revisions == sorted(set(revisions)), "an event delivered twice or out of order"
+        finally:
+            stop.set()
+            for t in (task, *writers):
+                t.cancel()
+            await asyncio.gather(task, *writers, return_exceptions=True)
+
+
 async def test_locks_never_have_two_holders_when_the_connected_member_dies(
     etcd_cluster: EtcdCluster,
 ) -> None:
