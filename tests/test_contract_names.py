@@ -220,6 +220,70 @@ for _area in AREAS:
     )
 
 
+NETWORK_URLS = [
+    ("store", "redis://127.0.0.1:1/0"),
+    ("store", "file:///tmp/microstd-contract-options.db"),
+    ("store", "s3://bucket"),
+    ("store", "nats://127.0.0.1:1?bucket=a"),
+    ("store", "postgresql://127.0.0.1:1/x"),
+    ("broker", "redis://127.0.0.1:1/0"),
+    ("broker", "nats://127.0.0.1:1"),
+    ("broker", "amqp://127.0.0.1:1/"),
+    ("broker", "postgresql://127.0.0.1:1/x"),
+    ("sync", "redis://127.0.0.1:1/0"),
+    ("sync", "etcd://127.0.0.1:1"),
+    ("sync", "postgresql://127.0.0.1:1/x"),
+    ("registry", "redis://127.0.0.1:1/0"),
+    ("registry", "etcd://127.0.0.1:1"),
+    ("registry", "nats://127.0.0.1:1"),
+    ("registry", "postgresql://127.0.0.1:1/x"),
+]
+
+
+def _bad_network_option_check(area: str, url: str) -> Check:
+    def check(tmp: Path) -> None:
+        with pytest.raises(InvalidArgument, match="tiemout"):
+            getattr(microstd, area).open(url, tiemout=1)
+
+    return check
+
+
+for _area, _url in NETWORK_URLS:
+    contract(f"microstd.{_area}.open('{_url.split(':')[0]}://', bad option) -> InvalidArgument")(
+        _bad_network_option_check(_area, _url)
+    )
+
+
+def _redis_query_typo_check(area: str) -> Check:
+    def check(tmp: Path) -> None:
+        # redis-py would take the typo and fail at the first command, deep inside itself.
+        with pytest.raises(InvalidArgument, match=r"tiemout.*Did you mean '[a-z_]*timeout'"):
+            getattr(microstd, area).open("redis://127.0.0.1:1/0?tiemout=1")
+        getattr(microstd, area).open("redis://127.0.0.1:1/0?timeout=1")
+
+    return check
+
+
+for _area in AREAS:
+    contract(f"microstd.{_area}.open('redis://...?typo=1') -> InvalidArgument")(
+        _redis_query_typo_check(_area)
+    )
+
+
+@contract("microstd.registry.open('memory://?impl=rust') says the registry is pure Python")
+def _registry_rust(tmp: Path) -> None:
+    with pytest.raises(NotSupported, match="pure Python"):
+        microstd.registry.open("memory://?impl=rust")
+
+
+@contract("an unknown scheme another library uses gets a 'did you mean'")
+def _other_names(tmp: Path) -> None:
+    with pytest.raises(UnknownBackend, match="Did you mean 'file'"):
+        microstd.store.open("sqlite:///app.db")
+    with pytest.raises(UnknownBackend, match="Did you mean 'amqp'"):
+        microstd.broker.open("rabbitmq://127.0.0.1")
+
+
 ENTRY_POINT_GROUPS = {
     "microstd.stores": ("store", "microstd.store.memory:MemoryBackend"),
     "microstd.brokers": ("broker", "microstd.broker.memory:MemoryBackend"),
@@ -287,12 +351,14 @@ SCHEMES = {
     "store": [
         "file:///tmp/microstd-contract.db",
         "redis://127.0.0.1:6379/0",
+        "rediss://127.0.0.1:6379/0",
         "nats://127.0.0.1:4222?bucket=app",
         "s3://bucket?endpoint_url=http://127.0.0.1:9",
         "postgresql://127.0.0.1:5432/app",
     ],
     "broker": [
         "redis://127.0.0.1:6379/0",
+        "rediss://127.0.0.1:6379/0",
         "nats://127.0.0.1:4222",
         "amqp://127.0.0.1:5672/",
         "file:///tmp/microstd-contract-broker.db",
@@ -300,11 +366,13 @@ SCHEMES = {
     ],
     "sync": [
         "redis://127.0.0.1:6379/0",
+        "rediss://127.0.0.1:6379/0",
         "etcd://127.0.0.1:2379",
         "postgresql://127.0.0.1:5432/app",
     ],
     "registry": [
         "redis://127.0.0.1:6379/0",
+        "rediss://127.0.0.1:6379/0",
         "etcd://127.0.0.1:2379",
         "nats://127.0.0.1:4222",
         "postgresql://127.0.0.1:5432/app",
@@ -357,6 +425,34 @@ MISSING = [
     ("sync", "etcd://127.0.0.1:1", "aiohttp", "etcd"),
     ("registry", "etcd://127.0.0.1:1", "aiohttp", "etcd"),
 ]
+
+
+@contract("microstd.Service without aiohttp -> MissingDependency naming microstd[http]")
+def _service_without_aiohttp(tmp: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        sys.modules["aiohttp"] = None
+        import microstd
+        from microstd.errors import MissingDependency
+        async def main():
+            async with microstd.Service("nohttp"):
+                pass
+        try:
+            asyncio.run(main())
+        except MissingDependency as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert "pip install 'microstd[http]'" in done.stdout, (done.stdout, done.stderr)
 
 
 def _missing_dependency_check(area: str, url: str, module: str, extra: str) -> Check:
@@ -735,6 +831,32 @@ async def _store_watch(store: Any) -> None:
     assert (delete.kind, delete.key) == ("delete", "w/a")
 
 
+@store_contract("store.watch: Event(kind='expire') when a TTL runs out")
+async def _store_watch_expire(store: Any) -> None:
+    watcher = store.watch(prefix="x/")
+    seen: list[Any] = []
+
+    async def collect() -> None:
+        async for ev in watcher:
+            seen.append(ev)
+            if ev.kind == "expire":
+                return
+
+    task = asyncio.create_task(collect())
+    deadline = time.monotonic() + 10
+    while not seen:  # the watch is live once it sees a write
+        await store.write("x/live", 1)
+        await asyncio.wait([task], timeout=0.05)
+        assert time.monotonic() < deadline, "watch saw nothing"
+    await store.write("x/short", 1, ttl=0.05)
+    deadline = time.monotonic() + 10
+    while not task.done():
+        await asyncio.wait([task], timeout=0.05)
+        await store.exists("x/short")  # a lazy expirer notices on access
+        assert time.monotonic() < deadline, [ev.kind for ev in seen]
+    assert (seen[-1].kind, seen[-1].key) == ("expire", "x/short")
+
+
 def _bad_key_check(url: str) -> Check:
     async def check(tmp: Path) -> None:
         async with microstd.store.open(_store_url(url, tmp)) as store:
@@ -777,6 +899,37 @@ def _memory_names(tmp: Path) -> None:
     assert not private.exists("k")
     for handle in (a, b, private):
         handle.close()
+
+
+def _shared_surfaces_check(area: str, impl: str) -> Check:
+    async def check(tmp: Path) -> None:
+        url = f"memory://contract-surfaces-{area}-{impl}?impl={impl}"
+        module = getattr(microstd, area)
+        blocking = module.open_sync(url)
+        async with module.open(url) as handle:
+            if area == "store":
+                blocking.write("k", 1)
+                assert (await handle.read("k")).value == 1
+            elif area == "broker":
+                got: list[Any] = []
+                await handle.subscribe("s", got.append)
+                blocking.publish("s", 1)
+                await _eventually(lambda: bool(got), "delivery across surfaces")
+            else:
+                lease = blocking.acquire("n", ttl=10)
+                with pytest.raises(LockTimeout):
+                    await handle.acquire("n", ttl=10, wait=0)
+                lease.release()
+        blocking.close()
+
+    return check
+
+
+for _area in ("store", "broker", "sync"):
+    for _impl in ("rust", "python"):
+        contract(f"microstd.{_area}: memory://NAME is shared by both surfaces [{_impl}]")(
+            _shared_surfaces_check(_area, _impl)
+        )
 
 
 @contract("store: watch on S3 raises NotSupported")
@@ -894,7 +1047,17 @@ async def _broker_content_type(broker: Any) -> None:
     await _eventually(lambda: bool(got), "delivery")
     assert got[0].content_type == "application/json"
     assert json.loads(got[0].data) == {"a": 1}
-    assert got[0].decode(Item) if False else got[0].decode() == {"a": 1}
+    assert got[0].decode() == {"a": 1}
+
+
+@broker_contract("Message.decode(type=T)")
+async def _broker_typed(broker: Any) -> None:
+    got: list[Any] = []
+    await broker.subscribe("t", got.append)
+    await broker.publish("t", {"name": "tea", "price": 2.5})
+    await _eventually(lambda: bool(got), "delivery")
+    assert got[0].decode(Item) == Item("tea", 2.5)
+    assert got[0].decode(type=Item) == Item("tea", 2.5)
 
 
 @broker_contract("broker: a handler's exception goes to the error hook and is logged")
@@ -1062,6 +1225,27 @@ async def _sync_elect(locks: Any) -> None:
     assert await locks.leader("scheduler") is None
 
 
+@sync_contract("locks.elect returns once elected: a second candidate waits for the first")
+async def _sync_elect_waits(locks: Any) -> None:
+    first = await locks.elect("job", candidate="a", ttl=10.0)
+    second = asyncio.create_task(locks.elect("job", candidate="b", ttl=10.0))
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    await first.resign()
+    leadership = await asyncio.wait_for(second, 10)
+    assert await locks.leader("job") == "b"
+    await leadership.resign()
+
+
+@sync_contract("async with locks.lock(...) releases on exit")
+async def _sync_lock_releases(locks: Any) -> None:
+    async with locks.lock("r", ttl=10.0):
+        with pytest.raises(LockTimeout):
+            await locks.acquire("r", ttl=1.0, wait=0)
+    lease = await locks.acquire("r", ttl=1.0, wait=0)
+    await lease.release()
+
+
 @sync_contract("locks: an empty name is InvalidKey")
 async def _sync_bad_name(locks: Any) -> None:
     with pytest.raises(InvalidKey, match="lock names must not be empty"):
@@ -1128,6 +1312,22 @@ def _config_load(tmp: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> No
     assert str(explained)
     assert "env" in str(explained)
     assert "6432" in str(explained)
+
+
+@contract("config.load(PydanticModel, sources=...)")
+def _config_pydantic(tmp: Path) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class PDb(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        host: str = "localhost"
+        port: int = 5432
+
+    class PApp(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        db: PDb = PDb()
+
+    cfg = config.load(PApp, sources=[config.mapping({"db": {"port": "6432"}})])
+    assert isinstance(cfg.value, PApp)
+    assert cfg.value.db.port == 6432
 
 
 @contract("config.load(schema=None, *, sources): a plain dict")
@@ -1243,6 +1443,14 @@ async def _service_call(tmp: Path) -> None:
             reply = await client.call("greeter", "Greeter.Hello", {"name": "a"})
         finally:
             await client.close()
+    assert reply == {"message": "Hello, a!"}
+
+
+@contract("await microstd.Client().call(...), as DESIGN.md writes it (no close)")
+async def _client_snippet(tmp: Path) -> None:
+    svc = _greeter()
+    async with svc:
+        reply = await microstd.Client().call("greeter", "Greeter.Hello", {"name": "a"})
     assert reply == {"message": "Hello, a!"}
 
 
@@ -1438,8 +1646,20 @@ print("stopped", flush=True)
 """
 
 
-@contract("svc.run(): serves until SIGTERM, then stops gracefully (exit 0)")
-def _service_run(tmp: Path) -> None:
+def _service_run_check(sig: signal.Signals) -> Check:
+    def check(tmp: Path) -> None:
+        _service_run(tmp, sig)
+
+    return check
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT):
+    contract(f"svc.run(): serves until {_sig.name}, then stops gracefully (exit 0)")(
+        _service_run_check(_sig)
+    )
+
+
+def _service_run(tmp: Path, sig: signal.Signals) -> None:
     script = tmp / "runner.py"
     script.write_text(SERVICE_SCRIPT)
     proc = subprocess.Popen(
@@ -1453,7 +1673,7 @@ def _service_run(tmp: Path) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("ready"), (line, proc.stderr.read() if proc.stderr else "")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -1585,16 +1805,32 @@ def _service_error_status(tmp: Path) -> None:
 # --- Wave 2 operations, kit, guarantees ---------------------------------------------------
 
 
-@contract("microstd.testing: the contract suites as a pytest plugin")
+@contract("microstd.testing: pytest --microstd-registry=URL runs the contract suite")
 def _testing_kit(tmp: Path) -> None:
-    import microstd.testing
-
-    assert microstd.testing.__doc__
     from importlib.metadata import entry_points
 
-    names = {ep.value for ep in entry_points(group="pytest11")}
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert "microstd.testing.plugin" in pyproject or any("microstd" in n for n in names)
+    installed = any(ep.value == "microstd.testing.plugin" for ep in entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "microstd.testing.plugin"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *plugin,
+            "--microstd-registry=memory://{unique}",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
 
 
 @contract("docs/guarantees.md and tests/faults/ exist")
@@ -1739,3 +1975,23 @@ def test_microstd_run_services_call_publish(redis_url: str, tmp_path: Path) -> N
             proc.wait()
     assert proc.returncode == 0, err
     assert "stop" in err.lower() or "deregister" in err.lower(), err
+
+
+def test_service_and_client_over_a_nats_transport(nats_url: str) -> None:
+    """DESIGN.md wave 2: `transport="nats://..."` beside HTTP, for Service and Client."""
+
+    async def main() -> None:
+        svc = microstd.Service(f"nt{uuid.uuid4().hex[:8]}", transport=nats_url)
+
+        @svc.handler("Greeter.Hello")
+        async def hello(req: dict) -> dict:  # type: ignore[type-arg]
+            return {"message": f"Hello, {req['name']}!"}
+
+        async with svc, microstd.Client(transport=nats_url) as client:
+            reply = await client.call(svc.name, "Greeter.Hello", {"name": "n"})
+            assert reply == {"message": "Hello, n!"}
+            with pytest.raises(ServiceError) as info:
+                await client.call(svc.name, "Greeter.Missing", {})
+            assert info.value.code == 404
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -210,11 +210,28 @@ def resolve(area: str, scheme: str, builtins: Mapping[str, str], group: str) -> 
             return ep.load()
     known = sorted({*builtins, *(ep.name for ep in entry_points(group=group))})
     close = difflib.get_close_matches(scheme, known, n=1)
+    if not close and _OTHER_NAMES.get(scheme) in known:
+        close = [_OTHER_NAMES[scheme]]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownBackend(
         f"no {area} backend for scheme {scheme!r}; known: {', '.join(known)}.{hint}"
     )
 
+
+#: What other libraries call a scheme microstd has under another name (SQLAlchemy's
+#: sqlite://, for one), for the "did you mean" of an unknown scheme.
+_OTHER_NAMES = {
+    "sqlite": "file",
+    "sqlite3": "file",
+    "pg": "postgresql",
+    "postgre": "postgresql",
+    "psql": "postgresql",
+    "rabbitmq": "amqp",
+    "jetstream": "nats",
+    "minio": "s3",
+    "mem": "memory",
+    "inmemory": "memory",
+}
 
 _shared: dict[tuple[str, str, str], object] = {}
 _shared_lock = threading.Lock()

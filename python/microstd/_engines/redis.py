@@ -50,6 +50,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import functools
+import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -67,7 +70,7 @@ from microstd._engines.redis_sentinel import SCHEMES as SENTINEL_SCHEMES
 from microstd._engines.redis_sentinel import SentinelTarget
 from microstd._engines.redis_sentinel import aclose as close_client
 from microstd._engines.redis_sentinel import describe as describe_sentinel
-from microstd.errors import ConnectionFailed, MicrostdError
+from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = [
     "RedisConnection",
@@ -137,6 +140,7 @@ class RedisEndpoint:
         timeouts = Timeouts.from_options(engine)
         area_names = set(area)
         mine, query = split_options(query, {}, area_names)
+        _check_client_options(query, (*ENGINE_OPTIONS, *area_names))
         for name in ENGINE_OPTIONS:
             options.pop(name, None)
         mine.update(options)
@@ -163,6 +167,43 @@ class RedisEndpoint:
             client: aioredis.Redis = self.sentinel.client(self.url, common)
             return client
         return aioredis.Redis.from_url(self.url, **common)
+
+
+@functools.cache
+def _client_options() -> frozenset[str]:
+    """The query options redis-py's URL parser hands on to its connections and pool."""
+    from redis.asyncio import connection as rconn
+
+    names = set(getattr(rconn, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    for cls in (
+        rconn.AbstractConnection,
+        rconn.Connection,
+        rconn.SSLConnection,
+        rconn.UnixDomainSocketConnection,
+        rconn.ConnectionPool,
+    ):
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                names.add(name)
+    return frozenset(names)
+
+
+def _check_client_options(query: Mapping[str, str], ours: Iterable[str]) -> None:
+    """Refuse a query option that is neither microstd's nor redis-py's.
+
+    redis-py passes unknown URL options on to its connection class, so a typo
+    (`?tiemout=1`) would only fail at the first command, as a TypeError from
+    redis-py's internals; here it is an `InvalidArgument` when the URL is opened.
+    """
+    unknown = sorted(set(query) - _client_options())
+    if unknown:
+        known = sorted({*ours, *_client_options()})
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgument(
+            f"unknown redis:// option(s): {', '.join(unknown)}"
+            f" (neither microstd's nor redis-py's).{hint}"
+        )
 
 
 def _broken(exc: BaseException | None) -> bool:

@@ -60,6 +60,7 @@ __all__ = [
 _BUILTINS = {
     "memory": "microstd.broker.memory:MemoryBackend",
     "redis": "microstd.broker.redis:RedisBroker",
+    "rediss": "microstd.broker.redis:RedisBroker",  # TLS (redis-py's spelling)
     # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
     "redis+sentinel": "microstd.broker.redis:RedisBroker",
     "rediss+sentinel": "microstd.broker.redis:RedisBroker",

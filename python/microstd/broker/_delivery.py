@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import inspect
 import threading
 import types
@@ -27,6 +28,7 @@ from typing import Any
 
 from microstd import _accel
 from microstd.broker.base import ErrorHook, Handler, Message, Overflow, log
+from microstd.errors import InvalidArgument
 
 __all__ = [
     "Delivery",
@@ -100,7 +102,17 @@ class Options:
         max_pending: int = 10_000,
         overflow: Overflow = "block",
         drain_timeout: float = 5.0,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            # What is left once a backend took its own options: name the shared ones.
+            known = ("drain_timeout", "max_pending", "on_error", "overflow")
+            close = difflib.get_close_matches(sorted(unknown)[0], known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidArgument(
+                f"unknown broker option(s): {', '.join(sorted(unknown))}; every backend takes"
+                f" {', '.join(known)}, plus its own (see the broker docs).{hint}"
+            )
         check_options(max_pending, overflow, drain_timeout)
         self.hook = on_error
         self.max_pending = max_pending

@@ -35,6 +35,7 @@ __all__ = [
 _BUILTINS = {
     "memory": "microstd.registry.memory:MemoryRegistry",
     "redis": "microstd.registry.redis:RedisRegistry",
+    "rediss": "microstd.registry.redis:RedisRegistry",  # TLS (redis-py's spelling)
     "etcd": "microstd.registry.etcd:EtcdRegistry",
     "nats": "microstd.registry.nats:NatsRegistry",
     "postgresql": "microstd.registry.postgres:PostgresRegistry",

@@ -23,6 +23,7 @@ _BUILTINS = {
     "memory": "microstd.store.memory:MemoryBackend",
     "file": "microstd.store.file:FileStore",
     "redis": "microstd.store.redis:RedisStore",
+    "rediss": "microstd.store.redis:RedisStore",  # TLS (redis-py's spelling)
     # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
     "redis+sentinel": "microstd.store.redis:RedisStore",
     "rediss+sentinel": "microstd.store.redis:RedisStore",

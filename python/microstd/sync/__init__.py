@@ -43,6 +43,7 @@ __all__ = [
 _BUILTINS = {
     "memory": "microstd.sync.memory:MemoryBackend",
     "redis": "microstd.sync.redis:RedisLocks",
+    "rediss": "microstd.sync.redis:RedisLocks",  # TLS (redis-py's spelling)
     # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
     "redis+sentinel": "microstd.sync.redis:RedisLocks",
     "rediss+sentinel": "microstd.sync.redis:RedisLocks",
