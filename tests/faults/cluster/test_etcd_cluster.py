@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -323,8 +324,7 @@ async def test_a_frozen_member_costs_a_request_its_timeout(etcd_cluster: EtcdClu
         seen: set[str] = set()
         watching = asyncio.create_task(_follow(events, seen))
         try:
-            await registry.register(_service("before"), ttl=30)
-            await _wait_for(lambda: "before" in seen, "the watch reporting a node")
+            await _watching(registry, seen, "before")
             probe = _unique("probe")
 
             async def acquire_release(i: int) -> int:
@@ -385,8 +385,7 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
             events = registry.watch("greeter")
             seen: set[str] = set()
             watching = asyncio.create_task(_follow(events, seen))
-            await registry.register(_service(f"w{round_}"), ttl=30)
-            await _wait_for(lambda r=round_, s=seen: f"w{r}" in s, "the watch reporting a node")
+            await _watching(registry, seen, f"w{round_}")
 
             async def register(i: int, r: int = round_) -> None:
                 await registry.register(_service(f"n{r}-{i}"), ttl=30)
@@ -417,6 +416,20 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
                 await watching
             await events.aclose()  # type: ignore[attr-defined]
             await asyncio.to_thread(etcd_cluster.heal)
+
+
+async def _watching(registry: Registry, seen: set[str], tag: str) -> None:
+    """Return once the watch reports a node registered now (its starting point is
+    what was registered before it began reading, which it does not report)."""
+    deadline = time.monotonic() + RECOVER
+    for i in itertools.count():
+        await registry.register(_service(f"{tag}-{i}"), ttl=30)
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            if f"{tag}-{i}" in seen:
+                return
+            await asyncio.sleep(0.02)
+        assert time.monotonic() < deadline, "the watch never reported a node"
 
 
 async def _follow(events: AsyncIterator[Event], seen: set[str]) -> None:
