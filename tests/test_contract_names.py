@@ -427,6 +427,49 @@ MISSING = [
 ]
 
 
+CONFIG_SOURCES_MISSING = [
+    ("redis", "config.redis('redis://127.0.0.1:1/0', key='app')", "redis"),
+    ("nats", "config.nats('nats://127.0.0.1:1', bucket='b')", "nats"),
+    ("asyncpg", "config.postgres('postgresql://127.0.0.1:1/x')", "postgres"),
+    ("aiohttp", "config.etcd('etcd://127.0.0.1:1', prefix='app/')", "etcd"),
+    ("aiohttp", "config.consul('http://127.0.0.1:1', prefix='app/')", "http"),
+    ("aiohttp", "config.vault('http://127.0.0.1:1', path='app', token='t')", "http"),
+]
+
+
+def _config_source_missing_check(module: str, source: str, extra: str) -> Check:
+    def check(tmp: Path) -> None:
+        script = textwrap.dedent(
+            f"""
+            import sys
+            sys.modules[{module!r}] = None
+            from microstd import config
+            from microstd.errors import MissingDependency
+            try:
+                {source}
+            except MissingDependency as exc:
+                print(exc)
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        assert f"pip install 'microstd[{extra}]'" in done.stdout, (done.stdout, done.stderr)
+
+    return check
+
+
+for _module, _source, _extra in CONFIG_SOURCES_MISSING:
+    contract(f"{_source.split('(')[0]}() without {_module} -> MissingDependency")(
+        _config_source_missing_check(_module, _source, _extra)
+    )
+
+
 @contract("microstd.Service without aiohttp -> MissingDependency naming microstd[http]")
 def _service_without_aiohttp(tmp: Path) -> None:
     script = textwrap.dedent(
@@ -1883,20 +1926,6 @@ def _readme_agrees(tmp: Path) -> None:
         assert needle in readme, needle
 
 
-# --- the test --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", list(CHECKS))
-def test_contract_name(name: str, tmp_path: Path) -> None:
-    result = CHECKS[name](tmp_path)
-    if inspect.isawaitable(result):
-        asyncio.run(_bounded(result))
-
-
-async def _bounded(awaitable: Awaitable[None]) -> None:
-    await asyncio.wait_for(awaitable, 60)
-
-
 # --- `microstd run` / services / call / publish across processes (needs a shared registry) ---
 
 APP = """
@@ -1916,18 +1945,27 @@ async def on_event(msg) -> None:
 """
 
 
-def test_microstd_run_services_call_publish(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["environment", "flags"])
+def test_microstd_run_services_call_publish(redis_url: str, tmp_path: Path, given: str) -> None:
     """README/DESIGN: `microstd run MODULE:SERVICE` serves, `services` / `call` / `publish`
-    reach it, SIGTERM stops it gracefully, and it logs its start and stop steps."""
+    reach it, SIGTERM stops it gracefully, and it logs its start and stop steps.
+
+    The service's code names no registry or broker (DESIGN.md's `Service("greeter")`):
+    `microstd run` gives it the ones in `$MICROSTD_REGISTRY` / `$MICROSTD_BROKER`, or
+    `--registry` / `--broker`, the same the other commands read."""
     name = f"contract{uuid.uuid4().hex[:8]}"
     (tmp_path / "app.py").write_text(APP.format(name=name))
     env = _env()
     env["MICROSTD_REGISTRY"] = redis_url
     env["MICROSTD_BROKER"] = redis_url
+    run_env = _env()
+    urls = ["--registry", redis_url, "--broker", redis_url]
+    if given == "environment":
+        run_env, urls = env, []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "microstd", "run", "app:svc", "--log-format", "json"],
+        [sys.executable, "-m", "microstd", "run", "app:svc", "--log-format", "json", *urls],
         cwd=tmp_path,
-        env=env,
+        env=run_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1995,3 +2033,105 @@ def test_service_and_client_over_a_nats_transport(nats_url: str) -> None:
             assert info.value.code == 404
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+# --- signatures: every backend's methods take DESIGN.md's parameters and defaults ---------
+
+#: method -> the parameters DESIGN.md shows, with their defaults (inspect.Parameter.empty: none).
+_E = inspect.Parameter.empty
+SIGNATURES: dict[str, dict[str, dict[str, object]]] = {
+    "store": {
+        "write": {
+            "key": _E,
+            "value": _E,
+            "ttl": None,
+            "metadata": None,
+            "if_revision": None,
+            "if_absent": False,
+        },
+        "read": {"key": _E},
+        "read_many": {"keys": _E},
+        "list": {"prefix": "", "suffix": "", "limit": None, "offset": 0},
+        "exists": {"key": _E},
+        "delete": {"key": _E},
+        "watch": {"prefix": ""},
+    },
+    "broker": {
+        "subscribe": {"pattern": _E, "handler": _E, "queue": None, "durable": None},
+        "publish": {"topic": _E, "body": _E, "headers": None, "content_type": None},
+    },
+    "sync": {
+        "lock": {"name": _E, "ttl": 10.0, "wait": None},
+        "acquire": {"name": _E, "ttl": 10.0, "wait": None},
+        "elect": {"name": _E, "candidate": _E, "ttl": 10.0},
+        "leader": {"name": _E},
+    },
+}
+KEYWORD_ONLY = {"ttl", "metadata", "if_revision", "if_absent", "durable"}
+
+
+def _backend_classes(area: str) -> list[tuple[str, Any]]:
+    import importlib
+
+    module = importlib.import_module(f"microstd.{area}")
+    found: dict[str, Any] = {}
+    for scheme, target in module._BUILTINS.items():
+        if scheme == "memory":
+            continue
+        module_name, _, attr = target.partition(":")
+        found.setdefault(target, (scheme, getattr(importlib.import_module(module_name), attr)))
+    handles = [
+        ("memory", type(module.open("memory://"))),
+        ("memory?impl=python", type(module.open("memory://?impl=python"))),
+        ("memory sync", type(module.open_sync("memory://"))),
+        ("memory?impl=python sync", type(module.open_sync("memory://?impl=python"))),
+    ]
+    return handles + list(found.values())
+
+
+def _signature_check(area: str) -> Check:
+    def check(tmp: Path) -> None:
+        wrong: list[str] = []
+        for where, cls in _backend_classes(area):
+            for method, expected in SIGNATURES[area].items():
+                params = inspect.signature(getattr(cls, method)).parameters
+                for name, default in expected.items():
+                    param = params.get(name)
+                    if param is None:
+                        wrong.append(f"{where} {cls.__name__}.{method}: no {name}")
+                    elif param.default != default and not (
+                        default is not _E and param.default is _E
+                    ):
+                        wrong.append(
+                            f"{where} {cls.__name__}.{method}: {name}={param.default!r},"
+                            f" DESIGN.md shows {default!r}"
+                        )
+                    elif (
+                        name in KEYWORD_ONLY
+                        and area == "store"
+                        and param.kind != param.KEYWORD_ONLY
+                    ):
+                        wrong.append(f"{where} {cls.__name__}.{method}: {name} is not keyword-only")
+        assert not wrong, "\n".join(wrong)
+
+    return check
+
+
+for _area in SIGNATURES:
+    contract(f"microstd.{_area}: every backend's method signatures match DESIGN.md")(
+        _signature_check(_area)
+    )
+
+
+# --- the test --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_contract_name(name: str, tmp_path: Path) -> None:
+    result = CHECKS[name](tmp_path)
+    if inspect.isawaitable(result):
+        asyncio.run(_bounded(result))
+
+
+async def _bounded(awaitable: Awaitable[None]) -> None:
+    await asyncio.wait_for(awaitable, 60)

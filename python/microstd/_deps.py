@@ -8,12 +8,14 @@ rather than a bare `ModuleNotFoundError` from deep inside its module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 from microstd.errors import MissingDependency
 
-__all__ = ["missing", "require"]
+__all__ = ["missing", "needed_by", "require"]
 
 #: Top-level module -> (the package on PyPI, the microstd extra that installs it).
 CLIENTS: dict[str, tuple[str, str]] = {
@@ -57,8 +59,17 @@ def missing(
 
 def require(module: str, what: str, extra: str | None = None) -> ModuleType:
     """Import `module`, or raise `MissingDependency` saying which extra installs it."""
-    try:
+    with needed_by(what, extra):
         return importlib.import_module(module)
+    raise AssertionError("unreachable")  # for type checkers: needed_by re-raises
+
+
+@contextlib.contextmanager
+def needed_by(what: str, extra: str | None = None) -> Iterator[None]:
+    """Turn an optional client's `ModuleNotFoundError` raised in the block into
+    `MissingDependency` (for imports that keep their static types)."""
+    try:
+        yield
     except ModuleNotFoundError as exc:
         error = missing(exc, what, extra)
         if error is None:

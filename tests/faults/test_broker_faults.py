@@ -16,7 +16,15 @@ import pytest
 import microstd.broker
 from _servers import ServerProcess
 from faults._proxy import FaultProxy
-from faults._support import FAST, FAST_NATS, RECOVER, never_hangs, wait_until
+from faults._support import (
+    FAST,
+    FAST_NATS,
+    RECOVER,
+    eventually,
+    fails_fast,
+    never_hangs,
+    wait_until,
+)
 from microstd.broker import Broker, Message
 from microstd.errors import ConnectionFailed, ConnectionRestored
 
@@ -201,6 +209,34 @@ async def test_nats_outlives_its_old_reconnect_budget(
             await _delivered(publisher, "budget.t", watcher, "after")
         finally:
             await subscriber.close()
+
+
+async def test_nats_never_reports_an_unacknowledged_publish_to_a_stream_as_published(
+    servers: Callable[[str], ServerProcess],
+) -> None:
+    """NATS with JetStream frozen (SIGSTOP) before the publisher has read which
+    topics its streams keep: a publish to a stream's topic raises ConnectionFailed
+    and is not sent (it does not go out as a core publish that no stream
+    acknowledged, as it did when an unanswered stream list was taken for "no
+    JetStream"); after the thaw, publishes are acknowledged and reach the durable
+    subscriber, and the failed one never does."""
+    server = servers("nats")
+    received: list[object] = []
+    async with (
+        _open("nats", server.port) as subscriber,
+        _open("nats", server.port) as publisher,
+    ):
+        await subscriber.subscribe(
+            "kept.*", lambda m: received.append(m.decode()), durable="unanswered"
+        )
+        server.pause()
+        try:
+            await fails_fast(publisher.publish("kept.a", "during"))
+        finally:
+            server.resume()
+        await eventually(lambda: publisher.publish("kept.a", "after"))
+        await wait_until(lambda: "after" in received)
+        assert set(received) == {"after"}
 
 
 @pytest.mark.faults_long

@@ -364,7 +364,7 @@ class EtcdClient:
     aiohttp session); on a cluster, to one member at a time (`member`)."""
 
     def __init__(self, endpoint: EtcdEndpoint) -> None:
-        _deps.require("aiohttp", "the etcd:// backends", extra="etcd")
+        _deps.require("aiohttp", "the etcd:// client", extra="etcd")
         import aiohttp
 
         self.endpoint = endpoint

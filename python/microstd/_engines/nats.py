@@ -241,6 +241,12 @@ class NatsConnection:
         return self.nc is not None and bool(self.nc.is_connected)
 
     @property
+    def reconnecting(self) -> bool:
+        """True while the connection is down and nats-py is bringing it back."""
+        nc = self.nc
+        return nc is not None and not nc.is_closed and not nc.is_connected and not self._closed
+
+    @property
     def server(self) -> str | None:
         """``host:port`` of the server the connection is on now; None while it is down
         (with a server list, which one is nats-py's random pick, then its failover)."""
@@ -328,6 +334,25 @@ class NatsConnection:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._up.wait(), self.endpoint.timeouts.request)
         return self.client(what)
+
+    async def until_up(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the connection to be up (not reconnecting); True if
+        it is. Sends nothing: for loops that should pause while the connection is
+        reconnecting, not fail (a durable's pull). Returns False at once when it
+        is closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.reconnecting:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            if self._up.is_set():
+                # nats-py reports the loss a moment after it stops sending: poll briefly.
+                await asyncio.sleep(min(left, 0.02))
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._up.wait(), left)
+        return self.connected
 
     def jetstream(self, what: str = "request") -> Any:
         """A JetStream context on the live connection, its requests bounded by `timeout`."""

@@ -19,7 +19,10 @@
   at the first publish and again whenever the server announces a stream
   change (an advisory); a publish in the instant between another process
   creating a stream and the announcement arriving is still stored by the
-  stream (JetStream captures core publishes), only not acknowledged.
+  stream (JetStream captures core publishes), only not acknowledged. While
+  the list cannot be read (JetStream does not answer: a cluster electing its
+  leaders, a frozen server) a publish raises `ConnectionFailed` unsent; only a
+  server or account without JetStream makes every publish a core one.
 - Dead-letter counts live in the key-value bucket `microstd_dead_letters`.
 
 `msg.id` is `stream:sequence`; `delivery_count` is JetStream's.
@@ -49,7 +52,7 @@ from microstd.broker._durable_delivery import DurableDelivery, Settler
 from microstd.broker._network import NetworkSubscription
 from microstd.broker._subjects import matches
 from microstd.broker.base import OCTET_STREAM, Handler, Message, log
-from microstd.errors import MicrostdError
+from microstd.errors import ConnectionFailed, MicrostdError
 
 if TYPE_CHECKING:
     from microstd.broker.nats import NatsBroker
@@ -67,6 +70,8 @@ _STREAM_ADVISORIES = "$JS.EVENT.ADVISORY.STREAM.*.*"
 _TOPIC_CACHE_MAX = 8192
 #: Name prefixes of the streams behind key-value buckets and object stores.
 _INTERNAL_STREAMS = ("KV_", "OBJ_")
+#: JetStream API error codes meaning "JetStream is not enabled" (server, account).
+_NO_JETSTREAM_CODES = frozenset({10076, 10039})
 
 
 class NatsDurableMessage(Message):
@@ -196,6 +201,15 @@ class _Member:
                 self.room.clear()
                 await self.room.wait()
                 continue
+            conn = self.streams.broker._conn
+            if conn is not None and conn.reconnecting:
+                # Down: pull again as soon as it is back. A fetch now would fail (no
+                # buffering while disconnected) and drop what nats-py had already
+                # taken off the subscription's queue: delivered to us, so back only
+                # after ack_wait. Nothing runs between this check and the fetch's
+                # own, so every fetch starts on a live connection.
+                await conn.until_up(_PULL_WAIT)
+                continue
             try:
                 msgs = await self.psub.fetch(min(want, _BATCH), timeout=_PULL_WAIT)
             except (nerr.TimeoutError, asyncio.TimeoutError):
@@ -258,9 +272,16 @@ class JetStreams:
         return found
 
     async def retained(self, topic: str) -> bool:
+        """True if a stream retains `topic`, reading the stream list if it is not known;
+        `ConnectionFailed` (nothing sent) when JetStream is there but does not answer."""
         found = self.retained_now(topic)
         if found is None:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except ConnectionFailed as exc:
+                raise ConnectionFailed(
+                    f"publish: not sent, whether a stream keeps {topic!r} is unknown: {exc}"
+                ) from exc
             found = self.retained_now(topic)
         return bool(found)
 
@@ -268,6 +289,11 @@ class JetStreams:
         """Read the stream list again (and watch for stream changes from now on).
 
         A server without JetStream has no streams: every publish is a core one.
+        A JetStream that does not answer (a cluster electing its leaders after a
+        server died, a frozen server) raises `ConnectionFailed` and the list stays
+        unknown: taking it for "no streams" would send publishes to retained topics
+        as core ones, reported as published but never acknowledged, and dropped by
+        a stream that has no leader at that moment.
         """
         async with self._refresh_lock:
             if self._subjects is not None:
@@ -284,11 +310,30 @@ class JetStreams:
                         self._watch = await nc.subscribe(_STREAM_ADVISORIES, cb=changed)
                 infos = await self._stream_infos()
             except MicrostdError as exc:
+                if isinstance(exc, ConnectionFailed) and not self._without_jetstream(exc):
+                    raise
                 log.debug("nats: no JetStream stream list (%s); publishing core only", exc)
                 self._subjects = []
                 return
             self._topics.clear()
             self._subjects = [s for info in infos for s in (info.config.subjects or [])]
+
+    def _without_jetstream(self, exc: BaseException) -> bool:
+        """True if `exc` (reading the stream list failed) says there is no JetStream
+        here, rather than a JetStream that did not answer in time."""
+        conn = self.broker._conn
+        nc = conn.nc if conn is not None else None
+        info = getattr(nc, "_server_info", None)
+        if isinstance(info, dict) and info and not info.get("jetstream"):
+            return True  # the server's INFO does not offer JetStream
+        cause = exc.__cause__
+        if isinstance(cause, jerr.APIError) and cause.err_code in _NO_JETSTREAM_CODES:
+            return True
+        # Nobody serves the JetStream API for this account (nats-py turns the
+        # "no responders" answer into a 503).
+        return isinstance(cause, jerr.ServiceUnavailableError) and isinstance(
+            cause.__context__, nerr.NoRespondersError
+        )
 
     def _forget(self) -> None:
         self._subjects = None

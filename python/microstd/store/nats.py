@@ -84,6 +84,9 @@ from microstd.store.base import Event, Record, Revision
 
 __all__ = ["NatsStore", "decode_key", "encode_key"]
 
+#: Reads a batch read keeps in flight at once.
+_READS_IN_FLIGHT = 32
+
 _META = "Microstd-Meta"
 _EXPIRES = "Microstd-Expires-At"
 _REASON = "Microstd-Reason"
@@ -380,6 +383,18 @@ class NatsStore(NetworkStore):
         if last is None or not self._live(name, last[0], last[1]):
             return None
         return self._record(key, *last)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Record]:
+        # Concurrent requests on the one connection: one read per key either way,
+        # but not one round trip after another (write_many reads its keys first).
+        gate = asyncio.Semaphore(_READS_IN_FLIGHT)
+
+        async def one(key: str) -> Record | None:
+            async with gate:
+                return await self._get(key)
+
+        found = await asyncio.gather(*(one(k) for k in keys))
+        return {key: rec for key, rec in zip(keys, found, strict=True) if rec is not None}
 
     async def _exists(self, key: str) -> bool:
         name = encode_key(key)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from microstd import _deps
 from microstd._backends import redact, redact_text
 from microstd.config.sources._kv import decode_value, kv_tree
 from microstd.config.sources.base import Source
@@ -44,6 +45,7 @@ class ConsulSource(Source):
         self.wait = wait
         self.timeout = timeout
         super().__init__(name or f"consul:{self.prefix}", optional=optional)
+        _deps.require("aiohttp", "config.consul()", extra="http")
 
     def _session(self) -> Any:
         import aiohttp

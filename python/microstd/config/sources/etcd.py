@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from microstd import _deps
 from microstd.config.sources._kv import decode_value, kv_tree
 from microstd.config.sources.base import Source
 from microstd.errors import ConfigError, ConnectionFailed, InvalidArgument, MicrostdError
@@ -37,6 +38,8 @@ class EtcdSource(Source):
         **connection: Any,
     ) -> None:
         from microstd._engines import etcd as engine
+
+        _deps.require("aiohttp", "config.etcd()", extra="etcd")
 
         if timeout is not None:
             connection.setdefault("timeout", timeout)

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from microstd import _deps
 from microstd.config.sources._kv import decode_value
 from microstd.config.sources.base import Source, nest
 from microstd.errors import ConfigError, InvalidArgument, MicrostdError
@@ -40,7 +41,8 @@ class NatsSource(Source):
         timeout: float | None = None,
         **connection: Any,
     ) -> None:
-        from microstd._engines import nats as engine
+        with _deps.needed_by("config.nats()"):
+            from microstd._engines import nats as engine
 
         if timeout is not None:
             connection.setdefault("timeout", timeout)

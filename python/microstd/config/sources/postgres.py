@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from microstd import _deps
 from microstd.config.sources._kv import kv_tree
 from microstd.config.sources.base import Source
 from microstd.errors import ConfigError, MicrostdError
@@ -56,7 +57,8 @@ class PostgresSource(Source):
         name: str | None = None,
         **connection: Any,
     ) -> None:
-        from microstd._engines import postgres as engine
+        with _deps.needed_by("config.postgres()"):
+            from microstd._engines import postgres as engine
 
         self.endpoint, rest = engine.PostgresEndpoint.from_url(url, connection)
         if rest:

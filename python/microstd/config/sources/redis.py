@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+from microstd import _deps
 from microstd.config.sources._formats import parse_document
 from microstd.config.sources._kv import decode_value
 from microstd.config.sources.base import Source, nest, poll_changes
@@ -44,7 +45,8 @@ class RedisSource(Source):
         name: str | None = None,
         **connection: Any,
     ) -> None:
-        from microstd._engines import redis as engine
+        with _deps.needed_by("config.redis()"):
+            from microstd._engines import redis as engine
 
         if kind not in ("auto", "hash", "document"):
             raise ValueError(f"kind must be 'auto', 'hash' or 'document', not {kind!r}")

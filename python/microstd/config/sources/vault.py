@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from microstd import _deps
 from microstd._backends import redact
 from microstd.config.secrets import Secret
 from microstd.config.sources.base import Source, poll_changes
@@ -54,6 +55,7 @@ class VaultSource(Source):
         self.poll_interval = poll_interval
         self.timeout = timeout
         super().__init__(name or f"vault:{self.mount}/{self.path}", optional=optional)
+        _deps.require("aiohttp", "config.vault()", extra="http")
 
     async def fetch(self) -> dict[str, Any]:
         import aiohttp
