@@ -187,9 +187,15 @@ class AmqpConnection:
         if self.connection is None or self.connection.is_closed:
             raise ConnectionFailed(f"AMQP connection to {self.endpoint.redacted} is closed")
         with self.errors("open channel"):
+            try:
+                opening = self.connection.channel(publisher_confirms=confirms)
+            except RuntimeError as exc:
+                # aio-pika's "Connection was not opened": lost, and not reconnected yet.
+                raise ConnectionFailed(
+                    f"open channel: AMQP connection to {self.endpoint.redacted} is reconnecting"
+                ) from exc
             channel: aio_pika.abc.AbstractRobustChannel = await asyncio.wait_for(
-                self.connection.channel(publisher_confirms=confirms),
-                self.endpoint.timeouts.request,
+                opening, self.endpoint.timeouts.request
             )
         return channel
 
