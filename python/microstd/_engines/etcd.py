@@ -476,13 +476,16 @@ class EtcdClient:
         *,
         idempotent: bool,
         timeout: float | None,
+        only: str | None = None,
     ) -> dict[str, Any]:
         """`_post` to the current member, then to the next ones, round after round,
-        while it is safe and time is left (see the module docstring)."""
+        while it is safe and time is left (see the module docstring); to member
+        `only` alone when given."""
         t = self.endpoint.timeouts
         deadline = time.monotonic() + (t.connect + t.request if timeout is None else timeout)
-        n = len(self._members)
-        i = self._current
+        members = self._members if only is None else (only,)
+        n = len(members)
+        i = self._current if only is None else 0
         last: ConnectionFailed | None = None
         pause = _ROUND_PAUSE
         tried = 0
@@ -490,15 +493,18 @@ class EtcdClient:
         while True:
             fresh = False
             while True:
+                # The first try has the usual bounds, a later one what is left (a
+                # single server's second try on a fresh connection: as ever).
+                usual = timeout is None and last is None and not (fresh and n > 1)
                 try:
                     answer = await self._post(
-                        self._members[i],
+                        members[i],
                         path,
                         body,
                         what,
                         headers,
                         fresh=fresh,
-                        timeout=None if last is None and timeout is None else left,
+                        timeout=None if usual else left,
                     )
                 except _Unauthenticated:
                     raise
@@ -514,7 +520,8 @@ class EtcdClient:
                         raise  # may have been applied: the caller decides
                     last = exc
                     break
-                self._current = i
+                if only is None:
+                    self._current = i
                 return answer
             tried += 1
             i = (i + 1) % n
@@ -536,6 +543,7 @@ class EtcdClient:
         *,
         idempotent: bool = False,
         timeout: float | None = None,
+        only: str | None = None,
     ) -> dict[str, Any]:
         """POST `body` to ``/v3/<path>``; the answer's JSON object.
 
@@ -546,18 +554,23 @@ class EtcdClient:
         sent once more, on a connection of its own, and on a cluster to the next
         members (see the module docstring). `timeout` (seconds) bounds this
         request, every member tried included, instead of the endpoint's timeouts.
+        `only` (a member's ``http(s)://host:port``) sends it to that member alone.
         """
         what = what or f"etcd {path}"
         headers = await self._headers()
         send = self._send
         try:
-            return await send(path, body, what, headers, idempotent=idempotent, timeout=timeout)
+            return await send(
+                path, body, what, headers, idempotent=idempotent, timeout=timeout, only=only
+            )
         except _Unauthenticated:
             if not headers:
                 raise
             # A simple token expires (5 minutes by default): get a new one, once.
             renewed = await self._headers(renew=True)
-            return await send(path, body, what, renewed, idempotent=idempotent, timeout=timeout)
+            return await send(
+                path, body, what, renewed, idempotent=idempotent, timeout=timeout, only=only
+            )
 
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
@@ -657,8 +670,12 @@ class EtcdClient:
                         chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
                     except asyncio.TimeoutError:
                         # Silent for a while: is this member still there?
-                        await self._post(
-                            base, "maintenance/status", {}, f"{what} (liveness check)", headers
+                        await self.call(
+                            "maintenance/status",
+                            {},
+                            f"{what} (liveness check)",
+                            idempotent=True,
+                            only=base,
                         )
                         continue
                     if not chunk:

@@ -318,8 +318,15 @@ class EtcdCluster:
     def kill(self, i: int) -> None:
         self.nodes[i].kill()
 
+    def pause(self, i: int) -> None:
+        """SIGSTOP member `i`: its connections stay open, nothing answers."""
+        self.nodes[i].pause()
+
     def heal(self) -> None:
+        """Thaw every frozen member, start every dead one; return once healthy."""
         for node in self.nodes:
+            if node.paused:
+                node.resume()
             if node.proc is None:
                 node.start()
         self.wait_healthy()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -107,6 +108,68 @@ def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
     assert endpoint.members == tuple(f"http://127.0.0.1:{p}" for p in etcd_cluster.ports)
     assert endpoint.timeouts.request == 2.0
     assert rest == {"prefix": "/a/"}
+
+
+async def test_a_watch_resumes_on_another_member_without_missing_an_event(
+    etcd_cluster: EtcdCluster,
+) -> None:
+    """The engine's watch: a client watches a prefix through a follower while
+    three writers on the leader write under it as fast as they can; the
+    watch's member is killed. The watch goes on by itself on another member,
+    from the revision after the last event it delivered: every write
+    acknowledged is delivered, each event once and in revision order (the time
+    from the kill to the first event after it is recorded)."""
+    follower = _leader(etcd_cluster) + 1
+    prefix = f"/{_unique('watch')}/"
+    request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
+    seen: list[tuple[float, int]] = []
+    acked: set[int] = set()
+    stop = asyncio.Event()
+    async with (
+        _Member.of(etcd_cluster, _url(etcd_cluster, follower)) as watcher,
+        _Member.of(etcd_cluster, _url(etcd_cluster, follower + 2)) as writer,
+    ):
+
+        async def follow() -> None:
+            async for result in watcher.client.watch(request, "test watch"):
+                for event in result.get("events") or []:
+                    seen.append((time.monotonic(), int(event["kv"]["mod_revision"])))
+
+        async def write(who: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                body = {"key": engine.b64(f"{prefix}{who}/{n}"), "value": engine.b64("x")}
+                with contextlib.suppress(ConnectionFailed):
+                    answer = await writer.client.call("kv/put", body, "test put", idempotent=True)
+                    acked.add(engine.int_field(answer, "header", "revision"))
+
+        task = asyncio.create_task(follow())
+        writers = [asyncio.create_task(write(w)) for w in range(3)]
+        try:
+            for _ in range(_failover.rounds(2)):
+                await _wait_for(lambda: len(seen) >= 50, "events before the kill")
+                killed = time.monotonic()
+                watcher.kill()
+                await _wait_for(
+                    lambda killed=killed: sum(t > killed for t, _ in seen) >= 50, "events after"
+                )
+                resumed = min(t for t, _ in seen if t > killed)
+                _failover.record(
+                    "etcd", "watch event (its member killed: a follower)", resumed - killed
+                )
+                await asyncio.to_thread(etcd_cluster.heal)
+            stop.set()
+            await asyncio.gather(*writers)
+            await _wait_for(lambda: acked <= {rev for _, rev in seen}, "every write delivered")
+            assert not task.done(), task
+            revisions = [rev for _, rev in seen]
+            assert revisions == sorted(set(revisions)), "an event delivered twice or out of order"
+        finally:
+            stop.set()
+            for t in (task, *writers):
+                t.cancel()
+            await asyncio.gather(task, *writers, return_exceptions=True)
 
 
 async def test_locks_never_have_two_holders_when_the_connected_member_dies(
@@ -240,6 +303,59 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
     check_spans(spans)
 
 
+async def test_a_frozen_member_costs_a_request_its_timeout(etcd_cluster: EtcdCluster) -> None:
+    """A follower freezes (SIGSTOP: its connections stay open, nothing answers)
+    under a client that a lock set and a registry share. A request sent to it
+    fails after the request timeout and, being safe to repeat, is sent on to
+    another member within the same call, so lock acquisitions go on (the cost
+    recorded); a release in flight there may fail with ConnectionFailed (it is
+    not repeated) and is retried by the workload. The registry's watch on the
+    frozen member fails its liveness check, resumes on another member without
+    an error, and reports a node registered after the freeze."""
+    follower = (_leader(etcd_cluster) + 1) % len(etcd_cluster.nodes)
+    url = _url(etcd_cluster, follower)
+    reg_url = _url(etcd_cluster, follower, f"prefix=/{_unique('frozen')}/")
+    async with (
+        microstd.sync.open(url) as locks,
+        microstd.registry.open(reg_url) as registry,
+        _Member.of(etcd_cluster, url) as member,
+    ):
+        events = registry.watch("greeter")
+        seen: set[str] = set()
+        watching = asyncio.create_task(_follow(events, seen))
+        try:
+            await _watching(registry, seen, "before")
+            probe = _unique("probe")
+
+            async def acquire_release(i: int) -> int:
+                lease = await locks.acquire(f"{probe}-{i}", ttl=TTL, wait=10.0)
+                await lease.release()
+                return int(lease.token)
+
+            def freeze() -> None:
+                assert member.index() == follower
+                etcd_cluster.pause(follower)
+
+            outcome = await _failover.through_failover(
+                acquire_release, total=15, kill_at=5, kill=freeze, pause=0.05
+            )
+            _failover.record(
+                "etcd",
+                "lock acquire+release (client's member frozen: a follower)",
+                outcome.failover,
+                outcome.failures,
+            )
+            await eventually(lambda: registry.register(_service("after"), ttl=30))
+            await _wait_for(lambda: "after" in seen, "the watch reporting a node after")
+            assert not watching.done(), watching
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await events.aclose()  # type: ignore[attr-defined]
+            await asyncio.to_thread(etcd_cluster.heal)
+
+
 def _service(node: str) -> ServiceRecord:
     return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
 
@@ -269,8 +385,7 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
             events = registry.watch("greeter")
             seen: set[str] = set()
             watching = asyncio.create_task(_follow(events, seen))
-            await registry.register(_service(f"w{round_}"), ttl=30)
-            await _wait_for(lambda r=round_, s=seen: f"w{r}" in s, "the watch reporting a node")
+            await _watching(registry, seen, f"w{round_}")
 
             async def register(i: int, r: int = round_) -> None:
                 await registry.register(_service(f"n{r}-{i}"), ttl=30)
@@ -301,6 +416,20 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
                 await watching
             await events.aclose()  # type: ignore[attr-defined]
             await asyncio.to_thread(etcd_cluster.heal)
+
+
+async def _watching(registry: Registry, seen: set[str], tag: str) -> None:
+    """Return once the watch reports a node registered now (its starting point is
+    what was registered before it began reading, which it does not report)."""
+    deadline = time.monotonic() + RECOVER
+    for i in itertools.count():
+        await registry.register(_service(f"{tag}-{i}"), ttl=30)
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            if f"{tag}-{i}" in seen:
+                return
+            await asyncio.sleep(0.02)
+        assert time.monotonic() < deadline, "the watch never reported a node"
 
 
 async def _follow(events: AsyncIterator[Event], seen: set[str]) -> None:
