@@ -356,6 +356,41 @@ async def test_a_frozen_member_costs_a_request_its_timeout(etcd_cluster: EtcdClu
             await asyncio.to_thread(etcd_cluster.heal)
 
 
+def test_the_blocking_surface_fails_over_too(etcd_cluster: EtcdCluster) -> None:
+    """The blocking surface (the async backend on a private loop thread): the
+    member its client starts on (a follower) is killed between two series of
+    acquisitions; the next ones go to another member (failed calls, if any,
+    succeed when retried) and a leadership taken before the kill outlives it."""
+    follower = (_leader(etcd_cluster) + 1) % len(etcd_cluster.nodes)
+    name = _unique("blocking")
+    with microstd.sync.open_sync(_url(etcd_cluster, follower)) as locks:
+        for i in range(3):
+            locks.acquire(f"{name}-{i}", ttl=TTL, wait=5.0).release()
+        leadership = locks.elect(f"{name}-leader", candidate="a", ttl=2 * TTL)
+        etcd_cluster.kill(follower)
+        killed, failures = time.monotonic(), 0
+        first: float | None = None
+        for i in range(3, 8):
+            while True:
+                try:
+                    locks.acquire(f"{name}-{i}", ttl=TTL, wait=5.0).release()
+                    break
+                except ConnectionFailed:
+                    failures += 1
+                    assert time.monotonic() < killed + RECOVER, "acquisitions never went on"
+            first = time.monotonic() if first is None else first
+        assert first is not None
+        _failover.record(
+            "etcd",
+            "blocking lock acquire+release (client's member killed: a follower)",
+            first - killed,
+            failures,
+        )
+        assert locks.leader(f"{name}-leader") == "a"
+        leadership.resign()
+    etcd_cluster.heal()
+
+
 def _service(node: str) -> ServiceRecord:
     return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
 
