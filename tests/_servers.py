@@ -186,6 +186,11 @@ class ServerProcess:
             children = _children(self.proc.pid) if self._group else []
             self._signal(signal.SIGKILL)
             self.proc.wait(5)
+            if self._session:
+                # The launcher is gone, but the server it ran (RabbitMQ's Erlang VM)
+                # may still hold the port for a moment: a start() then would find
+                # the port open and return before the new server is up.
+                _wait_group_gone(self.proc.pid)
             # Its children too must be gone before a restart (PostgreSQL refuses to
             # start while a process of the old server holds its shared memory).
             deadline = time.monotonic() + 10
@@ -220,6 +225,19 @@ class ServerProcess:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait until no process of process group `pgid` is left (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        time.sleep(0.02)
 
 
 def _wait_stopped(pids: list[int], timeout: float = 10.0) -> None:

@@ -4,11 +4,13 @@ always`, NATS with its JetStream store directory), and on those and RabbitMQ
 under cut connections. postgresql:// has the same tests in
 test_postgres_faults.py. Each docstring is a guarantee docs/guarantees.md quotes.
 
-Not here: RabbitMQ killed and restarted. Tried on a private node, the durable
-subscriber did not resume (aio-pika's channel restore found the durable's
-quorum queue missing just after the restart, then the node closed the
-connection with INTERNAL_ERROR on the consumer's basic.consume): an open
-problem, so docs/guarantees.md promises nothing there."""
+Not here: RabbitMQ killed and restarted. Tried on a private node
+(`_servers.rabbitmq_server`), the durable subscriber did not resume: the
+restarted node accepts connections before the durable's quorum queue has
+recovered (once seen reporting 0 messages for a few seconds, then all of
+them), aio-pika's robust connection restores the consumer at once, the node
+closes that connection (541 INTERNAL_ERROR), and aio-pika made no further
+attempt within 30 s. An open problem: docs/guarantees.md promises nothing there."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ writes only the primitives (as a third-party plugin may)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -19,6 +19,10 @@ class Primitives(Store):
     def __init__(self) -> None:
         self.inner = microstd.store.open("memory://")
         self.fail_on: str | None = None
+        #: Runs when the write of `fail_on` is about to fail (another client's write).
+        self.then: Callable[[], Awaitable[object]] | None = None
+        #: Once true, every write and delete fails (the server is gone).
+        self.down = False
 
     async def write(
         self,
@@ -30,7 +34,11 @@ class Primitives(Store):
         if_revision: Revision | None = None,
         if_absent: bool = False,
     ) -> Revision:
+        if self.down:
+            raise ConnectionFailed("the server is gone")
         if key == self.fail_on:
+            if self.then is not None:
+                await self.then()
             raise ConnectionFailed("the server went away")
         return await self.inner.write(
             key, value, ttl=ttl, metadata=metadata, if_revision=if_revision, if_absent=if_absent
@@ -40,6 +48,8 @@ class Primitives(Store):
         return await self.inner.read(key, type=type)
 
     async def delete(self, key: str) -> bool:
+        if self.down:
+            raise ConnectionFailed("the server is gone")
         return await self.inner.delete(key)
 
     async def list(
@@ -86,3 +96,32 @@ async def test_a_good_batch_returns_every_revision() -> None:
     revisions = await store.write_many({"a": 1, "b": 2})
     records = await store.read_many(["a", "b"])
     assert {k: r.revision for k, r in records.items()} == revisions
+
+
+async def test_a_newer_write_by_someone_else_is_not_undone() -> None:
+    store = Primitives()
+    await store.write("a", "old")
+
+    async def theirs() -> None:
+        await store.inner.write("a", "theirs")
+
+    store.fail_on, store.then = "c", theirs
+    with pytest.raises(ConnectionFailed):
+        await store.write_many({"a": "new", "b": "new", "c": "new"})
+    assert {k: r.value for k, r in (await store.read_many(["a", "b", "c"])).items()} == {
+        "a": "theirs"
+    }
+
+
+async def test_keys_that_cannot_be_put_back_are_named_on_the_error() -> None:
+    store = Primitives()
+
+    async def gone() -> None:
+        store.down = True
+
+    store.fail_on, store.then = "c", gone
+    with pytest.raises(ConnectionFailed) as caught:
+        await store.write_many({"a": "new", "b": "new", "c": "new"})
+    assert getattr(caught.value, "__notes__", []) == [
+        "write_many: 2 key(s) could not be put back: ['a', 'b']"
+    ]

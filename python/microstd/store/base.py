@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -152,8 +153,11 @@ class Store(AsyncResource, abc.ABC):
         This default checks the ttl and every key first, then writes one item at a
         time; if a write fails (a value that cannot be encoded, a lost server), the
         items already written are put back as they were (or deleted, if they were
-        absent) before the error propagates. A concurrent reader may see some items
-        before the others: a backend that can write them in one transaction
+        absent) before the error propagates. A value is put back only while the key
+        still holds the batch's revision (`if_revision`), so a newer write by someone
+        else stays; a delete is not conditional. Keys that cannot be put back are
+        logged and named in a note on the error. A concurrent reader may see some
+        items before the others: a backend that can write them in one transaction
         overrides this.
         """
         validate_ttl(ttl)
@@ -161,32 +165,47 @@ class Store(AsyncResource, abc.ABC):
         for key in items:
             validate_key(key)
         previous = await self.read_many(list(items))
-        written: list[str] = []
         revisions: dict[str, Revision] = {}
         try:
             for key, value in items.items():
                 revisions[key] = await self.write(key, value, ttl=ttl)
-                written.append(key)
-        except BaseException:
-            await self._put_back(written, previous)
+        except BaseException as exc:
+            left = await self._put_back(revisions, previous)
+            if left:
+                note = f"write_many: {len(left)} key(s) could not be put back: {left}"
+                if sys.version_info >= (3, 11):
+                    exc.add_note(note)
+                else:
+                    exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
             raise
         return revisions
 
-    async def _put_back(self, keys: Iterable[str], previous: Mapping[str, Record]) -> None:
-        """Restore `keys` to the records they had (deleting those that had none)."""
-        for key in keys:
+    async def _put_back(
+        self, written: Mapping[str, Revision], previous: Mapping[str, Record]
+    ) -> list[str]:
+        """Restore each key `written` (at its revision) to the record it had, or delete
+        it if it had none; returns the keys that could not be put back."""
+        from microstd.errors import Conflict
+
+        left: list[str] = []
+        for key, rev in written.items():
             old = previous.get(key)
             try:
-                if old is None:
-                    await self.delete(key)
-                    continue
-                ttl = None if old.expires_at is None else old.expires_at - time.time()
-                if ttl is not None and ttl <= 0:
-                    await self.delete(key)  # it would have expired by now
+                ttl = (
+                    None if old is None or old.expires_at is None else old.expires_at - time.time()
+                )
+                if old is None or (ttl is not None and ttl <= 0):
+                    await self.delete(key)  # absent before, or it would have expired by now
                 else:
-                    await self.write(key, old.value, ttl=ttl, metadata=old.metadata)
+                    await self.write(
+                        key, old.value, ttl=ttl, metadata=old.metadata, if_revision=rev
+                    )
+            except Conflict:
+                continue  # written again since the batch: that newer write stays
             except Exception:  # best effort per key: the batch's own error is what propagates
                 _log.warning("write_many: could not put %r back after a failed batch", key)
+                left.append(key)
+        return left
 
     @abc.abstractmethod
     async def delete(self, key: str) -> bool:
