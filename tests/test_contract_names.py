@@ -305,6 +305,17 @@ for _area in AREAS:
     )
 
 
+@contract("a URL missing what its backend needs is InvalidArgument saying what")
+def _incomplete_urls(tmp: Path) -> None:
+    for area, url, needs in (
+        ("store", "file://", "path"),
+        ("broker", "file://", "path"),
+        ("store", "s3://", "bucket"),
+    ):
+        with pytest.raises(InvalidArgument, match=needs):
+            getattr(microstd, area).open(url)
+
+
 @contract("microstd.registry.open('memory://?impl=rust') says the registry is pure Python")
 def _registry_rust(tmp: Path) -> None:
     with pytest.raises(NotSupported, match="pure Python"):
