@@ -197,6 +197,41 @@ for _area in AREAS:
         )
 
 
+@contract("MICROSTD_PURE=1: everything runs on the twins; impl='rust' is NotSupported")
+def _pure(tmp: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio
+        import microstd
+        from microstd import codec
+        from microstd.errors import NotSupported
+        assert microstd.RUST_CORE_AVAILABLE is False
+        assert codec.msgpack.loads(codec.msgpack.dumps({"a": [1]})) == {"a": [1]}
+        for area in ("store", "broker", "sync"):
+            module = getattr(microstd, area)
+            module.open_sync("memory://").close()
+            try:
+                module.open("memory://?impl=rust")
+            except NotSupported as exc:
+                assert "impl='python'" in str(exc)
+            else:
+                raise AssertionError(area)
+        print("ok")
+        """
+    )
+    env = _env()
+    env["MICROSTD_PURE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 @contract("UnknownBackend for a string that is not a URL")
 def _not_a_url(tmp: Path) -> None:
     with pytest.raises(UnknownBackend, match="scheme://"):
@@ -268,6 +303,17 @@ for _area in AREAS:
     contract(f"microstd.{_area}.open('redis://...?typo=1') -> InvalidArgument")(
         _redis_query_typo_check(_area)
     )
+
+
+@contract("a URL missing what its backend needs is InvalidArgument saying what")
+def _incomplete_urls(tmp: Path) -> None:
+    for area, url, needs in (
+        ("store", "file://", "path"),
+        ("broker", "file://", "path"),
+        ("store", "s3://", "bucket"),
+    ):
+        with pytest.raises(InvalidArgument, match=needs):
+            getattr(microstd, area).open(url)
 
 
 @contract("microstd.registry.open('memory://?impl=rust') says the registry is pure Python")
@@ -1120,6 +1166,14 @@ async def _broker_errors(broker: Any) -> None:
     assert all(isinstance(exc, RuntimeError) for exc in reported)
 
 
+@broker_contract("broker.subscribe: a bad option name is InvalidArgument with a suggestion")
+async def _broker_subscribe_typo(broker: Any) -> None:
+    with pytest.raises(InvalidArgument, match="Did you mean 'max_deliver'"):
+        await broker.subscribe("t", print, durable="d", max_delivr=3)
+    with pytest.raises(InvalidArgument, match="only to durable subscriptions"):
+        await broker.subscribe("t", print, max_deliver=3)
+
+
 @broker_contract("broker: a core message's ack/nack/term/in_progress raise NotSupported")
 async def _broker_core_ack(broker: Any) -> None:
     got: list[Any] = []
@@ -1509,6 +1563,33 @@ async def _service_error(tmp: Path) -> None:
     assert isinstance(exc.detail, str)
     assert exc.detail
     assert exc.to_dict().keys() == {"id", "code", "detail", "status"}
+
+
+@contract("errors cross the wire as {id, code, detail, status} (plain HTTP client)")
+async def _wire_errors(tmp: Path) -> None:
+    svc = _greeter()
+
+    def post(url: str, body: object) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status), json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    async with svc:
+        base = f"http://{svc.node.address}"
+        ok = await asyncio.to_thread(post, f"{base}/Greeter.Hello", {"name": "w"})
+        missing = await asyncio.to_thread(post, f"{base}/Greeter.Missing", {})
+    assert ok == (200, {"message": "Hello, w!"})
+    status, error = missing
+    assert status == 404
+    assert set(error) == {"id", "code", "detail", "status"}
+    assert (error["id"], error["code"], error["status"]) == ("greeter", 404, "Not Found")
 
 
 @contract("@svc.subscriber(pattern, queue=...)")

@@ -372,7 +372,7 @@ class Backends:
         return _import_target(self.blocking)(inner)
 
     def _make(self, parsed: ParsedURL, make: Callable[..., Any], options: Mapping[str, Any]) -> Any:
-        """`make(parsed, **options)`, where a bad option is always `InvalidArgument`.
+        """`make(parsed, **options)`, where a bad option or URL is always `InvalidArgument`.
 
         Building a backend makes no connection, so a bare `TypeError` here is an
         option the backend does not take (or one of the wrong type): reported as
@@ -391,6 +391,10 @@ class Backends:
             else:
                 message = f"{what}: {exc}"
             raise InvalidArgument(message) from exc
+        except ValueError as exc:
+            # A URL missing a part the backend needs (file:// without a path, s3:// without
+            # a bucket), or a bad option value: ours, with the backend's own message.
+            raise InvalidArgument(str(exc)) from exc
 
     def _observed(self, parsed: ParsedURL, opened: Any) -> Any:
         # Traces and metrics, added here once for every backend (microstd.observe).

@@ -13,7 +13,7 @@ import pytest
 import microstd.broker
 from microstd.broker import Message
 from microstd.broker.amqp import binding_key
-from microstd.errors import ConnectionFailed
+from microstd.errors import ConnectionFailed, NotFound
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _servers import free_port
@@ -100,3 +100,50 @@ def test_the_engine_endpoint_redacts_and_takes_its_options() -> None:
     assert endpoint.url.endswith("/prod?heartbeat_hint=1")
     with pytest.raises(ValueError):
         AmqpEndpoint.from_url("amqp://127.0.0.1/?timeout=-1")
+
+
+async def _queue_exists(url: str, name: str) -> bool:
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+    finally:
+        await connection.close()
+
+
+async def test_a_durable_deleted_under_its_subscriber_ends_the_subscription(amqp_url: str) -> None:
+    # The server cancels the consumer of a deleted queue. That must end the
+    # subscription with NotFound through on_error, not be taken for a lost
+    # consumer that aio-pika's recovery declares again (bringing the deleted
+    # durable back, without its meta queue) and consumes from as before.
+    base = f"x{uuid.uuid4().hex[:8]}"
+    errors: list[tuple[BaseException, object]] = []
+    got: list[bytes] = []
+    async with microstd.broker.open(
+        amqp_url, on_error=lambda exc, sub: errors.append((exc, sub))
+    ) as broker:
+        sub = await broker.subscribe(f"{base}.>", lambda m: got.append(m.data), durable=f"d{base}")
+        await broker.publish(f"{base}.x", b"before")
+        deadline = time.monotonic() + 20
+        while not got:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await broker.delete_durable("any", f"d{base}")
+        while not errors:
+            assert time.monotonic() < deadline, "no error reported for the deleted durable"
+            await asyncio.sleep(0.01)
+        (exc, where), *_ = errors
+        assert isinstance(exc, NotFound)
+        assert f"d{base}" in str(exc)
+        assert where is sub
+        assert not await _queue_exists(amqp_url, f"microstd.durable.d{base}")
+        await broker.publish(f"{base}.x", b"after")  # the broker itself is fine
+        assert not await _queue_exists(amqp_url, f"microstd.durable.d{base}")
+    assert got == [b"before"]
+    assert not await _queue_exists(amqp_url, f"microstd.durable.d{base}")

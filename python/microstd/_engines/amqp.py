@@ -151,6 +151,7 @@ class AmqpConnection:
     def __init__(self, endpoint: AmqpEndpoint) -> None:
         self.endpoint = endpoint
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"AmqpConnection({self.endpoint.redacted!r})"
@@ -178,8 +179,9 @@ class AmqpConnection:
         log.info("AMQP connection to %s restored", self.endpoint.redacted)
 
     def _on_closed(self, *args: Any) -> None:
+        # aio-pika calls this on our own close too (with a CancelledError): not a loss.
         exc = args[-1] if args else None
-        if isinstance(exc, BaseException):
+        if isinstance(exc, BaseException) and not self._closing:
             log.warning("AMQP connection to %s lost: %s", self.endpoint.redacted, exc)
 
     async def channel(self, *, confirms: bool = False) -> aio_pika.abc.AbstractRobustChannel:
@@ -200,6 +202,7 @@ class AmqpConnection:
         return channel
 
     async def close(self) -> None:
+        self._closing = True
         connection, self.connection = self.connection, None
         if connection is not None:
             with contextlib.suppress(Exception):

@@ -96,6 +96,7 @@ class _Microstd(_Round):
         super().__init__(batch)
         self.url = url
         self.broker: Any = None
+        self.sub: Any = None
 
     async def start(self) -> None:
         import microstd.broker
@@ -109,7 +110,7 @@ class _Microstd(_Round):
         def handler(m: Any) -> None:
             self.got()
 
-        await self.broker.subscribe(
+        self.sub = await self.broker.subscribe(
             f"bench.{self.tag}.>", handler, durable=f"d{self.tag}", max_inflight=WINDOW
         )
 
@@ -119,6 +120,10 @@ class _Microstd(_Round):
         await asyncio.gather(*(publish(topic, b"payload") for _ in range(self.batch)))
 
     async def stop(self) -> None:
+        # The subscription first: deleting a durable under its subscriber ends that
+        # subscription with an error (the server cancels the consumer).
+        if self.sub is not None:
+            await self.sub.unsubscribe()
         if not self.url.startswith("amqp"):
             await self.broker.delete_stream(f"bench{self.tag}")
         else:
@@ -223,6 +228,7 @@ class _RawAmqp(_Round):
         self.connection: Any = None
         self.exchange: Any = None
         self.queue: Any = None
+        self.consumer_tag: Any = None
 
     async def start(self) -> None:
         import aio_pika
@@ -243,7 +249,7 @@ class _RawAmqp(_Round):
             await message.ack()
             self.got()
 
-        await self.queue.consume(on_message)
+        self.consumer_tag = await self.queue.consume(on_message)
 
     async def publish_all(self) -> None:
         import aio_pika
@@ -260,6 +266,7 @@ class _RawAmqp(_Round):
         )
 
     async def stop(self) -> None:
+        await self.queue.cancel(self.consumer_tag)  # not deleted under its consumer
         await self.queue.delete(if_unused=False, if_empty=False)
         await self.exchange.delete()
         await self.connection.close()

@@ -7,6 +7,7 @@ before anything is sent to a server.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from microstd.broker._subjects import validate_pattern, validate_subject
-from microstd.errors import NotSupported
+from microstd.errors import InvalidArgument, NotSupported
 
 __all__ = [
     "DEAD_LETTER_DELIVERIES",
@@ -196,17 +197,25 @@ class DurableOptions:
     ) -> DurableOptions | None:
         """The options of a subscribe call, or None for a core subscription.
 
-        Raises TypeError for an unknown keyword, ValueError / InvalidTopic for a
-        bad value, and ValueError for durable options given without `durable`.
+        Raises InvalidArgument (a TypeError) for an unknown keyword, ValueError /
+        InvalidTopic for a bad value, and InvalidArgument (a ValueError) for durable
+        options given without `durable`.
         """
         unknown = sorted(set(options) - cls.KEYWORDS)
         if unknown:
-            raise TypeError(f"subscribe() got unexpected keyword argument(s): {', '.join(unknown)}")
+            known = sorted({"queue", "durable", *cls.KEYWORDS})
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidArgument(
+                f"subscribe() got unknown option(s): {', '.join(unknown)};"
+                f" known: {', '.join(known)}.{hint}"
+            )
         if durable is None:
             if options:
-                raise ValueError(
-                    f"{', '.join(sorted(options))} only apply to durable subscriptions:"
-                    " pass durable=NAME"
+                names = sorted(options)
+                raise InvalidArgument(
+                    f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'} only to"
+                    " durable subscriptions: pass durable=NAME"
                 )
             return None
         name = validate_name(durable, "durable")

@@ -70,7 +70,7 @@ from microstd.broker._durable_delivery import DurableDelivery, Settler
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body, log
-from microstd.errors import Closed, InvalidTopic, NotSupported
+from microstd.errors import Closed, InvalidTopic, NotFound, NotSupported
 
 __all__ = ["AmqpBroker", "binding_key"]
 
@@ -182,13 +182,15 @@ class _Member:
         self.options = options
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
-        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.channel: aio_pika.abc.AbstractRobustChannel | None = None
         self.amqp_queue: aio_pika.abc.AbstractQueue | None = None
         self.tag: str | None = None
         self.settler: Settler | None = None
         self.delivery: DurableDelivery | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.delays: set[int] = set()
+        #: Set when the server cancelled the consumer (its queue was deleted).
+        self.cancelled = False
 
     def call(self, fn: Any, *args: Any) -> None:
         """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
@@ -274,6 +276,56 @@ class _Member:
             return
         await self._ack(message)
 
+    async def watch_cancel(self, sub: NetworkSubscription) -> None:
+        """End `sub` when the server cancels its consumer (the durable's queue was deleted).
+
+        aio-pika's robust channel takes a server-side cancel for a lost consumer:
+        it declares the queue again (durable, so a deleted durable comes back,
+        without its meta queue) and consumes from it, and the subscription goes
+        on as if nothing happened. Here the cancel ends the subscription instead,
+        with `NotFound` through the error hook.
+        """
+        assert self.channel is not None
+        channel = self.channel
+
+        def on_cancel(frame: Any) -> None:
+            if self.cancelled or getattr(frame, "consumer_tag", None) != self.tag:
+                return
+            self.cancelled = True
+            # Before anything else runs on the loop: forget the queue and its consumer,
+            # so that no recovery (now, or on a reopen or reconnect) declares it again.
+            # aio-pika keeps these in private fields; without them there is nothing to undo.
+            queues = getattr(channel, "_queues", None)
+            if isinstance(queues, dict):
+                queues.clear()
+            consumers = getattr(self.amqp_queue, "_consumers", None)
+            if isinstance(consumers, dict):
+                consumers.pop(self.tag, None)
+            # Not one of `tasks`: ending the subscription waits for those.
+            self.broker._track(self.loop.create_task(self._cancelled(sub)))
+
+        async def hook(*_: Any) -> None:
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(on_cancel)
+
+        await hook()
+        channel.reopen_callbacks.add(hook)
+
+    async def _cancelled(self, sub: NetworkSubscription) -> None:
+        exc = NotFound(
+            f"amqp durable queue {self.queue!r} was deleted on the server (or its"
+            " consumer cancelled there): the subscription has ended"
+        )
+        log.warning("%r: %s", self.broker, exc)
+        hook = self.broker._opts.hook
+        if hook is not None:
+            try:
+                hook(exc, sub)
+            except Exception:
+                log.exception("broker on_error hook raised")
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
     async def on_message(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
         message = AmqpDurableMessage(incoming, self)
         if not matches(self.pattern, message.topic):
@@ -310,6 +362,11 @@ class AmqpBroker(NetworkBroker):
         self._streams: dict[str, tuple[list[str], StreamLimits]] = {}
         self._known: dict[str, tuple[str, str]] = {}  # durable -> (stream, pattern)
         self._members: set[_Member] = set()
+        self._ending: set[asyncio.Task[None]] = set()  # subscriptions the server ended
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
     @classmethod
     def from_url(cls, url: ParsedURL, **options: Any) -> AmqpBroker:
@@ -529,7 +586,11 @@ class AmqpBroker(NetworkBroker):
                 try:
                     amqp_queue = await channel.declare_queue(name, passive=True)
                 except aio_pika.exceptions.ChannelNotFoundEntity:
-                    # The passive declare closed the channel: a new one creates it.
+                    # The passive declare closed the channel: a new one creates it. The
+                    # old one is closed for good (aio-pika would reopen it, and with it
+                    # declare the meta queue again after a reconnect, for ever).
+                    with contextlib.suppress(Exception):
+                        await channel.close()
                     channel = await self._conn.channel()
                     member.channel = channel
                     await channel.set_qos(prefetch_count=options.max_inflight)
@@ -546,6 +607,7 @@ class AmqpBroker(NetworkBroker):
                 member.delivery = delivery
                 sub.delivery = delivery
                 member.tag = await amqp_queue.consume(member.on_message, no_ack=False)
+                await member.watch_cancel(sub)
         except BaseException:
             with contextlib.suppress(Exception):
                 await channel.close()
@@ -557,6 +619,8 @@ class AmqpBroker(NetworkBroker):
 
         async def cancel(drain: bool) -> None:
             del drain
+            if member.cancelled:
+                return  # the server cancelled it already
             with contextlib.suppress(Exception):
                 await amqp_queue.cancel(member.tag or "")
 
@@ -662,6 +726,8 @@ class AmqpBroker(NetworkBroker):
         if self._closed:
             return
         try:
+            if self._ending:
+                await asyncio.gather(*list(self._ending), return_exceptions=True)
             await self._close_subscriptions()
         finally:
             self._closed = True
