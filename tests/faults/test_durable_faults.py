@@ -5,12 +5,14 @@ under cut connections. postgresql:// has the same tests in
 test_postgres_faults.py. Each docstring is a guarantee docs/guarantees.md quotes.
 
 Not here: RabbitMQ killed and restarted. Tried on a private node
-(`_servers.rabbitmq_server`), the durable subscriber did not resume: the
-restarted node accepts connections before the durable's quorum queue has
-recovered (once seen reporting 0 messages for a few seconds, then all of
-them), aio-pika's robust connection restores the consumer at once, the node
-closes that connection (541 INTERNAL_ERROR), and aio-pika made no further
-attempt within 30 s. An open problem: docs/guarantees.md promises nothing there."""
+(`_servers.rabbitmq_server`), the durable subscriber did not resume within
+160 s: aio-pika's robust connection reconnects and restores the consumer, the
+node never answers that restore's channel RPC on the durable's quorum queue,
+and about 65 s later closes the connection (541 INTERNAL_ERROR); the next
+attempt does the same. (Without a consumer, the queue was once seen to report
+0 messages for a few seconds after the restart, then all 20.) An open problem,
+in RabbitMQ or in how the amqp backend restores consumers:
+docs/guarantees.md promises nothing there."""
 
 from __future__ import annotations
 

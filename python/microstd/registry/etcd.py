@@ -1,6 +1,8 @@
 """`etcd://`: the registry in etcd, through its v3 JSON gateway (etcd 3.4+).
 
-URL: `etcd://host:port?prefix=/microstd/registry/` (`etcds://` for TLS). Each
+URL: `etcd://host:port?prefix=/microstd/registry/` (`etcds://` for TLS), or a
+cluster's members, `etcd://h1:2379,h2:2379,h3:2379?prefix=...` (see
+docs/clusters.md: requests and the watch move to another member). Each
 node is a key `PREFIX NAME/NODE` attached to a lease of the node's TTL; a
 heartbeat keeps the lease alive, so a node whose process dies is removed by
 etcd itself. `watch` follows a `/v3/watch` stream to re-read on every change.

@@ -289,8 +289,9 @@ class EtcdLocks(Locks):
         owner: str | None = None,
         timeout: float | str = DEFAULT_TIMEOUT,
     ) -> None:
-        """`base` is ``http(s)://host:port`` or ``etcd://host:port`` (or an endpoint,
-        which brings its own timeouts and credentials; see `microstd._engines.etcd`)."""
+        """`base` is ``http(s)://host:port``, ``etcd://host:port`` or a cluster's
+        members, ``etcd://h1,h2,h3`` (or an endpoint, which brings its own timeouts
+        and credentials; see `microstd._engines.etcd`)."""
         self._prefix = prefix
         self._owner = owner or default_owner()
         self._api = EtcdAPI(base, timeout=timeout_option(timeout))

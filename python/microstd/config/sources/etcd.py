@@ -102,7 +102,8 @@ def etcd(
     timeout: float | None = None,
     **connection: Any,
 ) -> EtcdSource:
-    """Every key under `prefix` in the etcd at `url` (`etcd://127.0.0.1:2379`), watched natively.
+    """Every key under `prefix` in the etcd at `url` (`etcd://127.0.0.1:2379`, or a
+    cluster's members `etcd://h1,h2,h3`), watched natively.
 
     `connection` takes the engine's options (`connect_timeout`, `timeout`,
     `ping_interval`), which the URL's query may also give."""
