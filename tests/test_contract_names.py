@@ -305,6 +305,18 @@ for _area in AREAS:
     )
 
 
+@contract("a backend's unknown keyword option: InvalidArgument listing the known ones")
+def _known_options_listed(tmp: Path) -> None:
+    for area, url in (
+        ("store", f"file://{tmp}/o.db"),
+        ("sync", "redis://127.0.0.1:1/0"),
+        ("sync", "etcd://127.0.0.1:1"),
+    ):
+        with pytest.raises(InvalidArgument, match=r"known: .*Did you mean 'timeout'\?") as info:
+            getattr(microstd, area).open(url, tiemout=1)
+        assert "__init__" not in str(info.value)
+
+
 @contract("a URL missing what its backend needs is InvalidArgument saying what")
 def _incomplete_urls(tmp: Path) -> None:
     for area, url, needs in (

@@ -337,6 +337,31 @@ def _import_target(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def _option_names(make: Callable[..., Any]) -> list[str]:
+    """The keyword options a backend class takes (its `__init__`'s keyword-only
+    parameters) and its engine's connection options (`ENGINE_OPTIONS` of the
+    `microstd._engines` module its module uses), for an unknown option's message.
+    Empty when `make` is not a classmethod of such a class."""
+    import inspect
+    import sys
+
+    cls = getattr(make, "__self__", None)
+    if not isinstance(cls, type):
+        return []
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    # The engine the backend's module uses: imported as a module, or one of its classes.
+    for value in vars(sys.modules.get(cls.__module__, sys)).values():
+        where = getattr(value, "__name__", "") if inspect.ismodule(value) else None
+        where = where or getattr(value, "__module__", "")
+        if isinstance(where, str) and where.startswith("microstd._engines."):
+            names.update(getattr(sys.modules.get(where), "ENGINE_OPTIONS", ()))
+    return sorted(names)
+
+
 class Backends:
     """The backends of one area, and its `open` / `open_sync` logic.
 
@@ -387,7 +412,12 @@ class Backends:
             unexpected = _UNEXPECTED_KEYWORD.search(str(exc))
             what = f"{parsed.scheme}:// {self.area}"
             if unexpected is not None:
-                message = f"unknown {what} option {unexpected.group(1)!r}"
+                name = unexpected.group(1)
+                known = _option_names(make)
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                listed = f"; known: {', '.join(known)}" if known else ""
+                message = f"unknown {what} option {name!r}{listed}.{hint}"
             else:
                 message = f"{what}: {exc}"
             raise InvalidArgument(message) from exc

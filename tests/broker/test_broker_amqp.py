@@ -147,3 +147,19 @@ async def test_a_durable_deleted_under_its_subscriber_ends_the_subscription(amqp
         assert not await _queue_exists(amqp_url, f"microstd.durable.d{base}")
     assert got == [b"before"]
     assert not await _queue_exists(amqp_url, f"microstd.durable.d{base}")
+
+
+async def test_a_burst_of_publishes_is_not_timed_out_by_its_own_queue(amqp_url: str) -> None:
+    # aio-pika writes a channel's publishes one at a time, so in a burst the last
+    # ones wait behind all the others in this process. `timeout` bounds the
+    # server's confirm: the wait for a turn must not count (it did, and a burst
+    # far larger than the client can send in `timeout` failed as a whole, none
+    # of it sent).
+    async with microstd.broker.open(amqp_url + "?timeout=2") as broker:
+        results = await asyncio.gather(
+            *(broker.publish("nobody.listens", b"x") for _ in range(12_000)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if r is not None]
+        assert not failed, f"{len(failed)} publishes failed, first: {failed[0]!r}"
+        await broker.publish("nobody.listens", b"after")

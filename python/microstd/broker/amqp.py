@@ -5,6 +5,8 @@
 Topics. Every publish goes to one durable topic exchange (`exchange`,
 default ``microstd``) with the topic as routing key, persistent, with a
 `message_id`, and returns once the server confirmed it (publisher confirms).
+Concurrent publishes are on the channel 256 at a time, the others wait their
+turn; `timeout` bounds each one's confirm from when it is on the channel.
 A pattern binds with `*` as is and `>` as `#`; since AMQP's `#` also
 matches zero tokens, received messages are filtered with the design's
 matcher, so `a.>` never gets `a`.
@@ -92,6 +94,9 @@ _INTERNAL = frozenset(
     }
 )
 
+
+#: Publishes on the publisher channel at once (the rest wait their turn; see `_publish_raw`).
+_PUBLISH_WINDOW = 256
 
 #: What AMQP accepts in exchange and queue names (pamqp's rule); the rest is replaced.
 _AMQP_NAME = re.compile(r"[^a-zA-Z0-9\-_.:@#,/+]")
@@ -359,6 +364,7 @@ class AmqpBroker(NetworkBroker):
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._consume: aio_pika.abc.AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        self._window = asyncio.Semaphore(_PUBLISH_WINDOW)
         self._streams: dict[str, tuple[list[str], StreamLimits]] = {}
         self._known: dict[str, tuple[str, str]] = {}  # durable -> (stream, pattern)
         self._members: set[_Member] = set()
@@ -438,12 +444,20 @@ class AmqpBroker(NetworkBroker):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=uuid.uuid4().hex,
         )
-        with self._errors("publish"):
-            # Returns once the server confirmed it (publisher confirms).
-            await asyncio.wait_for(
-                self._exchange.publish(message, routing_key=topic),
-                self._endpoint.timeouts.request,
-            )
+        # aio-pika sends a channel's publishes one at a time (a lock held until each
+        # is written out), so in a burst the last waits behind all the others in this
+        # process. Only `_PUBLISH_WINDOW` of them at once are on the channel, and
+        # `timeout` runs from there: it bounds the server's confirm, not the queue
+        # here (with 1,000 in flight on a loaded machine, that queue alone took over
+        # the 5 s default, and every publish behind it failed, none of them sent).
+        async with self._window:
+            with self._errors("publish"):
+                # Returns once the server confirmed it (publisher confirms). Not
+                # mandatory: a topic nobody subscribes to drops it, as on every backend.
+                await asyncio.wait_for(
+                    self._exchange.publish(message, routing_key=topic, mandatory=False),
+                    self._endpoint.timeouts.request,
+                )
 
     # --- subscribing ----------------------------------------------------------------
 

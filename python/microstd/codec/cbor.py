@@ -76,6 +76,19 @@ def loads(
     `strict_keys` (map keys must be str or int), `unique_keys` (a key may not
     repeat within a map).
     """
+    if (
+        type is None
+        and tag_hook is None
+        and max_container_len is None
+        and max_str_len is None
+        and max_depth is None
+        and not strict_keys
+        and not unique_keys
+    ):
+        # The plain call skips building a Limits (a frozen dataclass, ~2 us).
+        core = _accel.core
+        if core is not None:
+            return core.cbor_loads(data)
     limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
     value = _untyped(data, tag_hook, limits if limits.given else None)
     if type is None:
