@@ -4,14 +4,19 @@ always`, NATS with its JetStream store directory), and on those and RabbitMQ
 under cut connections. postgresql:// has the same tests in
 test_postgres_faults.py. Each docstring is a guarantee docs/guarantees.md quotes.
 
-Not here: RabbitMQ killed and restarted. Tried on a private node
-(`_servers.rabbitmq_server`), the durable subscriber did not resume within
-160 s: aio-pika's robust connection reconnects and restores the consumer, the
-node never answers that restore's channel RPC on the durable's quorum queue,
-and about 65 s later closes the connection (541 INTERNAL_ERROR); the next
-attempt does the same. (Without a consumer, the queue was once seen to report
-0 messages for a few seconds after the restart, then all 20.) An open problem,
-in RabbitMQ or in how the amqp backend restores consumers:
+Not here: RabbitMQ killed and restarted. The cause is the server, not the
+client: on the private node (`_servers.rabbitmq_server`, RabbitMQ 3.10.8, Ra
+2.2.0), a node killed right after the publishes comes back with the durable's
+single-member quorum queue in the Raft `follower` state, and it never elects
+itself: `ra:process_command(Q, nop)` run on the node itself (`rabbitmqctl
+eval`) times out as well, so every basic.consume blocks in
+rabbit_fifo_client:checkout and the node closes the connection (541
+INTERNAL_ERROR, `{badmatch,{timeout,...}}` in rabbit_quorum_queue:consume) about
+65 s later, again and again; plain aio-pika on fresh connections does the same.
+`ra:trigger_election(Q)` on the node makes it leader and the consume then
+succeeds (the symptom of rabbitmq/ra#179). Killed a few seconds after the
+publishes, the queue came back as leader and consuming worked at once. No
+AMQP request makes a queue hold an election, so the client cannot repair this:
 docs/guarantees.md promises nothing there."""
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from microstd.broker._durable import (
 from microstd.broker.base import Handler, Message, log
 from microstd.observe.instrument import count_dead_letter
 
-__all__ = ["DeadLetterPublish", "DurableDelivery", "Settleable", "Settler"]
+__all__ = ["DeadLetterPublish", "DurableDelivery", "DurableMessage", "Settleable", "Settler"]
 
 #: How a settler publishes a dead letter: `(topic, data, headers, content_type)`,
 #: returning once the engine has it.
@@ -70,6 +70,70 @@ class Settleable(Protocol):
     def delivery_count(self) -> int: ...
     def ack(self) -> None: ...
     def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None: ...
+
+
+class DurableMessage(Message):
+    """The part of a durable delivery every engine shares: its id, its delivery
+    count, and `ack` / `nack` / `term` / `in_progress` going through the
+    subscription's `Settler` exactly once.
+
+    A backend's message supplies the engine side: `_send(how, delay, dead)`
+    settles it on the engine (called at most once), `_progress()` extends its
+    ack_wait.
+    """
+
+    __slots__ = ("_count", "_id", "settled", "settler")
+
+    def __init__(
+        self,
+        topic: str,
+        data: bytes,
+        headers: dict[str, str],
+        content_type: str,
+        msgid: str,
+        count: int,
+        settler: Settler,
+    ) -> None:
+        super().__init__(topic, data, headers, content_type)
+        self._id = msgid
+        self._count = count
+        self.settled = False
+        self.settler = settler
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def delivery_count(self) -> int:
+        return self._count
+
+    def ack(self) -> None:
+        self.settle("ack")
+
+    def nack(self, delay: float | None = None) -> None:
+        if not self.settled:
+            self.settler.nack(self, delay, "nacked")
+
+    def term(self) -> None:
+        if not self.settled:
+            self.settler.term(self, "terminated")
+
+    def in_progress(self) -> None:
+        if not self.settled:
+            self._progress()
+
+    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self._send(how, delay, dead)
+
+    def _send(self, how: str, delay: float, dead: bool) -> None:
+        raise NotImplementedError
+
+    def _progress(self) -> None:
+        raise NotImplementedError
 
 
 class Settler:

@@ -37,6 +37,7 @@ from typing import Any
 
 from microstd._sqlite import open_wal
 from microstd.broker import _file_sql as sql
+from microstd.broker._durable_delivery import DurableMessage
 from microstd.broker._groups import preferred_member
 from microstd.broker._subjects import matches
 from microstd.broker.base import Message
@@ -110,10 +111,10 @@ class _Durable:
         return f"d:{self.stream}/{self.name}"
 
 
-class FileDurableMessage(Message):
+class FileDurableMessage(DurableMessage):
     """A delivery of a durable subscription on `file://`."""
 
-    __slots__ = ("_count", "_engine", "_id", "_key", "settled", "settler")
+    __slots__ = ("_engine", "_key")
 
     def __init__(
         self,
@@ -124,44 +125,19 @@ class FileDurableMessage(Message):
         member: DurableMember,
     ) -> None:
         seq, stream, topic, data, headers, content_type = row
-        super().__init__(topic, data, json.loads(headers), content_type)
-        self._id = f"{stream}:{seq}"
-        self._count = count
+        msgid = f"{stream}:{seq}"
+        headers = json.loads(headers)
+        super().__init__(topic, data, headers, content_type, msgid, count, member.settler)
         self._engine = engine
         self._key = (durable, member, seq)
-        self.settled = False
-        self.settler = member.settler
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def delivery_count(self) -> int:
-        return self._count
-
-    def ack(self) -> None:
-        self.settle("ack")
-
-    def nack(self, delay: float | None = None) -> None:
-        if not self.settled:
-            self.settler.nack(self, delay, "nacked")
-
-    def term(self) -> None:
-        if not self.settled:
-            self.settler.term(self, "terminated")
-
-    def in_progress(self) -> None:
-        if not self.settled:
-            durable, member, seq = self._key
-            self._engine.settle(durable, member, seq, self._count, "progress", durable.ack_wait)
-
-    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
-        if self.settled:
-            return
-        self.settled = True
+    def _send(self, how: str, delay: float, dead: bool) -> None:
         durable, member, seq = self._key
         self._engine.settle(durable, member, seq, self._count, how, delay, dead)
+
+    def _progress(self) -> None:
+        durable, member, seq = self._key
+        self._engine.settle(durable, member, seq, self._count, "progress", durable.ack_wait)
 
 
 class FileEngine:

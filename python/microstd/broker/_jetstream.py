@@ -48,10 +48,10 @@ from microstd.broker._durable import (
     covers,
     implicit_stream_name,
 )
-from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._network import NetworkSubscription
 from microstd.broker._subjects import matches
-from microstd.broker.base import OCTET_STREAM, Handler, Message, log
+from microstd.broker.base import OCTET_STREAM, Handler, log
 from microstd.errors import ConnectionFailed, MicrostdError
 
 if TYPE_CHECKING:
@@ -74,51 +74,33 @@ _INTERNAL_STREAMS = ("KV_", "OBJ_")
 _NO_JETSTREAM_CODES = frozenset({10076, 10039})
 
 
-class NatsDurableMessage(Message):
+class NatsDurableMessage(DurableMessage):
     """A delivery of a durable subscription on `nats://`."""
 
-    __slots__ = ("_count", "_id", "_member", "msg", "settled", "settler")
+    __slots__ = ("_member", "msg")
 
     def __init__(self, msg: Any, member: _Member) -> None:
         headers = dict(msg.headers) if msg.headers else {}
         content_type = headers.pop(CONTENT_TYPE_HEADER, OCTET_STREAM)
-        super().__init__(msg.subject, msg.data, headers, content_type)
         meta = msg.metadata
+        msgid = f"{meta.stream}:{meta.sequence.stream}"
+        super().__init__(
+            msg.subject,
+            msg.data,
+            headers,
+            content_type,
+            msgid,
+            int(meta.num_delivered),
+            member.settler,
+        )
         self.msg = msg
-        self._id = f"{meta.stream}:{meta.sequence.stream}"
-        self._count = int(meta.num_delivered)
         self._member = member
-        self.settled = False
-        self.settler = member.settler
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def delivery_count(self) -> int:
-        return self._count
-
-    def ack(self) -> None:
-        self.settle("ack")
-
-    def nack(self, delay: float | None = None) -> None:
-        if not self.settled:
-            self.settler.nack(self, delay, "nacked")
-
-    def term(self) -> None:
-        if not self.settled:
-            self.settler.term(self, "terminated")
-
-    def in_progress(self) -> None:
-        if not self.settled:
-            self._member.call(self._member.send, self, "progress", 0.0, False)
-
-    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
-        if self.settled:
-            return
-        self.settled = True
+    def _send(self, how: str, delay: float, dead: bool) -> None:
         self._member.call(self._member.send, self, how, delay, dead)
+
+    def _progress(self) -> None:
+        self._member.call(self._member.send, self, "progress", 0.0, False)
 
 
 class _Member:

@@ -36,11 +36,11 @@ from microstd.broker._durable import (
     validate_name,
     validate_subjects,
 )
-from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._memory_durable import to_info
 from microstd.broker._network import MalformedEnvelope, parse_envelope
 from microstd.broker._subjects import matches
-from microstd.broker.base import Handler, Message, Subscription, log
+from microstd.broker.base import Handler, Subscription, log
 from microstd.errors import Closed, MicrostdError, NotFound
 
 __all__ = ["DurableStreams", "DurableSubscription", "Member", "PgDurableMessage"]
@@ -56,10 +56,10 @@ _SWEEP_EVERY = 60.0
 _Op = tuple[int, str, float, bool]
 
 
-class PgDurableMessage(Message):
+class PgDurableMessage(DurableMessage):
     """A delivery of a durable subscription on `postgresql://`."""
 
-    __slots__ = ("_count", "_id", "_member", "_seq", "settled", "settler")
+    __slots__ = ("_member", "_seq")
 
     def __init__(
         self,
@@ -72,42 +72,15 @@ class PgDurableMessage(Message):
         headers: dict[str, str],
         content_type: str,
     ) -> None:
-        super().__init__(topic, data, headers, content_type)
+        super().__init__(topic, data, headers, content_type, msgid, count, member.settler)
         self._member = member
         self._seq = seq
-        self._count = count
-        self._id = msgid
-        self.settled = False
-        self.settler = member.settler
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def delivery_count(self) -> int:
-        return self._count
-
-    def ack(self) -> None:
-        self.settle("ack")
-
-    def nack(self, delay: float | None = None) -> None:
-        if not self.settled:
-            self.settler.nack(self, delay, "nacked")
-
-    def term(self) -> None:
-        if not self.settled:
-            self.settler.term(self, "terminated")
-
-    def in_progress(self) -> None:
-        if not self.settled:
-            self._member.add(self._seq, (self._count, "progress", self._member.ack_wait, False))
-
-    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
-        if self.settled:
-            return
-        self.settled = True
+    def _send(self, how: str, delay: float, dead: bool) -> None:
         self._member.add(self._seq, (self._count, how, delay, dead))
+
+    def _progress(self) -> None:
+        self._member.add(self._seq, (self._count, "progress", self._member.ack_wait, False))
 
 
 class Member:

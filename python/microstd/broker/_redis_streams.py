@@ -57,10 +57,10 @@ from microstd.broker._durable import (
     implicit_stream_name,
     overlaps,
 )
-from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._network import MalformedEnvelope, NetworkSubscription, parse_envelope
 from microstd.broker._subjects import matches
-from microstd.broker.base import OCTET_STREAM, Handler, Message, log
+from microstd.broker.base import OCTET_STREAM, Handler, log
 from microstd.errors import NotSupported
 
 if TYPE_CHECKING:
@@ -142,10 +142,10 @@ def _ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-class RedisDurableMessage(Message):
+class RedisDurableMessage(DurableMessage):
     """A delivery of a durable subscription on `redis://`."""
 
-    __slots__ = ("_count", "_id", "_member", "entry", "settled", "settler")
+    __slots__ = ("_member", "entry")
 
     def __init__(self, entry: str, fields: dict[bytes, bytes], count: int, member: _Member) -> None:
         try:
@@ -154,42 +154,17 @@ class RedisDurableMessage(Message):
             # Anyone who can write to the server can XADD: handled as a poison message.
             log.warning("redis durable %r: entry %s is malformed: %s", member.name, entry, exc)
             headers, content_type, body = {}, OCTET_STREAM, b""
-        super().__init__(_text(fields.get(b"t", b"")), body, headers, content_type)
+        topic = _text(fields.get(b"t", b""))
+        msgid = f"{member.stream}:{entry}"
+        super().__init__(topic, body, headers, content_type, msgid, count, member.settler)
         self.entry = entry
-        self._id = f"{member.stream}:{entry}"
-        self._count = count
         self._member = member
-        self.settled = False
-        self.settler = member.settler
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def delivery_count(self) -> int:
-        return self._count
-
-    def ack(self) -> None:
-        self.settle("ack")
-
-    def nack(self, delay: float | None = None) -> None:
-        if not self.settled:
-            self.settler.nack(self, delay, "nacked")
-
-    def term(self) -> None:
-        if not self.settled:
-            self.settler.term(self, "terminated")
-
-    def in_progress(self) -> None:
-        if not self.settled:
-            self._member.call(self._member.send, self, "progress", 0.0, False)
-
-    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
-        if self.settled:
-            return
-        self.settled = True
+    def _send(self, how: str, delay: float, dead: bool) -> None:
         self._member.call(self._member.send, self, how, delay, dead)
+
+    def _progress(self) -> None:
+        self._member.call(self._member.send, self, "progress", 0.0, False)
 
 
 class _Member:
