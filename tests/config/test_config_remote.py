@@ -207,6 +207,30 @@ async def test_nats_kv_bucket_fetch_and_watch(nats_url: str) -> None:
         await nc.close()
 
 
+async def test_nats_change_made_before_the_watch_starts_is_applied(nats_url: str) -> None:
+    """A change made between the load and the start of the watch (or while a lost
+    watch was being made again) is applied once the watch is up, with no further
+    change needed: a new watch asks for one reload."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().create_key_value(bucket="cfgearly")
+        await kv.put("db.host", b"e1")
+        cfg = await config.load_async(App, sources=[config.nats(nats_url, "cfgearly")])
+        assert cfg.value.db.host == "e1"
+        await kv.put("db.host", b"e2")
+        changes = cfg.watch(debounce=0.02)
+        try:
+            change = await asyncio.wait_for(anext(changes), 15)
+        finally:
+            await changes.aclose()  # type: ignore[attr-defined]
+        assert change.paths == ("db.host",)
+        assert cfg.value.db.host == "e2"
+    finally:
+        await nc.close()
+
+
 async def test_nats_missing_bucket_is_a_config_error(nats_url: str) -> None:
     with pytest.raises(ConfigError, match="nats:nope"):
         await config.load_async(sources=[config.nats(nats_url, "nope")])

@@ -160,7 +160,7 @@ def test_a_redis_server_list_points_at_sentinel() -> None:
         microstd.store.open("redis://a:6379,b:6379/0")
 
 
-@pytest.mark.parametrize("area", ["store", "broker", "sync"])
+@pytest.mark.parametrize("area", ["store", "broker", "sync", "registry"])
 def test_every_redis_area_takes_a_sentinel_url(area: str) -> None:
     import microstd
 

@@ -36,6 +36,11 @@ _BUILTINS = {
     "memory": "microstd.registry.memory:MemoryRegistry",
     "redis": "microstd.registry.redis:RedisRegistry",
     "rediss": "microstd.registry.redis:RedisRegistry",  # TLS (redis-py's spelling)
+    # Redis behind Sentinel (microstd._engines.redis_sentinel), in its usual spellings.
+    "redis+sentinel": "microstd.registry.redis:RedisRegistry",
+    "rediss+sentinel": "microstd.registry.redis:RedisRegistry",
+    "redis-sentinel": "microstd.registry.redis:RedisRegistry",
+    "sentinel": "microstd.registry.redis:RedisRegistry",
     "etcd": "microstd.registry.etcd:EtcdRegistry",
     "nats": "microstd.registry.nats:NatsRegistry",
     "postgresql": "microstd.registry.postgres:PostgresRegistry",

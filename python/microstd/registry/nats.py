@@ -1,9 +1,15 @@
 """`nats://`: the registry in a NATS JetStream key-value bucket.
 
-URL: `nats://host:port?bucket=microstd_registry`. Each node is a key
+URL: `nats://host:port?bucket=microstd_registry` (a cluster: list its servers,
+`nats://h1:4222,nats://h2:4222,nats://h3:4222?replicas=3`). Each node is a key
 `NAME.NODE` holding its JSON record with its expiry time; lookups ignore
 expired records and delete them, and the bucket's `max_age` (the `max_age`
 option, default one hour) bounds what a crashed node can leave behind.
+`replicas` (1 to 5, default 1) is how many cluster servers keep the bucket
+when the registry creates it: with `replicas=3` on a three-server cluster the
+registrations stay readable and writable while any one server is down (with
+1, they live on one server and are gone while it is). An existing bucket
+keeps the replicas it was created with.
 `watch` re-reads on every update the bucket's watcher delivers.
 
 Connection, timeouts and errors are `microstd._engines.nats`'s (options
@@ -12,7 +18,11 @@ Connection, timeouts and errors are `microstd._engines.nats`'s (options
 URL: it reconnects without limit, and while it is down a call waits up to
 ``timeout`` for it, then raises `ConnectionFailed`. A watch re-reads the whole
 registry on every hint and at least every `poll_interval`; a watch whose
-re-read fails ends with `ConnectionFailed`.
+re-read fails ends with `ConnectionFailed`. When the server the client is on
+dies, the client reconnects to another server of the list (or one it learned
+from the cluster) and the re-read waits up to ``timeout`` for that, so a
+watch usually goes on across a failover; one whose re-read fails meanwhile
+(the bucket's stream still electing a leader) ends with `ConnectionFailed`.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from nats.js.api import KeyValueConfig
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
-from microstd.errors import Closed, DecodeError, InvalidArgument
+from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
 __all__ = ["NatsRegistry"]
@@ -75,10 +85,13 @@ class NatsRegistry(Registry):
         *,
         bucket: str = DEFAULT_BUCKET,
         max_age: float = 3600.0,
+        replicas: int | str = 1,
         **connection: Any,
     ) -> None:
         """`url` is a ``nats://`` URL (or an endpoint); `connection` holds the engine's
-        options."""
+        options. `replicas` is how many cluster servers keep the bucket when this
+        registry creates it (3 on a three-server cluster)."""
+        self.replicas = engine.replicas_option(replicas)
         if isinstance(url, engine.NatsEndpoint):
             if connection:
                 raise InvalidArgument(f"unknown nats registry options: {sorted(connection)}")
@@ -98,9 +111,10 @@ class NatsRegistry(Registry):
         endpoint, mine = engine.NatsEndpoint.from_url(parsed, options)
         bucket = str(mine.pop("bucket", DEFAULT_BUCKET))
         max_age = float(mine.pop("max_age", 3600.0))
+        replicas = mine.pop("replicas", 1)
         if mine:
             raise InvalidArgument(f"unknown nats registry options: {sorted(mine)}")
-        return cls(endpoint, bucket=bucket, max_age=max_age)
+        return cls(endpoint, bucket=bucket, max_age=max_age, replicas=replicas)
 
     def __repr__(self) -> str:
         return f"NatsRegistry({self._endpoint.redacted!r}, bucket={self.bucket!r})"
@@ -130,7 +144,12 @@ class NatsRegistry(Registry):
                     kv = await js.key_value(self.bucket)
                 except jerr.BucketNotFoundError:
                     kv = await js.create_key_value(
-                        KeyValueConfig(bucket=self.bucket, history=1, ttl=self.max_age)
+                        KeyValueConfig(
+                            bucket=self.bucket,
+                            history=1,
+                            ttl=self.max_age,
+                            replicas=self.replicas,
+                        )
                     )
             self._kv, self._kv_nc = kv, nc
         return self._kv
@@ -147,22 +166,27 @@ class NatsRegistry(Registry):
 
     async def _load(self, name: str | None) -> list[NodeRecord]:
         kv = await self._bucket("lookup")
+        assert self._conn is not None
+        # The keys come from the stream's info (its subjects), not from kv.keys():
+        # that makes an ephemeral consumer per call, and on a cluster with a server
+        # down the server may place it on the dead one and never answer (about
+        # one lookup in three timed out, for as long as the server stayed down).
+        pre = f"$KV.{self.bucket}."
+        js = self._conn.jetstream("registry lookup")
         with self._errors("lookup"):
-            try:
-                keys = await kv.keys()
-            except jerr.NoKeysError:
-                return []
+            info = await js.stream_info(
+                f"KV_{self.bucket}", subjects_filter=f"{pre}{name}.>" if name else f"{pre}>"
+            )
+        keys = sorted(subject[len(pre) :] for subject in info.state.subjects or {})
         now = time.time()
         out = []
         for key in keys:
-            if name is not None and not key.startswith(f"{name}."):
-                continue
             with self._errors("lookup"):
                 try:
                     entry = await kv.get(key)
                     record = NodeRecord.decode(entry.value or b"")
-                except (jerr.KeyNotFoundError, DecodeError):
-                    continue
+                except (jerr.KeyNotFoundError, jerr.InvalidKeyError, DecodeError):
+                    continue  # deleted (a tombstone), or a foreign key
             if not record.alive(now):
                 # Expired: the node stopped heartbeating. Clean up, unless it re-registered.
                 with contextlib.suppress(Exception):
@@ -170,8 +194,13 @@ class NatsRegistry(Registry):
             out.append(record)
         return out
 
-    async def _changes(self) -> ChangeFeed:
+    async def _changes(self) -> ChangeFeed | None:
         kv = await self._bucket("watch")
-        with self._errors("watch"):
-            watcher = await kv.watchall(ignore_deletes=False, include_history=False)
+        try:
+            with self._errors("watch"):
+                watcher = await kv.watchall(ignore_deletes=False, include_history=False)
+        except ConnectionFailed:
+            # The watcher is an ephemeral consumer, which a cluster with a server
+            # down may fail to create: the watch then polls (latency, not events).
+            return None
         return _NatsFeed(watcher)

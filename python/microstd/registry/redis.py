@@ -3,7 +3,12 @@
 URL: `redis://[:password@]host:port/db?prefix=microstd:registry:`. Each node is a
 key `PREFIX svc/NAME/NODE` holding its JSON record, set with `PX` so Redis drops
 it when its TTL runs out; every change is also published on `PREFIX events`
-so watchers re-read at once instead of waiting for their poll.
+so watchers re-read at once instead of waiting for their poll. Redis behind
+Sentinel takes `redis+sentinel://s1:26379,s2,s3/SERVICE/DB?prefix=...`
+(`microstd._engines.redis_sentinel`): after a failover the next call finds the
+new master. Replication is asynchronous there: a registration the old master
+acknowledged just before it died may be missing on the new one, until the
+node's next heartbeat (`register` again) writes it back.
 
 Connection, timeouts and errors are `microstd._engines.redis`'s (options
 ``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s). A watch

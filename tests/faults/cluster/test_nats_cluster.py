@@ -425,3 +425,131 @@ async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
         _failover.record(
             "nats", "durable delivery (R3, subscriber's server killed)", resumed[0] - killed[0]
         )
+
+
+def _greeter(node: str) -> Any:
+    from microstd.registry import Node, ServiceRecord
+
+    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
+
+
+async def _greeter_nodes(registry: Any) -> set[str]:
+    return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
+
+
+async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Registry, R3 bucket (`replicas=3`), URL listing the three servers: a registry
+    registers nodes, keeps one alive by heartbeats (registering it again, TTL
+    2 s, every 0.5 s) and watches the service while the server it is on is
+    killed. Registration goes on after a few retries (the failover cost
+    recorded); every node registered, before or after the kill, is found
+    through that registry and through a registry on another server; the
+    heartbeats go on, so the heartbeated node is still there after its TTL
+    has run out twice over from the kill; the watch goes on and reports every
+    node registered after the kill, or, as the registry promises for a
+    re-read that fails, ends with `ConnectionFailed` (then a new watch reports
+    later registrations)."""
+    import microstd.registry
+
+    bucket = _unique("hareg")
+    url = nats_cluster.url(f"bucket={bucket}&replicas=3")
+    total, kill_at, ttl = 20, 5, 2.0
+    async with microstd.registry.open(url, **FAST_NATS) as registry:
+        await registry.register(_greeter("hb"), ttl=ttl)
+        on = nats_cluster.index_of(_connected(registry))
+        others = [i for i in range(len(nats_cluster.nodes)) if i != on]
+        other_url = nats_cluster.url(f"bucket={bucket}&replicas=3", members=others)
+        beats_after: list[float] = []
+        killed: list[float] = []
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(ttl / 4)
+                with contextlib.suppress(ConnectionFailed):
+                    await registry.register(_greeter("hb"), ttl=ttl)
+                    if killed:
+                        beats_after.append(time.monotonic())
+
+        seen: set[str] = set()
+
+        async def follow(events: Any) -> None:
+            async for event in events:
+                if event.kind in ("create", "update"):
+                    seen.update(n.id for n in event.service.nodes)
+
+        events = registry.watch("greeter")
+        watching = asyncio.create_task(follow(events))
+        beating = asyncio.create_task(heartbeat())
+        try:
+            await _reported(registry, seen, "w", watching)
+
+            async def register(i: int) -> None:
+                await registry.register(_greeter(f"n{i}"), ttl=60)
+
+            def kill() -> None:
+                nats_cluster.kill(on)
+                killed.append(time.monotonic())
+
+            outcome = await _failover.through_failover(
+                register, total=total, kill_at=kill_at, kill=kill, pause=0.02
+            )
+            _failover.record(
+                "nats",
+                "registry register (R3, connected server killed)",
+                outcome.failover,
+                outcome.failures,
+            )
+            want = {f"n{i}" for i in range(total)} | {"hb"}
+            async with microstd.registry.open(other_url, **FAST_NATS) as other:
+                for r in (registry, other):
+                    found = await eventually(lambda r=r: _greeter_nodes(r))
+                    assert want <= found, sorted(want - found)
+                # Heartbeats went on through the failover: past twice its TTL from
+                # the kill, the node is still registered, seen through both.
+                await asyncio.sleep(max(0.0, killed[0] + 2 * ttl - time.monotonic()))
+                assert beats_after, "no heartbeat succeeded after the kill"
+                for r in (registry, other):
+                    assert "hb" in await eventually(lambda r=r: _greeter_nodes(r))
+            after = {f"n{i}" for i in range(kill_at, total)}
+            deadline = time.monotonic() + RECOVER
+            while not after <= seen and not watching.done():
+                assert time.monotonic() < deadline, sorted(after - seen)
+                await asyncio.sleep(0.05)
+            if watching.done():
+                # The promise for a re-read that failed: the watch ends with
+                # ConnectionFailed, and a new one reports later registrations.
+                exc = watching.exception()
+                assert isinstance(exc, ConnectionFailed), exc
+                _failover.note("nats: the registry watch ended with ConnectionFailed")
+                events = registry.watch("greeter")
+                watching = asyncio.create_task(follow(events))
+                await _reported(registry, seen, "again", watching)
+            else:
+                _failover.note("nats: the registry watch went on across the failover")
+        finally:
+            for task in (beating, watching):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionFailed):
+                    await task
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _reported(registry: Any, seen: set[str], tag: str, watching: Any) -> None:
+    """Return once the watch reports a node registered now (its starting point is
+    what was registered before it began reading, which it does not report)."""
+    deadline = time.monotonic() + RECOVER
+    i = 0
+    while True:
+        if watching.done():
+            watching.result()  # its error
+            raise AssertionError("the watch ended")
+        i += 1
+        await eventually(lambda i=i: registry.register(_greeter(f"{tag}-{i}"), ttl=60))
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            if f"{tag}-{i}" in seen:
+                return
+            await asyncio.sleep(0.02)
+        assert time.monotonic() < deadline, "the watch never reported a node"

@@ -25,7 +25,13 @@ from faults._support import FAST, RECOVER, eventually, never_hangs
 from faults.cluster import _failover
 from faults.cluster._clusters import SentinelCluster
 from microstd.broker import Broker, Message
-from microstd.errors import ConnectionFailed, ConnectionRestored, LockLost, LockTimeout
+from microstd.errors import (
+    ConfigError,
+    ConnectionFailed,
+    ConnectionRestored,
+    LockLost,
+    LockTimeout,
+)
 
 WRITES = 60
 
@@ -195,3 +201,149 @@ async def _wait_for(check: Any, what: str, seconds: float = 2 * RECOVER) -> None
     while not check():
         assert time.monotonic() < deadline, f"{what}: not within {seconds}s"
         await asyncio.sleep(0.05)
+
+
+def _greeter(node: str) -> Any:
+    from microstd.registry import Node, ServiceRecord
+
+    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
+
+
+async def _greeter_nodes(registry: Any) -> set[str]:
+    from microstd.errors import NotFound
+
+    try:
+        return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
+    except NotFound:
+        return set()
+
+
+async def test_registry_finds_the_new_master_and_heartbeats_restore_registrations(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    """Registry: a running `microstd.Service` (TTL 3 s, heartbeat every second)
+    and a registry registering nodes, while the master is killed. Registration
+    goes on on the new master after retries (the failover cost recorded), and
+    every node registered after the failover is found. Replication is
+    asynchronous: a registration the old master acknowledged just before it
+    died may be missing on the new one; the service's next heartbeat writes
+    its own back. That is checked directly: the service's record is removed
+    from the new master (as the lost write would be) and is found again
+    through the heartbeat. Nodes registered once before the kill with no
+    heartbeat are not claimed (their count is noted)."""
+    import microstd
+    import microstd.registry
+
+    url = sentinel_cluster.url(query=f"prefix={_unique('reg')}:&timeout=1&connect_timeout=1")
+    total, kill_at = 20, 5
+    svc = microstd.Service(_unique("hb"), registry=url, ttl=3.0, interval=1.0)
+    async with svc, microstd.registry.open(url) as registry:
+        node = svc.server.node_id
+
+        async def register(i: int) -> None:
+            await registry.register(_greeter(f"n{i}"), ttl=60)
+
+        outcome = await _failover.through_failover(
+            register, total=total, kill_at=kill_at, kill=sentinel_cluster.kill_master, pause=0.02
+        )
+        _failover.record(
+            "redis sentinel",
+            "registry register (master killed)",
+            outcome.failover,
+            outcome.failures,
+        )
+        found = await eventually(lambda: _greeter_nodes(registry))
+        after = {f"n{i}" for i in range(kill_at, total) if i not in outcome.ambiguous}
+        assert after <= found, sorted(after - found)
+        before = {f"n{i}" for i in range(kill_at)}
+        _failover.note(
+            f"redis sentinel: {len(before - found)} of {kill_at} registrations acknowledged"
+            " before the master was killed were missing after the failover"
+        )
+
+        async def service_nodes() -> set[str]:
+            try:
+                return {n.id for s in await registry.lookup(svc.name) for n in s.nodes}
+            except microstd.errors.NotFound:
+                return set()
+
+        # The service's heartbeat goes on against the new master...
+        await _wait_for_async(lambda: service_nodes(), lambda got: node in got, "the service")
+        # ...and writes a lost registration back: remove it as the lost write would be.
+        await eventually(lambda: registry.deregister(svc.record()))
+        removed = time.monotonic()
+        await _wait_for_async(
+            lambda: service_nodes(), lambda got: node in got, "the heartbeat re-registering"
+        )
+        _failover.note(
+            f"redis sentinel: a lost registration was back {time.monotonic() - removed:.2f} s"
+            " after its removal (heartbeat every 1 s)"
+        )
+
+
+async def _wait_for_async(read: Any, check: Any, what: str, seconds: float = RECOVER) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(ConnectionFailed):
+            if check(await never_hangs(read())):
+                return
+        assert time.monotonic() < deadline, f"{what}: not within {seconds}s"
+        await asyncio.sleep(0.05)
+
+
+async def test_config_reloads_from_the_new_master(sentinel_cluster: SentinelCluster) -> None:
+    """Config source `config.redis` on the Sentinel URL, hot reloading (polling):
+    the master is killed; the reads that fail meanwhile go to `on_error` as
+    `ConfigError` (their count noted), and a change written to the new master
+    after the failover is applied (the time from the kill recorded)."""
+    from microstd import config
+    from microstd._engines import redis as engine
+
+    url = sentinel_cluster.url(query="timeout=1&connect_timeout=1")
+    key = _unique("cfg")
+    writer = await engine.acquire(engine.RedisEndpoint.from_url(url)[0])
+
+    async def put(value: str) -> None:
+        with writer.errors("test write"):
+            await writer.client.hset(key, "db.host", value)
+
+    try:
+        await eventually(lambda: put("v0"))
+        cfg = await config.load_async(sources=[config.redis(url, key, poll_interval=0.2)])
+        assert cfg.value == {"db": {"host": "v0"}}
+        errors: list[BaseException] = []
+        cfg.on_error(errors.append)
+
+        async def follow() -> None:
+            async for _ in cfg.watch(debounce=0.02):
+                pass
+
+        task = asyncio.create_task(follow())
+        try:
+            await _applied(cfg, "v1", put)
+            sentinel_cluster.kill_master()
+            start = time.monotonic()
+            await _applied(cfg, "v2", put)
+            _failover.record(
+                "redis sentinel", "config reload (master killed)", time.monotonic() - start
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert cfg.value == {"db": {"host": "v2"}}
+        assert all(isinstance(e, ConfigError) for e in errors), errors
+        _failover.note(f"redis sentinel: {len(errors)} config reload(s) failed during the failover")
+    finally:
+        await engine.release(writer)
+
+
+async def _applied(cfg: Any, want: str, put: Any) -> None:
+    """Write `want` (again, every so often: a write may be lost) until the config
+    shows it."""
+    deadline = time.monotonic() + RECOVER
+    while cfg.value["db"]["host"] != want:
+        assert time.monotonic() < deadline, f"config never showed {want}"
+        with contextlib.suppress(ConnectionFailed):
+            await never_hangs(put(want))
+        await asyncio.sleep(0.1)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 from microstd import _deps
 from microstd.config.sources._kv import decode_value
 from microstd.config.sources.base import Source, nest
-from microstd.errors import ConfigError, InvalidArgument, MicrostdError
+from microstd.errors import ConfigError, ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = ["NatsSource", "nats"]
 
 _PUT_OPS = (None, "PUT")
+
+#: How often, and for how long, a watch that cannot be made because the connection
+#: is reconnecting or JetStream is unavailable is tried again before the failure is
+#: reported. A three-server cluster answers again within a few seconds of losing one.
+_SETUP_RETRY = 0.25
+_SETUP_WINDOW = 10.0
 
 
 class NatsSource(Source):
@@ -24,8 +32,12 @@ class NatsSource(Source):
     the same URL: it reconnects without limit. Options ``connect_timeout``,
     ``timeout`` (5 s each; `timeout=` sets both, as before), ``ping_interval``,
     in the URL or as keywords. A read that fails raises `ConfigError`; a watch
-    raises `ConfigError` when the connection is lost, and the reload machinery
-    starts it again (waiting for the connection) and reloads.
+    raises `ConfigError` as soon as the connection is lost (even for a moment: its
+    consumer may have been on the server that went away), and the reload
+    machinery starts it again and reloads. A new watch waits for the connection
+    and for JetStream to answer (a cluster elects new leaders within seconds of
+    losing a server), then asks for one reload, so a change made while no watch
+    was running is applied too.
     """
 
     textual = True
@@ -97,41 +109,90 @@ class NatsSource(Source):
         return flat
 
     async def changes(self) -> AsyncIterator[None]:
-        from nats import errors as nats_errors
-
         from microstd._engines import nats as engine
 
         try:
             conn = await engine.acquire(self.endpoint)
         except MicrostdError as exc:
             raise ConfigError(f"{self.name}: cannot connect to NATS: {exc}") from None
+        # Set on any loss of the connection, however short: the watcher's consumer
+        # may have lived on the server that went away, and nats-py only notices
+        # that after missing two heartbeats (10 s), then re-creates it in the
+        # background, every 10 s while the cluster is electing new leaders (a
+        # reload measured 30 s after its server was killed). So the watch ends at
+        # once instead, reported, and a new one is made as soon as JetStream
+        # answers (`_watcher`).
+        lost = asyncio.Event()
+
+        def on_event(event: str) -> None:
+            if event != "reconnected":
+                lost.set()
+
+        stop_listening = conn.listen(on_event)
         try:
+            watcher = await self._watcher(conn, lost)
+            gone = asyncio.ensure_future(lost.wait())
+            update: asyncio.Future[Any] | None = None
+            initial = True
+            try:
+                while True:
+                    update = asyncio.ensure_future(watcher.updates(timeout=None))
+                    await asyncio.wait({update, gone}, return_when=asyncio.FIRST_COMPLETED)
+                    if gone.done():
+                        raise ConfigError(f"{self.name}: NATS connection lost")
+                    entry = update.result()
+                    if entry is None:
+                        # The current values are delivered: changes made while no watch
+                        # was running (since the load, or before this watch replaced a
+                        # lost one) are applied by the reload this asks for.
+                        initial = False
+                        yield None
+                    elif not initial:
+                        yield None
+            finally:
+                for task in (update, gone):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
+        finally:
+            stop_listening()
+            await engine.release(conn)
+
+    async def _watcher(self, conn: Any, lost: asyncio.Event) -> Any:
+        """A new watcher of every key, made on a live connection.
+
+        A connection that is reconnecting, or a cluster whose JetStream is
+        unavailable while it elects new leaders after losing a server (a few
+        seconds), fails with `ConnectionFailed`: tried again every
+        `_SETUP_RETRY` s for `_SETUP_WINDOW` s, then `ConfigError`, and the
+        reload machinery goes on with its own back-off. Any other error is a
+        `ConfigError` at once (a missing bucket).
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _SETUP_WINDOW
+        while True:
+            lost.clear()
             try:
                 kv = await self._bucket(conn, "watch")
                 with conn.errors(f"{self.name} watch"):
                     watcher = await kv.watchall()
+            except ConnectionFailed as exc:
+                if loop.time() >= give_up:
+                    raise ConfigError(f"{self.name}: watch failed: {exc}") from None
             except MicrostdError as exc:
                 raise ConfigError(f"{self.name}: watch failed: {exc}") from None
-            initial = True
-            try:
-                while True:
-                    try:
-                        entry = await watcher.updates(timeout=1.0)
-                    except nats_errors.TimeoutError:
-                        # The watcher itself never notices a lost connection: check it.
-                        if not conn.connected:
-                            raise ConfigError(f"{self.name}: NATS connection lost") from None
-                        continue
-                    if entry is None:
-                        initial = False
-                        continue
-                    if not initial:
-                        yield None
-            finally:
+            else:
+                if conn.connected and not lost.is_set():
+                    return watcher
+                # Lost while it was being made: its consumer may be gone already.
                 with contextlib.suppress(Exception):
                     await watcher.stop()
-        finally:
-            await engine.release(conn)
+                if loop.time() >= give_up:
+                    raise ConfigError(f"{self.name}: NATS connection lost")
+            await asyncio.sleep(_SETUP_RETRY * random.uniform(0.5, 1.5))
 
 
 def nats(
