@@ -20,7 +20,11 @@ struct Slot {
     value: Py<PyAny>,
 }
 
-/// A direct-mapped cache: one slot per hash bucket, newest entry wins.
+/// A two-way cache: a key lives in its bucket's slot or that slot's
+/// neighbour (index ^ 1), so two keys of one message that share a bucket
+/// both stay cached (direct-mapped, "name" and "tags" evicted each other
+/// in every 7-key message); a new key takes the first slot, its previous
+/// holder moves to the neighbour.
 pub struct KeyCache {
     slots: Vec<Option<Slot>>,
 }
@@ -46,10 +50,12 @@ impl KeyCache {
         bytes: &[u8],
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         debug_assert!(bytes.len() <= MAX_KEY_LEN);
-        let slot = &mut self.slots[bucket(bytes)];
-        if let Some(hit) = slot {
-            if usize::from(hit.len) == bytes.len() && same(&hit.bytes, bytes) {
-                return Ok(Some(hit.value.bind(py).clone()));
+        let first = bucket(bytes);
+        for at in [first, first ^ 1] {
+            if let Some(hit) = &self.slots[at] {
+                if usize::from(hit.len) == bytes.len() && same(&hit.bytes, bytes) {
+                    return Ok(Some(hit.value.bind(py).clone()));
+                }
             }
         }
         let Some(value) = text::new_str(py, bytes)? else {
@@ -57,7 +63,10 @@ impl KeyCache {
         };
         let mut stored = [0; MAX_KEY_LEN];
         stored[..bytes.len()].copy_from_slice(bytes);
-        *slot = Some(Slot {
+        // The neighbour's key (if any) is dropped; the first slot's moves there.
+        let previous = self.slots[first].take();
+        self.slots[first ^ 1] = previous;
+        self.slots[first] = Some(Slot {
             len: bytes.len() as u8,
             bytes: stored,
             value: value.clone().unbind(),
@@ -142,7 +151,9 @@ fn small_word(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{bucket, same, MAX_KEY_LEN};
+    use pyo3::prelude::*;
+
+    use super::{bucket, same, KeyCache, MAX_KEY_LEN};
 
     #[test]
     fn buckets_spread_similar_keys() {
@@ -150,6 +161,23 @@ mod tests {
         let b = bucket(b"ie");
         assert_ne!(a, b);
         assert!(a < super::SLOTS && b < super::SLOTS);
+    }
+
+    /// Two keys that share a bucket (as "name" and "tags" do) are both kept.
+    #[test]
+    fn colliding_keys_both_stay_cached() {
+        assert_eq!(bucket(b"name"), bucket(b"tags"));
+        Python::initialize();
+        Python::attach(|py| {
+            let mut cache = KeyCache::new();
+            let name = cache.get(py, b"name").unwrap().unwrap();
+            let tags = cache.get(py, b"tags").unwrap().unwrap();
+            let name2 = cache.get(py, b"name").unwrap().unwrap();
+            let tags2 = cache.get(py, b"tags").unwrap().unwrap();
+            assert!(name.is(&name2) && tags.is(&tags2));
+            assert_eq!(name.extract::<String>().unwrap(), "name");
+            assert_eq!(tags.extract::<String>().unwrap(), "tags");
+        });
     }
 
     #[test]
