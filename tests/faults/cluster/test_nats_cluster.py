@@ -553,3 +553,43 @@ async def _reported(registry: Any, seen: set[str], tag: str, watching: Any) -> N
                 return
             await asyncio.sleep(0.02)
         assert time.monotonic() < deadline, "the watch never reported a node"
+
+
+LISTS = 30
+
+
+async def test_listing_keys_goes_on_while_another_server_is_down(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Store and registry, R3 buckets, URL listing the three servers: while a server
+    the client is NOT connected to is down, once the buckets answer again (a
+    stream it led elects a new leader), every `store.list` (whole, a prefix, a
+    page) and every registry lookup of many in a row succeeds and is right: the
+    live keys, sorted, without the deleted one. (Listing by an ephemeral
+    consumer, `kv.keys()`, timed out about one call in three for as long as the
+    server stayed down: the server placed some consumers on the dead one.)"""
+    import microstd.registry
+
+    bucket = _unique("halist")
+    url = nats_cluster.url(f"bucket={bucket}&replicas=3")
+    reg_url = nats_cluster.url(f"bucket={_unique('halistreg')}&replicas=3")
+    async with (
+        _store(url) as store,
+        microstd.registry.open(reg_url, **FAST_NATS) as registry,
+    ):
+        keys = [f"k{i:02d}" for i in range(12)]
+        for key in [*keys, "gone"]:
+            await store.write(key, key)
+        await store.delete("gone")
+        for node in ("a", "b"):
+            await registry.register(_greeter(node), ttl=60)
+        on = {nats_cluster.index_of(_connected(x)) for x in (store, registry)}
+        down = next(i for i in range(len(nats_cluster.nodes)) if i not in on)
+        nats_cluster.kill(down)
+        await eventually(store.list)
+        await eventually(lambda: _greeter_nodes(registry))
+        for _ in range(LISTS):
+            assert await never_hangs(store.list()) == keys
+            assert await never_hangs(store.list(prefix="k1")) == keys[10:]
+            assert await never_hangs(store.list(limit=3, offset=4)) == keys[4:7]
+            assert await never_hangs(_greeter_nodes(registry)) == {"a", "b"}
