@@ -37,6 +37,10 @@ transaction): readers may see a batch part-way, and one that fails is put back
 (see `NetworkStore.write_many`; the undoing deletes are conditional on the
 batch's sequence, checked by the server).
 
+`list` uses no consumer: the names come from the stream's info and each
+one's last entry is read (`microstd._engines.nats_kv`), so a cluster with a
+server down, which may fail to create a consumer, still answers it.
+
 Watch is native (an ordered JetStream consumer delivering new entries). When
 the connection is lost the watch waits, and resumes after the reconnection from
 the last entry it delivered: entries written meanwhile are delivered then
