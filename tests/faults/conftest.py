@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from _servers import ServerProcess, etcd_server, nats_server, postgres_server, redis_server
+from _servers import (
+    ServerProcess,
+    etcd_server,
+    nats_server,
+    postgres_server,
+    rabbitmq_server,
+    redis_server,
+)
 from faults._proxy import FaultProxy
 
 _MAKERS: dict[str, Callable[[], ServerProcess]] = {
@@ -30,6 +37,7 @@ _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "nats": nats_server,
     "etcd": etcd_server,
     "postgres": postgres_server,
+    "amqp": rabbitmq_server,  # a private node (slow to start): for tests that kill it
 }
 
 
@@ -47,7 +55,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def servers() -> Iterator[Callable[[str], ServerProcess]]:
-    """`servers(kind)`: a private, started server of `kind` ("redis", "nats", "etcd"),
+    """`servers(kind)`: a private, started server of `kind` ("redis", "nats", "etcd",
+    "postgres", "amqp"),
     with persistence on; closed (thawed first) when the test ends."""
     made: list[ServerProcess] = []
 

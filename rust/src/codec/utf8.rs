@@ -46,6 +46,15 @@ impl Width {
 /// characters, `C4..EF` characters up to U+FFFF, `F0..F4` the rest; a
 /// continuation byte (`80..BF`) is below every multi-byte lead.
 pub fn shape(bytes: &[u8]) -> Shape {
+    // Most strs on the wire are ASCII: std's word-at-a-time check settles
+    // them without the padded block below (a memset and a copy for every
+    // short str), and stops at the first non-ASCII byte otherwise.
+    if bytes.is_ascii() {
+        return Shape {
+            chars: bytes.len(),
+            width: Width::Ascii,
+        };
+    }
     // Byte-wide counters over 32-byte blocks (they cannot overflow there)
     // let the compiler vectorise the loop with SSE2's byte compares.
     let mut chars = 0usize;

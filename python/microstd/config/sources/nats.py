@@ -149,6 +149,10 @@ class NatsSource(Source):
                     update = asyncio.ensure_future(watcher.updates(timeout=None))
                     await asyncio.wait({update, gone}, return_when=asyncio.FIRST_COMPLETED)
                     if gone.done():
+                        # Ended once the client is back (or after `timeout`): releasing
+                        # the last user of the connection closes it, and nats-py leaks
+                        # the socket of a reconnection attempt that a close cancels.
+                        await conn.until_up(self.timeout)
                         raise ConfigError(f"{self.name}: NATS connection lost")
                     entry = update.result()
                     if entry is None:

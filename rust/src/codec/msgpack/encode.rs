@@ -202,11 +202,21 @@ impl<'a, 'py> Encoder<'a, 'py> {
         Ok(())
     }
 
-    #[inline]
+    // The compact-int case inlined into the container loops; the rest is not.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn write_int(&mut self, obj: &Bound<'py, PyInt>) -> Result<()> {
         if let Some(v) = fast::int_as_i64(obj) {
             wire::write_int(self.out, v);
-        } else if let Ok(v) = obj.extract::<u64>() {
+            Ok(())
+        } else {
+            self.write_big_int(obj)
+        }
+    }
+
+    #[inline(never)]
+    fn write_big_int(&mut self, obj: &Bound<'py, PyInt>) -> Result<()> {
+        if let Ok(v) = obj.extract::<u64>() {
             wire::write_uint(self.out, v);
         } else {
             return Err(Error::encode(

@@ -64,17 +64,14 @@ pub fn write_bool(out: &mut Vec<u8>, v: bool) {
 pub fn write_uint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
-    } else if u8::try_from(v).is_ok() {
-        out.extend_from_slice(&[UINT8, v as u8]);
-    } else if u16::try_from(v).is_ok() {
-        out.push(UINT16);
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    } else if u32::try_from(v).is_ok() {
-        out.push(UINT32);
-        out.extend_from_slice(&(v as u32).to_be_bytes());
+    } else if v <= 0xff {
+        write_marked(out, UINT8, v, 1);
+    } else if v <= 0xffff {
+        write_marked(out, UINT16, v, 2);
+    } else if v <= 0xffff_ffff {
+        write_marked(out, UINT32, v, 4);
     } else {
-        out.push(UINT64);
-        out.extend_from_slice(&v.to_be_bytes());
+        write_marked(out, UINT64, v, 8);
     }
 }
 
@@ -86,16 +83,31 @@ pub fn write_int(out: &mut Vec<u8>, v: i64) {
     } else if v >= -32 {
         out.push(v as u8);
     } else if v >= i64::from(i8::MIN) {
-        out.extend_from_slice(&[INT8, v as u8]);
+        write_marked(out, INT8, v as u64, 1);
     } else if v >= i64::from(i16::MIN) {
-        out.push(INT16);
-        out.extend_from_slice(&(v as i16).to_be_bytes());
+        write_marked(out, INT16, v as u64, 2);
     } else if v >= i64::from(i32::MIN) {
-        out.push(INT32);
-        out.extend_from_slice(&(v as i32).to_be_bytes());
+        write_marked(out, INT32, v as u64, 4);
     } else {
-        out.push(INT64);
-        out.extend_from_slice(&v.to_be_bytes());
+        write_marked(out, INT64, v as u64, 8);
+    }
+}
+
+/// `marker` and the low `n` (1, 2, 4 or 8) bytes of `v`, big-endian, in one
+/// fixed 9-byte store: no call to memcpy for a variable length.
+#[inline]
+fn write_marked(out: &mut Vec<u8>, marker: u8, v: u64, n: usize) {
+    debug_assert!(matches!(n, 1 | 2 | 4 | 8));
+    let mut item = [marker; 9];
+    // The low `n` bytes moved to the top, so they come first big-endian.
+    item[1..].copy_from_slice(&(v << (64 - 8 * n)).to_be_bytes());
+    out.reserve(9);
+    let at = out.len();
+    // SAFETY: `reserve` left room for 9 more bytes; all 9 are written and
+    // only the first `1 + n` (at most 9) become part of the vector.
+    unsafe {
+        std::ptr::copy_nonoverlapping(item.as_ptr(), out.as_mut_ptr().add(at), 9);
+        out.set_len(at + 1 + n);
     }
 }
 
@@ -130,16 +142,66 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// [`write_str`] for bytes already known to be UTF-8.
-#[inline]
+// Always inlined (its long-str half is not): it is most of every map key.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn write_utf8(out: &mut Vec<u8>, s: &[u8]) {
     let len = s.len();
-    out.reserve(len + 5);
     if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else {
-        write_len(out, len, Some(STR8), STR16, STR32);
+        out.reserve(len + 1);
+        // Most strs are short (map keys above all): header and bytes written
+        // with fixed-size moves rather than a push and a call to memcpy.
+        let at = out.len();
+        // SAFETY: `reserve` left room for the header byte and `len` bytes,
+        // which are all written before `set_len` takes them in.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            *dst = 0xa0 | len as u8;
+            copy_short(s, dst.add(1));
+            out.set_len(at + 1 + len);
+        }
+        return;
     }
+    write_long_utf8(out, s);
+}
+
+#[inline(never)]
+fn write_long_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() + 5);
+    write_len(out, s.len(), Some(STR8), STR16, STR32);
     out.extend_from_slice(s);
+}
+
+/// Copies `src` (under 32 bytes) to `dst` with two fixed-size moves that
+/// overlap for lengths in between, as memcpy itself does for small sizes,
+/// without the call.
+///
+/// # Safety
+/// `dst` must be valid for `src.len()` bytes of writes and not overlap `src`.
+#[inline]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    use std::ptr::copy_nonoverlapping as copy;
+    let n = src.len();
+    debug_assert!(n < 32);
+    let s = src.as_ptr();
+    // SAFETY: each move reads and writes inside the first `n` bytes of
+    // `src` and `dst` (the second starts at `n - k`, for `k <= n`).
+    unsafe {
+        if n >= 16 {
+            copy(s, dst, 16);
+            copy(s.add(n - 16), dst.add(n - 16), 16);
+        } else if n >= 8 {
+            copy(s, dst, 8);
+            copy(s.add(n - 8), dst.add(n - 8), 8);
+        } else if n >= 4 {
+            copy(s, dst, 4);
+            copy(s.add(n - 4), dst.add(n - 4), 4);
+        } else if n > 0 {
+            *dst = *s;
+            *dst.add(n / 2) = *s.add(n / 2);
+            *dst.add(n - 1) = *s.add(n - 1);
+        }
+    }
 }
 
 /// A bin header followed by the bytes; `b.len()` must be at most [`MAX_LEN`].
@@ -149,22 +211,34 @@ pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-#[inline]
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn write_array_header(out: &mut Vec<u8>, len: usize) {
     if len < 16 {
         out.push(0x90 | len as u8);
     } else {
-        write_len(out, len, None, ARRAY16, ARRAY32);
+        write_long_array_header(out, len);
     }
 }
 
-#[inline]
+#[inline(never)]
+fn write_long_array_header(out: &mut Vec<u8>, len: usize) {
+    write_len(out, len, None, ARRAY16, ARRAY32);
+}
+
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub fn write_map_header(out: &mut Vec<u8>, len: usize) {
     if len < 16 {
         out.push(0x80 | len as u8);
     } else {
-        write_len(out, len, None, MAP16, MAP32);
+        write_long_map_header(out, len);
     }
+}
+
+#[inline(never)]
+fn write_long_map_header(out: &mut Vec<u8>, len: usize) {
+    write_len(out, len, None, MAP16, MAP32);
 }
 
 /// An extension: fixext for 1, 2, 4, 8 and 16 bytes, ext 8/16/32 otherwise.
@@ -215,6 +289,56 @@ mod tests {
         let mut out = Vec::new();
         write_uint(&mut out, u64::MAX);
         assert_eq!(out, [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    /// The plain byte-by-byte encoding the fixed-size writers must match.
+    fn reference_int(v: i64) -> Vec<u8> {
+        let wide = i128::from(v);
+        let (marker, n): (u8, usize) = match wide {
+            -32..=0x7f => return vec![v as u8],
+            0x80..=0xff => (UINT8, 1),
+            0x100..=0xffff => (UINT16, 2),
+            0x1_0000..=0xffff_ffff => (UINT32, 4),
+            0x1_0000_0000.. => (UINT64, 8),
+            -128..=-33 => (INT8, 1),
+            -32768..=-129 => (INT16, 2),
+            -2_147_483_648..=-32769 => (INT32, 4),
+            _ => (INT64, 8),
+        };
+        let mut out = vec![marker];
+        out.extend_from_slice(&v.to_be_bytes()[8 - n..]);
+        out
+    }
+
+    #[test]
+    fn ints_match_the_reference_at_every_width_edge() {
+        let mut edges = vec![0i64, i64::MAX, i64::MIN];
+        for bits in 0..63 {
+            let p = 1i64 << bits;
+            edges.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
+        }
+        for v in edges {
+            // Appended after other bytes, so the writers' offsets are checked too.
+            let mut out = vec![0x55];
+            write_int(&mut out, v);
+            assert_eq!(out[1..], reference_int(v)[..], "{v}");
+        }
+    }
+
+    #[test]
+    fn short_strs_copy_every_byte() {
+        for n in 0..40 {
+            let s: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let mut out = vec![0x55];
+            write_str(&mut out, &s);
+            let header: &[u8] = if n < 32 {
+                &[0xa0 | n as u8]
+            } else {
+                &[STR8, n as u8]
+            };
+            assert_eq!(out[1..=header.len()], *header, "len {n}");
+            assert_eq!(&out[1 + header.len()..], s.as_bytes(), "len {n}");
+        }
     }
 
     #[test]
