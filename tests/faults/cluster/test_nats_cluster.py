@@ -602,9 +602,21 @@ async def test_listing_keys_goes_on_while_another_server_is_down(
         nats_cluster.kill(down)
         await eventually(store.list)
         await eventually(lambda: _greeter_nodes(registry))
+        await eventually(lambda: _config_read(source))
         for _ in range(LISTS):
             assert await never_hangs(store.list()) == keys
             assert await never_hangs(store.list(prefix="k1")) == keys[10:]
             assert await never_hangs(store.list(limit=3, offset=4)) == keys[4:7]
             assert await never_hangs(_greeter_nodes(registry)) == {"a", "b"}
             assert await never_hangs(source.fetch()) == {"db": {"host": "1", "port": "1"}}
+
+
+async def _config_read(source: Any) -> Any:
+    """`source.fetch()`, its `ConfigError` from a failed read raised as `ConnectionFailed`
+    (for `eventually`)."""
+    from microstd.errors import ConfigError
+
+    try:
+        return await source.fetch()
+    except ConfigError as exc:
+        raise ConnectionFailed(str(exc)) from exc
