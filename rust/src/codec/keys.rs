@@ -123,12 +123,21 @@ fn word(bytes: &[u8], at: usize) -> u64 {
 /// Fewer than eight bytes as a little-endian word, zero above them.
 #[inline]
 fn small_word(bytes: &[u8]) -> u64 {
-    debug_assert!(bytes.len() < 8);
-    let mut w = 0u64;
-    for (i, &b) in bytes.iter().enumerate() {
-        w |= u64::from(b) << (8 * i);
+    let n = bytes.len();
+    debug_assert!(n < 8);
+    if n >= 4 {
+        // Two overlapping 4-byte loads; the shared bytes are equal, so OR is exact.
+        let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let hi = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else if n > 0 {
+        // First, middle and last byte cover every length from 1 to 3.
+        u64::from(bytes[0])
+            | (u64::from(bytes[n / 2]) << (8 * (n / 2)))
+            | (u64::from(bytes[n - 1]) << (8 * (n - 1)))
+    } else {
+        0
     }
-    w
 }
 
 #[cfg(test)]

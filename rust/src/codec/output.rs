@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-/// Buffers grown past this are released after the call.
+/// Buffers grown past this are cut back to it after the call.
 const KEEP_BUFFER: usize = 1 << 20;
 
 thread_local! {
@@ -20,7 +20,11 @@ pub fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         out.clear();
         let result = f(&mut out);
         if out.capacity() > KEEP_BUFFER {
-            *out = Vec::with_capacity(4096);
+            // Cut back to KEEP_BUFFER, not to a fresh small Vec: the next large
+            // output then grows once from there (in place, or by remapping
+            // pages) instead of doubling up from 4 KiB through a dozen
+            // copies into freshly faulted memory (canada encode, 1.1 MB).
+            out.shrink_to(KEEP_BUFFER);
         }
         result
     })

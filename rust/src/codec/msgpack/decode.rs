@@ -247,7 +247,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
     /// A map key: short strs come from the key cache; arrays become tuples.
     // Inlined into `map` (as it was before typed decoding shared it): a call
     // per key was 6% of decoding the twitter corpus.
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
         let start = self.pos;
         let short = match self.data.get(start) {

@@ -39,6 +39,13 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if self.scalar(obj)? {
             return Ok(());
         }
+        self.non_scalar(obj, depth)
+    }
+
+    /// [`Self::encode`] for an object `scalar` has already turned down: the
+    /// container loops call it so an item is not type-checked twice.
+    #[inline]
+    fn non_scalar(&mut self, obj: &Bound<'py, PyAny>, depth: usize) -> Result<()> {
         let ty = fast::type_ptr(obj);
         if ty == fast::dict_type() {
             return self.write_dict(obj, depth);
@@ -242,7 +249,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     .ok_or_else(|| Error::encode("list changed size during encoding", "$"))?;
                 if !self.scalar(&item).map_err(|e| at_index(e, i))? {
                     let item = item.to_owned();
-                    self.encode(&item, depth + 1).map_err(|e| at_index(e, i))?;
+                    self.non_scalar(&item, depth + 1)
+                        .map_err(|e| at_index(e, i))?;
                 }
             }
             return Ok(());
@@ -292,7 +300,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     return Ok(());
                 }
                 let (key, value) = (key.to_owned(), value.to_owned());
-                self.encode(&value, depth + 1).map_err(|e| at_key(e, &key))
+                self.non_scalar(&value, depth + 1)
+                    .map_err(|e| at_key(e, &key))
             })
         }?;
         if seen != len {
