@@ -40,6 +40,7 @@ import nats.errors as nerr
 import nats.js.api as api
 import nats.js.errors as jerr
 
+from microstd._engines import nats_kv
 from microstd.broker._durable import (
     DurableInfo,
     DurableOptions,
@@ -485,7 +486,15 @@ class JetStreams:
             kv = await self._bucket(create=False)
             if kv is None:
                 return {}
-            keys = await kv.keys()
+            # From the stream's info, not kv.keys(): no consumer, which a cluster
+            # with a server down may fail to create (see nats_kv).
+            conn = self.broker._conn
+            assert conn is not None
+            keys = await nats_kv.kv_names(
+                conn.client("broker dead-letter counts"),
+                DEAD_BUCKET,
+                timeout=conn.endpoint.timeouts.request,
+            )
         except Exception:
             return {}
         out = {}

@@ -38,6 +38,7 @@ from nats.js.api import KeyValueConfig
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
+from microstd._engines import nats_kv
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -167,17 +168,15 @@ class NatsRegistry(Registry):
     async def _load(self, name: str | None) -> list[NodeRecord]:
         kv = await self._bucket("lookup")
         assert self._conn is not None
-        # The keys come from the stream's info (its subjects), not from kv.keys():
-        # that makes an ephemeral consumer per call, and on a cluster with a server
+        # The keys come from the stream's info (nats_kv), not from kv.keys(): that
+        # makes an ephemeral consumer per call, and on a cluster with a server
         # down the server may place it on the dead one and never answer (about
         # one lookup in three timed out, for as long as the server stayed down).
-        pre = f"$KV.{self.bucket}."
-        js = self._conn.jetstream("registry lookup")
+        nc = await self._conn.ready("registry lookup")
+        subjects = f"{name}.>" if name else ">"
+        timeout = self._endpoint.timeouts.request
         with self._errors("lookup"):
-            info = await js.stream_info(
-                f"KV_{self.bucket}", subjects_filter=f"{pre}{name}.>" if name else f"{pre}>"
-            )
-        keys = sorted(subject[len(pre) :] for subject in info.state.subjects or {})
+            keys = await nats_kv.kv_names(nc, self.bucket, subjects, timeout=timeout)
         now = time.time()
         out = []
         for key in keys:

@@ -37,6 +37,10 @@ transaction): readers may see a batch part-way, and one that fails is put back
 (see `NetworkStore.write_many`; the undoing deletes are conditional on the
 batch's sequence, checked by the server).
 
+`list` uses no consumer: the names come from the stream's info and each
+one's last entry is read (`microstd._engines.nats_kv`), so a cluster with a
+server down, which may fail to create a consumer, still answers it.
+
 Watch is native (an ordered JetStream consumer delivering new entries). When
 the connection is lost the watch waits, and resumes after the reconnection from
 the last entry it delivered: entries written meanwhile are delivered then
@@ -68,6 +72,7 @@ from nats.js import api
 
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
+from microstd._engines import nats_kv
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument, InvalidKey
 from microstd.store._common import (
     Expirer,
@@ -131,13 +136,14 @@ def decode_key(name: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _decodable_keys(names: Iterable[str]) -> Iterator[str]:
-    """The keys of `names`, skipping (and logging) names no microstd store wrote."""
+def _decoded(names: Iterable[str]) -> Iterator[str | None]:
+    """The key of each of `names`; None (logged) for a name no microstd store wrote."""
     for name in names:
         try:
             yield decode_key(name)
         except DecodeError as exc:
             log.warning("store list: skipped a foreign KV entry: %s", exc)
+            yield None
 
 
 class _StreamMoved(Exception):
@@ -418,39 +424,39 @@ class NatsStore(NetworkStore):
         return await self._publish(encode_key(key), b"", headers) is not None
 
     async def _keys(self, prefix: str, suffix: str, limit: int | None, offset: int) -> list[str]:
-        js = await self._jetstream("list")
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def collect(msg: Any) -> None:
-            queue.put_nowait(msg)
-
-        names: list[str] = []
+        # The names come from the stream's info and each one's last entry from a
+        # direct read (nats_kv): no consumer, which a cluster with a server down
+        # may fail to create (kv.keys() timed out about one call in three then).
+        if self._conn is None:
+            raise Closed("store is closed")
+        nc = await self._conn.ready("store list")
         with self._errors("list"):
-            sub = await js.subscribe(
-                self._pre + ">",
-                stream=self._stream,
-                cb=collect,
-                ordered_consumer=True,
-                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-                headers_only=True,
-            )
+            names = await nats_kv.kv_names(nc, self.bucket, timeout=self._timeout)
+        # Choose and order by key first, so a page reads only what it needs: the
+        # keys before it and on it (a deleted or expired key takes no place).
+        by_key: dict[str, str] = {}
+        for name, key in zip(names, _decoded(names), strict=True):
+            if key is not None and key.startswith(prefix) and key.endswith(suffix):
+                by_key.setdefault(key, name)
+        chosen = sorted(by_key)
+
+        def live(name: str, seq: int, headers: Mapping[str, str]) -> bool:
             try:
-                info = await sub.consumer_info()
-                more = info.num_pending > 0 or info.delivered.consumer_seq > 0
-                while more:
-                    msg = await asyncio.wait_for(queue.get(), self._timeout)
-                    name = msg.subject[len(self._pre) :]
-                    try:
-                        live = self._live(name, msg.metadata.sequence.stream, msg.headers or {})
-                    except DecodeError:
-                        live = True  # it exists; reading it says what is wrong
-                    if live:
-                        names.append(name)
-                    more = msg.metadata.num_pending > 0
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        return page(_decodable_keys(names), prefix, suffix, limit, offset)
+                return self._live(name, seq, headers)
+            except DecodeError:
+                return True  # it exists; reading it says what is wrong
+
+        with self._errors("list"):
+            found = await nats_kv.kv_live(
+                nc,
+                self.bucket,
+                [by_key[k] for k in chosen],
+                timeout=self._timeout,
+                live=live,
+                want=None if limit is None else offset + limit,
+            )
+        alive = set(found)
+        return page((k for k in chosen if by_key[k] in alive), "", "", limit, offset)
 
     async def _subscribe(self, prefix: str, emit: Emit, fail: Fail) -> Unsubscribe:
         js = await self._jetstream("watch")

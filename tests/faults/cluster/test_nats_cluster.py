@@ -553,3 +553,70 @@ async def _reported(registry: Any, seen: set[str], tag: str, watching: Any) -> N
                 return
             await asyncio.sleep(0.02)
         assert time.monotonic() < deadline, "the watch never reported a node"
+
+
+LISTS = 30
+
+
+async def test_listing_keys_goes_on_while_another_server_is_down(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Store, registry and config, R3 buckets, URL listing the three servers: while a
+    server the clients are NOT connected to is down, once the buckets answer
+    again (a stream it led elects a new leader), every `store.list` (whole, a
+    prefix, a page), registry lookup and config load of many in a row succeeds
+    and is right: the live keys, sorted, without the deleted ones. (Listing by
+    an ephemeral consumer, `kv.keys()` or `watchall()`, timed out about one
+    call in three for as long as the server stayed down: the server placed
+    some consumers on the dead one.)"""
+    import nats as nats_client
+
+    import microstd.registry
+    from microstd import config
+
+    bucket = _unique("halist")
+    url = nats_cluster.url(f"bucket={bucket}&replicas=3")
+    reg_url = nats_cluster.url(f"bucket={_unique('halistreg')}&replicas=3")
+    async with (
+        _store(url) as store,
+        microstd.registry.open(reg_url, **FAST_NATS) as registry,
+    ):
+        keys = [f"k{i:02d}" for i in range(12)]
+        for key in [*keys, "gone"]:
+            await store.write(key, key)
+        await store.delete("gone")
+        for node in ("a", "b"):
+            await registry.register(_greeter(node), ttl=60)
+        cfg_bucket = _unique("halistcfg")
+        writer = await nats_client.connect(nats_cluster.url().split(","), connect_timeout=1)
+        try:
+            kv = await writer.jetstream().create_key_value(bucket=cfg_bucket, replicas=3)
+            for key in ("db.host", "db.port", "old"):
+                await kv.put(key, b"1")
+            await kv.delete("old")
+        finally:
+            await writer.close()
+        source = config.nats(nats_cluster.url(), cfg_bucket, timeout=1.0)
+        on = {nats_cluster.index_of(_connected(x)) for x in (store, registry)}
+        down = next(i for i in range(len(nats_cluster.nodes)) if i not in on)
+        nats_cluster.kill(down)
+        await eventually(store.list)
+        await eventually(lambda: _greeter_nodes(registry))
+        await eventually(lambda: _config_read(source))
+        for _ in range(LISTS):
+            assert await never_hangs(store.list()) == keys
+            assert await never_hangs(store.list(prefix="k1")) == keys[10:]
+            assert await never_hangs(store.list(limit=3, offset=4)) == keys[4:7]
+            assert await never_hangs(_greeter_nodes(registry)) == {"a", "b"}
+            assert await never_hangs(source.fetch()) == {"db": {"host": "1", "port": "1"}}
+
+
+async def _config_read(source: Any) -> Any:
+    """`source.fetch()`, its `ConfigError` from a failed read raised as `ConnectionFailed`
+    (for `eventually`)."""
+    from microstd.errors import ConfigError
+
+    try:
+        return await source.fetch()
+    except ConfigError as exc:
+        raise ConnectionFailed(str(exc)) from exc

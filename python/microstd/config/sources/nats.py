@@ -90,23 +90,33 @@ class NatsSource(Source):
         return nest(flat, self.separator, self.name)
 
     async def _read_all(self, conn: Any) -> dict[str, Any]:
+        # The keys from the stream's info, then each value (nats_kv), not
+        # kv.watchall(): that makes an ephemeral consumer, which a cluster with a
+        # server down may place on the dead one and never answer.
+        import nats.js.errors as jerr
+
+        from microstd._engines import nats_kv
+
         kv = await self._bucket(conn, "read")
-        flat: dict[str, Any] = {}
+        nc = await conn.ready(f"{self.name} read")
+        gate = asyncio.Semaphore(nats_kv.IN_FLIGHT)
+
+        async def value(key: str) -> bytes | None:
+            async with gate:
+                try:
+                    entry = await kv.get(key)
+                except jerr.KeyNotFoundError:  # deleted or purged (or gone since)
+                    return None
+            return (entry.value or b"") if entry.operation in _PUT_OPS else None
+
         with conn.errors(f"{self.name} read"):
-            watcher = await kv.watchall()
-            try:
-                while True:
-                    entry = await watcher.updates(timeout=self.timeout)
-                    if entry is None:
-                        break  # the end of the initial values
-                    if entry.operation in _PUT_OPS and entry.value is not None:
-                        flat[entry.key] = decode_value(entry.value, self.name)
-                    else:
-                        flat.pop(entry.key, None)
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()
-        return flat
+            keys = await nats_kv.kv_names(nc, self.bucket, timeout=self.timeout)
+            values = await asyncio.gather(*(value(k) for k in keys))
+        return {
+            key: decode_value(raw, self.name)
+            for key, raw in zip(keys, values, strict=True)
+            if raw is not None
+        }
 
     async def changes(self) -> AsyncIterator[None]:
         from microstd._engines import nats as engine
