@@ -312,6 +312,44 @@ async def test_a_failed_dead_letter_publish_frees_its_slot_and_is_tried_again(
     assert sorted(handled) == [0, 1, 2, 3]  # past max_deliver: never handled again
 
 
+async def test_a_terminated_message_whose_dead_letter_failed_is_not_handled_again(
+    broker: microstd.broker.Broker,
+) -> None:
+    """A message the handler gave up on early (`term()`, deliveries to spare) and
+    whose dead-letter publish failed comes back only to be dead-lettered again:
+    the handler never sees it twice."""
+    base, name = names()
+    dlq = f"{base}-dlq.t"
+    failing = break_dead_letters(broker, dlq)
+    dead: list[Message] = []
+    await broker.subscribe(f"{base}-dlq.>", dead.append)
+    handled: list[tuple[int, int]] = []
+
+    def handle(m: Message) -> None:
+        handled.append((m.decode(), m.delivery_count))  # type: ignore[arg-type]
+        m.term()
+
+    await broker.subscribe(
+        f"{base}.t",
+        handle,
+        durable=name,
+        max_deliver=5,
+        ack_wait=1.0,
+        dead_letter=dlq,
+    )
+    for i in range(3):
+        await broker.publish(f"{base}.t", i)
+    await eventually(lambda: len(handled) >= 3)
+    # Long enough for each message to come back at least once after ack_wait.
+    await asyncio.sleep(2.5)
+    assert not dead
+    failing[0] = False
+    await eventually(lambda: len(dead) >= 3)
+    await quiet(broker, base)
+    assert sorted(m.decode() for m in dead) == [0, 1, 2]  # type: ignore[type-var]
+    assert sorted(handled) == [(0, 1), (1, 1), (2, 1)]
+
+
 async def test_term_dead_letters_and_unacked_last_delivery_too(
     broker: microstd.broker.Broker,
 ) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -53,6 +54,12 @@ DeadLetterPublish = Callable[[str, bytes, dict[str, str], str], Awaitable[None]]
 
 #: Error text of a message whose last delivery was never acked.
 NO_ACK = "no ack within ack_wait"
+
+#: How many messages whose dead-letter publish failed a settler remembers.
+#: Past that the oldest is forgotten: if it comes back it reaches the handler
+#: again (as a redelivery), so at worst a handler runs once more than it
+#: should; no message is lost and at-least-once still holds.
+MAX_UNSENT_DEAD_LETTERS = 4096
 
 
 class Settleable(Protocol):
@@ -150,6 +157,22 @@ class Settler:
         self._loop = loop
         self._thread = threading.get_ident()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Ids of messages given up on whose dead-letter publish failed, with
+        # their error text: when one comes back it is dead-lettered again
+        # without reaching the handler (see MAX_UNSENT_DEAD_LETTERS). Only
+        # touched on the loop's thread.
+        self._unsent: OrderedDict[str, str] = OrderedDict()
+
+    def unsent(self, message: Settleable) -> str | None:
+        """The error text of `message` if its dead-letter publish failed before, else None."""
+        if not self._unsent:
+            return None
+        return self._unsent.get(message.id)
+
+    @property
+    def has_unsent(self) -> bool:
+        """Whether some message is waiting for its dead-letter publish to be retried."""
+        return bool(self._unsent)
 
     def nack(self, message: Settleable, delay: float | None, error: BaseException | str) -> None:
         """Redeliver after `delay` (None: the backoff schedule), or dead-letter the last try."""
@@ -179,8 +202,9 @@ class Settler:
         """Give up on `message`: publish it to the dead-letter topic (if any), then drop it.
 
         If the publish fails the message is put back (its in-flight slot
-        freed at once) and delivered again after `ack_wait`, which tries the
-        dead-letter publish once more without running the handler.
+        freed at once) and remembered: delivered again after `ack_wait`, it
+        goes to the dead-letter publish once more without running the
+        handler (`DurableDelivery._deliver`).
         """
         if message.settled:
             return
@@ -207,16 +231,21 @@ class Settler:
             DEAD_LETTER_DURABLE: self.options.durable,
             DEAD_LETTER_ID: message.id,
         }
-        self._spawn(self._send_dead_letter(message, topic, headers))
+        self._spawn(self._send_dead_letter(message, topic, headers, text))
 
     async def _send_dead_letter(
-        self, message: Settleable, topic: str, headers: dict[str, str]
+        self, message: Settleable, topic: str, headers: dict[str, str], text: str
     ) -> None:
         published = False
         try:
             await self._publish(topic, message.data, headers, message.content_type)
             published = True
+            self._unsent.pop(message.id, None)
         except Exception as exc:
+            self._unsent[message.id] = text
+            self._unsent.move_to_end(message.id)
+            while len(self._unsent) > MAX_UNSENT_DEAD_LETTERS:
+                self._unsent.popitem(last=False)
             log.warning(
                 "durable %r: publishing message %s to dead-letter topic %r failed (it is"
                 " delivered again after ack_wait, %gs, and tried once more): %s",
@@ -315,6 +344,13 @@ class DurableDelivery(Delivery):
 
     def _deliver(self, message: Any) -> bool:
         """Before the handler: False if the message is dead-lettered instead."""
+        unsent = self.settler.unsent(message)
+        if unsent is not None:
+            # Given up on already (a term, a last nack), but its dead-letter
+            # publish failed: try that again (with the first error), never the
+            # handler.
+            self.settler.dead_letter(message, unsent)
+            return False
         if self._limit and message.delivery_count > self._limit:
             self.settler.dead_letter(message, NO_ACK)
             return False
@@ -355,7 +391,11 @@ class DurableDelivery(Delivery):
 
     async def _run_native(self, run: Callable[..., Any], batch: list[Message]) -> bool:
         # `RustQueue.run` acks natively after a sync handler returns (auto mode)
-        # and stops at a message past max_deliver (RUN_OVER_DELIVERED).
+        # and stops at a message past max_deliver (RUN_OVER_DELIVERED). It does
+        # not know the settler's unsent dead letters, so while there are any
+        # the Python loop (which checks each message in `_deliver`) runs.
+        if self.settler.has_unsent:
+            return await self._run_batch(batch)
         handler = self.handler
         done, raised, _await, stopped, over_delivered = run_outcomes()
         i = 0
