@@ -123,3 +123,37 @@ async def test_redis_group_member_that_vanished_loses_nothing(redis_url: str) ->
                 break
             await asyncio.sleep(0.005)
     assert sorted(got) == list(range(40))
+
+
+async def test_nats_publishes_waiting_on_an_unanswered_stream_list_share_one_read(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While JetStream does not answer the stream list, publishes waiting for it
+    share one read and fail together with `ConnectionFailed` (unsent), instead
+    of queueing one read each behind a lock (the last of N failed after N
+    timeouts); the next publish reads the list again and goes through."""
+    async with microstd.broker.open(nats_url) as broker:
+        streams = broker._jetstreams  # type: ignore[attr-defined]
+        reads = 0
+        reading = asyncio.Event()
+        release = asyncio.Event()
+
+        async def unanswered() -> list[object]:
+            nonlocal reads
+            reads += 1
+            reading.set()
+            await release.wait()
+            raise ConnectionFailed("list streams: no answer")
+
+        monkeypatch.setattr(streams, "_stream_infos", unanswered)
+        streams._forget()
+        publishes = [asyncio.create_task(broker.publish("plain.topic", i)) for i in range(8)]
+        await reading.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)  # every publish is waiting now
+        release.set()
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        assert all(isinstance(r, ConnectionFailed) for r in results), results
+        assert reads == 1
+        monkeypatch.undo()
+        await broker.publish("plain.topic", "after")  # read again: goes through

@@ -113,6 +113,43 @@ async def test_a_newer_write_by_someone_else_is_not_undone() -> None:
     }
 
 
+async def test_a_newer_write_to_a_key_absent_before_is_not_undone() -> None:
+    store = Primitives()
+
+    async def theirs() -> None:
+        await store.inner.write("b", "theirs")
+
+    store.fail_on, store.then = "c", theirs
+    with pytest.raises(ConnectionFailed) as caught:
+        await store.write_many({"a": "new", "b": "new", "c": "new"})
+    assert {k: r.value for k, r in (await store.read_many(["a", "b", "c"])).items()} == {
+        "b": "theirs"
+    }
+    assert getattr(caught.value, "__notes__", None) is None
+
+
+async def test_a_key_that_cannot_be_checked_is_named_on_the_error() -> None:
+    store = Primitives()
+    real_read = store.read
+
+    async def unreadable(key: str, *, type: Any = None) -> Record:
+        if key == "b" and store.fail_on is None:
+            raise ConnectionFailed("the server is gone")
+        return await real_read(key, type=type)
+
+    async def gone() -> None:
+        store.fail_on = None  # reads of "b" fail from now on
+
+    store.read = unreadable  # type: ignore[method-assign]
+    store.fail_on, store.then = "c", gone
+    with pytest.raises(ConnectionFailed) as caught:
+        await store.write_many({"a": "new", "b": "new", "c": "new"})
+    assert getattr(caught.value, "__notes__", []) == [
+        "write_many: 1 key(s) could not be put back: ['b']"
+    ]
+    assert await store.inner.list() == ["b"]
+
+
 async def test_keys_that_cannot_be_put_back_are_named_on_the_error() -> None:
     store = Primitives()
 

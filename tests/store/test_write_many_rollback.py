@@ -62,14 +62,22 @@ async def _state(store: Store) -> dict[str, object]:
 async def test_a_batch_failing_midway_is_put_back(store: NetworkStore, apply: bool) -> None:
     """Every key the batch wrote goes back to its record (value, metadata, expiry) or
     is deleted if it had none, the failed key too when its write landed; the error
-    propagates and says nothing stays written."""
+    propagates. A failed write seen applied and undone is certain (no note); one
+    not seen applied may still land later, so the note says it is ambiguous."""
     await store.write("a", "old", ttl=60, metadata={"m": "1"})
     await store.write("z", "untouched")
     before = await store.read("a")
     _fail_at(store, "c", apply=apply)
     with pytest.raises(ConnectionFailed) as caught:
         await store.write_many(BATCH)
-    assert not getattr(caught.value, "__notes__", None)
+    assert getattr(caught.value, "__notes__", []) == (
+        []
+        if apply
+        else [
+            "write_many: the failed write of 'c' may still be applied"
+            " (ambiguous: its reply was lost or it may land late; read it to see)"
+        ]
+    )
     assert await _state(store) == {"a": "old", "z": "untouched"}
     after = await store.read("a")
     assert (after.metadata, after.expires_at) == (before.metadata, before.expires_at)
@@ -124,3 +132,16 @@ async def test_when_putting_back_fails_the_error_names_what_stays(
     assert "may keep the batch's value" in caplog.text
     down = False
     assert await _state(store) == {"a": "new", "b": "new"}
+
+
+async def test_a_failed_write_that_lands_late_was_named_as_ambiguous(store: NetworkStore) -> None:
+    """The failed key's write is not visible when the batch is undone, then lands
+    (a replicated bucket committing it after the client's timeout): the batch's
+    error said that key may still be applied."""
+    _fail_at(store, "c")
+    with pytest.raises(ConnectionFailed) as caught:
+        await store.write_many(BATCH)
+    del store._put  # the instance's stand-in: back to the real one
+    await store.write("c", "new")  # the late landing
+    assert await _state(store) == {"c": "new"}
+    assert any("'c' may still be applied" in n for n in getattr(caught.value, "__notes__", []))

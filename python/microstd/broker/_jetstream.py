@@ -230,7 +230,9 @@ class JetStreams:
         # Topic -> retained, for the stream list in `_subjects` (cleared with it).
         self._topics: dict[str, bool] = {}
         self._watch: Any = None
-        self._refresh_lock = asyncio.Lock()
+        # The one read of the stream list in flight, shared by every publish that
+        # waits for it (one request per refresh, not one per waiting publish).
+        self._refreshing: asyncio.Future[None] | None = None
         self._dead_kv: Any = None
 
     def _js(self, what: str) -> Any:
@@ -278,28 +280,45 @@ class JetStreams:
         as core ones, reported as published but never acknowledged, and dropped by
         a stream that has no leader at that moment.
         """
-        async with self._refresh_lock:
-            if self._subjects is not None:
-                return
-            try:
-                if self._watch is None:
-                    nc = await self.broker._client("watch streams")
+        if self._subjects is not None:
+            return
+        pending = self._refreshing
+        if pending is None:
+            pending = self._refreshing = asyncio.ensure_future(self._read_streams())
+            pending.add_done_callback(self._refreshed)
+        # Shielded: a publish that gives up (cancelled) does not cancel the read the
+        # others wait for. Each waiter fails with the read's error, so N publishes
+        # waiting on a JetStream that does not answer fail after one timeout, not N.
+        await asyncio.shield(pending)
 
-                    async def changed(msg: Any) -> None:
-                        del msg
-                        self._forget()  # read again at the next publish
+    def _refreshed(self, done: asyncio.Future[None]) -> None:
+        if self._refreshing is done:
+            self._refreshing = None
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter raises it itself
 
-                    with self.broker._errors("watch streams"):
-                        self._watch = await nc.subscribe(_STREAM_ADVISORIES, cb=changed)
-                infos = await self._stream_infos()
-            except MicrostdError as exc:
-                if isinstance(exc, ConnectionFailed) and not self._without_jetstream(exc):
-                    raise
-                log.debug("nats: no JetStream stream list (%s); publishing core only", exc)
-                self._subjects = []
-                return
-            self._topics.clear()
-            self._subjects = [s for info in infos for s in (info.config.subjects or [])]
+    async def _read_streams(self) -> None:
+        if self._subjects is not None:
+            return
+        try:
+            if self._watch is None:
+                nc = await self.broker._client("watch streams")
+
+                async def changed(msg: Any) -> None:
+                    del msg
+                    self._forget()  # read again at the next publish
+
+                with self.broker._errors("watch streams"):
+                    self._watch = await nc.subscribe(_STREAM_ADVISORIES, cb=changed)
+            infos = await self._stream_infos()
+        except MicrostdError as exc:
+            if isinstance(exc, ConnectionFailed) and not self._without_jetstream(exc):
+                raise
+            log.debug("nats: no JetStream stream list (%s); publishing core only", exc)
+            self._subjects = []
+            return
+        self._topics.clear()
+        self._subjects = [s for info in infos for s in (info.config.subjects or [])]
 
     def _without_jetstream(self, exc: BaseException) -> bool:
         """True if `exc` (reading the stream list failed) says there is no JetStream
@@ -328,6 +347,9 @@ class JetStreams:
             return list(await js.streams_info())
 
     async def close(self) -> None:
+        pending, self._refreshing = self._refreshing, None
+        if pending is not None:
+            pending.cancel()
         watch, self._watch = self._watch, None
         if watch is not None:
             with contextlib.suppress(Exception):

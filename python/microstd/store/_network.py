@@ -172,12 +172,20 @@ class NetworkStore(Store, abc.ABC):
                 written[key] = rev
         except BaseException as exc:
             failed = next(k for k in items if k not in written)
-            left = await self._undo_batch(written, failed, items[failed], expires_at, previous)
+            left, unsure = await self._undo_batch(
+                written, failed, items[failed], expires_at, previous
+            )
             if left:
                 _add_note(
                     exc,
                     f"write_many: {len(left)} key(s) could not be put back and may keep"
                     f" the batch's value: {left}",
+                )
+            if unsure:
+                _add_note(
+                    exc,
+                    f"write_many: the failed write of {failed!r} may still be applied"
+                    " (ambiguous: its reply was lost or it may land late; read it to see)",
                 )
             raise
         return written
@@ -189,20 +197,26 @@ class NetworkStore(Store, abc.ABC):
         data: bytes,
         expires_at: float | None,
         previous: Mapping[str, Record],
-    ) -> builtins.list[str]:
+    ) -> tuple[builtins.list[str], bool]:
         """Undo a failed batch: each key written (at `written[key]`), and `failed` if
         its write was applied after all (a lost reply), goes back to its `previous`
         record, or is deleted if it had none; only while it still holds this batch's
         write, so a newer write by someone else stays. Stops at the first lost
-        connection. Returns the keys that may still hold the batch's value."""
+        connection. Returns the keys that may still hold the batch's value, and
+        whether `failed` (when not among them) may still be applied: a read showing
+        the old record does not prove its write will not land later (a replicated
+        bucket may commit it after the client's timeout), so only a failed write
+        seen applied and then undone is certain."""
         todo: builtins.list[tuple[str, Revision | None]] = builtins.list(written.items())
         todo.append((failed, None))
         left: builtins.list[str] = []
+        unsure = False
         for i, (key, rev) in enumerate(todo):
             try:
                 if rev is None:
                     rev = await self._applied_anyway(key, data, expires_at, previous.get(key))
                     if rev is None:
+                        unsure = True  # not seen applied (yet): it may still land
                         continue
                 await self._restore(key, rev, previous.get(key))
             except ConnectionFailed:
@@ -213,11 +227,11 @@ class NetworkStore(Store, abc.ABC):
                     len(left),
                     left,
                 )
-                return left
+                return left, False
             except Exception:  # this key only; the batch's own error is what propagates
                 _log.exception("write_many: could not put %r back after a failed batch", key)
                 left.append(key)
-        return left
+        return left, unsure
 
     async def _applied_anyway(
         self, key: str, data: bytes, expires_at: float | None, old: Record | None
@@ -345,6 +359,10 @@ class NetworkStore(Store, abc.ABC):
           new revision), or is deleted if it had none, and so does the failed key
           when its write landed after all (a lost reply: the record is exactly what
           the batch sent); readers and watchers see the batch, then its undoing;
+        - the failed key is ambiguous unless its write was seen applied and then
+          undone: a read showing the old record does not prove the write will not
+          land later (a replicated bucket may commit it after the client's
+          timeout), so the error then carries a note saying it may still be applied;
         - a key is put back only while it still holds the batch's write (a
           conditional write or delete on the batch's revision), so a newer write by
           someone else stays;

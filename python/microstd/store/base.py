@@ -155,8 +155,11 @@ class Store(AsyncResource, abc.ABC):
         items already written are put back as they were (or deleted, if they were
         absent) before the error propagates. A value is put back only while the key
         still holds the batch's revision (`if_revision`), so a newer write by someone
-        else stays; a delete is not conditional. Keys that cannot be put back are
-        logged and named in a note on the error. A concurrent reader may see some
+        else stays. A key that was absent is read first and deleted only while it
+        still holds the batch's revision; this read-then-delete is racy (the
+        interface has no conditional delete), so a write by someone else landing
+        between the read and the delete is still lost. Keys that cannot be put back
+        (or checked) are logged and named in a note on the error. A concurrent reader may see some
         items before the others: a backend that can write them in one transaction
         overrides this.
         """
@@ -184,8 +187,9 @@ class Store(AsyncResource, abc.ABC):
         self, written: Mapping[str, Revision], previous: Mapping[str, Record]
     ) -> list[str]:
         """Restore each key `written` (at its revision) to the record it had, or delete
-        it if it had none; returns the keys that could not be put back."""
-        from microstd.errors import Conflict
+        it if it had none (only while it still holds `rev`: racy, see `write_many`);
+        returns the keys that could not be put back or checked."""
+        from microstd.errors import Conflict, NotFound
 
         left: list[str] = []
         for key, rev in written.items():
@@ -195,7 +199,15 @@ class Store(AsyncResource, abc.ABC):
                     None if old is None or old.expires_at is None else old.expires_at - time.time()
                 )
                 if old is None or (ttl is not None and ttl <= 0):
-                    await self.delete(key)  # absent before, or it would have expired by now
+                    # Absent before, or it would have expired by now. No conditional
+                    # delete in the interface: read, then delete only if still ours.
+                    try:
+                        current = await self.read(key)
+                    except NotFound:
+                        continue
+                    if current.revision != rev:
+                        continue  # written again since the batch: that newer write stays
+                    await self.delete(key)
                 else:
                     await self.write(
                         key, old.value, ttl=ttl, metadata=old.metadata, if_revision=rev
