@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from microstd import sync
-from microstd.errors import LockTimeout
+from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._etcdapi import EtcdAPI, b64, int_field, prefix_end
 
 TTL = 2.0  # etcd's floor on a default server
@@ -98,3 +98,39 @@ async def test_a_standby_longer_than_its_ttl_leads_alone(etcd_url: str) -> None:
             await third.resign()
         finally:
             await api.close()
+
+
+@pytest.mark.parametrize("revoke_fails", [False, True])
+async def test_a_move_to_a_shorter_lease_whose_reply_is_lost_leaves_no_second_holder(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch, revoke_fails: bool
+) -> None:
+    """`refresh(ttl=...)` whose move txn was applied but answered with
+    ConnectionFailed: the key sits on the new, short lease. The holder must not go
+    on renewing the old lease and believing its old expiry."""
+    name = f"lost-move-{uuid.uuid4().hex[:8]}"
+    async with sync.open(etcd_url) as locks:
+        lease = await locks.acquire(name, ttl=30.0)
+        api = lease._api  # type: ignore[attr-defined]
+        real_call = api.call
+
+        async def applied_then_lost(path: str, body: dict[str, Any], **kw: Any) -> Any:
+            if path == "kv/txn":
+                await real_call(path, body, **kw)
+                raise ConnectionFailed("reply lost (test)")
+            if path == "lease/revoke" and revoke_fails:
+                raise ConnectionFailed("revoke lost (test)")
+            return await real_call(path, body, **kw)
+
+        monkeypatch.setattr(api, "call", applied_then_lost)
+        with pytest.raises(ConnectionFailed):
+            await lease.refresh(ttl=TTL)
+        monkeypatch.setattr(api, "call", real_call)
+        # The holder believes no more than the short lease it may now be on...
+        assert lease.expires_at <= time.time() + TTL
+        # ... and does not renew the old lease as if the key were still on it.
+        with pytest.raises(LockLost):
+            await lease.refresh()
+        # The lock is free (at once, or when the unrenewed short lease runs out).
+        rival = await locks.acquire(name, ttl=30.0, wait=30.0)
+        assert rival.token > lease.token
+        await rival.release()

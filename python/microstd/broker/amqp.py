@@ -68,7 +68,7 @@ from microstd.broker._durable import (
     validate_name,
     validate_subjects,
 )
-from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
 from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body, log
@@ -126,53 +126,35 @@ def _count(raw: Mapping[str, Any] | None) -> int:
     return before + requeued + 1
 
 
-class AmqpDurableMessage(Message):
+class AmqpDurableMessage(DurableMessage):
     """A delivery of a durable subscription on `amqp://`."""
 
-    __slots__ = ("_count", "_id", "_member", "_timer", "incoming", "settled", "settler")
+    __slots__ = ("_member", "_timer", "incoming")
 
     def __init__(self, incoming: aio_pika.abc.AbstractIncomingMessage, member: _Member) -> None:
         raw = incoming.headers
         topic = str(raw.get(_TOPIC) or incoming.routing_key or "")
-        super().__init__(topic, incoming.body, _headers(raw), incoming.content_type or OCTET_STREAM)
+        msgid = incoming.message_id or f"{member.queue}:{incoming.delivery_tag}"
+        assert member.settler is not None
+        super().__init__(
+            topic,
+            incoming.body,
+            _headers(raw),
+            incoming.content_type or OCTET_STREAM,
+            msgid,
+            _count(raw),
+            member.settler,
+        )
         self.incoming = incoming
-        self._id = incoming.message_id or f"{member.queue}:{incoming.delivery_tag}"
-        self._count = _count(raw)
         self._member = member
         self._timer: asyncio.TimerHandle | None = None
-        self.settled = False
-        assert member.settler is not None
-        self.settler: Settler = member.settler
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def delivery_count(self) -> int:
-        return self._count
-
-    def ack(self) -> None:
-        self.settle("ack")
-
-    def nack(self, delay: float | None = None) -> None:
-        if not self.settled:
-            self.settler.nack(self, delay, "nacked")
-
-    def term(self) -> None:
-        if not self.settled:
-            self.settler.term(self, "terminated")
-
-    def in_progress(self) -> None:
-        if not self.settled:
-            self._member.call(self._member.watch, self)
-
-    def settle(self, how: str, delay: float = 0.0, dead: bool = False) -> None:
+    def _send(self, how: str, delay: float, dead: bool) -> None:
         del dead  # dead letters are counted by nothing on AMQP (no server record)
-        if self.settled:
-            return
-        self.settled = True
         self._member.call(self._member.settle, self, how, delay)
+
+    def _progress(self) -> None:
+        self._member.call(self._member.watch, self)
 
 
 class _Member:

@@ -186,24 +186,37 @@ class EtcdLease(Lease):
         sent, wall = time.monotonic(), time.time()
         granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)}, idempotent=True)
         new_id, new_ttl = str(int_field(granted, "ID")), float(int_field(granted, "TTL"))
-        # A put keeps the key's create revision, so the token does not change.
-        moved = await self._api.call(
-            "kv/txn",
-            {
-                "compare": [self._still_mine()],
-                "success": [
-                    {
-                        "request_put": {
-                            "key": b64(self._key),
-                            "value": b64(self.owner),
-                            "lease": new_id,
+        # Once the move is sent the key may be on the new lease, which nobody renews
+        # if the reply is lost: from here the holder believes no more than it gives.
+        if give_up_at(sent, new_ttl) < give_up_at(self._sent_at, self._ttl):
+            self._ttl, self._sent_at = new_ttl, sent
+            self._expires_at = min(self._expires_at, wall + new_ttl)
+        try:
+            # A put keeps the key's create revision, so the token does not change.
+            moved = await self._api.call(
+                "kv/txn",
+                {
+                    "compare": [self._still_mine()],
+                    "success": [
+                        {
+                            "request_put": {
+                                "key": b64(self._key),
+                                "value": b64(self.owner),
+                                "lease": new_id,
+                            }
                         }
-                    }
-                ],
-            },
-            # A second put keeps the create revision the compare checks: same result.
-            idempotent=True,
-        )
+                    ],
+                },
+                # A second put keeps the create revision the compare checks: same result.
+                idempotent=True,
+            )
+        except BaseException:
+            # Ambiguous: the key may have moved. Revoking the new lease deletes it
+            # then, and the next refresh (which checks the key is on this holder's
+            # lease) reports the lock lost instead of renewing a lease holding nothing.
+            with contextlib.suppress(Exception):
+                await self._api.call("lease/revoke", {"ID": new_id}, idempotent=True)
+            raise
         old_id = self._lease_id
         if not moved.get("succeeded"):
             await self._api.call("lease/revoke", {"ID": new_id}, idempotent=True)
@@ -266,6 +279,10 @@ async def _renew(api: EtcdAPI, key: str, token: int, lease_id: str) -> _Alive | 
     got = await api.call("kv/range", {"key": b64(key)}, idempotent=True)
     kvs = kvs_of(got)
     if not kvs or int_field(kvs[0], "create_revision", default=-1) != token:
+        return None
+    # A key moved to another lease (a `refresh(ttl=...)` whose reply was lost) is
+    # not kept alive by this renewal: it is not held on its strength.
+    if int_field(kvs[0], "lease", default=0) != int(lease_id):
         return None
     return alive
 
