@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 
 import nats.errors as nerr
 import pytest
@@ -324,3 +325,51 @@ def test_our_own_errors_pass_through_every_mapping_unchanged() -> None:
         with pytest.raises(ConnectionFailed) as info, errors(endpoint, "x"):  # type: ignore[operator]
             raise original
         assert info.value is original
+
+
+def test_etcd_tells_an_unsent_request_on_an_aiohttp_without_connect_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp < 3.10 has no ConnectionTimeoutError: a timeout there may follow an
+    applied request, so it is not "unsent" (and asking must not raise)."""
+    import aiohttp
+
+    if hasattr(aiohttp, "ConnectionTimeoutError"):
+        sent = ConnectionFailed("connect timeout")
+        sent.__cause__ = aiohttp.ConnectionTimeoutError()
+        assert etcd._unsent(sent)
+        monkeypatch.delattr(aiohttp, "ConnectionTimeoutError")
+    ambiguous = ConnectionFailed("timeout")
+    ambiguous.__cause__ = aiohttp.ServerTimeoutError()
+    assert not etcd._unsent(ambiguous)
+
+
+async def test_an_etcd_member_that_drops_each_watch_once_created_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cluster whose members accept a watch (`created`) and end the stream at
+    once: the watch backs off and fails with ConnectionFailed, not re-created for ever."""
+    e, _ = etcd.EtcdEndpoint.from_url("etcd://h1:1,h2:1,h3:1?connect_timeout=0.2&timeout=0.3")
+    client = await etcd.acquire(e)
+    opened: list[str] = []
+
+    async def created_then_dropped(
+        base: str, request: object, what: str
+    ) -> AsyncIterator[dict[str, object]]:
+        opened.append(base)
+        await asyncio.sleep(0)  # a real stream waits on the network: cancellable
+        yield {"created": True}
+        raise etcd.EtcdStreamEnded(f"{what}: {base} ended the watch stream")
+
+    monkeypatch.setattr(client, "_watch_member", created_then_dropped)
+
+    async def consume() -> None:
+        async for _ in client.watch({"key": etcd.b64("k"), "start_revision": "7"}):
+            pass
+
+    try:
+        with pytest.raises(ConnectionFailed, match="ended the watch stream"):
+            await asyncio.wait_for(consume(), 30)
+        assert len(set(opened)) == 3  # every member was tried
+    finally:
+        await etcd.release(client)

@@ -317,7 +317,13 @@ def _unsent(exc: ConnectionFailed) -> bool:
 
     if isinstance(exc, _Unavailable):
         return exc.applied is False
-    return isinstance(exc.__cause__, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    # aiohttp >= 3.10 tells a connect timeout (nothing sent) from a read timeout;
+    # before it both are a ServerTimeoutError, which may follow an applied request,
+    # so there only a refused connection counts as unsent.
+    connect_timeout: tuple[type[BaseException], ...] = tuple(
+        t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
+    )
+    return isinstance(exc.__cause__, (aiohttp.ClientConnectorError, *connect_timeout))
 
 
 def _fail(
@@ -610,10 +616,15 @@ class EtcdClient:
         pause = _ROUND_PAUSE
         while True:
             i = self._current
+            opened = time.monotonic()
             try:
                 async for result in self._watch_member(self._members[i], request, what):
-                    failed_since, failures, pause = None, 0, _ROUND_PAUSE
                     events = result.get("events")
+                    if events:
+                        # Only a stream that delivers counts as recovered: a member
+                        # that answers `created` and drops the stream at once must
+                        # not keep the loop re-creating it with no pause, for ever.
+                        failed_since, failures, pause = None, 0, _ROUND_PAUSE
                     for event in events if isinstance(events, list) else ():
                         rev = int_field(event, "kv", "mod_revision", default=0)
                         if rev >= int(request["start_revision"]):
@@ -624,6 +635,9 @@ class EtcdClient:
             except ConnectionFailed:
                 self._failed(i)
                 now = time.monotonic()
+                if now - opened > t.connect + t.request:
+                    # The stream stayed up a while (a quiet one): a new failure.
+                    failed_since, failures, pause = None, 0, _ROUND_PAUSE
                 failed_since = now if failed_since is None else failed_since
                 # As long as a request may take (a leader election, say), then give up.
                 if now - failed_since > t.connect + t.request:
