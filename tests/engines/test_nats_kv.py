@@ -7,13 +7,18 @@ the way the server does (``total``, ``offset``, ``limit``, the page's subjects).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import nats.js.errors as jerr
 import pytest
 
+import microstd.store
 from microstd._engines import nats_kv
+from microstd.errors import ConnectionFailed
+from microstd.store import Record
+from microstd.store.nats import NatsStore
 
 
 class _Reply:
@@ -64,3 +69,59 @@ async def test_a_missing_stream_is_nats_py_not_found() -> None:
 
     with pytest.raises(jerr.NotFoundError):
         await nats_kv.kv_names(Missing(), "b", timeout=1.0)  # type: ignore[arg-type]
+
+
+class _Reads:
+    """Reads that wait until released; `fail` raises once the others are in flight."""
+
+    def __init__(self, fail: str) -> None:
+        self.fail = fail
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.release = asyncio.Event()
+
+    async def read(self, key: str) -> str:
+        self.started.append(key)
+        if key == self.fail:
+            await asyncio.sleep(0)  # the others of the batch have started by now
+            raise ConnectionFailed("the connection was lost")
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        return key
+
+
+async def test_a_failing_read_cancels_the_others_of_its_batch() -> None:
+    reads = _Reads(fail="b")
+    keys = ["a", "b", "c", "d", "e"]
+    with pytest.raises(ConnectionFailed):
+        await nats_kv.in_batches(reads.read, keys, 3)
+    # The rest of the failed batch was cancelled before the call raised, and the
+    # next batch never started: nothing is left running.
+    assert reads.started == ["a", "b", "c"]
+    assert sorted(reads.cancelled) == ["a", "c"]
+
+
+async def test_reads_in_batches_keep_the_items_order() -> None:
+    reads = _Reads(fail="")
+    reads.release.set()
+    assert await nats_kv.in_batches(reads.read, ["c", "a", "b"], 2) == ["c", "a", "b"]
+    assert await nats_kv.in_batches(reads.read, [], 2) == []
+
+
+async def test_a_failing_store_read_many_cancels_the_others() -> None:
+    store = microstd.store.open("nats://127.0.0.1:1/b")
+    assert isinstance(store, NatsStore)
+    reads = _Reads(fail="k1")
+
+    async def get(key: str) -> Record | None:
+        await reads.read(key)
+        return None
+
+    store._get = get  # type: ignore[method-assign]
+    with pytest.raises(ConnectionFailed):
+        await store._get_many([f"k{i}" for i in range(40)])
+    assert len(reads.started) == 32  # one batch of reads in flight, no more
+    assert sorted(reads.cancelled) == sorted(k for k in reads.started if k != "k1")

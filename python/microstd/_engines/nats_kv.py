@@ -14,6 +14,8 @@ helpers ask the stream instead, with requests its leader answers alone:
   of each (``STREAM.MSG.GET`` by subject, several in flight at once) is not a
   DEL/PURGE marker (and passes the caller's own test, such as an expiry);
   it can stop once it has found enough.
+- `in_batches`: one request per item, a batch at a time; the first failure
+  cancels the rest of its batch, so no read goes on after the call has raised.
 
 Errors are nats-py's (`nats.js.errors.NotFoundError` for a missing bucket);
 run them inside `errors(endpoint, what)` like any other request.
@@ -24,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import nats.errors as nerr
 import nats.js.errors as jerr
 from nats.aio.client import Client
 
-__all__ = ["DELETED_OPS", "kv_live", "kv_names"]
+__all__ = ["DELETED_OPS", "in_batches", "kv_live", "kv_names"]
 
 #: ``KV-Operation`` values of the markers a delete or purge leaves as a key's last message.
 DELETED_OPS = frozenset({"DEL", "PURGE"})
@@ -39,6 +42,37 @@ _OP = "KV-Operation"
 _API = "$JS.API"
 #: Last-message reads `kv_live` keeps in flight at once.
 IN_FLIGHT = 32
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+async def in_batches(
+    fn: Callable[[_T], Awaitable[_R]], items: Sequence[_T], batch: int = IN_FLIGHT
+) -> list[_R]:
+    """`fn(item)` for each item, in their order, with up to `batch` in flight (one
+    batch after another). When one raises, the others of its batch are cancelled
+    and awaited before the error propagates, and no later batch starts: nothing
+    goes on in the background after the call has failed (as `asyncio.gather`
+    would leave it; no `TaskGroup` before Python 3.11)."""
+    out: list[_R] = []
+    step = max(1, batch)
+    for start in range(0, len(items), step):
+        tasks = [asyncio.ensure_future(fn(x)) for x in items[start : start + step]]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            # On a failure (or our own cancellation) the rest of the batch stops too.
+            if not all(t.done() for t in tasks):
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for t in tasks:
+            if not t.cancelled() and t.exception() is not None:
+                t.result()  # raises the first failure, in the items' order
+        out.extend(t.result() for t in tasks)
+    return out
+
 
 #: `kv_live`'s test of one entry: (name, stream sequence, headers) -> live.
 Liveness = Callable[[str, int, Mapping[str, str]], bool]
@@ -124,7 +158,7 @@ async def kv_live(
         if want is not None and len(out) >= want:
             break
         batch = names[start : start + step]
-        found = await asyncio.gather(*(one(n) for n in batch))
+        found = await in_batches(one, batch, step)
         out.extend(n for n, ok in zip(batch, found, strict=True) if ok)
     return out
 

@@ -57,7 +57,6 @@ may still have been applied.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import heapq
@@ -393,13 +392,8 @@ class NatsStore(NetworkStore):
     async def _get_many(self, keys: list[str]) -> dict[str, Record]:
         # Concurrent requests on the one connection: one read per key either way,
         # but not one round trip after another (write_many reads its keys first).
-        gate = asyncio.Semaphore(_READS_IN_FLIGHT)
-
-        async def one(key: str) -> Record | None:
-            async with gate:
-                return await self._get(key)
-
-        found = await asyncio.gather(*(one(k) for k in keys))
+        # In batches: a failed read cancels the others, none runs on after we raise.
+        found = await nats_kv.in_batches(self._get, keys, _READS_IN_FLIGHT)
         return {key: rec for key, rec in zip(keys, found, strict=True) if rec is not None}
 
     async def _exists(self, key: str) -> bool:

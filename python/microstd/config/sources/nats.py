@@ -99,19 +99,18 @@ class NatsSource(Source):
 
         kv = await self._bucket(conn, "read")
         nc = await conn.ready(f"{self.name} read")
-        gate = asyncio.Semaphore(nats_kv.IN_FLIGHT)
 
         async def value(key: str) -> bytes | None:
-            async with gate:
-                try:
-                    entry = await kv.get(key)
-                except jerr.KeyNotFoundError:  # deleted or purged (or gone since)
-                    return None
+            try:
+                entry = await kv.get(key)
+            except jerr.KeyNotFoundError:  # deleted or purged (or gone since)
+                return None
             return (entry.value or b"") if entry.operation in _PUT_OPS else None
 
         with conn.errors(f"{self.name} read"):
             keys = await nats_kv.kv_names(nc, self.bucket, timeout=self.timeout)
-            values = await asyncio.gather(*(value(k) for k in keys))
+            # In batches: a failed read cancels the others, none runs on after we raise.
+            values = await nats_kv.in_batches(value, keys)
         return {
             key: decode_value(raw, self.name)
             for key, raw in zip(keys, values, strict=True)
