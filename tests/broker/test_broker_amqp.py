@@ -155,7 +155,9 @@ async def test_a_burst_of_publishes_is_not_timed_out_by_its_own_queue(amqp_url: 
     # server's confirm: the wait for a turn must not count (it did, and a burst
     # far larger than the client can send in `timeout` failed as a whole, none
     # of it sent).
-    async with microstd.broker.open(amqp_url + "?timeout=2") as broker:
+    # timeout=5 (the default): 256 confirms in flight need far less on any machine,
+    # while the 12,000 queued publishes take longer than that to get on the channel.
+    async with microstd.broker.open(amqp_url + "?timeout=5") as broker:
         results = await asyncio.gather(
             *(broker.publish("nobody.listens", b"x") for _ in range(12_000)),
             return_exceptions=True,
