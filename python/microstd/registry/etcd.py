@@ -150,8 +150,9 @@ class EtcdRegistry(Registry):
             answer = await self._call("lease/keepalive", {"ID": held[0]}, "register")
             if engine.int_field(answer, "result", "TTL", default=0) > 0:
                 return held[0]
-        granted = await self._call("lease/grant", {"TTL": str(seconds)}, "register")
-        lease_id = str(engine.int_field(granted, "ID"))
+        client = await self._etcd()
+        # The lease's ID is chosen by the client: a grant sent again is the same grant.
+        lease_id, _ = await client.grant_lease(seconds, "registry register")
         self._leases[key] = (lease_id, seconds)
         if held is not None:
             # The key moves to the new lease with the put below; the old one is garbage.
