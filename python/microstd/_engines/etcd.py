@@ -26,7 +26,10 @@ What it owns:
   ``connect_timeout=5`` to open a connection; ``timeout=5`` for any one
   request, from sending it to the end of its answer; ``ping_interval=10``: a
   watch stream silent for that long is checked with a status request on
-  another connection, and a failed check ends the watch with `ConnectionFailed`.
+  another connection, and a failed check ends the watch with `ConnectionFailed`
+  (on a cluster: moves it to the next member). On a cluster,
+  ``attempt_timeout`` (a third of `timeout` by default) bounds one attempt of
+  a request on one member (see Members).
 - **Error mapping** (`errors`, applied by `call` and `watch`): refused, lost or
   timed-out connections, an HTTP 5xx answer, gRPC codes "unavailable" and
   "deadline exceeded", an answer that is not a JSON object, a watch stream
@@ -54,12 +57,24 @@ What it owns:
   to the next member). Requests carry etcd's "require leader" flag, so a
   member cut off from the quorum answers "no leader" at once instead of
   hanging.
+- **Silent members** (frozen, or behind a partition that drops packets: no
+  refusal, no reset, no answer): an `idempotent` request gives up on a member
+  after ``attempt_timeout`` seconds, not the request's whole time, and goes
+  to the next; the attempt time doubles each round, so a cluster that is
+  only slow (a loaded machine, an election) still gets the time it needs,
+  within the request's time. A request that is not idempotent gets the
+  request's whole time on its member (abandoning it would only turn a slow
+  answer into an ambiguous error). Lease grants are made safe to repeat by
+  `grant_lease`, which picks the lease ID.
 - **Watches** on a cluster resume on the next member when their stream is
   lost, from the revision after the last event delivered (the first stream
   starts from a revision read beforehand when the request names none), so
   no event is missed; at most a write made just before the watch started is
-  delivered too. A watch ends with `ConnectionFailed` once no member took it
-  for as long as a request may take (``connect_timeout + timeout``).
+  delivered too. A stream on a silent member is found out by its liveness
+  check (``ping_interval``, then an attempt's time for the check) and moved
+  the same way; opening a stream also gets an attempt's time. A watch ends
+  with `ConnectionFailed` once no member took it for as long as a request may
+  take (``connect_timeout + timeout``).
 
 Ambiguity: a request that raised `ConnectionFailed` after it was sent may
 have been applied (a put, a lease grant, a transaction).

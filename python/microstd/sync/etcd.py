@@ -17,16 +17,24 @@ acquire or elect returns a lease that is not held.
 etcd leases are whole seconds with a server-side floor (about 2 s on a
 default server): `Lease.ttl` reports what the server granted.
 
-On a cluster (``etcd://h1,h2,h3``) a request whose reply was lost may be sent
-again to another member only when doing it twice is doing it once: reads,
-keepalives and revokes; a lease grant (a lease a lost reply granted holds no
-key and runs out on its own); the contender's put, a transaction that creates
-its key only if absent and reads it back in both branches, so the token is the
-key's create revision whichever attempt created it; the move to a new lease
-(a put that keeps the create revision, compared on it). A release's delete is
-not sent twice (a second attempt would report `LockLost` for a lock the first
-released): when its reply is lost the lease is revoked, which deletes the key
-if it is still ours, and the release raises `ConnectionFailed`.
+On a cluster (``etcd://h1,h2,h3``) every request the locks make is safe to
+send again, so one whose reply was lost, or that a silent member (frozen, cut
+off) holds past the client's `attempt_timeout`, is sent to the next member
+within the same call: reads, keepalives and revokes; a lease grant, whose ID
+the client picks, so a second attempt grants the same lease (etcd refuses it
+as existing, and the first attempt's lease is used) and an abandoned one that
+arrives late is refused, never leaked; the contender's put, a transaction that
+creates its key only if absent and reads it back in both branches, so the
+token is the key's create revision whichever attempt created it; the move to
+a new lease (a put that keeps the create revision, compared on it); and the
+release's delete, compared on the create revision: when a second attempt
+finds the key gone, the lease is looked up, and a key gone while its lease
+lives was deleted by the first attempt (nothing else deletes it), so the
+release succeeded; the lease gone too reads as `LockLost`. A release that
+still fails revokes its lease, which deletes the key if it is still ours, and
+raises `ConnectionFailed`. A refresh never outlives its safe window: its
+attempts, retries included, are bounded by the local expiry counted from the
+first attempt's send.
 
 Talks to etcd's JSON gateway through aiohttp; see `_etcdapi` for why.
 """
