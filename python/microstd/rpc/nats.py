@@ -23,8 +23,9 @@ The connection is the engine's (`microstd._engines.nats`: timeouts,
 reconnection without limit, credentials redacted), shared per URL and event
 loop. A call nobody answers ("no responders": no instance subscribed) raises
 `NotFound`, as a service missing from the registry does over HTTP; a refused
-call (shutting down, busy) is retried as over HTTP. Streaming calls are not
-carried over NATS: `Client.stream` on a NATS client raises `NotSupported`.
+call (shutting down, busy) is retried as over HTTP. Streaming calls go over
+NATS too: `rpc/nats_streams.py` opens them, `rpc/nats_channel.py` carries
+their frames.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from microstd.rpc.context import (
 if TYPE_CHECKING:
     from microstd._engines.nats import NatsConnection
     from microstd.rpc.client import Call, Client
+    from microstd.rpc.nats_streams import NatsStreamListener
     from microstd.rpc.server import Reply, Server
 
 __all__ = [
@@ -111,6 +113,7 @@ class NatsServerTransport:
         self._sub: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = 0
+        self._streams: NatsStreamListener | None = None
         self._prefix_len = len(f"{PREFIX}.{service_token(server.name)}.")
 
     @property
@@ -128,6 +131,7 @@ class NatsServerTransport:
                 self._sub = await nc.subscribe(
                     f"{PREFIX}.{service_token(name)}.*.>", queue=name, cb=self._on_request
                 )
+                self._streams = await _listen_for_streams(self.server, conn)
                 await nc.flush(timeout=conn.endpoint.timeouts.request)  # type: ignore[arg-type]
         except BaseException:
             from microstd._engines.nats import release
@@ -142,6 +146,8 @@ class NatsServerTransport:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        if self._streams is not None:
+            await self._streams.unsubscribe()
 
     async def stop(self) -> None:
         """Unsubscribe, end the calls still running (the server drained them first)
@@ -152,6 +158,9 @@ class NatsServerTransport:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            await streams.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             await release(conn)
@@ -238,6 +247,15 @@ class NatsServerTransport:
         except MicrostdError as exc:
             # The caller will time out; nothing else can be done with the answer.
             log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
+
+
+async def _listen_for_streams(server: Server, conn: NatsConnection) -> NatsStreamListener:
+    """Take the server's stream openings too (`rpc/nats_streams.py`)."""
+    from microstd.rpc.nats_streams import NatsStreamListener
+
+    listener = NatsStreamListener(server, conn)
+    await listener.start()
+    return listener
 
 
 class NatsClientTransport:
