@@ -43,7 +43,6 @@ from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
     MicrostdError,
-    NotSupported,
     ServiceError,
 )
 from microstd.observe import _state as _observe_state
@@ -311,11 +310,6 @@ class Client(AsyncResource):
         from microstd.rpc.stream_client import Stream
 
         self._check_open()
-        if self._nats is not None:
-            raise NotSupported(
-                "streaming calls are carried over HTTP (WebSocket), not NATS:"
-                " use a Client without transport= for streams"
-            )
         call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
         return Stream(self, call, response_type)
 
@@ -383,11 +377,6 @@ class Client(AsyncResource):
     async def _invoke_streaming(self, call: Call) -> object:
         from microstd.rpc.stream_client import call_streaming
 
-        if self._nats is not None:
-            raise NotSupported(
-                "streaming calls are carried over HTTP (WebSocket), not NATS:"
-                " use a Client without transport= for streams"
-            )
         if call.timeout is None:
             call.timeout = self.timeout  # a call (not a stream) has the client's timeout
         return await call_streaming(self, call)

@@ -23,8 +23,9 @@ The connection is the engine's (`microstd._engines.nats`: timeouts,
 reconnection without limit, credentials redacted), shared per URL and event
 loop. A call nobody answers ("no responders": no instance subscribed) raises
 `NotFound`, as a service missing from the registry does over HTTP; a refused
-call (shutting down, busy) is retried as over HTTP. Streaming calls are not
-carried over NATS: `Client.stream` on a NATS client raises `NotSupported`.
+call (shutting down, busy) is retried as over HTTP. Streaming calls go over
+NATS too: `rpc/nats_streams.py` opens them, `rpc/nats_channel.py` carries
+their frames.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from microstd.rpc.limits import AMPLIFICATION
 if TYPE_CHECKING:
     from microstd._engines.nats import NatsConnection
     from microstd.rpc.client import Call, Client
+    from microstd.rpc.nats_streams import NatsStreamListener
     from microstd.rpc.server import Reply, Server
 
 __all__ = [
@@ -123,6 +125,7 @@ class NatsServerTransport:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
         self._waiting = 0
+        self._streams: NatsStreamListener | None = None
         self._prefix_len = len(f"{PREFIX}.{service_token(server.name)}.")
 
     @property
@@ -141,6 +144,7 @@ class NatsServerTransport:
                 self._sub = await nc.subscribe(
                     f"{PREFIX}.{service_token(name)}.*.>", queue=name, cb=self._on_request
                 )
+                self._streams = await _listen_for_streams(self.server, conn)
                 await nc.flush(timeout=conn.endpoint.timeouts.request)  # type: ignore[arg-type]
         except BaseException:
             from microstd._engines.nats import release
@@ -155,6 +159,8 @@ class NatsServerTransport:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        if self._streams is not None:
+            await self._streams.unsubscribe()
 
     async def stop(self) -> None:
         """Unsubscribe, end the calls still running (the server drained them first)
@@ -167,6 +173,9 @@ class NatsServerTransport:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            await streams.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             await release(conn)
@@ -283,6 +292,15 @@ class NatsServerTransport:
         except MicrostdError as exc:
             # The caller will time out; nothing else can be done with the answer.
             log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
+
+
+async def _listen_for_streams(server: Server, conn: NatsConnection) -> NatsStreamListener:
+    """Take the server's stream openings too (`rpc/nats_streams.py`)."""
+    from microstd.rpc.nats_streams import NatsStreamListener
+
+    listener = NatsStreamListener(server, conn)
+    await listener.start()
+    return listener
 
 
 class NatsClientTransport:

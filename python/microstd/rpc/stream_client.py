@@ -178,9 +178,12 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
                     if too_big == "ours":
                         detail = f"a reply item is larger than {client.max_frame} bytes"
                         raise ServiceError(service, 502, detail)
+                    why = getattr(channel, "lost", "") or (
+                        "the server stopped or the connection broke"
+                    )
                     raise ConnectionFailed(
                         f"{service} {endpoint}: the stream from {node.address} ended without"
-                        " its end (the server stopped or the connection broke)"
+                        f" its end ({why})"
                     )
                 kind = frame[0]
                 if kind == DATA:
@@ -224,6 +227,10 @@ async def _open(
 ) -> tuple[Channel, Node]:
     """Connect to a node (and send the one request, if it is one); retried on
     another node when that fails."""
+    if client._nats is not None:
+        from microstd.rpc.nats_streams import open_stream
+
+        return await open_stream(client, call, headers, deadline, first)
     service = call.service
     last: BaseException | None = None
     scope = Deadline(deadline) if deadline is not None else contextlib.nullcontext()
