@@ -15,7 +15,7 @@ from _rpc_rig import STREAM_TRANSPORTS, Rig, make_rig
 import microstd
 from microstd import errors
 from microstd.errors import DeadlineExceeded, ServiceError
-from microstd.rpc import Limits, current_context
+from microstd.rpc import Call, CallNext, Limits, current_context
 
 
 @pytest.fixture(params=STREAM_TRANSPORTS)
@@ -223,6 +223,50 @@ async def test_a_request_iterator_that_fails_ends_the_stream_with_its_error(rig:
         with pytest.raises(ValueError, match="the source broke"):
             async for _ in client.stream(rig.name("streams"), "Streams.Echo", broken()):
                 pass
+
+
+async def test_client_middleware_wraps_streams(rig: Rig) -> None:
+    """Middleware sees `Client.stream` calls too: `call_next` gives the replies'
+    iterator, which it may wrap; it runs at the first iteration."""
+    seen: list[tuple[object, ...]] = []
+
+    async def tenant(call: Call, call_next: CallNext) -> object:
+        if call.endpoint == "Streams.Nope":
+            raise errors.forbidden("no such thing for you")
+        call.metadata["tenant"] = "acme"
+        result = await call_next(call)
+        if not call.stream:
+            seen.append(("call", call.endpoint))
+            return result
+
+        async def counted() -> AsyncIterator[object]:
+            n = 0
+            async for item in result:  # type: ignore[attr-defined]
+                n += 1
+                yield item
+            seen.append(("stream", call.endpoint, n))
+
+        return counted()
+
+    async with stream_service(rig, Probe()), rig.client(middleware=[tenant]) as client:
+        [ctx] = [c async for c in client.stream(rig.name("streams"), "Streams.Context")]
+        assert ctx["meta"] == {"tenant": "acme"}
+        got = [i async for i in client.stream(rig.name("streams"), "Streams.Count", {"upto": 3})]
+        assert len(got) == 3
+        items = _aiter([{"n": 1, "label": "a"}])
+        assert await client.call(rig.name("streams"), "Streams.Sum", items) == {
+            "sum": 1,
+            "labels": ["a"],
+        }
+        refused = client.stream(rig.name("streams"), "Streams.Nope")
+        with pytest.raises(ServiceError, match="no such thing") as info:
+            await refused.__anext__()
+        assert info.value.code == 403
+    assert seen == [
+        ("stream", "Streams.Context", 1),
+        ("stream", "Streams.Count", 3),
+        ("call", "Streams.Sum"),
+    ]
 
 
 # --- deadlines and cancellation ---------------------------------------------------------

@@ -90,6 +90,9 @@ class Call:
     metadata: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     idempotent: bool = False
+    #: A `Client.stream` call: middleware's `call_next(call)` returns the replies'
+    #: async iterator (which the middleware may wrap), not a reply.
+    stream: bool = False
 
 
 CallNext = Callable[[Call], Awaitable[object]]
@@ -305,12 +308,16 @@ class Client(AsyncResource):
         `max_stream_timeout` (or the deadline of the handler this is called
         from). `response_type` converts each reply. Nothing is sent until the
         first iteration; `aclose()` (or leaving `async with`) cancels the call.
-        Client middleware does not wrap streams.
+        Client middleware wraps the stream too: it runs at the first iteration,
+        with `call.stream` set, and its `call_next(call)` returns the replies'
+        async iterator (see `Call.stream`).
         """
         from microstd.rpc.stream_client import Stream
 
         self._check_open()
-        call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
+        call = Call(
+            service, endpoint, body, dict(metadata) if metadata else {}, timeout, stream=True
+        )
         return Stream(self, call, response_type)
 
     def _run(self, call: Call) -> Awaitable[object]:

@@ -73,7 +73,10 @@ class Stream:
     def __init__(self, client: Client, call: Call, response_type: type[Any] | None) -> None:
         self.service = call.service
         self.endpoint = call.endpoint
-        replies = _replies(client, call, response_type)
+        if client.middleware:
+            replies = _chained(client, call, response_type)
+        else:
+            replies = _replies(client, call, response_type)  # no chain: no layer per item
         if _observe.tracer is not None:  # a CLIENT span around the stream (microstd.observe)
             replies = _observed.traced_stream(replies, call, None)
         self._replies = replies
@@ -102,6 +105,32 @@ class Stream:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _chained(client: Client, call: Call, response_type: type[Any] | None) -> Any:
+    """The replies of a stream opened through the client's middleware.
+
+    The chain runs at the first iteration (nothing is sent before, as without
+    middleware); for a stream (`call.stream`), `call_next(call)` returns the
+    replies' async iterator, which a middleware may return as is, wrap, or
+    replace. Leaving the iteration closes what the chain returned.
+    """
+    from microstd.rpc.client import CallNext, _wrap
+
+    async def innermost(c: Call) -> object:
+        return _replies(client, c, response_type)
+
+    chain: CallNext = innermost
+    for mw in reversed(client.middleware):
+        chain = _wrap(mw, chain)
+    replies: Any = await chain(call)
+    try:
+        async for item in replies:
+            yield item
+    finally:
+        close = getattr(replies, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def call_streaming(client: Client, call: Call) -> object:
