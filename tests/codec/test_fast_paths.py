@@ -8,7 +8,9 @@ a str of the wrong width would compare unequal to the original.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 
@@ -259,9 +261,6 @@ def test_the_cores_json_loads_answers_as_the_python_function(data: object) -> No
 def test_dataclass_fields_are_remembered_per_class() -> None:
     # The core remembers each dataclass's field names after its first encode;
     # a subclass (more fields) and a ClassVar (no field) must not be confused.
-    import dataclasses
-    from typing import ClassVar
-
     @dataclasses.dataclass
     class Base:
         a: int
