@@ -1,6 +1,7 @@
 """Durable subscriptions of `redis://`: Redis Streams and consumer groups.
 
-Layout (every key under the broker's `prefix`):
+Layout (every key under the broker's `prefix`; on Redis Cluster under
+``{prefix}``, one hash tag):
 
 - `streams`: a hash, stream name -> JSON `{"subjects": [...], "max_age",
   "max_count", "max_bytes"}`.

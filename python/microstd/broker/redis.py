@@ -34,6 +34,14 @@ Unsubscribing drains: the subscription keeps receiving until a PING sent on
 the pub/sub connection after the unsubscribe comes back, so everything the
 server sent before is handled.
 
+Redis Cluster (``redis+cluster://n1:7000,n2:7000/``): classic PUBLISH reaches
+every node, so the pub/sub connection may be to any node (redis-py picks the
+master of the first channel's slot); when that node is lost it subscribes
+again on a node of the new slot map. The broker's keys (streams, queue
+groups, claims) carry one hash tag, ``{prefix}`` (``{microstd:broker:}`` when
+the prefix is empty), so the publish script's keys share one slot: a
+broker's streams live on one shard.
+
 Connection, timeouts and errors are `microstd._engines.redis`'s: options
 ``connect_timeout`` (5 s), ``timeout`` (5 s) and ``ping_interval`` (10 s), in
 the URL or as keywords. The pub/sub connection is checked with a PING when it

@@ -13,6 +13,14 @@ Layout, under the namespace `prefix` (default ``microstd:store:``):
   increasing across a restart that lost it (a Redis without persistence);
 - ``<prefix>events`` the pub/sub channel every write and delete publishes to.
 
+On Redis Cluster (``redis+cluster://n1:7000,n2:7000/``,
+`microstd._engines.redis_cluster`) the namespace is the prefix with a hash tag
+(``{microstd:store:}``; a prefix that holds a tag already is kept), so the whole
+store is one hash slot and every script's keys are on one node: the store
+lives on one shard. `list` scans that slot's master only; the watch's pub/sub
+connection is to that master (classic PUBLISH reaches every node, and its
+keyspace notifications only come from there).
+
 Writes, conditions, the TTL and the watch event happen in one Lua script, so a
 conditional write is atomic. `write_many` sends the whole batch as one script
 (one round trip): on the server it is all or nothing, and no reader sees part of
