@@ -646,7 +646,9 @@ class RedisCluster:
 
     def master_of(self, key: str) -> int:
         """The index of the node that is the master of `key`'s hash slot now."""
-        slot = int(_redis_cli(self.nodes[0].port, "cluster", "keyslot", key).strip())
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())  # computed here: node 0 may be the one killed
         for node in self.nodes:
             if node.proc is None:
                 continue
