@@ -13,6 +13,7 @@ mod fast;
 mod gc;
 #[cfg(feature = "python")]
 mod json_guard;
+pub mod json_scan;
 #[cfg(feature = "python")]
 mod keys;
 pub mod limits;
