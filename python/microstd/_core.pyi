@@ -16,6 +16,8 @@ def msgpack_dumps(
 def msgpack_loads(
     data: bytes | bytearray | memoryview,
     *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
     ext_hook: Callable[[int, bytes], object] | None = None,
     max_container_len: int | None = None,
     max_str_len: int | None = None,
@@ -40,6 +42,8 @@ def cbor_dumps(
 def cbor_loads(
     data: bytes | bytearray | memoryview,
     *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
     tag_hook: Callable[[int, object], object] | None = None,
     max_container_len: int | None = None,
     max_str_len: int | None = None,
@@ -59,6 +63,15 @@ def cbor_next(
     unique_keys: bool = False,
 ) -> tuple[object, int] | None: ...
 def json_check(obj: object) -> None: ...
+def json_dumps(
+    obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
+) -> bytes: ...
+def json_loads(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+) -> Any: ...
 def json_snapshot(obj: object) -> object: ...
 
 @final

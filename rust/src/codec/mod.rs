@@ -12,6 +12,8 @@ mod fast;
 #[cfg(feature = "python")]
 mod gc;
 #[cfg(feature = "python")]
+mod json;
+#[cfg(feature = "python")]
 mod json_guard;
 pub mod json_scan;
 #[cfg(feature = "python")]
@@ -20,6 +22,8 @@ pub mod limits;
 pub mod msgpack;
 #[cfg(feature = "python")]
 mod output;
+#[cfg(feature = "python")]
+mod plans;
 #[cfg(feature = "python")]
 mod text;
 #[cfg(feature = "python")]
@@ -71,6 +75,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     msgpack::register(m)?;
     cbor::register(m)?;
     json_guard::register(m)?;
+    json::register(m)?;
     typed::register(m)?;
     Ok(())
 }
