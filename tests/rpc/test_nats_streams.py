@@ -248,3 +248,43 @@ async def test_the_documented_wire(nats_url: str) -> None:
             await nc.publish(credit.reply, b"\x12")  # CLOSE
         finally:
             await nc.close()
+
+
+async def test_a_gap_in_the_sequence_breaks_the_stream(nats_url: str) -> None:
+    """Frames lost on the way (a NATS reconnection) are never skipped silently:
+    the stream breaks, the handler is cancelled and the sender is told (CLOSE)."""
+    name = unique("gap")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+    taken: list[int] = []
+    cancelled = asyncio.Event()
+
+    @svc.handler("Gap.Sum")
+    async def total(reqs: AsyncIterator[int]) -> int:
+        try:
+            async for x in reqs:
+                taken.append(x)
+            return sum(taken)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with svc:
+        nc = await nats.connect(nats_url)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"microstd.stream.{name}.Gap.Sum", b"", reply=inbox)
+            credit = await sub.next_msg(timeout=10)
+            server = credit.reply
+
+            def frame(x: int, seq: int) -> bytes:
+                return b"\x01" + msgpack.dumps(x) + seq.to_bytes(8, "big")
+
+            await nc.publish(server, frame(1, 1))
+            await nc.publish(server, frame(3, 3))  # seq 2 never came
+            await asyncio.wait_for(cancelled.wait(), 30)
+            assert taken == [1]
+            while (await sub.next_msg(timeout=10)).data[:1] != b"\x12":
+                pass  # (a CREDIT may come first) then CLOSE
+        finally:
+            await nc.close()
