@@ -55,7 +55,7 @@ from microstd.broker._durable import (
     StreamLimits,
     covers,
     implicit_stream_name,
-    overlaps,
+    refuse_overlap,
 )
 from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._network import MalformedEnvelope, NetworkSubscription, parse_envelope
@@ -458,16 +458,8 @@ class RedisStreams:
 
     async def add_stream(self, name: str, subjects: list[str], limits: StreamLimits) -> None:
         specs = await self._specs()
-        for other, spec in specs.items():
-            if other == name:
-                continue
-            for mine in subjects:
-                for theirs in spec.get("subjects", []):
-                    if overlaps(mine, theirs):
-                        raise ValueError(
-                            f"stream subject {mine!r} overlaps {theirs!r} of stream {other!r}"
-                        )
-        spec = {"subjects": subjects}
+        refuse_overlap(name, subjects, ((n, s.get("subjects", [])) for n, s in specs.items()))
+        spec: dict[str, object] = {"subjects": subjects}
         for field, value in (
             ("max_age", limits.max_age),
             ("max_count", limits.max_count),

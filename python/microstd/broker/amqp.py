@@ -63,15 +63,15 @@ from microstd.broker._durable import (
     StreamInfo,
     StreamLimits,
     covers,
+    declared_stream,
     implicit_stream_name,
-    overlaps,
+    refuse_overlap,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
-from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body, log
+from microstd.broker._subjects import matches, validate_pattern
+from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, log
 from microstd.errors import Closed, InvalidTopic, NotFound, NotSupported
 
 __all__ = ["AmqpBroker", "binding_key"]
@@ -403,17 +403,6 @@ class AmqpBroker(NetworkBroker):
 
     # --- publishing -------------------------------------------------------------------
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
-
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
     ) -> None:
@@ -645,23 +634,10 @@ class AmqpBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
-        for other, (theirs, _) in self._streams.items():
-            if other == name:
-                continue
-            for mine in patterns:
-                for their in theirs:
-                    if overlaps(mine, their):
-                        raise ValueError(
-                            f"stream subject {mine!r} overlaps {their!r} of stream {other!r}"
-                        )
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
+        refuse_overlap(name, patterns, ((n, s) for n, (s, _) in self._streams.items()))
         self._streams[name] = (patterns, limits)
-        for info in await self.streams():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         channel_owner = await self._publisher()

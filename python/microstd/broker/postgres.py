@@ -47,7 +47,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from microstd import codec
@@ -66,7 +66,7 @@ from microstd.broker._network import (
 from microstd.broker._postgres_durable import DurableStreams
 from microstd.broker._streams_pure import message_size
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import Handler, Message, Subscription, encode_body, log
+from microstd.broker.base import Handler, Message, Subscription, log
 from microstd.errors import Closed, ConnectionFailed, ConnectionRestored, InvalidTopic
 
 __all__ = ["PostgresBroker"]
@@ -517,17 +517,6 @@ class PostgresBroker(NetworkBroker):
 
     # -- publishing --------------------------------------------------------------------
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
-
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
     ) -> None:
@@ -551,10 +540,7 @@ class PostgresBroker(NetworkBroker):
         max_bytes: int | None = None,
     ) -> StreamInfo:
         await self._durables.add_stream(name, subjects, max_age, max_count, max_bytes)
-        for info in await self.streams():
-            if info.name == name:
-                return info
-        raise ConnectionFailed(f"stream {name!r} was deleted as it was added")
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         return await self._durables.streams()

@@ -51,7 +51,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from microstd import codec
@@ -60,9 +60,8 @@ from microstd._engines import redis as engine
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
-    StreamLimits,
+    declared_stream,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._groups import preferred_member
 from microstd.broker._network import (
@@ -75,7 +74,7 @@ from microstd.broker._network import (
 )
 from microstd.broker._redis_streams import RedisStreams
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import Handler, Message, Subscription, encode_body, log
+from microstd.broker.base import Handler, Message, Subscription, log
 from microstd.errors import (
     Closed,
     ConnectionFailed,
@@ -505,17 +504,6 @@ class RedisBroker(NetworkBroker):
             routed.add(key)
             self._route_group(group, message)
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
-
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
     ) -> None:
@@ -536,15 +524,10 @@ class RedisBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         await self._client()
         await self._streams.add_stream(name, patterns, limits)
-        for info in await self._streams.infos():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         await self._client()
