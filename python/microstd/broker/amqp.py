@@ -47,7 +47,6 @@ import contextlib
 import hashlib
 import json
 import re
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,6 +68,7 @@ from microstd.broker._durable import (
     validate_name,
 )
 from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
+from microstd.broker._durable_member import Member
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
 from microstd.broker._subjects import matches, validate_pattern
 from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, log
@@ -157,34 +157,24 @@ class AmqpDurableMessage(DurableMessage):
         self._member.call(self._member.watch, self)
 
 
-class _Member:
+class _Member(Member):
     """One subscriber of a durable: its channel, consumer, timers and settles."""
 
     def __init__(
         self, broker: AmqpBroker, queue: str, pattern: str, options: DurableOptions
     ) -> None:
+        super().__init__(options)
         self.broker = broker
         self.queue = queue
         self.pattern = pattern
-        self.options = options
-        self.loop = asyncio.get_running_loop()
-        self.thread = threading.get_ident()
         self.channel: aio_pika.abc.AbstractRobustChannel | None = None
         self.amqp_queue: aio_pika.abc.AbstractQueue | None = None
         self.tag: str | None = None
         self.settler: Settler | None = None
         self.delivery: DurableDelivery | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.delays: set[int] = set()
         #: Set when the server cancelled the consumer (its queue was deleted).
         self.cancelled = False
-
-    def call(self, fn: Any, *args: Any) -> None:
-        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
-        if threading.get_ident() == self.thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
 
     def watch(self, message: AmqpDurableMessage) -> None:
         """(Re)start the delivery's ack_wait."""
@@ -207,11 +197,6 @@ class _Member:
             self.spawn(self._delay(message, delay))
         else:
             self.spawn(self._reject(message))
-
-    def spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _ack(self, message: AmqpDurableMessage) -> None:
         # A failed ack leaves the message to be delivered again: at least once.

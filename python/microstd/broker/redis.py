@@ -63,7 +63,7 @@ from microstd.broker._durable import (
     declared_stream,
     validate_name,
 )
-from microstd.broker._groups import preferred_member
+from microstd.broker._groups import ClaimedMessage, Group, preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -98,35 +98,6 @@ def glob_for(pattern: str) -> str:
     return ".".join(
         "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
     )
-
-
-class _RedisMessage(Message):
-    __slots__ = ("msgid",)
-
-    def __init__(
-        self, msgid: str, topic: str, data: bytes, headers: dict[str, str], content_type: str
-    ) -> None:
-        super().__init__(topic, data, headers, content_type)
-        self.msgid = msgid
-
-
-class _Group:
-    """This broker's members of one queue group, and the group's live members as seen in Redis."""
-
-    __slots__ = ("key", "local", "turn", "view")
-
-    def __init__(self, key: str) -> None:
-        self.key = key  # the sorted set of member ids
-        self.local: dict[str, NetworkSubscription] = {}
-        self.view: list[str] = []
-        self.turn = 0
-
-    def next_local(self) -> NetworkSubscription | None:
-        if not self.local:
-            return None
-        members = list(self.local.values())
-        self.turn += 1
-        return members[self.turn % len(members)]
 
 
 class RedisBroker(NetworkBroker):
@@ -167,7 +138,7 @@ class RedisBroker(NetworkBroker):
         self._globs: dict[str, list[NetworkSubscription]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pongs: dict[str, asyncio.Future[None]] = {}
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str], Group] = {}
         self._control = f"{prefix}{_CONTROL}"
         self._control_ready: asyncio.Future[None] | None = None
         self._streams = RedisStreams(self)
@@ -301,7 +272,7 @@ class RedisBroker(NetworkBroker):
         key = (pattern, queue)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(f"{self._prefix}group:{queue}@{pattern}")
+            group = self._groups[key] = Group(f"{self._prefix}group:{queue}@{pattern}")
         self._member_seq += 1
         member_id = f"{self._uid}.{self._member_seq}"
         group.local[member_id] = sub
@@ -339,7 +310,7 @@ class RedisBroker(NetworkBroker):
                 f"broker subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
             ) from None
 
-    async def _refresh(self, group: _Group) -> None:
+    async def _refresh(self, group: Group) -> None:
         """Renew this broker's members of `group` and read who is alive."""
         now = int(time.time() * 1000)
         ttl = int(self._heartbeat_s * 3000)
@@ -379,26 +350,6 @@ class RedisBroker(NetworkBroker):
                 return bool(await self._redis.set(key, b"1", nx=True, px=self._claim_ms))
 
         return claim
-
-    def _route_group(self, group: _Group, message: _RedisMessage) -> None:
-        view = group.view
-        if view:
-            chosen = group.local.get(preferred_member(message.msgid, view))
-            if chosen is None:
-                # Another process's turn: claim only if it has not after a while.
-                asyncio.get_running_loop().call_later(
-                    self._fallback_s, self._fall_back, group, message
-                )
-                return
-        else:
-            chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None:
-            chosen.delivery.push(message)
-
-    def _fall_back(self, group: _Group, message: _RedisMessage) -> None:
-        chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None and not chosen.delivery.closed:
-            chosen.delivery.push(message)
 
     # --- reading ------------------------------------------------------------------
 
@@ -488,7 +439,7 @@ class RedisBroker(NetworkBroker):
             # the log), and the subscription goes on.
             log.warning("Redis broker: skipped a malformed message on %r: %s", channel[:200], exc)
             return
-        message = _RedisMessage(msgid, topic, body, headers, content_type)
+        message = ClaimedMessage(msgid, topic, body, headers, content_type)
         routed: set[tuple[str, str]] = set()
         for sub in subs:
             if not matches(sub.pattern, topic):
@@ -502,7 +453,7 @@ class RedisBroker(NetworkBroker):
             if key in routed or group is None:
                 continue
             routed.add(key)
-            self._route_group(group, message)
+            group.route(message, self._fallback_s)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
