@@ -16,6 +16,8 @@ def msgpack_dumps(
 def msgpack_loads(
     data: bytes | bytearray | memoryview,
     *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
     ext_hook: Callable[[int, bytes], object] | None = None,
     max_container_len: int | None = None,
     max_str_len: int | None = None,
@@ -40,6 +42,8 @@ def cbor_dumps(
 def cbor_loads(
     data: bytes | bytearray | memoryview,
     *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
     tag_hook: Callable[[int, object], object] | None = None,
     max_container_len: int | None = None,
     max_str_len: int | None = None,

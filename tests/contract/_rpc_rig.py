@@ -17,10 +17,10 @@ __all__ = ["STREAM_TRANSPORTS", "TRANSPORTS", "Rig", "make_rig"]
 
 #: http: over loopback HTTP (WebSocket for streams); local: a client calling a
 #: server of its own process directly (no network, the same semantics); nats:
-#: NATS request/reply through the test's own nats-server (unary calls only).
+#: through the test's own nats-server (request/reply; streams on inboxes).
 TRANSPORTS = ["http", "local", "nats"]
-#: The transports that carry streaming calls.
-STREAM_TRANSPORTS = ["http", "local"]
+#: The transports that carry streaming calls (all of them).
+STREAM_TRANSPORTS = TRANSPORTS
 
 
 class Rig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 from _rpc_rig import TRANSPORTS, Rig
@@ -131,6 +132,30 @@ async def test_deadline_stops_the_handler_and_the_call(rig: Rig) -> None:
     async with svc, rig.client() as client:
         with pytest.raises(DeadlineExceeded):
             await client.call(rig.name("slow"), "Slow.Sleep", timeout=0.2)
+        await asyncio.wait_for(stopped.wait(), 30)
+
+
+async def test_deadline_stops_a_handler_that_worked_past_it_before_its_first_await(
+    rig: Rig,
+) -> None:
+    # The server arms a handler's deadline when it first suspends (one that never
+    # does cannot be stopped anyway): one already past by then is stopped there.
+    svc = rig.service("busy")
+    stopped = asyncio.Event()
+
+    @svc.handler("Busy.Work")
+    async def work() -> None:
+        busy_until = time.monotonic() + 0.3  # past the caller's deadline, then it waits
+        while time.monotonic() < busy_until:
+            pass
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    async with svc, rig.client() as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.call(rig.name("busy"), "Busy.Work", timeout=0.2)
         await asyncio.wait_for(stopped.wait(), 30)
 
 

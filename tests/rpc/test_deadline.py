@@ -10,7 +10,7 @@ import time
 import pytest
 
 from microstd.rpc.context import within
-from microstd.rpc.deadline import _RECENT, Deadline, _slots
+from microstd.rpc.deadline import _RECENT, Deadline, _slots, resume
 
 
 async def test_past_the_deadline_the_block_times_out() -> None:
@@ -128,3 +128,71 @@ async def test_deadlines_that_end_in_time_release_their_timers() -> None:
     await asyncio.gather(*(one(i) for i in range(100)))
     # Not a timer per deadline: only the few most recent slots are kept.
     assert len(_slots(loop).pending) <= _RECENT
+
+
+# --- resume: a coroutine whose first step the caller ran --------------------------------
+
+
+async def test_resume_finishes_a_coroutine_started_by_hand() -> None:
+    got: list[object] = []
+
+    async def steps() -> int:
+        got.append(await asyncio.sleep(0, "first"))
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_result, "second")
+        got.append(await fut)
+        return 7
+
+    coro = steps()
+    waiting = coro.send(None)
+    assert await resume(coro, waiting) == 7
+    assert got == ["first", "second"]
+
+
+async def test_resume_raises_what_the_coroutine_raises() -> None:
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("gone")
+
+    coro = fails()
+    waiting = coro.send(None)
+    with pytest.raises(KeyError, match="gone"):
+        await resume(coro, waiting)
+
+
+async def test_resume_hands_a_deadline_in_to_the_coroutine() -> None:
+    cleaned: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("finally")
+
+    coro = slow()
+    waiting = coro.send(None)  # suspended in sleep(): the deadline is armed after
+    with pytest.raises(TimeoutError), Deadline(time.monotonic() + 0.01):
+        await resume(coro, waiting)
+    assert cleaned == ["finally"]
+
+
+async def test_resume_hands_a_cancel_in_and_the_coroutine_may_answer_it() -> None:
+    started = asyncio.Event()
+
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # it may go on awaiting after the cancel
+            return "answered"
+        return "slept"
+
+    async def runner() -> str:
+        coro = stubborn()
+        return await resume(coro, coro.send(None))
+
+    task = asyncio.create_task(runner())
+    await started.wait()
+    task.cancel()
+    assert await task == "answered"

@@ -11,7 +11,7 @@ import pytest
 
 import microstd
 from microstd.client import Client
-from microstd.errors import ConnectionFailed, InvalidArgument, NotFound, NotSupported
+from microstd.errors import ConnectionFailed, InvalidArgument, NotFound
 from microstd.rpc.nats import subject_for
 
 pytestmark = pytest.mark.services
@@ -77,12 +77,6 @@ async def test_http_stays_on_beside_nats(nats_url: str) -> None:
             session.get(f"http://{svc.server.address}/health/live") as resp,
         ):
             assert resp.status == 200
-
-
-async def test_streams_are_not_carried_over_nats(nats_url: str) -> None:
-    async with Client(transport=nats_url) as client:
-        with pytest.raises(NotSupported, match="not NATS"):
-            client.stream("x", "X.Y")
 
 
 def test_bad_transports_are_refused() -> None:

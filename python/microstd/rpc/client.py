@@ -43,7 +43,6 @@ from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
     MicrostdError,
-    NotSupported,
     ServiceError,
 )
 from microstd.observe import _state as _observe_state
@@ -91,6 +90,9 @@ class Call:
     metadata: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     idempotent: bool = False
+    #: A `Client.stream` call: middleware's `call_next(call)` returns the replies'
+    #: async iterator (which the middleware may wrap), not a reply.
+    stream: bool = False
 
 
 CallNext = Callable[[Call], Awaitable[object]]
@@ -306,17 +308,16 @@ class Client(AsyncResource):
         `max_stream_timeout` (or the deadline of the handler this is called
         from). `response_type` converts each reply. Nothing is sent until the
         first iteration; `aclose()` (or leaving `async with`) cancels the call.
-        Client middleware does not wrap streams.
+        Client middleware wraps the stream too: it runs at the first iteration,
+        with `call.stream` set, and its `call_next(call)` returns the replies'
+        async iterator (see `Call.stream`).
         """
         from microstd.rpc.stream_client import Stream
 
         self._check_open()
-        if self._nats is not None:
-            raise NotSupported(
-                "streaming calls are carried over HTTP (WebSocket), not NATS:"
-                " use a Client without transport= for streams"
-            )
-        call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
+        call = Call(
+            service, endpoint, body, dict(metadata) if metadata else {}, timeout, stream=True
+        )
         return Stream(self, call, response_type)
 
     def _run(self, call: Call) -> Awaitable[object]:
@@ -383,11 +384,6 @@ class Client(AsyncResource):
     async def _invoke_streaming(self, call: Call) -> object:
         from microstd.rpc.stream_client import call_streaming
 
-        if self._nats is not None:
-            raise NotSupported(
-                "streaming calls are carried over HTTP (WebSocket), not NATS:"
-                " use a Client without transport= for streams"
-            )
         if call.timeout is None:
             call.timeout = self.timeout  # a call (not a stream) has the client's timeout
         return await call_streaming(self, call)

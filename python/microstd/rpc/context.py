@@ -101,18 +101,24 @@ class Context:
         endpoint: str,
         headers: Mapping[str, str],
         max_timeout: float | None = None,
+        timeout: float | None = None,
     ) -> Context:
         """Read a context from request headers; malformed values are ignored.
 
         With `max_timeout` the call always has a deadline: the caller's, at
         most `max_timeout` seconds away (and that far when the caller sent
         none). A request id that is not a short printable token is replaced.
+        `timeout`: the seconds the caller has left, when the transport carries
+        them outside the headers (NATS: in the subject).
         """
         seconds = math.nan
-        raw = headers.get(TIMEOUT_HEADER)
-        if raw:
-            with contextlib.suppress(ValueError):
-                seconds = float(raw)
+        if timeout is not None:
+            seconds = timeout
+        else:
+            raw = headers.get(TIMEOUT_HEADER)
+            if raw:
+                with contextlib.suppress(ValueError):
+                    seconds = float(raw)
         if max_timeout is not None:
             if not seconds <= max_timeout:  # NaN too
                 seconds = max_timeout
@@ -137,14 +143,27 @@ class Context:
                 metadata[key[_META_LEN:].lower()] = headers[key]
                 if len(metadata) >= _MAX_METADATA:
                     break
+        return cls._make(service, endpoint, rid, headers.get(CALLER_HEADER, ""), deadline, metadata)
+
+    @classmethod
+    def _make(
+        cls,
+        service: str,
+        endpoint: str,
+        request_id: str,
+        caller: str,
+        deadline: float | None,
+        metadata: Mapping[str, str],
+    ) -> Context:
+        """A context from checked values (a transport's fast path: no headers to read)."""
         # Every request makes one: filled in directly, past the frozen dataclass's
         # __init__ (six object.__setattr__ calls). Measured: 0.35 us instead of 1.35.
         ctx = object.__new__(cls)
         fields = ctx.__dict__
         fields["service"] = service
         fields["endpoint"] = endpoint
-        fields["request_id"] = rid
-        fields["caller"] = headers.get(CALLER_HEADER, "")
+        fields["request_id"] = request_id
+        fields["caller"] = caller
         fields["deadline"] = deadline
         fields["metadata"] = metadata
         return ctx

@@ -28,12 +28,15 @@ import math
 import sys
 import threading
 import time
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Deadline"]
+T = TypeVar("T")
+
+__all__ = ["Deadline", "resume"]
 
 #: Slot width in seconds: how late a deadline may fire, traded for shared timers.
 RESOLUTION = 0.001
@@ -221,3 +224,30 @@ class Deadline:
         if exc_type is asyncio.CancelledError:
             # (3.10 cannot tell another cancel from ours: like wait_for, it times out.)
             raise TimeoutError from exc
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, T], waiting: Any) -> Generator[Any, Any, T]:
+    """Await `coro`, whose first step the caller ran already (`coro.send(None)`)
+    and which suspended yielding `waiting`: what `await coro` would have done
+    from there on, in the awaiting task.
+
+    So a caller can run a coroutine's first step and arm a `Deadline` (or
+    anything else costly) only when the coroutine did suspend.
+    """
+    while True:
+        try:
+            sent = yield waiting
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # thrown in by the task: a cancel, mostly
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]

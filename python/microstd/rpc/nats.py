@@ -23,8 +23,9 @@ The connection is the engine's (`microstd._engines.nats`: timeouts,
 reconnection without limit, credentials redacted), shared per URL and event
 loop. A call nobody answers ("no responders": no instance subscribed) raises
 `NotFound`, as a service missing from the registry does over HTTP; a refused
-call (shutting down, busy) is retried as over HTTP. Streaming calls are not
-carried over NATS: `Client.stream` on a NATS client raises `NotSupported`.
+call (shutting down, busy) is retried as over HTTP. Streaming calls go over
+NATS too: `rpc/nats_streams.py` opens them, `rpc/nats_channel.py` carries
+their frames.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from microstd import codec as codecs
 from microstd.errors import (
     ConnectionFailed,
     DeadlineExceeded,
@@ -50,13 +52,17 @@ from microstd.rpc.context import (
     META_PREFIX,
     NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
-    TIMEOUT_HEADER,
-    current_context,
+    Context,
+    new_request_id,
+    valid_request_id,
 )
+from microstd.rpc.context import _current as _context_var
+from microstd.rpc.limits import AMPLIFICATION
 
 if TYPE_CHECKING:
     from microstd._engines.nats import NatsConnection
     from microstd.rpc.client import Call, Client
+    from microstd.rpc.nats_streams import NatsStreamListener
     from microstd.rpc.server import Reply, Server
 
 __all__ = [
@@ -71,11 +77,17 @@ __all__ = [
 log = logging.getLogger("microstd.server")
 
 _observe = _observe_state.state
+_current_context = _context_var
+_monotonic = time.monotonic
+#: The headers of a call that came without any (shared, never written to).
+_NO_HEADERS: dict[str, str] = {}
 
 #: The subject prefix of every RPC call over NATS.
 PREFIX = "microstd.rpc"
 #: The codec of a call that names none (HTTP's default is JSON; NATS carries msgpack).
 DEFAULT_CONTENT_TYPE = "application/msgpack"
+#: Services whose subject prefix a client keeps (past it, they are made afresh).
+_MAX_PREFIXES = 1024
 #: Calls a server may hold waiting for room in its decode budget; more are refused.
 MAX_WAITING = 1024
 
@@ -109,8 +121,11 @@ class NatsServerTransport:
         self.url = url
         self._conn: NatsConnection | None = None
         self._sub: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: The calls being served, by `id()` of their message.
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
         self._waiting = 0
+        self._streams: NatsStreamListener | None = None
         self._prefix_len = len(f"{PREFIX}.{service_token(server.name)}.")
 
     @property
@@ -120,6 +135,7 @@ class NatsServerTransport:
 
     async def start(self) -> None:
         """Connect and subscribe; `ConnectionFailed` if NATS cannot be reached."""
+        self._loop = asyncio.get_running_loop()
         conn = await _connect(self.url)
         name = self.server.name
         try:
@@ -128,6 +144,7 @@ class NatsServerTransport:
                 self._sub = await nc.subscribe(
                     f"{PREFIX}.{service_token(name)}.*.>", queue=name, cb=self._on_request
                 )
+                self._streams = await _listen_for_streams(self.server, conn)
                 await nc.flush(timeout=conn.endpoint.timeouts.request)  # type: ignore[arg-type]
         except BaseException:
             from microstd._engines.nats import release
@@ -142,6 +159,8 @@ class NatsServerTransport:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        if self._streams is not None:
+            await self._streams.unsubscribe()
 
     async def stop(self) -> None:
         """Unsubscribe, end the calls still running (the server drained them first)
@@ -149,47 +168,74 @@ class NatsServerTransport:
         from microstd._engines.nats import release
 
         await self.unsubscribe()
-        for task in list(self._tasks):
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            await streams.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             await release(conn)
 
     async def _on_request(self, msg: Any) -> None:
         # nats-py runs a subscription's callback one message at a time: each call
-        # gets a task of its own, so calls run concurrently as over HTTP.
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # gets a task of its own, so calls run concurrently as over HTTP. The task
+        # leaves `_tasks` itself as it ends (a done callback would cost every call
+        # one more trip through the event loop).
+        self._tasks[id(msg)] = self._loop.create_task(self._serve(msg))
 
     async def _serve(self, msg: Any) -> None:
+        try:
+            await self._answer(msg)
+        finally:
+            self._tasks.pop(id(msg), None)
+
+    async def _answer(self, msg: Any) -> None:
+        """Serve one call: context and admission, the handler, the reply."""
         server = self.server
-        headers = msg.headers or {}
-        if REQUEST_ID_HEADER not in headers and msg.reply:
-            # A call without one (a first call, not one made from a handler) is
-            # known by its reply inbox's unique token: no header to send or parse.
-            headers[REQUEST_ID_HEADER] = msg.reply.rpartition(".")[2]
+        limits = server._limits
+        headers = msg.headers
+        reply_to = msg.reply
         millis, _, endpoint = msg.subject[self._prefix_len :].partition(".")
-        if millis.isdigit():
-            headers[TIMEOUT_HEADER] = str(int(millis) / 1000)
-        prepared = server._prepare(
-            endpoint,
-            headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
-            headers.get("Accept"),
-            headers,
-        )
+        timeout = int(millis) / 1000 if millis.isdigit() else None
+        if headers is None:
+            # The common case: a first call, msgpack both ways, no metadata. The
+            # subject and the reply inbox say all there is: no headers to read.
+            max_timeout = limits.max_timeout
+            seconds = max_timeout if timeout is None or timeout > max_timeout else timeout
+            # A call without a request id is known by its reply inbox's unique token.
+            rid = reply_to.rpartition(".")[2] if reply_to else ""
+            if not valid_request_id(rid):
+                rid = new_request_id()
+            ctx = Context._make(server.name, endpoint, rid, "", _monotonic() + seconds, {})
+            in_codec = out_codec = codecs.get(DEFAULT_CONTENT_TYPE)
+            prepared = server._route(ctx, in_codec, out_codec)
+            headers = _NO_HEADERS
+        else:
+            if REQUEST_ID_HEADER not in headers and reply_to:
+                headers[REQUEST_ID_HEADER] = reply_to.rpartition(".")[2]
+            prepared = server._prepare(
+                endpoint,
+                headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+                headers.get("Accept"),
+                headers,
+                timeout=timeout,
+            )
         if not isinstance(prepared, tuple):
             await self._reply(msg, prepared)
             return
         ctx, handler, in_codec, out_codec = prepared
         body = msg.data
-        limits = server.limits
         if len(body) > limits.max_body:
             await self._reply(msg, server._error(server._too_large(), out_codec, ctx.request_id))
             return
         budget = server._budget
-        charge = limits.charge(len(body))
+        charge = (len(body) + 64) * AMPLIFICATION  # Limits.charge, inlined: every call
+        if charge > budget.capacity:
+            charge = budget.capacity
         if not budget.try_take(charge):
             if self._waiting >= MAX_WAITING:
                 detail = f"{server.name} is busy: {MAX_WAITING} calls waiting"
@@ -214,7 +260,12 @@ class NatsServerTransport:
                 reply = await work
         finally:
             budget.give(charge)
-        await self._reply(msg, reply, in_codec.content_type)
+        if not reply_to:
+            return  # a publish, not a request: nobody to answer
+        if reply.error or reply.content_type != in_codec.content_type:
+            await self._reply(msg, reply, in_codec.content_type)
+        else:
+            await self._publish(reply_to, reply.body, None)  # the common case: no headers
 
     async def _reply(self, msg: Any, reply: Reply, request_type: str = "") -> None:
         if not msg.reply:
@@ -226,18 +277,30 @@ class NatsServerTransport:
                 headers[NOT_STARTED_HEADER] = "1"
         elif reply.content_type != (request_type or DEFAULT_CONTENT_TYPE):
             headers = {"Content-Type": reply.content_type}
+        await self._publish(msg.reply, reply.body, headers)
+
+    async def _publish(self, subject: str, body: bytes, headers: dict[str, str] | None) -> None:
         conn = self._conn
         if conn is None:
             return
         try:
             try:
-                await conn.client("reply").publish(msg.reply, reply.body, headers=headers)
+                await conn.client("reply").publish(subject, body, headers=headers)
             except Exception as exc:
                 with conn.errors("reply"):
                     raise exc
         except MicrostdError as exc:
             # The caller will time out; nothing else can be done with the answer.
             log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
+
+
+async def _listen_for_streams(server: Server, conn: NatsConnection) -> NatsStreamListener:
+    """Take the server's stream openings too (`rpc/nats_streams.py`)."""
+    from microstd.rpc.nats_streams import NatsStreamListener
+
+    listener = NatsStreamListener(server, conn)
+    await listener.start()
+    return listener
 
 
 class NatsClientTransport:
@@ -247,6 +310,7 @@ class NatsClientTransport:
         self.url = url
         self._conn: NatsConnection | None = None
         self._lock = asyncio.Lock()
+        self._prefixes: dict[str, str] = {}
 
     def __repr__(self) -> str:
         shown = self._conn.endpoint.redacted if self._conn is not None else "nats://..."
@@ -270,18 +334,65 @@ class NatsClientTransport:
 
     async def invoke(self, client: Client, call: Call) -> object:
         """One call, retried while it is refused before its handler ran."""
-        from microstd.rpc.client import _decode_error, _NotSent, _Unavailable
-
         timeout = call.timeout if call.timeout is not None else client.timeout
-        deadline = time.monotonic() + timeout
-        ctx = current_context()
+        now = _monotonic()
+        deadline = now + timeout
+        ctx = _current_context.get()
         if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
             deadline = ctx.deadline
-        headers = self._headers(client, call, ctx)
-        payload = client.codec.dumps(call.body)
+        codec = client._codec
+        if (
+            ctx is None
+            and not client.name
+            and not call.metadata
+            and codec.content_type == DEFAULT_CONTENT_TYPE
+            and _observe.tracer is None
+        ):
+            headers = None  # nothing differs from the defaults: the common case
+        else:
+            headers = self._headers(client, call, ctx)
+        payload = codec.dumps(call.body)
+        # The first attempt, inline: the common case is one attempt and a reply
+        # in the codec asked for, with no headers.
+        left = deadline - now
+        conn = self._conn
+        nc = conn.nc if conn is not None else None
+        if left > 0 and nc is not None and nc.is_connected and _observe.tracer is None:
+            try:
+                msg = await nc.request(
+                    f"{self._prefix(call.service)}{int(left * 1000)}.{call.endpoint}",
+                    payload,
+                    timeout=left,
+                    headers=headers,
+                )
+            except Exception as exc:
+                self._failed(conn, exc, call, left)  # type: ignore[arg-type]
+            if not msg.headers:
+                try:
+                    return codec.loads(msg.data)
+                except MicrostdError:
+                    pass  # a ServiceError 502, made the slow way
+            reply = self._reply_of(msg, codec.content_type)
+            if not (reply.not_started and reply.status == 503):
+                return client._decode_reply(call.service, reply, deadline)
+        return await self._attempts(client, call, payload, headers, deadline, timeout)
+
+    async def _attempts(
+        self,
+        client: Client,
+        call: Call,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        deadline: float,
+        timeout: float,
+    ) -> object:
+        """`invoke`'s attempts, the general way: connecting first, retrying while
+        the call is refused before its handler ran."""
+        from microstd.rpc.client import _decode_error, _NotSent, _Unavailable
+
         for attempt in range(client.retries + 1):
             try:
-                reply = await self._request(payload, headers, deadline, call)
+                reply = await self._request(payload, headers, deadline, call, client)
                 if reply.not_started and reply.status == 503:
                     raise _Unavailable(_decode_error(call.service, reply))
                 return client._decode_reply(call.service, reply, deadline)
@@ -298,8 +409,17 @@ class NatsClientTransport:
                 await asyncio.sleep(pause)
         raise DeadlineExceeded(f"{call.service} {call.endpoint}: no reply within {timeout:g}s")
 
+    def _prefix(self, service: str) -> str:
+        """`subject_for`'s part before the milliseconds, made once per service."""
+        prefix = self._prefixes.get(service)
+        if prefix is None:
+            if len(self._prefixes) >= _MAX_PREFIXES:
+                self._prefixes.clear()
+            prefix = self._prefixes[service] = f"{PREFIX}.{service_token(service)}."
+        return prefix
+
     @staticmethod
-    def _headers(client: Client, call: Call, ctx: Any) -> dict[str, str]:
+    def _headers(client: Client, call: Call, ctx: Any) -> dict[str, str] | None:
         """What travels as headers: only what differs from this transport's defaults,
         since nats-py builds and parses headers in Python (a few microseconds each)."""
         headers: dict[str, str] = {}
@@ -315,17 +435,17 @@ class NatsClientTransport:
             headers["Content-Type"] = headers["Accept"] = ctype
         if _observe.tracer is not None:
             _observed.inject(headers)
-        return headers
+        return headers or None
 
     async def _request(
         self,
         payload: bytes,
-        headers: dict[str, str],
+        headers: dict[str, str] | None,
         deadline: float,
         call: Call,
+        client: Client,
     ) -> Reply:
         from microstd.rpc.client import _NotSent
-        from microstd.rpc.server import Reply
 
         left = deadline - time.monotonic()
         if left <= 0:
@@ -341,13 +461,19 @@ class NatsClientTransport:
         try:
             # The request's own timeout is the call's deadline (no Deadline of ours:
             # nats-py arms one timer per request anyway).
-            msg = await nc.request(subject, payload, timeout=left, headers=headers or None)
+            msg = await nc.request(subject, payload, timeout=left, headers=headers)
         except Exception as exc:
             self._failed(conn, exc, call, left)
+        return self._reply_of(msg, client._codec.content_type)
+
+    @staticmethod
+    def _reply_of(msg: Any, accept: str) -> Reply:
+        """A reply message as a `Reply` (`accept`: the codec the call asked for)."""
+        from microstd.rpc.server import Reply
+
         reply_headers = msg.headers
-        accept = headers.get("Accept") or DEFAULT_CONTENT_TYPE
         if not reply_headers:
-            return Reply(200, msg.data, accept, "")  # the common case
+            return Reply(200, msg.data, accept, "")
         code = reply_headers.get(ERROR_HEADER)
         ctype = reply_headers.get("Content-Type") or accept
         if code is None:

@@ -21,9 +21,9 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from microstd import codec as codecs
 from microstd.codec.base import Codec
@@ -45,7 +45,7 @@ from microstd.rpc.context import (
 )
 from microstd.rpc.context import _current as _context_var
 from microstd.rpc.convert import Endpoint
-from microstd.rpc.deadline import Deadline
+from microstd.rpc.deadline import Deadline, resume
 from microstd.rpc.frames import Channel, memory_pair
 from microstd.rpc.http import HttpTransport
 from microstd.rpc.limits import AMPLIFICATION, Limits
@@ -258,16 +258,19 @@ class Server:
         headers: Mapping[str, str],
         *,
         stream: bool = False,
+        timeout: float | None = None,
     ) -> tuple[Context, Endpoint, Codec, Codec] | Reply:
         """The call's context, handler and codecs, or the error reply refusing it
         (before its body is read: nothing here depends on the body). `stream`:
-        the call came as a stream (the deadline is then at most `max_stream_timeout`)."""
+        the call came as a stream (the deadline is then at most `max_stream_timeout`).
+        `timeout`: the caller's seconds left when not in the headers (NATS)."""
         limits = self._limits
         ctx = Context.from_headers(
             self.name,
             endpoint,
             headers,
             limits.max_stream_timeout if stream else limits.max_timeout,
+            timeout,
         )
         rid = ctx.request_id
         try:
@@ -279,9 +282,19 @@ class Server:
         if out_codec is None:
             detail = f"no codec for Accept {quote_header(accept or '')}"
             return self._error(self.fail(406, detail), None, rid)
+        return self._route(ctx, in_codec, out_codec, stream)
+
+    def _route(
+        self, ctx: Context, in_codec: Codec, out_codec: Codec, stream: bool = False
+    ) -> tuple[Context, Endpoint, Codec, Codec] | Reply:
+        """`_prepare`'s second half, for a call whose context and codecs are known:
+        its handler, or the reply refusing it (a transport that knows the codecs
+        without looking them up, as NATS does for msgpack, starts here)."""
+        rid = ctx.request_id
         if not self.accepting:
             refusal = self.fail(503, f"{self.name} is shutting down")
             return self._error(refusal, out_codec, rid, not_started=True)
+        endpoint = ctx.endpoint
         handler = self.endpoints.get(endpoint)
         if handler is None:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
@@ -358,18 +371,28 @@ class Server:
                 call: Next = functools.partial(_innermost, handler, self.name)
                 for mw in reversed(self.middleware):
                     call = _wrap(mw, call)
-                work = call(ctx, request)
+                work = cast("Coroutine[Any, Any, object]", call(ctx, request))
             else:
                 work = handler(request, self.name)  # no middleware: no chain to build
-            # Past the caller's deadline nobody waits for the answer: stop the work.
-            scope = Deadline(ctx.deadline)  # type: ignore[arg-type]  # max_timeout: always one
-            scopes = self._scopes
-            with scope:
-                scopes.add(scope)  # for stop() to abandon it
-                try:
-                    result = await work
-                finally:
-                    scopes.discard(scope)
+            # The handler's first step runs here, with no deadline armed: most answer
+            # without ever suspending, and one that does not suspend cannot be stopped
+            # anyway (cancelling takes effect at an await). Arming a deadline costs about
+            # a microsecond per call (a slot, the task's cancel count, a scope for stop()),
+            # so that is done only once the handler is suspended, for the rest of it.
+            try:
+                waiting = work.send(None)
+            except StopIteration as done:
+                result = done.value
+            else:
+                # Past the caller's deadline nobody waits for the answer: stop the work.
+                scope = Deadline(ctx.deadline)  # type: ignore[arg-type]  # max_timeout: always one
+                scopes = self._scopes
+                with scope:
+                    scopes.add(scope)  # for stop() to abandon it
+                    try:
+                        result = await resume(work, waiting)
+                    finally:
+                        scopes.discard(scope)
             try:
                 return Reply(200, out_codec.dumps(result), out_codec.content_type, rid)
             except EncodeError as exc:

@@ -73,7 +73,10 @@ class Stream:
     def __init__(self, client: Client, call: Call, response_type: type[Any] | None) -> None:
         self.service = call.service
         self.endpoint = call.endpoint
-        replies = _replies(client, call, response_type)
+        if client.middleware:
+            replies = _chained(client, call, response_type)
+        else:
+            replies = _replies(client, call, response_type)  # no chain: no layer per item
         if _observe.tracer is not None:  # a CLIENT span around the stream (microstd.observe)
             replies = _observed.traced_stream(replies, call, None)
         self._replies = replies
@@ -102,6 +105,32 @@ class Stream:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _chained(client: Client, call: Call, response_type: type[Any] | None) -> Any:
+    """The replies of a stream opened through the client's middleware.
+
+    The chain runs at the first iteration (nothing is sent before, as without
+    middleware); for a stream (`call.stream`), `call_next(call)` returns the
+    replies' async iterator, which a middleware may return as is, wrap, or
+    replace. Leaving the iteration closes what the chain returned.
+    """
+    from microstd.rpc.client import CallNext, _wrap
+
+    async def innermost(c: Call) -> object:
+        return _replies(client, c, response_type)
+
+    chain: CallNext = innermost
+    for mw in reversed(client.middleware):
+        chain = _wrap(mw, chain)
+    replies: Any = await chain(call)
+    try:
+        async for item in replies:
+            yield item
+    finally:
+        close = getattr(replies, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def call_streaming(client: Client, call: Call) -> object:
@@ -178,9 +207,12 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
                     if too_big == "ours":
                         detail = f"a reply item is larger than {client.max_frame} bytes"
                         raise ServiceError(service, 502, detail)
+                    why = getattr(channel, "lost", "") or (
+                        "the server stopped or the connection broke"
+                    )
                     raise ConnectionFailed(
                         f"{service} {endpoint}: the stream from {node.address} ended without"
-                        " its end (the server stopped or the connection broke)"
+                        f" its end ({why})"
                     )
                 kind = frame[0]
                 if kind == DATA:
@@ -224,6 +256,10 @@ async def _open(
 ) -> tuple[Channel, Node]:
     """Connect to a node (and send the one request, if it is one); retried on
     another node when that fails."""
+    if client._nats is not None:
+        from microstd.rpc.nats_streams import open_stream
+
+        return await open_stream(client, call, headers, deadline, first)
     service = call.service
     last: BaseException | None = None
     scope = Deadline(deadline) if deadline is not None else contextlib.nullcontext()

@@ -2,6 +2,8 @@
 //! so a hostile message is refused before it costs memory or time.
 
 use crate::codec::MAX_DEPTH;
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
 
 /// What one decode accepts. The default accepts everything the format can
 /// carry (nesting up to `MAX_DEPTH`).
@@ -49,6 +51,29 @@ impl Limits {
         }
     }
 
+    /// Limits from the keyword arguments of a public `loads`, checked as the
+    /// pure twin checks them (`_limits.Limits`): each bound is None or a
+    /// non-negative int, else a ValueError with the same message.
+    #[cfg(feature = "python")]
+    pub fn from_py(
+        max_container_len: Option<&Bound<'_, PyAny>>,
+        max_str_len: Option<&Bound<'_, PyAny>>,
+        max_depth: Option<&Bound<'_, PyAny>>,
+        strict_keys: bool,
+        unique_keys: bool,
+    ) -> PyResult<Self> {
+        if max_container_len.is_none() && max_str_len.is_none() && max_depth.is_none() {
+            return Ok(Self::new(None, None, None, strict_keys, unique_keys));
+        }
+        Ok(Self::new(
+            bound("max_container_len", max_container_len)?,
+            bound("max_str_len", max_str_len)?,
+            bound("max_depth", max_depth)?,
+            strict_keys,
+            unique_keys,
+        ))
+    }
+
     /// The error message when a container of `n` items is too long, if it is.
     pub fn container(&self, what: &str, n: usize) -> Option<String> {
         (n > self.max_container_len).then(|| {
@@ -73,6 +98,26 @@ impl Limits {
     pub fn depth(&self, depth: usize) -> Option<String> {
         (depth >= self.max_depth).then(|| format!("nesting deeper than {} levels", self.max_depth))
     }
+}
+
+/// One bound given to a public `loads`: an int past `usize` is no bound at all.
+#[cfg(feature = "python")]
+fn bound(name: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.is_instance_of::<pyo3::types::PyInt>() {
+        if let Ok(n) = value.extract::<usize>() {
+            return Ok(Some(n));
+        }
+        if value.ge(0)? {
+            return Ok(Some(usize::MAX));
+        }
+    }
+    Err(pyo3::exceptions::PyValueError::new_err(format!(
+        "{name} must be a non-negative int or None, got {}",
+        value.repr()?
+    )))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub mod msgpack;
 #[cfg(feature = "python")]
 mod output;
 #[cfg(feature = "python")]
+mod plans;
+#[cfg(feature = "python")]
 mod text;
 #[cfg(feature = "python")]
 pub mod typed;

@@ -40,10 +40,15 @@ pub fn encode(
     Ok(out)
 }
 
+/// Encode `obj` as CBOR.
+///
+/// `canonical=True` gives the deterministic encoding of RFC 8949 section
+/// 4.2.1: preferred serialization, shortest floats, map keys sorted by their
+/// encoded bytes.
+// `microstd.codec.cbor.dumps` itself, as `cbor_loads` is its `loads`.
 #[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (obj, *, canonical=false, default=None))]
-#[cfg(feature = "python")]
 fn cbor_dumps<'py>(
     obj: &Bound<'py, PyAny>,
     canonical: bool,
@@ -55,39 +60,70 @@ fn cbor_dumps<'py>(
     })
 }
 
+/// Decode one CBOR data item; trailing bytes are an error.
+///
+/// With `type=T` the result is checked and built as a `T`; a mismatch raises
+/// `ValidationError` with its path. `tag_hook(tag, value)` builds the value
+/// of tags outside the type model (else they decode to `codec.Tag`).
+///
+/// Limits for untrusted input (each refused with a `DecodeError` at its
+/// offset): `max_container_len` items per array or map, `max_str_len` bytes
+/// per str, bytes or extension, `max_depth` levels of nesting (at most 256),
+/// `strict_keys` (map keys must be str or int), `unique_keys` (a key may not
+/// repeat within a map).
+// `microstd.codec.cbor.loads` itself: no Python frame on the common call.
 #[cfg(feature = "python")]
 #[pyfunction]
 #[pyo3(signature = (
-    data, *, tag_hook=None, max_container_len=None, max_str_len=None, max_depth=None,
-    strict_keys=false, unique_keys=false,
+    data, *, r#type=None, forbid_unknown_fields=false, tag_hook=None, max_container_len=None,
+    max_str_len=None, max_depth=None, strict_keys=false, unique_keys=false,
 ))]
 #[allow(clippy::too_many_arguments)] // keyword-only options, one per limit
 fn cbor_loads<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
-    tag_hook: Option<Bound<'py, PyAny>>,
-    max_container_len: Option<usize>,
-    max_str_len: Option<usize>,
-    max_depth: Option<usize>,
+    r#type: Option<&Bound<'py, PyAny>>,
+    forbid_unknown_fields: bool,
+    tag_hook: Option<&Bound<'py, PyAny>>,
+    max_container_len: Option<&Bound<'py, PyAny>>,
+    max_str_len: Option<&Bound<'py, PyAny>>,
+    max_depth: Option<&Bound<'py, PyAny>>,
     strict_keys: bool,
     unique_keys: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let _pause = crate::codec::gc::GcPause::new(py);
-    let tag_hook = tag_hook.filter(|h| !h.is_none());
-    let limits = Limits::new(
+    let limits = Limits::from_py(
         max_container_len,
         max_str_len,
         max_depth,
         strict_keys,
         unique_keys,
-    );
+    )?;
+    let Some(tp) = r#type else {
+        return untyped(py, data, tag_hook, limits);
+    };
+    let plan = crate::codec::plans::core_plan(tp)?;
+    let value = untyped(py, data, tag_hook, limits)?;
+    plan.call_method1(
+        pyo3::intern!(py, "convert"),
+        (value, false, forbid_unknown_fields),
+    )
+}
+
+#[cfg(feature = "python")]
+fn untyped<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    tag_hook: Option<&Bound<'py, PyAny>>,
+    limits: Limits,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _pause = crate::codec::gc::GcPause::new(py);
     if tag_hook.is_none() && limits == Limits::default() {
         if let Ok(b) = data.cast::<PyBytes>() {
             return Ok(decode::decode(py, b.as_bytes())?);
         }
     }
     let decode_all = |bytes: &[u8]| -> PyResult<Bound<'py, PyAny>> {
-        let (value, end) = decode::decode_prefix(py, bytes, tag_hook.clone(), limits)?;
+        let (value, end) = decode::decode_prefix(py, bytes, tag_hook.cloned(), limits)?;
         if end != bytes.len() {
             return Err(crate::errors::Error::decode(
                 format!("{} trailing bytes after the data item", bytes.len() - end),

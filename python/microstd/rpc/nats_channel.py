@@ -1,0 +1,308 @@
+"""One end of a stream's frame channel over NATS: flow control and liveness.
+
+Each end of a stream has an inbox of its own (`_INBOX.<nuid>`, one
+subscription) and publishes to the other end's. A NATS message on an inbox
+is one of:
+
+- a frame (DATA, END, ERROR, REFUSED: first byte `0x01`-`0x04`, as in
+  `rpc/frames.py`), followed by its sequence number (8 bytes, big endian);
+- `CREDIT` (`0x10`), then `upto` and `bytes` (8 bytes each, big endian): the
+  receiver's grant, "send frames through sequence number `upto` while the
+  frames you sent total less than `bytes` bytes";
+- `PING` (`0x11`), alone: sent every `HEARTBEAT` seconds, "I am still here";
+- `CLOSE` (`0x12`), alone: this end closed the stream (as a WebSocket's close).
+
+Sequence numbers start at 1 in each direction and have no gaps: a frame out
+of order means NATS lost messages (a reconnection: core NATS does not keep
+what it could not deliver), and the stream breaks rather than silently
+missing items.
+
+Flow control: a receiver grants `WINDOW` frames and `WINDOW_BYTES` bytes
+ahead of what it has taken, and grants more once half of that is taken. A
+sender waits for credit, so a slow reader slows the writer and what a
+stream buffers stays within one window (plus one frame) per direction. A
+sender that overruns its credit breaks the stream (bounded memory does not
+depend on the peer behaving).
+
+Liveness: every message but `CLOSE` is published with this end's inbox as its
+reply subject. When the other end's inbox has no subscriber any more (its
+process died, its connection dropped, it closed), the NATS server answers
+with a "no responders" status, and this end learns at once that the other is
+gone. Ends `PING` each other every `HEARTBEAT` seconds; one that hears
+nothing for `SILENCE` seconds (a frozen process, a partition) gives up on the
+other. Either way the stream ends like a WebSocket that broke: the client
+raises `ConnectionFailed`, the server cancels the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections import deque
+from typing import Any
+
+from microstd.errors import ServiceError
+
+__all__ = [
+    "CLOSE",
+    "CREDIT",
+    "HEARTBEAT",
+    "PING",
+    "SILENCE",
+    "WINDOW",
+    "WINDOW_BYTES",
+    "NatsChannel",
+]
+
+CREDIT = 0x10
+PING = 0x11
+CLOSE = 0x12
+
+#: Frames and bytes a receiver lets the sender have in flight (per direction, per stream).
+#: 64 frames: one CREDIT per 32 items; 1 MiB: what one stream may buffer.
+WINDOW = 64
+WINDOW_BYTES = 1 << 20
+#: Seconds between PINGs, and of silence after which the other end is given up.
+HEARTBEAT = 1.0
+SILENCE = 5.0
+
+_PING = bytes([PING])
+_CLOSE = bytes([CLOSE])
+_CREDIT = struct.Struct(">BQQ")
+#: The NATS status of a message whose subject had no subscriber ("no responders").
+_NO_RESPONDERS = "503"
+
+
+class NatsChannel:
+    """One end of a stream over NATS (a `rpc.frames.Channel`).
+
+    `inbox` is this end's subject; `peer` the other end's, once known (a
+    server knows it from the stream's opening message; a client from the
+    server's first CREDIT). `role` is "client" or "server" (for error wording).
+    """
+
+    def __init__(self, nc: Any, inbox: str, role: str) -> None:
+        self._nc = nc
+        self.inbox = inbox
+        self.role = role
+        self.peer: str | None = None
+        self._sub: Any = None
+        self._beat: asyncio.Task[None] | None = None
+        # Receiving.
+        self._frames: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._expect = 1  # the next frame's sequence number
+        self._received_bytes = 0
+        self._taken = 0  # sequenced frames handed out by receive()
+        self._taken_bytes = 0
+        self._unsequenced = 0  # frames that came with the opening message
+        self._granted = WINDOW
+        self._granted_bytes = WINDOW_BYTES
+        self._heard = 0  # messages from the other end (for the silence check)
+        # Sending.
+        self._seq = 0
+        self._sent_bytes = 0
+        self._credit = 0
+        self._credit_bytes = 0
+        self._credited = asyncio.Event()
+        #: The other end closed or is gone: what it sent before still arrives.
+        self.eof = False
+        self.closed = False
+        #: Why the stream broke, when it did not end by a CLOSE ("" if it did not).
+        self.lost = ""
+        #: Set once the other end has been heard from (a client's open waits on it).
+        self.answered = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"NatsChannel({self.role}, {self.inbox!r} <-> {self.peer!r})"
+
+    # --- setting up ---------------------------------------------------------------
+
+    def grant(self, upto: int, nbytes: int) -> None:
+        """Credit to send, as the other end granted it (its opening message's header)."""
+        self._credit, self._credit_bytes = upto, nbytes
+
+    def preload(self, *frames: bytes) -> None:
+        """Frames that came inside the opening message (they carry no sequence number)."""
+        self._frames.extend(frames)
+        self._unsequenced += len(frames)
+
+    async def subscribe(self) -> None:
+        """Subscribe to this end's inbox and start the heartbeat."""
+        self._sub = await self._nc.subscribe(self.inbox, cb=self._on_message)
+        self._beat = asyncio.create_task(self._heartbeat(), name=f"microstd-beat-{self.inbox}")
+
+    async def send_credit(self) -> None:
+        """Send this end's current grant (a server's first one also says where it is)."""
+        await self._publish(_CREDIT.pack(CREDIT, self._granted, self._granted_bytes))
+
+    # --- the Channel protocol -----------------------------------------------------
+
+    async def send(self, frame: bytes) -> None:
+        """Send one frame once credit allows; `ConnectionResetError` once closed."""
+        seq = self._seq + 1
+        while seq > self._credit or self._sent_bytes >= self._credit_bytes:
+            if self.closed or self.eof:
+                raise ConnectionResetError("the stream is closed")
+            self._credited.clear()
+            await self._credited.wait()
+        if self.closed or self.eof:
+            raise ConnectionResetError("the stream is closed")
+        self._seq = seq
+        self._sent_bytes += len(frame)
+        try:
+            await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"), self.inbox)
+        except Exception as exc:
+            self._sent_failed(exc, len(frame))
+
+    async def receive(self) -> bytes | None:
+        """The next frame; None once the channel is closed (by either end) or broke."""
+        frames = self._frames
+        while not frames:
+            if self.closed or self.eof:
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        if self.closed:
+            return None
+        frame = frames.popleft()
+        if self._unsequenced:
+            self._unsequenced -= 1
+            return frame
+        self._taken += 1
+        self._taken_bytes += len(frame)
+        if (
+            self._granted - self._taken <= WINDOW // 2
+            or self._granted_bytes - self._taken_bytes <= WINDOW_BYTES // 2
+        ) and not self.eof:
+            self._granted = self._taken + WINDOW
+            self._granted_bytes = self._taken_bytes + WINDOW_BYTES
+            await self.send_credit()
+        return frame
+
+    async def close(self) -> None:
+        """Close this end (idempotent): tell the other end, leave the inbox."""
+        if self.closed:
+            return
+        self.closed = True
+        self._frames.clear()
+        self._wake()
+        beat = self._beat
+        if beat is not None and beat is not asyncio.current_task():
+            beat.cancel()
+        if self.peer is not None and not self.eof:
+            # No reply subject: nobody is to answer that the other end is gone already.
+            with contextlib.suppress(Exception):
+                await self._nc.publish(self.peer, _CLOSE)
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # --- incoming messages (nats-py's subscription task) --------------------------
+
+    async def _on_message(self, msg: Any) -> None:
+        data: bytes = msg.data
+        if not data:
+            headers = msg.headers
+            if headers and headers.get("Status") == _NO_RESPONDERS:
+                self._gone(f"the {self._other} is gone (its inbox has no subscriber)")
+            return
+        self._heard += 1
+        kind = data[0]
+        if kind < CREDIT:
+            seq = int.from_bytes(data[-8:], "big")
+            frame = data[:-8]
+            if seq != self._expect:
+                self._gone(f"frames from the {self._other} were lost (NATS reconnected?)")
+                return
+            if seq > self._granted or self._received_bytes >= self._granted_bytes:
+                self._gone(f"the {self._other} sent past its credit")
+                return
+            self._expect = seq + 1
+            self._received_bytes += len(frame)
+            self._frames.append(frame)
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif kind == CREDIT:
+            if len(data) != _CREDIT.size:
+                return
+            _, upto, nbytes = _CREDIT.unpack(data)
+            if self.peer is None:
+                self.peer = msg.reply or None  # a server's first grant: where it is
+            if upto > self._credit:
+                self._credit = upto
+            if nbytes > self._credit_bytes:
+                self._credit_bytes = nbytes
+            self._credited.set()
+            self.answered.set()
+        elif kind == CLOSE:
+            self.eof = True
+            self._wake()
+
+    # --- internals ----------------------------------------------------------------
+
+    @property
+    def _other(self) -> str:
+        return "server" if self.role == "client" else "client"
+
+    def _gone(self, why: str) -> None:
+        """The stream broke: the other end is unreachable or the frames cannot be trusted."""
+        if not self.eof:
+            self.lost = why
+            self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._credited.set()
+        self.answered.set()
+
+    async def _publish(self, payload: bytes) -> None:
+        if self.peer is None or self.closed:
+            return
+        try:
+            await self._nc.publish(self.peer, payload, self.inbox)
+        except Exception as exc:
+            self._gone(f"the NATS connection failed: {type(exc).__name__}")
+
+    def _sent_failed(self, exc: Exception, size: int) -> None:
+        import nats.errors as nerr
+
+        if isinstance(exc, nerr.MaxPayloadError):
+            # Not sent: the stream goes on (a server's handler error ends it with ERROR).
+            self._seq -= 1
+            self._sent_bytes -= size
+            code = 413 if self.role == "client" else 500
+            what = "request" if self.role == "client" else "reply"
+            limit = getattr(self._nc, "max_payload", "its")
+            raise ServiceError(
+                "",
+                code,
+                f"a {what} item of {size} bytes is over the NATS server's max_payload"
+                f" ({limit} bytes)",
+            ) from None
+        self._gone(f"the NATS connection failed: {type(exc).__name__}")
+        raise ConnectionResetError(f"the stream is broken: {self.lost}") from exc
+
+    async def _heartbeat(self) -> None:
+        silent = 0.0
+        heard = self._heard
+        while not (self.closed or self.eof):
+            await asyncio.sleep(HEARTBEAT)
+            if self._heard != heard or self.peer is None:
+                heard = self._heard
+                silent = 0.0
+            else:
+                silent += HEARTBEAT
+                if silent >= SILENCE:
+                    self._gone(f"no word from the {self._other} for {SILENCE:g}s")
+                    return
+            await self._publish(_PING)

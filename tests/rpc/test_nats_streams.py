@@ -1,0 +1,249 @@
+"""Streams over NATS: what only this transport has to get right (the stream
+contract itself runs on NATS in tests/contract/test_rpc_streams.py).
+
+An end whose process dies mid-stream must not leave the other waiting:
+the client gets `ConnectionFailed` (not a hang to its deadline), the
+server's handler is cancelled. The wire is the one docs/rpc.md documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+
+import microstd
+from microstd import codec
+from microstd.client import Client
+from microstd.errors import ConnectionFailed, DeadlineExceeded
+
+pytestmark = pytest.mark.services
+
+msgpack = codec.get("application/msgpack")
+
+#: A service in a process of its own: an endless stream; prints "ready" once serving.
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import microstd
+
+    async def main(name: str, url: str) -> None:
+        svc = microstd.Service(name, registry="memory://", transport=url)
+
+        @svc.handler("Far.Endless")
+        async def endless(req: dict):
+            n = 0
+            while True:
+                n += 1
+                yield n
+                await asyncio.sleep(0.01)
+
+        async with svc:
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+#: A client in a process of its own: reads a stream, prints "reading" after the first item.
+CLIENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    import microstd
+
+    async def main(name: str, url: str) -> None:
+        async with microstd.Client(transport=url) as client:
+            async for n in client.stream(name, "Near.Endless", {}):
+                if n == 1:
+                    print("reading", flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def _drain(stream: AsyncIterator[object]) -> None:
+    """Read a stream to its end (the test's own bound is generous: 60 s)."""
+    async with asyncio.timeout(60):
+        async for _ in stream:
+            pass
+
+
+@contextlib.asynccontextmanager
+async def process(script: str, *args: str, ready: str) -> AsyncIterator[subprocess.Popen[str]]:
+    """A Python process running `script`, once it printed `ready`; killed on exit."""
+    proc = _spawn(script, *args)
+    try:
+        assert proc.stdout is not None
+        # (The process prints it, or dies: EOF.) Read on a thread: this loop may
+        # serve what the process calls.
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if line.strip() != ready:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            raise RuntimeError(f"the process did not start: {line!r}\n{err}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("timeout", [None, 120.0])
+async def test_a_server_process_dying_mid_stream_fails_the_client(
+    nats_url: str, timeout: float | None
+) -> None:
+    name = unique("far")
+    async with (
+        process(SERVER, name, nats_url, ready="ready") as proc,
+        Client(transport=nats_url, retries=0) as client,
+    ):
+        stream = client.stream(name, "Far.Endless", {}, timeout=timeout)
+        assert await stream.__anext__() == 1
+        proc.kill()
+        # Not a hang until the deadline (none, or 2 minutes away): an error as soon
+        # as NATS says the server's inbox is gone.
+        with pytest.raises(ConnectionFailed, match="ended without its end") as info:
+            await _drain(stream)
+        assert "the server is gone" in str(info.value)
+        assert not isinstance(info.value, DeadlineExceeded)
+
+
+async def test_a_frozen_server_process_fails_the_client_after_its_silence(nats_url: str) -> None:
+    name = unique("frozen")
+    async with (
+        process(SERVER, name, nats_url, ready="ready") as proc,
+        Client(transport=nats_url, retries=0) as client,
+    ):
+        stream = client.stream(name, "Far.Endless", {})
+        assert await stream.__anext__() == 1
+        # Stopped, not dead: its NATS connection stays open, so only the
+        # heartbeats' silence tells.
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(ConnectionFailed, match="no word from the server"):
+                await _drain(stream)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
+
+async def test_a_client_process_dying_mid_stream_stops_the_handler(nats_url: str) -> None:
+    name = unique("near")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+    started, cleaned = asyncio.Event(), asyncio.Event()
+
+    @svc.handler("Near.Endless")
+    async def endless(req: dict[str, int]) -> AsyncIterator[int]:
+        started.set()
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            cleaned.set()
+
+    async with svc:
+        async with process(CLIENT, name, nats_url, ready="reading") as proc:
+            await asyncio.wait_for(started.wait(), 30)
+            proc.kill()
+            await asyncio.wait_for(cleaned.wait(), 30)
+        assert await _until(lambda: svc.server.streams == 0)
+
+
+async def test_client_cancel_stops_the_generator(nats_url: str) -> None:
+    name = unique("cancel")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+    cleaned = asyncio.Event()
+    produced = 0
+
+    @svc.handler("Cancel.Endless")
+    async def endless(req: dict[str, int]) -> AsyncIterator[int]:
+        nonlocal produced
+        try:
+            while True:
+                produced += 1
+                yield produced
+        finally:
+            cleaned.set()
+
+    async with svc, Client(transport=nats_url) as client:
+        stream = client.stream(name, "Cancel.Endless", {})
+        assert await stream.__anext__() == 1
+        await stream.aclose()
+        await asyncio.wait_for(cleaned.wait(), 30)  # its finally ran: the generator stopped
+        assert await _until(lambda: svc.server.streams == 0)
+        # Credit bounds how far it ran ahead of the one item read.
+        assert produced <= 64 + 16 + 2, produced
+
+
+async def _until(check: object, seconds: float = 30.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        if check():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_the_documented_wire(nats_url: str) -> None:
+    """A bare nats-py client opens a server stream as docs/rpc.md says, and reads it."""
+    name = unique("wire")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+
+    @svc.handler("Wire.Count")
+    async def count(req: dict[str, int]) -> AsyncIterator[int]:
+        for n in range(req["upto"]):
+            yield n
+
+    async with svc:
+        nc = await nats.connect(nats_url)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            request = b"\x01" + msgpack.dumps({"upto": 3})  # DATA, END implied
+            await nc.publish(
+                f"microstd.stream.{name}.Wire.Count",
+                request,
+                reply=inbox,
+                headers={"Microstd-Credit": "64 1048576", "Content-Type": "application/msgpack"},
+            )
+            credit = await sub.next_msg(timeout=10)
+            assert (credit.data[0], len(credit.data)) == (0x10, 17)  # CREDIT upto, bytes
+            assert credit.reply.startswith("_INBOX.")  # where the server's end is
+            frames = []
+            while True:
+                msg = await sub.next_msg(timeout=10)
+                if msg.data[0] < 0x10:
+                    frames.append(msg.data)
+                    if msg.data[0] != 0x01:
+                        break
+            assert [int.from_bytes(f[-8:], "big") for f in frames] == [1, 2, 3, 4]
+            assert [msgpack.loads(f[1:-8]) for f in frames[:3]] == [0, 1, 2]
+            assert frames[3][:-8] == b"\x02"  # END
+            await nc.publish(credit.reply, b"\x12")  # CLOSE
+        finally:
+            await nc.close()
