@@ -170,6 +170,8 @@ def test_the_public_functions_are_the_cores_own() -> None:
     assert codec.msgpack.loads is _core.msgpack_loads
     assert codec.cbor.dumps is _core.cbor_dumps
     assert codec.cbor.loads is _core.cbor_loads
+    assert codec.json.dumps is _core.json_dumps
+    assert codec.json.loads is _core.json_loads
 
 
 KEYWORDS: list[dict[str, object]] = [
@@ -206,3 +208,49 @@ def test_the_cores_loads_takes_the_keywords_as_the_twin_does(
             return (type(err), str(err))
 
     assert outcome(module.loads) == outcome(twin)
+
+
+class _Key(str):
+    pass
+
+
+JSON_VALUES: list[object] = [
+    {"a": [1, 2.5, None, True]},
+    {_Key("k"): 1},
+    {1: 2, "a": 3},
+    {None: 1, True: 2, 1.5: 3},
+    {(1, 2): 3},
+    {"x": 2**70},
+    {"s": {1, 2}},
+    {"x": object()},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
+@pytest.mark.parametrize("sort_keys", [False, True])
+def test_the_cores_json_dumps_answers_as_the_python_function(
+    value: object, sort_keys: bool
+) -> None:
+    # The core tries orjson without its non-str-keys option first; a dict
+    # that needs it, and every error, take the Python function's full path.
+    def outcome(dumps: Callable[..., bytes]) -> object:
+        try:
+            return dumps(value, sort_keys=sort_keys)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(codec.json.dumps) == outcome(codec.json._py_dumps)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a":1}', '{"a":[1]}', bytearray(b"[1]"), memoryview(b"[2]"), b'{"a":', b"1e400", 3],
+)
+def test_the_cores_json_loads_answers_as_the_python_function(data: object) -> None:
+    def outcome(loads: Callable[..., object]) -> object:
+        try:
+            return loads(data)
+        except DecodeError as err:
+            return (err.message, err.offset)
+
+    assert outcome(codec.json.loads) == outcome(codec.json._py_loads)

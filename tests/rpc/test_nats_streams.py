@@ -24,6 +24,7 @@ import microstd
 from microstd import codec
 from microstd.client import Client
 from microstd.errors import ConnectionFailed, DeadlineExceeded
+from microstd.rpc.nats_channel import WINDOW
 
 pytestmark = pytest.mark.services
 
@@ -196,7 +197,7 @@ async def test_client_cancel_stops_the_generator(nats_url: str) -> None:
         await asyncio.wait_for(cleaned.wait(), 30)  # its finally ran: the generator stopped
         assert await _until(lambda: svc.server.streams == 0)
         # Credit bounds how far it ran ahead of the one item read.
-        assert produced <= 64 + 16 + 2, produced
+        assert produced <= WINDOW + 2, produced
 
 
 async def _until(check: object, seconds: float = 30.0) -> bool:

@@ -1,6 +1,7 @@
 """Durable subscriptions of `redis://`: Redis Streams and consumer groups.
 
-Layout (every key under the broker's `prefix`):
+Layout (every key under the broker's `prefix`; on Redis Cluster under
+``{prefix}``, one hash tag):
 
 - `streams`: a hash, stream name -> JSON `{"subjects": [...], "max_age",
   "max_count", "max_bytes"}`.
@@ -15,7 +16,10 @@ envelope for core subscribers, then XADDs the message to the stream whose
 subjects match the topic (if any) and evicts the oldest entries past its
 limits — atomically, so from the moment `add_stream` (or a durable
 subscribe) returns, every publish of every process is kept. The script
-computes its stream keys, so it does not run on Redis Cluster.
+computes its stream keys; on Redis Cluster every key of the broker carries
+one hash tag (`RedisBroker`: the prefix, or ``microstd:broker:`` when it is
+empty, in braces), so they all live in the slot of the stream list and the
+script can reach them: a broker's streams live on one shard.
 
 Wildcard durables map onto streams like this: a durable subscription
 `orders.*` reads the stream whose subjects cover `orders.*` (`orders.>`
@@ -72,7 +76,9 @@ __all__ = ["PUBLISH_SCRIPT", "RedisDurableMessage", "RedisStreams"]
 _MAX_SEQ = 18446744073709551615
 
 PUBLISH_SCRIPT = """
--- KEYS[1] the streams hash; ARGV: channel, envelope, prefix, topic.
+-- KEYS[1] the streams hash; ARGV: channel, envelope, the keys' prefix, topic.
+-- The stream keys it computes share KEYS[1]'s hash slot on a cluster (one hash
+-- tag for all the broker's keys), so the script runs there too.
 -- Returns the new entry id, or false when no stream retains the topic.
 local specs = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -343,7 +349,7 @@ class RedisStreams:
         self._loaded = False
 
     def key(self, name: str) -> str:
-        return f"{self.broker._prefix}{name}"
+        return f"{self.broker._keys}{name}"
 
     def durable_key(self, stream: str, name: str) -> str:
         return self.key(f"durable:{stream}:{name}")
@@ -360,7 +366,7 @@ class RedisStreams:
         otherwise take a pool connection for each), in the order they were made.
         """
         del headers, content_type, data  # all in the envelope
-        args = [self.broker._prefix + topic, envelope, self.broker._prefix, topic]
+        args = [self.broker._prefix + topic, envelope, self.broker._keys, topic]
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self._queued.append((args, done))
@@ -407,6 +413,15 @@ class RedisStreams:
             self._loaded = True
         if len(batch) == 1:
             await redis.evalsha(sha, len(keys), *keys, *batch[0][0])
+            return
+        if self.broker._endpoint.cluster is not None:
+            # redis-py's cluster pipeline refuses EVALSHA: one at a time, in order
+            # (a round trip each; concurrent calls could overtake one another). Each
+            # is acknowledged as it succeeds: a failure fails only the rest.
+            for args, done in batch:
+                await redis.evalsha(sha, len(keys), *keys, *args)
+                if not done.done():
+                    done.set_result(None)
             return
         pipe = redis.pipeline(transaction=False)
         for args, _ in batch:

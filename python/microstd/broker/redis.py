@@ -34,6 +34,14 @@ Unsubscribing drains: the subscription keeps receiving until a PING sent on
 the pub/sub connection after the unsubscribe comes back, so everything the
 server sent before is handled.
 
+Redis Cluster (``redis+cluster://n1:7000,n2:7000/``): classic PUBLISH reaches
+every node, so the pub/sub connection may be to any node (redis-py picks the
+master of the first channel's slot); when that node is lost it subscribes
+again on a node of the new slot map. The broker's keys (streams, queue
+groups, claims) carry one hash tag, ``{prefix}`` (``{microstd:broker:}`` when
+the prefix is empty), so the publish script's keys share one slot: a
+broker's streams live on one shard.
+
 Connection, timeouts and errors are `microstd._engines.redis`'s: options
 ``connect_timeout`` (5 s), ``timeout`` (5 s) and ``ping_interval`` (10 s), in
 the URL or as keywords. The pub/sub connection is checked with a PING when it
@@ -57,6 +65,7 @@ from typing import Any
 from microstd import codec
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
+from microstd._engines.redis_cluster import hash_tag
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
@@ -88,6 +97,8 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
 #: The control channel's name holds a space, which no topic may: it never
 #: collides with a topic, and the topic globs' matches on it are ignored.
 _CONTROL = "microstd groups"
+#: The keys' prefix on a cluster when the broker's prefix is empty (keys need a hash tag).
+DEFAULT_CLUSTER_KEYS = "microstd:broker:"
 # Pause between reconnection attempts of the pub/sub reader (doubling).
 _RETRY_MIN = 0.1
 _RETRY_MAX = 2.0
@@ -125,6 +136,10 @@ class RedisBroker(NetworkBroker):
             self._endpoint, options = engine.RedisEndpoint.from_url(url, options)
         super().__init__(**options)
         self._prefix = prefix
+        # Where the broker's keys live (streams, queue groups, claims): under the
+        # prefix, and on a cluster under one hash tag, so the publish script's
+        # keys (the stream list and the stream it appends to) share one slot.
+        self._keys = hash_tag(prefix or DEFAULT_CLUSTER_KEYS) if self._endpoint.cluster else prefix
         self._claim_ms = max(1, int(float(claim_ttl) * 1000))
         self._heartbeat_s = float(group_heartbeat)
         self._fallback_s = float(group_fallback)
@@ -272,7 +287,7 @@ class RedisBroker(NetworkBroker):
         key = (pattern, queue)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = Group(f"{self._prefix}group:{queue}@{pattern}")
+            group = self._groups[key] = Group(f"{self._keys}group:{queue}@{pattern}")
         self._member_seq += 1
         member_id = f"{self._uid}.{self._member_seq}"
         group.local[member_id] = sub
@@ -345,7 +360,7 @@ class RedisBroker(NetworkBroker):
             msgid = getattr(message, "msgid", None)
             if msgid is None:
                 return True
-            key = f"{self._prefix}claim:{msgid}:{pattern}:{queue}"
+            key = f"{self._keys}claim:{msgid}:{pattern}:{queue}"
             with self._errors("queue group claim"):
                 return bool(await self._redis.set(key, b"1", nx=True, px=self._claim_ms))
 

@@ -24,14 +24,17 @@ stream buffers stays within one window (plus one frame) per direction. A
 sender that overruns its credit breaks the stream (bounded memory does not
 depend on the peer behaving).
 
-Liveness: every message but `CLOSE` is published with this end's inbox as its
-reply subject. When the other end's inbox has no subscriber any more (its
-process died, its connection dropped, it closed), the NATS server answers
-with a "no responders" status, and this end learns at once that the other is
-gone. Ends `PING` each other every `HEARTBEAT` seconds; one that hears
-nothing for `SILENCE` seconds (a frozen process, a partition) gives up on the
-other. Either way the stream ends like a WebSocket that broke: the client
-raises `ConnectionFailed`, the server cancels the handler.
+Liveness: CREDIT and PING messages are published with this end's inbox as
+their reply subject. When the other end's inbox has no subscriber any more
+(its process died, its connection dropped, it closed), the NATS server
+answers one with a "no responders" status, and this end learns that the
+other is gone. Ends `PING` each other every `HEARTBEAT` seconds (so that
+answer comes within a second), and one that hears nothing for `SILENCE`
+seconds (a frozen process, a partition) gives up on the other. Either way
+the stream ends like a WebSocket that broke: the client raises
+`ConnectionFailed`, the server cancels the handler. (Frames carry no reply
+subject: nats-py checks and the server forwards one per message, a tenth of
+a small item's cost.)
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ PING = 0x11
 CLOSE = 0x12
 
 #: Frames and bytes a receiver lets the sender have in flight (per direction, per stream).
-#: 64 frames: one CREDIT per 32 items; 1 MiB: what one stream may buffer.
-WINDOW = 64
+#: 1 MiB bounds what one stream may buffer; 512 frames (one CREDIT per 256 small
+#: items) let a sender run on without waiting for credit: a window of 64 frames
+#: delivered 0.55-0.6x the items/s of a bare nats-py loop, 512 about 0.75x.
+WINDOW = 512
 WINDOW_BYTES = 1 << 20
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
@@ -152,7 +157,7 @@ class NatsChannel:
         self._seq = seq
         self._sent_bytes += len(frame)
         try:
-            await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"), self.inbox)
+            await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"))
         except Exception as exc:
             self._sent_failed(exc, len(frame))
 

@@ -12,6 +12,8 @@ mod fast;
 #[cfg(feature = "python")]
 mod gc;
 #[cfg(feature = "python")]
+mod json;
+#[cfg(feature = "python")]
 mod json_guard;
 #[cfg(feature = "python")]
 mod keys;
@@ -72,6 +74,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     msgpack::register(m)?;
     cbor::register(m)?;
     json_guard::register(m)?;
+    json::register(m)?;
     typed::register(m)?;
     Ok(())
 }
