@@ -113,6 +113,7 @@ class NatsChannel:
         self._credited = asyncio.Event()
         #: The other end closed or is gone: what it sent before still arrives.
         self.eof = False
+        self._tell = True  # close() sends CLOSE (not when the other end closed or is gone)
         self.closed = False
         #: Why the stream broke, when it did not end by a CLOSE ("" if it did not).
         self.lost = ""
@@ -199,7 +200,7 @@ class NatsChannel:
         beat = self._beat
         if beat is not None and beat is not asyncio.current_task():
             beat.cancel()
-        if self.peer is not None and not self.eof:
+        if self.peer is not None and self._tell:
             # No reply subject: nobody is to answer that the other end is gone already.
             with contextlib.suppress(Exception):
                 await self._nc.publish(self.peer, _CLOSE)
@@ -223,10 +224,12 @@ class NatsChannel:
             seq = int.from_bytes(data[-8:], "big")
             frame = data[:-8]
             if seq != self._expect:
-                self._gone(f"frames from the {self._other} were lost (NATS reconnected?)")
+                self._gone(
+                    f"frames from the {self._other} were lost (NATS reconnected?)", tell=True
+                )
                 return
             if seq > self._granted or self._received_bytes >= self._granted_bytes:
-                self._gone(f"the {self._other} sent past its credit")
+                self._gone(f"the {self._other} sent past its credit", tell=True)
                 return
             self._expect = seq + 1
             self._received_bytes += len(frame)
@@ -248,6 +251,7 @@ class NatsChannel:
             self.answered.set()
         elif kind == CLOSE:
             self.eof = True
+            self._tell = False
             self._wake()
 
     # --- internals ----------------------------------------------------------------
@@ -256,9 +260,11 @@ class NatsChannel:
     def _other(self) -> str:
         return "server" if self.role == "client" else "client"
 
-    def _gone(self, why: str) -> None:
-        """The stream broke: the other end is unreachable or the frames cannot be trusted."""
+    def _gone(self, why: str, *, tell: bool = False) -> None:
+        """The stream broke: the other end is unreachable or its frames cannot be
+        trusted (`tell`: it may still be listening; `close()` tells it)."""
         if not self.eof:
+            self._tell = tell
             self.lost = why
             self.eof = True
         self._wake()
@@ -308,6 +314,7 @@ class NatsChannel:
             else:
                 silent += HEARTBEAT
                 if silent >= SILENCE:
-                    self._gone(f"no word from the {self._other} for {SILENCE:g}s")
+                    # (Told, in case it was only frozen: it stops when it thaws.)
+                    self._gone(f"no word from the {self._other} for {SILENCE:g}s", tell=True)
                     return
             await self._publish(_PING)
