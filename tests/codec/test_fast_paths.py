@@ -279,3 +279,23 @@ def test_dataclass_fields_are_remembered_per_class() -> None:
                 {"a": 3, "b": "x"},
                 {"a": 4},
             ]
+
+
+@pytest.mark.parametrize("depth", [1, 254, 255, 256, 257])
+def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
+    # Short lists of floats are written in one go; they encode, and count
+    # against the nesting limit, as the same rows as tuples do (tuples are
+    # encoded item by item).
+    def nested(row: Callable[[list[float]], object]) -> object:
+        value = row([1.5, -0.0, float("inf")])
+        for _ in range(depth - 1):
+            value = [value, row([2.5])]
+        return value
+
+    def outcome(value: object) -> object:
+        try:
+            return codec.msgpack.dumps(value)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(nested(list)) == outcome(nested(tuple))
