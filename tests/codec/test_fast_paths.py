@@ -8,7 +8,9 @@ a str of the wrong width would compare unequal to the original.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 
@@ -254,3 +256,46 @@ def test_the_cores_json_loads_answers_as_the_python_function(data: object) -> No
             return (err.message, err.offset)
 
     assert outcome(codec.json.loads) == outcome(codec.json._py_loads)
+
+
+def test_dataclass_fields_are_remembered_per_class() -> None:
+    # The core remembers each dataclass's field names after its first encode;
+    # a subclass (more fields) and a ClassVar (no field) must not be confused.
+    @dataclasses.dataclass
+    class Base:
+        a: int
+        kind: ClassVar[str] = "base"
+
+    @dataclasses.dataclass
+    class Child(Base):
+        b: str = "x"
+
+    for fmt in ("msgpack", "cbor", "json"):
+        module = getattr(codec, fmt)
+        for _ in range(2):
+            assert module.loads(module.dumps(Base(1))) == {"a": 1}
+            assert module.loads(module.dumps(Child(2))) == {"a": 2, "b": "x"}
+            assert module.loads(module.dumps([Child(3), Base(4)])) == [
+                {"a": 3, "b": "x"},
+                {"a": 4},
+            ]
+
+
+@pytest.mark.parametrize("depth", [1, 254, 255, 256, 257])
+def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
+    # Short lists of floats are written in one go; they encode, and count
+    # against the nesting limit, as the same rows as tuples do (tuples are
+    # encoded item by item).
+    def nested(row: Callable[[list[float]], object]) -> object:
+        value = row([1.5, -0.0, float("inf")])
+        for _ in range(depth - 1):
+            value = [value, row([2.5])]
+        return value
+
+    def outcome(value: object) -> object:
+        try:
+            return codec.msgpack.dumps(value)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(nested(list)) == outcome(nested(tuple))

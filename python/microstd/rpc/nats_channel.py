@@ -68,6 +68,10 @@ CLOSE = 0x12
 #: delivered 0.55-0.6x the items/s of a bare nats-py loop, 512 about 0.75x.
 WINDOW = 512
 WINDOW_BYTES = 1 << 20
+#: The most credit this end takes from the other beyond what it has sent: a peer
+#: granting more (a buggy or hostile one) cannot make it publish without bound.
+MAX_WINDOW = 8 * WINDOW
+MAX_WINDOW_BYTES = 8 * WINDOW_BYTES
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
 SILENCE = 5.0
@@ -113,6 +117,7 @@ class NatsChannel:
         self._credited = asyncio.Event()
         #: The other end closed or is gone: what it sent before still arrives.
         self.eof = False
+        self._tell = True  # close() sends CLOSE (not when the other end closed or is gone)
         self.closed = False
         #: Why the stream broke, when it did not end by a CLOSE ("" if it did not).
         self.lost = ""
@@ -126,7 +131,8 @@ class NatsChannel:
 
     def grant(self, upto: int, nbytes: int) -> None:
         """Credit to send, as the other end granted it (its opening message's header)."""
-        self._credit, self._credit_bytes = upto, nbytes
+        self._credit = min(upto, MAX_WINDOW)
+        self._credit_bytes = min(nbytes, MAX_WINDOW_BYTES)
 
     def preload(self, *frames: bytes) -> None:
         """Frames that came inside the opening message (they carry no sequence number)."""
@@ -199,7 +205,7 @@ class NatsChannel:
         beat = self._beat
         if beat is not None and beat is not asyncio.current_task():
             beat.cancel()
-        if self.peer is not None and not self.eof:
+        if self.peer is not None and self._tell:
             # No reply subject: nobody is to answer that the other end is gone already.
             with contextlib.suppress(Exception):
                 await self._nc.publish(self.peer, _CLOSE)
@@ -223,10 +229,12 @@ class NatsChannel:
             seq = int.from_bytes(data[-8:], "big")
             frame = data[:-8]
             if seq != self._expect:
-                self._gone(f"frames from the {self._other} were lost (NATS reconnected?)")
+                self._gone(
+                    f"frames from the {self._other} were lost (NATS reconnected?)", tell=True
+                )
                 return
             if seq > self._granted or self._received_bytes >= self._granted_bytes:
-                self._gone(f"the {self._other} sent past its credit")
+                self._gone(f"the {self._other} sent past its credit", tell=True)
                 return
             self._expect = seq + 1
             self._received_bytes += len(frame)
@@ -240,6 +248,8 @@ class NatsChannel:
             _, upto, nbytes = _CREDIT.unpack(data)
             if self.peer is None:
                 self.peer = msg.reply or None  # a server's first grant: where it is
+            upto = min(upto, self._seq + MAX_WINDOW)
+            nbytes = min(nbytes, self._sent_bytes + MAX_WINDOW_BYTES)
             if upto > self._credit:
                 self._credit = upto
             if nbytes > self._credit_bytes:
@@ -248,6 +258,7 @@ class NatsChannel:
             self.answered.set()
         elif kind == CLOSE:
             self.eof = True
+            self._tell = False
             self._wake()
 
     # --- internals ----------------------------------------------------------------
@@ -256,9 +267,11 @@ class NatsChannel:
     def _other(self) -> str:
         return "server" if self.role == "client" else "client"
 
-    def _gone(self, why: str) -> None:
-        """The stream broke: the other end is unreachable or the frames cannot be trusted."""
+    def _gone(self, why: str, *, tell: bool = False) -> None:
+        """The stream broke: the other end is unreachable or its frames cannot be
+        trusted (`tell`: it may still be listening; `close()` tells it)."""
         if not self.eof:
+            self._tell = tell
             self.lost = why
             self.eof = True
         self._wake()
@@ -308,6 +321,7 @@ class NatsChannel:
             else:
                 silent += HEARTBEAT
                 if silent >= SILENCE:
-                    self._gone(f"no word from the {self._other} for {SILENCE:g}s")
+                    # (Told, in case it was only frozen: it stops when it thaws.)
+                    self._gone(f"no word from the {self._other} for {SILENCE:g}s", tell=True)
                     return
             await self._publish(_PING)

@@ -14,9 +14,10 @@ Each test runs one workload through the client whose member goes silent:
 lock acquire + release, registry register + lookup, while three lock sets (one
 on the silent member) take turns on one lock writing their fencing tokens to a
 shared log, a watch on the silent member follows a prefix that a writer on
-another member fills as fast as it can, and a registry watch follows the
-service. The time from the silence to the first successful operation, and the
-slowest operation before and after it, are printed at the end of the run.
+another member fills as fast as it can, a registry watch follows the service,
+and a config source hot reloads from the silent member. The time from the
+silence to the first successful operation, and the slowest operation before
+and after it, are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from faults.cluster._etcd import (
     wait_for,
     watch_started,
 )
+from microstd import config
 from microstd._engines import etcd as engine
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 
@@ -70,6 +72,8 @@ async def _through_silence(
     others = [member_url(cluster, victim + k, QUERY) for k in (1, 2)]
     ports = {port: i for i, port in (via or {}).items()}
     name, probe, watched = unique("lock"), unique("probe"), f"/{unique('watched')}/"
+    settings = f"/{unique('cfg')}/"
+    config_errors: list[BaseException] = []
     log = FencedLog()
     spans: list[tuple[float, float, int, str]] = []
     grants: list[tuple[float, int, str]] = []
@@ -101,6 +105,14 @@ async def _through_silence(
         async for result in client.watch(request, "test watch"):
             revisions.extend(int(e["kv"]["mod_revision"]) for e in result.get("events") or [])
 
+    async def reload(cfg: Any) -> None:
+        async for _ in cfg.watch(debounce=0.02):
+            pass
+
+    async def set_host(client: engine.EtcdClient, value: str) -> None:
+        body = {"key": engine.b64(f"{settings}db/host"), "value": engine.b64(value)}
+        await client.call("kv/put", body, "test put", idempotent=True)
+
     async def write(client: engine.EtcdClient) -> None:
         for n in range(1_000_000):
             if stop.is_set():
@@ -118,10 +130,14 @@ async def _through_silence(
         Member.of(cluster, x_url, ports) as x,
         Member.of(cluster, others[1]) as writer,
     ):
+        await set_host(writer.client, "before")
+        cfg = await config.load_async(sources=[config.etcd(x_url, settings)])
+        cfg.on_error(config_errors.append)
         events = registry.watch("greeter")
         tasks = [
             asyncio.create_task(collect_nodes(events, nodes)),
             asyncio.create_task(follow(x.client)),
+            asyncio.create_task(reload(cfg)),
             asyncio.create_task(write(writer.client)),
             *(asyncio.create_task(worker(s, who)) for s, who in ((a, "a"), (b, "b"), (c, "c"))),
         ]
@@ -156,18 +172,25 @@ async def _through_silence(
             await wait_for(lambda: len(revisions) >= seen_before + 20, "watch events after")
         finally:
             stop.set()
-            await asyncio.gather(*tasks[2:], return_exceptions=True)
+            await asyncio.gather(*tasks[3:], return_exceptions=True)
         try:
-            await wait_for(lambda: acked <= set(revisions), "every write seen by the watch")
+            # Every write acknowledged from the watch's start on (its first event;
+            # the writer starts with it, so its first puts may come before).
+            since = {rev for rev in acked if rev >= revisions[0]}
+            await wait_for(lambda: since <= set(revisions), "every write seen by the watch")
             await wait_for(lambda: {f"n{i}" for i in range(total)} <= nodes, "every node seen")
-            assert not any(t.done() for t in tasks[:2]), "a watch ended"
+            await set_host(writer.client, "after")
+            await wait_for(lambda: cfg.value["db"]["host"] == "after", "the config reloaded")
+            assert not any(t.done() for t in tasks[:3]), "a watch ended"
         finally:
-            for t in tasks[:2]:
+            for t in tasks[:3]:
                 t.cancel()
-            await asyncio.gather(*tasks[:2], return_exceptions=True)
+            await asyncio.gather(*tasks[:3], return_exceptions=True)
             await events.aclose()  # type: ignore[attr-defined]
 
     assert revisions == sorted(set(revisions)), "a watch event delivered twice or out of order"
+    # The config source's watch moved to another member by itself: nothing reported.
+    assert config_errors == []
     check_spans(spans)
     tokens = [token for _, token, _ in sorted(grants)]
     assert tokens == sorted(tokens), tokens
@@ -191,7 +214,8 @@ async def test_a_frozen_member_costs_an_operation_one_attempt(etcd_cluster: Etcd
     fenced log); tokens rise; the lock set on the frozen member takes the lock
     again; the engine watch on it resumes elsewhere and delivers every
     acknowledged write once, in order; the registry watch reports every node
-    registered. In the long form (`-m cluster`) the Raft leader freezes too
+    registered; the config source reloads a later change, reporting no error.
+    In the long form (`-m cluster`) the Raft leader freezes too
     (then an operation may also wait out the election, and may fail: retried)."""
     rounds = [(leader_of(etcd_cluster) + 1) % len(etcd_cluster.nodes)]
     if _failover.LONG:
@@ -217,7 +241,7 @@ async def test_a_partitioned_member_costs_an_operation_one_attempt(
     proxy that then stalls: connections stay open and new ones are accepted,
     but no byte passes either way, as in a partition that drops packets (the
     member itself stays in the cluster). Same outcome as a freeze: no operation
-    fails, no two lock holders, every write and node seen by the watches."""
+    fails, no two lock holders, every write, node and change seen by the watches."""
     victim = (leader_of(etcd_cluster) + 1) % len(etcd_cluster.nodes)
     with FaultProxy(etcd_cluster.nodes[victim].port) as proxy:
         await _through_silence(
