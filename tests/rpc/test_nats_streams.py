@@ -288,3 +288,32 @@ async def test_a_gap_in_the_sequence_breaks_the_stream(nats_url: str) -> None:
                 pass  # (a CREDIT may come first) then CLOSE
         finally:
             await nc.close()
+
+
+def test_sync_client_streams_over_nats(nats_url: str) -> None:
+    from microstd._loopthread import LoopThread
+
+    name = unique("sync")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+
+    @svc.handler("Sync.Count")
+    async def count(req: dict[str, int]) -> AsyncIterator[int]:
+        for n in range(req["n"]):
+            yield n
+
+    @svc.handler("Sync.Running")
+    async def running(reqs: AsyncIterator[int]) -> AsyncIterator[int]:
+        total = 0
+        async for x in reqs:
+            total += x
+            yield total
+
+    loop = LoopThread("nats-sync-streams")
+    loop.run(svc.start())
+    try:
+        with microstd.SyncClient(transport=nats_url) as client:
+            assert list(client.stream(name, "Sync.Count", {"n": 4})) == [0, 1, 2, 3]
+            assert list(client.stream(name, "Sync.Running", iter([1, 2, 3]))) == [1, 3, 6]
+    finally:
+        loop.run(svc.stop())
+        loop.stop()

@@ -68,6 +68,10 @@ CLOSE = 0x12
 #: delivered 0.55-0.6x the items/s of a bare nats-py loop, 512 about 0.75x.
 WINDOW = 512
 WINDOW_BYTES = 1 << 20
+#: The most credit this end takes from the other beyond what it has sent: a peer
+#: granting more (a buggy or hostile one) cannot make it publish without bound.
+MAX_WINDOW = 8 * WINDOW
+MAX_WINDOW_BYTES = 8 * WINDOW_BYTES
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
 SILENCE = 5.0
@@ -127,7 +131,8 @@ class NatsChannel:
 
     def grant(self, upto: int, nbytes: int) -> None:
         """Credit to send, as the other end granted it (its opening message's header)."""
-        self._credit, self._credit_bytes = upto, nbytes
+        self._credit = min(upto, MAX_WINDOW)
+        self._credit_bytes = min(nbytes, MAX_WINDOW_BYTES)
 
     def preload(self, *frames: bytes) -> None:
         """Frames that came inside the opening message (they carry no sequence number)."""
@@ -243,6 +248,8 @@ class NatsChannel:
             _, upto, nbytes = _CREDIT.unpack(data)
             if self.peer is None:
                 self.peer = msg.reply or None  # a server's first grant: where it is
+            upto = min(upto, self._seq + MAX_WINDOW)
+            nbytes = min(nbytes, self._sent_bytes + MAX_WINDOW_BYTES)
             if upto > self._credit:
                 self._credit = upto
             if nbytes > self._credit_bytes:
