@@ -21,6 +21,10 @@ called through `Client(transport=...)` against a bare nats-py queue-group
 responder called with `nc.request`, both decoding and encoding the same msgpack
 bodies; "x bare" is time per call against the bare one (below 1.30 is the aim).
 
+Server streaming over NATS (`NatsStreamRig`): items per second of one stream,
+`Client(transport=...).stream` against a bare nats-py loop publishing the same
+items to the reader's inbox.
+
 Server streaming (`StreamRig`): items per second of one stream of
 `STREAM_ITEMS` small msgpack items, a microstd async-generator handler read
 through `Client.stream` over HTTP (a WebSocket) against a bare aiohttp
@@ -310,6 +314,125 @@ def nats_main(rounds: int = 10) -> None:
         print(f"{kind:10} {lat[0] * 1e6:10.1f} " + " ".join(f"{r:10.2f}" for r in ratios))
 
 
+NATS_STREAM_KINDS = ("bare-nats-stream", "nats-stream")
+
+
+class NatsStreamRig(NatsRig):
+    """Server streaming over NATS: a microstd async-generator handler read through
+    `Client(transport=...).stream` against a bare nats-py loop publishing the same
+    encoded items to the requester's inbox, read by a subscription callback and
+    decoded (no flow control, no sequence check: what microstd adds is what it
+    costs)."""
+
+    async def _start(self) -> None:
+        import uuid
+
+        import nats
+
+        import microstd
+        from microstd import codec
+
+        msgpack = codec.get("application/msgpack")
+        streamer = await nats.connect(self.url)
+        self._closers.append(streamer.close)
+
+        async def bare(msg: Any) -> None:
+            n = msgpack.loads(msg.data)
+            assert isinstance(n, int)
+            for i in range(n):
+                await streamer.publish(msg.reply, msgpack.dumps(STREAM_ITEM | {"n": i}))
+            await streamer.publish(msg.reply, b"")  # the end
+
+        await streamer.subscribe("bench.stream", cb=bare)
+        reader = await nats.connect(self.url)
+        self._closers.append(reader.close)
+
+        name = f"bench-nats-stream-{uuid.uuid4().hex[:6]}"
+        svc = microstd.Service(name, registry="memory://", transport=self.url)
+
+        @svc.handler("Prices.Watch")
+        async def watch(n: int) -> Any:
+            for i in range(n):
+                yield STREAM_ITEM | {"n": i}
+
+        await svc.start()
+        self._closers.append(svc.stop)
+        client = microstd.Client(transport=self.url)
+        self._closers.append(client.close)
+        request = msgpack.dumps(STREAM_ITEMS)
+
+        async def bare_stream() -> int:
+            # A callback subscription: nats-py's fastest way in (its `sub.messages`
+            # iterator makes a task per message, a strawman of a baseline).
+            got = 0
+            done = asyncio.get_running_loop().create_future()
+
+            async def on_item(msg: Any) -> None:
+                nonlocal got
+                if not msg.data:
+                    done.set_result(None)
+                    return
+                item = msgpack.loads(msg.data)
+                assert isinstance(item, dict)
+                got += 1
+
+            inbox = reader.new_inbox()
+            sub = await reader.subscribe(inbox, cb=on_item)
+            try:
+                await reader.publish("bench.stream", request, reply=inbox)
+                await done
+            finally:
+                await sub.unsubscribe()
+            return got
+
+        async def stream() -> int:
+            got = 0
+            async for item in client.stream(name, "Prices.Watch", STREAM_ITEMS):
+                assert isinstance(item, dict)
+                got += 1
+            return got
+
+        self.calls = {"bare-nats-stream": bare_stream, "nats-stream": stream}
+
+
+@pytest.fixture(scope="module")
+def nats_stream_rig() -> Iterator[NatsStreamRig]:
+    made = NatsStreamRig()
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("kind", NATS_STREAM_KINDS)
+def test_nats_stream_items(benchmark: Any, nats_stream_rig: NatsStreamRig, kind: str) -> None:
+    benchmark.group = f"server streaming over NATS, {STREAM_ITEMS} items"
+    call = nats_stream_rig.calls[kind]
+    assert benchmark(lambda: nats_stream_rig.run(call())) == STREAM_ITEMS
+
+
+def nats_stream_main(rounds: int = 8) -> None:
+    """Print server streaming items/s over NATS, microstd against the bare nats-py loop."""
+    rig = NatsStreamRig()
+    inf = float("inf")
+    best = {kind: [inf, inf] for kind in NATS_STREAM_KINDS}  # wall, CPU seconds per stream
+    try:
+        for kind in NATS_STREAM_KINDS:
+            rig.run(rig.calls[kind]())  # warm up
+        for _ in range(rounds):  # interleaved: both kinds see the same machine load
+            for kind in NATS_STREAM_KINDS:
+                wall, cpu = time.perf_counter(), time.process_time()
+                assert rig.run(rig.calls[kind]()) == STREAM_ITEMS
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                best[kind] = [min(best[kind][0], wall), min(best[kind][1], cpu)]
+    finally:
+        rig.close()
+    base = best["bare-nats-stream"]
+    print(f"\n{'nats stream':16} {'items/s':>10} {'x bare':>7} {'cpu x bare':>10}")
+    for kind in NATS_STREAM_KINDS:
+        wall, cpu = best[kind]
+        rate = STREAM_ITEMS / wall
+        print(f"{kind:16} {rate:10.0f} {base[0] / wall:7.2f} {base[1] / cpu:10.2f}")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_latency(benchmark: Any, rig: Rig, kind: str) -> None:
     benchmark.group = "rpc round trip"
@@ -428,3 +551,4 @@ if __name__ == "__main__":
     main()
     stream_main()
     nats_main()
+    nats_stream_main()

@@ -7,6 +7,7 @@ or kills its server asks for a `*_factory` fixture and gets its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +20,9 @@ from _servers import (
     redis_server,
     s3_server,
 )
+
+if TYPE_CHECKING:
+    from faults.cluster._clusters import RedisCluster
 
 _MAKERS: dict[str, Callable[[], ServerProcess]] = {
     "redis": redis_server,
@@ -54,6 +58,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def redis_proc() -> Iterator[ServerProcess]:
     yield from _serve("redis")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session() -> Iterator[RedisCluster]:
+    """One Redis Cluster per session (3 masters, 3 replicas): slow to start, so shared."""
+    from faults.cluster._clusters import RedisCluster
+
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_session: RedisCluster) -> str:
+    """``redis+cluster://`` naming every node of the session's cluster (healthy)."""
+    redis_cluster_session.wait_healthy()
+    return redis_cluster_session.url()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,9 @@ a str of the wrong width would compare unequal to the original.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 
@@ -170,6 +172,8 @@ def test_the_public_functions_are_the_cores_own() -> None:
     assert codec.msgpack.loads is _core.msgpack_loads
     assert codec.cbor.dumps is _core.cbor_dumps
     assert codec.cbor.loads is _core.cbor_loads
+    assert codec.json.dumps is _core.json_dumps
+    assert codec.json.loads is _core.json_loads
 
 
 KEYWORDS: list[dict[str, object]] = [
@@ -206,3 +210,92 @@ def test_the_cores_loads_takes_the_keywords_as_the_twin_does(
             return (type(err), str(err))
 
     assert outcome(module.loads) == outcome(twin)
+
+
+class _Key(str):
+    pass
+
+
+JSON_VALUES: list[object] = [
+    {"a": [1, 2.5, None, True]},
+    {_Key("k"): 1},
+    {1: 2, "a": 3},
+    {None: 1, True: 2, 1.5: 3},
+    {(1, 2): 3},
+    {"x": 2**70},
+    {"s": {1, 2}},
+    {"x": object()},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
+@pytest.mark.parametrize("sort_keys", [False, True])
+def test_the_cores_json_dumps_answers_as_the_python_function(
+    value: object, sort_keys: bool
+) -> None:
+    # The core tries orjson without its non-str-keys option first; a dict
+    # that needs it, and every error, take the Python function's full path.
+    def outcome(dumps: Callable[..., bytes]) -> object:
+        try:
+            return dumps(value, sort_keys=sort_keys)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(codec.json.dumps) == outcome(codec.json._py_dumps)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a":1}', '{"a":[1]}', bytearray(b"[1]"), memoryview(b"[2]"), b'{"a":', b"1e400", 3],
+)
+def test_the_cores_json_loads_answers_as_the_python_function(data: object) -> None:
+    def outcome(loads: Callable[..., object]) -> object:
+        try:
+            return loads(data)
+        except DecodeError as err:
+            return (err.message, err.offset)
+
+    assert outcome(codec.json.loads) == outcome(codec.json._py_loads)
+
+
+def test_dataclass_fields_are_remembered_per_class() -> None:
+    # The core remembers each dataclass's field names after its first encode;
+    # a subclass (more fields) and a ClassVar (no field) must not be confused.
+    @dataclasses.dataclass
+    class Base:
+        a: int
+        kind: ClassVar[str] = "base"
+
+    @dataclasses.dataclass
+    class Child(Base):
+        b: str = "x"
+
+    for fmt in ("msgpack", "cbor", "json"):
+        module = getattr(codec, fmt)
+        for _ in range(2):
+            assert module.loads(module.dumps(Base(1))) == {"a": 1}
+            assert module.loads(module.dumps(Child(2))) == {"a": 2, "b": "x"}
+            assert module.loads(module.dumps([Child(3), Base(4)])) == [
+                {"a": 3, "b": "x"},
+                {"a": 4},
+            ]
+
+
+@pytest.mark.parametrize("depth", [1, 254, 255, 256, 257])
+def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
+    # Short lists of floats are written in one go; they encode, and count
+    # against the nesting limit, as the same rows as tuples do (tuples are
+    # encoded item by item).
+    def nested(row: Callable[[list[float]], object]) -> object:
+        value = row([1.5, -0.0, float("inf")])
+        for _ in range(depth - 1):
+            value = [value, row([2.5])]
+        return value
+
+    def outcome(value: object) -> object:
+        try:
+            return codec.msgpack.dumps(value)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(nested(list)) == outcome(nested(tuple))

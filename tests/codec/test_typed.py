@@ -424,6 +424,17 @@ JSON_TEXTS = [
     rb"[1, 2]",
     rb'{"value": true}',
     rb'{"value": 1, "children": [{"value": 1, "children": [' * 3 + rb"]}]}" * 3,
+    # Strings past the 16-byte blocks the scanner reads: escapes, non-ASCII
+    # text and control bytes before, inside and after a block boundary.
+    rb'{"title": "0123456789abcdef\\"quoted\\" and more text", "year": 1}',
+    '{"title": "0123456789abcdeé東京 0123456789abcdef😀", "year": 2}'.encode(),
+    '{"title": "東京\\u00e9 0123456789abcdef\\n0123456789abcdef"}'.encode(),
+    b'{"title": "0123456789abcdef0123\x1f456789"}',
+    b'{"title": "0123456789abcdef0123456789\xff"}',
+    b'{"title": "0123456789abcdef0123456789\xe6\x9d"}',
+    rb'{"title": "0123456789abcdef0123456789\\',
+    rb'{"title": "0123456789abcdef0123456789',
+    b'{"0123456789abcdef\xc3\xa9xyz": 1, "title": "t"}',
 ]
 
 
@@ -431,7 +442,7 @@ JSON_TEXTS = [
 def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
     from microstd.codec import json as codec_json
 
-    for tp in (Node, dict[str, Any], Any, list[int], Movie):
+    for tp in (Node, dict[str, Any], Any, list[int], Movie, _Titled):
         plan = plan_for(tp)
 
         def twin(b: bytes, plan: Any = plan) -> object:
@@ -469,3 +480,63 @@ def test_timestamps_round_trip_typed(fmt: str) -> None:
     if fmt == "cbor":
         value = Stamp(Timestamp(1514862245), Timestamp(-62_167_219_200))  # whole seconds
     assert module.loads(module.dumps(value), type=Stamp) == value
+
+
+@dataclasses.dataclass
+class _Titled:
+    title: str
+    year: int = 0
+
+
+class _Upper:
+    """A data descriptor: `__init__`'s assignment would go through it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else obj.__dict__.get(self.name)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__[self.name] = value.upper()
+
+
+@dataclasses.dataclass
+class _Described:
+    name: str = _Upper()  # type: ignore[assignment]
+
+
+@dataclasses.dataclass
+class _Plain:
+    name: str
+    n: int = 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fields_land_in_the_instance_dict_as_in_the_twin(fmt: str) -> None:
+    """Fields are stored in the instance's `__dict__` on both implementations,
+    past a data descriptor of the same name, and still after the class (or a
+    base) has changed since its plan was built."""
+    module = getattr(codec, fmt)
+    data = module.dumps({"name": "ab", "n": 2})
+    for tp in (_Described, _Plain):
+        rust = module.Decoder(tp).decode(data)
+        twin = typed.run_plan(
+            plan_for(tp),
+            codec.get(f"application/{fmt}", impl="python").loads(data),
+            strings=fmt == "json",
+            impl="python",
+        )
+        assert (
+            vars(rust)
+            == vars(twin)
+            == ({"name": "ab"} if tp is _Described else {"name": "ab", "n": 2})
+        )
+    decoder = module.Decoder(_Plain)
+    _Plain.name = _Upper()  # type: ignore[assignment]
+    _Plain.name.__set_name__(_Plain, "name")
+    try:
+        assert vars(decoder.decode(data)) == {"name": "ab", "n": 2}
+    finally:
+        del _Plain.name
+    assert vars(decoder.decode(data)) == {"name": "ab", "n": 2}

@@ -15,6 +15,7 @@ open. `{unique}` in a URL becomes an id of its own per test.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,25 @@ STORE_BACKENDS.update(
     {kind: (lambda request, kind=kind: backend_url(kind, request)) for kind in NET_KINDS}
 )
 NO_WATCH |= set(NET_KINDS) - WATCH
+# Redis Cluster: the session's local cluster (3 masters, 3 replicas); a store is one
+# hash slot, its expire events come from that slot's master.
+STORE_BACKENDS["redis-cluster"] = lambda request: (
+    request.getfixturevalue("redis_cluster_url"),
+    {"prefix": f"test:{uuid.uuid4().hex[:12]}:", "expire_events": True},
+)
+
+#: Backend ids on a real local cluster: marked `cluster` (with the tests of
+#: tests/faults/cluster), so `-m cluster` runs them and `-m "not cluster"` skips them.
+CLUSTER_IDS = {"redis-cluster"}
+
+
+def _params(ids: object) -> list[Any]:
+    return [
+        pytest.param(i, marks=[pytest.mark.cluster, pytest.mark.services])
+        if i in CLUSTER_IDS
+        else i
+        for i in ids  # type: ignore[attr-defined]
+    ]
 
 
 def _server(kind: str, query: str = "") -> UrlSpec:
@@ -67,6 +87,7 @@ BROKER_BACKENDS: dict[str, UrlSpec] = {
     "nats": _server("nats"),
     "postgres": _server("postgres"),
     "amqp": _server("amqp", "?exchange={unique}"),
+    "redis-cluster": _server("redis_cluster", "?prefix={unique}:"),
 }
 
 REGISTRY_BACKENDS: dict[str, UrlSpec] = {
@@ -78,14 +99,14 @@ REGISTRY_BACKENDS: dict[str, UrlSpec] = {
 }
 
 
-@pytest.fixture(params=list(STORE_BACKENDS))
+@pytest.fixture(params=_params(STORE_BACKENDS))
 def store_target(request: pytest.FixtureRequest) -> StoreTarget:
     """Each store backend: a fresh, empty store per test."""
     url, options = STORE_BACKENDS[request.param](request)
     return StoreTarget.from_url(url, watch=request.param not in NO_WATCH, **options)
 
 
-@pytest.fixture(params=list(SYNC_BACKENDS))
+@pytest.fixture(params=_params(SYNC_BACKENDS))
 def sync_target(request: pytest.FixtureRequest) -> SyncTarget:
     """Each lock backend, with locks of its own per test."""
     return SyncTarget.from_url(
@@ -95,13 +116,13 @@ def sync_target(request: pytest.FixtureRequest) -> SyncTarget:
     )
 
 
-@pytest.fixture(params=list(BROKER_BACKENDS))
+@pytest.fixture(params=_params(BROKER_BACKENDS))
 def broker_target(request: pytest.FixtureRequest) -> BrokerTarget:
     """Each broker backend."""
     return BrokerTarget.from_url(BROKER_BACKENDS[request.param](request))
 
 
-@pytest.fixture(params=list(REGISTRY_BACKENDS))
+@pytest.fixture(params=_params(REGISTRY_BACKENDS))
 def registry_target(request: pytest.FixtureRequest) -> RegistryTarget:
     """Each registry backend, empty per test."""
     return RegistryTarget.from_url(REGISTRY_BACKENDS[request.param](request))

@@ -54,6 +54,9 @@ DURABLE_BACKENDS: dict[str, Spec] = {
     "redis": lambda request, tmp: (
         str(request.getfixturevalue("redis_url")) + f"?prefix=t{uuid.uuid4().hex[:8]}:"
     ),
+    "redis-cluster": lambda request, tmp: (
+        str(request.getfixturevalue("redis_cluster_url")) + f"?prefix=t{uuid.uuid4().hex[:8]}:"
+    ),
 }
 #: Backends whose streams outlive the process: the multi-process tests run on these.
 PROCESS_BACKENDS: list[str] = ["file", "postgres", "amqp", "nats", "redis"]
@@ -61,6 +64,7 @@ PROCESS_BACKENDS: list[str] = ["file", "postgres", "amqp", "nats", "redis"]
 UNSUPPORTED: dict[str, list[dict[str, Any]]] = {
     "amqp": [{"start": "first"}, {"start": dt.datetime.now(dt.timezone.utc)}, {"start": 5}],
     "redis": [{"start": 5}],
+    "redis-cluster": [{"start": 5}],
 }
 #: Per backend, the stream and durable counts it cannot tell (reported as None).
 UNCOUNTED: dict[str, set[str]] = {
@@ -69,7 +73,14 @@ UNCOUNTED: dict[str, set[str]] = {
 }
 
 
-@pytest.fixture(params=list(DURABLE_BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param(b, marks=[pytest.mark.cluster, pytest.mark.services])
+        if b == "redis-cluster"
+        else b
+        for b in DURABLE_BACKENDS
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -176,3 +176,84 @@ async def test_no_master_found_is_connection_failed() -> None:
         await store.connect()
     assert "No master found for 'mymaster': 1 Sentinel(s) could not be reached" in str(info.value)
     await store.close()
+
+
+# -- Redis Cluster -------------------------------------------------------------
+
+
+def test_cluster_url_names_the_nodes() -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    endpoint, rest = RedisEndpoint.from_url(
+        "redis+cluster://:s3cret@n1,n2:7001/?timeout=2&prefix=app&require_full_coverage=false",
+        area=("prefix",),
+    )
+    target = endpoint.cluster
+    assert target is not None
+    assert target.nodes == (("n1", 6379), ("n2", 7001))
+    assert not target.tls
+    assert endpoint.sentinel is None
+    assert endpoint.timeouts.request == 2.0
+    assert rest == {"prefix": "app"}
+    assert endpoint.url == "redis://:s3cret@cluster/0?require_full_coverage=false"
+    assert "s3cret" not in endpoint.redacted
+    assert endpoint.redacted == "redis+cluster://:***@n1,n2:7001/"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis-cluster://h:7000", "rediss+cluster://h:7000/0", "redis+cluster://h/"]
+)
+def test_cluster_spellings(url: str) -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    endpoint, _ = RedisEndpoint.from_url(url)
+    assert endpoint.cluster is not None
+    assert endpoint.cluster.tls == url.startswith("rediss")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("redis+cluster://h:7000/3", "only database 0"),
+        ("redis+cluster://h:7000/?db=2", "only database 0"),
+        ("redis+cluster://h:7000/?tiemout=1", "Did you mean 'timeout'"),
+        ("redis+cluster://h:7000/?require_full_coverage=maybe", "require_full_coverage"),
+    ],
+)
+def test_bad_cluster_urls_are_clear_errors(url: str, why: str) -> None:
+    from microstd._engines.redis import RedisEndpoint
+
+    with pytest.raises(InvalidArgument, match=why):
+        RedisEndpoint.from_url(url)[0].client()
+
+
+def test_hash_tag_keeps_a_tag_and_wraps_anything_else() -> None:
+    from microstd._engines.redis_cluster import hash_tag
+
+    assert hash_tag("microstd:store:") == "{microstd:store:}"
+    assert hash_tag("app:{orders}:") == "app:{orders}:"
+    assert hash_tag("a{}b:") == "{a{}b:}"
+    assert hash_tag("") == "{}"
+
+
+@pytest.mark.parametrize("area", ["store", "broker"])
+def test_the_store_and_broker_take_a_cluster_url(area: str) -> None:
+    import microstd
+
+    opened = getattr(microstd, area).open("redis+cluster://127.0.0.1:1,127.0.0.1:2/")
+    assert "redis+cluster://127.0.0.1:1,127.0.0.1:2/" in repr(opened)
+
+
+def test_sync_registry_and_config_refuse_a_cluster_url_at_open() -> None:
+    """Areas whose operations span hash slots say so when opened, naming the area."""
+    import microstd
+    from microstd import config
+    from microstd.errors import NotSupported
+
+    url = "redis+cluster://127.0.0.1:1/"
+    with pytest.raises(NotSupported, match=r"redis\+cluster://.*locks \(sync\)"):
+        microstd.sync.open(url)
+    with pytest.raises(NotSupported, match=r"redis\+cluster://.*registry"):
+        microstd.registry.open(url)
+    with pytest.raises(NotSupported, match=r"redis\+cluster://.*config sources"):
+        config.redis(url, "app")

@@ -152,6 +152,56 @@ async def test_etcd_requests_move_on_to_a_member_that_answers(etcd_url: str) -> 
             await etcd.release(client)
 
 
+async def test_etcd_a_safe_request_leaves_a_silent_member_after_its_attempt_time(
+    etcd_url: str,
+) -> None:
+    """A member that accepts and never answers (a frozen process), listed first,
+    with a request time of a minute: a request safe to repeat is abandoned there
+    after `attempt_timeout` and answered by the next member, long before the
+    minute is out; the client then stays with that member."""
+    live = etcd_url.split("://", 1)[1]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        members = f"127.0.0.1:{silent.getsockname()[1]},{live}"
+        query = "timeout=60&attempt_timeout=0.3&randomize=0"
+        e, _ = etcd.EtcdEndpoint.from_url(f"etcd://{members}?{query}")
+        assert e.attempt == 0.3
+        client = await etcd.acquire(e)
+        try:
+            read = client.call("kv/range", {"key": etcd.b64("ha/none")}, idempotent=True)
+            await asyncio.wait_for(read, 10)
+            assert client.member == f"http://{live}"
+        finally:
+            await etcd.release(client)
+
+
+def test_etcd_attempt_timeout_defaults_to_a_third_of_the_timeout() -> None:
+    assert etcd.EtcdEndpoint.from_url("etcd://a,b?timeout=3")[0].attempt == 1.0
+    assert etcd.EtcdEndpoint.from_url("etcd://a,b", {"attempt_timeout": 2})[0].attempt == 2.0
+    with pytest.raises(ValueError, match="attempt_timeout"):
+        etcd.EtcdEndpoint.from_url("etcd://a,b?attempt_timeout=0")
+
+
+async def test_etcd_a_lease_grant_sent_twice_grants_one_lease(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client picks the lease ID, so a grant whose reply was lost and its
+    retry grant the same lease: the second is refused by etcd ("already
+    exists") and `grant_lease` answers the lease the first one granted."""
+    e, _ = etcd.EtcdEndpoint.from_url(etcd_url)
+    client = await etcd.acquire(e)
+    try:
+        first = await client.grant_lease(5)
+        monkeypatch.setattr(etcd.random, "randrange", lambda *_: int(first[0]))
+        again = await client.grant_lease(5)
+        assert again[0] == first[0]
+        assert 0 < again[1] <= 5
+        await client.call("lease/revoke", {"ID": first[0]}, idempotent=True)
+    finally:
+        await etcd.release(client)
+
+
 # -- error mapping --------------------------------------------------------------
 
 
@@ -354,7 +404,7 @@ async def test_an_etcd_member_that_drops_each_watch_once_created_is_given_up(
     opened: list[str] = []
 
     async def created_then_dropped(
-        base: str, request: object, what: str
+        base: str, request: object, what: str, bound: float | None = None
     ) -> AsyncIterator[dict[str, object]]:
         opened.append(base)
         await asyncio.sleep(0)  # a real stream waits on the network: cancellable

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -138,7 +138,9 @@ def _without_urls() -> dict[str, str]:
     }
 
 
-def bare_microstd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def bare_microstd(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "microstd", *args],
         capture_output=True,
@@ -146,6 +148,7 @@ def bare_microstd(*args: str, env: dict[str, str]) -> subprocess.CompletedProces
         timeout=60,
         env=env,
         check=False,
+        input=stdin,
     )
 
 
@@ -209,6 +212,36 @@ def test_call_over_nats_needs_no_registry(nats_url: str) -> None:
         loop.stop()
 
 
+def test_call_stream_over_nats(nats_url: str) -> None:
+    from microstd._loopthread import LoopThread
+
+    name = f"natscli{uuid.uuid4().hex[:8]}"
+    svc = microstd_service(name, nats_url)
+    loop = LoopThread("cli-nats-stream-service")
+    loop.run(svc.start())
+    try:
+        env = {**_without_urls(), "MICROSTD_TRANSPORT": nats_url}
+        out = bare_microstd("call", name, "Nats.Count", '{"n": 3}', "--stream", env=env)
+        assert out.returncode == 0, out.stderr
+        assert [json.loads(line) for line in out.stdout.splitlines()] == [0, 1, 2]
+
+        failed = bare_microstd(
+            "call", name, "Nats.Count", '{"n": 2, "fail": 1}', "--stream", env=env
+        )
+        assert failed.returncode == 1
+        assert failed.stdout.split() == ["0", "1"]
+        assert json.loads(failed.stderr)["code"] == 409
+
+        lines = "".join(json.dumps(x) + "\n" for x in (1, 2, 3))
+        args = ["call", name, "Nats.Running", "-", "--stream", "--transport", nats_url]
+        summed = bare_microstd(*args, env=_without_urls(), stdin=lines)
+        assert summed.returncode == 0, summed.stderr
+        assert summed.stdout.split() == ["1", "3", "6"]
+    finally:
+        loop.run(svc.stop())
+        loop.stop()
+
+
 def microstd_service(name: str, nats_url: str) -> Any:
     import microstd as lib
 
@@ -217,5 +250,19 @@ def microstd_service(name: str, nats_url: str) -> Any:
     @svc.handler("Nats.Echo")
     async def echo(req: object) -> object:
         return req
+
+    @svc.handler("Nats.Count")
+    async def count(req: dict[str, int]) -> AsyncIterator[int]:
+        for n in range(req["n"]):
+            yield n
+        if req.get("fail"):
+            raise lib.errors.conflict("counted too far")
+
+    @svc.handler("Nats.Running")
+    async def running(reqs: AsyncIterator[int]) -> AsyncIterator[int]:
+        total = 0
+        async for x in reqs:
+            total += x
+            yield total
 
     return svc

@@ -26,7 +26,10 @@ What it owns:
   ``connect_timeout=5`` to open a connection; ``timeout=5`` for any one
   request, from sending it to the end of its answer; ``ping_interval=10``: a
   watch stream silent for that long is checked with a status request on
-  another connection, and a failed check ends the watch with `ConnectionFailed`.
+  another connection, and a failed check ends the watch with `ConnectionFailed`
+  (on a cluster: moves it to the next member). On a cluster,
+  ``attempt_timeout`` (a third of `timeout` by default) bounds one attempt of
+  a request on one member (see Members).
 - **Error mapping** (`errors`, applied by `call` and `watch`): refused, lost or
   timed-out connections, an HTTP 5xx answer, gRPC codes "unavailable" and
   "deadline exceeded", an answer that is not a JSON object, a watch stream
@@ -54,12 +57,24 @@ What it owns:
   to the next member). Requests carry etcd's "require leader" flag, so a
   member cut off from the quorum answers "no leader" at once instead of
   hanging.
+- **Silent members** (frozen, or behind a partition that drops packets: no
+  refusal, no reset, no answer): an `idempotent` request gives up on a member
+  after ``attempt_timeout`` seconds, not the request's whole time, and goes
+  to the next; the attempt time doubles each round, so a cluster that is
+  only slow (a loaded machine, an election) still gets the time it needs,
+  within the request's time. A request that is not idempotent gets the
+  request's whole time on its member (abandoning it would only turn a slow
+  answer into an ambiguous error). Lease grants are made safe to repeat by
+  `grant_lease`, which picks the lease ID.
 - **Watches** on a cluster resume on the next member when their stream is
   lost, from the revision after the last event delivered (the first stream
   starts from a revision read beforehand when the request names none), so
   no event is missed; at most a write made just before the watch started is
-  delivered too. A watch ends with `ConnectionFailed` once no member took it
-  for as long as a request may take (``connect_timeout + timeout``).
+  delivered too. A stream on a silent member is found out by its liveness
+  check (``ping_interval``, then an attempt's time for the check) and moved
+  the same way; opening a stream also gets an attempt's time. A watch ends
+  with `ConnectionFailed` once no member took it for as long as a request may
+  take (``connect_timeout + timeout``).
 
 Ambiguity: a request that raised `ConnectionFailed` after it was sent may
 have been applied (a put, a lease grant, a transaction).
@@ -82,7 +97,7 @@ from urllib.parse import quote
 
 from microstd import _deps
 from microstd._backends import ParsedURL, option_flag, parse_url, redact, redact_text
-from microstd._engines._common import Shared, Timeouts, split_options
+from microstd._engines._common import Shared, Timeouts, seconds_option, split_options
 from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError
 
 __all__ = [
@@ -102,7 +117,11 @@ __all__ = [
 ]
 
 #: The engine's own options, taken out of the URL and the keyword options.
-ENGINE_OPTIONS = (*Timeouts.OPTIONS, "tls", "randomize")
+ENGINE_OPTIONS = (*Timeouts.OPTIONS, "attempt_timeout", "tls", "randomize")
+
+#: The default `attempt_timeout` on a cluster: this fraction of `timeout`, so a
+#: request abandoned on a frozen member still has two more tries' time left.
+ATTEMPT_FRACTION = 1 / 3
 
 # A watch stream's undecoded text is capped: a server (or something posing as
 # one) sending bytes that never parse must not grow it without end.
@@ -111,6 +130,9 @@ MAX_WATCH_BUFFER = 16 * 1024 * 1024
 # gRPC status codes etcd reports that mean "try again later", not "wrong request".
 _UNAVAILABLE_CODES = {4, 8, 14}  # DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE
 _UNAUTHENTICATED = 16
+_FAILED_PRECONDITION = 9  # "lease already exists", among others
+# Lease IDs are positive int64s.
+_MAX_LEASE_ID = 2**63 - 1
 # "Unavailable" answers given before the request was applied, so safe to send
 # elsewhere even when it is not idempotent ("request timed out" is not one: the
 # proposal may still commit).
@@ -235,6 +257,9 @@ class EtcdEndpoint:
     bases: tuple[str, ...] = ()
     #: Start on a member picked at random (True) or on the first listed.
     randomize: bool = True
+    #: Seconds one attempt of a request that is safe to repeat may take on one
+    #: member of a cluster before it is sent to the next; None: `timeout` / 3.
+    attempt_timeout: float | None = None
 
     @classmethod
     def from_url(
@@ -271,8 +296,19 @@ class EtcdEndpoint:
             parsed.password,
             tuple(bases) if len(bases) > 1 else (),
             option_flag(engine.get("randomize", True)),
+            None
+            if engine.get("attempt_timeout") is None
+            else seconds_option("attempt_timeout", engine["attempt_timeout"]),
         )
         return endpoint, rest
+
+    @property
+    def attempt(self) -> float:
+        """Seconds one attempt on one member may take (see `attempt_timeout`)."""
+        t = self.timeouts
+        if self.attempt_timeout is not None:
+            return min(self.attempt_timeout, t.connect + t.request)
+        return t.request * ATTEMPT_FRACTION
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -496,21 +532,23 @@ class EtcdClient:
         pause = _ROUND_PAUSE
         tried = 0
         left = deadline - time.monotonic()
+        # A request safe to repeat gives up on a member that does not answer (a
+        # frozen process, a partition that drops packets) after its attempt time,
+        # not the whole request's, and goes on to the next: doubled each round, so
+        # a cluster that is merely slow still gets the time it needs.
+        cut = idempotent and n > 1
         while True:
             fresh = False
             while True:
                 # The first try has the usual bounds, a later one what is left (a
                 # single server's second try on a fresh connection: as ever).
                 usual = timeout is None and last is None and not (fresh and n > 1)
+                bound = None if usual else left
+                if cut:
+                    bound = min(self.endpoint.attempt * 2 ** (tried // n), left)
                 try:
                     answer = await self._post(
-                        members[i],
-                        path,
-                        body,
-                        what,
-                        headers,
-                        fresh=fresh,
-                        timeout=None if usual else left,
+                        members[i], path, body, what, headers, fresh=fresh, timeout=bound
                     )
                 except _Unauthenticated:
                     raise
@@ -578,6 +616,37 @@ class EtcdClient:
                 path, body, what, renewed, idempotent=idempotent, timeout=timeout, only=only
             )
 
+    async def grant_lease(self, ttl: int, what: str = "") -> tuple[str, int]:
+        """Grant a lease of `ttl` seconds: its ID (text, as etcd's JSON has it) and
+        the TTL etcd granted (at least its floor).
+
+        Safe to repeat, so sent on to the next member whatever the failure: the
+        ID is chosen here (at random, as etcd's own are), so an attempt whose
+        reply was lost and a later one grant the same lease, never two. The
+        second to arrive, sooner or later (a frozen member that thaws), is
+        refused with "lease already exists": a retry that gets that answer
+        reads the lease the first one granted; an abandoned attempt that comes
+        in late is refused and leaks nothing.
+        """
+        what = what or "etcd lease grant"
+        lease_id = str(random.randrange(1, _MAX_LEASE_ID))
+        try:
+            granted = await self.call(
+                "lease/grant", {"ID": lease_id, "TTL": str(ttl)}, what, idempotent=True
+            )
+        except EtcdAPIError as exc:
+            if exc.code != _FAILED_PRECONDITION or "lease already exists" not in str(exc):
+                raise
+            # Granted by an earlier attempt of this call (a random ID taken by
+            # someone else is a 1 in 2**63 chance).
+            found = await self.call("lease/timetolive", {"ID": lease_id}, what, idempotent=True)
+            if int_field(found, "TTL", default=-1) < 0:
+                raise ConnectionFailed(f"{what}: the lease granted ran out at once") from exc
+            return lease_id, int_field(found, "grantedTTL", default=ttl)
+        if str(int_field(granted, "ID")) != lease_id:
+            raise ConnectionFailed(f"{what}: etcd granted another lease than asked")
+        return lease_id, int_field(granted, "TTL", default=ttl)
+
     async def range_prefix(self, prefix: bytes, what: str = "") -> tuple[dict[bytes, bytes], int]:
         """Every key under `prefix` with its value, and the store revision of the read."""
         answer = await self.call(
@@ -617,8 +686,11 @@ class EtcdClient:
         while True:
             i = self._current
             opened = time.monotonic()
+            # A member that takes longer than an attempt to open the stream or to
+            # answer its liveness check is left for the next (doubling each round).
+            bound = min(self.endpoint.attempt * 2 ** (failures // n), t.connect + t.request)
             try:
-                async for result in self._watch_member(self._members[i], request, what):
+                async for result in self._watch_member(self._members[i], request, what, bound):
                     events = result.get("events")
                     if events:
                         # Only a stream that delivers counts as recovered: a member
@@ -648,9 +720,11 @@ class EtcdClient:
                     pause = min(2 * pause, _ROUND_PAUSE_MAX)
 
     async def _watch_member(
-        self, base: str, create_request: Mapping[str, Any], what: str
+        self, base: str, create_request: Mapping[str, Any], what: str, bound: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """One watch stream on member `base` (see `watch`)."""
+        """One watch stream on member `base` (see `watch`); `bound` seconds (a
+        cluster's attempt time) for its answer to start and for each liveness
+        check, instead of the request's time."""
         import aiohttp
 
         t = self.endpoint.timeouts
@@ -670,7 +744,7 @@ class EtcdClient:
                 headers=headers,
                 timeout=stream_timeout,
             )
-            resp = await asyncio.wait_for(opening, t.connect + t.request)
+            resp = await asyncio.wait_for(opening, bound or t.connect + t.request)
             async with resp:
                 if resp.status != 200:
                     try:
@@ -690,6 +764,7 @@ class EtcdClient:
                             f"{what} (liveness check)",
                             idempotent=True,
                             only=base,
+                            timeout=bound,
                         )
                         continue
                     if not chunk:

@@ -9,7 +9,9 @@
 What it owns:
 
 - **URL**: ``redis://[[user]:password@]host[:port][/db][?options]``
-  (``rediss://`` for TLS, ``unix:///path?db=N`` for a socket). The password
+  (``rediss://`` for TLS, ``unix:///path?db=N`` for a socket;
+  ``redis+sentinel://`` in `microstd._engines.redis_sentinel`,
+  ``redis+cluster://`` in `microstd._engines.redis_cluster`). The password
   never appears in a repr, a log line or an error message (`endpoint.redacted`).
   Query options other than the engine's and the area's are redis-py's own
   (``?ssl_cert_reqs=none``) and are passed through to it.
@@ -39,7 +41,8 @@ What it owns:
   before `subscribe` returns, and a silent connection is noticed (above).
   After a lost connection the next `get` reconnects and redis-py subscribes
   again to everything; messages published meanwhile are lost (pub/sub is
-  at most once).
+  at most once). On a cluster the next `get` subscribes again on a node of
+  the current slot map (the lost node may be gone for good).
 
 Ambiguity: a command that raised `ConnectionFailed` after it was sent (a
 timeout, a connection lost while waiting for the reply) may have been
@@ -65,12 +68,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from microstd._backends import ParsedURL, parse_url, redact, redact_text
+from microstd._engines import redis_cluster
 from microstd._engines._common import Shared, Timeouts, split_options
+from microstd._engines.redis_cluster import ClusterTarget
 from microstd._engines.redis_sentinel import SCHEMES as SENTINEL_SCHEMES
 from microstd._engines.redis_sentinel import SentinelTarget
 from microstd._engines.redis_sentinel import aclose as close_client
 from microstd._engines.redis_sentinel import describe as describe_sentinel
-from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError
+from microstd.errors import ConnectionFailed, InvalidArgument, MicrostdError, NotSupported
 
 __all__ = [
     "RedisConnection",
@@ -88,6 +93,15 @@ ENGINE_OPTIONS = (*Timeouts.OPTIONS, "socket_timeout")
 
 # Replies that mean "this server cannot serve you right now", not "your request is wrong".
 _UNAVAILABLE_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# The same, as redis-py raises them (its parser strips the code from the text);
+# `ClusterError` is also "TTL exhausted" (redirected too many times).
+_UNAVAILABLE_ERRORS = (
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+    rexc.ReadOnlyError,
+    rexc.SlotNotCoveredError,
+    rexc.ClusterError,
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,9 @@ class RedisEndpoint:
     #: Set for ``redis+sentinel://``: the master is found through these Sentinels,
     #: and `url` holds only the data nodes' credentials, database and options.
     sentinel: SentinelTarget | None = None
+    #: Set for ``redis+cluster://`` (microstd._engines.redis_cluster): the nodes to
+    #: ask for the slot map; `url` holds only the credentials and options.
+    cluster: ClusterTarget | None = None
 
     @classmethod
     def from_url(
@@ -126,13 +143,19 @@ class RedisEndpoint:
         parsed = url if isinstance(url, ParsedURL) else parse_url(url)
         options = dict(options or {})
         sentinel: SentinelTarget | None = None
+        cluster: ClusterTarget | None = None
         shown = ""
         if parsed.scheme in SENTINEL_SCHEMES:
             shown = redact(parsed.raw.split("?", 1)[0])
             sentinel, parsed = SentinelTarget.from_url(parsed, options)
+        elif parsed.scheme in redis_cluster.SCHEMES:
+            shown = redact(parsed.raw.split("?", 1)[0])
+            cluster, parsed = ClusterTarget.from_url(parsed)
         else:
             parsed.single_server(
-                "redis://", "for Redis Sentinel use redis+sentinel://host1,host2/SERVICE/DB"
+                "redis://",
+                "for Redis Sentinel use redis+sentinel://host1,host2/SERVICE/DB,"
+                " for Redis Cluster redis+cluster://host1,host2",
             )
         engine, query = split_options(parsed.query, options, ENGINE_OPTIONS)
         if engine.get("timeout") is None and engine.get("socket_timeout") is not None:
@@ -140,17 +163,30 @@ class RedisEndpoint:
         timeouts = Timeouts.from_options(engine)
         area_names = set(area)
         mine, query = split_options(query, {}, area_names)
-        _check_client_options(query, (*ENGINE_OPTIONS, *area_names))
+        if cluster is not None:
+            redis_cluster.check_options(query, (*ENGINE_OPTIONS, *area_names))
+        else:
+            _check_client_options(query, (*ENGINE_OPTIONS, *area_names))
         for name in ENGINE_OPTIONS:
             options.pop(name, None)
         mine.update(options)
         base = parsed.raw.split("?", 1)[0]
         if query:
             base += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-        return cls(base, shown or redact(base), timeouts, decode_responses, sentinel), mine
+        endpoint = cls(base, shown or redact(base), timeouts, decode_responses, sentinel, cluster)
+        return endpoint, mine
 
     def __repr__(self) -> str:
         return f"RedisEndpoint({self.redacted!r})"
+
+    def refuse_cluster(self, area: str, why: str) -> None:
+        """Raise `NotSupported` if this endpoint is a Redis Cluster, which `area` does
+        not support (`why` says which of its operations spans hash slots)."""
+        if self.cluster is not None:
+            raise NotSupported(
+                f"redis+cluster:// (Redis Cluster) is not supported for {area}: {why}."
+                " Use redis:// or redis+sentinel:// for it (docs/clusters.md)"
+            )
 
     def client(self) -> aioredis.Redis:
         """A new, unshared redis-py client for this endpoint (most callers want `acquire`)."""
@@ -166,6 +202,10 @@ class RedisEndpoint:
         if self.sentinel is not None:
             client: aioredis.Redis = self.sentinel.client(self.url, common)
             return client
+        if self.cluster is not None:
+            # A RedisCluster: the same commands, routed by hash slot.
+            cluster_client: aioredis.Redis = self.cluster.client(self.url, common)
+            return cluster_client
         return aioredis.Redis.from_url(self.url, **common)
 
 
@@ -234,11 +274,15 @@ def errors(endpoint: RedisEndpoint, what: str) -> Iterator[None]:
         _fail(endpoint, what, exc, "refused the credentials")
     except (rexc.ConnectionError, rexc.TimeoutError, asyncio.TimeoutError, OSError) as exc:
         _fail(endpoint, what, exc, "unreachable")
+    except _UNAVAILABLE_ERRORS as exc:
+        # A cluster without a master for the slot (yet), a slot being migrated, a
+        # replica that no longer takes writes, too many redirections.
+        _fail(endpoint, what, exc, "cannot serve now")
     except rexc.ResponseError as exc:
         if str(exc).startswith(_UNAVAILABLE_REPLIES):
             _fail(endpoint, what, exc, "cannot serve now")
         raise MicrostdError(f"{what}: Redis answered an error: {redact_text(str(exc))}") from exc
-    except rexc.RedisError as exc:
+    except (rexc.RedisError, rexc.RedisClusterException) as exc:
         raise MicrostdError(f"{what}: Redis client error: {redact_text(str(exc))}") from exc
 
 
@@ -275,9 +319,11 @@ class RedisConnection:
             if not _broken(exc.__cause__):
                 raise
         # The idle connections went through the same network: drop them all, so
-        # the second try opens a new one.
-        with contextlib.suppress(Exception):
-            await self.client.connection_pool.disconnect(inuse_connections=False)
+        # the second try opens a new one. (A cluster client has a pool per node and
+        # has already dropped the failed node's, and reloads the slot map.)
+        if self.endpoint.cluster is None:
+            with contextlib.suppress(Exception):
+                await self.client.connection_pool.disconnect(inuse_connections=False)
         with self.errors(what):
             return await call()
 
@@ -322,7 +368,16 @@ class Subscriber:
 
     def __init__(self, conn: RedisConnection) -> None:
         self._endpoint = conn.endpoint
+        self._client: Any = conn.client
+        # On a cluster: redis-py's ClusterPubSub, which connects to the master of
+        # the first channel's hash slot (a store's channel carries the store's
+        # hash tag: its keyspace notifications come from that master). Classic
+        # PUBLISH reaches every node of a cluster, so any node would do for the rest.
         self._pubsub: Any = conn.client.pubsub()
+        # Cluster only: the channels and patterns to subscribe again on another
+        # node, after the connection to this one was lost (redis-py would only
+        # ever reconnect to the same node, which may be gone for good).
+        self._move: tuple[list[Any], list[Any]] | None = None
         self._backlog: deque[dict[str, Any]] = deque()
         self._heard = time.monotonic()
         self._ping_sent: float | None = None
@@ -333,6 +388,8 @@ class Subscriber:
     @property
     def subscribed(self) -> bool:
         """True while subscribed to at least one channel or pattern."""
+        if self._move is not None and any(self._move):
+            return True
         return bool(self._pubsub.subscribed)
 
     async def subscribe(self, *channels: str | bytes, confirm: bool = True) -> None:
@@ -388,6 +445,12 @@ class Subscriber:
         """The next raw message of any kind ("message", "pmessage", "subscribe",
         "pong", ...) within `timeout`, or None; `ConnectionFailed` when the
         connection is lost or fails the liveness check. Only one task may read."""
+        if self._move is not None:
+            try:
+                await self._moved()
+            except ConnectionFailed:
+                self._lost()
+                raise
         try:
             with errors(self._endpoint, "subscription"):
                 msg = await self._pubsub.get_message(
@@ -422,6 +485,26 @@ class Subscriber:
         self.failures += 1
         self._ping_sent = None
         self._heard = time.monotonic()
+        if self._endpoint.cluster is not None and self._move is None:
+            old = self._pubsub
+            self._move = (list(old.channels), list(old.patterns))
+
+    async def _moved(self) -> None:
+        """Cluster: subscribe again, on a node of the current slot map, to what the
+        lost connection was subscribed to (`ConnectionFailed` if not yet possible)."""
+        assert self._move is not None
+        channels, patterns = self._move
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        self._pubsub = self._client.pubsub()
+        with errors(self._endpoint, "subscription"):
+            # The node may be gone for good: ask the cluster where the slots are now.
+            await self._client.nodes_manager.initialize()
+            if channels:
+                await self._pubsub.subscribe(*channels)
+            if patterns:
+                await self._pubsub.psubscribe(*patterns)
+        self._move = None
 
     async def _drop(self) -> None:
         connection = getattr(self._pubsub, "connection", None)
@@ -436,7 +519,7 @@ class Subscriber:
         deadline = time.monotonic() + timeout
         t = self._endpoint.timeouts
         while True:
-            if not self._pubsub.subscribed:
+            if not self.subscribed:
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
                 return None
             left = deadline - time.monotonic()

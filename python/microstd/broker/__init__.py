@@ -66,6 +66,10 @@ _BUILTINS = {
     "rediss+sentinel": "microstd.broker.redis:RedisBroker",
     "redis-sentinel": "microstd.broker.redis:RedisBroker",
     "sentinel": "microstd.broker.redis:RedisBroker",
+    # Redis Cluster (microstd._engines.redis_cluster).
+    "redis+cluster": "microstd.broker.redis:RedisBroker",
+    "rediss+cluster": "microstd.broker.redis:RedisBroker",
+    "redis-cluster": "microstd.broker.redis:RedisBroker",
     "nats": "microstd.broker.nats:NatsBroker",
     "file": "microstd.broker.file:FileBroker",
     "amqp": "microstd.broker.amqp:AmqpBroker",

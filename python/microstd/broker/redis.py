@@ -34,6 +34,14 @@ Unsubscribing drains: the subscription keeps receiving until a PING sent on
 the pub/sub connection after the unsubscribe comes back, so everything the
 server sent before is handled.
 
+Redis Cluster (``redis+cluster://n1:7000,n2:7000/``): classic PUBLISH reaches
+every node, so the pub/sub connection may be to any node (redis-py picks the
+master of the first channel's slot); when that node is lost it subscribes
+again on a node of the new slot map. The broker's keys (streams, queue
+groups, claims) carry one hash tag, ``{prefix}`` (``{microstd:broker:}`` when
+the prefix is empty), so the publish script's keys share one slot: a
+broker's streams live on one shard.
+
 Connection, timeouts and errors are `microstd._engines.redis`'s: options
 ``connect_timeout`` (5 s), ``timeout`` (5 s) and ``ping_interval`` (10 s), in
 the URL or as keywords. The pub/sub connection is checked with a PING when it
@@ -51,20 +59,20 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from microstd import codec
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
+from microstd._engines.redis_cluster import hash_tag
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
-    StreamLimits,
+    declared_stream,
     validate_name,
-    validate_subjects,
 )
-from microstd.broker._groups import preferred_member
+from microstd.broker._groups import ClaimedMessage, Group, preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -75,7 +83,7 @@ from microstd.broker._network import (
 )
 from microstd.broker._redis_streams import RedisStreams
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import Handler, Message, Subscription, encode_body, log
+from microstd.broker.base import Handler, Message, Subscription, log
 from microstd.errors import (
     Closed,
     ConnectionFailed,
@@ -89,6 +97,8 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]^"})
 #: The control channel's name holds a space, which no topic may: it never
 #: collides with a topic, and the topic globs' matches on it are ignored.
 _CONTROL = "microstd groups"
+#: The keys' prefix on a cluster when the broker's prefix is empty (keys need a hash tag).
+DEFAULT_CLUSTER_KEYS = "microstd:broker:"
 # Pause between reconnection attempts of the pub/sub reader (doubling).
 _RETRY_MIN = 0.1
 _RETRY_MAX = 2.0
@@ -99,35 +109,6 @@ def glob_for(pattern: str) -> str:
     return ".".join(
         "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
     )
-
-
-class _RedisMessage(Message):
-    __slots__ = ("msgid",)
-
-    def __init__(
-        self, msgid: str, topic: str, data: bytes, headers: dict[str, str], content_type: str
-    ) -> None:
-        super().__init__(topic, data, headers, content_type)
-        self.msgid = msgid
-
-
-class _Group:
-    """This broker's members of one queue group, and the group's live members as seen in Redis."""
-
-    __slots__ = ("key", "local", "turn", "view")
-
-    def __init__(self, key: str) -> None:
-        self.key = key  # the sorted set of member ids
-        self.local: dict[str, NetworkSubscription] = {}
-        self.view: list[str] = []
-        self.turn = 0
-
-    def next_local(self) -> NetworkSubscription | None:
-        if not self.local:
-            return None
-        members = list(self.local.values())
-        self.turn += 1
-        return members[self.turn % len(members)]
 
 
 class RedisBroker(NetworkBroker):
@@ -155,6 +136,10 @@ class RedisBroker(NetworkBroker):
             self._endpoint, options = engine.RedisEndpoint.from_url(url, options)
         super().__init__(**options)
         self._prefix = prefix
+        # Where the broker's keys live (streams, queue groups, claims): under the
+        # prefix, and on a cluster under one hash tag, so the publish script's
+        # keys (the stream list and the stream it appends to) share one slot.
+        self._keys = hash_tag(prefix or DEFAULT_CLUSTER_KEYS) if self._endpoint.cluster else prefix
         self._claim_ms = max(1, int(float(claim_ttl) * 1000))
         self._heartbeat_s = float(group_heartbeat)
         self._fallback_s = float(group_fallback)
@@ -168,7 +153,7 @@ class RedisBroker(NetworkBroker):
         self._globs: dict[str, list[NetworkSubscription]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pongs: dict[str, asyncio.Future[None]] = {}
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str], Group] = {}
         self._control = f"{prefix}{_CONTROL}"
         self._control_ready: asyncio.Future[None] | None = None
         self._streams = RedisStreams(self)
@@ -302,7 +287,7 @@ class RedisBroker(NetworkBroker):
         key = (pattern, queue)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(f"{self._prefix}group:{queue}@{pattern}")
+            group = self._groups[key] = Group(f"{self._keys}group:{queue}@{pattern}")
         self._member_seq += 1
         member_id = f"{self._uid}.{self._member_seq}"
         group.local[member_id] = sub
@@ -340,7 +325,7 @@ class RedisBroker(NetworkBroker):
                 f"broker subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
             ) from None
 
-    async def _refresh(self, group: _Group) -> None:
+    async def _refresh(self, group: Group) -> None:
         """Renew this broker's members of `group` and read who is alive."""
         now = int(time.time() * 1000)
         ttl = int(self._heartbeat_s * 3000)
@@ -375,31 +360,11 @@ class RedisBroker(NetworkBroker):
             msgid = getattr(message, "msgid", None)
             if msgid is None:
                 return True
-            key = f"{self._prefix}claim:{msgid}:{pattern}:{queue}"
+            key = f"{self._keys}claim:{msgid}:{pattern}:{queue}"
             with self._errors("queue group claim"):
                 return bool(await self._redis.set(key, b"1", nx=True, px=self._claim_ms))
 
         return claim
-
-    def _route_group(self, group: _Group, message: _RedisMessage) -> None:
-        view = group.view
-        if view:
-            chosen = group.local.get(preferred_member(message.msgid, view))
-            if chosen is None:
-                # Another process's turn: claim only if it has not after a while.
-                asyncio.get_running_loop().call_later(
-                    self._fallback_s, self._fall_back, group, message
-                )
-                return
-        else:
-            chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None:
-            chosen.delivery.push(message)
-
-    def _fall_back(self, group: _Group, message: _RedisMessage) -> None:
-        chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None and not chosen.delivery.closed:
-            chosen.delivery.push(message)
 
     # --- reading ------------------------------------------------------------------
 
@@ -489,7 +454,7 @@ class RedisBroker(NetworkBroker):
             # the log), and the subscription goes on.
             log.warning("Redis broker: skipped a malformed message on %r: %s", channel[:200], exc)
             return
-        message = _RedisMessage(msgid, topic, body, headers, content_type)
+        message = ClaimedMessage(msgid, topic, body, headers, content_type)
         routed: set[tuple[str, str]] = set()
         for sub in subs:
             if not matches(sub.pattern, topic):
@@ -503,18 +468,7 @@ class RedisBroker(NetworkBroker):
             if key in routed or group is None:
                 continue
             routed.add(key)
-            self._route_group(group, message)
-
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
+            group.route(message, self._fallback_s)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
@@ -536,15 +490,10 @@ class RedisBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         await self._client()
         await self._streams.add_stream(name, patterns, limits)
-        for info in await self._streams.infos():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         await self._client()

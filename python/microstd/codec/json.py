@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from microstd import _accel
 from microstd.codec import _json_guard
 from microstd.codec._ext import Ext, Tag
 from microstd.codec._paths import RELEASED, find_path, is_released
@@ -135,10 +136,28 @@ def _is_big_int(o: object) -> bool:
     return isinstance(o, int) and not isinstance(o, bool) and not -(2**63) <= o < 2**64
 
 
+# What the Rust core's `json_dumps` / `json_loads` call (`rust/src/codec/json.rs`).
+_orjson_dumps = orjson.dumps
+_orjson_loads = orjson.loads
+# orjson's non-str-keys option costs ~130 ns of a small message's encode: the
+# first try goes without it, and a dict with other keys takes the full path.
+_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def dumps(
     obj: object, *, default: Callable[[object], object] | None = None, sort_keys: bool = False
 ) -> bytes:
     """Encode `obj` as compact UTF-8 JSON."""
+    if default is None and not sort_keys:
+        _check(obj)
+        try:
+            return orjson.dumps(obj, _plain_hook, _FAST_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass  # the full path decides, and names the error
+    return _full_dumps(obj, default, sort_keys)
+
+
+def _full_dumps(obj: object, default: Callable[[object], object] | None, sort_keys: bool) -> bytes:
     if default is None:
         # orjson overflows the C stack on deeply nested tuples: refuse first.
         _check(obj)
@@ -207,6 +226,15 @@ def loads(
     return typed.run_plan(
         plan, _untyped_loads(data), strings=True, forbid_unknown_fields=forbid_unknown_fields
     )
+
+
+# The Python-level functions, also when the core replaces them (tests compare the two).
+_py_dumps, _py_loads = dumps, loads
+if _accel.core is not None:
+    # With the core, the public functions are its own (`rust/src/codec/json.rs`):
+    # the same orjson calls, without a Python frame per call.
+    dumps = _accel.core.json_dumps
+    loads = _accel.core.json_loads
 
 
 def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:

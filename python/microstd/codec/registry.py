@@ -78,7 +78,13 @@ def _builtin_codecs() -> list[Codec]:
             (),
             "rust",
         ),
-        Codec(json.CONTENT_TYPE, json.dumps, json._untyped_loads, (), "rust"),
+        Codec(
+            json.CONTENT_TYPE,
+            json.dumps,
+            _core_or("json_loads", json._untyped_loads),
+            (),
+            "rust",
+        ),
         Codec(octet, _passthrough_encode, _octet_decode, (), "rust"),
         Codec("text/plain", _passthrough_encode, _text_decode, (), "rust"),
         Codec(

@@ -41,6 +41,10 @@ _BUILTINS = {
     "rediss+sentinel": "microstd.registry.redis:RedisRegistry",
     "redis-sentinel": "microstd.registry.redis:RedisRegistry",
     "sentinel": "microstd.registry.redis:RedisRegistry",
+    # Redis Cluster (microstd._engines.redis_cluster): refused at open, see docs/clusters.md.
+    "redis+cluster": "microstd.registry.redis:RedisRegistry",
+    "rediss+cluster": "microstd.registry.redis:RedisRegistry",
+    "redis-cluster": "microstd.registry.redis:RedisRegistry",
     "etcd": "microstd.registry.etcd:EtcdRegistry",
     "nats": "microstd.registry.nats:NatsRegistry",
     "postgresql": "microstd.registry.postgres:PostgresRegistry",

@@ -8,7 +8,8 @@ heartbeat keeps the lease alive, so a node whose process dies is removed by
 etcd itself. `watch` follows a `/v3/watch` stream to re-read on every change.
 
 Connection, timeouts and errors are `microstd._engines.etcd`'s (options
-``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s). A watch
+``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s; on a
+cluster ``attempt_timeout``, a third of `timeout`). A watch
 re-reads the whole registry on every hint and at least every `poll_interval`;
 a lost watch stream is opened again on its own, so it costs latency, not
 events. A watch whose re-read fails (the server is away) ends with
@@ -134,9 +135,9 @@ class EtcdRegistry(Registry):
         self, path: str, body: dict[str, Any], what: str, *, idempotent: bool = True
     ) -> dict[str, Any]:
         """One request; every one the registry makes is safe to send twice (a read,
-        a plain put or delete, a keepalive or revoke, and a lease grant: one that a
-        lost reply granted holds nothing and runs out), so on a cluster it is sent
-        to the next member after any failure."""
+        a plain put or delete, a keepalive or revoke, and a lease grant, whose ID the
+        client picks: see `EtcdClient.grant_lease`), so on a cluster it is sent to the
+        next member after any failure, or after `attempt_timeout` on a silent one."""
         client = await self._etcd()
         return await client.call(path, body, f"registry {what}", idempotent=idempotent)
 
@@ -150,8 +151,9 @@ class EtcdRegistry(Registry):
             answer = await self._call("lease/keepalive", {"ID": held[0]}, "register")
             if engine.int_field(answer, "result", "TTL", default=0) > 0:
                 return held[0]
-        granted = await self._call("lease/grant", {"TTL": str(seconds)}, "register")
-        lease_id = str(engine.int_field(granted, "ID"))
+        client = await self._etcd()
+        # The lease's ID is chosen by the client: a grant sent again is the same grant.
+        lease_id, _ = await client.grant_lease(seconds, "registry register")
         self._leases[key] = (lease_id, seconds)
         if held is not None:
             # The key moves to the new lease with the put below; the old one is garbage.

@@ -75,6 +75,11 @@ class RedisRegistry(Registry):
             self._endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
             if rest:
                 raise InvalidArgument(f"unknown redis registry options: {sorted(rest)}")
+        self._endpoint.refuse_cluster(
+            "the registry",
+            "its lookups SCAN and MGET every node key of the namespace, which were not"
+            " adapted to hash slots",
+        )
         self.prefix = prefix
         self._conn: engine.RedisConnection | None = None
 

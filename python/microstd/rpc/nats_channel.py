@@ -24,14 +24,17 @@ stream buffers stays within one window (plus one frame) per direction. A
 sender that overruns its credit breaks the stream (bounded memory does not
 depend on the peer behaving).
 
-Liveness: every message but `CLOSE` is published with this end's inbox as its
-reply subject. When the other end's inbox has no subscriber any more (its
-process died, its connection dropped, it closed), the NATS server answers
-with a "no responders" status, and this end learns at once that the other is
-gone. Ends `PING` each other every `HEARTBEAT` seconds; one that hears
-nothing for `SILENCE` seconds (a frozen process, a partition) gives up on the
-other. Either way the stream ends like a WebSocket that broke: the client
-raises `ConnectionFailed`, the server cancels the handler.
+Liveness: CREDIT and PING messages are published with this end's inbox as
+their reply subject. When the other end's inbox has no subscriber any more
+(its process died, its connection dropped, it closed), the NATS server
+answers one with a "no responders" status, and this end learns that the
+other is gone. Ends `PING` each other every `HEARTBEAT` seconds (so that
+answer comes within a second), and one that hears nothing for `SILENCE`
+seconds (a frozen process, a partition) gives up on the other. Either way
+the stream ends like a WebSocket that broke: the client raises
+`ConnectionFailed`, the server cancels the handler. (Frames carry no reply
+subject: nats-py checks and the server forwards one per message, a tenth of
+a small item's cost.)
 """
 
 from __future__ import annotations
@@ -60,9 +63,15 @@ PING = 0x11
 CLOSE = 0x12
 
 #: Frames and bytes a receiver lets the sender have in flight (per direction, per stream).
-#: 64 frames: one CREDIT per 32 items; 1 MiB: what one stream may buffer.
-WINDOW = 64
+#: 1 MiB bounds what one stream may buffer; 512 frames (one CREDIT per 256 small
+#: items) let a sender run on without waiting for credit: a window of 64 frames
+#: delivered 0.55-0.6x the items/s of a bare nats-py loop, 512 about 0.75x.
+WINDOW = 512
 WINDOW_BYTES = 1 << 20
+#: The most credit this end takes from the other beyond what it has sent: a peer
+#: granting more (a buggy or hostile one) cannot make it publish without bound.
+MAX_WINDOW = 8 * WINDOW
+MAX_WINDOW_BYTES = 8 * WINDOW_BYTES
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
 SILENCE = 5.0
@@ -108,6 +117,7 @@ class NatsChannel:
         self._credited = asyncio.Event()
         #: The other end closed or is gone: what it sent before still arrives.
         self.eof = False
+        self._tell = True  # close() sends CLOSE (not when the other end closed or is gone)
         self.closed = False
         #: Why the stream broke, when it did not end by a CLOSE ("" if it did not).
         self.lost = ""
@@ -121,7 +131,8 @@ class NatsChannel:
 
     def grant(self, upto: int, nbytes: int) -> None:
         """Credit to send, as the other end granted it (its opening message's header)."""
-        self._credit, self._credit_bytes = upto, nbytes
+        self._credit = min(upto, MAX_WINDOW)
+        self._credit_bytes = min(nbytes, MAX_WINDOW_BYTES)
 
     def preload(self, *frames: bytes) -> None:
         """Frames that came inside the opening message (they carry no sequence number)."""
@@ -152,7 +163,7 @@ class NatsChannel:
         self._seq = seq
         self._sent_bytes += len(frame)
         try:
-            await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"), self.inbox)
+            await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"))
         except Exception as exc:
             self._sent_failed(exc, len(frame))
 
@@ -194,7 +205,7 @@ class NatsChannel:
         beat = self._beat
         if beat is not None and beat is not asyncio.current_task():
             beat.cancel()
-        if self.peer is not None and not self.eof:
+        if self.peer is not None and self._tell:
             # No reply subject: nobody is to answer that the other end is gone already.
             with contextlib.suppress(Exception):
                 await self._nc.publish(self.peer, _CLOSE)
@@ -218,10 +229,12 @@ class NatsChannel:
             seq = int.from_bytes(data[-8:], "big")
             frame = data[:-8]
             if seq != self._expect:
-                self._gone(f"frames from the {self._other} were lost (NATS reconnected?)")
+                self._gone(
+                    f"frames from the {self._other} were lost (NATS reconnected?)", tell=True
+                )
                 return
             if seq > self._granted or self._received_bytes >= self._granted_bytes:
-                self._gone(f"the {self._other} sent past its credit")
+                self._gone(f"the {self._other} sent past its credit", tell=True)
                 return
             self._expect = seq + 1
             self._received_bytes += len(frame)
@@ -235,6 +248,8 @@ class NatsChannel:
             _, upto, nbytes = _CREDIT.unpack(data)
             if self.peer is None:
                 self.peer = msg.reply or None  # a server's first grant: where it is
+            upto = min(upto, self._seq + MAX_WINDOW)
+            nbytes = min(nbytes, self._sent_bytes + MAX_WINDOW_BYTES)
             if upto > self._credit:
                 self._credit = upto
             if nbytes > self._credit_bytes:
@@ -243,6 +258,7 @@ class NatsChannel:
             self.answered.set()
         elif kind == CLOSE:
             self.eof = True
+            self._tell = False
             self._wake()
 
     # --- internals ----------------------------------------------------------------
@@ -251,9 +267,11 @@ class NatsChannel:
     def _other(self) -> str:
         return "server" if self.role == "client" else "client"
 
-    def _gone(self, why: str) -> None:
-        """The stream broke: the other end is unreachable or the frames cannot be trusted."""
+    def _gone(self, why: str, *, tell: bool = False) -> None:
+        """The stream broke: the other end is unreachable or its frames cannot be
+        trusted (`tell`: it may still be listening; `close()` tells it)."""
         if not self.eof:
+            self._tell = tell
             self.lost = why
             self.eof = True
         self._wake()
@@ -303,6 +321,7 @@ class NatsChannel:
             else:
                 silent += HEARTBEAT
                 if silent >= SILENCE:
-                    self._gone(f"no word from the {self._other} for {SILENCE:g}s")
+                    # (Told, in case it was only frozen: it stops when it thaws.)
+                    self._gone(f"no word from the {self._other} for {SILENCE:g}s", tell=True)
                     return
             await self._publish(_PING)

@@ -29,6 +29,10 @@ _BUILTINS = {
     "rediss+sentinel": "microstd.store.redis:RedisStore",
     "redis-sentinel": "microstd.store.redis:RedisStore",
     "sentinel": "microstd.store.redis:RedisStore",
+    # Redis Cluster (microstd._engines.redis_cluster).
+    "redis+cluster": "microstd.store.redis:RedisStore",
+    "rediss+cluster": "microstd.store.redis:RedisStore",
+    "redis-cluster": "microstd.store.redis:RedisStore",
     "nats": "microstd.store.nats:NatsStore",
     "s3": "microstd.store.s3:S3Store",
     "postgresql": "microstd.store.postgres:PostgresStore",

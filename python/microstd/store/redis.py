@@ -13,6 +13,14 @@ Layout, under the namespace `prefix` (default ``microstd:store:``):
   increasing across a restart that lost it (a Redis without persistence);
 - ``<prefix>events`` the pub/sub channel every write and delete publishes to.
 
+On Redis Cluster (``redis+cluster://n1:7000,n2:7000/``,
+`microstd._engines.redis_cluster`) the namespace is the prefix with a hash tag
+(``{microstd:store:}``; a prefix that holds a tag already is kept), so the whole
+store is one hash slot and every script's keys are on one node: the store
+lives on one shard. `list` scans that slot's master only; the watch's pub/sub
+connection is to that master (classic PUBLISH reaches every node, and its
+keyspace notifications only come from there).
+
 Writes, conditions, the TTL and the watch event happen in one Lua script, so a
 conditional write is atomic. `write_many` sends the whole batch as one script
 (one round trip): on the server it is all or nothing, and no reader sees part of
@@ -47,6 +55,7 @@ import redis.exceptions as rexc
 
 from microstd._backends import ParsedURL, option_flag
 from microstd._engines import redis as engine
+from microstd._engines.redis_cluster import hash_tag
 from microstd.errors import (
     Closed,
     ConnectionFailed,
@@ -169,9 +178,14 @@ class RedisStore(NetworkStore):
             if rest:
                 raise InvalidArgument(f"unknown redis store options: {sorted(rest)}")
         self._prefix = prefix.encode()
-        self._data = self._prefix + b"d:"
-        self._counter = self._prefix + b"rev"
-        self._channel = self._prefix + b"events"
+        # On a cluster every key of the store carries one hash tag, so the whole
+        # store is one hash slot: the scripts' keys (a record and the revision
+        # counter; a write_many's records) are always on one node.
+        self._cluster = self._endpoint.cluster is not None
+        space = hash_tag(prefix).encode() if self._cluster else self._prefix
+        self._data = space + b"d:"
+        self._counter = space + b"rev"
+        self._channel = space + b"events"
         self._expire_events = expire_events
         self._scan_count = scan_count
         self._conn: engine.RedisConnection | None = None
@@ -332,11 +346,22 @@ class RedisStore(NetworkStore):
 
         async def scan() -> set[str]:
             found: set[str] = set()
-            async for name in self._redis.scan_iter(match=pattern, count=self._scan_count):
+            where: dict[str, Any] = {}
+            if self._cluster:
+                # The store is one slot: scan only the master that holds it
+                # (redis-py would scan every master).
+                where["target_nodes"] = await self._slot_node()
+            async for name in self._redis.scan_iter(match=pattern, count=self._scan_count, **where):
                 found.add(name[cut:].decode("utf-8", "replace"))
             return found
 
         return page(await self._read(scan), prefix, suffix, limit, offset)
+
+    async def _slot_node(self) -> Any:
+        """Cluster: the master of the store's hash slot, by the client's slot map."""
+        client = self._redis
+        await client.initialize()  # a no-op unless the last call found the map stale
+        return client.get_node_from_key(self._counter)
 
     # -- watch ---------------------------------------------------------------
 
@@ -403,9 +428,14 @@ class RedisStore(NetworkStore):
 
     async def _enable_expire_events(self) -> bytes:
         client = self._redis
+        # Keyspace notifications are local to a node: on a cluster, the master of
+        # the store's slot (the watch's pub/sub connection is to that node too).
+        where: dict[str, Any] = {}
         with self._errors("watch"):
+            if self._cluster:
+                where["target_nodes"] = await self._slot_node()
             try:
-                current = await client.config_get("notify-keyspace-events")
+                current = await client.config_get("notify-keyspace-events", **where)
             except rexc.ResponseError as exc:  # CONFIG is often disabled on managed Redis
                 raise NotSupported(
                     "expire_events=True needs CONFIG GET/SET for keyspace notifications"
@@ -416,12 +446,12 @@ class RedisStore(NetworkStore):
                 wanted += "x"
             if wanted != flags:
                 try:
-                    await client.config_set("notify-keyspace-events", wanted)
+                    await client.config_set("notify-keyspace-events", wanted, **where)
                 except rexc.ResponseError as exc:
                     raise NotSupported(
                         "expire_events=True needs notify-keyspace-events to include 'Ex'"
                     ) from exc
-        db = client.connection_pool.connection_kwargs.get("db", 0)
+        db = 0 if self._cluster else client.connection_pool.connection_kwargs.get("db", 0)
         return f"__keyevent@{db}__:expired".encode()
 
     def _parse(self, channel: bytes, data: bytes, raw_prefix: bytes) -> Event | None:

@@ -49,6 +49,10 @@ _BUILTINS = {
     "rediss+sentinel": "microstd.sync.redis:RedisLocks",
     "redis-sentinel": "microstd.sync.redis:RedisLocks",
     "sentinel": "microstd.sync.redis:RedisLocks",
+    # Redis Cluster (microstd._engines.redis_cluster): refused at open, see docs/clusters.md.
+    "redis+cluster": "microstd.sync.redis:RedisLocks",
+    "rediss+cluster": "microstd.sync.redis:RedisLocks",
+    "redis-cluster": "microstd.sync.redis:RedisLocks",
     "etcd": "microstd.sync.etcd:EtcdLocks",
     "postgresql": "microstd.sync.postgres:PostgresLocks",
     "postgres": "microstd.sync.postgres:PostgresLocks",

@@ -78,6 +78,15 @@ class EtcdAPI:
         except engine.EtcdAPIError as exc:
             raise ConnectionFailed(str(exc)) from exc
 
+    async def grant(self, ttl: int) -> tuple[str, int]:
+        """A new lease of `ttl` seconds: its ID and granted TTL (safe to repeat: see
+        `EtcdClient.grant_lease`)."""
+        client = await self._ensure()
+        try:
+            return await client.grant_lease(ttl, "locks lease/grant")
+        except engine.EtcdAPIError as exc:
+            raise ConnectionFailed(str(exc)) from exc
+
     async def watch(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The `result` objects of a streaming watch, as they arrive; ends quietly
         when the server closes the stream."""

@@ -17,16 +17,24 @@ acquire or elect returns a lease that is not held.
 etcd leases are whole seconds with a server-side floor (about 2 s on a
 default server): `Lease.ttl` reports what the server granted.
 
-On a cluster (``etcd://h1,h2,h3``) a request whose reply was lost may be sent
-again to another member only when doing it twice is doing it once: reads,
-keepalives and revokes; a lease grant (a lease a lost reply granted holds no
-key and runs out on its own); the contender's put, a transaction that creates
-its key only if absent and reads it back in both branches, so the token is the
-key's create revision whichever attempt created it; the move to a new lease
-(a put that keeps the create revision, compared on it). A release's delete is
-not sent twice (a second attempt would report `LockLost` for a lock the first
-released): when its reply is lost the lease is revoked, which deletes the key
-if it is still ours, and the release raises `ConnectionFailed`.
+On a cluster (``etcd://h1,h2,h3``) every request the locks make is safe to
+send again, so one whose reply was lost, or that a silent member (frozen, cut
+off) holds past the client's `attempt_timeout`, is sent to the next member
+within the same call: reads, keepalives and revokes; a lease grant, whose ID
+the client picks, so a second attempt grants the same lease (etcd refuses it
+as existing, and the first attempt's lease is used) and an abandoned one that
+arrives late is refused, never leaked; the contender's put, a transaction that
+creates its key only if absent and reads it back in both branches, so the
+token is the key's create revision whichever attempt created it; the move to
+a new lease (a put that keeps the create revision, compared on it); and the
+release's delete, compared on the create revision: when a second attempt
+finds the key gone, the lease is looked up, and a key gone while its lease
+lives was deleted by the first attempt (nothing else deletes it), so the
+release succeeded; the lease gone too reads as `LockLost`. A release that
+still fails revokes its lease, which deletes the key if it is still ours, and
+raises `ConnectionFailed`. A refresh never outlives its safe window: its
+attempts, retries included, are bounded by the local expiry counted from the
+first attempt's send.
 
 Talks to etcd's JSON gateway through aiohttp; see `_etcdapi` for why.
 """
@@ -143,6 +151,8 @@ class EtcdLease(Lease):
         # When the request that last renewed the lease was sent (monotonic): the
         # shared election code counts this holder's local expiry from it.
         self._sent_at = alive.sent
+        # A move to a new lease whose outcome is unknown: the key may be gone.
+        self._moving = False
 
     @property
     def ttl(self) -> float:
@@ -184,8 +194,8 @@ class EtcdLease(Lease):
 
     async def _move_to_new_lease(self, ttl: float) -> None:
         sent, wall = time.monotonic(), time.time()
-        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)}, idempotent=True)
-        new_id, new_ttl = str(int_field(granted, "ID")), float(int_field(granted, "TTL"))
+        new_id, granted = await self._api.grant(_seconds(ttl))
+        new_ttl = float(granted)
         # Once the move is sent the key may be on the new lease, which nobody renews
         # if the reply is lost: from here the holder believes no more than it gives.
         if give_up_at(sent, new_ttl) < give_up_at(self._sent_at, self._ttl):
@@ -211,6 +221,7 @@ class EtcdLease(Lease):
                 idempotent=True,
             )
         except BaseException:
+            self._moving = True
             # Ambiguous: the key may have moved. Revoking the new lease deletes it
             # then, and the next refresh (which checks the key is on this holder's
             # lease) reports the lock lost instead of renewing a lease holding nothing.
@@ -229,13 +240,18 @@ class EtcdLease(Lease):
 
     async def release(self) -> None:
         try:
+            # Safe to send again (to another member, after an attempt abandoned on a
+            # frozen one): a second delete finds the key gone, and a key gone while
+            # its lease lives was deleted by this release (`_deleted_by_us`).
             done = await self._api.call(
                 "kv/txn",
                 {
                     "compare": [self._still_mine()],
                     "success": [{"request_delete_range": {"key": b64(self._key)}}],
                 },
+                idempotent=True,
             )
+            released = bool(done.get("succeeded")) or await self._deleted_by_us()
         except ConnectionFailed:
             # Ambiguous: revoking the lease deletes the key anyway if it is still ours.
             with contextlib.suppress(Exception):
@@ -243,8 +259,23 @@ class EtcdLease(Lease):
             raise
         with contextlib.suppress(Exception):
             await self._api.call("lease/revoke", {"ID": self._lease_id}, idempotent=True)
-        if not done.get("succeeded"):
+        if not released:
             raise self._lost()
+
+    async def _deleted_by_us(self) -> bool:
+        """The key is gone: True if this release's own earlier attempt deleted it.
+
+        Only two things remove a contender's key (named after its lease): its
+        own delete, and its lease's end. So a key gone while its lease lives was
+        deleted by an attempt of this release whose reply was lost. A lease gone
+        too means the lock ran out (`LockLost`), or just possibly ran out after
+        that attempt deleted the key: a release that close to its expiry is
+        reported lost, the safe side. After an ambiguous move to a new lease
+        (`refresh(ttl=...)`) the key may have gone with the new lease: lost."""
+        if self._moving:
+            return False
+        got = await self._api.call("lease/timetolive", {"ID": self._lease_id}, idempotent=True)
+        return int_field(got, "TTL", default=-1) >= 0
 
 
 class _Alive:
@@ -356,10 +387,9 @@ class EtcdLocks(Locks):
     ) -> EtcdLease:
         """Queue once: the lease when this contender's turn comes and it still holds
         its place, `_LostPlace` if its lease ran out first, `LockTimeout` at `deadline`."""
-        # A lease a lost reply granted holds no key and runs out: safe to send again.
-        granted = await self._api.call("lease/grant", {"TTL": _seconds(ttl)}, idempotent=True)
-        lease_id = str(int_field(granted, "ID"))
-        granted_ttl = float(int_field(granted, "TTL", default=_seconds(ttl)))
+        # The lease's ID is chosen by the client: a grant sent again is the same grant.
+        lease_id, granted = await self._api.grant(_seconds(ttl))
+        granted_ttl = float(granted)
         key = f"{prefix}{int(lease_id):x}"
         try:
             token = await self._place(key, value, lease_id)

@@ -185,6 +185,11 @@ class RedisLocks(Locks):
             self._endpoint, _ = engine.RedisEndpoint.from_url(
                 url, {"timeout": seconds, "connect_timeout": seconds}, decode_responses=True
             )
+        self._endpoint.refuse_cluster(
+            "locks (sync)",
+            "a lock's scripts span the lock key and its fencing-token counter, and its"
+            " waiters listen for releases on pub/sub; they were not adapted to hash slots",
+        )
         self._prefix = prefix
         self._owner = owner or default_owner()
         self._timeout = self._endpoint.timeouts.request

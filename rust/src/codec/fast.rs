@@ -39,6 +39,22 @@ builtin_type!(dict_type, PyDict_Type);
 builtin_type!(list_type, PyList_Type);
 builtin_type!(bool_type, PyBool_Type);
 
+/// The valid version tag of a type (0 if it has none). CPython changes it
+/// whenever an attribute of the type or of one of its bases is set or
+/// deleted, so an unchanged tag means every lookup through the type still
+/// finds what it found before.
+#[inline]
+pub fn type_version(tp: &Bound<'_, pyo3::types::PyType>) -> u32 {
+    let p = tp.as_type_ptr();
+    // SAFETY: `tp` is a live type object; both fields are plain reads.
+    unsafe {
+        if ffi::PyType_GetFlags(p) & ffi::Py_TPFLAGS_VALID_VERSION_TAG == 0 {
+            return 0;
+        }
+        (*p).tp_version_tag
+    }
+}
+
 /// True for `True` (callers have checked that `obj` is a bool).
 #[inline]
 pub fn is_true(obj: &Bound<'_, PyAny>) -> bool {

@@ -238,7 +238,7 @@ fn too_deep_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
 
 /// Raises `EncodeError` (with the path) if `obj` nests deeper than `MAX_DEPTH`.
 #[pyfunction]
-fn json_check(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn json_check(obj: &Bound<'_, PyAny>) -> PyResult<()> {
     if !too_deep_at(obj, 0)? {
         return Ok(());
     }

@@ -12,7 +12,10 @@ mod fast;
 #[cfg(feature = "python")]
 mod gc;
 #[cfg(feature = "python")]
+mod json;
+#[cfg(feature = "python")]
 mod json_guard;
+pub mod json_scan;
 #[cfg(feature = "python")]
 mod keys;
 pub mod limits;
@@ -72,6 +75,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     msgpack::register(m)?;
     cbor::register(m)?;
     json_guard::register(m)?;
+    json::register(m)?;
     typed::register(m)?;
     Ok(())
 }

@@ -133,6 +133,11 @@ pub fn classify(obj: &Bound<'_, PyAny>) -> PyResult<Kind> {
 fn classify_slow(obj: &Bound<'_, PyAny>) -> PyResult<Kind> {
     let py = obj.py();
     let ty = obj.get_type();
+    // A class already encoded as a dataclass skips the dozen checks below
+    // (they all miss for it).
+    if known_dataclass(&ty).is_some() {
+        return Ok(Kind::Dataclass);
+    }
     if ty.is(ext_type(py)?) {
         return Ok(Kind::Ext);
     }
@@ -207,25 +212,56 @@ fn is_dataclass_instance(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
         .hasattr(pyo3::intern!(obj.py(), "__dataclass_fields__"))
 }
 
-/// The fields of a dataclass instance as `(name, value)` pairs, in definition order.
-pub fn dataclass_fields<'py>(
-    obj: &Bound<'py, PyAny>,
-) -> PyResult<Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>> {
-    let py = obj.py();
-    let fields = obj
-        .get_type()
-        .getattr(pyo3::intern!(py, "__dataclass_fields__"))?;
+/// Dataclasses already encoded: the class -> the names of its real fields.
+/// Bounded: past this many classes it starts again. It holds the classes, as
+/// the decoder plans of `codec._plan` do.
+static DATACLASS_FIELDS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+const MAX_DATACLASSES: usize = 1024;
+
+fn known_dataclass<'py>(ty: &Bound<'py, PyType>) -> Option<Bound<'py, PyTuple>> {
+    let py = ty.py();
+    let cache = DATACLASS_FIELDS.get(py)?.bind(py);
+    let names = cache.get_item(ty).ok()??;
+    names.cast_into::<PyTuple>().ok()
+}
+
+/// The names of the real fields of the dataclass `ty`, in definition order.
+fn field_names<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyTuple>> {
+    if let Some(names) = known_dataclass(ty) {
+        return Ok(names);
+    }
+    let py = ty.py();
+    let fields = ty.getattr(pyo3::intern!(py, "__dataclass_fields__"))?;
     let fields = fields.cast_into::<PyDict>()?;
     // `__dataclass_fields__` also lists ClassVar and InitVar pseudo-fields;
     // only real fields (`_field_type is dataclasses._FIELD`) are data, as in
     // `dataclasses.fields()`.
     let real = FIELD_MARKER.import(py, "dataclasses", "_FIELD")?;
     let field_type = pyo3::intern!(py, "_field_type");
-    let mut out = Vec::with_capacity(fields.len());
+    let mut names = Vec::with_capacity(fields.len());
     for (name, field) in fields.iter() {
-        if !field.getattr(field_type)?.is(real) {
-            continue;
+        if field.getattr(field_type)?.is(real) {
+            names.push(name.cast_into::<PyString>()?);
         }
+    }
+    let names = PyTuple::new(py, names)?;
+    let cache = DATACLASS_FIELDS
+        .get_or_init(py, || PyDict::new(py).unbind())
+        .bind(py);
+    if cache.len() >= MAX_DATACLASSES {
+        cache.clear();
+    }
+    cache.set_item(ty, &names)?;
+    Ok(names)
+}
+
+/// The fields of a dataclass instance as `(name, value)` pairs, in definition order.
+pub fn dataclass_fields<'py>(
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)>> {
+    let names = field_names(&obj.get_type())?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names.iter() {
         let name = name.cast_into::<PyString>()?;
         let value = obj.getattr(&name)?;
         out.push((name, value));

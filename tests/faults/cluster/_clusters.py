@@ -24,7 +24,7 @@ from pathlib import Path
 
 from _servers import ServerProcess, free_port, require_binary
 
-__all__ = ["EtcdCluster", "NatsCluster", "SentinelCluster"]
+__all__ = ["EtcdCluster", "NatsCluster", "RedisCluster", "SentinelCluster"]
 
 #: How long a cluster may take to become healthy (a loaded 2-core machine).
 HEALTHY = 90.0
@@ -517,5 +517,164 @@ class SentinelCluster:
 
     def close(self) -> None:
         for node in [*self.sentinels, *self.data]:
+            with contextlib.suppress(Exception):
+                node.close()
+
+
+def _redis_cli(port: int, *args: str, timeout: float = 5.0) -> str:
+    """`redis-cli -p port args...`'s output; "" if the node does not answer."""
+    import subprocess
+
+    cli = shutil.which("redis-cli") or "redis-cli"
+    try:
+        done = subprocess.run(
+            [cli, "-h", "127.0.0.1", "-p", str(port), *args],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else ""
+
+
+class RedisCluster:
+    """A Redis Cluster: `masters` masters with `replicas` replicas each (cluster-enabled
+    redis-server processes joined by ``redis-cli --cluster create``).
+
+    Nodes keep no data files (no persistence: a master's copy is its replica), but
+    keep their ``nodes.conf`` across a kill, so a restarted node rejoins the
+    cluster and becomes a replica of the node promoted in its place. The node
+    timeout is short (1 s) so a dead master's replica is promoted within seconds.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        binary = require_binary("redis-server", hint="apt-get install redis-server")
+        require_binary("redis-cli", hint="apt-get install redis-tools")
+        self.masters = masters
+        self.replicas = replicas
+        # extra[0]: the cluster bus port (port + 10000, Redis's default, may be past 65535).
+        self.nodes = [
+            ServerProcess(f"rcluster-{i}", self._argv(binary, i), extra_ports=1)
+            for i in range(masters * (1 + replicas))
+        ]
+
+    def _argv(self, binary: str, i: int) -> Callable[[int, Path], list[str]]:
+        def argv(port: int, d: Path) -> list[str]:
+            return [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(d),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(d / "nodes.conf"),
+                "--cluster-port",
+                str(self.nodes[i].extra[0]),
+                "--cluster-node-timeout",
+                "1000",
+                # Any replica may be promoted, however long it was cut off.
+                "--cluster-replica-validity-factor",
+                "0",
+            ]
+
+        return argv
+
+    def url(self, query: str = "", scheme: str = "redis+cluster") -> str:
+        """``redis+cluster://127.0.0.1:p1,...`` naming every node."""
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return f"{scheme}://{hosts}/" + (f"?{query}" if query else "")
+
+    def start(self) -> None:
+        _start_all(self.nodes)
+        out = _redis_cli(
+            self.nodes[0].port,
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+            timeout=60.0,
+        )
+        if "All 16384 slots covered" not in out:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{out[-2000:]}")
+        self.wait_healthy()
+
+    def _view(self, port: int) -> list[list[str]]:
+        """`CLUSTER NODES` as seen by the node on `port`, one split line per node."""
+        return [line.split() for line in _redis_cli(port, "cluster", "nodes").splitlines()]
+
+    def _healthy(self) -> bool:
+        for node in self.nodes:
+            if node.proc is None:
+                return False
+            if "cluster_state:ok" not in _redis_cli(node.port, "cluster", "info"):
+                return False
+        view = self._view(self.nodes[0].port)
+        if len(view) != len(self.nodes):
+            return False
+        masters = [n for n in view if "master" in n[2]]
+        if len(masters) != self.masters:
+            return False
+        for line in view:
+            flags = line[2]
+            if "fail" in flags or "handshake" in flags or line[7] != "connected":
+                return False
+        # Every master has its replicas, each with its link up.
+        for master in masters:
+            mine = [n for n in view if n[3] == master[0]]
+            if len(mine) != self.replicas:
+                return False
+        for node in self.nodes:
+            info = _redis_info(node.port)
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def wait_healthy(self, seconds: float = HEALTHY) -> None:
+        """Return once every node is up, in a cluster whose every master has its replicas."""
+        _wait(self._healthy, "a healthy Redis Cluster", seconds)
+
+    def master_of(self, key: str) -> int:
+        """The index of the node that is the master of `key`'s hash slot now."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())  # computed here: node 0 may be the one killed
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            for line in self._view(node.port):
+                if "master" not in line[2] or "fail" in line[2]:
+                    continue
+                for part in line[8:]:
+                    low, _, high = part.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        port = int(line[1].split("@")[0].rpartition(":")[2])
+                        return next(i for i, n in enumerate(self.nodes) if n.port == port)
+            break
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node `i`."""
+        self.nodes[i].kill()
+
+    def heal(self) -> None:
+        """Restart the killed nodes (each rejoins as a replica) and wait until healthy."""
+        for node in self.nodes:
+            if node.proc is None:
+                node.start()
+        self.wait_healthy()
+
+    def close(self) -> None:
+        for node in self.nodes:
             with contextlib.suppress(Exception):
                 node.close()

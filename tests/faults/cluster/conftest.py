@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from faults.cluster import _failover
-from faults.cluster._clusters import EtcdCluster, NatsCluster, SentinelCluster
+from faults.cluster._clusters import EtcdCluster, NatsCluster, RedisCluster, SentinelCluster
 
 _HERE = Path(__file__).parent
 
@@ -94,3 +94,12 @@ def etcd_cluster(etcd_cluster_session: EtcdCluster) -> Iterator[EtcdCluster]:
     etcd_cluster_session.heal()
     yield etcd_cluster_session
     etcd_cluster_session.heal()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: RedisCluster) -> Iterator[RedisCluster]:
+    """The session's Redis Cluster (3 masters, 3 replicas; tests/conftest.py starts it
+    for the contract suites too), healthy; healed after the test."""
+    redis_cluster_session.heal()
+    yield redis_cluster_session
+    redis_cluster_session.heal()

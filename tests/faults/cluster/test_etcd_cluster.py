@@ -21,8 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import microstd.registry
@@ -31,76 +30,21 @@ from faults._locks import FencedLog, check_spans, hold_in_steps
 from faults._support import RECOVER, eventually, never_hangs
 from faults.cluster import _failover
 from faults.cluster._clusters import EtcdCluster
+from faults.cluster._etcd import (
+    TTL,
+    Member,
+    collect_nodes,
+    greeter,
+    kill_member,
+    leader_of,
+    member_url,
+    node_ids,
+    unique,
+    wait_for,
+    watch_started,
+)
 from microstd._engines import etcd as engine
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
-from microstd.registry import Event, Node, Registry, ServiceRecord
-
-#: The clients' engine options: a request may take up to 4 s in all, which covers
-#: a Raft election (one to two seconds on a default member) after the leader died,
-#: with room to spare on a loaded machine.
-OPTIONS = "connect_timeout=1&timeout=3&ping_interval=1"
-#: Lease length of the lock and election tests (etcd's floor is about 2 s).
-TTL = 2.0
-
-
-def _unique(what: str) -> str:
-    return f"{what}{uuid.uuid4().hex[:8]}"
-
-
-def _url(cluster: EtcdCluster, first: int, query: str = "") -> str:
-    """The cluster's URL listing its members from member `first` on, so the client
-    starts on `first`; each `first` is another endpoint, so another engine client."""
-    size = len(cluster.nodes)
-    members = [(first + k) % size for k in range(size)]
-    options = f"{OPTIONS}&randomize=0"
-    return cluster.url(f"{options}&{query}" if query else options, members)
-
-
-def _leader(cluster: EtcdCluster) -> int:
-    leader = cluster.leader()
-    assert leader is not None, "the members do not agree on a leader"
-    return leader
-
-
-class _Member:
-    """Which member the engine client behind `url` sends to now (the client that
-    a lock set, registry or config source opened with that URL shares)."""
-
-    def __init__(self, cluster: EtcdCluster, client: engine.EtcdClient) -> None:
-        self.cluster = cluster
-        self.client = client
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def of(cls, cluster: EtcdCluster, url: str) -> AsyncIterator[_Member]:
-        client = await engine.acquire(engine.EtcdEndpoint.from_url(url)[0])
-        try:
-            yield cls(cluster, client)
-        finally:
-            await engine.release(client)
-
-    def index(self) -> int:
-        return self.cluster.ports.index(int(self.client.member.rsplit(":", 1)[1]))
-
-    def kill(self) -> int:
-        """SIGKILL the member this client is on; its index."""
-        i = self.index()
-        self.cluster.kill(i)
-        return i
-
-
-def _kill(cluster: EtcdCluster, member: _Member) -> str:
-    """Kill the member `member`'s client is on; whether it led the cluster, for the
-    failover record."""
-    leader = cluster.leader()
-    return "the leader" if member.kill() == leader else "a follower"
-
-
-async def _wait_for(check: Callable[[], bool], what: str, seconds: float = 2 * RECOVER) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds}s"
-        await asyncio.sleep(0.05)
 
 
 def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
@@ -120,15 +64,15 @@ async def test_a_watch_resumes_on_another_member_without_missing_an_event(
     from the revision after the last event it delivered: every write
     acknowledged is delivered, each event once and in revision order (the time
     from the kill to the first event after it is recorded)."""
-    follower = _leader(etcd_cluster) + 1
-    prefix = f"/{_unique('watch')}/"
+    follower = leader_of(etcd_cluster) + 1
+    prefix = f"/{unique('watch')}/"
     request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
     seen: list[tuple[float, int]] = []
     acked: set[int] = set()
     stop = asyncio.Event()
     async with (
-        _Member.of(etcd_cluster, _url(etcd_cluster, follower)) as watcher,
-        _Member.of(etcd_cluster, _url(etcd_cluster, follower + 2)) as writer,
+        Member.of(etcd_cluster, member_url(etcd_cluster, follower)) as watcher,
+        Member.of(etcd_cluster, member_url(etcd_cluster, follower + 2)) as writer,
     ):
 
         async def follow() -> None:
@@ -149,10 +93,10 @@ async def test_a_watch_resumes_on_another_member_without_missing_an_event(
         writers = [asyncio.create_task(write(w)) for w in range(3)]
         try:
             for _ in range(_failover.rounds(2)):
-                await _wait_for(lambda: len(seen) >= 50, "events before the kill")
+                await wait_for(lambda: len(seen) >= 50, "events before the kill")
                 killed = time.monotonic()
                 watcher.kill()
-                await _wait_for(
+                await wait_for(
                     lambda killed=killed: sum(t > killed for t, _ in seen) >= 50, "events after"
                 )
                 resumed = min(t for t, _ in seen if t > killed)
@@ -162,7 +106,7 @@ async def test_a_watch_resumes_on_another_member_without_missing_an_event(
                 await asyncio.to_thread(etcd_cluster.heal)
             stop.set()
             await asyncio.gather(*writers)
-            await _wait_for(lambda: acked <= {rev for _, rev in seen}, "every write delivered")
+            await wait_for(lambda: acked <= {rev for _, rev in seen}, "every write delivered")
             assert not task.done(), task
             revisions = [rev for _, rev in seen]
             assert revisions == sorted(set(revisions)), "an event delivered twice or out of order"
@@ -183,7 +127,7 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
     tokens rise in grant order so the log accepts every new holder, and
     acquisitions go on: the probe that acquires and releases through the killed
     client succeeds again after a retry (the failover cost recorded)."""
-    name = _unique("lock")
+    name = unique("lock")
     log = FencedLog()
     spans: list[tuple[float, float, int, str]] = []
     grants: list[tuple[float, int, str]] = []
@@ -206,19 +150,19 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
             with contextlib.suppress(LockLost, ConnectionFailed):
                 await lease.release()
 
-    leader = _leader(etcd_cluster)
-    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # a starts on the leader
+    leader = leader_of(etcd_cluster)
+    urls = [member_url(etcd_cluster, leader + r) for r in range(3)]  # a starts on the leader
     async with (
         microstd.sync.open(urls[0]) as a,
         microstd.sync.open(urls[1]) as b,
         microstd.sync.open(urls[2]) as c,
-        _Member.of(etcd_cluster, urls[0]) as member_of_a,
+        Member.of(etcd_cluster, urls[0]) as member_of_a,
     ):
         tasks = [asyncio.create_task(worker(x, who)) for x, who in ((a, "a"), (b, "b"), (c, "c"))]
         try:
             for _ in range(_failover.rounds(3)):
-                await _wait_for(lambda: len(grants) >= 5, "grants before the kill")
-                probe = _unique("probe")
+                await wait_for(lambda: len(grants) >= 5, "grants before the kill")
+                probe = unique("probe")
 
                 async def acquire_release(i: int, probe: str = probe) -> int:
                     lease = await a.acquire(f"{probe}-{i}", ttl=TTL, wait=10.0)
@@ -230,7 +174,9 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
                     acquire_release,
                     total=20,
                     kill_at=5,
-                    kill=lambda killed=killed: killed.append(_kill(etcd_cluster, member_of_a)),
+                    kill=lambda killed=killed: killed.append(
+                        kill_member(etcd_cluster, member_of_a)
+                    ),
                     pause=0.05,
                 )
                 _failover.record(
@@ -240,7 +186,7 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
                     outcome.failures,
                 )
                 before = len(grants)
-                await _wait_for(lambda before=before: len(grants) >= before + 5, "grants after")
+                await wait_for(lambda before=before: len(grants) >= before + 5, "grants after")
                 await asyncio.to_thread(etcd_cluster.heal)
         finally:
             stop.set()
@@ -257,7 +203,7 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
     one of them is on, is killed. Leaderships never overlap (one ends when its
     holder resigns or its `lost` fires), tokens rise, and new leaders keep being
     elected after the kill (the time to the first is recorded)."""
-    name = _unique("election")
+    name = unique("election")
     spans: list[tuple[float, float, int, str]] = []
     stop = asyncio.Event()
 
@@ -277,8 +223,8 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
             with contextlib.suppress(ConnectionFailed):
                 await leadership.resign()
 
-    leader = _leader(etcd_cluster)
-    urls = [_url(etcd_cluster, leader + r) for r in range(3)]  # one per member
+    leader = leader_of(etcd_cluster)
+    urls = [member_url(etcd_cluster, leader + r) for r in range(3)]  # one per member
     async with (
         microstd.sync.open(urls[0]) as a,
         microstd.sync.open(urls[1]) as b,
@@ -289,12 +235,12 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
         ]
         try:
             for _ in range(_failover.rounds(3)):
-                await _wait_for(lambda: len(spans) >= 5, "leaderships before the kill")
-                raft_leader = await asyncio.to_thread(_leader, etcd_cluster)
+                await wait_for(lambda: len(spans) >= 5, "leaderships before the kill")
+                raft_leader = await asyncio.to_thread(leader_of, etcd_cluster)
                 before = len(spans)
                 killed = time.monotonic()
                 etcd_cluster.kill(raft_leader)
-                await _wait_for(lambda before=before: len(spans) >= before + 5, "leaders after")
+                await wait_for(lambda before=before: len(spans) >= before + 5, "leaders after")
                 # The cost: the longest time without a leader from the last leadership
                 # begun before the kill on (a leadership's end is its resignation).
                 around = sorted(spans)
@@ -310,67 +256,14 @@ async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdC
     check_spans(spans)
 
 
-async def test_a_frozen_member_costs_a_request_its_timeout(etcd_cluster: EtcdCluster) -> None:
-    """A follower freezes (SIGSTOP: its connections stay open, nothing answers)
-    under a client that a lock set and a registry share. A request sent to it
-    fails after the request timeout and, being safe to repeat, is sent on to
-    another member within the same call, so lock acquisitions go on (the cost
-    recorded); a release in flight there may fail with ConnectionFailed (it is
-    not repeated) and is retried by the workload. The registry's watch on the
-    frozen member fails its liveness check, resumes on another member without
-    an error, and reports a node registered after the freeze."""
-    follower = (_leader(etcd_cluster) + 1) % len(etcd_cluster.nodes)
-    url = _url(etcd_cluster, follower)
-    reg_url = _url(etcd_cluster, follower, f"prefix=/{_unique('frozen')}/")
-    async with (
-        microstd.sync.open(url) as locks,
-        microstd.registry.open(reg_url) as registry,
-        _Member.of(etcd_cluster, url) as member,
-    ):
-        events = registry.watch("greeter")
-        seen: set[str] = set()
-        watching = asyncio.create_task(_follow(events, seen))
-        try:
-            await _watching(registry, seen, "before")
-            probe = _unique("probe")
-
-            async def acquire_release(i: int) -> int:
-                lease = await locks.acquire(f"{probe}-{i}", ttl=TTL, wait=10.0)
-                await lease.release()
-                return int(lease.token)
-
-            def freeze() -> None:
-                assert member.index() == follower
-                etcd_cluster.pause(follower)
-
-            outcome = await _failover.through_failover(
-                acquire_release, total=15, kill_at=5, kill=freeze, pause=0.05
-            )
-            _failover.record(
-                "etcd",
-                "lock acquire+release (client's member frozen: a follower)",
-                outcome.failover,
-                outcome.failures,
-            )
-            await eventually(lambda: registry.register(_service("after"), ttl=30))
-            await _wait_for(lambda: "after" in seen, "the watch reporting a node after")
-            assert not watching.done(), watching
-        finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-            await events.aclose()  # type: ignore[attr-defined]
-            await asyncio.to_thread(etcd_cluster.heal)
-
-
 def test_the_blocking_surface_fails_over_too(etcd_cluster: EtcdCluster) -> None:
     """The blocking surface (the async backend on a private loop thread): the
     member its client starts on (a follower) is killed between two series of
     acquisitions; the next ones go to another member (failed calls, if any,
     succeed when retried) and a leadership taken before the kill outlives it."""
-    follower = (_leader(etcd_cluster) + 1) % len(etcd_cluster.nodes)
-    name = _unique("blocking")
-    with microstd.sync.open_sync(_url(etcd_cluster, follower)) as locks:
+    follower = (leader_of(etcd_cluster) + 1) % len(etcd_cluster.nodes)
+    name = unique("blocking")
+    with microstd.sync.open_sync(member_url(etcd_cluster, follower)) as locks:
         for i in range(3):
             locks.acquire(f"{name}-{i}", ttl=TTL, wait=5.0).release()
         leadership = locks.elect(f"{name}-leader", candidate="a", ttl=2 * TTL)
@@ -398,14 +291,6 @@ def test_the_blocking_surface_fails_over_too(etcd_cluster: EtcdCluster) -> None:
     etcd_cluster.heal()
 
 
-def _service(node: str) -> ServiceRecord:
-    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
-
-
-async def _nodes(registry: Registry) -> set[str]:
-    return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
-
-
 async def test_registrations_stay_discoverable_and_the_watch_goes_on(
     etcd_cluster: EtcdCluster,
 ) -> None:
@@ -414,30 +299,30 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
     failover cost recorded); every node registered, before the kill or after it,
     is found by lookups through that registry and through another one; the watch
     goes on, without an error, and reports every node registered after the kill."""
-    query = f"prefix=/{_unique('reg')}/"
-    follower = _leader(etcd_cluster) + 1
-    urls = [_url(etcd_cluster, follower + r, query) for r in range(2)]
+    query = f"prefix=/{unique('reg')}/"
+    follower = leader_of(etcd_cluster) + 1
+    urls = [member_url(etcd_cluster, follower + r, query) for r in range(2)]
     total, kill_at = 20, 5
     async with (
         microstd.registry.open(urls[0]) as registry,
         microstd.registry.open(urls[1]) as other,
-        _Member.of(etcd_cluster, urls[0]) as member,
+        Member.of(etcd_cluster, urls[0]) as member,
     ):
         for round_ in range(_failover.rounds(3)):
             events = registry.watch("greeter")
             seen: set[str] = set()
-            watching = asyncio.create_task(_follow(events, seen))
-            await _watching(registry, seen, f"w{round_}")
+            watching = asyncio.create_task(collect_nodes(events, seen))
+            await watch_started(registry, seen, f"w{round_}")
 
             async def register(i: int, r: int = round_) -> None:
-                await registry.register(_service(f"n{r}-{i}"), ttl=30)
+                await registry.register(greeter(f"n{r}-{i}"), ttl=30)
 
             killed: list[str] = []
             outcome = await _failover.through_failover(
                 register,
                 total=total,
                 kill_at=kill_at,
-                kill=lambda killed=killed: killed.append(_kill(etcd_cluster, member)),
+                kill=lambda killed=killed: killed.append(kill_member(etcd_cluster, member)),
                 pause=0.02,
             )
             _failover.record(
@@ -448,36 +333,16 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
             )
             want = {f"n{round_}-{i}" for i in range(total)}
             for r in (registry, other):
-                found = await eventually(lambda r=r: _nodes(r))
+                found = await eventually(lambda r=r: node_ids(r))
                 assert want <= found, sorted(want - found)
             after = {f"n{round_}-{i}" for i in range(kill_at, total)}
-            await _wait_for(lambda a=after, s=seen: a <= s, "the watch reporting every node")
+            await wait_for(lambda a=after, s=seen: a <= s, "the watch reporting every node")
             assert not watching.done(), watching
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
             await events.aclose()  # type: ignore[attr-defined]
             await asyncio.to_thread(etcd_cluster.heal)
-
-
-async def _watching(registry: Registry, seen: set[str], tag: str) -> None:
-    """Return once the watch reports a node registered now (its starting point is
-    what was registered before it began reading, which it does not report)."""
-    deadline = time.monotonic() + RECOVER
-    for i in itertools.count():
-        await registry.register(_service(f"{tag}-{i}"), ttl=30)
-        until = time.monotonic() + 1.0
-        while time.monotonic() < until:
-            if f"{tag}-{i}" in seen:
-                return
-            await asyncio.sleep(0.02)
-        assert time.monotonic() < deadline, "the watch never reported a node"
-
-
-async def _follow(events: AsyncIterator[Event], seen: set[str]) -> None:
-    async for event in events:
-        if event.kind in ("create", "update"):
-            seen.update(n.id for n in event.service.nodes)
 
 
 async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -> None:
@@ -487,9 +352,9 @@ async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -
     it is recorded)."""
     from microstd import config
 
-    prefix = f"/{_unique('cfg')}/"
-    leader = _leader(etcd_cluster)
-    urls = [_url(etcd_cluster, leader + r) for r in range(2)]  # the source on the leader
+    prefix = f"/{unique('cfg')}/"
+    leader = leader_of(etcd_cluster)
+    urls = [member_url(etcd_cluster, leader + r) for r in range(2)]  # the source on the leader
     writer = await engine.acquire(engine.EtcdEndpoint.from_url(urls[1])[0])
 
     async def put(value: str) -> None:
@@ -509,11 +374,11 @@ async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -
 
         task = asyncio.create_task(follow())
         try:
-            async with _Member.of(etcd_cluster, urls[0]) as member:
+            async with Member.of(etcd_cluster, urls[0]) as member:
                 for round_ in range(_failover.rounds(3)):
                     want = f"v{round_ + 1}"
                     await _applied(cfg, f"w{round_}", put)
-                    role = _kill(etcd_cluster, member)
+                    role = kill_member(etcd_cluster, member)
                     start = time.monotonic()
                     await _applied(cfg, want, put)
                     _failover.record(

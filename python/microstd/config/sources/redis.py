@@ -53,6 +53,11 @@ class RedisSource(Source):
         self.endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
         if rest:
             raise InvalidArgument(f"unknown redis config options: {sorted(rest)}")
+        self.endpoint.refuse_cluster(
+            "config sources",
+            "its watch uses keyspace notifications, which a cluster node sends only for"
+            " its own slots; it was not adapted to that",
+        )
         self.url = url
         self.key = key
         self.kind = kind
