@@ -102,6 +102,12 @@ fn cbor_loads<'py>(
         return untyped(py, data, tag_hook, limits);
     };
     let plan = crate::codec::plans::core_plan(tp)?;
+    if tag_hook.is_none() && limits == Limits::default() {
+        return plan.call_method1(
+            pyo3::intern!(py, "decode_cbor"),
+            (data, forbid_unknown_fields),
+        );
+    }
     let value = untyped(py, data, tag_hook, limits)?;
     plan.call_method1(
         pyo3::intern!(py, "convert"),
@@ -109,8 +115,9 @@ fn cbor_loads<'py>(
     )
 }
 
+/// `loads` without a type: `data` as bytes, bytearray or memoryview.
 #[cfg(feature = "python")]
-fn untyped<'py>(
+pub(crate) fn untyped<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     tag_hook: Option<&Bound<'py, PyAny>>,
