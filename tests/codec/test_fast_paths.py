@@ -301,6 +301,20 @@ def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
     assert outcome(nested(list)) == outcome(nested(tuple))
 
 
+def test_the_plain_dumps_and_the_full_dumps_agree() -> None:
+    value = {"b": [1, 2.5, "x", None, True], "a": {"c": 1}}
+    for fmt in ("msgpack", "cbor", "json"):
+        dumps = getattr(_core, f"{fmt}_dumps")
+        assert dumps(value) == dumps(obj=value) == dumps(value, default=None)
+        with pytest.raises(EncodeError) as plain:
+            dumps({"a": [Unknown()]})
+        with pytest.raises(EncodeError) as full:
+            dumps({"a": [Unknown()]}, default=None)
+        assert (plain.value.message, plain.value.path) == (full.value.message, full.value.path)
+        with pytest.raises(TypeError, match="missing 1 required"):
+            dumps()
+
+
 @pytest.mark.parametrize("fmt", ["msgpack", "cbor"])
 def test_the_plain_call_and_the_full_call_agree(fmt: str) -> None:
     # `loads(data)` with bytes and nothing else skips the keyword parsing;

@@ -1,11 +1,11 @@
-//! The plain call of a public `loads` (one bytes argument, no keywords)
+//! The plain call of a public `loads` or `dumps` (one argument, no keywords)
 //! without PyO3's argument handling.
 //!
 //! `codec.msgpack.loads(data)` is the most frequent call of the library. Its
 //! PyO3 function takes ten parameters; parsing them and entering PyO3's
 //! trampoline cost ~20 ns of a call that decodes a small int in ~25 ns
 //! (ormsgpack's whole call overhead is ~10 ns). So the public function is a
-//! builtin of our own: the plain call decodes at once; any other call is
+//! builtin of our own: the plain call does its work at once; any other call is
 //! passed, as it came, to the PyO3 function (kept in a static of the
 //! format), which does everything else and reports every error. Both have
 //! the same name, doc and signature.
@@ -21,10 +21,12 @@ use pyo3::types::PyBytes;
 
 use crate::codec::gc::GcPause;
 
-/// A format's decoder of one whole object.
-pub type Decode = for<'py> fn(Python<'py>, &[u8]) -> crate::errors::Result<Bound<'py, PyAny>>;
+/// The plain call's whole work on its one argument: None when the argument
+/// is not for the plain path (a bytearray for a decoder), so the full
+/// function takes the call.
+pub type Plain = for<'py> fn(&Bound<'py, PyAny>) -> Option<PyResult<Bound<'py, PyAny>>>;
 
-/// What a builtin made by [`plain_loads`] runs.
+/// What a builtin made by [`add_plain`] runs.
 ///
 /// # Safety
 /// Called by the interpreter as a `METH_FASTCALL | METH_KEYWORDS` function:
@@ -36,30 +38,32 @@ pub unsafe fn call(
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    decode: Decode,
+    plain: Plain,
 ) -> *mut ffi::PyObject {
     // SAFETY: as the caller promises: an attached thread and `nargs` live
-    // arguments; a bytes object is not changed while we read it.
+    // arguments (borrowed for the call, which holds them).
     unsafe {
-        if kwnames.is_null() && nargs == 1 && ffi::PyBytes_CheckExact(*args) != 0 {
-            let py = Python::assume_attached();
-            let data = Borrowed::from_ptr(py, *args).cast_unchecked::<PyBytes>();
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let _pause = GcPause::new(py);
-                decode(py, data.as_bytes())
-            }));
-            match outcome {
-                Ok(Ok(value)) => return value.into_ptr(),
-                Ok(Err(err)) => {
-                    PyErr::from(err).restore(py);
+        let py = Python::assume_attached();
+        if kwnames.is_null() && nargs == 1 {
+            let arg = Borrowed::from_ptr(py, *args);
+            match catch_unwind(AssertUnwindSafe(|| plain(&arg))) {
+                Ok(Some(Ok(value))) => return value.into_ptr(),
+                Ok(Some(Err(err))) => {
+                    err.restore(py);
                     return ptr::null_mut();
                 }
-                // A panic: the full function runs the call again, and PyO3
-                // turns the panic into its exception there.
-                Err(_) => {}
+                Ok(None) => {}
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(ToString::to_string)
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic in microstd._core".into());
+                    pyo3::panic::PanicException::new_err(message).restore(py);
+                    return ptr::null_mut();
+                }
             }
         }
-        let py = Python::assume_attached();
         let Some(full) = full.get(py) else {
             pyo3::exceptions::PyRuntimeError::new_err("microstd._core is not initialized")
                 .restore(py);
@@ -69,10 +73,40 @@ pub unsafe fn call(
     }
 }
 
+/// The plain call of a decoder: exact bytes, decoded with the GC paused.
+#[inline]
+pub fn plain_decode<'py>(
+    data: &Bound<'py, PyAny>,
+    decode: for<'a> fn(Python<'a>, &[u8]) -> crate::errors::Result<Bound<'a, PyAny>>,
+) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let bytes = data.cast_exact::<PyBytes>().ok()?;
+    let _pause = GcPause::new(data.py());
+    Some(decode(data.py(), bytes.as_bytes()).map_err(PyErr::from))
+}
+
+/// Defines `$entry`, the `METH_FASTCALL | METH_KEYWORDS` function of a
+/// builtin made by [`add_plain`], and `$slot`, where its full function is kept.
+macro_rules! plain_entry {
+    ($entry:ident, $slot:ident, $plain:expr) => {
+        static $slot: pyo3::sync::PyOnceLock<pyo3::Py<pyo3::PyAny>> = pyo3::sync::PyOnceLock::new();
+
+        unsafe extern "C" fn $entry(
+            _module: *mut pyo3::ffi::PyObject,
+            args: *const *mut pyo3::ffi::PyObject,
+            nargs: pyo3::ffi::Py_ssize_t,
+            kwnames: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject {
+            // SAFETY: the interpreter calls this as the builtin `add_plain` made.
+            unsafe { $crate::codec::entry::call(&$slot, args, nargs, kwnames, $plain) }
+        }
+    };
+}
+pub(crate) use plain_entry;
+
 /// Adds to `m` a builtin named and documented as the PyO3 function `full`,
-/// running `entry` (a function calling [`call`] with `slot` and the decoder);
+/// running `entry` (made by [`plain_entry`]);
 /// `slot` keeps `full`.
-pub fn add_plain_loads(
+pub fn add_plain(
     m: &Bound<'_, PyModule>,
     full: &Bound<'_, PyAny>,
     slot: &PyOnceLock<Py<PyAny>>,

@@ -247,27 +247,25 @@ fn msgpack_next<'py>(
     }
 }
 
-/// `msgpack_loads` as the interpreter calls it (see `codec::entry`).
 #[cfg(feature = "python")]
-unsafe extern "C" fn msgpack_loads_entry(
-    _module: *mut pyo3::ffi::PyObject,
-    args: *const *mut pyo3::ffi::PyObject,
-    nargs: pyo3::ffi::Py_ssize_t,
-    kwnames: *mut pyo3::ffi::PyObject,
-) -> *mut pyo3::ffi::PyObject {
-    // SAFETY: the interpreter calls this as the builtin `add_plain_loads` made.
-    unsafe { crate::codec::entry::call(&FULL_LOADS, args, nargs, kwnames, decode::decode) }
-}
+crate::codec::entry::plain_entry!(loads_entry, FULL_LOADS, |data| {
+    crate::codec::entry::plain_decode(data, decode::decode)
+});
 
-/// The PyO3 function behind `msgpack_loads_entry`.
 #[cfg(feature = "python")]
-static FULL_LOADS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+crate::codec::entry::plain_entry!(dumps_entry, FULL_DUMPS, |obj| {
+    Some(output::with_buffer(|out| {
+        encode_into(obj, out, None, false)?;
+        Ok(PyBytes::new(obj.py(), out).into_any())
+    }))
+});
 
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(msgpack_dumps, m)?)?;
+    let full = wrap_pyfunction!(msgpack_dumps, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_DUMPS, dumps_entry)?;
     let full = wrap_pyfunction!(msgpack_loads, m)?;
-    crate::codec::entry::add_plain_loads(m, full.as_any(), &FULL_LOADS, msgpack_loads_entry)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_LOADS, loads_entry)?;
     m.add_function(wrap_pyfunction!(msgpack_next, m)?)?;
     Ok(())
 }
