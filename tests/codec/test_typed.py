@@ -311,6 +311,7 @@ def test_rust_and_twin_agree_on_random_values() -> None:
         strings = rng.random() < 0.5
         assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
         _check_one_pass(v, tp, rng)
+        _check_one_pass(v, tp, rng, "cbor")
         _check_json_one_pass(codec.json.dumps(v), tp, rng)
 
 
@@ -323,32 +324,63 @@ def _bytes_outcome(decode: Any, data: bytes) -> object:
         return ("decode", err.message, err.offset)
 
 
-def _check_one_pass(value: object, tp: Any, rng: Any) -> None:
-    """The Rust one-pass msgpack reader against decoding untyped, then the twin's
-    convert, on the value's bytes, a truncated copy and one with a byte changed.
-    (The untyped decoders' own parity is tested in test_msgpack_decode.py.)"""
-    from microstd import _core
+def _check_one_pass(value: object, tp: Any, rng: Any, fmt: str = "msgpack") -> None:
+    """The Rust one-pass msgpack (or CBOR) reader against decoding untyped, then
+    the twin's convert, on the value's bytes, a truncated copy and one with a
+    byte changed. (The untyped decoders' own parity is tested elsewhere.)"""
 
-    data = codec.msgpack.dumps(value)
+    data = getattr(codec, fmt).dumps(value)
     variants = [data, data[: rng.randrange(len(data))]]
     changed = bytearray(data)
     changed[rng.randrange(len(data))] = rng.randrange(256)
     variants.append(bytes(changed))
-    plan = plan_for(tp)
     for forbid in (False, True):
         for raw in variants:
+            _check_bytes(raw, tp, fmt, forbid)
 
-            def twin(b: bytes, forbid: bool = forbid) -> object:
-                return typed.run_plan(
-                    plan,
-                    _core.msgpack_loads(b),
-                    strings=False,
-                    forbid_unknown_fields=forbid,
-                    impl="python",
-                )
 
-            one_pass = codec.msgpack.Decoder(tp, forbid_unknown_fields=forbid).decode
-            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+def _check_bytes(raw: bytes, tp: Any, fmt: str, forbid: bool = False) -> None:
+    from microstd import _core
+
+    untyped = _core.msgpack_loads if fmt == "msgpack" else _core.cbor_loads
+
+    def twin(b: bytes) -> object:
+        return typed.run_plan(
+            plan_for(tp), untyped(b), strings=False, forbid_unknown_fields=forbid, impl="python"
+        )
+
+    one_pass = getattr(codec, fmt).Decoder(tp, forbid_unknown_fields=forbid).decode
+    assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+
+
+# CBOR wire forms the encoder never writes: chunked (indefinite-length)
+# strings and containers, tags, half floats, `undefined`, big negative ints.
+_RFC3339 = b"2024-05-01T12:00:00Z".hex()
+CBOR_TEXTS = [
+    bytes.fromhex("a26576616c7565016863686964726e656e80"),
+    bytes.fromhex("bf6576616c756501ff"),
+    bytes.fromhex("a17f6376616c627565ff02"),
+    bytes.fromhex("a26576616c756501686368696c6472656e9fa16576616c756503ff"),
+    bytes.fromhex("a26576616c75650168636869"),
+    bytes.fromhex("a16576616c7565c24101"),
+    bytes.fromhex("a16576616c75653bffffffffffffffff"),
+    bytes.fromhex("a16576616c7565f93c00"),
+    bytes.fromhex("a16576616c7565f7"),
+    bytes.fromhex("a26576616c7565016576616c756502"),
+    bytes.fromhex("a2657469746c6565616263646564796561721907e8"),
+    bytes.fromhex("a2657469746c657f62616263636465ff6479656172f6"),
+    bytes.fromhex(f"a3626174c074{_RFC3339}63646179c074{_RFC3339}62696440"),
+    bytes.fromhex("a2016474697465657469746c656178"),
+    bytes.fromhex("a16576616c75650100"),
+]
+
+
+@pytest.mark.skipif(_accel.core is None, reason="compares the Rust core with the twin")
+@pytest.mark.parametrize("raw", CBOR_TEXTS)
+def test_cbor_one_pass_matches_the_canonical_path(raw: bytes) -> None:
+    for tp in (Node, Movie, _Titled, Optional[float], dict[str, Any], Any, Stamped):  # noqa: UP045
+        for forbid in (False, True):
+            _check_bytes(raw, tp, "cbor", forbid)
 
 
 def test_deep_and_cyclic_values_are_validation_errors(impl: str) -> None:

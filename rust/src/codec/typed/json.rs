@@ -12,12 +12,13 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
 use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
 use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
+use crate::codec::fast;
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
 
@@ -137,7 +138,7 @@ impl<'py> Reader<'_, '_, 'py> {
             Node::Str | Node::Int | Node::Float | Node::Bool | Node::None => Err(GiveUp),
             Node::List(item) => {
                 let items = self.array(depth, |_| Some(*item))?;
-                Ok(PyList::new(py, items)?.into_any())
+                Ok(fast::list_from_vec(py, items)?)
             }
             Node::VarTuple(item) => {
                 let items = self.array(depth, |_| Some(*item))?;

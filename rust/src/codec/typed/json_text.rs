@@ -134,6 +134,13 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
     }
 
     pub(super) fn float_value(&self, n: &Number<'_>) -> Read<'py> {
+        // (Integer tokens are read as ints first, as the canonical path
+        // does: "-0" is 0.0 there, not -0.0.)
+        if !n.integer {
+            if let Some(v) = json_scan::exact_float(n.text) {
+                return Ok(fast::new_float(self.py, v)?);
+            }
+        }
         let text = std::str::from_utf8(n.text).map_err(|_| GiveUp)?;
         let v: f64 = if n.integer {
             // An int converted to float, as `float(int)` does (round half to even).
