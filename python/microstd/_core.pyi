@@ -84,6 +84,9 @@ class TypedPlan:
     def decode_json(
         self, data: bytes | bytearray | memoryview | str, forbid_unknown_fields: bool = False
     ) -> Any: ...
+    def decode_cbor(
+        self, data: bytes | bytearray | memoryview, forbid_unknown_fields: bool = False
+    ) -> Any: ...
     def __len__(self) -> int: ...
 
 # ---- store (rust/src/store) ----

@@ -279,3 +279,56 @@ def test_dataclass_fields_are_remembered_per_class() -> None:
                 {"a": 3, "b": "x"},
                 {"a": 4},
             ]
+
+
+@pytest.mark.parametrize("depth", [1, 254, 255, 256, 257])
+def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
+    # Short lists of floats are written in one go; they encode, and count
+    # against the nesting limit, as the same rows as tuples do (tuples are
+    # encoded item by item).
+    def nested(row: Callable[[list[float]], object]) -> object:
+        value = row([1.5, -0.0, float("inf")])
+        for _ in range(depth - 1):
+            value = [value, row([2.5])]
+        return value
+
+    def outcome(value: object) -> object:
+        try:
+            return codec.msgpack.dumps(value)
+        except EncodeError as err:
+            return (err.message, err.path)
+
+    assert outcome(nested(list)) == outcome(nested(tuple))
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "cbor"])
+def test_the_plain_call_and_the_full_call_agree(fmt: str) -> None:
+    # `loads(data)` with bytes and nothing else skips the keyword parsing;
+    # every other call goes through it. Same values, same errors.
+    import inspect
+
+    loads = getattr(_core, f"{fmt}_loads")
+    dumps = getattr(_core, f"{fmt}_dumps")
+    assert loads.__name__ == f"{fmt}_loads"
+    assert list(inspect.signature(loads).parameters)[:2] == ["data", "type"]
+    assert "Decode one" in (loads.__doc__ or "")
+    value = {"a": [1, 2.5, "x", None, True], "b": {"c": b"\x00"}}
+    data = dumps(value)
+    for call in (
+        lambda d: loads(d),
+        lambda d: loads(data=d),
+        lambda d: loads(bytearray(d)),
+        lambda d: loads(d, max_depth=10),
+    ):
+        assert call(data) == value
+        with pytest.raises(DecodeError) as plain:
+            loads(data[:-1])
+        with pytest.raises(DecodeError) as full:
+            call(data[:-1])
+        assert (plain.value.message, plain.value.offset) == (full.value.message, full.value.offset)
+    with pytest.raises(TypeError, match="missing 1 required"):
+        loads()
+    with pytest.raises(TypeError, match="positional"):
+        loads(data, data)
+    with pytest.raises(TypeError):
+        loads("text")

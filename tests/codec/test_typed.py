@@ -311,6 +311,7 @@ def test_rust_and_twin_agree_on_random_values() -> None:
         strings = rng.random() < 0.5
         assert _outcome(v, tp, "rust", strings) == _outcome(v, tp, "python", strings), (tp, v)
         _check_one_pass(v, tp, rng)
+        _check_one_pass(v, tp, rng, "cbor")
         _check_json_one_pass(codec.json.dumps(v), tp, rng)
 
 
@@ -323,32 +324,63 @@ def _bytes_outcome(decode: Any, data: bytes) -> object:
         return ("decode", err.message, err.offset)
 
 
-def _check_one_pass(value: object, tp: Any, rng: Any) -> None:
-    """The Rust one-pass msgpack reader against decoding untyped, then the twin's
-    convert, on the value's bytes, a truncated copy and one with a byte changed.
-    (The untyped decoders' own parity is tested in test_msgpack_decode.py.)"""
-    from microstd import _core
+def _check_one_pass(value: object, tp: Any, rng: Any, fmt: str = "msgpack") -> None:
+    """The Rust one-pass msgpack (or CBOR) reader against decoding untyped, then
+    the twin's convert, on the value's bytes, a truncated copy and one with a
+    byte changed. (The untyped decoders' own parity is tested elsewhere.)"""
 
-    data = codec.msgpack.dumps(value)
+    data = getattr(codec, fmt).dumps(value)
     variants = [data, data[: rng.randrange(len(data))]]
     changed = bytearray(data)
     changed[rng.randrange(len(data))] = rng.randrange(256)
     variants.append(bytes(changed))
-    plan = plan_for(tp)
     for forbid in (False, True):
         for raw in variants:
+            _check_bytes(raw, tp, fmt, forbid)
 
-            def twin(b: bytes, forbid: bool = forbid) -> object:
-                return typed.run_plan(
-                    plan,
-                    _core.msgpack_loads(b),
-                    strings=False,
-                    forbid_unknown_fields=forbid,
-                    impl="python",
-                )
 
-            one_pass = codec.msgpack.Decoder(tp, forbid_unknown_fields=forbid).decode
-            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+def _check_bytes(raw: bytes, tp: Any, fmt: str, forbid: bool = False) -> None:
+    from microstd import _core
+
+    untyped = _core.msgpack_loads if fmt == "msgpack" else _core.cbor_loads
+
+    def twin(b: bytes) -> object:
+        return typed.run_plan(
+            plan_for(tp), untyped(b), strings=False, forbid_unknown_fields=forbid, impl="python"
+        )
+
+    one_pass = getattr(codec, fmt).Decoder(tp, forbid_unknown_fields=forbid).decode
+    assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+
+
+# CBOR wire forms the encoder never writes: chunked (indefinite-length)
+# strings and containers, tags, half floats, `undefined`, big negative ints.
+_RFC3339 = b"2024-05-01T12:00:00Z".hex()
+CBOR_TEXTS = [
+    bytes.fromhex("a26576616c7565016863686964726e656e80"),
+    bytes.fromhex("bf6576616c756501ff"),
+    bytes.fromhex("a17f6376616c627565ff02"),
+    bytes.fromhex("a26576616c756501686368696c6472656e9fa16576616c756503ff"),
+    bytes.fromhex("a26576616c75650168636869"),
+    bytes.fromhex("a16576616c7565c24101"),
+    bytes.fromhex("a16576616c75653bffffffffffffffff"),
+    bytes.fromhex("a16576616c7565f93c00"),
+    bytes.fromhex("a16576616c7565f7"),
+    bytes.fromhex("a26576616c7565016576616c756502"),
+    bytes.fromhex("a2657469746c6565616263646564796561721907e8"),
+    bytes.fromhex("a2657469746c657f62616263636465ff6479656172f6"),
+    bytes.fromhex(f"a3626174c074{_RFC3339}63646179c074{_RFC3339}62696440"),
+    bytes.fromhex("a2016474697465657469746c656178"),
+    bytes.fromhex("a16576616c75650100"),
+]
+
+
+@pytest.mark.skipif(_accel.core is None, reason="compares the Rust core with the twin")
+@pytest.mark.parametrize("raw", CBOR_TEXTS)
+def test_cbor_one_pass_matches_the_canonical_path(raw: bytes) -> None:
+    for tp in (Node, Movie, _Titled, Optional[float], dict[str, Any], Any, Stamped):  # noqa: UP045
+        for forbid in (False, True):
+            _check_bytes(raw, tp, "cbor", forbid)
 
 
 def test_deep_and_cyclic_values_are_validation_errors(impl: str) -> None:
@@ -424,6 +456,17 @@ JSON_TEXTS = [
     rb"[1, 2]",
     rb'{"value": true}',
     rb'{"value": 1, "children": [{"value": 1, "children": [' * 3 + rb"]}]}" * 3,
+    # Strings past the 16-byte blocks the scanner reads: escapes, non-ASCII
+    # text and control bytes before, inside and after a block boundary.
+    rb'{"title": "0123456789abcdef\\"quoted\\" and more text", "year": 1}',
+    '{"title": "0123456789abcdeé東京 0123456789abcdef😀", "year": 2}'.encode(),
+    '{"title": "東京\\u00e9 0123456789abcdef\\n0123456789abcdef"}'.encode(),
+    b'{"title": "0123456789abcdef0123\x1f456789"}',
+    b'{"title": "0123456789abcdef0123456789\xff"}',
+    b'{"title": "0123456789abcdef0123456789\xe6\x9d"}',
+    rb'{"title": "0123456789abcdef0123456789\\',
+    rb'{"title": "0123456789abcdef0123456789',
+    b'{"0123456789abcdef\xc3\xa9xyz": 1, "title": "t"}',
 ]
 
 
@@ -431,7 +474,7 @@ JSON_TEXTS = [
 def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
     from microstd.codec import json as codec_json
 
-    for tp in (Node, dict[str, Any], Any, list[int], Movie):
+    for tp in (Node, dict[str, Any], Any, list[int], Movie, _Titled):
         plan = plan_for(tp)
 
         def twin(b: bytes, plan: Any = plan) -> object:
@@ -469,3 +512,63 @@ def test_timestamps_round_trip_typed(fmt: str) -> None:
     if fmt == "cbor":
         value = Stamp(Timestamp(1514862245), Timestamp(-62_167_219_200))  # whole seconds
     assert module.loads(module.dumps(value), type=Stamp) == value
+
+
+@dataclasses.dataclass
+class _Titled:
+    title: str
+    year: int = 0
+
+
+class _Upper:
+    """A data descriptor: `__init__`'s assignment would go through it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else obj.__dict__.get(self.name)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__[self.name] = value.upper()
+
+
+@dataclasses.dataclass
+class _Described:
+    name: str = _Upper()  # type: ignore[assignment]
+
+
+@dataclasses.dataclass
+class _Plain:
+    name: str
+    n: int = 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fields_land_in_the_instance_dict_as_in_the_twin(fmt: str) -> None:
+    """Fields are stored in the instance's `__dict__` on both implementations,
+    past a data descriptor of the same name, and still after the class (or a
+    base) has changed since its plan was built."""
+    module = getattr(codec, fmt)
+    data = module.dumps({"name": "ab", "n": 2})
+    for tp in (_Described, _Plain):
+        rust = module.Decoder(tp).decode(data)
+        twin = typed.run_plan(
+            plan_for(tp),
+            codec.get(f"application/{fmt}", impl="python").loads(data),
+            strings=fmt == "json",
+            impl="python",
+        )
+        assert (
+            vars(rust)
+            == vars(twin)
+            == ({"name": "ab"} if tp is _Described else {"name": "ab", "n": 2})
+        )
+    decoder = module.Decoder(_Plain)
+    _Plain.name = _Upper()  # type: ignore[assignment]
+    _Plain.name.__set_name__(_Plain, "name")
+    try:
+        assert vars(decoder.decode(data)) == {"name": "ab", "n": 2}
+    finally:
+        del _Plain.name
+    assert vars(decoder.decode(data)) == {"name": "ab", "n": 2}

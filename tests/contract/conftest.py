@@ -73,9 +73,10 @@ SYNC_BACKENDS: dict[str, UrlSpec] = {
     "redis": _server("redis", "?prefix={unique}:"),
     "etcd": _server("etcd", "?prefix={unique}/"),
     "postgres": _server("postgres"),
+    "redis-cluster": _server("redis_cluster", "?prefix={unique}:"),
 }
 #: Lock backends that do not serve waiters strictly first come, first served.
-NOT_FIFO = {"redis", "postgres"}
+NOT_FIFO = {"redis", "postgres", "redis-cluster"}
 #: etcd rounds a lease up to whole seconds, with a floor of about 2 s.
 SHORT_TTL = {"etcd": 2.0}
 
@@ -96,6 +97,7 @@ REGISTRY_BACKENDS: dict[str, UrlSpec] = {
     "etcd": _server("etcd", "?prefix=/{unique}/"),
     "nats": _server("nats", "?bucket={unique}"),
     "postgres": _server("postgres", "?table={unique}"),
+    "redis-cluster": _server("redis_cluster", "?prefix={unique}:"),
 }
 
 

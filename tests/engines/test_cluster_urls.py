@@ -236,24 +236,19 @@ def test_hash_tag_keeps_a_tag_and_wraps_anything_else() -> None:
     assert hash_tag("") == "{}"
 
 
-@pytest.mark.parametrize("area", ["store", "broker"])
-def test_the_store_and_broker_take_a_cluster_url(area: str) -> None:
+@pytest.mark.parametrize("area", ["store", "broker", "sync", "registry"])
+def test_the_store_broker_locks_and_registry_take_a_cluster_url(area: str) -> None:
     import microstd
 
     opened = getattr(microstd, area).open("redis+cluster://127.0.0.1:1,127.0.0.1:2/")
     assert "redis+cluster://127.0.0.1:1,127.0.0.1:2/" in repr(opened)
 
 
-def test_sync_registry_and_config_refuse_a_cluster_url_at_open() -> None:
-    """Areas whose operations span hash slots say so when opened, naming the area."""
-    import microstd
+def test_the_config_source_refuses_a_cluster_url_at_open() -> None:
+    """The one area whose operations span hash slots says so when opened, naming it."""
     from microstd import config
     from microstd.errors import NotSupported
 
     url = "redis+cluster://127.0.0.1:1/"
-    with pytest.raises(NotSupported, match=r"redis\+cluster://.*locks \(sync\)"):
-        microstd.sync.open(url)
-    with pytest.raises(NotSupported, match=r"redis\+cluster://.*registry"):
-        microstd.registry.open(url)
     with pytest.raises(NotSupported, match=r"redis\+cluster://.*config sources"):
         config.redis(url, "app")

@@ -128,6 +128,30 @@ def validate_subjects(subjects: object) -> list[str]:
     return out
 
 
+def declared_stream(
+    name: object, subjects: object, max_age: object, max_count: object, max_bytes: object
+) -> tuple[list[str], StreamLimits]:
+    """Check an `add_stream` call's arguments: `(subjects, limits)`, else ValueError."""
+    validate_name(name, "stream")
+    return validate_subjects(subjects), StreamLimits.of(max_age, max_count, max_bytes)
+
+
+def refuse_overlap(
+    name: str, subjects: Sequence[str], streams: Iterable[tuple[str, Sequence[str]]]
+) -> None:
+    """ValueError if a subject of stream `name` overlaps one of another stream's
+    (`streams`: `(name, subjects)` pairs, which may include `name` itself)."""
+    for other, theirs in streams:
+        if other == name:
+            continue
+        for mine in subjects:
+            for subject in theirs:
+                if overlaps(mine, subject):
+                    raise ValueError(
+                        f"stream subject {mine!r} overlaps {subject!r} of stream {other!r}"
+                    )
+
+
 def covers(subject: str, pattern: str) -> bool:
     """True if every topic `pattern` matches is also matched by the stream subject `subject`."""
     s = subject.split(".")

@@ -143,16 +143,11 @@ def add_stream(
     db: sqlite3.Connection, name: str, subjects: list[str], limits: StreamLimits, now: float
 ) -> bool:
     """Create or update a stream; True if created. Overlapping subjects: ValueError."""
-    from microstd.broker._durable import overlaps
+    from microstd.broker._durable import refuse_overlap
 
     with _Tx(db):
-        for other, raw in db.execute("SELECT name, subjects FROM streams WHERE name != ?", (name,)):
-            for mine in subjects:
-                for theirs in json.loads(raw):
-                    if overlaps(mine, theirs):
-                        raise ValueError(
-                            f"stream subject {mine!r} overlaps {theirs!r} of stream {other!r}"
-                        )
+        rows = db.execute("SELECT name, subjects FROM streams WHERE name != ?", (name,))
+        refuse_overlap(name, subjects, ((other, json.loads(raw)) for other, raw in rows))
         created = db.execute("SELECT 1 FROM streams WHERE name = ?", (name,)).fetchone() is None
         db.execute(
             "INSERT INTO streams (name, subjects, max_age, max_count, max_bytes) VALUES (?,?,?,?,?)"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import threading
 from typing import TYPE_CHECKING, Any
 
 import nats.errors as nerr
@@ -49,7 +48,8 @@ from microstd.broker._durable import (
     covers,
     implicit_stream_name,
 )
-from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
+from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_member import PullMember, PullMessage
 from microstd.broker._network import NetworkSubscription
 from microstd.broker._subjects import matches
 from microstd.broker.base import OCTET_STREAM, Handler, log
@@ -75,10 +75,10 @@ _INTERNAL_STREAMS = ("KV_", "OBJ_")
 _NO_JETSTREAM_CODES = frozenset({10076, 10039})
 
 
-class NatsDurableMessage(DurableMessage):
+class NatsDurableMessage(PullMessage):
     """A delivery of a durable subscription on `nats://`."""
 
-    __slots__ = ("_member", "msg")
+    __slots__ = ("msg",)
 
     def __init__(self, msg: Any, member: _Member) -> None:
         headers = dict(msg.headers) if msg.headers else {}
@@ -92,64 +92,35 @@ class NatsDurableMessage(DurableMessage):
             content_type,
             msgid,
             int(meta.num_delivered),
-            member.settler,
+            member,
         )
         self.msg = msg
-        self._member = member
-
-    def _send(self, how: str, delay: float, dead: bool) -> None:
-        self._member.call(self._member.send, self, how, delay, dead)
-
-    def _progress(self) -> None:
-        self._member.call(self._member.send, self, "progress", 0.0, False)
 
 
-class _Member:
+class _Member(PullMember):
     """One subscriber of a durable: its pull loop, its room, its settles."""
 
     def __init__(
         self, streams: JetStreams, stream: str, name: str, pattern: str, options: DurableOptions
     ) -> None:
+        loop = asyncio.get_running_loop()
+        super().__init__(options, Settler(options, streams.broker._publish_raw, loop))
         self.streams = streams
         self.stream = stream
         self.name = name
         self.pattern = pattern
-        self.options = options
-        self.loop = asyncio.get_running_loop()
-        self.thread = threading.get_ident()
-        self.inflight = 0
-        self.room = asyncio.Event()
-        self.room.set()
-        self.stopping = False
-        self.settler: Settler = Settler(options, streams.broker._publish_raw, self.loop)
-        self.delivery: DurableDelivery | None = None
         self.psub: Any = None
         self.puller: asyncio.Task[None] | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        #: Delivered and not yet settled, by id(): what a stop hands back.
-        self.held: dict[int, NatsDurableMessage] = {}
         #: Settles waiting for the sending task.
         self.outbox: list[tuple[NatsDurableMessage, str, float, bool]] = []
 
-    def call(self, fn: Any, *args: Any) -> None:
-        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
-        if threading.get_ident() == self.thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
     def send(self, message: NatsDurableMessage, how: str, delay: float, dead: bool) -> None:
-        if how != "progress":
-            self.held.pop(id(message), None)
-            self.inflight -= 1
-            self.room.set()
+        self.settled(message, how)
         # One task sends every settle queued in a turn of the loop (a task per
         # ack cost more than the ack itself).
         self.outbox.append((message, how, delay, dead))
         if len(self.outbox) == 1:
-            task = self.loop.create_task(self._send_all())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self._send_all())
 
     async def _send_all(self) -> None:
         while self.outbox:
@@ -179,10 +150,8 @@ class _Member:
     async def pull(self) -> None:
         """Fetch what there is room for and hand it to the delivery, until stopped."""
         while not self.stopping:
-            want = self.options.max_inflight - self.inflight
-            if want <= 0:
-                self.room.clear()
-                await self.room.wait()
+            want = await self.room_for()
+            if not want:
                 continue
             conn = self.streams.broker._conn
             if conn is not None and conn.reconnecting:
@@ -553,25 +522,11 @@ class JetStreams:
 
         async def cancel(drain: bool) -> None:
             del drain
-            member.stopping = True
-            member.room.set()
-            if member.puller is not None:
-                # Let the pull under way end (it expires within _PULL_WAIT): a pull
-                # abandoned now would still get messages, stuck until their ack_wait.
-                done, _ = await asyncio.wait({member.puller}, timeout=_PULL_WAIT + 5)
-                if not done:
-                    member.puller.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await member.puller
+            await member.stop_taking(member.puller, _PULL_WAIT)
 
         async def finish() -> None:
-            # After the drain: what this subscriber never started went back (-NAK);
-            # a message whose handler was cancelled goes back now, counted.
-            for message in list(member.held.values()):
-                message.settle("nack")
-            if member.tasks:
-                await asyncio.gather(*list(member.tasks), return_exceptions=True)
-            await member.settler.flush()
+            # What this subscriber never started went back (-NAK) in the drain.
+            await member.hand_back()
             with contextlib.suppress(Exception):
                 await member.psub.unsubscribe()
 

@@ -19,9 +19,9 @@ from microstd.broker._durable import (
     StreamInfo,
     StreamLimits,
     covers,
+    declared_stream,
     implicit_stream_name,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._durable_delivery import DeadLetterPublish, DurableDelivery, Settler
 from microstd.broker._subjects import validate_pattern
@@ -45,9 +45,7 @@ class StreamAdmin:
         max_count: int | None,
         max_bytes: int | None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         self.core.add_stream(name, patterns, limits.max_age, limits.max_count, limits.max_bytes)
         return self.info(name)
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from microstd.broker._delivery import Delivery, Options, report_error
-from microstd.broker.base import Broker, ErrorHook, Subscription, log
+from microstd.broker.base import EncodingBroker, ErrorHook, Subscription, log
 from microstd.errors import ConnectionFailed, ConnectionRestored
 
 __all__ = [
@@ -136,7 +136,7 @@ class NetworkSubscription(Subscription):
             await self.finish()
 
 
-class NetworkBroker(Broker):
+class NetworkBroker(EncodingBroker):
     """Options handling and orderly close for the network backends."""
 
     def __init__(self, **options: Any) -> None:

@@ -29,12 +29,11 @@ from microstd.broker._delivery import report_error
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
-    StreamLimits,
     covers,
+    declared_stream,
     implicit_stream_name,
-    overlaps,
+    refuse_overlap,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
 from microstd.broker._memory_durable import to_info
@@ -513,22 +512,12 @@ class DurableStreams:
         max_count: object,
         max_bytes: object,
     ) -> None:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         st = self.sql
         db = await self.db()
         async with db.connection("add_stream") as conn, conn.transaction():
             await conn.execute(st.lock_streams, f"{self.table}_streams")
-            for other, theirs in await conn.fetch(st.stream_names):
-                if other == name:
-                    continue
-                for mine in patterns:
-                    for subject in theirs:
-                        if overlaps(mine, subject):
-                            raise ValueError(
-                                f"stream subject {mine!r} overlaps {subject!r} of stream {other!r}"
-                            )
+            refuse_overlap(name, patterns, await conn.fetch(st.stream_names))
             await conn.execute(
                 st.upsert_stream,
                 name,

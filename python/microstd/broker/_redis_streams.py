@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +58,10 @@ from microstd.broker._durable import (
     StreamLimits,
     covers,
     implicit_stream_name,
-    overlaps,
+    refuse_overlap,
 )
-from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
+from microstd.broker._durable_delivery import DurableDelivery, Settler
+from microstd.broker._durable_member import PullMember, PullMessage
 from microstd.broker._network import MalformedEnvelope, NetworkSubscription, parse_envelope
 from microstd.broker._subjects import matches
 from microstd.broker.base import OCTET_STREAM, Handler, log
@@ -148,10 +148,10 @@ def _ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-class RedisDurableMessage(DurableMessage):
+class RedisDurableMessage(PullMessage):
     """A delivery of a durable subscription on `redis://`."""
 
-    __slots__ = ("_member", "entry")
+    __slots__ = ("entry",)
 
     def __init__(self, entry: str, fields: dict[bytes, bytes], count: int, member: _Member) -> None:
         try:
@@ -162,18 +162,11 @@ class RedisDurableMessage(DurableMessage):
             headers, content_type, body = {}, OCTET_STREAM, b""
         topic = _text(fields.get(b"t", b""))
         msgid = f"{member.stream}:{entry}"
-        super().__init__(topic, body, headers, content_type, msgid, count, member.settler)
+        super().__init__(topic, body, headers, content_type, msgid, count, member)
         self.entry = entry
-        self._member = member
-
-    def _send(self, how: str, delay: float, dead: bool) -> None:
-        self._member.call(self._member.send, self, how, delay, dead)
-
-    def _progress(self) -> None:
-        self._member.call(self._member.send, self, "progress", 0.0, False)
 
 
-class _Member:
+class _Member(PullMember):
     """One subscriber of a durable: a consumer of its group."""
 
     def __init__(
@@ -186,6 +179,8 @@ class _Member:
         options: DurableOptions,
         consumer: str,
     ) -> None:
+        loop = asyncio.get_running_loop()
+        super().__init__(options, Settler(options, streams.broker._publish_raw, loop))
         self.streams = streams
         self.redis = streams.broker._redis
         self.stream = stream
@@ -193,38 +188,17 @@ class _Member:
         self.name = name
         self.pattern = pattern
         self.limits = limits
-        self.options = options
         self.consumer = consumer
         self.ack_wait_ms = max(1, int(options.ack_wait * 1000))
         # How often expired deliveries are looked for, and how long one read blocks.
         self.interval = min(0.25, options.ack_wait / 4)
-        self.loop = asyncio.get_running_loop()
-        self.thread = threading.get_ident()
-        self.inflight = 0
-        self.room = asyncio.Event()
-        self.room.set()
-        self.stopping = False
-        self.settler = Settler(options, streams.broker._publish_raw, self.loop)
-        self.delivery: DurableDelivery | None = None
         self.reader: asyncio.Task[None] | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.held: dict[int, RedisDurableMessage] = {}
         self.next_claim = 0.0
         self.acks: list[str] = []
         self.dead = 0
 
-    def call(self, fn: Any, *args: Any) -> None:
-        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
-        if threading.get_ident() == self.thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
     def send(self, message: RedisDurableMessage, how: str, delay: float, dead: bool) -> None:
-        if how != "progress":
-            self.held.pop(id(message), None)
-            self.inflight -= 1
-            self.room.set()
+        self.settled(message, how)
         if how in ("ack", "term"):
             # Acks go out together, in one XACK per turn of the loop.
             self.acks.append(message.entry)
@@ -279,10 +253,8 @@ class _Member:
     async def run(self) -> None:
         """Read new entries and claim expired ones, up to the room, until stopped."""
         while not self.stopping:
-            want = self.options.max_inflight - self.inflight
-            if want <= 0:
-                self.room.clear()
-                await self.room.wait()
+            want = await self.room_for()
+            if not want:
                 continue
             try:
                 if time.monotonic() >= self.next_claim:
@@ -327,11 +299,6 @@ class _Member:
         self.held[id(message)] = message
         assert self.delivery is not None
         self.delivery.push(message)
-
-    def spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _claim(self, want: int) -> bool:
         """Claim deliveries idle past ack_wait; True if any were claimed."""
@@ -473,16 +440,8 @@ class RedisStreams:
 
     async def add_stream(self, name: str, subjects: list[str], limits: StreamLimits) -> None:
         specs = await self._specs()
-        for other, spec in specs.items():
-            if other == name:
-                continue
-            for mine in subjects:
-                for theirs in spec.get("subjects", []):
-                    if overlaps(mine, theirs):
-                        raise ValueError(
-                            f"stream subject {mine!r} overlaps {theirs!r} of stream {other!r}"
-                        )
-        spec = {"subjects": subjects}
+        refuse_overlap(name, subjects, ((n, s.get("subjects", [])) for n, s in specs.items()))
+        spec: dict[str, object] = {"subjects": subjects}
         for field, value in (
             ("max_age", limits.max_age),
             ("max_count", limits.max_count),
@@ -612,23 +571,11 @@ class RedisStreams:
 
         async def cancel(drain: bool) -> None:
             del drain
-            member.stopping = True
-            member.room.set()
-            if member.reader is not None:
-                # Let the read under way end (it blocks at most `interval`): what it
-                # returns goes straight back.
-                done, _ = await asyncio.wait({member.reader}, timeout=member.interval + 5)
-                if not done:
-                    member.reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await member.reader
+            # The read under way blocks at most `interval`; what it returns goes straight back.
+            await member.stop_taking(member.reader, member.interval)
 
         async def finish() -> None:
-            for message in list(member.held.values()):
-                message.settle("nack")
-            if member.tasks:
-                await asyncio.gather(*list(member.tasks), return_exceptions=True)
-            await member.settler.flush()
+            await member.hand_back()
             # A consumer that still owns entries must stay (deleting it would make
             # them unclaimable): the others claim them, and it holds nothing after.
             with contextlib.suppress(Exception):

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from microstd.broker._durable import covers, overlaps
+from microstd.broker._durable import covers, refuse_overlap
 from microstd.broker._subjects import Trie, matches, validate_pattern
 from microstd.broker.base import Message
 from microstd.errors import NotFound
@@ -291,16 +291,7 @@ class PythonStreams:
     ) -> bool:
         """Create or update stream `name`; True if it was created. Subjects are valid patterns."""
         with self._lock:
-            for other in self._streams.values():
-                if other.name == name:
-                    continue
-                for mine in subjects:
-                    for theirs in other.subjects:
-                        if overlaps(mine, theirs):
-                            raise ValueError(
-                                f"stream subject {mine!r} overlaps {theirs!r} of stream"
-                                f" {other.name!r}"
-                            )
+            refuse_overlap(name, subjects, ((s.name, s.subjects) for s in self._streams.values()))
             stream = self._streams.get(name)
             created = stream is None
             if stream is None:

@@ -47,7 +47,6 @@ import contextlib
 import hashlib
 import json
 import re
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -63,15 +62,16 @@ from microstd.broker._durable import (
     StreamInfo,
     StreamLimits,
     covers,
+    declared_stream,
     implicit_stream_name,
-    overlaps,
+    refuse_overlap,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._durable_delivery import DurableDelivery, DurableMessage, Settler
+from microstd.broker._durable_member import Member
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
-from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, encode_body, log
+from microstd.broker._subjects import matches, validate_pattern
+from microstd.broker.base import OCTET_STREAM, Handler, Message, Subscription, log
 from microstd.errors import Closed, InvalidTopic, NotFound, NotSupported
 
 __all__ = ["AmqpBroker", "binding_key"]
@@ -157,34 +157,24 @@ class AmqpDurableMessage(DurableMessage):
         self._member.call(self._member.watch, self)
 
 
-class _Member:
+class _Member(Member):
     """One subscriber of a durable: its channel, consumer, timers and settles."""
 
     def __init__(
         self, broker: AmqpBroker, queue: str, pattern: str, options: DurableOptions
     ) -> None:
+        super().__init__(options)
         self.broker = broker
         self.queue = queue
         self.pattern = pattern
-        self.options = options
-        self.loop = asyncio.get_running_loop()
-        self.thread = threading.get_ident()
         self.channel: aio_pika.abc.AbstractRobustChannel | None = None
         self.amqp_queue: aio_pika.abc.AbstractQueue | None = None
         self.tag: str | None = None
         self.settler: Settler | None = None
         self.delivery: DurableDelivery | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.delays: set[int] = set()
         #: Set when the server cancelled the consumer (its queue was deleted).
         self.cancelled = False
-
-    def call(self, fn: Any, *args: Any) -> None:
-        """Run `fn(*args)` on the member's loop (settles may come from a handler's thread)."""
-        if threading.get_ident() == self.thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
 
     def watch(self, message: AmqpDurableMessage) -> None:
         """(Re)start the delivery's ack_wait."""
@@ -207,11 +197,6 @@ class _Member:
             self.spawn(self._delay(message, delay))
         else:
             self.spawn(self._reject(message))
-
-    def spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _ack(self, message: AmqpDurableMessage) -> None:
         # A failed ack leaves the message to be delivered again: at least once.
@@ -402,17 +387,6 @@ class AmqpBroker(NetworkBroker):
         return self._consume
 
     # --- publishing -------------------------------------------------------------------
-
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
@@ -645,23 +619,10 @@ class AmqpBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
-        for other, (theirs, _) in self._streams.items():
-            if other == name:
-                continue
-            for mine in patterns:
-                for their in theirs:
-                    if overlaps(mine, their):
-                        raise ValueError(
-                            f"stream subject {mine!r} overlaps {their!r} of stream {other!r}"
-                        )
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
+        refuse_overlap(name, patterns, ((n, s) for n, (s, _) in self._streams.items()))
         self._streams[name] = (patterns, limits)
-        for info in await self.streams():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         channel_owner = await self._publisher()

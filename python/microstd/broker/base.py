@@ -15,7 +15,8 @@ from typing import Any, Literal
 from microstd import _accel, codec
 from microstd._lifecycle import AsyncResource, SyncResource
 from microstd.broker._durable import AckMode, Start, StreamInfo
-from microstd.errors import EncodeError, NotSupported
+from microstd.broker._subjects import validate_subject
+from microstd.errors import EncodeError, NotFound, NotSupported
 
 __all__ = [
     "Broker",
@@ -325,6 +326,35 @@ class Broker(AsyncResource, abc.ABC):
     async def delete_durable(self, stream: str, name: str) -> None:
         """Delete durable `name` of `stream` and its position (a missing one is not an error)."""
         raise NotSupported(f"{type(self).__name__} has no durable streams")
+
+
+class EncodingBroker(Broker):
+    """A broker that encodes a publish here and sends the bytes with `_publish_raw`,
+    the path a dead letter takes too (it keeps its content type)."""
+
+    async def publish(
+        self,
+        topic: str,
+        body: object,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        validate_subject(topic)
+        data, ct, hdrs = encode_body(body, content_type, headers)
+        await self._publish_raw(topic, data, hdrs, ct)
+
+    @abc.abstractmethod
+    async def _publish_raw(
+        self, topic: str, data: bytes, headers: dict[str, str], content_type: str
+    ) -> None:
+        """Send an encoded body; return once the engine has it where a stream retains `topic`."""
+
+    async def _added_stream(self, name: str) -> StreamInfo:
+        """The info of stream `name`, just added (NotFound if another client deleted it since)."""
+        for info in await self.streams():
+            if info.name == name:
+                return info
+        raise NotFound(f"stream {name!r} was deleted as it was added")
 
 
 class SyncBroker(SyncResource, abc.ABC):

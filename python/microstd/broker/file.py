@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +44,21 @@ from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
     StreamLimits,
+    declared_stream,
     implicit_stream_name,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._durable_delivery import DurableDelivery, Settler
 from microstd.broker._memory_durable import to_info
 from microstd.broker._streams_pure import message_size
-from microstd.broker._subjects import validate_pattern, validate_subject
-from microstd.broker.base import Broker, ErrorHook, Handler, Message, Subscription, encode_body
+from microstd.broker._subjects import validate_pattern
+from microstd.broker.base import (
+    EncodingBroker,
+    ErrorHook,
+    Handler,
+    Message,
+    Subscription,
+)
 from microstd.errors import Closed, InvalidTopic
 
 __all__ = ["FileBroker"]
@@ -113,7 +119,7 @@ class _Sub(Subscription):
         )
 
 
-class FileBroker(Broker):
+class FileBroker(EncodingBroker):
     """The async broker on a SQLite file (see the module docstring)."""
 
     def __init__(
@@ -266,17 +272,6 @@ class FileBroker(Broker):
             )
         )
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
-
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
     ) -> None:
@@ -295,15 +290,10 @@ class FileBroker(Broker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         engine = await self._ready()
         await asyncio.wrap_future(engine.call(sql.add_stream, name, patterns, limits, time.time()))
-        for info in await self.streams():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         engine = await self._ready()

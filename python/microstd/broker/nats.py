@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from microstd._backends import ParsedURL
@@ -44,19 +44,17 @@ from microstd._engines import nats as engine
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
-    StreamLimits,
+    declared_stream,
     validate_name,
-    validate_subjects,
 )
 from microstd.broker._jetstream import JetStreams
 from microstd.broker._network import NetworkBroker, NetworkSubscription, query_options
-from microstd.broker._subjects import validate_pattern, validate_subject
+from microstd.broker._subjects import validate_pattern
 from microstd.broker.base import (
     OCTET_STREAM,
     Handler,
     Message,
     Subscription,
-    encode_body,
     log,
 )
 from microstd.errors import (
@@ -213,17 +211,6 @@ class NatsBroker(NetworkBroker):
         self._subs.add(sub)
         return sub
 
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
-
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
     ) -> None:
@@ -253,15 +240,10 @@ class NatsBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         await self._client("add stream")
         await self._jetstreams.add_stream(name, patterns, limits)
-        for info in await self._jetstreams.infos():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         await self._client("streams")

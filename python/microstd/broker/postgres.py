@@ -47,7 +47,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from microstd import codec
@@ -55,7 +55,7 @@ from microstd._backends import ParsedURL
 from microstd._engines import postgres as engine
 from microstd.broker import _postgres_sql as durable_sql
 from microstd.broker._durable import DurableOptions, StreamInfo
-from microstd.broker._groups import preferred_member
+from microstd.broker._groups import ClaimedMessage, Group
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -66,7 +66,7 @@ from microstd.broker._network import (
 from microstd.broker._postgres_durable import DurableStreams
 from microstd.broker._streams_pure import message_size
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import Handler, Message, Subscription, encode_body, log
+from microstd.broker.base import Handler, Message, Subscription, log
 from microstd.errors import Closed, ConnectionFailed, ConnectionRestored, InvalidTopic
 
 __all__ = ["PostgresBroker"]
@@ -111,35 +111,6 @@ CREATE TABLE {t}_members (
 """
 
 
-class _PgMessage(Message):
-    __slots__ = ("msgid",)
-
-    def __init__(
-        self, msgid: str, topic: str, data: bytes, headers: dict[str, str], content_type: str
-    ) -> None:
-        super().__init__(topic, data, headers, content_type)
-        self.msgid = msgid
-
-
-class _Group:
-    """This broker's members of one queue group, and the group's live members."""
-
-    __slots__ = ("key", "local", "turn", "view")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.local: dict[str, NetworkSubscription] = {}
-        self.view: list[str] = []
-        self.turn = 0
-
-    def next_local(self) -> NetworkSubscription | None:
-        if not self.local:
-            return None
-        members = list(self.local.values())
-        self.turn += 1
-        return members[self.turn % len(members)]
-
-
 class PostgresBroker(NetworkBroker):
     """Async broker on PostgreSQL LISTEN/NOTIFY (see the module docstring)."""
 
@@ -170,7 +141,7 @@ class PostgresBroker(NetworkBroker):
         self._conn: engine.PostgresConnection | None = None
         self._connecting: asyncio.Lock | None = None
         self._unlisten: list[Callable[[], Awaitable[None]]] = []
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str], Group] = {}
         self._items: deque[str] = deque()
         self._wake = asyncio.Event()
         self._pongs: dict[str, asyncio.Future[None]] = {}
@@ -331,7 +302,7 @@ class PostgresBroker(NetworkBroker):
         key = (pattern, queue)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(f"{queue}@{pattern}")
+            group = self._groups[key] = Group(f"{queue}@{pattern}")
         self._member_seq += 1
         member_id = f"{self._uid}.{self._member_seq}"
         group.local[member_id] = sub
@@ -356,7 +327,7 @@ class PostgresBroker(NetworkBroker):
             await db.execute("unsubscribe", self._sql_leave, group.key, member_id)
             await db.execute("unsubscribe", self._sql_control, group.key)
 
-    async def _refresh(self, group: _Group) -> None:
+    async def _refresh(self, group: Group) -> None:
         """Renew this broker's members of `group` and read who is alive."""
         db = await self._db()
         now = time.time()
@@ -413,26 +384,6 @@ class PostgresBroker(NetworkBroker):
             return await db.fetchval("queue group claim", self._sql_claim, msgid, grp) is not None
 
         return claim
-
-    def _route_group(self, group: _Group, message: _PgMessage) -> None:
-        view = group.view
-        if view:
-            chosen = group.local.get(preferred_member(message.msgid, view))
-            if chosen is None:
-                # Another process's turn: claim only if it has not after a while.
-                asyncio.get_running_loop().call_later(
-                    self._fallback_s, self._fall_back, group, message
-                )
-                return
-        else:
-            chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None:
-            chosen.delivery.push(message)
-
-    def _fall_back(self, group: _Group, message: _PgMessage) -> None:
-        chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None and not chosen.delivery.closed:
-            chosen.delivery.push(message)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -494,7 +445,7 @@ class PostgresBroker(NetworkBroker):
         except ConnectionFailed as exc:
             log.warning("PostgreSQL broker: reading a stored body failed: %s", exc)
             return
-        message = _PgMessage(msgid, topic, body, headers, content_type)
+        message = ClaimedMessage(msgid, topic, body, headers, content_type)
         routed: set[tuple[str, str]] = set()
         for sub in list(self._subs):
             if not matches(sub.pattern, topic):
@@ -508,7 +459,7 @@ class PostgresBroker(NetworkBroker):
             if key in routed or group is None:
                 continue
             routed.add(key)
-            self._route_group(group, message)
+            group.route(message, self._fallback_s)
 
     async def _body(self, ident: int) -> bytes | None:
         db = await self._db()
@@ -516,17 +467,6 @@ class PostgresBroker(NetworkBroker):
         return None if data is None else bytes(data)
 
     # -- publishing --------------------------------------------------------------------
-
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
@@ -551,10 +491,7 @@ class PostgresBroker(NetworkBroker):
         max_bytes: int | None = None,
     ) -> StreamInfo:
         await self._durables.add_stream(name, subjects, max_age, max_count, max_bytes)
-        for info in await self.streams():
-            if info.name == name:
-                return info
-        raise ConnectionFailed(f"stream {name!r} was deleted as it was added")
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         return await self._durables.streams()

@@ -59,7 +59,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from microstd import codec
@@ -69,11 +69,10 @@ from microstd._engines.redis_cluster import hash_tag
 from microstd.broker._durable import (
     DurableOptions,
     StreamInfo,
-    StreamLimits,
+    declared_stream,
     validate_name,
-    validate_subjects,
 )
-from microstd.broker._groups import preferred_member
+from microstd.broker._groups import ClaimedMessage, Group, preferred_member
 from microstd.broker._network import (
     ENVELOPE_VERSION,
     MalformedEnvelope,
@@ -84,7 +83,7 @@ from microstd.broker._network import (
 )
 from microstd.broker._redis_streams import RedisStreams
 from microstd.broker._subjects import matches, validate_pattern, validate_subject
-from microstd.broker.base import Handler, Message, Subscription, encode_body, log
+from microstd.broker.base import Handler, Message, Subscription, log
 from microstd.errors import (
     Closed,
     ConnectionFailed,
@@ -110,35 +109,6 @@ def glob_for(pattern: str) -> str:
     return ".".join(
         "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
     )
-
-
-class _RedisMessage(Message):
-    __slots__ = ("msgid",)
-
-    def __init__(
-        self, msgid: str, topic: str, data: bytes, headers: dict[str, str], content_type: str
-    ) -> None:
-        super().__init__(topic, data, headers, content_type)
-        self.msgid = msgid
-
-
-class _Group:
-    """This broker's members of one queue group, and the group's live members as seen in Redis."""
-
-    __slots__ = ("key", "local", "turn", "view")
-
-    def __init__(self, key: str) -> None:
-        self.key = key  # the sorted set of member ids
-        self.local: dict[str, NetworkSubscription] = {}
-        self.view: list[str] = []
-        self.turn = 0
-
-    def next_local(self) -> NetworkSubscription | None:
-        if not self.local:
-            return None
-        members = list(self.local.values())
-        self.turn += 1
-        return members[self.turn % len(members)]
 
 
 class RedisBroker(NetworkBroker):
@@ -183,7 +153,7 @@ class RedisBroker(NetworkBroker):
         self._globs: dict[str, list[NetworkSubscription]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pongs: dict[str, asyncio.Future[None]] = {}
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str], Group] = {}
         self._control = f"{prefix}{_CONTROL}"
         self._control_ready: asyncio.Future[None] | None = None
         self._streams = RedisStreams(self)
@@ -317,7 +287,7 @@ class RedisBroker(NetworkBroker):
         key = (pattern, queue)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(f"{self._keys}group:{queue}@{pattern}")
+            group = self._groups[key] = Group(f"{self._keys}group:{queue}@{pattern}")
         self._member_seq += 1
         member_id = f"{self._uid}.{self._member_seq}"
         group.local[member_id] = sub
@@ -355,7 +325,7 @@ class RedisBroker(NetworkBroker):
                 f"broker subscribe: Redis at {self._endpoint.redacted} did not confirm in time"
             ) from None
 
-    async def _refresh(self, group: _Group) -> None:
+    async def _refresh(self, group: Group) -> None:
         """Renew this broker's members of `group` and read who is alive."""
         now = int(time.time() * 1000)
         ttl = int(self._heartbeat_s * 3000)
@@ -395,26 +365,6 @@ class RedisBroker(NetworkBroker):
                 return bool(await self._redis.set(key, b"1", nx=True, px=self._claim_ms))
 
         return claim
-
-    def _route_group(self, group: _Group, message: _RedisMessage) -> None:
-        view = group.view
-        if view:
-            chosen = group.local.get(preferred_member(message.msgid, view))
-            if chosen is None:
-                # Another process's turn: claim only if it has not after a while.
-                asyncio.get_running_loop().call_later(
-                    self._fallback_s, self._fall_back, group, message
-                )
-                return
-        else:
-            chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None:
-            chosen.delivery.push(message)
-
-    def _fall_back(self, group: _Group, message: _RedisMessage) -> None:
-        chosen = group.next_local()
-        if chosen is not None and chosen.delivery is not None and not chosen.delivery.closed:
-            chosen.delivery.push(message)
 
     # --- reading ------------------------------------------------------------------
 
@@ -504,7 +454,7 @@ class RedisBroker(NetworkBroker):
             # the log), and the subscription goes on.
             log.warning("Redis broker: skipped a malformed message on %r: %s", channel[:200], exc)
             return
-        message = _RedisMessage(msgid, topic, body, headers, content_type)
+        message = ClaimedMessage(msgid, topic, body, headers, content_type)
         routed: set[tuple[str, str]] = set()
         for sub in subs:
             if not matches(sub.pattern, topic):
@@ -518,18 +468,7 @@ class RedisBroker(NetworkBroker):
             if key in routed or group is None:
                 continue
             routed.add(key)
-            self._route_group(group, message)
-
-    async def publish(
-        self,
-        topic: str,
-        body: object,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        validate_subject(topic)
-        data, ct, hdrs = encode_body(body, content_type, headers)
-        await self._publish_raw(topic, data, hdrs, ct)
+            group.route(message, self._fallback_s)
 
     async def _publish_raw(
         self, topic: str, data: bytes, headers: dict[str, str], content_type: str
@@ -551,15 +490,10 @@ class RedisBroker(NetworkBroker):
         max_count: int | None = None,
         max_bytes: int | None = None,
     ) -> StreamInfo:
-        validate_name(name, "stream")
-        patterns = validate_subjects(subjects)
-        limits = StreamLimits.of(max_age, max_count, max_bytes)
+        patterns, limits = declared_stream(name, subjects, max_age, max_count, max_bytes)
         await self._client()
         await self._streams.add_stream(name, patterns, limits)
-        for info in await self._streams.infos():
-            if info.name == name:
-                return info
-        raise AssertionError("the stream just added is gone")  # pragma: no cover
+        return await self._added_stream(name)
 
     async def streams(self) -> list[StreamInfo]:
         await self._client()

@@ -93,7 +93,11 @@ if _accel.core is not None:
 def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
     """A reusable decoder of CBOR into `type`: `Decoder(T).decode(data)`."""
     return typed.Decoder(
-        type, loads=_untyped, strings=False, forbid_unknown_fields=forbid_unknown_fields
+        type,
+        loads=_untyped,
+        strings=False,
+        forbid_unknown_fields=forbid_unknown_fields,
+        direct="decode_cbor",
     )
 
 

@@ -8,7 +8,12 @@ Sentinel takes `redis+sentinel://s1:26379,s2,s3/SERVICE/DB?prefix=...`
 (`microstd._engines.redis_sentinel`): after a failover the next call finds the
 new master. Replication is asynchronous there: a registration the old master
 acknowledged just before it died may be missing on the new one, until the
-node's next heartbeat (`register` again) writes it back.
+node's next heartbeat (`register` again) writes it back. Redis Cluster takes
+`redis+cluster://n1:7000,n2:7000/?prefix=...`: every key carries the prefix's
+hash tag (`{microstd:registry:}`), so a lookup's SCAN (of that slot's master)
+and MGET stay in one slot and a registry lives on one shard; a registration
+is the SET then its hint PUBLISH (redis-py's cluster pipeline refuses PUBLISH
+in a MULTI).
 
 Connection, timeouts and errors are `microstd._engines.redis`'s (options
 ``connect_timeout``, ``timeout``, ``ping_interval``; 5, 5 and 10 s). A watch
@@ -26,6 +31,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
+from microstd._engines.redis_cluster import hash_tag
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -75,12 +81,11 @@ class RedisRegistry(Registry):
             self._endpoint, rest = engine.RedisEndpoint.from_url(url, connection)
             if rest:
                 raise InvalidArgument(f"unknown redis registry options: {sorted(rest)}")
-        self._endpoint.refuse_cluster(
-            "the registry",
-            "its lookups SCAN and MGET every node key of the namespace, which were not"
-            " adapted to hash slots",
-        )
         self.prefix = prefix
+        # On a cluster every key carries the prefix's hash tag, so a lookup's MGET
+        # and a registration's MULTI are in one slot: a registry lives on one shard.
+        self._cluster = self._endpoint.cluster is not None
+        self._keys = hash_tag(prefix) if self._cluster else prefix
         self._conn: engine.RedisConnection | None = None
 
     @classmethod
@@ -121,32 +126,52 @@ class RedisRegistry(Registry):
         return self._conn.client
 
     def _key(self, name: str, node_id: str) -> str:
-        return f"{self.prefix}svc/{name}/{node_id}"
+        return f"{self._keys}svc/{name}/{node_id}"
 
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
         client = await self._client()
         px = max(1, math.ceil(ttl * 1000)) if ttl is not None else None
+        if self._cluster:
+            # redis-py's cluster pipeline refuses PUBLISH: the write, then its hint
+            # (a lost hint costs a watcher one poll interval, never the record).
+            with self._errors("register"):
+                await client.set(self._key(record.name, record.node_id), record.encode(), px=px)
+                await client.publish(f"{self._keys}events", record.name)
+            return
         pipe = client.pipeline(transaction=True)
         pipe.set(self._key(record.name, record.node_id), record.encode(), px=px)
-        pipe.publish(f"{self.prefix}events", record.name)
+        pipe.publish(f"{self._keys}events", record.name)
         with self._errors("register"):
             await pipe.execute()
 
     async def _remove(self, name: str, node_id: str) -> None:
         client = await self._client()
+        if self._cluster:
+            with self._errors("deregister"):
+                await client.delete(self._key(name, node_id))
+                await client.publish(f"{self._keys}events", name)
+            return
         pipe = client.pipeline(transaction=True)
         pipe.delete(self._key(name, node_id))
-        pipe.publish(f"{self.prefix}events", name)
+        pipe.publish(f"{self._keys}events", name)
         with self._errors("deregister"):
             await pipe.execute()
 
     async def _load(self, name: str | None) -> list[NodeRecord]:
         client = await self._client()
         # Names are validated to exclude glob characters, so they are safe in MATCH.
-        pattern = f"{self.prefix}svc/{name}/*" if name else f"{self.prefix}svc/*"
+        pattern = f"{self._keys}svc/{name}/*" if name else f"{self._keys}svc/*"
+        if self._cluster:
+            # `{` and `}` are literal in MATCH; a tag's `[`, `*`, ... must not be.
+            pattern = _glob_escape(self._keys) + pattern[len(self._keys) :]
 
         async def read() -> list[Any]:
-            keys = [k async for k in client.scan_iter(match=pattern, count=500)]
+            where: dict[str, Any] = {}
+            if self._cluster:
+                # The registry is one slot: scan only its master, not every one.
+                await client.initialize()
+                where["target_nodes"] = client.get_node_from_key(f"{self._keys}events")
+            keys = [k async for k in client.scan_iter(match=pattern, count=500, **where)]
             return list(await client.mget(keys)) if keys else []
 
         assert self._conn is not None
@@ -166,8 +191,12 @@ class RedisRegistry(Registry):
         assert self._conn is not None
         subscriber = self._conn.subscriber()
         try:
-            await subscriber.subscribe(f"{self.prefix}events")
+            await subscriber.subscribe(f"{self._keys}events")
         except BaseException:
             await subscriber.aclose()
             raise
         return _RedisFeed(subscriber)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -95,11 +95,16 @@ class NatsStreamListener:
     async def unsubscribe(self) -> None:
         """Take no more streams (idempotent); open ones go on."""
         sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                # Drained, not dropped: an opening already delivered is still
-                # answered (REFUSED while stopping, so the client tries another).
-                await sub.drain()
+        if sub is None:
+            return
+        with contextlib.suppress(Exception):
+            if not self.conn.connected:
+                await sub.unsubscribe()  # (no round trip to wait for while it is down)
+                return
+            # Drained, not dropped: an opening already delivered is still answered
+            # (REFUSED while stopping, so the client tries another instance). The
+            # drain's round trip is bounded: a stop must not hang on it.
+            await asyncio.wait_for(sub.drain(), self.conn.endpoint.timeouts.request or 5.0)
 
     async def stop(self) -> None:
         """End the streams still open (the server drained them first) and send what

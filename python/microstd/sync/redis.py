@@ -15,6 +15,14 @@ FIFO: the first retry after a release wins.
 
 Elections are locks under `<prefix>election:<name>`, held by the candidate
 and renewed in the background.
+
+On Redis Cluster (``redis+cluster://n1:7000,n2:7000/``) the prefix gets a hash
+tag (``{microstd:}``; one that holds a tag already is kept), so each script's
+keys are in one slot: the locks of one prefix live on one shard. Waiters
+subscribe on the master of that slot (classic pub/sub reaches every node).
+Replication is asynchronous there as with Sentinel: a lock granted just
+before its master died may be granted again by the promoted replica; the
+fencing token is the defence (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import redis as engine
+from microstd._engines.redis_cluster import hash_tag
 from microstd._engines.redis_sentinel import aclose as close_client
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
@@ -185,12 +194,10 @@ class RedisLocks(Locks):
             self._endpoint, _ = engine.RedisEndpoint.from_url(
                 url, {"timeout": seconds, "connect_timeout": seconds}, decode_responses=True
             )
-        self._endpoint.refuse_cluster(
-            "locks (sync)",
-            "a lock's scripts span the lock key and its fencing-token counter, and its"
-            " waiters listen for releases on pub/sub; they were not adapted to hash slots",
-        )
-        self._prefix = prefix
+        # On a cluster every key carries the prefix's hash tag: a lock and its
+        # token counter (the acquire script's two keys) are in one slot, as are
+        # all the locks of this prefix (they live on one shard).
+        self._prefix = hash_tag(prefix) if self._endpoint.cluster is not None else prefix
         self._owner = owner or default_owner()
         self._timeout = self._endpoint.timeouts.request
         # The engine's timeouts end a request this client gave up on (see `_bounded`).

@@ -102,6 +102,23 @@ fn bucket(bytes: &[u8]) -> usize {
     (h >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
+/// `a == b` for short map keys and field names, without a call to `memcmp`
+/// (measured: that call was a twentieth of decoding twitter into dataclasses,
+/// which compares every key with a field name).
+#[inline]
+pub fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=7 => small_word(a) == small_word(b),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// True if the zero-padded `stored` key holds exactly `bytes` (of the same length).
 #[inline]
 fn same(stored: &[u8; MAX_KEY_LEN], bytes: &[u8]) -> bool {
@@ -178,6 +195,20 @@ mod tests {
             assert_eq!(name.extract::<String>().unwrap(), "name");
             assert_eq!(tags.extract::<String>().unwrap(), "tags");
         });
+    }
+
+    #[test]
+    fn same_key_is_slice_equality() {
+        for n in 0..=40usize {
+            let key: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(super::same_key(&key, &key.clone()));
+            assert!(!super::same_key(&key, &key[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut other = key.clone();
+                other[i] ^= 1;
+                assert!(!super::same_key(&key, &other), "len {n}, byte {i}");
+            }
+        }
     }
 
     #[test]

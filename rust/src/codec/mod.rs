@@ -8,6 +8,8 @@
 
 pub mod cbor;
 #[cfg(feature = "python")]
+mod entry;
+#[cfg(feature = "python")]
 mod fast;
 #[cfg(feature = "python")]
 mod gc;
@@ -15,6 +17,7 @@ mod gc;
 mod json;
 #[cfg(feature = "python")]
 mod json_guard;
+pub mod json_scan;
 #[cfg(feature = "python")]
 mod keys;
 pub mod limits;

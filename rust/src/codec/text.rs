@@ -55,6 +55,22 @@ pub fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) })
 }
 
+/// A new str from `bytes` that the caller has checked are all ASCII.
+#[inline]
+pub fn new_ascii<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert!(bytes.is_ascii());
+    let chars = ffi::Py_ssize_t::try_from(bytes.len()).expect("str length fits isize");
+    // SAFETY: PyUnicode_New returns a new compact ASCII str of `chars`
+    // one-byte characters (or NULL with an exception set, turned into an
+    // error); all of them are written before it is returned.
+    unsafe {
+        let obj = Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_New(chars, 0x7f))?;
+        let data = ffi::PyUnicode_DATA(obj.as_ptr());
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len());
+        Ok(obj)
+    }
+}
+
 /// A new str from UTF-8 `bytes`, or None (with no exception left set) when
 /// they are not valid UTF-8.
 #[inline]

@@ -37,6 +37,21 @@ pub fn decode_prefix<'py>(
     tag_hook: Option<Bound<'py, PyAny>>,
     limits: Limits,
 ) -> Result<(Bound<'py, PyAny>, usize)> {
+    with_decoder(py, data, |d| {
+        d.tag_hook = tag_hook;
+        d.limits = limits;
+        let value = d.item(0, false)?;
+        Ok((value, d.pos))
+    })
+}
+
+/// Runs `f` with a decoder over `data` that shares the key cache (typed
+/// decoding reads the wire with it too).
+pub(crate) fn with_decoder<'py, T>(
+    py: Python<'py>,
+    data: &[u8],
+    f: impl FnOnce(&mut Decoder<'_, 'py>) -> T,
+) -> T {
     let mut guard = KEY_CACHE.try_lock().ok();
     let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut d = Decoder {
@@ -44,17 +59,16 @@ pub fn decode_prefix<'py>(
         data,
         pos: 0,
         keys,
-        tag_hook,
-        limits,
+        tag_hook: None,
+        limits: Limits::default(),
     };
-    let value = d.item(0, false)?;
-    Ok((value, d.pos))
+    f(&mut d)
 }
 
-struct Decoder<'a, 'py> {
-    py: Python<'py>,
-    data: &'a [u8],
-    pos: usize,
+pub(crate) struct Decoder<'a, 'py> {
+    pub(crate) py: Python<'py>,
+    pub(crate) data: &'a [u8],
+    pub(crate) pos: usize,
     /// The shared cache of map keys (None while another decode holds it).
     keys: Option<&'a mut KeyCache>,
     tag_hook: Option<Bound<'py, PyAny>>,
@@ -165,7 +179,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     /// Decodes one item; `immutable` is set inside map keys and set members,
     /// where arrays become tuples and sets frozensets so they can be hashed.
-    fn item(&mut self, depth: usize, immutable: bool) -> Result<Bound<'py, PyAny>> {
+    pub(crate) fn item(&mut self, depth: usize, immutable: bool) -> Result<Bound<'py, PyAny>> {
         // Doubles skip the general head reader: float arrays are all doubles.
         if let Some((&0xfb, rest)) = self.data[self.pos..].split_first() {
             if let Some(bits) = rest.first_chunk::<8>() {
@@ -400,7 +414,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     /// A map key: short definite text strings come from the key cache.
-    fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+    pub(crate) fn key(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
         let start = self.pos;
         let short = match self.data.get(start) {
             Some(&ib) if ib >> 5 == TEXT && ib & 0x1f < 24 => Some((usize::from(ib & 0x1f), 1)),

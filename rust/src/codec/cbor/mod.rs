@@ -91,6 +91,20 @@ fn cbor_loads<'py>(
     strict_keys: bool,
     unique_keys: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if r#type.is_none()
+        && tag_hook.is_none()
+        && max_container_len.is_none()
+        && max_str_len.is_none()
+        && max_depth.is_none()
+        && !strict_keys
+        && !unique_keys
+    {
+        // The plain call, straight to the decoder (as in `msgpack_loads`).
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let _pause = crate::codec::gc::GcPause::new(py);
+            return Ok(decode::decode(py, b.as_bytes())?);
+        }
+    }
     let limits = Limits::from_py(
         max_container_len,
         max_str_len,
@@ -102,6 +116,12 @@ fn cbor_loads<'py>(
         return untyped(py, data, tag_hook, limits);
     };
     let plan = crate::codec::plans::core_plan(tp)?;
+    if tag_hook.is_none() && limits == Limits::default() {
+        return plan.call_method1(
+            pyo3::intern!(py, "decode_cbor"),
+            (data, forbid_unknown_fields),
+        );
+    }
     let value = untyped(py, data, tag_hook, limits)?;
     plan.call_method1(
         pyo3::intern!(py, "convert"),
@@ -109,8 +129,9 @@ fn cbor_loads<'py>(
     )
 }
 
+/// `loads` without a type: `data` as bytes, bytearray or memoryview.
 #[cfg(feature = "python")]
-fn untyped<'py>(
+pub(crate) fn untyped<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     tag_hook: Option<&Bound<'py, PyAny>>,
@@ -189,10 +210,27 @@ fn cbor_next<'py>(
     }
 }
 
+/// `cbor_loads` as the interpreter calls it (see `codec::entry`).
+#[cfg(feature = "python")]
+unsafe extern "C" fn cbor_loads_entry(
+    _module: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargs: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    // SAFETY: the interpreter calls this as the builtin `add_plain_loads` made.
+    unsafe { crate::codec::entry::call(&FULL_LOADS, args, nargs, kwnames, decode::decode) }
+}
+
+/// The PyO3 function behind `cbor_loads_entry`.
+#[cfg(feature = "python")]
+static FULL_LOADS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
 #[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
-    m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;
+    let full = wrap_pyfunction!(cbor_loads, m)?;
+    crate::codec::entry::add_plain_loads(m, full.as_any(), &FULL_LOADS, cbor_loads_entry)?;
     m.add_function(wrap_pyfunction!(cbor_next, m)?)?;
     Ok(())
 }

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
+use super::plan::Dataclass;
+
 static TUPLE_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `tuple.__new__(cls, items)`: a NamedTuple without its generated `__new__`.
@@ -41,17 +43,24 @@ pub(super) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py,
 
 /// Where a new dataclass instance's fields go: straight into its `__dict__`
 /// (as the twin does, and as the dataclass's own `__init__` would end up),
-/// or, for slotted classes, through `object.__setattr__`. Measured on the
-/// twitter corpus: `__setattr__`'s descriptor lookup per field was a tenth
-/// of typed decoding; the `__dict__` is looked up once per instance.
+/// or through `object.__setattr__`: for slotted classes, and for the others
+/// while no field name is a data descriptor on the class (the plan's
+/// `plain_attrs` tag still current), when the two store the same thing.
+/// `object.__setattr__` then writes into the instance's inline values
+/// (CPython 3.11+) as `__init__`'s own assignments do, never making the
+/// `__dict__` object: measured, the `__dict__` (made, filled, freed) was a
+/// fifth of decoding citm_catalog into dataclasses.
 pub(super) enum FieldSink<'py> {
     Dict(Bound<'py, PyDict>),
     Attrs,
 }
 
 impl<'py> FieldSink<'py> {
-    pub(super) fn new(obj: &Bound<'py, PyAny>, slots: bool) -> PyResult<Self> {
-        if slots {
+    pub(super) fn new(obj: &Bound<'py, PyAny>, dc: &Dataclass) -> PyResult<Self> {
+        if dc.slots
+            || (dc.plain_attrs != 0
+                && crate::codec::fast::type_version(dc.cls.bind(obj.py())) == dc.plain_attrs)
+        {
             return Ok(Self::Attrs);
         }
         let dict = obj.getattr(pyo3::intern!(obj.py(), "__dict__"))?;
@@ -86,4 +95,44 @@ fn generic_setattr(
         return Err(PyErr::fetch(obj.py()));
     }
     Ok(())
+}
+
+/// Which fields of a map have been read: a bit mask, or a vector for
+/// classes of more than 64 fields (no allocation per instance otherwise).
+pub(super) enum Seen {
+    Bits(u64),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    #[inline]
+    pub(super) fn new(fields: usize) -> Self {
+        if fields <= 64 {
+            Self::Bits(0)
+        } else {
+            Self::Many(vec![false; fields])
+        }
+    }
+
+    /// Marks field `i` read; false if it already was (a repeated key).
+    #[inline]
+    pub(super) fn mark(&mut self, i: usize) -> bool {
+        match self {
+            Self::Bits(bits) => {
+                let bit = 1u64 << i;
+                let fresh = *bits & bit == 0;
+                *bits |= bit;
+                fresh
+            }
+            Self::Many(seen) => !std::mem::replace(&mut seen[i], true),
+        }
+    }
+
+    #[inline]
+    pub(super) fn has(&self, i: usize) -> bool {
+        match self {
+            Self::Bits(bits) => *bits & (1u64 << i) != 0,
+            Self::Many(seen) => seen[i],
+        }
+    }
 }

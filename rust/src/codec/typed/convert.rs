@@ -424,7 +424,7 @@ impl Run<'_> {
         let py = value.py();
         let dict = value.cast::<PyDict>().map_err(|_| wrong(&dc.name, value))?;
         let obj = new_instance(dc.cls.bind(py))?;
-        let sink = FieldSink::new(&obj, dc.slots)?;
+        let sink = FieldSink::new(&obj, dc)?;
         let mut used = 0;
         for f in &dc.fields {
             let name = f.name.bind(py);

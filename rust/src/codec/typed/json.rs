@@ -12,13 +12,15 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
-use super::build::{new_instance, new_named_tuple, FieldSink};
+use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
 use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
+use crate::codec::fast;
 use crate::codec::gc::GcPause;
+use crate::codec::keys::same_key;
 
 /// Deeper than this, the canonical path decides (orjson's own limit applies there).
 pub(super) const MAX_JSON_DEPTH: usize = 250;
@@ -104,6 +106,7 @@ impl<'py> Reader<'_, '_, 'py> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per node kind
     fn typed(&mut self, node: usize, depth: usize) -> Read<'py> {
         let b = self.peek()?;
         let py = self.py;
@@ -120,12 +123,22 @@ impl<'py> Reader<'_, '_, 'py> {
                 let n = self.number()?;
                 self.float_value(&n)
             }
-            Node::Bool if b == b't' || b == b'f' => self.value(depth),
-            Node::None if b == b'n' => self.value(depth),
+            Node::Bool if b == b't' => {
+                self.literal(b"true")?;
+                Ok(PyBool::new(py, true).to_owned().into_any())
+            }
+            Node::Bool if b == b'f' => {
+                self.literal(b"false")?;
+                Ok(PyBool::new(py, false).to_owned().into_any())
+            }
+            Node::None if b == b'n' => {
+                self.literal(b"null")?;
+                Ok(py.None().into_bound(py))
+            }
             Node::Str | Node::Int | Node::Float | Node::Bool | Node::None => Err(GiveUp),
             Node::List(item) => {
                 let items = self.array(depth, |_| Some(*item))?;
-                Ok(PyList::new(py, items)?.into_any())
+                Ok(fast::list_from_vec(py, items)?)
             }
             Node::VarTuple(item) => {
                 let items = self.array(depth, |_| Some(*item))?;
@@ -216,20 +229,20 @@ impl<'py> Reader<'_, '_, 'py> {
         count: usize,
         hint: usize,
     ) -> Result<Option<usize>, GiveUp> {
-        let (start, end, escaped) = self.string_bytes()?;
-        let key = if escaped {
-            &self.scratch[start..end]
+        let t = self.string_bytes()?;
+        let key = if t.escaped {
+            &self.scratch[t.start..t.end]
         } else {
-            &self.data[start..end]
+            &self.data[t.start..t.end]
         };
-        if hint < count && names(hint) == key {
+        if hint < count && same_key(names(hint), key) {
             return Ok(Some(hint));
         }
-        if let Some(i) = (0..count).find(|&i| names(i) == key) {
+        if let Some(i) = (0..count).find(|&i| same_key(names(i), key)) {
             return Ok(Some(i));
         }
         // Not a field: it must still be valid UTF-8 for the document to be valid.
-        if std::str::from_utf8(key).is_err() {
+        if !t.ascii && std::str::from_utf8(key).is_err() {
             return Err(GiveUp);
         }
         Ok(None)
@@ -251,8 +264,8 @@ impl<'py> Reader<'_, '_, 'py> {
         self.expect(b'{')?;
         let py = self.py;
         let obj = new_instance(dc.cls.bind(py))?;
-        let sink = FieldSink::new(&obj, dc.slots)?;
-        let mut seen = vec![false; dc.fields.len()];
+        let sink = FieldSink::new(&obj, dc)?;
+        let mut seen = Seen::new(dc.fields.len());
         let mut hint = 0;
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -262,10 +275,9 @@ impl<'py> Reader<'_, '_, 'py> {
                 self.expect(b':')?;
                 match found {
                     Some(i) => {
-                        if seen[i] {
+                        if !seen.mark(i) {
                             return Err(GiveUp); // repeated: orjson keeps the last
                         }
-                        seen[i] = true;
                         hint = i + 1;
                         let field = &dc.fields[i];
                         let value = self.typed(field.node, depth + 1)?;
@@ -278,8 +290,8 @@ impl<'py> Reader<'_, '_, 'py> {
                 }
             }
         }
-        for (field, seen) in dc.fields.iter().zip(seen) {
-            if seen {
+        for (i, field) in dc.fields.iter().enumerate() {
+            if seen.has(i) {
                 continue;
             }
             let value = match &field.default {

@@ -7,7 +7,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
 
 use super::json::{GiveUp, Read, Reader, MAX_JSON_DEPTH};
-use crate::codec::{fast, text};
+use crate::codec::{fast, json_scan, text};
+
+/// A string's bytes: `data[start..end]`, or `scratch[start..end]` once its
+/// escapes are resolved; `ascii` (unescaped strings only) when every byte is.
+pub(super) struct Text {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) escaped: bool,
+    pub(super) ascii: bool,
+}
 
 /// A number token: its text, and whether it is an integer (no fraction or exponent).
 pub(super) struct Number<'a> {
@@ -125,6 +134,13 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
     }
 
     pub(super) fn float_value(&self, n: &Number<'_>) -> Read<'py> {
+        // (Integer tokens are read as ints first, as the canonical path
+        // does: "-0" is 0.0 there, not -0.0.)
+        if !n.integer {
+            if let Some(v) = json_scan::exact_float(n.text) {
+                return Ok(fast::new_float(self.py, v)?);
+            }
+        }
         let text = std::str::from_utf8(n.text).map_err(|_| GiveUp)?;
         let v: f64 = if n.integer {
             // An int converted to float, as `float(int)` does (round half to even).
@@ -155,32 +171,37 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
 
     /// The raw UTF-8 of a string (escapes resolved into `scratch` when there
     /// are any); the opening quote is next.
-    pub(super) fn string_bytes(&mut self) -> Result<(usize, usize, bool), GiveUp> {
+    pub(super) fn string_bytes(&mut self) -> Result<Text, GiveUp> {
         self.expect(b'"')?;
         let start = self.pos;
         let data = self.data;
-        let mut i = start;
-        loop {
-            match data.get(i) {
-                None => return Err(GiveUp),
-                Some(b'"') => {
-                    self.pos = i + 1;
-                    return Ok((start, i, false));
-                }
-                Some(b'\\') => break,
-                Some(&b) if b < 0x20 => return Err(GiveUp),
-                Some(_) => i += 1,
+        let (mut i, high) = json_scan::scan(data, start);
+        match data.get(i) {
+            Some(b'"') => {
+                self.pos = i + 1;
+                return Ok(Text {
+                    start,
+                    end: i,
+                    escaped: false,
+                    ascii: !high,
+                });
             }
+            Some(b'\\') => {}
+            _ => return Err(GiveUp), // the end of the data, or a control byte
         }
         // Escapes: copy what came before, then resolve them one by one.
         self.scratch.clear();
         self.scratch.extend_from_slice(&data[start..i]);
         loop {
             match data.get(i) {
-                None => return Err(GiveUp),
                 Some(b'"') => {
                     self.pos = i + 1;
-                    return Ok((0, self.scratch.len(), true));
+                    return Ok(Text {
+                        start: 0,
+                        end: self.scratch.len(),
+                        escaped: true,
+                        ascii: false,
+                    });
                 }
                 Some(b'\\') => {
                     let (c, next) = escape(data, i)?;
@@ -189,21 +210,23 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
                         .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
                     i = next;
                 }
-                Some(&b) if b < 0x20 => return Err(GiveUp),
-                Some(&b) => {
-                    self.scratch.push(b);
-                    i += 1;
-                }
+                _ => return Err(GiveUp),
             }
+            let (stop, _) = json_scan::scan(data, i);
+            self.scratch.extend_from_slice(&data[i..stop]);
+            i = stop;
         }
     }
 
     pub(super) fn string(&mut self) -> Read<'py> {
-        let (start, end, escaped) = self.string_bytes()?;
-        let bytes = if escaped {
-            &self.scratch[start..end]
+        let t = self.string_bytes()?;
+        if t.ascii {
+            return Ok(text::new_ascii(self.py, &self.data[t.start..t.end])?);
+        }
+        let bytes = if t.escaped {
+            &self.scratch[t.start..t.end]
         } else {
-            &self.data[start..end]
+            &self.data[t.start..t.end]
         };
         text::new_str(self.py, bytes)?.ok_or(GiveUp)
     }

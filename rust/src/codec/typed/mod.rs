@@ -3,6 +3,7 @@
 //! values into the plan's type.
 
 mod build;
+mod cbor;
 mod convert;
 mod json;
 mod json_text;
@@ -64,6 +65,22 @@ impl TypedPlan {
             forbid: forbid_unknown_fields,
         };
         crate::codec::msgpack::with_bytes(data, |bytes| msgpack::decode(&run, py, bytes))
+    }
+
+    /// Decodes CBOR `data` straight into the plan's type, in one pass (bytes;
+    /// other inputs go through `codec.cbor.loads`, then `convert`).
+    #[pyo3(signature = (data, forbid_unknown_fields=false))]
+    fn decode_cbor<'py>(
+        &self,
+        data: &Bound<'py, PyAny>,
+        forbid_unknown_fields: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let run = Run {
+            nodes: &self.nodes,
+            strings: false,
+            forbid: forbid_unknown_fields,
+        };
+        cbor::decode(&run, data)
     }
 
     /// Decodes a JSON document straight into the plan's type, in one pass

@@ -16,11 +16,12 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::build::{new_instance, new_named_tuple, FieldSink};
+use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
 use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
+use crate::codec::keys::same_key;
 use crate::codec::msgpack::decode::{with_decoder, Decoder};
 use crate::codec::{fast, MAX_DEPTH};
 
@@ -275,10 +276,10 @@ impl<'py> Reader<'_, '_, 'py> {
         let Some(key) = self.str_bytes()? else {
             return Ok(None);
         };
-        if hint < count && names(hint) == key {
+        if hint < count && same_key(names(hint), key) {
             return Ok(Some(hint));
         }
-        if let Some(i) = (0..count).find(|&i| names(i) == key) {
+        if let Some(i) = (0..count).find(|&i| same_key(names(i), key)) {
             return Ok(Some(i));
         }
         self.d.pos = start;
@@ -289,8 +290,8 @@ impl<'py> Reader<'_, '_, 'py> {
         let n = self.container(depth, Self::map_len)?;
         let py = self.d.py;
         let obj = new_instance(dc.cls.bind(py))?;
-        let sink = FieldSink::new(&obj, dc.slots)?;
-        let mut seen = vec![false; dc.fields.len()];
+        let sink = FieldSink::new(&obj, dc)?;
+        let mut seen = Seen::new(dc.fields.len());
         let mut hint = 0;
         for _ in 0..n {
             let found = self.field_index(|i| &dc.fields[i].utf8, dc.fields.len(), hint)?;
@@ -298,17 +299,16 @@ impl<'py> Reader<'_, '_, 'py> {
                 self.skip_entry(depth)?;
                 continue;
             };
-            if seen[i] {
+            if !seen.mark(i) {
                 return Err(GiveUp); // a repeated key: the canonical path keeps the last
             }
-            seen[i] = true;
             hint = i + 1;
             let field = &dc.fields[i];
             let value = self.typed(field.node, depth + 1)?;
             sink.set(&obj, field.name.bind(py), &value)?;
         }
-        for (field, seen) in dc.fields.iter().zip(seen) {
-            if seen {
+        for (i, field) in dc.fields.iter().enumerate() {
+            if seen.has(i) {
                 continue;
             }
             let value = match &field.default {

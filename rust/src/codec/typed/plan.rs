@@ -62,6 +62,12 @@ pub struct Dataclass {
     /// No instance `__dict__` (slots): fields are set one by one with
     /// `object.__setattr__`; otherwise they go straight into the `__dict__`.
     pub slots: bool,
+    /// The class's `tp_version_tag` when it was checked that no field name
+    /// is a data descriptor on the class (0: not checked, or one is). While
+    /// the tag is unchanged (no attribute of the class or a base was set
+    /// since), `object.__setattr__` stores exactly what a `__dict__` write
+    /// would, without making the `__dict__` (see `build::FieldSink`).
+    pub plain_attrs: u32,
 }
 
 pub struct TypedDictField {
@@ -137,6 +143,32 @@ fn indexes(item: &Bound<'_, PyAny>, count: usize) -> PyResult<Vec<usize>> {
     item.try_iter()?.map(|i| index(&i?, count)).collect()
 }
 
+/// The version tag of `cls` if none of `fields` is a data descriptor on it
+/// (found along its MRO), else 0. The lookups through the class give it a
+/// version tag when it has none yet.
+fn plain_attrs_tag(cls: &Bound<'_, PyType>, fields: &[Field]) -> PyResult<u32> {
+    let py = cls.py();
+    for f in fields {
+        let name = f.name.bind(py);
+        for base in cls.getattr(pyo3::intern!(py, "__mro__"))?.try_iter()? {
+            let attrs = base?.getattr(pyo3::intern!(py, "__dict__"))?;
+            let Some(attr) = attrs.get_item(name).ok() else {
+                continue;
+            };
+            let kind = attr.get_type();
+            if kind.hasattr(pyo3::intern!(py, "__set__"))?
+                || kind.hasattr(pyo3::intern!(py, "__delete__"))?
+            {
+                return Ok(0);
+            }
+            break;
+        }
+        // Through the type's cached lookup: this assigns the version tag.
+        cls.hasattr(name)?;
+    }
+    Ok(crate::codec::fast::type_version(cls))
+}
+
 /// Reads `_plan.py`'s node list.
 pub fn parse(nodes: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
     let list: Vec<Bound<'_, PyTuple>> = nodes
@@ -147,6 +179,7 @@ pub fn parse(nodes: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
     list.iter().map(|t| parse_node(t, count)).collect()
 }
 
+#[allow(clippy::too_many_lines)] // one arm per node kind
 fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
     let py = t.py();
     let kind: u8 = t.get_item(0)?.extract()?;
@@ -209,12 +242,20 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                     },
                 });
             }
+            let cls = at(2)?.cast_into::<PyType>()?;
+            let slots = at(5)?.is_truthy()?;
+            let plain_attrs = if slots {
+                0
+            } else {
+                plain_attrs_tag(&cls, &fields)?
+            };
             Node::Dataclass(Box::new(Dataclass {
                 name: at(1)?.extract()?,
-                cls: at(2)?.cast_into::<PyType>()?.unbind(),
+                cls: cls.unbind(),
                 fields,
                 post_init: at(4)?.is_truthy()?,
-                slots: at(5)?.is_truthy()?,
+                slots,
+                plain_attrs,
             }))
         }
         TYPEDDICT => {
