@@ -53,6 +53,19 @@ def make_service(reg: str, name: str = "greeter", **kw: object) -> microstd.Serv
     async def echo(req: object) -> object:
         return req
 
+    # Untyped: the server calls these directly and makes their results plain after.
+    @svc.handler("Greeter.Untyped")
+    async def untyped(req: dict) -> object:  # type: ignore[type-arg]
+        return HelloReply(f"hello {req['name']}")
+
+    @svc.handler("Greeter.Later")
+    async def later(req: dict) -> object:  # type: ignore[type-arg]
+        async def reply() -> HelloReply:
+            await asyncio.sleep(0)
+            return HelloReply(f"later {req['name']}")
+
+        return reply()  # an awaitable result is awaited
+
     @svc.handler("Greeter.Boom")
     async def boom(req: dict[str, object]) -> None:
         raise RuntimeError("database password is hunter2")
@@ -97,6 +110,8 @@ async def test_dataclass_pydantic_and_plain(client: Client) -> None:
     assert reply == Total(total=2)
     body = {"k": [1, 2.5, None, True, "x", b"raw"]}
     assert await client.call("greeter", "Greeter.Echo", body) == body
+    assert await client.call("greeter", "Greeter.Untyped", {"name": "ada"}) == {"msg": "hello ada"}
+    assert await client.call("greeter", "Greeter.Later", {"name": "bo"}) == {"msg": "later bo"}
 
 
 async def test_reply_is_a_copy(client: Client) -> None:

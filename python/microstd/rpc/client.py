@@ -57,9 +57,9 @@ from microstd.rpc.context import (
     REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
     Context,
-    current_context,
     new_request_id,
 )
+from microstd.rpc.context import _current as _current_context
 from microstd.rpc.convert import build
 from microstd.rpc.deadline import Deadline
 from microstd.rpc.frames import Channel, WebSocketChannel
@@ -124,6 +124,7 @@ _NOTHING: frozenset[str] = frozenset()
 
 #: Tracing and metrics switches (`microstd.observe`): one attribute read per call when off.
 _observe = _observe_state.state
+_monotonic = time.monotonic
 
 
 class Client(AsyncResource):
@@ -280,6 +281,12 @@ class Client(AsyncResource):
             result = await _observed.call(self.timeout, call, self._run)
         elif self.middleware:
             result = await self._chain()(call)
+        elif (
+            self._nats is not None
+            and body.__class__ in _PLAIN_BODIES
+            and not self.__dict__.get("_lifecycle_closed")
+        ):
+            result = await self._nats.invoke(self, call)  # (_invoke's NATS path, inlined)
         else:
             result = await self._invoke(call)
         if type is not None:
@@ -345,15 +352,16 @@ class Client(AsyncResource):
         return headers
 
     async def _invoke(self, call: Call) -> object:
-        self._check_open()
+        if self.__dict__.get("_lifecycle_closed"):  # (_check_open, inlined: every call)
+            self._check_open()
         if type(call.body) not in _PLAIN_BODIES and is_stream_body(call.body):
             return await self._invoke_streaming(call)
         if self._nats is not None:
             return await self._nats.invoke(self, call)
         timeout = call.timeout if call.timeout is not None else self.timeout
-        now = time.monotonic()
+        now = _monotonic()
         deadline = now + timeout
-        ctx = current_context()
+        ctx = _current_context.get()
         if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:
             deadline = ctx.deadline
         headers = self._headers(call, ctx)
@@ -370,9 +378,21 @@ class Client(AsyncResource):
                 node = self._pick(call.service, nodes, _NOTHING)
                 try:
                     # The success path: one attempt, no retry bookkeeping.
-                    reply = await self._send(node, call, payload, headers, deadline)
+                    if (self.local and self.registry.embedded) or _observe.tracer is not None:
+                        reply = await self._send(node, call, payload, headers, deadline)
+                    else:  # (_send, inlined for a call that can only go over HTTP)
+                        left = deadline - _monotonic()
+                        headers[TIMEOUT_HEADER] = f"{left if left > 0.0 else 0.0:.6f}"
+                        reply = await self._http(node, call.endpoint, payload, headers)
+                        if reply.not_started and reply.status == 503:
+                            raise _Unavailable(_decode_error(call.service, reply))
                 except _Retryable as exc:
                     return await self._retry(call, payload, headers, deadline, node, exc)
+                if not reply.error and reply.content_type == self._codec.content_type:
+                    try:
+                        return self._codec.loads(reply.body)  # (_decode_reply's common case)
+                    except MicrostdError:
+                        pass  # its 502, made the slow way
                 return self._decode_reply(call.service, reply, deadline)
         except TimeoutError:
             if not scope.expired:

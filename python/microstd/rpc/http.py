@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from microstd import _deps
 from microstd.observe import _state as _observe_state
 from microstd.observe import rpc as _observed
-from microstd.rpc.context import within
+from microstd.rpc.context import REQUEST_ID_HEADER, within
 from microstd.rpc.frames import WebSocketChannel
 from microstd.rpc.limits import AMPLIFICATION
 
@@ -234,7 +234,10 @@ def _web() -> Any:
 
 
 def _response(reply: Reply, *, close: bool = False) -> Any:
-    headers = reply.headers()
-    if close:
-        headers["Connection"] = "close"
+    if reply.error or close:
+        headers = reply.headers()
+        if close:
+            headers["Connection"] = "close"
+    else:  # (Reply.headers, inlined for the common case)
+        headers = {"Content-Type": reply.content_type, REQUEST_ID_HEADER: reply.request_id}
     return _Response(body=reply.body, status=reply.status, headers=headers)

@@ -49,12 +49,12 @@ from microstd.observe import rpc as _observed
 from microstd.rpc.context import (
     CALLER_HEADER,
     ERROR_HEADER,
+    MAX_REQUEST_ID,
     META_PREFIX,
     NOT_STARTED_HEADER,
     REQUEST_ID_HEADER,
     Context,
     new_request_id,
-    valid_request_id,
 )
 from microstd.rpc.context import _current as _context_var
 from microstd.rpc.limits import AMPLIFICATION
@@ -188,84 +188,98 @@ class NatsServerTransport:
         self._tasks[id(msg)] = self._loop.create_task(self._serve(msg))
 
     async def _serve(self, msg: Any) -> None:
+        """Serve one call (in a task of its own): context and admission, the handler,
+        the reply."""
         try:
-            await self._answer(msg)
+            server = self.server
+            limits = server._limits
+            headers = msg.headers
+            reply_to = msg.reply
+            millis, _, endpoint = msg.subject[self._prefix_len :].partition(".")
+            timeout = int(millis) / 1000 if millis.isdigit() else None
+            if headers is None:
+                # The common case: a first call, msgpack both ways, no metadata. The
+                # subject and the reply inbox say all there is: no headers to read.
+                max_timeout = limits.max_timeout
+                seconds = max_timeout if timeout is None or timeout > max_timeout else timeout
+                # A call without a request id is known by its reply inbox's unique token.
+                rid = reply_to.rpartition(".")[2] if reply_to else ""
+                # (valid_request_id, inlined: every call)
+                if not (
+                    rid
+                    and len(rid) <= MAX_REQUEST_ID
+                    and rid.isascii()
+                    and rid.isprintable()
+                    and " " not in rid
+                ):
+                    rid = new_request_id()
+                ctx = Context._make(server.name, endpoint, rid, "", _monotonic() + seconds, {})
+                in_codec = out_codec = codecs.get(DEFAULT_CONTENT_TYPE)
+                prepared = server._route(ctx, in_codec, out_codec)
+                headers = _NO_HEADERS
+            else:
+                if REQUEST_ID_HEADER not in headers and reply_to:
+                    headers[REQUEST_ID_HEADER] = reply_to.rpartition(".")[2]
+                prepared = server._prepare(
+                    endpoint,
+                    headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+                    headers.get("Accept"),
+                    headers,
+                    timeout=timeout,
+                )
+            if not isinstance(prepared, tuple):
+                await self._reply(msg, prepared)
+                return
+            ctx, handler, in_codec, out_codec = prepared
+            body = msg.data
+            if len(body) > limits.max_body:
+                await self._reply(
+                    msg, server._error(server._too_large(), out_codec, ctx.request_id)
+                )
+                return
+            budget = server._budget
+            charge = (len(body) + 64) * AMPLIFICATION  # Limits.charge, inlined: every call
+            if charge > budget.capacity:
+                charge = budget.capacity
+            if not budget.try_take(charge):
+                if self._waiting >= MAX_WAITING:
+                    detail = f"{server.name} is busy: {MAX_WAITING} calls waiting"
+                    refusal = server._error(
+                        server.fail(503, detail), out_codec, ctx.request_id, not_started=True
+                    )
+                    await self._reply(msg, refusal)
+                    return
+                self._waiting += 1
+                try:
+                    refused = await server._admit(ctx, charge, out_codec)
+                finally:
+                    self._waiting -= 1
+                if refused is not None:
+                    await self._reply(msg, refused)
+                    return
+            try:
+                work = server._handle(ctx, handler, in_codec, out_codec, body)
+                if _observe.on:
+                    reply = await _observed.serve(server.name, server.node_id, ctx, headers, work)
+                else:
+                    reply = await work
+            finally:
+                budget.give(charge)
+            if not reply_to:
+                return  # a publish, not a request: nobody to answer
+            conn = self._conn
+            if reply.error or reply.content_type != in_codec.content_type or conn is None:
+                await self._reply(msg, reply, in_codec.content_type)
+            else:
+                try:  # the common case: a reply with no headers (_publish, inlined)
+                    nc = conn.nc
+                    if nc is None or not nc.is_connected:
+                        nc = conn.client("reply")  # raises what the connection's state means
+                    await nc.publish(reply_to, reply.body)
+                except Exception as exc:
+                    self._not_sent(conn, exc)
         finally:
             self._tasks.pop(id(msg), None)
-
-    async def _answer(self, msg: Any) -> None:
-        """Serve one call: context and admission, the handler, the reply."""
-        server = self.server
-        limits = server._limits
-        headers = msg.headers
-        reply_to = msg.reply
-        millis, _, endpoint = msg.subject[self._prefix_len :].partition(".")
-        timeout = int(millis) / 1000 if millis.isdigit() else None
-        if headers is None:
-            # The common case: a first call, msgpack both ways, no metadata. The
-            # subject and the reply inbox say all there is: no headers to read.
-            max_timeout = limits.max_timeout
-            seconds = max_timeout if timeout is None or timeout > max_timeout else timeout
-            # A call without a request id is known by its reply inbox's unique token.
-            rid = reply_to.rpartition(".")[2] if reply_to else ""
-            if not valid_request_id(rid):
-                rid = new_request_id()
-            ctx = Context._make(server.name, endpoint, rid, "", _monotonic() + seconds, {})
-            in_codec = out_codec = codecs.get(DEFAULT_CONTENT_TYPE)
-            prepared = server._route(ctx, in_codec, out_codec)
-            headers = _NO_HEADERS
-        else:
-            if REQUEST_ID_HEADER not in headers and reply_to:
-                headers[REQUEST_ID_HEADER] = reply_to.rpartition(".")[2]
-            prepared = server._prepare(
-                endpoint,
-                headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
-                headers.get("Accept"),
-                headers,
-                timeout=timeout,
-            )
-        if not isinstance(prepared, tuple):
-            await self._reply(msg, prepared)
-            return
-        ctx, handler, in_codec, out_codec = prepared
-        body = msg.data
-        if len(body) > limits.max_body:
-            await self._reply(msg, server._error(server._too_large(), out_codec, ctx.request_id))
-            return
-        budget = server._budget
-        charge = (len(body) + 64) * AMPLIFICATION  # Limits.charge, inlined: every call
-        if charge > budget.capacity:
-            charge = budget.capacity
-        if not budget.try_take(charge):
-            if self._waiting >= MAX_WAITING:
-                detail = f"{server.name} is busy: {MAX_WAITING} calls waiting"
-                refusal = server._error(
-                    server.fail(503, detail), out_codec, ctx.request_id, not_started=True
-                )
-                await self._reply(msg, refusal)
-                return
-            self._waiting += 1
-            try:
-                refused = await server._admit(ctx, charge, out_codec)
-            finally:
-                self._waiting -= 1
-            if refused is not None:
-                await self._reply(msg, refused)
-                return
-        try:
-            work = server._handle(ctx, handler, in_codec, out_codec, body)
-            if _observe.on:
-                reply = await _observed.serve(server.name, server.node_id, ctx, headers, work)
-            else:
-                reply = await work
-        finally:
-            budget.give(charge)
-        if not reply_to:
-            return  # a publish, not a request: nobody to answer
-        if reply.error or reply.content_type != in_codec.content_type:
-            await self._reply(msg, reply, in_codec.content_type)
-        else:
-            await self._publish(reply_to, reply.body, None)  # the common case: no headers
 
     async def _reply(self, msg: Any, reply: Reply, request_type: str = "") -> None:
         if not msg.reply:
@@ -284,14 +298,18 @@ class NatsServerTransport:
         if conn is None:
             return
         try:
-            try:
-                await conn.client("reply").publish(subject, body, headers=headers)
-            except Exception as exc:
-                with conn.errors("reply"):
-                    raise exc
-        except MicrostdError as exc:
+            await conn.client("reply").publish(subject, body, headers=headers)
+        except Exception as exc:
+            self._not_sent(conn, exc)
+
+    def _not_sent(self, conn: NatsConnection, exc: Exception) -> None:
+        """Report a reply that could not be sent (`exc`, as the engine maps it)."""
+        try:
+            with conn.errors("reply"):
+                raise exc
+        except MicrostdError as mapped:
             # The caller will time out; nothing else can be done with the answer.
-            log.warning("%s: could not send a reply over NATS: %s", self.server.name, exc)
+            log.warning("%s: could not send a reply over NATS: %s", self.server.name, mapped)
 
 
 async def _listen_for_streams(server: Server, conn: NatsConnection) -> NatsStreamListener:
@@ -359,8 +377,9 @@ class NatsClientTransport:
         nc = conn.nc if conn is not None else None
         if left > 0 and nc is not None and nc.is_connected and _observe.tracer is None:
             try:
+                prefix = self._prefixes.get(call.service) or self._prefix(call.service)
                 msg = await nc.request(
-                    f"{self._prefix(call.service)}{int(left * 1000)}.{call.endpoint}",
+                    f"{prefix}{int(left * 1000)}.{call.endpoint}",
                     payload,
                     timeout=left,
                     headers=headers,

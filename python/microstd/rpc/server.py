@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import CoroutineType
 from typing import Any, cast
 
 from microstd import codec as codecs
@@ -44,7 +46,7 @@ from microstd.rpc.context import (
     Context,
 )
 from microstd.rpc.context import _current as _context_var
-from microstd.rpc.convert import Endpoint
+from microstd.rpc.convert import _PLAIN, Endpoint, to_plain
 from microstd.rpc.deadline import Deadline, resume
 from microstd.rpc.frames import Channel, memory_pair
 from microstd.rpc.http import HttpTransport
@@ -57,6 +59,7 @@ __all__ = ["Limits", "Next", "Reply", "Server", "ServerMiddleware", "local_serve
 
 #: Tracing and metrics switches (`microstd.observe`): one attribute read per request when off.
 _observe = _observe_state.state
+_monotonic = time.monotonic
 
 log = logging.getLogger("microstd.server")
 
@@ -167,6 +170,7 @@ class Server:
         #: Set from the moment a stop begins (readiness answers "draining").
         self.draining = False
         self._inflight = 0
+        #: Set when the last request in flight ends, while `drain()` waits for that.
         self._idle: asyncio.Event | None = None
         # The deadline scopes of handlers running now: stop() expires them past grace.
         self._scopes: set[Deadline] = set()
@@ -278,7 +282,8 @@ class Server:
         except UnknownContentType:
             detail = f"no codec for Content-Type {quote_header(content_type or '')}"
             return self._error(self.fail(415, detail), _accept_codec(accept, None), rid)
-        out_codec = _accept_codec(accept, in_codec)
+        # A client asking for the codec it sends with (as Client does) needs no parsing.
+        out_codec = in_codec if accept == content_type else _accept_codec(accept, in_codec)
         if out_codec is None:
             detail = f"no codec for Accept {quote_header(accept or '')}"
             return self._error(self.fail(406, detail), None, rid)
@@ -300,7 +305,7 @@ class Server:
             return self._error(self.fail(404, f"unknown endpoint {endpoint!r}"), out_codec, rid)
         if handler.streams is not stream:
             return self._error(self.fail(400, _mismatch(handler)), out_codec, rid)
-        if _left(ctx) <= 0:
+        if ctx.deadline - _monotonic() <= 0:  # type: ignore[operator]  # (_left, inlined)
             return self._error(self.fail(504, "deadline exceeded"), out_codec, rid)
         return ctx, handler, in_codec, out_codec
 
@@ -359,19 +364,23 @@ class Server:
         (through the middleware, under the call's deadline), encode; errors to replies."""
         rid = ctx.request_id
         self._inflight += 1  # (_enter, inlined: every call)
-        if self._inflight == 1 and self._idle is not None:
-            self._idle.clear()
         token = _context_var.set(ctx)
         try:
             try:
                 request = in_codec.loads(body) if body else None
             except MicrostdError as exc:
                 raise self.fail(400, f"undecodable {in_codec.content_type} body: {exc}") from exc
+            direct = None if self.middleware else handler.direct
             if self.middleware:
                 call: Next = functools.partial(_innermost, handler, self.name)
                 for mw in reversed(self.middleware):
                     call = _wrap(mw, call)
                 work = cast("Coroutine[Any, Any, object]", call(ctx, request))
+            elif direct is not None:
+                # Nothing to adapt: the handler itself (Endpoint.__call__'s frame saved).
+                work = direct(request)  # type: ignore[assignment]
+                if type(work) is not CoroutineType:  # an awaitable that is no coroutine
+                    work = _awaited(work)
             else:
                 work = handler(request, self.name)  # no middleware: no chain to build
             # The handler's first step runs here, with no deadline armed: most answer
@@ -393,6 +402,8 @@ class Server:
                         result = await resume(work, waiting)
                     finally:
                         scopes.discard(scope)
+            if direct is not None and type(result) not in _PLAIN:
+                result = await self._settle(ctx, result)
             try:
                 return Reply(200, out_codec.dumps(result), out_codec.content_type, rid)
             except EncodeError as exc:
@@ -404,7 +415,22 @@ class Server:
             return self._error(self.failure(ctx, exc), out_codec, rid)
         finally:
             _context_var.reset(token)
-            self._leave()
+            self._inflight -= 1  # (_leave, inlined: every call)
+            if self._inflight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _settle(self, ctx: Context, result: object) -> object:
+        """A direct handler's result that is not plain data, as `Endpoint.__call__`
+        would make it: awaited if awaitable (under the call's deadline), then plain."""
+        if inspect.isawaitable(result):
+            scope = Deadline(ctx.deadline)  # type: ignore[arg-type]  # max_timeout: always one
+            with scope:
+                self._scopes.add(scope)
+                try:
+                    result = await result
+                finally:
+                    self._scopes.discard(scope)
+        return to_plain(result)
 
     def failure(self, ctx: Context, exc: Exception) -> ServiceError:
         """The `ServiceError` a handler's exception answers the call with.
@@ -443,8 +469,6 @@ class Server:
 
     def _enter(self) -> None:
         self._inflight += 1
-        if self._inflight == 1 and self._idle is not None:  # else it is clear already
-            self._idle.clear()
 
     def _leave(self) -> None:
         self._inflight -= 1
@@ -511,8 +535,7 @@ class Server:
                 await http.stop()
                 raise
             self._nats = nats
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = None
         self._abandoned = False
         self._loop = asyncio.get_running_loop()
         self.accepting = True
@@ -534,10 +557,15 @@ class Server:
 
     async def drain(self, grace: float) -> bool:
         """Wait up to `grace` seconds for in-flight requests; True if all finished."""
-        if self._idle is None or self._inflight == 0:
+        if self._loop is None or self._inflight == 0:
             return True
+        idle = self._idle
+        if idle is None or idle.is_set():
+            # Made only now that someone waits: otherwise every call would clear
+            # and set an event as the server goes busy and idle.
+            idle = self._idle = asyncio.Event()
         try:
-            await asyncio.wait_for(self._idle.wait(), max(grace, 0.0))
+            await asyncio.wait_for(idle.wait(), max(grace, 0.0))
         except asyncio.TimeoutError:
             log.warning(
                 "%s: %d requests still running after %.1fs", self.name, self._inflight, grace
@@ -614,6 +642,10 @@ def _mismatch(handler: Endpoint) -> str:
             " call it with Client.stream (or Client.call with a stream of requests)"
         )
     return f"{handler.name} is a unary endpoint: call it with Client.call"
+
+
+async def _awaited(aw: Awaitable[object]) -> object:
+    return await aw
 
 
 async def _innermost(handler: Endpoint, service: str, ctx: Context, body: object) -> object:
