@@ -18,14 +18,14 @@ is one of:
 
 A sender whose frames come one per turn of the event loop publishes each at
 once. One that sends several in the same turn (a producer ahead of the
-network) switches to a writer task of the channel's own: `send` queues a
-frame (within credit) and the writer publishes what is queued when the sender
-lets the loop run, all of it in one `BATCH` when there are several, so the
-producer pays nats-py's per-message cost (a PUB, a parse, a `Msg`, a
-callback) once per batch instead of once per item. When the writer finds a
-single frame queued, the sender is slow again and goes back to publishing
-directly (waking a task per frame would cost it more than batching saves).
-The queue is bounded by the credit.
+network: nats-py has not flushed its earlier ones yet) switches to a writer
+task of the channel's own: `send` queues a frame (within credit) and the
+writer publishes what is queued when the sender lets the loop run, all of it
+in one `BATCH` when there are several, so the producer pays nats-py's
+per-message cost (a PUB, a parse, a `Msg`, a callback) once per batch instead
+of once per item. When the writer finds a single frame queued, the sender is
+slow again and goes back to publishing directly (waking a task per frame
+would cost it more than batching saves). The queue is bounded by the credit.
 
 Sequence numbers start at 1 in each direction and have no gaps: a frame out
 of order means NATS lost messages (a reconnection: core NATS does not keep
@@ -94,7 +94,8 @@ MAX_WINDOW_BYTES = 8 * WINDOW_BYTES
 #: server's max_payload): large enough that per-message costs vanish, small enough
 #: that the reader can start on a batch while the writer makes the next.
 BATCH_BYTES = 64 * 1024
-#: Frames sent directly in one turn of the event loop before the writer takes over.
+#: Frames sent directly while earlier ones were still unflushed (in one turn of
+#: the event loop) before the writer takes over.
 BURST = 4
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
@@ -147,8 +148,7 @@ class NatsChannel:
         self._writer: asyncio.Task[None] | None = None
         self._kick: asyncio.Future[None] | None = None  # the idle writer waits on it
         self._direct = True  # publish each frame at once (not through the writer)
-        self._burst = 0  # frames published directly in this turn of the loop
-        self._turn_pending = False  # a callback resets _burst at the loop's next turn
+        self._burst = 0  # frames published directly while earlier ones were unflushed
         self._max_payload: int = getattr(nc, "max_payload", 1 << 20)
         #: The other end closed or is gone: what it sent before still arrives.
         self.eof = False
@@ -231,13 +231,17 @@ class NatsChannel:
             self._credited.clear()
             await self._credited.wait()
         if self._direct:
-            self._burst += 1
-            if self._burst > BURST:
-                self._direct = False  # a burst: the writer batches from here on
+            # nats-py's flusher writes what was published at the loop's next turn:
+            # bytes still pending mean a publish earlier in this turn (or a network
+            # that is behind). Several frames that way: a burst, which the writer
+            # batches from here on.
+            if self._nc.pending_data_size:
+                self._burst += 1
+                if self._burst > BURST:
+                    self._direct = False
             else:
-                if not self._turn_pending:
-                    self._turn_pending = True
-                    asyncio.get_running_loop().call_soon(self._next_turn)
+                self._burst = 0
+            if self._direct:
                 self._seq = seq
                 self._sent_bytes += len(frame)
                 try:
@@ -247,10 +251,6 @@ class NatsChannel:
                     raise ConnectionResetError(f"the stream is broken: {self.lost}") from exc
                 return
         self.try_send(frame)  # (credit is there, the writer in use: it queues)
-
-    def _next_turn(self) -> None:
-        self._turn_pending = False
-        self._burst = 0
 
     def poll(self) -> bytes | None:
         """The next frame if one is here and taking it owes the sender no credit;
