@@ -299,3 +299,50 @@ def test_rows_of_floats_keep_the_depth_limit(depth: int) -> None:
             return (err.message, err.path)
 
     assert outcome(nested(list)) == outcome(nested(tuple))
+
+
+def test_the_plain_dumps_and_the_full_dumps_agree() -> None:
+    value = {"b": [1, 2.5, "x", None, True], "a": {"c": 1}}
+    for fmt in ("msgpack", "cbor", "json"):
+        dumps = getattr(_core, f"{fmt}_dumps")
+        assert dumps(value) == dumps(obj=value) == dumps(value, default=None)
+        with pytest.raises(EncodeError) as plain:
+            dumps({"a": [Unknown()]})
+        with pytest.raises(EncodeError) as full:
+            dumps({"a": [Unknown()]}, default=None)
+        assert (plain.value.message, plain.value.path) == (full.value.message, full.value.path)
+        with pytest.raises(TypeError, match="missing 1 required"):
+            dumps()
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "cbor"])
+def test_the_plain_call_and_the_full_call_agree(fmt: str) -> None:
+    # `loads(data)` with bytes and nothing else skips the keyword parsing;
+    # every other call goes through it. Same values, same errors.
+    import inspect
+
+    loads = getattr(_core, f"{fmt}_loads")
+    dumps = getattr(_core, f"{fmt}_dumps")
+    assert loads.__name__ == f"{fmt}_loads"
+    assert list(inspect.signature(loads).parameters)[:2] == ["data", "type"]
+    assert "Decode one" in (loads.__doc__ or "")
+    value = {"a": [1, 2.5, "x", None, True], "b": {"c": b"\x00"}}
+    data = dumps(value)
+    for call in (
+        lambda d: loads(d),
+        lambda d: loads(data=d),
+        lambda d: loads(bytearray(d)),
+        lambda d: loads(d, max_depth=10),
+    ):
+        assert call(data) == value
+        with pytest.raises(DecodeError) as plain:
+            loads(data[:-1])
+        with pytest.raises(DecodeError) as full:
+            call(data[:-1])
+        assert (plain.value.message, plain.value.offset) == (full.value.message, full.value.offset)
+    with pytest.raises(TypeError, match="missing 1 required"):
+        loads()
+    with pytest.raises(TypeError, match="positional"):
+        loads(data, data)
+    with pytest.raises(TypeError):
+        loads("text")

@@ -23,7 +23,7 @@ import pytest
 import microstd
 from microstd import codec
 from microstd.client import Client
-from microstd.errors import ConnectionFailed, DeadlineExceeded
+from microstd.errors import ConnectionFailed, DeadlineExceeded, ServiceError
 from microstd.rpc.nats_channel import WINDOW
 
 pytestmark = pytest.mark.services
@@ -225,7 +225,7 @@ async def test_the_documented_wire(nats_url: str) -> None:
         try:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
-            request = b"\x01" + msgpack.dumps({"upto": 3})  # DATA, END implied
+            request = b"\x01" + msgpack.dumps({"upto": 40})  # DATA, END implied
             await nc.publish(
                 f"microstd.stream.{name}.Wire.Count",
                 request,
@@ -235,16 +235,25 @@ async def test_the_documented_wire(nats_url: str) -> None:
             credit = await sub.next_msg(timeout=10)
             assert (credit.data[0], len(credit.data)) == (0x10, 17)  # CREDIT upto, bytes
             assert credit.reply.startswith("_INBOX.")  # where the server's end is
-            frames = []
-            while True:
-                msg = await sub.next_msg(timeout=10)
-                if msg.data[0] < 0x10:
-                    frames.append(msg.data)
-                    if msg.data[0] != 0x01:
-                        break
-            assert [int.from_bytes(f[-8:], "big") for f in frames] == [1, 2, 3, 4]
-            assert [msgpack.loads(f[1:-8]) for f in frames[:3]] == [0, 1, 2]
-            assert frames[3][:-8] == b"\x02"  # END
+            frames: list[tuple[int, bytes]] = []  # (sequence number, frame)
+            batches = 0
+            while not frames or frames[-1][1][0] == 0x01:
+                data = (await sub.next_msg(timeout=10)).data
+                seq = int.from_bytes(data[-8:], "big")
+                if data[0] < 0x10:  # one frame
+                    frames.append((seq, data[:-8]))
+                elif data[0] == 0x13:  # BATCH: (4-byte length, frame)..., the first's seq
+                    batches += 1
+                    pos = 1
+                    while pos < len(data) - 8:
+                        size = int.from_bytes(data[pos : pos + 4], "big")
+                        frames.append((seq, data[pos + 4 : pos + 4 + size]))
+                        pos += 4 + size
+                        seq += 1
+            assert [seq for seq, _ in frames] == list(range(1, 42))
+            assert [msgpack.loads(f[1:]) for _, f in frames[:40]] == list(range(40))
+            assert frames[40][1] == b"\x02"  # END
+            assert batches  # a handler that is ahead sends several frames to a message
             await nc.publish(credit.reply, b"\x12")  # CLOSE
         finally:
             await nc.close()
@@ -288,6 +297,118 @@ async def test_a_gap_in_the_sequence_breaks_the_stream(nats_url: str) -> None:
                 pass  # (a CREDIT may come first) then CLOSE
         finally:
             await nc.close()
+
+
+def _batch(items: list[bytes], seq: int) -> bytes:
+    """A BATCH message (docs/rpc.md): (4-byte length, frame)..., the first's sequence number."""
+    body = b"".join(len(f).to_bytes(4, "big") + f for f in items)
+    return b"\x13" + body + seq.to_bytes(8, "big")
+
+
+async def test_batches_from_a_bare_client(nats_url: str) -> None:
+    """Frames sent several to a message (BATCH) are taken in order, numbered one
+    by one with single frames; a batch out of sequence breaks the stream."""
+    name = unique("batch")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+    cancelled = asyncio.Event()
+
+    @svc.handler("Batch.Sum")
+    async def total(reqs: AsyncIterator[int]) -> list[int]:
+        try:
+            return [x async for x in reqs]
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def data(x: int) -> bytes:
+        return b"\x01" + msgpack.dumps(x)
+
+    async with svc:
+        nc = await nats.connect(nats_url)
+        try:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"microstd.stream.{name}.Batch.Sum", b"", reply=inbox)
+            server = (await sub.next_msg(timeout=10)).reply
+            await nc.publish(server, _batch([data(1), data(2), data(3)], 1))
+            await nc.publish(server, data(4) + (4).to_bytes(8, "big"))
+            await nc.publish(server, _batch([data(5), b"\x02"], 5))  # ..., END
+            while (msg := await sub.next_msg(timeout=10)).data[:1] not in (b"\x01", b"\x13"):
+                pass  # CREDIT, PING
+            size = int.from_bytes(msg.data[1:5], "big")  # (a BATCH's first frame)
+            reply = msg.data[:-8] if msg.data[0] == 0x01 else msg.data[5 : 5 + size]
+            assert msgpack.loads(reply[1:]) == [1, 2, 3, 4, 5]
+
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            await nc.publish(f"microstd.stream.{name}.Batch.Sum", b"", reply=inbox)
+            server = (await sub.next_msg(timeout=10)).reply
+            await nc.publish(server, _batch([data(1), data(2)], 1))
+            await nc.publish(server, _batch([data(4), data(5)], 4))  # seq 3 never came
+            await asyncio.wait_for(cancelled.wait(), 30)
+            while (await sub.next_msg(timeout=10)).data[:1] != b"\x12":
+                pass  # then CLOSE
+        finally:
+            await nc.close()
+
+
+async def test_bursts_and_pauses_keep_their_order(nats_url: str) -> None:
+    """Frames published one by one (a paced sender) and in batches (a sender that
+    is ahead) interleave in order, both ways, through many credit windows."""
+    name = unique("burst")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+
+    async def paced(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+            if i % 700 < 5:
+                await asyncio.sleep(0.001)  # a few alone, then a burst
+            elif i % 50 == 0:
+                await asyncio.sleep(0)
+
+    @svc.handler("Burst.Out")
+    async def out(req: dict[str, int]) -> AsyncIterator[int]:
+        async for i in paced(req["n"]):
+            yield i
+
+    @svc.handler("Burst.In")
+    async def into(reqs: AsyncIterator[int]) -> list[int]:
+        return [x async for x in reqs]
+
+    n = 3 * WINDOW + 100
+    async with svc, Client(transport=nats_url) as client:
+        assert [x async for x in client.stream(name, "Burst.Out", {"n": n})] == list(range(n))
+        assert await client.call(name, "Burst.In", paced(n)) == list(range(n))
+
+
+async def test_an_item_over_max_payload(nats_url: str) -> None:
+    """An item NATS cannot carry fails the stream with the server's ERROR (a reply)
+    or at the client (a request), naming max_payload; what came before arrives."""
+    name = unique("big")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+
+    @svc.handler("Big.Replies")
+    async def replies(req: dict[str, int]) -> AsyncIterator[bytes]:
+        yield b"small"
+        yield b"x" * (2 << 20)
+
+    @svc.handler("Big.Requests")
+    async def requests(reqs: AsyncIterator[bytes]) -> int:
+        return sum([len(r) async for r in reqs])
+
+    async def big() -> AsyncIterator[bytes]:
+        yield b"x" * (2 << 20)
+
+    async with svc, Client(transport=nats_url) as client:
+        stream = client.stream(name, "Big.Replies", {})
+        assert await stream.__anext__() == b"small"
+        with pytest.raises(ServiceError) as info:
+            await stream.__anext__()
+        assert info.value.code == 500
+        with pytest.raises(ServiceError, match="max_payload") as info:
+            await client.call(name, "Big.Requests", big())
+        assert info.value.code == 413
+        assert await _until(lambda: svc.server.streams == 0)
 
 
 def test_sync_client_streams_over_nats(nats_url: str) -> None:

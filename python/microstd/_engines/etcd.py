@@ -70,9 +70,10 @@ What it owns:
   lost, from the revision after the last event delivered (the first stream
   starts from a revision read beforehand when the request names none), so
   no event is missed; at most a write made just before the watch started is
-  delivered too. A stream on a silent member is found out by its liveness
-  check (``ping_interval``, then an attempt's time for the check) and moved
-  the same way; opening a stream also gets an attempt's time. A watch ends
+  delivered too. A stream on a silent member moves the same way as soon as
+  any request of the client gives up on that member (its streams are closed
+  then), or else when its own liveness check fails (``ping_interval``, then an
+  attempt's time for the check); opening a stream also gets an attempt's time. A watch ends
   with `ConnectionFailed` once no member took it for as long as a request may
   take (``connect_timeout + timeout``).
 
@@ -424,6 +425,10 @@ class EtcdClient:
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self._extra = dict(_REQUIRE_LEADER) if len(self._members) > 1 else {}
+        # The open watch streams, per member: closed when a request finds the
+        # member failing, so they move on at once instead of after their own
+        # liveness check (up to ping_interval plus an attempt later).
+        self._streams: dict[str, set[Any]] = {}
 
     def __repr__(self) -> str:
         return f"EtcdClient({self.endpoint.redacted!r})"
@@ -442,6 +447,11 @@ class EtcdClient:
         request already moved on)."""
         if self._current == i:
             self._current = (i + 1) % len(self._members)
+        # Its watch streams go too (each resumes on the next member from the
+        # revision after its last event): a member that failed a request, a
+        # frozen one say, would otherwise keep them silent until their checks.
+        for stream in self._streams.pop(self._members[i], set()):
+            stream.close()
 
     async def _headers(self, renew: bool = False) -> dict[str, str]:
         e = self.endpoint
@@ -745,58 +755,62 @@ class EtcdClient:
                 timeout=stream_timeout,
             )
             resp = await asyncio.wait_for(opening, bound or t.connect + t.request)
-            async with resp:
-                if resp.status != 200:
-                    try:
-                        data = json.loads(await resp.read())
-                    except (ValueError, RecursionError):
-                        data = None
-                    raise _error_answer(self.endpoint, what, resp.status, data, base)
-                buffer = ""
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
-                    except asyncio.TimeoutError:
-                        # Silent for a while: is this member still there?
-                        await self.call(
-                            "maintenance/status",
-                            {},
-                            f"{what} (liveness check)",
-                            idempotent=True,
-                            only=base,
-                            timeout=bound,
-                        )
-                        continue
-                    if not chunk:
-                        raise EtcdStreamEnded(
-                            f"{what}: etcd at {self.endpoint.name_of(base)} ended the watch stream"
-                        )
-                    buffer += text.decode(chunk)
-                    if len(buffer) > MAX_WATCH_BUFFER:
-                        raise ConnectionFailed(f"{what}: the etcd watch stream is not JSON")
-                    while True:
-                        buffer = buffer.lstrip()
-                        if not buffer:
-                            break
+            streams = self._streams.setdefault(base, set())
+            streams.add(resp)
+            try:
+                async with resp:
+                    if resp.status != 200:
                         try:
-                            item, end = decoder.raw_decode(buffer)
+                            data = json.loads(await resp.read())
                         except (ValueError, RecursionError):
-                            break  # incomplete: wait for more bytes
-                        buffer = buffer[end:]
-                        if not isinstance(item, dict):
-                            continue  # not a watch response: skipped
-                        if "error" in item:
-                            raise ConnectionFailed(f"{what}: etcd: {str(item['error'])[:200]}")
-                        result = item.get("result", {})
-                        if not isinstance(result, dict):
+                            data = None
+                        raise _error_answer(self.endpoint, what, resp.status, data, base)
+                    buffer = ""
+                    while True:
+                        try:
+                            chunk = await asyncio.wait_for(resp.content.readany(), t.ping_interval)
+                        except asyncio.TimeoutError:
+                            # Silent for a while: is this member still there?
+                            await self.call(
+                                "maintenance/status",
+                                {},
+                                f"{what} (liveness check)",
+                                idempotent=True,
+                                only=base,
+                                timeout=bound,
+                            )
                             continue
-                        if result.get("canceled"):
-                            reason = str(result.get("cancel_reason", ""))[:200]
-                            why = f"{what}: etcd at {self.endpoint.name_of(base)} canceled"
-                            if any(m in reason for m in _NOT_APPLIED):
-                                raise ConnectionFailed(f"{why} the watch: {reason}")
-                            raise _Canceled(f"{why} the watch: {reason}")
-                        yield result
+                        if not chunk:
+                            where = self.endpoint.name_of(base)
+                            raise EtcdStreamEnded(f"{what}: etcd at {where} ended the watch stream")
+                        buffer += text.decode(chunk)
+                        if len(buffer) > MAX_WATCH_BUFFER:
+                            raise ConnectionFailed(f"{what}: the etcd watch stream is not JSON")
+                        while True:
+                            buffer = buffer.lstrip()
+                            if not buffer:
+                                break
+                            try:
+                                item, end = decoder.raw_decode(buffer)
+                            except (ValueError, RecursionError):
+                                break  # incomplete: wait for more bytes
+                            buffer = buffer[end:]
+                            if not isinstance(item, dict):
+                                continue  # not a watch response: skipped
+                            if "error" in item:
+                                raise ConnectionFailed(f"{what}: etcd: {str(item['error'])[:200]}")
+                            result = item.get("result", {})
+                            if not isinstance(result, dict):
+                                continue
+                            if result.get("canceled"):
+                                reason = str(result.get("cancel_reason", ""))[:200]
+                                why = f"{what}: etcd at {self.endpoint.name_of(base)} canceled"
+                                if any(m in reason for m in _NOT_APPLIED):
+                                    raise ConnectionFailed(f"{why} the watch: {reason}")
+                                raise _Canceled(f"{why} the watch: {reason}")
+                            yield result
+            finally:
+                streams.discard(resp)
 
     async def close(self) -> None:
         """Close the HTTP sessions; idempotent."""

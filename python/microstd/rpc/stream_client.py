@@ -196,6 +196,8 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
             # Over a WebSocket, aiohttp's receive directly: one coroutine less per item.
             raw = getattr(channel, "raw_receive", None) if deadline is None else None
             binary = getattr(channel, "binary", None)
+            # A channel that hands out a frame already here without a coroutine (NATS).
+            poll = getattr(channel, "poll", None)
             while True:
                 if frame is None:
                     if failed:
@@ -227,7 +229,12 @@ async def _replies(client: Client, call: Call, response_type: type[Any] | None) 
                     return
                 elif kind in (ERROR, REFUSED):
                     raise past_deadline(_error(codec, frame, service), deadline)
-                if raw is not None:
+                if poll is not None and (frame := poll()) is not None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlineExceeded(
+                            f"{service} {endpoint}: the stream ran past its deadline"
+                        )
+                elif raw is not None:
                     msg = await raw()
                     if msg.type is binary:
                         frame = msg.data
@@ -343,10 +350,13 @@ async def _send_all(
     unencodable request) record it and close the channel, which ends the stream."""
     iterator: AsyncIterator[Any] = requests.__aiter__()
     send = channel.send
+    try_send = getattr(channel, "try_send", None)  # (as the server's replies)
     sent = 0
     try:
         async for item in iterator:
-            await send(_DATA + codec.dumps(item))
+            frame = _DATA + codec.dumps(item)
+            if try_send is None or not try_send(frame):
+                await send(frame)
             sent += 1
             if not sent % _FAIRNESS:
                 await asyncio.sleep(0)  # sends that fit the buffers do not suspend

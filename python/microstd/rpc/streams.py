@@ -216,6 +216,9 @@ async def _work(
                 else:
                     replies = result
                     send = channel.send
+                    # A channel that can queue a frame without waiting (NATS): no
+                    # coroutine per item while credit allows.
+                    try_send = getattr(channel, "try_send", None)
                     sent = 0
                     dumps = out.dumps
                     async for item in replies:
@@ -226,7 +229,9 @@ async def _work(
                                 payload = _encode(server, out, item, ctx)  # raises, worded
                         else:
                             payload = _encode(server, out, item, ctx)
-                        await send(_DATA + payload)
+                        frame = _DATA + payload
+                        if try_send is None or not try_send(frame):
+                            await send(frame)
                         sent += 1
                         if not sent % _FAIRNESS:
                             # A send that fits the socket's buffer does not suspend: a

@@ -95,8 +95,17 @@ fn json_loads<'py>(
     j.untyped_loads.bind(py).call1((data,))
 }
 
+crate::codec::entry::plain_entry!(dumps_entry, FULL_DUMPS, |obj| {
+    Some(json_dumps(obj, None, false))
+});
+crate::codec::entry::plain_entry!(loads_entry, FULL_LOADS, |data| {
+    Some(json_loads(data, None, false))
+});
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(json_dumps, m)?)?;
-    m.add_function(wrap_pyfunction!(json_loads, m)?)?;
+    let full = wrap_pyfunction!(json_dumps, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_DUMPS, dumps_entry)?;
+    let full = wrap_pyfunction!(json_loads, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_LOADS, loads_entry)?;
     Ok(())
 }

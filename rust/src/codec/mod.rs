@@ -8,6 +8,8 @@
 
 pub mod cbor;
 #[cfg(feature = "python")]
+mod entry;
+#[cfg(feature = "python")]
 mod fast;
 #[cfg(feature = "python")]
 mod gc;

@@ -6,9 +6,12 @@ with the loopback proxy of `faults._proxy` in front of one member).
 Nothing tells the client that member is gone: no refused connection, no reset,
 no "no leader". What it has is its per-attempt deadline (`attempt_timeout`, 1 s
 here, a third of `timeout=3`): a request safe to repeat is abandoned on the
-silent member after it and sent to the next, within the same call, and a watch
-on the silent member fails its liveness check (`ping_interval` plus an attempt)
-and resumes elsewhere from the revision after its last event.
+silent member after it and sent to the next, within the same call. A watch on
+the silent member resumes elsewhere from the revision after its last event as
+soon as a request of its client gives up on that member, or else when it fails
+its own liveness check (`ping_interval` plus an attempt): the freeze test
+relies on either (`ping_interval=1`), the partition test on the first alone
+(`ping_interval=120`, longer than the test waits).
 
 Each test runs one workload through the client whose member goes silent:
 lock acquire + release, registry register + lookup, while three lock sets (one
@@ -63,12 +66,14 @@ async def _through_silence(
     *,
     via: dict[int, int] | None = None,
     failures_allowed: bool = False,
+    options: str = "",
 ) -> None:
     """The workload (see the module docstring) through the client on member
     `victim` (reached through port `via[victim]` when given), with `silence()`
-    called in its middle."""
-    reg_query = f"{QUERY}&prefix=/{unique('reg')}/"
-    x_url = member_url(cluster, victim, QUERY, via)
+    called in its middle; `options` are more URL options for that client."""
+    x_query = f"{QUERY}&{options}" if options else QUERY
+    reg_query = f"{x_query}&prefix=/{unique('reg')}/"
+    x_url = member_url(cluster, victim, x_query, via)
     others = [member_url(cluster, victim + k, QUERY) for k in (1, 2)]
     ports = {port: i for i, port in (via or {}).items()}
     name, probe, watched = unique("lock"), unique("probe"), f"/{unique('watched')}/"
@@ -241,7 +246,9 @@ async def test_a_partitioned_member_costs_an_operation_one_attempt(
     proxy that then stalls: connections stay open and new ones are accepted,
     but no byte passes either way, as in a partition that drops packets (the
     member itself stays in the cluster). Same outcome as a freeze: no operation
-    fails, no two lock holders, every write, node and change seen by the watches."""
+    fails, no two lock holders, every write, node and change seen by the watches,
+    which move off the silent member when a request gives up on it (their own
+    liveness checks are set 120 s apart here, longer than the test waits)."""
     victim = (leader_of(etcd_cluster) + 1) % len(etcd_cluster.nodes)
     with FaultProxy(etcd_cluster.nodes[victim].port) as proxy:
         await _through_silence(
@@ -250,4 +257,5 @@ async def test_a_partitioned_member_costs_an_operation_one_attempt(
             proxy.stall,
             "a partition (its member: a follower)",
             via={victim: proxy.port},
+            options="ping_interval=120",
         )

