@@ -19,12 +19,38 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
-__all__ = ["ServerProcess", "free_port", "postgres_server", "require_binary"]
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "postgres_server",
+    "redis_argv",
+    "require_binary",
+    "serving",
+]
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
+def serving(server: S) -> Iterator[S]:
+    """Start `server` (a process or a cluster), yield it, close it: the body of a
+    session fixture (`yield from serving(NatsCluster(3))`)."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 def free_port() -> int:
@@ -283,25 +309,38 @@ def redis_server(*, appendonly: bool = False) -> ServerProcess:
     binary = require_binary("redis-server", hint="apt-get install redis-server")
     return ServerProcess(
         "redis",
-        lambda port, d: [
+        lambda port, d: redis_argv(
             binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if appendonly else "no",
+            port,
+            d,
+            appendonly=appendonly,
             # "always": each write is on disk before its reply. The default
             # "everysec" may hold a write back while a background fsync runs,
             # and a kill then loses up to two seconds of acknowledged writes.
-            "--appendfsync",
-            "always" if appendonly else "everysec",
-            "--dir",
-            str(d),
-        ],
+            more=["--appendfsync", "always" if appendonly else "everysec"],
+        ),
     )
+
+
+def redis_argv(
+    binary: str, port: int, d: Path, *, appendonly: bool = False, more: list[str] | None = None
+) -> list[str]:
+    """redis-server on loopback port `port` with directory `d`, no RDB snapshots, an
+    append-only file only if `appendonly`; then the `more` options."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--dir",
+        str(d),
+        *(more or []),
+    ]
 
 
 def nats_server() -> ServerProcess:

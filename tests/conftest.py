@@ -19,6 +19,7 @@ from _servers import (
     rabbitmq_server,
     redis_server,
     s3_server,
+    serving,
 )
 
 if TYPE_CHECKING:
@@ -35,12 +36,7 @@ _MAKERS: dict[str, Callable[[], ServerProcess]] = {
 
 
 def _serve(kind: str) -> Iterator[ServerProcess]:
-    server = _MAKERS[kind]()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from serving(_MAKERS[kind]())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -65,12 +61,7 @@ def redis_cluster_session() -> Iterator[RedisCluster]:
     """One Redis Cluster per session (3 masters, 3 replicas): slow to start, so shared."""
     from faults.cluster._clusters import RedisCluster
 
-    cluster = RedisCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from serving(RedisCluster())
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""What the fault tests share: short client timeouts and bounded waits."""
+"""What the fault tests share: short client timeouts, bounded waits, and a watcher of
+a subscription."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from microstd.errors import ConnectionFailed
+from microstd.broker import Message
+from microstd.errors import ConnectionFailed, ConnectionRestored
 
 __all__ = [
     "FAST",
     "FAST_NATS",
     "HANG",
     "RECOVER",
+    "Watcher",
     "eventually",
     "fails_fast",
     "never_hangs",
@@ -69,3 +72,23 @@ async def wait_until(check: Callable[[], bool], seconds: float = RECOVER) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds}s")
         await asyncio.sleep(0.05)
+
+
+class Watcher:
+    """A subscription's received bodies and the connection events its broker reported."""
+
+    def __init__(self) -> None:
+        self.bodies: list[object] = []
+        self.events: list[type[BaseException]] = []
+
+    def handler(self, message: Message) -> None:
+        self.bodies.append(message.decode())
+
+    def on_error(self, exc: BaseException, subscription: object) -> None:
+        self.events.append(type(exc))
+
+    def reported_loss_and_return(self) -> bool:
+        """A ConnectionFailed, then a ConnectionRestored, was reported."""
+        if ConnectionFailed not in self.events:
+            return False
+        return ConnectionRestored in self.events[self.events.index(ConnectionFailed) :]

@@ -20,13 +20,14 @@ from faults._support import (
     FAST,
     FAST_NATS,
     RECOVER,
+    Watcher,
     eventually,
     fails_fast,
     never_hangs,
     wait_until,
 )
-from microstd.broker import Broker, Message
-from microstd.errors import ConnectionFailed, ConnectionRestored
+from microstd.broker import Broker
+from microstd.errors import ConnectionFailed
 
 pytestmark = pytest.mark.services
 
@@ -37,26 +38,6 @@ def _open(kind: str, port: int, **extra: Any) -> Broker:
     if kind == "redis":
         return microstd.broker.open(f"redis://127.0.0.1:{port}/0", **FAST, **extra)
     return microstd.broker.open(f"nats://127.0.0.1:{port}", **{**FAST_NATS, **extra})
-
-
-class Watcher:
-    """A subscription's received bodies and the connection events its broker reported."""
-
-    def __init__(self) -> None:
-        self.bodies: list[object] = []
-        self.events: list[type[BaseException]] = []
-
-    def handler(self, message: Message) -> None:
-        self.bodies.append(message.decode())
-
-    def on_error(self, exc: BaseException, subscription: object) -> None:
-        self.events.append(type(exc))
-
-    def reported_loss_and_return(self) -> bool:
-        """A ConnectionFailed, then a ConnectionRestored, was reported."""
-        if ConnectionFailed not in self.events:
-            return False
-        return ConnectionRestored in self.events[self.events.index(ConnectionFailed) :]
 
 
 async def _delivered(publisher: Broker, topic: str, watcher: Watcher, tag: str) -> None:

@@ -15,7 +15,15 @@ import microstd.broker
 import microstd.sync
 from _servers import ServerProcess
 from faults._proxy import FaultProxy
-from faults._support import FAST, RECOVER, eventually, fails_fast, never_hangs, wait_until
+from faults._support import (
+    FAST,
+    RECOVER,
+    Watcher,
+    eventually,
+    fails_fast,
+    never_hangs,
+    wait_until,
+)
 from microstd.broker import Broker, Message
 from microstd.errors import ConnectionFailed, ConnectionRestored, LockTimeout
 
@@ -75,26 +83,7 @@ async def test_broker_reports_the_loss_and_delivers_again(
 # --- a cut connection (the proxy resets every open connection) -----------------------
 
 
-class _Watcher:
-    """Bodies a subscription received and the connection events its broker reported."""
-
-    def __init__(self) -> None:
-        self.bodies: list[object] = []
-        self.events: list[type[BaseException]] = []
-
-    def handler(self, message: Message) -> None:
-        self.bodies.append(message.decode())
-
-    def on_error(self, exc: BaseException, subscription: object) -> None:
-        self.events.append(type(exc))
-
-    def reported_loss_and_return(self) -> bool:
-        if ConnectionFailed not in self.events:
-            return False
-        return ConnectionRestored in self.events[self.events.index(ConnectionFailed) :]
-
-
-async def _delivered(publisher: Broker, topic: str, watcher: _Watcher, tag: str) -> None:
+async def _delivered(publisher: Broker, topic: str, watcher: Watcher, tag: str) -> None:
     """Publish `tag`-numbered probes until the watcher receives one."""
     deadline = time.monotonic() + RECOVER
     n = 0
@@ -129,7 +118,7 @@ async def test_core_subscriptions_resume_after_a_cut_connection(
     told: ConnectionFailed, then ConnectionRestored."""
     server = servers("postgres")
     proxy = proxies(server)
-    watcher = _Watcher()
+    watcher = Watcher()
     async with (
         microstd.broker.open(_url(proxy), **FAST, on_error=watcher.on_error) as subscriber,
         microstd.broker.open(_url(server), **FAST) as publisher,

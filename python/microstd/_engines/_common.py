@@ -9,12 +9,15 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
+from microstd._backends import ParsedURL, parse_url
 from microstd.errors import InvalidArgument
 
 __all__ = [
     "Shared",
     "Timeouts",
+    "rebuilt_url",
     "seconds_option",
     "split_options",
 ]
@@ -25,6 +28,22 @@ C = TypeVar("C")
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_PING_INTERVAL = 10.0
+
+
+def rebuilt_url(
+    scheme: str, parsed: ParsedURL, location: str, query: Mapping[str, str]
+) -> ParsedURL:
+    """``scheme://[user[:password]@]location[?query]``: `parsed`'s credentials (quoted
+    again) in front of another location, for a client library's own URL parser."""
+    userinfo = ""
+    if parsed.username or parsed.password:
+        userinfo = quote(parsed.username or "", safe="")
+        if parsed.password is not None:
+            userinfo += ":" + quote(parsed.password, safe="")
+        userinfo += "@"
+    rest = "&".join(f"{k}={v}" for k, v in query.items())
+    url = f"{scheme}://{userinfo}{location}"
+    return parse_url(f"{url}?{rest}" if rest else url)
 
 
 def seconds_option(name: str, value: object) -> float:

@@ -163,10 +163,7 @@ class RedisEndpoint:
         timeouts = Timeouts.from_options(engine)
         area_names = set(area)
         mine, query = split_options(query, {}, area_names)
-        if cluster is not None:
-            redis_cluster.check_options(query, (*ENGINE_OPTIONS, *area_names))
-        else:
-            _check_client_options(query, (*ENGINE_OPTIONS, *area_names))
+        _check_client_options(query, (*ENGINE_OPTIONS, *area_names), cluster=cluster is not None)
         for name in ENGINE_OPTIONS:
             options.pop(name, None)
         mine.update(options)
@@ -228,21 +225,28 @@ def _client_options() -> frozenset[str]:
     return frozenset(names)
 
 
-def _check_client_options(query: Mapping[str, str], ours: Iterable[str]) -> None:
-    """Refuse a query option that is neither microstd's nor redis-py's.
+def _check_client_options(
+    query: Mapping[str, str], ours: Iterable[str], *, cluster: bool = False
+) -> None:
+    """Refuse a query option that is neither microstd's nor redis-py's (its
+    `RedisCluster`'s for a `cluster` URL).
 
     redis-py passes unknown URL options on to its connection class, so a typo
     (`?tiemout=1`) would only fail at the first command, as a TypeError from
     redis-py's internals; here it is an `InvalidArgument` when the URL is opened.
     """
-    unknown = sorted(set(query) - _client_options())
+    theirs = redis_cluster.client_options() if cluster else _client_options()
+    unknown = sorted(set(query) - theirs)
     if unknown:
-        known = sorted({*ours, *_client_options()})
+        known = sorted({*ours, *theirs})
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        scheme, whose = (
+            ("redis+cluster", "redis-py's RedisCluster's") if cluster else ("redis", "redis-py's")
+        )
         raise InvalidArgument(
-            f"unknown redis:// option(s): {', '.join(unknown)}"
-            f" (neither microstd's nor redis-py's).{hint}"
+            f"unknown {scheme}:// option(s): {', '.join(unknown)}"
+            f" (neither microstd's nor {whose}).{hint}"
         )
 
 

@@ -36,9 +36,9 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-from microstd._backends import ParsedURL, parse_url
+from microstd._backends import ParsedURL
+from microstd._engines._common import rebuilt_url
 from microstd.errors import InvalidArgument
 
 __all__ = ["SCHEMES", "ClusterTarget", "hash_tag"]
@@ -101,15 +101,9 @@ class ClusterTarget:
             raise InvalidArgument("a Redis Cluster has only database 0")
         nodes = tuple((host or "127.0.0.1", port or DEFAULT_PORT) for host, port in parsed.hosts)
         tls = parsed.scheme in _TLS
-        userinfo = ""
-        if parsed.username or parsed.password:
-            userinfo = quote(parsed.username or "", safe="")
-            if parsed.password is not None:
-                userinfo += ":" + quote(parsed.password, safe="")
-            userinfo += "@"
-        rest = "&".join(f"{k}={v}" for k, v in query.items())
-        data = f"{'rediss' if tls else 'redis'}://{userinfo}cluster/0"
-        return cls(nodes, tls), parse_url(f"{data}?{rest}" if rest else data)
+        return cls(nodes, tls), rebuilt_url(
+            "rediss" if tls else "redis", parsed, "cluster/0", query
+        )
 
     def client(self, data_url: str, common: Mapping[str, Any]) -> Any:
         """A redis-py cluster client: `data_url` from `from_url`, `common` the
@@ -158,18 +152,3 @@ def _typed(name: str, value: str) -> Any:
     except ValueError:
         raise InvalidArgument(f"redis+cluster:// option {name}={value!r} is not valid") from None
     return value
-
-
-def check_options(query: Mapping[str, str], ours: tuple[str, ...]) -> None:
-    """Refuse a query option that is neither microstd's nor `RedisCluster`'s."""
-    import difflib
-
-    unknown = sorted(set(query) - client_options())
-    if unknown:
-        known = sorted({*ours, *client_options()})
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InvalidArgument(
-            f"unknown redis+cluster:// option(s): {', '.join(unknown)}"
-            f" (neither microstd's nor redis-py's RedisCluster's).{hint}"
-        )

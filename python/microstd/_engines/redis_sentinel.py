@@ -31,9 +31,9 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
-from microstd._backends import ParsedURL, parse_url
+from microstd._backends import ParsedURL
+from microstd._engines._common import rebuilt_url
 from microstd.errors import InvalidArgument
 
 __all__ = ["SCHEMES", "SentinelTarget", "aclose", "describe"]
@@ -90,15 +90,7 @@ class SentinelTarget:
             (host or "127.0.0.1", port or DEFAULT_PORT) for host, port in parsed.hosts
         )
         tls = parsed.scheme in _TLS
-        userinfo = ""
-        if parsed.username or parsed.password:
-            userinfo = quote(parsed.username or "", safe="")
-            if parsed.password is not None:
-                userinfo += ":" + quote(parsed.password, safe="")
-            userinfo += "@"
-        rest = "&".join(f"{k}={v}" for k, v in query.items())
-        data = f"{'rediss' if tls else 'redis'}://{userinfo}sentinel-master/{db}"
-        data_url = parse_url(f"{data}?{rest}" if rest else data)
+        data_url = rebuilt_url("rediss" if tls else "redis", parsed, f"sentinel-master/{db}", query)
         target = cls(
             sentinels,
             service,

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from _servers import ServerProcess, free_port, require_binary
+from _servers import ServerProcess, free_port, redis_argv, require_binary
 
 __all__ = ["EtcdCluster", "NatsCluster", "RedisCluster", "SentinelCluster"]
 
@@ -63,6 +63,20 @@ def _start_all(nodes: list[ServerProcess], attempts: int = 3) -> None:
             for node in nodes:
                 node.port = free_port()
                 node.extra = [free_port() for _ in node.extra]
+
+
+def _start_stopped(nodes: list[ServerProcess]) -> None:
+    """Start again every member that was stopped or killed."""
+    for node in nodes:
+        if node.proc is None:
+            node.start()
+
+
+def _close_all(nodes: list[ServerProcess]) -> None:
+    """Close every member, going on past one that fails to close."""
+    for node in nodes:
+        with contextlib.suppress(Exception):
+            node.close()
 
 
 class NatsCluster:
@@ -176,15 +190,11 @@ class NatsCluster:
 
     def heal(self) -> None:
         """Start every member that is down; return once the cluster is healthy."""
-        for node in self.nodes:
-            if node.proc is None:
-                node.start()
+        _start_stopped(self.nodes)
         self.wait_healthy()
 
     def close(self) -> None:
-        for node in self.nodes:
-            with contextlib.suppress(Exception):
-                node.close()
+        _close_all(self.nodes)
 
 
 class EtcdCluster:
@@ -332,9 +342,7 @@ class EtcdCluster:
         self.wait_healthy()
 
     def close(self) -> None:
-        for node in self.nodes:
-            with contextlib.suppress(Exception):
-                node.close()
+        _close_all(self.nodes)
 
 
 def _get_json_ok(nodes: list[ServerProcess]) -> bool:
@@ -398,19 +406,7 @@ class SentinelCluster:
 
     def _data_argv(self, binary: str, i: int) -> Callable[[int, Path], list[str]]:
         def argv(port: int, d: Path) -> list[str]:
-            args = [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(d),
-            ]
+            args = redis_argv(binary, port, d)
             # At first the first node is the master; a node restarted later joins
             # as a replica of the master the Sentinels name now (as an operator
             # would restart it; Sentinel would get there too, in about 10 s).
@@ -510,15 +506,11 @@ class SentinelCluster:
         return master
 
     def heal(self) -> None:
-        for node in [*self.data, *self.sentinels]:
-            if node.proc is None:
-                node.start()
+        _start_stopped([*self.data, *self.sentinels])
         self.wait_healthy()
 
     def close(self) -> None:
-        for node in [*self.sentinels, *self.data]:
-            with contextlib.suppress(Exception):
-                node.close()
+        _close_all([*self.sentinels, *self.data])
 
 
 def _redis_cli(port: int, *args: str, timeout: float = 5.0) -> str:
@@ -561,18 +553,7 @@ class RedisCluster:
 
     def _argv(self, binary: str, i: int) -> Callable[[int, Path], list[str]]:
         def argv(port: int, d: Path) -> list[str]:
-            return [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(d),
+            cluster = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -585,6 +566,7 @@ class RedisCluster:
                 "--cluster-replica-validity-factor",
                 "0",
             ]
+            return redis_argv(binary, port, d, more=cluster)
 
         return argv
 
@@ -669,12 +651,8 @@ class RedisCluster:
 
     def heal(self) -> None:
         """Restart the killed nodes (each rejoins as a replica) and wait until healthy."""
-        for node in self.nodes:
-            if node.proc is None:
-                node.start()
+        _start_stopped(self.nodes)
         self.wait_healthy()
 
     def close(self) -> None:
-        for node in self.nodes:
-            with contextlib.suppress(Exception):
-                node.close()
+        _close_all(self.nodes)

@@ -1,33 +1,21 @@
 """What the etcd cluster tests share: URLs that put a client on a chosen member,
-which member a client is on now, and the registry workload's helpers."""
+and which member a client is on now (the workloads are in `_workload`)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from faults._support import RECOVER
 from faults.cluster._clusters import EtcdCluster
 from microstd._engines import etcd as engine
-from microstd.registry import Event, Node, Registry, ServiceRecord
 
 __all__ = [
     "OPTIONS",
     "TTL",
     "Member",
-    "collect_nodes",
-    "greeter",
     "kill_member",
     "leader_of",
     "member_url",
-    "node_ids",
-    "unique",
-    "wait_for",
-    "watch_started",
 ]
 
 #: The clients' engine options: a request may take up to 4 s in all, which covers
@@ -36,10 +24,6 @@ __all__ = [
 OPTIONS = "connect_timeout=1&timeout=3&ping_interval=1"
 #: Lease length of the lock and election tests (etcd's floor is about 2 s).
 TTL = 2.0
-
-
-def unique(what: str) -> str:
-    return f"{what}{uuid.uuid4().hex[:8]}"
 
 
 def member_url(
@@ -101,38 +85,3 @@ def kill_member(cluster: EtcdCluster, member: Member) -> str:
     failover record."""
     leader = cluster.leader()
     return "the leader" if member.kill() == leader else "a follower"
-
-
-async def wait_for(check: Callable[[], bool], what: str, seconds: float = 2 * RECOVER) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds}s"
-        await asyncio.sleep(0.05)
-
-
-def greeter(node: str) -> ServiceRecord:
-    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
-
-
-async def node_ids(registry: Registry) -> set[str]:
-    return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
-
-
-async def watch_started(registry: Registry, seen: set[str], tag: str) -> None:
-    """Return once the watch reports a node registered now (its starting point is
-    what was registered before it began reading, which it does not report)."""
-    deadline = time.monotonic() + RECOVER
-    for i in itertools.count():
-        await registry.register(greeter(f"{tag}-{i}"), ttl=30)
-        until = time.monotonic() + 1.0
-        while time.monotonic() < until:
-            if f"{tag}-{i}" in seen:
-                return
-            await asyncio.sleep(0.02)
-        assert time.monotonic() < deadline, "the watch never reported a node"
-
-
-async def collect_nodes(events: AsyncIterator[Event], seen: set[str]) -> None:
-    async for event in events:
-        if event.kind in ("create", "update"):
-            seen.update(n.id for n in event.service.nodes)

@@ -16,13 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
+from _servers import serving
 from faults.cluster import _failover
 from faults.cluster._clusters import EtcdCluster, NatsCluster, RedisCluster, SentinelCluster
 
 _HERE = Path(__file__).parent
+
+
+class _Healable(Protocol):
+    def heal(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Healable)
+
+
+def healed(cluster: C) -> Iterator[C]:
+    """The body of a per-test cluster fixture: the session's cluster, healthy, and
+    healed again after the test (which may have killed members)."""
+    cluster.heal()
+    yield cluster
+    cluster.heal()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,62 +61,39 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def nats_cluster_session() -> Iterator[NatsCluster]:
-    cluster = NatsCluster(3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from serving(NatsCluster(3))
 
 
 @pytest.fixture
 def nats_cluster(nats_cluster_session: NatsCluster) -> Iterator[NatsCluster]:
     """The session's three-server NATS cluster, healthy; healed after the test."""
-    nats_cluster_session.heal()
-    yield nats_cluster_session
-    nats_cluster_session.heal()
+    yield from healed(nats_cluster_session)
 
 
 @pytest.fixture(scope="session")
 def sentinel_cluster_session() -> Iterator[SentinelCluster]:
-    cluster = SentinelCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from serving(SentinelCluster())
 
 
 @pytest.fixture
 def sentinel_cluster(sentinel_cluster_session: SentinelCluster) -> Iterator[SentinelCluster]:
     """The session's Redis master + replica + three Sentinels, healthy; healed after."""
-    sentinel_cluster_session.heal()
-    yield sentinel_cluster_session
-    sentinel_cluster_session.heal()
+    yield from healed(sentinel_cluster_session)
 
 
 @pytest.fixture(scope="session")
 def etcd_cluster_session() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from serving(EtcdCluster(3))
 
 
 @pytest.fixture
 def etcd_cluster(etcd_cluster_session: EtcdCluster) -> Iterator[EtcdCluster]:
     """The session's three-member etcd cluster, healthy; healed after the test."""
-    etcd_cluster_session.heal()
-    yield etcd_cluster_session
-    etcd_cluster_session.heal()
+    yield from healed(etcd_cluster_session)
 
 
 @pytest.fixture
 def redis_cluster(redis_cluster_session: RedisCluster) -> Iterator[RedisCluster]:
     """The session's Redis Cluster (3 masters, 3 replicas; tests/conftest.py starts it
     for the contract suites too), healthy; healed after the test."""
-    redis_cluster_session.heal()
-    yield redis_cluster_session
-    redis_cluster_session.heal()
+    yield from healed(redis_cluster_session)

@@ -21,30 +21,28 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import microstd.registry
 import microstd.sync
-from faults._locks import FencedLog, check_spans, hold_in_steps
-from faults._support import RECOVER, eventually, never_hangs
+from faults._locks import check_spans
+from faults._support import RECOVER, eventually
 from faults.cluster import _failover
 from faults.cluster._clusters import EtcdCluster
-from faults.cluster._etcd import (
-    TTL,
-    Member,
+from faults.cluster._etcd import TTL, Member, kill_member, leader_of, member_url
+from faults.cluster._workload import (
+    LockTurns,
     collect_nodes,
+    follow_reloads,
     greeter,
-    kill_member,
-    leader_of,
-    member_url,
     node_ids,
     unique,
     wait_for,
-    watch_started,
+    watch_reporting,
+    write_until_applied,
 )
 from microstd._engines import etcd as engine
-from microstd.errors import ConnectionFailed, LockLost, LockTimeout
+from microstd.errors import ConnectionFailed, LockTimeout
 
 
 def test_a_url_names_every_member(etcd_cluster: EtcdCluster) -> None:
@@ -127,28 +125,8 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
     tokens rise in grant order so the log accepts every new holder, and
     acquisitions go on: the probe that acquires and releases through the killed
     client succeeds again after a retry (the failover cost recorded)."""
-    name = unique("lock")
-    log = FencedLog()
-    spans: list[tuple[float, float, int, str]] = []
-    grants: list[tuple[float, int, str]] = []
-    firsts: list[bool] = []
-    stop = asyncio.Event()
-
-    async def worker(locks: Any, who: str) -> None:
-        while not stop.is_set():
-            try:
-                lease = await locks.acquire(name, ttl=TTL, wait=3.0)
-            except (LockTimeout, ConnectionFailed):
-                await asyncio.sleep(0.02)
-                continue
-            start = time.monotonic()
-            grants.append((start, lease.token, who))
-            firsts.append(log.write(lease.token, who))
-            end = await hold_in_steps(lease, 3, 0.03)
-            spans.append((start, end, lease.token, who))
-            log.write(lease.token, who)
-            with contextlib.suppress(LockLost, ConnectionFailed):
-                await lease.release()
+    turns = LockTurns(unique("lock"), ttl=TTL, wait=3.0, steps=3, step=0.03)
+    grants = turns.grants
 
     leader = leader_of(etcd_cluster)
     urls = [member_url(etcd_cluster, leader + r) for r in range(3)]  # a starts on the leader
@@ -158,7 +136,10 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
         microstd.sync.open(urls[2]) as c,
         Member.of(etcd_cluster, urls[0]) as member_of_a,
     ):
-        tasks = [asyncio.create_task(worker(x, who)) for x, who in ((a, "a"), (b, "b"), (c, "c"))]
+        tasks = [
+            asyncio.create_task(turns.take_turns(x, who))
+            for x, who in ((a, "a"), (b, "b"), (c, "c"))
+        ]
         try:
             for _ in range(_failover.rounds(3)):
                 await wait_for(lambda: len(grants) >= 5, "grants before the kill")
@@ -189,12 +170,10 @@ async def test_locks_never_have_two_holders_when_the_connected_member_dies(
                 await wait_for(lambda before=before: len(grants) >= before + 5, "grants after")
                 await asyncio.to_thread(etcd_cluster.heal)
         finally:
-            stop.set()
+            turns.stop.set()
             await asyncio.gather(*tasks)
-    check_spans(spans)
-    tokens = [token for _, token, _ in sorted(grants)]
-    assert tokens == sorted(tokens), tokens
-    assert all(firsts), "a new holder's first write was refused: a token went back"
+    check_spans(turns.spans)
+    turns.assert_tokens_rose()
 
 
 async def test_at_most_one_leader_while_the_raft_leader_dies(etcd_cluster: EtcdCluster) -> None:
@@ -312,7 +291,7 @@ async def test_registrations_stay_discoverable_and_the_watch_goes_on(
             events = registry.watch("greeter")
             seen: set[str] = set()
             watching = asyncio.create_task(collect_nodes(events, seen))
-            await watch_started(registry, seen, f"w{round_}")
+            await watch_reporting(registry, seen, f"w{round_}", ttl=30)
 
             async def register(i: int, r: int = round_) -> None:
                 await registry.register(greeter(f"n{r}-{i}"), ttl=30)
@@ -368,19 +347,15 @@ async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -
         errors: list[BaseException] = []
         cfg.on_error(errors.append)
 
-        async def follow() -> None:
-            async for _ in cfg.watch(debounce=0.02):
-                pass
-
-        task = asyncio.create_task(follow())
+        task = asyncio.create_task(follow_reloads(cfg))
         try:
             async with Member.of(etcd_cluster, urls[0]) as member:
                 for round_ in range(_failover.rounds(3)):
                     want = f"v{round_ + 1}"
-                    await _applied(cfg, f"w{round_}", put)
+                    await write_until_applied(cfg, f"w{round_}", put)
                     role = kill_member(etcd_cluster, member)
                     start = time.monotonic()
-                    await _applied(cfg, want, put)
+                    await write_until_applied(cfg, want, put)
                     _failover.record(
                         "etcd",
                         f"config reload (watch's member killed: {role})",
@@ -395,13 +370,3 @@ async def test_config_reloads_after_its_member_dies(etcd_cluster: EtcdCluster) -
         assert errors == []
     finally:
         await engine.release(writer)
-
-
-async def _applied(cfg: Any, want: str, put: Callable[[str], Awaitable[None]]) -> None:
-    """Write `want` (again, every so often) until the config shows it."""
-    deadline = time.monotonic() + RECOVER
-    while cfg.value["db"]["host"] != want:
-        assert time.monotonic() < deadline, f"config never showed {want}"
-        with contextlib.suppress(ConnectionFailed):
-            await never_hangs(put(want))
-        await asyncio.sleep(0.1)

@@ -29,29 +29,27 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
 
 import microstd.registry
 import microstd.sync
-from faults._locks import FencedLog, check_spans, hold_in_steps
+from faults._locks import check_spans
 from faults._proxy import FaultProxy
 from faults.cluster import _failover
 from faults.cluster._clusters import EtcdCluster
-from faults.cluster._etcd import (
-    TTL,
-    Member,
+from faults.cluster._etcd import TTL, Member, leader_of, member_url
+from faults.cluster._workload import (
+    LockTurns,
     collect_nodes,
+    follow_reloads,
     greeter,
-    leader_of,
-    member_url,
     node_ids,
     unique,
     wait_for,
-    watch_started,
+    watch_reporting,
 )
 from microstd import config
 from microstd._engines import etcd as engine
-from microstd.errors import ConnectionFailed, LockLost, LockTimeout
+from microstd.errors import ConnectionFailed
 
 #: The per-attempt deadline of the clients under test (seconds).
 ATTEMPT = 1.0
@@ -79,40 +77,18 @@ async def _through_silence(
     name, probe, watched = unique("lock"), unique("probe"), f"/{unique('watched')}/"
     settings = f"/{unique('cfg')}/"
     config_errors: list[BaseException] = []
-    log = FencedLog()
-    spans: list[tuple[float, float, int, str]] = []
-    grants: list[tuple[float, int, str]] = []
-    firsts: list[bool] = []
+    turns = LockTurns(name, ttl=TTL, wait=3.0, steps=3, step=0.03)
+    grants = turns.grants
     revisions: list[int] = []
     acked: set[int] = set()
     nodes: set[str] = set()
     durations: list[tuple[float, float]] = []
-    stop = asyncio.Event()
-
-    async def worker(locks: Any, who: str) -> None:
-        while not stop.is_set():
-            try:
-                lease = await locks.acquire(name, ttl=TTL, wait=3.0)
-            except (LockTimeout, ConnectionFailed):
-                await asyncio.sleep(0.02)
-                continue
-            start = time.monotonic()
-            grants.append((start, lease.token, who))
-            firsts.append(log.write(lease.token, who))
-            end = await hold_in_steps(lease, 3, 0.03)
-            spans.append((start, end, lease.token, who))
-            log.write(lease.token, who)
-            with contextlib.suppress(LockLost, ConnectionFailed):
-                await lease.release()
+    stop = turns.stop
 
     async def follow(client: engine.EtcdClient) -> None:
         request = {"key": engine.b64(watched), "range_end": engine.prefix_end(watched)}
         async for result in client.watch(request, "test watch"):
             revisions.extend(int(e["kv"]["mod_revision"]) for e in result.get("events") or [])
-
-    async def reload(cfg: Any) -> None:
-        async for _ in cfg.watch(debounce=0.02):
-            pass
 
     async def set_host(client: engine.EtcdClient, value: str) -> None:
         body = {"key": engine.b64(f"{settings}db/host"), "value": engine.b64(value)}
@@ -142,12 +118,15 @@ async def _through_silence(
         tasks = [
             asyncio.create_task(collect_nodes(events, nodes)),
             asyncio.create_task(follow(x.client)),
-            asyncio.create_task(reload(cfg)),
+            asyncio.create_task(follow_reloads(cfg)),
             asyncio.create_task(write(writer.client)),
-            *(asyncio.create_task(worker(s, who)) for s, who in ((a, "a"), (b, "b"), (c, "c"))),
+            *(
+                asyncio.create_task(turns.take_turns(s, who))
+                for s, who in ((a, "a"), (b, "b"), (c, "c"))
+            ),
         ]
         try:
-            await watch_started(registry, nodes, "before")
+            await watch_reporting(registry, nodes, "before", ttl=30)
             await wait_for(lambda: len(grants) >= 3 and len(revisions) >= 20, "a running workload")
 
             async def op(i: int) -> None:
@@ -196,10 +175,8 @@ async def _through_silence(
     assert revisions == sorted(set(revisions)), "a watch event delivered twice or out of order"
     # The config source's watch moved to another member by itself: nothing reported.
     assert config_errors == []
-    check_spans(spans)
-    tokens = [token for _, token, _ in sorted(grants)]
-    assert tokens == sorted(tokens), tokens
-    assert all(firsts), "a new holder's first write was refused: a token went back"
+    check_spans(turns.spans)
+    turns.assert_tokens_rose()
     if not failures_allowed:
         assert outcome.failures == 0, "an operation failed: the silence was not just a retry"
     _failover.record("etcd", f"first op after {what}", outcome.failover, outcome.failures)

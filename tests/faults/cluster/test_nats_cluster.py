@@ -9,24 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from typing import Any
 
 import microstd.broker
 import microstd.store
-from faults._support import FAST_NATS, RECOVER, eventually, never_hangs
+from faults._support import FAST_NATS, RECOVER, Watcher, eventually, never_hangs
 from faults.cluster import _failover
 from faults.cluster._clusters import NatsCluster
+from faults.cluster._workload import (
+    WRITES,
+    collect_nodes,
+    follow_reloads,
+    greeter,
+    node_ids,
+    numbered_writes,
+    publish_until_delivered,
+    unique,
+    watch_reporting,
+)
 from microstd._engines import nats as engine
 from microstd.broker import Broker, Message
-from microstd.errors import Conflict, ConnectionFailed, ConnectionRestored, NotFound
+from microstd.errors import Conflict, ConnectionFailed, NotFound
 from microstd.store import Store
-
-WRITES = 60
-
-
-def _unique(what: str) -> str:
-    return f"{what}{uuid.uuid4().hex[:8]}"
 
 
 def _store(url: str) -> Store:
@@ -62,17 +66,16 @@ async def test_store_acknowledged_writes_survive_the_loss_of_the_connected_serve
     write is acknowledged after at most a few retries, and every acknowledged
     write reads back with its revision (through another server too), revisions
     rising in acknowledgement order."""
-    bucket = _unique("ha")
+    bucket = unique("ha")
     url = nats_cluster.url(f"bucket={bucket}&replicas=3")
     async with _store(url) as store:
         for round_ in range(_failover.rounds(3)):
             prefix = f"r{round_}-"
-
-            async def write(i: int, prefix: str = prefix) -> int:
-                return int(await store.write(f"{prefix}{i}", {"n": i}))
-
             outcome = await _failover.through_failover(
-                write, total=WRITES, kill_at=WRITES // 3, kill=_kill_connected(nats_cluster, store)
+                numbered_writes(store, prefix),
+                total=WRITES,
+                kill_at=WRITES // 3,
+                kill=_kill_connected(nats_cluster, store),
             )
             _failover.record(
                 "nats",
@@ -107,7 +110,7 @@ async def test_store_conditional_writes_lose_no_acknowledged_update(
     server of one of them is killed: the final count is at least the number of
     acknowledged increments (none lost) and at most that plus the attempts that
     failed with ConnectionFailed (each may or may not have been applied)."""
-    bucket = _unique("hacas")
+    bucket = unique("hacas")
     key = "counter"
     urls = [nats_cluster.url(f"bucket={bucket}&replicas=3", members=[i]) for i in range(3)]
     async with _store(urls[0]) as a, _store(urls[1]) as b:
@@ -153,7 +156,7 @@ async def test_a_url_naming_one_server_fails_over_to_the_servers_it_discovered(
     """A URL naming only one server of the cluster: the client learns the others
     from the server (discovered routes) and, when its server is killed, goes on
     on one of them."""
-    url = nats_cluster.url(f"bucket={_unique('hadisc')}&replicas=3", members=[1])
+    url = nats_cluster.url(f"bucket={unique('hadisc')}&replicas=3", members=[1])
     async with _store(url) as store:
         await store.write("k", 1)
         assert _connected(store) == nats_cluster.ports[1]
@@ -170,7 +173,7 @@ async def test_a_url_naming_one_server_fails_over_to_the_servers_it_discovered(
 async def test_a_store_watch_goes_on_across_a_failover(nats_cluster: NatsCluster) -> None:
     """A store watch whose server is killed resumes on another server and delivers
     the writes made after the kill."""
-    url = nats_cluster.url(f"bucket={_unique('hawatch')}&replicas=3")
+    url = nats_cluster.url(f"bucket={unique('hawatch')}&replicas=3")
     async with _store(url) as store, _store(url) as writer:
         events = store.watch()
         # Through the watching store: a write waits for its watches to be ready.
@@ -187,18 +190,6 @@ async def test_a_store_watch_goes_on_across_a_failover(nats_cluster: NatsCluster
         await events.aclose()  # type: ignore[attr-defined]
 
 
-class _Received:
-    def __init__(self) -> None:
-        self.bodies: list[object] = []
-        self.events: list[type[BaseException]] = []
-
-    def handler(self, message: Message) -> None:
-        self.bodies.append(message.decode())
-
-    def on_error(self, exc: BaseException, subscription: object) -> None:
-        self.events.append(type(exc))
-
-
 async def test_core_subscriptions_follow_their_connection_to_another_server(
     nats_cluster: NatsCluster,
 ) -> None:
@@ -207,8 +198,8 @@ async def test_core_subscriptions_follow_their_connection_to_another_server(
     the loss and the return are reported to on_error, and messages published
     through another server reach it again (those published during the failover
     may be lost: core NATS is at most once)."""
-    topic = _unique("ha.topic.")
-    got = _Received()
+    topic = unique("ha.topic.")
+    got = Watcher()
     sub_url = nats_cluster.url(members=[0, 1, 2])
     pub_url = nats_cluster.url(members=[2])
     sub_broker: Broker = microstd.broker.open(sub_url, on_error=got.on_error, **FAST_NATS)
@@ -221,33 +212,20 @@ async def test_core_subscriptions_follow_their_connection_to_another_server(
             )
             await sub_broker.connect()
         await sub_broker.subscribe(topic, got.handler)
-        await _until_delivered(publisher, topic, got, "before")
+        await publish_until_delivered(publisher, topic, got, "before")
         nats_cluster.kill(nats_cluster.index_of(_connected(sub_broker)))
         start = time.monotonic()
-        await _until_delivered(publisher, topic, got, "after")
+        await publish_until_delivered(publisher, topic, got, "after")
         _failover.record(
             "nats", "core subscription (subscriber's server killed)", time.monotonic() - start
         )
-        assert ConnectionFailed in got.events
-        assert ConnectionRestored in got.events[got.events.index(ConnectionFailed) :]
+        assert got.reported_loss_and_return(), got.events
         await sub_broker.close()
-
-
-async def _until_delivered(publisher: Broker, topic: str, got: _Received, tag: str) -> None:
-    deadline = time.monotonic() + RECOVER
-    n = 0
-    while not any(isinstance(b, str) and b.startswith(tag) for b in got.bodies):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {tag!r} message delivered within {RECOVER}s")
-        n += 1
-        with contextlib.suppress(ConnectionFailed):
-            await never_hangs(publisher.publish(topic, f"{tag}{n}"))
-        await asyncio.sleep(0.05)
 
 
 async def test_a_missing_key_is_not_found_on_the_cluster(nats_cluster: NatsCluster) -> None:
     """The cluster URL is an ordinary store URL: the store's semantics are unchanged."""
-    async with _store(nats_cluster.url(f"bucket={_unique('hasem')}&replicas=3")) as store:
+    async with _store(nats_cluster.url(f"bucket={unique('hasem')}&replicas=3")) as store:
         try:
             await store.read("missing")
         except NotFound:
@@ -266,7 +244,7 @@ async def test_config_follows_its_bucket_across_the_loss_of_its_server(
 
     from microstd import config
 
-    bucket = _unique("hacfg")
+    bucket = unique("hacfg")
     url = nats_cluster.url()
     writer = await nats_client.connect(
         url.split(","),
@@ -281,11 +259,7 @@ async def test_config_follows_its_bucket_across_the_loss_of_its_server(
         cfg = await config.load_async(sources=[config.nats(url, bucket, timeout=1.0)])
         assert cfg.value == {"db": {"host": "v0"}}
 
-        async def follow() -> None:
-            async for _ in cfg.watch(debounce=0.02):
-                pass
-
-        task = asyncio.create_task(follow())
+        task = asyncio.create_task(follow_reloads(cfg))
         try:
             for round_ in range(_failover.rounds(3)):
                 watching = await _server_of_other_client(nats_cluster, "writer")
@@ -335,7 +309,7 @@ async def test_rpc_over_nats_goes_on_when_the_services_server_dies(
     import microstd
     from microstd.errors import ServiceError
 
-    name = _unique("harpc")
+    name = unique("harpc")
     service_url = nats_cluster.url(members=[0, 1])
     client_url = nats_cluster.url(members=[2])
     svc = microstd.Service(name, transport=service_url)
@@ -378,7 +352,7 @@ async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
     cluster acknowledged reaches the handler at least once (the consumer and
     stream have three copies, and the subscriber pulls again from another
     server), a retried publish at most adds a duplicate."""
-    topic_root = _unique("hadur")
+    topic_root = unique("hadur")
     topic = f"{topic_root}.x"
     received: set[int] = set()
     resumed: list[float] = []  # when the first message published after the kill arrived
@@ -397,7 +371,7 @@ async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
         microstd.broker.open(sub_url, **options) as subscriber,
         microstd.broker.open(pub_url, **options) as publisher,
     ):
-        await subscriber.subscribe(f"{topic_root}.*", handler, durable=_unique("d"))
+        await subscriber.subscribe(f"{topic_root}.*", handler, durable=unique("d"))
 
         async def publish(i: int) -> None:
             await publisher.publish(topic, i)
@@ -427,16 +401,6 @@ async def test_durable_messages_acknowledged_by_the_cluster_all_arrive(
         )
 
 
-def _greeter(node: str) -> Any:
-    from microstd.registry import Node, ServiceRecord
-
-    return ServiceRecord("greeter", "1", [Node(node, "127.0.0.1:8000")], ["Greeter.Hello"])
-
-
-async def _greeter_nodes(registry: Any) -> set[str]:
-    return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
-
-
 async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
     nats_cluster: NatsCluster,
 ) -> None:
@@ -453,11 +417,11 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
     later registrations)."""
     import microstd.registry
 
-    bucket = _unique("hareg")
+    bucket = unique("hareg")
     url = nats_cluster.url(f"bucket={bucket}&replicas=3")
     total, kill_at, ttl = 20, 5, 2.0
     async with microstd.registry.open(url, **FAST_NATS) as registry:
-        await registry.register(_greeter("hb"), ttl=ttl)
+        await registry.register(greeter("hb"), ttl=ttl)
         on = nats_cluster.index_of(_connected(registry))
         others = [i for i in range(len(nats_cluster.nodes)) if i != on]
         other_url = nats_cluster.url(f"bucket={bucket}&replicas=3", members=others)
@@ -468,25 +432,20 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
             while True:
                 await asyncio.sleep(ttl / 4)
                 with contextlib.suppress(ConnectionFailed):
-                    await registry.register(_greeter("hb"), ttl=ttl)
+                    await registry.register(greeter("hb"), ttl=ttl)
                     if killed:
                         beats_after.append(time.monotonic())
 
         seen: set[str] = set()
 
-        async def follow(events: Any) -> None:
-            async for event in events:
-                if event.kind in ("create", "update"):
-                    seen.update(n.id for n in event.service.nodes)
-
         events = registry.watch("greeter")
-        watching = asyncio.create_task(follow(events))
+        watching = asyncio.create_task(collect_nodes(events, seen))
         beating = asyncio.create_task(heartbeat())
         try:
-            await _reported(registry, seen, "w", watching)
+            await watch_reporting(registry, seen, "w", ttl=60, watching=watching, retry=True)
 
             async def register(i: int) -> None:
-                await registry.register(_greeter(f"n{i}"), ttl=60)
+                await registry.register(greeter(f"n{i}"), ttl=60)
 
             def kill() -> None:
                 nats_cluster.kill(on)
@@ -504,14 +463,14 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
             want = {f"n{i}" for i in range(total)} | {"hb"}
             async with microstd.registry.open(other_url, **FAST_NATS) as other:
                 for r in (registry, other):
-                    found = await eventually(lambda r=r: _greeter_nodes(r))
+                    found = await eventually(lambda r=r: node_ids(r))
                     assert want <= found, sorted(want - found)
                 # Heartbeats went on through the failover: past twice its TTL from
                 # the kill, the node is still registered, seen through both.
                 await asyncio.sleep(max(0.0, killed[0] + 2 * ttl - time.monotonic()))
                 assert beats_after, "no heartbeat succeeded after the kill"
                 for r in (registry, other):
-                    assert "hb" in await eventually(lambda r=r: _greeter_nodes(r))
+                    assert "hb" in await eventually(lambda r=r: node_ids(r))
             after = {f"n{i}" for i in range(kill_at, total)}
             deadline = time.monotonic() + RECOVER
             while not after <= seen and not watching.done():
@@ -524,8 +483,10 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
                 assert isinstance(exc, ConnectionFailed), exc
                 _failover.note("nats: the registry watch ended with ConnectionFailed")
                 events = registry.watch("greeter")
-                watching = asyncio.create_task(follow(events))
-                await _reported(registry, seen, "again", watching)
+                watching = asyncio.create_task(collect_nodes(events, seen))
+                await watch_reporting(
+                    registry, seen, "again", ttl=60, watching=watching, retry=True
+                )
             else:
                 _failover.note("nats: the registry watch went on across the failover")
         finally:
@@ -534,25 +495,6 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
                 with contextlib.suppress(asyncio.CancelledError, ConnectionFailed):
                     await task
             await events.aclose()  # type: ignore[attr-defined]
-
-
-async def _reported(registry: Any, seen: set[str], tag: str, watching: Any) -> None:
-    """Return once the watch reports a node registered now (its starting point is
-    what was registered before it began reading, which it does not report)."""
-    deadline = time.monotonic() + RECOVER
-    i = 0
-    while True:
-        if watching.done():
-            watching.result()  # its error
-            raise AssertionError("the watch ended")
-        i += 1
-        await eventually(lambda i=i: registry.register(_greeter(f"{tag}-{i}"), ttl=60))
-        until = time.monotonic() + 1.0
-        while time.monotonic() < until:
-            if f"{tag}-{i}" in seen:
-                return
-            await asyncio.sleep(0.02)
-        assert time.monotonic() < deadline, "the watch never reported a node"
 
 
 LISTS = 30
@@ -574,9 +516,9 @@ async def test_listing_keys_goes_on_while_another_server_is_down(
     import microstd.registry
     from microstd import config
 
-    bucket = _unique("halist")
+    bucket = unique("halist")
     url = nats_cluster.url(f"bucket={bucket}&replicas=3")
-    reg_url = nats_cluster.url(f"bucket={_unique('halistreg')}&replicas=3")
+    reg_url = nats_cluster.url(f"bucket={unique('halistreg')}&replicas=3")
     async with (
         _store(url) as store,
         microstd.registry.open(reg_url, **FAST_NATS) as registry,
@@ -586,8 +528,8 @@ async def test_listing_keys_goes_on_while_another_server_is_down(
             await store.write(key, key)
         await store.delete("gone")
         for node in ("a", "b"):
-            await registry.register(_greeter(node), ttl=60)
-        cfg_bucket = _unique("halistcfg")
+            await registry.register(greeter(node), ttl=60)
+        cfg_bucket = unique("halistcfg")
         writer = await nats_client.connect(nats_cluster.url().split(","), connect_timeout=1)
         try:
             kv = await writer.jetstream().create_key_value(bucket=cfg_bucket, replicas=3)
@@ -601,13 +543,13 @@ async def test_listing_keys_goes_on_while_another_server_is_down(
         down = next(i for i in range(len(nats_cluster.nodes)) if i not in on)
         nats_cluster.kill(down)
         await eventually(store.list)
-        await eventually(lambda: _greeter_nodes(registry))
+        await eventually(lambda: node_ids(registry))
         await eventually(lambda: _config_read(source))
         for _ in range(LISTS):
             assert await never_hangs(store.list()) == keys
             assert await never_hangs(store.list(prefix="k1")) == keys[10:]
             assert await never_hangs(store.list(limit=3, offset=4)) == keys[4:7]
-            assert await never_hangs(_greeter_nodes(registry)) == {"a", "b"}
+            assert await never_hangs(node_ids(registry)) == {"a", "b"}
             assert await never_hangs(source.fetch()) == {"db": {"host": "1", "port": "1"}}
 
 

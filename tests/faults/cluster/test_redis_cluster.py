@@ -11,27 +11,53 @@ one hash slot: killing that slot's master is the failure that matters to it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import microstd.broker
 import microstd.store
 import microstd.sync
-from faults._locks import FencedLog, hold_in_steps
-from faults._support import FAST, RECOVER, eventually, never_hangs, wait_until
+from faults._support import FAST, RECOVER, eventually, wait_until
 from faults.cluster import _failover
 from faults.cluster._clusters import RedisCluster
+from faults.cluster._failover import Outcome
+from faults.cluster._workload import (
+    WRITES,
+    LockTurns,
+    check_writes_through_failover,
+    greeter,
+    node_ids,
+    numbered_writes,
+    subscription_through,
+    unique,
+)
 from microstd._engines.redis_cluster import hash_tag
-from microstd.broker import Broker, Message
-from microstd.errors import ConnectionFailed, ConnectionRestored, LockLost, LockTimeout
-
-WRITES = 60
+from microstd.broker import Message
 
 
-def _unique(what: str) -> str:
-    return f"{what}{uuid.uuid4().hex[:8]}"
+async def _kill_slot_master_during(
+    cluster: RedisCluster,
+    prefix: str,
+    op: Callable[[int], Awaitable[object]],
+    whose: str,
+    what: str,
+    total: int = WRITES,
+    kill_at: int = WRITES // 3,
+) -> Outcome:
+    """`op` run through a failover (`_failover.through_failover`) in which the master
+    of `prefix`'s hash slot is killed; the cost recorded as `what`. The kill must
+    have made an attempt fail (it reached the `whose` master) and a replica must
+    serve the slot now."""
+    victim = cluster.master_of(hash_tag(prefix))
+    outcome = await _failover.through_failover(
+        op, total=total, kill_at=kill_at, kill=lambda: cluster.kill(victim)
+    )
+    _failover.record(
+        "redis cluster", f"{what} (slot's master killed)", outcome.failover, outcome.failures
+    )
+    assert outcome.failures > 0, f"the kill did not reach the {whose}'s master"
+    assert cluster.master_of(hash_tag(prefix)) != victim
+    return outcome
 
 
 async def test_store_follows_the_promoted_replica_and_revisions_keep_rising(
@@ -42,70 +68,22 @@ async def test_store_follows_the_promoted_replica_and_revisions_keep_rising(
     master (the client reloads the slot map; retries of ConnectionFailed complete
     the workload); revisions keep rising across the failover, and every write
     acknowledged after the failover reads back, through read_many and list."""
-    prefix = f"{_unique('hc')}:"
+    prefix = f"{unique('hc')}:"
     async with microstd.store.open(redis_cluster.url(), prefix=prefix, **FAST) as store:
         for _ in range(_failover.rounds(redis_cluster.masters)):
-            keys = _unique("r")
-
-            async def write(i: int, keys: str = keys) -> int:
-                return int(await store.write(f"{keys}{i}", {"n": i}))
-
-            victim = redis_cluster.master_of(hash_tag(prefix))
+            keys = unique("r")
             kill_at = WRITES // 3
-            outcome = await _failover.through_failover(
-                write, total=WRITES, kill_at=kill_at, kill=lambda v=victim: redis_cluster.kill(v)
+            outcome = await _kill_slot_master_during(
+                redis_cluster, prefix, numbered_writes(store, keys), "store", "store write"
             )
-            _failover.record(
-                "redis cluster",
-                "store write (slot's master killed)",
-                outcome.failover,
-                outcome.failures,
-            )
-            assert outcome.failures > 0, "the kill did not reach the store's master"
-            assert redis_cluster.master_of(hash_tag(prefix)) != victim
-            revisions = [outcome.acked[i] for i in range(WRITES)]
-            assert revisions == sorted(revisions)
-            assert len(set(revisions)) == WRITES
-            after = [f"{keys}{i}" for i in range(kill_at, WRITES) if i not in outcome.ambiguous]
-            records = await eventually(lambda names=after: store.read_many(names))
-            assert {k: r.revision for k, r in records.items()} == {
-                f"{keys}{i}": outcome.acked[i]
-                for i in range(kill_at, WRITES)
-                if f"{keys}{i}" in after
-            }
+            after, lost = await check_writes_through_failover(store, keys, outcome, kill_at=kill_at)
             listed = set(await store.list(prefix=keys))
             assert set(after) <= listed
-            # Acknowledged before the kill: kept only if the replica had received them.
-            early = [f"{keys}{i}" for i in range(kill_at)]
-            kept = await eventually(lambda names=early: store.read_many(names))
             _failover.note(
-                f"redis cluster: {kill_at - len(kept)} of {kill_at} store writes acknowledged"
+                f"redis cluster: {lost} of {kill_at} store writes acknowledged"
                 " before the slot's master was killed were missing after the failover"
             )
             redis_cluster.heal()
-
-
-class _Received:
-    def __init__(self) -> None:
-        self.bodies: list[object] = []
-        self.events: list[type[BaseException]] = []
-
-    def handler(self, message: Message) -> None:
-        self.bodies.append(message.decode())
-
-    def on_error(self, exc: BaseException, subscription: object) -> None:
-        self.events.append(type(exc))
-
-
-async def _until_delivered(publisher: Broker, topic: str, got: _Received, tag: str) -> None:
-    deadline = time.monotonic() + RECOVER
-    n = 0
-    while not any(isinstance(b, str) and b.startswith(tag) for b in got.bodies):
-        assert time.monotonic() < deadline, f"no {tag!r} message delivered within {RECOVER}s"
-        n += 1
-        with contextlib.suppress(ConnectionFailed):
-            await never_hangs(publisher.publish(topic, f"{tag}{n}"))
-        await asyncio.sleep(0.05)
 
 
 async def test_a_subscription_moves_off_its_dead_node(redis_cluster: RedisCluster) -> None:
@@ -114,21 +92,12 @@ async def test_a_subscription_moves_off_its_dead_node(redis_cluster: RedisCluste
     subscribes again on a node of the new slot map by itself, reports the return,
     and receives what is published afterwards (classic PUBLISH reaches every
     node; what was published during the move is lost: pub/sub is at most once)."""
-    url = redis_cluster.url()
-    topic = _unique("hc.")
-    got = _Received()
-    subscriber: Broker = microstd.broker.open(url, on_error=got.on_error, **FAST)
-    async with subscriber, microstd.broker.open(url, **FAST) as publisher:
-        await subscriber.subscribe(topic, got.handler)
-        await _until_delivered(publisher, topic, got, "before")
-        redis_cluster.kill(redis_cluster.master_of(topic))
-        start = time.monotonic()
-        await _until_delivered(publisher, topic, got, "after")
-        _failover.record(
-            "redis cluster", "core subscription (its node killed)", time.monotonic() - start
-        )
-        assert ConnectionFailed in got.events
-        assert ConnectionRestored in got.events[got.events.index(ConnectionFailed) :]
+    topic = unique("hc.")
+    got, seconds = await subscription_through(
+        redis_cluster.url(), topic, lambda: redis_cluster.kill(redis_cluster.master_of(topic))
+    )
+    _failover.record("redis cluster", "core subscription (its node killed)", seconds)
+    assert got.reported_loss_and_return(), got.events
 
 
 async def test_durable_messages_published_after_the_failover_are_all_delivered(
@@ -139,9 +108,9 @@ async def test_durable_messages_published_after_the_failover_are_all_delivered(
     the replica is promoted, retries complete them, and every message acknowledged
     after the failover is delivered (at least once). Messages acknowledged just
     before the kill may be lost with the master (asynchronous replication)."""
-    prefix = f"{_unique('hd')}:"
+    prefix = f"{unique('hd')}:"
     url = redis_cluster.url(f"prefix={prefix}")
-    topic, durable = _unique("hd."), _unique("d")
+    topic, durable = unique("hd."), unique("d")
     seen: set[int] = set()
 
     def handle(message: Message) -> None:
@@ -158,18 +127,10 @@ async def test_durable_messages_published_after_the_failover_are_all_delivered(
         async def publish(i: int) -> None:
             await publisher.publish(topic, i)
 
-        victim = redis_cluster.master_of(hash_tag(prefix))
         kill_at = WRITES // 3
-        outcome = await _failover.through_failover(
-            publish, total=WRITES, kill_at=kill_at, kill=lambda: redis_cluster.kill(victim)
+        outcome = await _kill_slot_master_during(
+            redis_cluster, prefix, publish, "broker", "durable publish"
         )
-        _failover.record(
-            "redis cluster",
-            "durable publish (slot's master killed)",
-            outcome.failover,
-            outcome.failures,
-        )
-        assert outcome.failures > 0, "the kill did not reach the broker's master"
         after = {i for i in range(kill_at, WRITES) if i not in outcome.ambiguous}
         await wait_until(lambda: after <= seen)
         early = set(range(kill_at))
@@ -192,32 +153,12 @@ async def test_fencing_tokens_keep_rising_across_a_failover(redis_cluster: Redis
     log accepts every new holder's first write. Mutual exclusion itself is not
     claimed across the failover: a lock the replica had not received is free on
     the new master."""
-    prefix = f"{_unique('hl')}:"
+    prefix = f"{unique('hl')}:"
     url = redis_cluster.url(f"prefix={prefix}&timeout=1&connect_timeout=1")
-    name = _unique("lock")
-    log = FencedLog()
-    grants: list[tuple[float, int, str]] = []
-    firsts: list[bool] = []
-    failed: list[float] = []
-    stop = asyncio.Event()
-
-    async def worker(locks: Any, who: str) -> None:
-        while not stop.is_set():
-            try:
-                lease = await locks.acquire(name, ttl=TTL, wait=2.0)
-            except (LockTimeout, ConnectionFailed):
-                failed.append(time.monotonic())
-                await asyncio.sleep(0.02)
-                continue
-            grants.append((time.monotonic(), lease.token, who))
-            firsts.append(log.write(lease.token, who))
-            await hold_in_steps(lease, 2, 0.02)
-            log.write(lease.token, who)
-            with contextlib.suppress(LockLost, ConnectionFailed):
-                await lease.release()
-
+    turns = LockTurns(unique("lock"), ttl=TTL, wait=2.0, steps=2, step=0.02)
+    grants = turns.grants
     async with microstd.sync.open(url) as a, microstd.sync.open(url) as b:
-        tasks = [asyncio.create_task(worker(a, "a")), asyncio.create_task(worker(b, "b"))]
+        tasks = [asyncio.create_task(turns.take_turns(x, who)) for x, who in ((a, "a"), (b, "b"))]
         try:
             await wait_until(lambda: len(grants) >= 10, 2 * RECOVER)
             victim = redis_cluster.master_of(hash_tag(prefix))
@@ -226,18 +167,15 @@ async def test_fencing_tokens_keep_rising_across_a_failover(redis_cluster: Redis
             before = len(grants)
             await wait_until(lambda: len(grants) >= before + 10, 2 * RECOVER)
         finally:
-            stop.set()
+            turns.stop.set()
             await asyncio.gather(*tasks)
     assert redis_cluster.master_of(hash_tag(prefix)) != victim
     # The first grant after the first failed acquire since the kill (a grant whose
     # reply was already on its way when the master died is not the failover's).
-    since = min((t for t in failed if t >= killed), default=killed)
+    since = min((t for t in turns.failed if t >= killed), default=killed)
     first_after = min(t for t, _, _ in grants[before:] if t >= since)
     _failover.record("redis cluster", "lock acquire (slot's master killed)", first_after - killed)
-    tokens = [token for _, token, _ in sorted(grants)]
-    assert tokens == sorted(tokens), tokens
-    assert len(set(tokens)) == len(tokens), tokens
-    assert all(firsts), "a new holder's first write was refused: a token went back"
+    turns.assert_tokens_rose(distinct=True)
 
 
 async def test_registrations_after_the_failover_are_found(redis_cluster: RedisCluster) -> None:
@@ -245,37 +183,20 @@ async def test_registrations_after_the_failover_are_found(redis_cluster: RedisCl
     registers nodes; registration goes on on the new master after retries, and
     every node registered after the failover is found by a lookup."""
     import microstd.registry
-    from microstd.errors import NotFound
-    from microstd.registry import Node, ServiceRecord
 
-    prefix = f"{_unique('hr')}:"
+    prefix = f"{unique('hr')}:"
     url = redis_cluster.url(f"prefix={prefix}")
     total, kill_at = 20, 5
     async with microstd.registry.open(url, **FAST) as registry:
 
         async def register(i: int) -> None:
-            record = ServiceRecord("greeter", "1", [Node(f"n{i}", "127.0.0.1:8000")], [])
-            await registry.register(record, ttl=60)
+            await registry.register(greeter(f"n{i}"), ttl=60)
 
-        victim = redis_cluster.master_of(hash_tag(prefix))
-        outcome = await _failover.through_failover(
-            register, total=total, kill_at=kill_at, kill=lambda: redis_cluster.kill(victim)
+        outcome = await _kill_slot_master_during(
+            redis_cluster, prefix, register, "registry", "registry register", total, kill_at
         )
-        _failover.record(
-            "redis cluster",
-            "registry register (slot's master killed)",
-            outcome.failover,
-            outcome.failures,
-        )
-        assert outcome.failures > 0, "the kill did not reach the registry's master"
 
-        async def nodes() -> set[str]:
-            try:
-                return {n.id for s in await registry.lookup("greeter") for n in s.nodes}
-            except NotFound:
-                return set()
-
-        found = await eventually(nodes)
+        found = await eventually(lambda: node_ids(registry))
         after = {f"n{i}" for i in range(kill_at, total) if i not in outcome.ambiguous}
         assert after <= found, sorted(after - found)
         _failover.note(
