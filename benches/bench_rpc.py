@@ -19,7 +19,9 @@ the time per call), as `microstd bench rpc` does. The rig (servers, clients, loo
 NATS (`NatsRig`, its own nats-server): a microstd `Service(transport="nats://...")`
 called through `Client(transport=...)` against a bare nats-py queue-group
 responder called with `nc.request`, both decoding and encoding the same msgpack
-bodies; "x bare" is time per call against the bare one (below 1.30 is the aim).
+bodies, with 1, 16 and 64 calls in flight; "x bare" is time per call against
+the bare one (below 1.30 is the aim). `--only nats` (repeatable, with `http`,
+`stream`, `nats-stream`) runs one part.
 
 Server streaming over NATS (`NatsStreamRig`): items per second of one stream,
 `Client(transport=...).stream` against a bare nats-py loop publishing the same
@@ -280,38 +282,43 @@ def test_nats_round_trip(benchmark: Any, nats_rig: NatsRig, kind: str) -> None:
     assert benchmark(lambda: nats_rig.run(call())) == REPLY
 
 
+#: Calls in flight at once in the NATS cases: one at a time (latency), then loaded.
+NATS_IN_FLIGHT = (1, 16, BATCH)
+
+
 def nats_main(rounds: int = 10) -> None:
-    """Print NATS request/reply latency, microstd against bare nats-py."""
+    """Print NATS request/reply latency and loaded time per call, microstd against
+    bare nats-py, at each of `NATS_IN_FLIGHT` calls in flight."""
     rig = NatsRig()
     inf = float("inf")
-    best = {kind: {"lat": (inf, inf), "thr": (inf, inf)} for kind in NATS_KINDS}
+    best = {kind: dict.fromkeys(NATS_IN_FLIGHT, (inf, inf)) for kind in NATS_KINDS}
 
     async def measure() -> None:
         for kind in NATS_KINDS:
             await _timed(rig.calls[kind], 4 * BATCH, BATCH)  # warm up
         for _ in range(rounds):
-            for kind in NATS_KINDS:
-                for name, n, at_once in (("lat", 300, 1), ("thr", 6 * BATCH, BATCH)):
+            for at_once in NATS_IN_FLIGHT:
+                for kind in NATS_KINDS:
+                    n = 300 if at_once == 1 else 6 * BATCH
                     wall, cpu = await _timed(rig.calls[kind], n, at_once)
-                    old = best[kind][name]
-                    best[kind][name] = (min(old[0], wall), min(old[1], cpu))
+                    old = best[kind][at_once]
+                    best[kind][at_once] = (min(old[0], wall), min(old[1], cpu))
 
     try:
         rig.run(measure())
     finally:
         rig.close()
     base = best["bare-nats"]
-    columns = ("latency us", "x bare", "cpu x", "64 conc. x", "cpu x")
+    columns = ["latency us"]
+    for at_once in NATS_IN_FLIGHT:
+        columns += ["x bare" if at_once == 1 else f"{at_once} conc. x", "cpu x"]
     print(f"\n{'nats case':10} " + " ".join(f"{c:>10}" for c in columns))
     for kind in NATS_KINDS:
-        lat, thr = best[kind]["lat"], best[kind]["thr"]
-        ratios = (
-            lat[0] / base["lat"][0],
-            lat[1] / base["lat"][1],
-            thr[0] / base["thr"][0],
-            thr[1] / base["thr"][1],
-        )
-        print(f"{kind:10} {lat[0] * 1e6:10.1f} " + " ".join(f"{r:10.2f}" for r in ratios))
+        ratios = [
+            best[kind][at_once][i] / base[at_once][i] for at_once in NATS_IN_FLIGHT for i in (0, 1)
+        ]
+        latency = best[kind][1][0] * 1e6
+        print(f"{kind:10} {latency:10.1f} " + " ".join(f"{r:10.2f}" for r in ratios))
 
 
 NATS_STREAM_KINDS = ("bare-nats-stream", "nats-stream")
@@ -546,9 +553,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--otel", action="store_true", help="trace with the OpenTelemetry SDK")
     parser.add_argument("--metrics", action="store_true", help="record metrics")
+    parts = {
+        "http": main,
+        "stream": stream_main,
+        "nats": nats_main,
+        "nats-stream": nats_stream_main,
+    }
+    parser.add_argument(
+        "--only", choices=sorted(parts), action="append", help="run only these parts (repeatable)"
+    )
     options = parser.parse_args()
     _observe(options.otel, options.metrics)
-    main()
-    stream_main()
-    nats_main()
-    nats_stream_main()
+    for part, run in parts.items():
+        if not options.only or part in options.only:
+            run()

@@ -225,7 +225,7 @@ async def test_the_documented_wire(nats_url: str) -> None:
         try:
             inbox = nc.new_inbox()
             sub = await nc.subscribe(inbox)
-            request = b"\x01" + msgpack.dumps({"upto": 3})  # DATA, END implied
+            request = b"\x01" + msgpack.dumps({"upto": 40})  # DATA, END implied
             await nc.publish(
                 f"microstd.stream.{name}.Wire.Count",
                 request,
@@ -236,21 +236,24 @@ async def test_the_documented_wire(nats_url: str) -> None:
             assert (credit.data[0], len(credit.data)) == (0x10, 17)  # CREDIT upto, bytes
             assert credit.reply.startswith("_INBOX.")  # where the server's end is
             frames: list[tuple[int, bytes]] = []  # (sequence number, frame)
+            batches = 0
             while not frames or frames[-1][1][0] == 0x01:
                 data = (await sub.next_msg(timeout=10)).data
                 seq = int.from_bytes(data[-8:], "big")
                 if data[0] < 0x10:  # one frame
                     frames.append((seq, data[:-8]))
                 elif data[0] == 0x13:  # BATCH: (4-byte length, frame)..., the first's seq
+                    batches += 1
                     pos = 1
                     while pos < len(data) - 8:
                         size = int.from_bytes(data[pos : pos + 4], "big")
                         frames.append((seq, data[pos + 4 : pos + 4 + size]))
                         pos += 4 + size
                         seq += 1
-            assert [seq for seq, _ in frames] == [1, 2, 3, 4]
-            assert [msgpack.loads(f[1:]) for _, f in frames[:3]] == [0, 1, 2]
-            assert frames[3][1] == b"\x02"  # END
+            assert [seq for seq, _ in frames] == list(range(1, 42))
+            assert [msgpack.loads(f[1:]) for _, f in frames[:40]] == list(range(40))
+            assert frames[40][1] == b"\x02"  # END
+            assert batches  # a handler that is ahead sends several frames to a message
             await nc.publish(credit.reply, b"\x12")  # CLOSE
         finally:
             await nc.close()
@@ -347,6 +350,35 @@ async def test_batches_from_a_bare_client(nats_url: str) -> None:
                 pass  # then CLOSE
         finally:
             await nc.close()
+
+
+async def test_bursts_and_pauses_keep_their_order(nats_url: str) -> None:
+    """Frames published one by one (a paced sender) and in batches (a sender that
+    is ahead) interleave in order, both ways, through many credit windows."""
+    name = unique("burst")
+    svc = microstd.Service(name, registry="memory://", transport=nats_url)
+
+    async def paced(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+            if i % 700 < 5:
+                await asyncio.sleep(0.001)  # a few alone, then a burst
+            elif i % 50 == 0:
+                await asyncio.sleep(0)
+
+    @svc.handler("Burst.Out")
+    async def out(req: dict[str, int]) -> AsyncIterator[int]:
+        async for i in paced(req["n"]):
+            yield i
+
+    @svc.handler("Burst.In")
+    async def into(reqs: AsyncIterator[int]) -> list[int]:
+        return [x async for x in reqs]
+
+    n = 3 * WINDOW + 100
+    async with svc, Client(transport=nats_url) as client:
+        assert [x async for x in client.stream(name, "Burst.Out", {"n": n})] == list(range(n))
+        assert await client.call(name, "Burst.In", paced(n)) == list(range(n))
 
 
 async def test_an_item_over_max_payload(nats_url: str) -> None:

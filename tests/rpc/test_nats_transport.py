@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
@@ -127,3 +128,27 @@ async def test_credentials_do_not_show(nats_url: str) -> None:
         assert "s3cret" not in str(info.value)
         assert "127.0.0.1" in str(info.value)
         assert "s3cret" not in repr(client._nats)
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_refused_call_is_tried_retries_plus_one_times(nats_url: str, retries: int) -> None:
+    name = unique("echo")
+    async with echo_service(nats_url, name) as svc:
+        server = svc.server
+        arrived: list[str] = []
+        route = server._route
+
+        def counted(ctx: Any, *args: Any) -> Any:
+            arrived.append(ctx.endpoint)
+            return route(ctx, *args)
+
+        server._route = counted  # type: ignore[method-assign]
+        server.accepting = False  # refuses unstarted, still in the queue group
+        async with Client(transport=nats_url, retries=retries, backoff=0.001) as client:
+            with pytest.raises(microstd.errors.ServiceError) as refused:
+                await client.call(name, "Echo.Back", {"a": 1})
+            assert refused.value.code == 503
+            assert len(arrived) == retries + 1
+            server.accepting = True
+            assert await client.call(name, "Echo.Back", {"a": 2}) == {"a": 2}
+            assert len(arrived) == retries + 2

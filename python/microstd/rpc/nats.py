@@ -35,6 +35,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from microstd import codec as codecs
@@ -352,7 +353,23 @@ class NatsClientTransport:
 
     async def invoke(self, client: Client, call: Call) -> object:
         """One call, retried while it is refused before its handler ran."""
-        timeout = call.timeout if call.timeout is not None else client.timeout
+        return await self.call(
+            client, call.service, call.endpoint, call.body, call.timeout, call.metadata, call
+        )
+
+    async def call(
+        self,
+        client: Client,
+        service: str,
+        endpoint: str,
+        body: object,
+        timeout: float | None,
+        metadata: Mapping[str, str] | None,
+        call: Call | None = None,
+    ) -> object:
+        """`invoke` for a call no middleware sees: its `Call` is made only if needed."""
+        if timeout is None:
+            timeout = client.timeout
         now = _monotonic()
         deadline = now + timeout
         ctx = _current_context.get()
@@ -362,39 +379,45 @@ class NatsClientTransport:
         if (
             ctx is None
             and not client.name
-            and not call.metadata
+            and not metadata
             and codec.content_type == DEFAULT_CONTENT_TYPE
             and _observe.tracer is None
         ):
             headers = None  # nothing differs from the defaults: the common case
         else:
-            headers = self._headers(client, call, ctx)
-        payload = codec.dumps(call.body)
+            headers = self._headers(client, metadata, ctx)
+        payload = codec.dumps(body)
         # The first attempt, inline: the common case is one attempt and a reply
         # in the codec asked for, with no headers.
         left = deadline - now
         conn = self._conn
         nc = conn.nc if conn is not None else None
+        failure: Exception | None = None  # the first attempt's, when it may be retried
         if left > 0 and nc is not None and nc.is_connected and _observe.tracer is None:
             try:
-                prefix = self._prefixes.get(call.service) or self._prefix(call.service)
+                prefix = self._prefixes.get(service) or self._prefix(service)
                 msg = await nc.request(
-                    f"{prefix}{int(left * 1000)}.{call.endpoint}",
-                    payload,
-                    timeout=left,
-                    headers=headers,
+                    f"{prefix}{int(left * 1000)}.{endpoint}", payload, timeout=left, headers=headers
                 )
             except Exception as exc:
-                self._failed(conn, exc, call, left)  # type: ignore[arg-type]
-            if not msg.headers:
-                try:
-                    return codec.loads(msg.data)
-                except MicrostdError:
-                    pass  # a ServiceError 502, made the slow way
-            reply = self._reply_of(msg, codec.content_type)
-            if not (reply.not_started and reply.status == 503):
-                return client._decode_reply(call.service, reply, deadline)
-        return await self._attempts(client, call, payload, headers, deadline, timeout)
+                failure = self._unsent(conn, exc, service, endpoint, left)  # type: ignore[arg-type]
+            else:
+                if not msg.headers:
+                    try:
+                        return codec.loads(msg.data)
+                    except MicrostdError:
+                        pass  # a ServiceError 502, made the slow way
+                reply = self._reply_of(msg, codec.content_type)
+                if not (reply.not_started and reply.status == 503):
+                    return client._decode_reply(service, reply, deadline)
+                from microstd.rpc.client import _decode_error, _Unavailable
+
+                failure = _Unavailable(_decode_error(service, reply))
+        if call is None:
+            from microstd.rpc.client import Call
+
+            call = Call(service, endpoint, body, dict(metadata) if metadata else {}, timeout)
+        return await self._attempts(client, call, payload, headers, deadline, timeout, failure)
 
     async def _attempts(
         self,
@@ -404,28 +427,35 @@ class NatsClientTransport:
         headers: dict[str, str] | None,
         deadline: float,
         timeout: float,
+        failure: Exception | None = None,
     ) -> object:
-        """`invoke`'s attempts, the general way: connecting first, retrying while
-        the call is refused before its handler ran."""
+        """`call`'s attempts, the general way: connecting first, retrying while the
+        call is refused before its handler ran. `failure`: the first attempt's, made
+        already (a retryable one: not sent, or refused unstarted)."""
         from microstd.rpc.client import _decode_error, _NotSent, _Unavailable
 
-        for attempt in range(client.retries + 1):
-            try:
-                reply = await self._request(payload, headers, deadline, call, client)
-                if reply.not_started and reply.status == 503:
-                    raise _Unavailable(_decode_error(call.service, reply))
-                return client._decode_reply(call.service, reply, deadline)
-            except (_NotSent, _Unavailable) as exc:
-                if attempt >= client.retries:
-                    if isinstance(exc, _Unavailable):
-                        raise exc.error from None
-                    raise ConnectionFailed(str(exc)) from exc.__cause__
-                if _observe.tracer is not None:
-                    _observed.note_retry(attempt, "nats", exc)
-                pause = client.backoff * (2**attempt) * (0.5 + random.random() / 2)
-                if time.monotonic() + pause >= deadline:
-                    break
-                await asyncio.sleep(pause)
+        attempt = 0
+        while True:
+            if failure is None:
+                try:
+                    reply = await self._request(payload, headers, deadline, call, client)
+                    if reply.not_started and reply.status == 503:
+                        raise _Unavailable(_decode_error(call.service, reply))
+                    return client._decode_reply(call.service, reply, deadline)
+                except (_NotSent, _Unavailable) as exc:
+                    failure = exc
+            if attempt >= client.retries:
+                if isinstance(failure, _Unavailable):
+                    raise failure.error from None
+                raise ConnectionFailed(str(failure)) from failure.__cause__
+            if _observe.tracer is not None:
+                _observed.note_retry(attempt, "nats", failure)
+            pause = client.backoff * (2**attempt) * (0.5 + random.random() / 2)
+            if time.monotonic() + pause >= deadline:
+                break
+            await asyncio.sleep(pause)
+            attempt += 1
+            failure = None
         raise DeadlineExceeded(f"{call.service} {call.endpoint}: no reply within {timeout:g}s")
 
     def _prefix(self, service: str) -> str:
@@ -438,7 +468,9 @@ class NatsClientTransport:
         return prefix
 
     @staticmethod
-    def _headers(client: Client, call: Call, ctx: Any) -> dict[str, str] | None:
+    def _headers(
+        client: Client, metadata: Mapping[str, str] | None, ctx: Any
+    ) -> dict[str, str] | None:
         """What travels as headers: only what differs from this transport's defaults,
         since nats-py builds and parses headers in Python (a few microseconds each)."""
         headers: dict[str, str] = {}
@@ -447,7 +479,7 @@ class NatsClientTransport:
         caller = client.name or (ctx.service if ctx is not None else "")
         if caller:
             headers[CALLER_HEADER] = caller
-        for key, value in call.metadata.items():
+        for key, value in (metadata or {}).items():
             headers[META_PREFIX + key] = str(value)
         ctype = client.codec.content_type
         if ctype != DEFAULT_CONTENT_TYPE:
@@ -482,7 +514,7 @@ class NatsClientTransport:
             # nats-py arms one timer per request anyway).
             msg = await nc.request(subject, payload, timeout=left, headers=headers)
         except Exception as exc:
-            self._failed(conn, exc, call, left)
+            self._failed(conn, exc, call.service, call.endpoint, left)
         return self._reply_of(msg, client._codec.content_type)
 
     @staticmethod
@@ -504,18 +536,32 @@ class NatsClientTransport:
         not_started = NOT_STARTED_HEADER in reply_headers
         return Reply(status, msg.data, ctype, "", error=True, not_started=not_started)
 
+    @classmethod
+    def _unsent(
+        cls, conn: NatsConnection, exc: Exception, service: str, endpoint: str, left: float
+    ) -> Exception:
+        """`_failed`'s `_NotSent` (a request that may be retried) returned; anything
+        else it raises."""
+        from microstd.rpc.client import _NotSent
+
+        try:
+            cls._failed(conn, exc, service, endpoint, left)
+        except _NotSent as not_sent:
+            return not_sent
+
     @staticmethod
-    def _failed(conn: NatsConnection, exc: Exception, call: Call, left: float) -> NoReturn:
+    def _failed(
+        conn: NatsConnection, exc: Exception, service: str, endpoint: str, left: float
+    ) -> NoReturn:
         """Raise what a failed request means (only on the error path)."""
         import nats.errors as nerr
 
         from microstd.rpc.client import _NotSent
 
-        what = f"{call.service} {call.endpoint}"
+        what = f"{service} {endpoint}"
         if isinstance(exc, nerr.NoRespondersError):
             raise NotFound(
-                f"service {call.service!r} has no instance serving on NATS at"
-                f" {conn.endpoint.redacted}"
+                f"service {service!r} has no instance serving on NATS at {conn.endpoint.redacted}"
             ) from None
         if isinstance(exc, (nerr.TimeoutError, asyncio.TimeoutError)):
             raise DeadlineExceeded(f"{what}: no reply within {left:g}s") from None

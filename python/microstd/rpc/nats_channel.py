@@ -16,12 +16,16 @@ is one of:
   the others follow it: `seq`, `seq + 1`, ...). Credit counts the frames in it,
   not the message.
 
-Frames are sent by a writer task of the channel's own: `send` queues a frame
-(within credit) and the writer publishes what is queued when the sender lets
-the event loop run, all of it in one `BATCH` when there are several. A
-producer that is ahead of the network thus pays nats-py's per-message cost
-(a PUB, a parse, a `Msg`, a callback) once per batch instead of once per item
-(a single frame goes alone, as above). The queue is bounded by the credit.
+A sender whose frames come one per turn of the event loop publishes each at
+once. One that sends several in the same turn (a producer ahead of the
+network: nats-py has not flushed its earlier ones yet) switches to a writer
+task of the channel's own: `send` queues a frame (within credit) and the
+writer publishes what is queued when the sender lets the loop run, all of it
+in one `BATCH` when there are several, so the producer pays nats-py's
+per-message cost (a PUB, a parse, a `Msg`, a callback) once per batch instead
+of once per item. When the writer finds a single frame queued, the sender is
+slow again and goes back to publishing directly (waking a task per frame
+would cost it more than batching saves). The queue is bounded by the credit.
 
 Sequence numbers start at 1 in each direction and have no gaps: a frame out
 of order means NATS lost messages (a reconnection: core NATS does not keep
@@ -90,6 +94,9 @@ MAX_WINDOW_BYTES = 8 * WINDOW_BYTES
 #: server's max_payload): large enough that per-message costs vanish, small enough
 #: that the reader can start on a batch while the writer makes the next.
 BATCH_BYTES = 64 * 1024
+#: Frames sent directly while earlier ones were still unflushed (in one turn of
+#: the event loop) before the writer takes over.
+BURST = 4
 #: Seconds between PINGs, and of silence after which the other end is given up.
 HEARTBEAT = 1.0
 SILENCE = 5.0
@@ -140,6 +147,8 @@ class NatsChannel:
         self._out: list[bytes] = []  # frames within credit, for the writer to publish
         self._writer: asyncio.Task[None] | None = None
         self._kick: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self._direct = True  # publish each frame at once (not through the writer)
+        self._burst = 0  # frames published directly while earlier ones were unflushed
         self._max_payload: int = getattr(nc, "max_payload", 1 << 20)
         #: The other end closed or is gone: what it sent before still arrives.
         self.eof = False
@@ -177,12 +186,14 @@ class NatsChannel:
     # --- the Channel protocol -----------------------------------------------------
 
     def try_send(self, frame: bytes) -> bool:
-        """Queue one frame at once if credit allows it (True); False when it does
-        not (or the channel is closed, or the frame is too big): `send` it then,
-        which waits or raises. The sender's fast path: no coroutine per item."""
+        """Queue one frame for the writer at once if the writer is in use and credit
+        allows it (True); False otherwise: `send` it then, which publishes it, or
+        waits, or raises. The fast path of a sender that is ahead: no coroutine
+        per item."""
         seq = self._seq + 1
         if (
-            seq > self._credit
+            self._direct
+            or seq > self._credit
             or self._sent_bytes >= self._credit_bytes
             or self.closed
             or self.eof
@@ -202,7 +213,7 @@ class NatsChannel:
 
     async def send(self, frame: bytes) -> None:
         """Send one frame once credit allows; `ConnectionResetError` once closed."""
-        while not self.try_send(frame):
+        while True:
             if self.closed or self.eof:
                 raise ConnectionResetError(f"the stream is closed{self._why}")
             if len(frame) + _SEQ_SIZE > self._max_payload:
@@ -214,8 +225,32 @@ class NatsChannel:
                     f"a {what} item of {len(frame)} bytes is over the NATS server's"
                     f" max_payload ({self._max_payload} bytes)",
                 )
+            seq = self._seq + 1
+            if seq <= self._credit and self._sent_bytes < self._credit_bytes:
+                break
             self._credited.clear()
             await self._credited.wait()
+        if self._direct:
+            # nats-py's flusher writes what was published at the loop's next turn:
+            # bytes still pending mean a publish earlier in this turn (or a network
+            # that is behind). Several frames that way: a burst, which the writer
+            # batches from here on.
+            if self._nc.pending_data_size:
+                self._burst += 1
+                if self._burst > BURST:
+                    self._direct = False
+            else:
+                self._burst = 0
+            if self._direct:
+                self._seq = seq
+                self._sent_bytes += len(frame)
+                try:
+                    await self._nc.publish(self.peer, frame + seq.to_bytes(8, "big"))
+                except Exception as exc:
+                    self._gone(f"the NATS connection failed: {type(exc).__name__}")
+                    raise ConnectionResetError(f"the stream is broken: {self.lost}") from exc
+                return
+        self.try_send(frame)  # (credit is there, the writer in use: it queues)
 
     def poll(self) -> bytes | None:
         """The next frame if one is here and taking it owes the sender no credit;
@@ -389,6 +424,11 @@ class NatsChannel:
                 self._out = []
                 if self.eof:
                     continue  # the other end is gone: nobody reads them
+                if len(frames) == 1:
+                    # The sender is not ahead: it publishes directly again, after this
+                    # one (whose publish is queued in nats-py before any later one's).
+                    self._direct = True
+                    self._burst = 0
                 seq = self._seq - len(frames) + 1  # the first one's
                 for payload in _messages(frames, seq, min(BATCH_BYTES, self._max_payload)):
                     await nc.publish(self.peer, payload)

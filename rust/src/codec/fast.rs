@@ -148,11 +148,10 @@ pub fn new_list<'py, E: From<PyErr>>(
 /// `PyList::new` from an iterator cost ~280 instructions for a two-item list
 /// (a third of decoding the small message's strs).
 #[inline]
-pub fn list_from_vec<'py>(
+pub fn list_from_iter<'py>(
     py: Python<'py>,
-    items: Vec<Bound<'py, PyAny>>,
+    mut items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut items = items.into_iter();
     new_list(py, items.len(), || {
         Ok::<_, PyErr>(items.next().expect("exactly len items"))
     })

@@ -48,6 +48,7 @@ pub fn decode<'py>(run: &Run<'_>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'p
             pos: 0,
             run,
             scratch: Vec::new(),
+            items: Vec::new(),
         };
         if let Ok(value) = reader.document() {
             return Ok(value);
@@ -65,6 +66,10 @@ pub(super) struct Reader<'r, 'a, 'py> {
     pub(super) run: &'r Run<'r>,
     /// Reused for strings with escapes.
     pub(super) scratch: Vec<u8>,
+    /// The items of the arrays being read, innermost last: one buffer for
+    /// the whole document instead of a vector per array (its allocation
+    /// and growth were most of building a short list).
+    pub(super) items: Vec<Bound<'py, PyAny>>,
 }
 
 impl<'py> Reader<'_, '_, 'py> {
@@ -82,26 +87,28 @@ impl<'py> Reader<'_, '_, 'py> {
         self.run.conv(node, &value, depth).map_err(|_| GiveUp)
     }
 
-    /// The items of an array, each read with `node_for(i)`.
+    /// Reads the items of an array, each with `node_for(i)`, onto the
+    /// `items` stack; returns where they start there (the caller takes them).
     fn array(
         &mut self,
         depth: usize,
         mut node_for: impl FnMut(usize) -> Option<usize>,
-    ) -> Result<Vec<Bound<'py, PyAny>>, GiveUp> {
+    ) -> Result<usize, GiveUp> {
         if depth >= MAX_JSON_DEPTH {
             return Err(GiveUp);
         }
         self.expect(b'[')?;
-        let mut items = Vec::new();
+        let base = self.items.len();
         if self.peek()? == b']' {
             self.pos += 1;
-            return Ok(items);
+            return Ok(base);
         }
         loop {
-            let node = node_for(items.len()).ok_or(GiveUp)?;
-            items.push(self.typed(node, depth + 1)?);
+            let node = node_for(self.items.len() - base).ok_or(GiveUp)?;
+            let item = self.typed(node, depth + 1)?;
+            self.items.push(item);
             if !self.more(b']')? {
-                return Ok(items);
+                return Ok(base);
             }
         }
     }
@@ -137,19 +144,19 @@ impl<'py> Reader<'_, '_, 'py> {
             }
             Node::Str | Node::Int | Node::Float | Node::Bool | Node::None => Err(GiveUp),
             Node::List(item) => {
-                let items = self.array(depth, |_| Some(*item))?;
-                Ok(fast::list_from_vec(py, items)?)
+                let base = self.array(depth, |_| Some(*item))?;
+                Ok(fast::list_from_iter(py, self.items.drain(base..))?)
             }
             Node::VarTuple(item) => {
-                let items = self.array(depth, |_| Some(*item))?;
-                Ok(PyTuple::new(py, items)?.into_any())
+                let base = self.array(depth, |_| Some(*item))?;
+                Ok(PyTuple::new(py, self.items.drain(base..))?.into_any())
             }
             Node::Tuple(nodes) => {
-                let items = self.array(depth, |i| nodes.get(i).copied())?;
-                if items.len() != nodes.len() {
+                let base = self.array(depth, |i| nodes.get(i).copied())?;
+                if self.items.len() - base != nodes.len() {
                     return Err(GiveUp);
                 }
-                Ok(PyTuple::new(py, items)?.into_any())
+                Ok(PyTuple::new(py, self.items.drain(base..))?.into_any())
             }
             Node::NamedTuple {
                 cls,
@@ -157,7 +164,8 @@ impl<'py> Reader<'_, '_, 'py> {
                 defaults,
                 ..
             } => {
-                let mut items = self.array(depth, |i| nodes.get(i).copied())?;
+                let base = self.array(depth, |i| nodes.get(i).copied())?;
+                let mut items: Vec<_> = self.items.drain(base..).collect();
                 let n = items.len();
                 if n + defaults.len() < nodes.len() {
                     return Err(GiveUp);
