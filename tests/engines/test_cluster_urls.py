@@ -181,6 +181,32 @@ async def test_no_master_found_is_connection_failed() -> None:
 # -- Redis Cluster -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("area", ["store", "locks", "registry", "broker"])
+async def test_no_cluster_node_reachable_is_connection_failed(area: str) -> None:
+    """Every node of a cluster URL down: `ConnectionFailed` (not a bare
+    MicrostdError, which callers retrying on ConnectionFailed would not retry),
+    with the password redacted."""
+    import microstd.broker
+    import microstd.registry
+    import microstd.sync
+
+    module = {
+        "store": microstd.store,
+        "locks": microstd.sync,
+        "registry": microstd.registry,
+        "broker": microstd.broker,
+    }[area]
+    url = f"redis+cluster://bob:s3cret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/0"
+    opened = module.open(url, connect_timeout=1.0, timeout=1.0)
+    try:
+        with pytest.raises(ConnectionFailed, match="unreachable") as info:
+            await opened.connect()
+        assert "s3cret" not in str(info.value)
+        assert "bob:***@" in str(info.value)
+    finally:
+        await opened.close()
+
+
 def test_cluster_url_names_the_nodes() -> None:
     from microstd._engines.redis import RedisEndpoint
 

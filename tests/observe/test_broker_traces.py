@@ -71,8 +71,14 @@ async def publish_and_receive(
         with tracer.start_as_current_span("request") as parent:
             await broker.publish(f"{topic}.created", {"n": 1}, headers={"k": "v"})
         await until(lambda: got, "the message never arrived")
+        # The CONSUMER span ends once the handler has returned, a moment after `got`
+        # fills: wait for it rather than race it.
+        trace_id = parent.get_span_context().trace_id
+        await until(
+            lambda: SpanKind.CONSUMER in spans_of(spans, trace_id), "no CONSUMER span ended"
+        )
         await sub.unsubscribe()
-    kinds = spans_of(spans, parent.get_span_context().trace_id)
+    kinds = spans_of(spans, trace_id)
     [producer] = kinds[SpanKind.PRODUCER]
     [consumer] = kinds[SpanKind.CONSUMER]
     assert producer.name == f"publish {topic}.created"

@@ -24,7 +24,7 @@ import microstd
 from microstd import codec
 from microstd.client import Client
 from microstd.errors import ConnectionFailed, DeadlineExceeded, ServiceError
-from microstd.rpc.nats_channel import WINDOW
+from microstd.rpc.nats_channel import WINDOW, WINDOW_BYTES
 
 pytestmark = pytest.mark.services
 
@@ -438,3 +438,59 @@ def test_sync_client_streams_over_nats(nats_url: str) -> None:
     finally:
         loop.run(svc.stop())
         loop.stop()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x01",  # shorter than a sequence number (it read as seq 1, an empty frame)
+        b"\x01\x00\x00\x00\x00\x00\x00\x01",  # 8 bytes: no type byte left
+        _batch([b"\x01\x90"], 1)[:-9] + (1).to_bytes(8, "big"),  # a length past the frame
+        b"\x13" + (1 << 31).to_bytes(4, "big") + (1).to_bytes(8, "big"),  # a huge length
+        _batch([b""], 1),  # an empty frame in a batch
+        _batch([b"\x10\x00"], 1),  # a CREDIT inside a batch
+    ],
+)
+async def test_a_malformed_frame_from_the_server_fails_the_client_cleanly(
+    nats_url: str, bad: bytes
+) -> None:
+    """A bare nats-py 'instance' answers a stream's opening with a malformed
+    message: the client's stream raises `ConnectionFailed` (no IndexError, no hang)."""
+    name = unique("hostile")
+    nc = await nats.connect(nats_url)
+    try:
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            mine = nc.new_inbox()
+            await nc.subscribe(mine)
+            await nc.publish(
+                msg.reply, (0x10).to_bytes(1, "big") + (64).to_bytes(8, "big") * 2, reply=mine
+            )
+            await nc.publish(msg.reply, bad)
+
+        await nc.subscribe(f"microstd.stream.{name}.>", queue=name, cb=answer)
+        await nc.flush()
+        async with Client(transport=nats_url) as client:
+            with pytest.raises(ConnectionFailed, match="malformed"):
+                await asyncio.wait_for(_drain(client.stream(name, "Bad.Items", {})), 30)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "window"),
+    [
+        ("64 1048576", (64, 1048576)),
+        ("² 1", None),  # a digit int() refuses
+        ("9" * 5000 + " 1", None),  # over int()'s digit limit
+        ("-1 5", None),
+        ("0 5", None),
+        ("5", None),
+    ],
+)
+def test_an_openings_credit_header_never_raises(
+    header: str, window: tuple[int, int] | None
+) -> None:
+    from microstd.rpc.nats_streams import _credit
+
+    assert _credit({"Microstd-Credit": header}) == (window or (WINDOW, WINDOW_BYTES))

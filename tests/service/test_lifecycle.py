@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -58,23 +59,48 @@ async def test_heartbeat_outlives_the_ttl(reg_url: str) -> None:
         assert len(found.nodes) == 1
 
 
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for `condition` (a loaded machine may take a while), failing after 10 s."""
+    for _ in range(1000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
 async def test_stop_drains_in_flight_and_refuses_new(reg_url: str) -> None:
-    svc = slow_service(reg_url, grace=5.0)
+    svc = microstd.Service("slow", registry=reg_url, grace=10.0)
+    release = asyncio.Event()
+
+    @svc.handler("Slow.Work")
+    async def work(req: dict[str, float]) -> str:
+        await release.wait()  # in flight until the test says so, however slow the machine
+        return "done"
+
+    async def in_flight() -> bool:
+        return svc.server.inflight == 1
+
+    async def deregistered() -> bool:
+        async with microstd.registry.open(reg_url) as reg:
+            try:
+                await reg.lookup("slow")
+            except NotFound:
+                return True
+            return False
+
     await svc.start()
     async with Client(reg_url, local=False, retries=0) as client:
-        inflight = asyncio.ensure_future(client.call("slow", "Slow.Work", {"seconds": 0.4}))
-        await asyncio.sleep(0.1)
-        assert svc.server.inflight == 1
+        inflight = asyncio.ensure_future(client.call("slow", "Slow.Work", {"seconds": 0}))
+        await until(in_flight, "the call reached the handler")
         stopping = asyncio.ensure_future(svc.stop())
-        await asyncio.sleep(0.05)
         # Deregistered already, and new requests are turned away with 503 while draining.
-        async with microstd.registry.open(reg_url) as reg:
-            with pytest.raises(NotFound):
-                await reg.lookup("slow")
+        await until(deregistered, "the stopping service deregistered")
         reply = await svc.server.dispatch(
             "Slow.Work", b'{"seconds": 0}', "application/json", None, {}
         )
         assert reply.status == 503
+        assert not stopping.done()  # the call in flight holds the stop
+        release.set()
         assert await inflight == "done"
         await stopping
     assert not svc.running

@@ -636,7 +636,8 @@ class EtcdClient:
         second to arrive, sooner or later (a frozen member that thaws), is
         refused with "lease already exists": a retry that gets that answer
         reads the lease the first one granted; an abandoned attempt that comes
-        in late is refused and leaks nothing.
+        in late is refused while the lease lives (once it was revoked, a late
+        one grants it again: a lease holding nothing, which runs out after `ttl`).
         """
         what = what or "etcd lease grant"
         lease_id = str(random.randrange(1, _MAX_LEASE_ID))

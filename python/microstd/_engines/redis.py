@@ -286,7 +286,14 @@ def errors(endpoint: RedisEndpoint, what: str) -> Iterator[None]:
         if str(exc).startswith(_UNAVAILABLE_REPLIES):
             _fail(endpoint, what, exc, "cannot serve now")
         raise MicrostdError(f"{what}: Redis answered an error: {redact_text(str(exc))}") from exc
-    except (rexc.RedisError, rexc.RedisClusterException) as exc:
+    except rexc.RedisClusterException as exc:
+        # "Redis Cluster cannot be connected": no node of the slot map (or of the
+        # URL) answered, raised from the connection error. Unreachable, as for one
+        # server, so callers that retry on ConnectionFailed retry this too.
+        if isinstance(exc.__cause__, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
+            _fail(endpoint, what, exc, "unreachable")
+        raise MicrostdError(f"{what}: Redis client error: {redact_text(str(exc))}") from exc
+    except rexc.RedisError as exc:
         raise MicrostdError(f"{what}: Redis client error: {redact_text(str(exc))}") from exc
 
 

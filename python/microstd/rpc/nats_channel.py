@@ -339,7 +339,15 @@ class NatsChannel:
             return
         self._heard += 1
         kind = data[0]
-        if kind < CREDIT:
+        if kind < CREDIT or kind == BATCH:
+            if len(data) <= _SEQ_SIZE:
+                # No room for a frame and its sequence number (b"\x01" read as
+                # seq 1, an empty frame, on which the client's stream failed).
+                self._gone(f"the {self._other} sent a malformed message", tell=True)
+                return
+            if kind == BATCH:
+                self._on_batch(data)
+                return
             seq = int.from_bytes(data[-8:], "big")
             frame = data[:-8]
             if seq != self._expect:
@@ -356,8 +364,6 @@ class NatsChannel:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        elif kind == BATCH:
-            self._on_batch(data)
         elif kind == CREDIT:
             if len(data) != _CREDIT.size:
                 return

@@ -68,8 +68,12 @@ def _credit(headers: dict[str, str]) -> tuple[int, int]:
     """The window an opening message grants (the defaults when it says none or nonsense)."""
     raw = headers.get(CREDIT_HEADER, "")
     frames, _, nbytes = raw.partition(" ")
-    if frames.isdigit() and nbytes.isdigit() and int(frames) > 0 and int(nbytes) > 0:
-        return int(frames), int(nbytes)
+    # (Bounded before int(): "²" is a digit int() refuses, and 5,000 digits
+    # are over its limit; either raised in the opening's callback, unanswered.)
+    if 0 < len(frames) <= 20 and 0 < len(nbytes) <= 20 and (frames + nbytes).isdecimal():
+        upto, size = int(frames), int(nbytes)
+        if upto > 0 and size > 0:
+            return upto, size
     return WINDOW, WINDOW_BYTES
 
 

@@ -65,7 +65,11 @@ impl KeyCache {
         stored[..bytes.len()].copy_from_slice(bytes);
         // The neighbour's key (if any) is dropped; the first slot's moves there.
         let previous = self.slots[first].take();
-        self.slots[first ^ 1] = previous;
+        if let Some(evicted) = std::mem::replace(&mut self.slots[first ^ 1], previous) {
+            // Decref'd now: dropped as a `Py` on the plain call's path (where
+            // PyO3 does not count the thread as attached) it would be queued.
+            drop(evicted.value.into_bound(py));
+        }
         self.slots[first] = Some(Slot {
             len: bytes.len() as u8,
             bytes: stored,

@@ -226,7 +226,7 @@ fn known_dataclass<'py>(ty: &Bound<'py, PyType>) -> Option<Bound<'py, PyTuple>> 
 }
 
 /// The names of the real fields of the dataclass `ty`, in definition order.
-fn field_names<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyTuple>> {
+pub fn field_names<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyTuple>> {
     if let Some(names) = known_dataclass(ty) {
         return Ok(names);
     }

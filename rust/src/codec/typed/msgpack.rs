@@ -14,7 +14,7 @@
 //! bounded values...) are decoded untyped and converted on the spot.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyTuple};
 
 use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
 use super::convert::Run;
@@ -23,7 +23,7 @@ use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
 use crate::codec::msgpack::decode::{with_decoder, Decoder};
-use crate::codec::{fast, MAX_DEPTH};
+use crate::codec::{fast, text, MAX_DEPTH};
 
 /// The one-pass reader stopped; the canonical path decides.
 struct GiveUp;
@@ -286,6 +286,40 @@ impl<'py> Reader<'_, '_, 'py> {
         Ok(None)
     }
 
+    /// A field's value: the common leaves (a str, a small int, a bool,
+    /// None) read right here, anything else through `typed`. Measured on
+    /// the twitter corpus, where most fields are such leaves: the call into
+    /// `typed` and its dispatch were a tenth of the decode.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn field_value(&mut self, node: usize, depth: usize) -> Read<'py> {
+        let py = self.d.py;
+        if let Some(&b) = self.d.data.get(self.d.pos) {
+            match &self.run.nodes[node] {
+                Node::Str if is_str(b) => {
+                    let raw = self.str_bytes()?.ok_or(GiveUp)?;
+                    return text::new_str(py, raw)?.ok_or(GiveUp);
+                }
+                Node::Int if b <= 0x7f => {
+                    self.d.pos += 1;
+                    let Ok(v) = i64::from(b).into_pyobject(py);
+                    return Ok(v.into_any());
+                }
+                Node::Int if is_int(b) => return Ok(self.d.value(depth, false)?),
+                Node::Bool if b == 0xc2 || b == 0xc3 => {
+                    self.d.pos += 1;
+                    return Ok(PyBool::new(py, b == 0xc3).to_owned().into_any());
+                }
+                Node::None if b == 0xc0 => {
+                    self.d.pos += 1;
+                    return Ok(py.None().into_bound(py));
+                }
+                _ => {}
+            }
+        }
+        self.typed(node, depth)
+    }
+
     fn dataclass(&mut self, dc: &Dataclass, depth: usize) -> Read<'py> {
         let n = self.container(depth, Self::map_len)?;
         let py = self.d.py;
@@ -304,7 +338,7 @@ impl<'py> Reader<'_, '_, 'py> {
             }
             hint = i + 1;
             let field = &dc.fields[i];
-            let value = self.typed(field.node, depth + 1)?;
+            let value = self.field_value(field.node, depth + 1)?;
             sink.set(&obj, field.name.bind(py), &value)?;
         }
         for (i, field) in dc.fields.iter().enumerate() {
