@@ -73,8 +73,10 @@ class _NatsFeed(ChangeFeed):
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+        # Stopping unsubscribes, which waits on the server: bounded, so a close
+        # during a failover cannot hang (the server drops the subscription anyway).
         with contextlib.suppress(Exception):
-            await self._watcher.stop()
+            await asyncio.wait_for(self._watcher.stop(), 5.0)
 
 
 class NatsRegistry(Registry):
