@@ -9,6 +9,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
+use super::inline_values::SlotHint;
+
 pub const ANY: u8 = 0;
 pub const NONE: u8 = 1;
 pub const BOOL: u8 = 2;
@@ -52,6 +54,9 @@ pub struct Field {
     pub utf8: Vec<u8>,
     pub node: usize,
     pub default: Default,
+    /// Where the name sits in the class's shared keys (CPython 3.11's
+    /// inline-values store, `inline_values`).
+    pub slot: SlotHint,
 }
 
 pub struct Dataclass {
@@ -240,6 +245,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                         1 => Default::Value(default),
                         _ => Default::Factory(default),
                     },
+                    slot: SlotHint::new(),
                 });
             }
             let cls = at(2)?.cast_into::<PyType>()?;
