@@ -45,7 +45,7 @@ pub(super) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py,
 /// (as the twin does, and as the dataclass's own `__init__` would end up),
 /// or through `object.__setattr__`: for slotted classes, and for the others
 /// while no field name is a data descriptor on the class (the plan's
-/// `plain_attrs` tag still current), when the two store the same thing.
+/// `plain_attrs`, checked again when the class changed), when the two store the same thing.
 /// `object.__setattr__` then writes into the instance's inline values
 /// (CPython 3.11+) as `__init__`'s own assignments do, never making the
 /// `__dict__` object: measured, the `__dict__` (made, filled, freed) was a
@@ -66,9 +66,10 @@ impl<'py> FieldSink<'py> {
             return Ok(Self::Attrs);
         }
         let cls = dc.cls.bind(obj.py());
-        if dc.plain_attrs != 0 && crate::codec::fast::type_version(cls) == dc.plain_attrs {
+        let tag = dc.plain_attrs.tag(cls, &dc.fields)?;
+        if tag != 0 {
             #[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
-            return Ok(Self::Inline(cls.as_type_ptr(), dc.plain_attrs));
+            return Ok(Self::Inline(cls.as_type_ptr(), tag));
             #[cfg(not(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy))))]
             return Ok(Self::Attrs);
         }
