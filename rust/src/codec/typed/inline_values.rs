@@ -49,6 +49,7 @@ mod cpython311 {
     /// (the header part; `dk_indices` follows, then the entries).
     #[repr(C)]
     #[allow(dead_code)] // the layout needs every field; only some are read
+    #[allow(clippy::struct_field_names)] // CPython's own names
     struct DictKeys {
         dk_refcnt: ffi::Py_ssize_t,
         dk_log2_size: u8,
@@ -144,6 +145,9 @@ mod cpython311 {
             if !(0..=SHARED_KEYS_MAX_SIZE).contains(&used) {
                 return false;
             }
+            // The entries start after the indices, whose size is a power of
+            // two of at least 8 bytes past a 32-byte header: pointer-aligned.
+            #[allow(clippy::cast_ptr_alignment)]
             let entries = keys
                 .cast::<u8>()
                 .add(std::mem::size_of::<DictKeys>() + (1usize << (*keys).dk_log2_index_bytes))
@@ -170,11 +174,14 @@ mod cpython311 {
         true
     }
 
-    /// The index of the entry whose key is `name` itself (interned field
-    /// names are the very objects `__init__`'s stores put in the keys), from
-    /// the hint or, failing that, a scan of the at most 30 entries.
+    /// The index of the entry whose key is `name`, from the hint or, failing
+    /// that, a scan of the at most 30 entries. Usually the key is `name`
+    /// itself (field names and `__init__`'s attribute names are interned);
+    /// an equal string that is another object (a name stored through the
+    /// `__dict__`, say) is the same key to the dict, so it matches too.
     ///
-    /// SAFETY (caller): `entries` points to `used` initialized entries.
+    /// SAFETY (caller): `entries` points to `used` initialized entries of
+    /// split keys, whose keys are all exact `str` objects.
     #[inline]
     unsafe fn slot_of(
         entries: *const UnicodeEntry,
@@ -182,11 +189,16 @@ mod cpython311 {
         name: *mut ffi::PyObject,
         hint: &SlotHint,
     ) -> Option<usize> {
+        let is_name = |i: usize| {
+            let key = (*entries.add(i)).me_key;
+            // Two exact strs: `PyUnicode_Compare` cannot fail on them.
+            key == name || (!key.is_null() && ffi::PyUnicode_Compare(key, name) == 0)
+        };
         let guess = usize::from(hint.0.load(Ordering::Relaxed));
-        if guess < used && (*entries.add(guess)).me_key == name {
+        if guess < used && is_name(guess) {
             return Some(guess);
         }
-        let ix = (0..used).find(|&i| (*entries.add(i)).me_key == name)?;
+        let ix = (0..used).find(|&i| is_name(i))?;
         hint.0.store(ix as u8, Ordering::Relaxed);
         Some(ix)
     }

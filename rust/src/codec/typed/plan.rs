@@ -174,7 +174,8 @@ impl PlainAttrs {
         let checked = crate::codec::fast::type_version(cls);
         // A tag of 0 (no valid version) is never taken for a checked one.
         let plain_bit = u64::from(plain != 0 && plain == checked) << 32;
-        self.0.store(plain_bit | u64::from(checked), Ordering::Relaxed);
+        self.0
+            .store(plain_bit | u64::from(checked), Ordering::Relaxed);
         Ok(if plain_bit != 0 { checked } else { 0 })
     }
 }
