@@ -23,10 +23,17 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Where a field's name was last found in its class's shared keys (an index
-/// into the keys' entries), or `UNKNOWN`. Only a hint: it is checked against
-/// the keys on every use, so a stale one costs a rescan, never a wrong store.
+/// into the keys' entries), or that it was not among the first `n` entries
+/// (`ABSENT | n`; `UNKNOWN` is such a state no keys can be in). Only a hint:
+/// a found index is checked against the keys on every use, and an absence
+/// holds only while the keys have as many entries as when it was seen
+/// (shared keys only grow), so a stale hint costs a rescan or a generic
+/// store, never a wrong one. Remembering the absence matters for classes of
+/// more than 30 fields (the most shared keys hold): without it every
+/// instance rescanned the keys for each field past the 30th.
 pub struct SlotHint(AtomicU8);
 
+/// Some absence (`ABSENT | 127`) no shared keys can match: at most 30 entries.
 const UNKNOWN: u8 = u8::MAX;
 
 impl SlotHint {
@@ -41,6 +48,9 @@ pub(super) use cpython311::store;
 #[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
 mod cpython311 {
     use super::{Ordering, SlotHint};
+
+    /// The hint's flag for "not among the first `n` entries" (`ABSENT | n`).
+    const ABSENT: u8 = 0x80;
     use pyo3::ffi;
     use pyo3::prelude::*;
     use pyo3::types::PyString;
@@ -181,7 +191,8 @@ mod cpython311 {
     /// `__dict__`, say) is the same key to the dict, so it matches too.
     ///
     /// SAFETY (caller): `entries` points to `used` initialized entries of
-    /// split keys, whose keys are all exact `str` objects.
+    /// split keys, whose keys are all exact `str` objects with their hash
+    /// computed; `name` is an exact `str`.
     #[inline]
     unsafe fn slot_of(
         entries: *const UnicodeEntry,
@@ -189,17 +200,40 @@ mod cpython311 {
         name: *mut ffi::PyObject,
         hint: &SlotHint,
     ) -> Option<usize> {
-        let is_name = |i: usize| {
-            let key = (*entries.add(i)).me_key;
-            // Two exact strs: `PyUnicode_Compare` cannot fail on them.
-            key == name || (!key.is_null() && ffi::PyUnicode_Compare(key, name) == 0)
-        };
-        let guess = usize::from(hint.0.load(Ordering::Relaxed));
-        if guess < used && is_name(guess) {
-            return Some(guess);
+        let state = hint.0.load(Ordering::Relaxed);
+        if state & ABSENT != 0 {
+            if usize::from(state & !ABSENT) == used {
+                return None; // not there when the keys were as they are now
+            }
+        } else if usize::from(state) < used && same_key(entries, state.into(), name) {
+            return Some(state.into());
         }
-        let ix = (0..used).find(|&i| is_name(i))?;
-        hint.0.store(ix as u8, Ordering::Relaxed);
-        Some(ix)
+        let found = (0..used)
+            .find(|&i| (*entries.add(i)).me_key == name)
+            .or_else(|| (0..used).find(|&i| same_key(entries, i, name)));
+        hint.0.store(
+            found.map_or(ABSENT | used as u8, |ix| ix as u8),
+            Ordering::Relaxed,
+        );
+        found
+    }
+
+    /// Whether entry `i`'s key is `name` or a string equal to it.
+    ///
+    /// SAFETY (caller): as for `slot_of`, and `i < used`.
+    #[inline]
+    unsafe fn same_key(entries: *const UnicodeEntry, i: usize, name: *mut ffi::PyObject) -> bool {
+        let key = (*entries.add(i)).me_key;
+        if key == name {
+            return true;
+        }
+        if key.is_null() {
+            return false;
+        }
+        let hash = |s: *mut ffi::PyObject| (*s.cast::<ffi::PyASCIIObject>()).hash;
+        let (a, b) = (hash(key), hash(name));
+        // Unequal cached hashes: unequal strings. Two exact strs:
+        // `PyUnicode_Compare` cannot fail on them.
+        (a == -1 || b == -1 || a == b) && ffi::PyUnicode_Compare(key, name) == 0
     }
 }
