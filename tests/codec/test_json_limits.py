@@ -246,3 +246,47 @@ def test_core_twin_and_msgpack_agree_under_random_limits() -> None:
             assert msgpack_message(v, **limits) is None
         else:
             assert got[1] == msgpack_message(v, **limits), (text, limits)
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["rust", "python"])
+def test_streams_check_each_document(pure: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from microstd import _accel
+
+    if pure:
+        monkeypatch.setattr(_accel, "core", None)
+    lines = b'[1, 2]\n\n{"a": [1, 2, 3]}\n'
+    it = codec.json.iter_loads(lines, max_container_len=2)
+    assert next(it) == [1, 2]
+    with pytest.raises(DecodeError) as err:
+        next(it)
+    assert (err.value.message, err.value.offset) == (
+        "array of 3 items is longer than max_container_len (2)",
+        14,  # in the buffer: the line's start plus the array's offset in it
+    )
+    decoder = codec.json.StreamDecoder(type=list[str], max_str_len=3)
+    decoder.feed(b'["abc"]\n["abcd"]\n')
+    assert next(decoder) == ["abc"]
+    with pytest.raises(DecodeError, match="str of 4 bytes"):
+        next(decoder)
+    with pytest.raises(ValueError, match="max_depth must be a non-negative int or None"):
+        codec.json.StreamDecoder(max_depth=-1)
+    assert list(codec.json.iter_loads(b"[[1]]\n", max_depth=2)) == [[[1]]]
+
+
+@pytest.mark.parametrize("name", sorted(IMPLS))
+def test_a_refused_decode_leaves_nothing_behind(name: str) -> None:
+    import gc
+
+    loads = IMPLS[name]
+    data = b'{"key": [' + b'"abcd", ' * 50 + b'"abcdefgh"]}'
+    sources = [data, bytearray(data), memoryview(data), data.decode()]
+    gc.collect()
+    objects = len(gc.get_objects())
+    for _ in range(300):
+        for source in sources:
+            with pytest.raises(DecodeError):
+                loads(source, max_str_len=4)
+    gc.collect()
+    assert len(gc.get_objects()) - objects < 50
+    assert gc.isenabled()
+    assert loads(data, max_str_len=8) == {"key": ["abcd"] * 50 + ["abcdefgh"]}

@@ -35,6 +35,7 @@ import base64
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import json as _stdjson
 import re
 import uuid
@@ -284,25 +285,51 @@ def StreamDecoder(
     *,
     forbid_unknown_fields: bool = False,
     max_buffer_size: int = 64 * 1024 * 1024,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
-    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate."""
+    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate.
+
+    The limits apply to each document, as in `loads`.
+    """
     from microstd.codec import stream, typed
 
     return stream.StreamDecoder(
-        stream.ndjson_next(_untyped_loads),
+        stream.ndjson_next(_line_loads(max_container_len, max_str_len, max_depth)),
         convert=typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields),
         max_buffer_size=max_buffer_size,
     )
 
 
 def iter_loads(
-    buffer: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+    buffer: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
-    """Every document of a newline-delimited JSON buffer, in order."""
+    """Every document of a newline-delimited JSON buffer, in order (limits as in `loads`)."""
     from microstd.codec import stream, typed
 
+    line_loads = _line_loads(max_container_len, max_str_len, max_depth)
     convert = typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields)
-    return stream.ndjson_iter(_untyped_loads, buffer, convert)
+    return stream.ndjson_iter(line_loads, buffer, convert)
+
+
+def _line_loads(
+    max_container_len: int | None, max_str_len: int | None, max_depth: int | None
+) -> Callable[[bytes], object]:
+    """How a stream decodes one line: checked against the limits, if any are set."""
+    limits = _json_limits.limits(max_container_len, max_str_len, max_depth)
+    if limits is None:
+        return _untyped_loads
+    core = _accel.core
+    if core is None:
+        return functools.partial(_limited_loads, limits=limits)
+    return functools.partial(core.json_loads, **limits.keywords())
 
 
 def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:
