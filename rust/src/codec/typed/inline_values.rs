@@ -193,7 +193,7 @@ mod cpython311 {
     /// SAFETY (caller): `entries` points to `used` initialized entries of
     /// split keys, whose keys are all exact `str` objects with their hash
     /// computed; `name` is an exact `str`.
-    #[inline(always)]
+    #[inline]
     unsafe fn slot_of(
         entries: *const UnicodeEntry,
         used: usize,
