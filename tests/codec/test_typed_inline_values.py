@@ -286,7 +286,6 @@ def test_gc_weakrefs_and_later_use_of_the_instance(fmt: str) -> None:
     assert vars(getattr(codec, fmt).Decoder(tp).decode(data)) == {"a": 1, "b": "x", "c": [7]}
 
 
-
 @dataclasses.dataclass
 class _Child:
     n: int
