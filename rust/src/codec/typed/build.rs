@@ -56,7 +56,7 @@ pub(super) enum FieldSink<'py> {
     Dict(Bound<'py, PyDict>),
     Attrs,
     /// The plan's class (kept alive by the plan) and its `plain_attrs` tag.
-    #[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
+    #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
     Inline(*mut ffi::PyTypeObject, u32),
 }
 
@@ -68,9 +68,9 @@ impl<'py> FieldSink<'py> {
         let cls = dc.cls.bind(obj.py());
         let tag = dc.plain_attrs.tag(cls, &dc.fields)?;
         if tag != 0 {
-            #[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
+            #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
             return Ok(Self::Inline(cls.as_type_ptr(), tag));
-            #[cfg(not(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy))))]
+            #[cfg(not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API)))))]
             return Ok(Self::Attrs);
         }
         let dict = obj.getattr(pyo3::intern!(obj.py(), "__dict__"))?;
@@ -88,7 +88,7 @@ impl<'py> FieldSink<'py> {
         match self {
             Self::Dict(dict) => dict.set_item(name, value),
             Self::Attrs => generic_setattr(obj, name, value),
-            #[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
+            #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
             Self::Inline(cls, tag) => {
                 if super::inline_values::store(obj, *cls, *tag, name, &field.slot, value) {
                     return Ok(());

@@ -20,7 +20,7 @@
 //! always did. The result is the same object state as that path leaves: same
 //! values, same insertion order, the same one new reference to the value.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 
 /// Where a field's name was last found in its class's shared keys (an index
 /// into the keys' entries), or that it was not among the first `n` entries
@@ -31,6 +31,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// store, never a wrong one. Remembering the absence matters for classes of
 /// more than 30 fields (the most shared keys hold): without it every
 /// instance rescanned the keys for each field past the 30th.
+#[cfg_attr(
+    not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API)))),
+    allow(dead_code) // read only by the 3.11 store
+)]
 pub struct SlotHint(AtomicU8);
 
 /// Some absence (`ABSENT | 127`) no shared keys can match: at most 30 entries.
@@ -42,12 +46,14 @@ impl SlotHint {
     }
 }
 
-#[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
+#[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
 pub(super) use cpython311::store;
 
-#[cfg(all(Py_3_11, not(Py_3_12), not(Py_LIMITED_API), not(PyPy)))]
+#[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
 mod cpython311 {
-    use super::{Ordering, SlotHint};
+    use std::sync::atomic::Ordering;
+
+    use super::SlotHint;
 
     /// The hint's flag for "not among the first `n` entries" (`ABSENT | n`).
     const ABSENT: u8 = 0x80;

@@ -58,6 +58,10 @@ pub struct Field {
     pub default: Default,
     /// Where the name sits in the class's shared keys (CPython 3.11's
     /// inline-values store, `inline_values`).
+    #[cfg_attr(
+        not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API)))),
+        allow(dead_code)
+    )]
     pub slot: SlotHint,
 }
 
