@@ -1,7 +1,8 @@
 """Typed decoding reuses short str leaves from a cache (the core's value
-cache): results stay equal to the pure twin's across repeated decodes, cache
-hits and evictions, at the size limit, for non-ASCII and invalid text, from
-threads and from a decode re-entered inside another; nothing leaks."""
+cache, `rust/src/codec/values.rs`): results stay equal to the pure twin's
+across repeated decodes, cache hits and evictions, at the size limit, for
+non-ASCII and invalid text, from threads and from a decode re-entered inside
+another; nothing leaks."""
 
 from __future__ import annotations
 
@@ -225,6 +226,7 @@ def test_a_cached_str_is_shared_and_its_count_does_not_grow(fmt: str) -> None:
     module = getattr(codec, fmt)
     data = module.dumps(leaf("en-GB", tags=("en-GB",)))
     decoder = module.Decoder(Leaf)
+    decoder.decode(data)  # a str is cached the second time it is seen
     first = decoder.decode(data)
     second = decoder.decode(data)
     assert first.name is second.name is second.tags[0]  # hits

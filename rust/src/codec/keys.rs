@@ -2,8 +2,7 @@
 //! short keys come back in message after message, and reusing the `str`
 //! object saves its allocation and, because a str caches its hash, the
 //! hashing when it is inserted into the dict. Both decoders share it.
-//! The same structure, as a second instance, caches short str values
-//! (`codec::values`).
+//! (Short str values have a cache of their own: `codec::values`.)
 
 use std::sync::Mutex;
 
@@ -13,8 +12,8 @@ use crate::codec::text;
 
 /// Keys longer than this are not cached: long keys are rarely repeated.
 pub const MAX_KEY_LEN: usize = 32;
-/// The key cache's size (a power of two).
-const KEY_SLOTS_LOG2: u32 = 10;
+const SLOTS: usize = 1024;
+const _: () = assert!(SLOTS.is_power_of_two());
 
 struct Slot {
     len: u8,
@@ -27,54 +26,32 @@ struct Slot {
 /// both stay cached (direct-mapped, "name" and "tags" evicted each other
 /// in every 7-key message); a new key takes the first slot, its previous
 /// holder moves to the neighbour.
-pub struct StrCache {
+pub struct KeyCache {
     slots: Vec<Option<Slot>>,
-    /// log2 of `slots.len()`.
-    bits: u32,
 }
 
 /// The process-wide cache. A decode takes it with `try_lock`, so a decode
 /// re-entered from a finalizer (or racing on another thread) simply runs
 /// without it instead of waiting.
-pub static KEY_CACHE: Mutex<Option<StrCache>> = Mutex::new(None);
+pub static KEY_CACHE: Mutex<Option<KeyCache>> = Mutex::new(None);
 
-impl StrCache {
-    /// The map-key cache.
-    pub fn for_keys() -> Self {
-        Self::with_slots_log2(KEY_SLOTS_LOG2)
-    }
-
-    /// A cache of `1 << bits` slots (at least two: a bucket and its neighbour).
-    pub fn with_slots_log2(bits: u32) -> Self {
-        assert!((1..=16).contains(&bits));
+impl KeyCache {
+    pub fn new() -> Self {
         Self {
-            slots: (0..1usize << bits).map(|_| None).collect(),
-            bits,
+            slots: (0..SLOTS).map(|_| None).collect(),
         }
     }
 
     /// The str for the key `bytes` (at most [`MAX_KEY_LEN`] long): the cached
     /// one on a hit, else a new one that is remembered. A hit needs no UTF-8
     /// check (the bytes equal ones that passed it); None means invalid UTF-8.
-    #[inline]
     pub fn get<'py>(
         &mut self,
         py: Python<'py>,
         bytes: &[u8],
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.get_or_make(py, bytes, text::new_str)
-    }
-
-    /// [`get`](Self::get), making a missing str with `make` (`text::new_str`,
-    /// or a cheaper maker when the caller knows more, such as all-ASCII).
-    pub fn get_or_make<'py>(
-        &mut self,
-        py: Python<'py>,
-        bytes: &[u8],
-        make: impl FnOnce(Python<'py>, &[u8]) -> PyResult<Option<Bound<'py, PyAny>>>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         debug_assert!(bytes.len() <= MAX_KEY_LEN);
-        let first = bucket(bytes, self.bits);
+        let first = bucket(bytes);
         for at in [first, first ^ 1] {
             if let Some(hit) = &self.slots[at] {
                 if usize::from(hit.len) == bytes.len() && same(&hit.bytes, bytes) {
@@ -82,7 +59,7 @@ impl StrCache {
                 }
             }
         }
-        let Some(value) = make(py, bytes)? else {
+        let Some(value) = text::new_str(py, bytes)? else {
             return Ok(None);
         };
         let mut stored = [0; MAX_KEY_LEN];
@@ -103,11 +80,25 @@ impl StrCache {
     }
 }
 
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The bucket of a key of at most [`MAX_KEY_LEN`] bytes, from a few
 /// unaligned word loads (its first, last and, past 16 bytes, second eight
 /// bytes) instead of a loop over every byte: this runs once per map key.
 #[inline]
-fn bucket(bytes: &[u8], bits: u32) -> usize {
+fn bucket(bytes: &[u8]) -> usize {
+    // The top bits are the best mixed; SLOTS is a power of two.
+    (hash(bytes) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// A hash of a string of at most [`MAX_KEY_LEN`] bytes, best mixed in its
+/// top bits (the value cache shares it).
+#[inline]
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     let n = bytes.len();
     let mut h = if n >= 8 {
         let mut h = word(bytes, 0) ^ word(bytes, n - 8).rotate_left(29);
@@ -119,9 +110,7 @@ fn bucket(bytes: &[u8], bits: u32) -> usize {
         small_word(bytes)
     };
     h ^= (n as u64) << 58;
-    h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // The top bits are the best mixed; the slot count is a power of two.
-    (h >> (64 - bits)) as usize
+    h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// `a == b` for short map keys and field names, without a call to `memcmp`
@@ -143,7 +132,7 @@ pub fn same_key(a: &[u8], b: &[u8]) -> bool {
 
 /// True if the zero-padded `stored` key holds exactly `bytes` (of the same length).
 #[inline]
-fn same(stored: &[u8; MAX_KEY_LEN], bytes: &[u8]) -> bool {
+pub(crate) fn same(stored: &[u8; MAX_KEY_LEN], bytes: &[u8]) -> bool {
     let n = bytes.len();
     if n < 8 {
         // The stored bytes past `n` are zero, as the high bytes of small_word are.
@@ -192,20 +181,14 @@ fn small_word(bytes: &[u8]) -> u64 {
 mod tests {
     use pyo3::prelude::*;
 
-    use super::{same, StrCache, KEY_SLOTS_LOG2, MAX_KEY_LEN};
-
-    const SLOTS: usize = 1 << KEY_SLOTS_LOG2;
-
-    fn bucket(bytes: &[u8]) -> usize {
-        super::bucket(bytes, KEY_SLOTS_LOG2)
-    }
+    use super::{bucket, same, KeyCache, MAX_KEY_LEN};
 
     #[test]
     fn buckets_spread_similar_keys() {
         let a = bucket(b"id");
         let b = bucket(b"ie");
         assert_ne!(a, b);
-        assert!(a < SLOTS && b < SLOTS);
+        assert!(a < super::SLOTS && b < super::SLOTS);
     }
 
     /// Two keys that share a bucket (as "name" and "tags" do) are both kept.
@@ -214,7 +197,7 @@ mod tests {
         assert_eq!(bucket(b"name"), bucket(b"tags"));
         Python::initialize();
         Python::attach(|py| {
-            let mut cache = StrCache::for_keys();
+            let mut cache = KeyCache::new();
             let name = cache.get(py, b"name").unwrap().unwrap();
             let tags = cache.get(py, b"tags").unwrap().unwrap();
             let name2 = cache.get(py, b"name").unwrap().unwrap();
@@ -251,7 +234,7 @@ mod tests {
                 other[i] ^= 1;
                 assert!(!same(&stored, &other), "len {n}, byte {i}");
             }
-            assert!(bucket(&key) < SLOTS);
+            assert!(bucket(&key) < super::SLOTS);
         }
     }
 }

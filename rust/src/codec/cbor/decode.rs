@@ -10,7 +10,7 @@ use super::head::{
     read_head, Head, HeadError, ARRAY, BREAK, BYTES, INDEFINITE, MAP, NINT, SIMPLE, TAG, TEXT, UINT,
 };
 use super::tags;
-use crate::codec::keys::{StrCache, KEY_CACHE, MAX_KEY_LEN};
+use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use crate::codec::limits::Limits;
 use crate::codec::types;
 use crate::codec::{fast, text};
@@ -53,9 +53,7 @@ pub(crate) fn with_decoder<'py, T>(
     f: impl FnOnce(&mut Decoder<'_, 'py>) -> T,
 ) -> T {
     let mut guard = KEY_CACHE.try_lock().ok();
-    let keys = guard
-        .as_mut()
-        .map(|g| g.get_or_insert_with(StrCache::for_keys));
+    let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut d = Decoder {
         py,
         data,
@@ -72,7 +70,7 @@ pub(crate) struct Decoder<'a, 'py> {
     pub(crate) data: &'a [u8],
     pub(crate) pos: usize,
     /// The shared cache of map keys (None while another decode holds it).
-    keys: Option<&'a mut StrCache>,
+    keys: Option<&'a mut KeyCache>,
     tag_hook: Option<Bound<'py, PyAny>>,
     limits: Limits,
 }

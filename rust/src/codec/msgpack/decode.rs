@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyTuple, PyTzInfo};
 
 use super::timestamp;
-use crate::codec::keys::{StrCache, KEY_CACHE, MAX_KEY_LEN};
+use crate::codec::keys::{KeyCache, KEY_CACHE, MAX_KEY_LEN};
 use crate::codec::limits::Limits;
 use crate::codec::types::{ext_type, timestamp_type, type_name};
 use crate::codec::{fast, text};
@@ -59,9 +59,7 @@ pub(crate) fn with_decoder<'py, T>(
     f: impl FnOnce(&mut Decoder<'_, 'py>) -> T,
 ) -> T {
     let mut guard = KEY_CACHE.try_lock().ok();
-    let keys = guard
-        .as_mut()
-        .map(|g| g.get_or_insert_with(StrCache::for_keys));
+    let keys = guard.as_mut().map(|g| g.get_or_insert_with(KeyCache::new));
     let mut decoder = Decoder {
         py,
         data,
@@ -77,7 +75,7 @@ pub(crate) struct Decoder<'a, 'py> {
     pub(crate) py: Python<'py>,
     pub(crate) data: &'a [u8],
     pub(crate) pos: usize,
-    keys: Option<&'a mut StrCache>,
+    keys: Option<&'a mut KeyCache>,
     /// Called as `ext_hook(code, data)` for extensions other than timestamps.
     ext_hook: Option<Bound<'py, PyAny>>,
     limits: Limits,

@@ -19,9 +19,9 @@ use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::cbor::decode::{with_decoder, Decoder};
 use crate::codec::cbor::head::{ARRAY, MAP, NINT, TEXT, UINT};
 use crate::codec::gc::GcPause;
-use crate::codec::keys::{same_key, StrCache};
+use crate::codec::keys::same_key;
 use crate::codec::limits::Limits;
-use crate::codec::values::{str_value, with_values};
+use crate::codec::values::{str_value, with_values, ValueCache};
 use crate::codec::{fast, MAX_DEPTH};
 
 /// The one-pass reader stopped; the canonical path decides.
@@ -69,7 +69,7 @@ struct Reader<'r, 'a, 'py> {
     d: &'r mut Decoder<'a, 'py>,
     run: &'r Run<'r>,
     /// The cache of short str leaves (None while another decode holds it).
-    values: Option<&'r mut StrCache>,
+    values: Option<&'r mut ValueCache>,
 }
 
 /// The union dispatch kind (`_plan.V_*`) of the item whose initial byte is

@@ -20,8 +20,8 @@ use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::fast;
 use crate::codec::gc::GcPause;
-use crate::codec::keys::{same_key, StrCache};
-use crate::codec::values::with_values;
+use crate::codec::keys::same_key;
+use crate::codec::values::{with_values, ValueCache};
 
 /// Deeper than this, the canonical path decides (orjson's own limit applies there).
 pub(super) const MAX_JSON_DEPTH: usize = 250;
@@ -76,7 +76,7 @@ pub(super) struct Reader<'r, 'a, 'py> {
     /// and growth were most of building a short list).
     pub(super) items: Vec<Bound<'py, PyAny>>,
     /// The cache of short str leaves (None while another decode holds it).
-    pub(super) values: Option<&'r mut StrCache>,
+    pub(super) values: Option<&'r mut ValueCache>,
 }
 
 impl<'py> Reader<'_, '_, 'py> {

@@ -21,9 +21,9 @@ use super::convert::Run;
 use super::into_py;
 use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
-use crate::codec::keys::{same_key, StrCache};
+use crate::codec::keys::same_key;
 use crate::codec::msgpack::decode::{with_decoder, Decoder};
-use crate::codec::values::{str_value, with_values};
+use crate::codec::values::{str_value, with_values, ValueCache};
 use crate::codec::{fast, MAX_DEPTH};
 
 /// The one-pass reader stopped; the canonical path decides.
@@ -65,7 +65,7 @@ struct Reader<'r, 'a, 'py> {
     d: &'r mut Decoder<'a, 'py>,
     run: &'r Run<'r>,
     /// The cache of short str leaves (None while another decode holds it).
-    values: Option<&'r mut StrCache>,
+    values: Option<&'r mut ValueCache>,
 }
 
 fn is_int(b: u8) -> bool {
