@@ -17,6 +17,7 @@ mod gc;
 mod json;
 #[cfg(feature = "python")]
 mod json_guard;
+pub mod json_limits;
 pub mod json_scan;
 #[cfg(feature = "python")]
 mod keys;

@@ -296,7 +296,7 @@ impl<'py> Reader<'_, '_, 'py> {
                         hint = i + 1;
                         let field = &dc.fields[i];
                         let value = self.typed(field.node, depth + 1)?;
-                        sink.set(&obj, field.name.bind(py), &value)?;
+                        sink.set(&obj, field, &value)?;
                     }
                     None => self.skip_value(depth)?,
                 }
@@ -314,7 +314,7 @@ impl<'py> Reader<'_, '_, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;

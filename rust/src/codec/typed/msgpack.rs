@@ -349,7 +349,7 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
             hint = i + 1;
             let field = &dc.fields[i];
             let value = self.field_value(field.node, depth + 1)?;
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         for (i, field) in dc.fields.iter().enumerate() {
             if seen.has(i) {
@@ -360,7 +360,7 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;
