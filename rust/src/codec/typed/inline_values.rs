@@ -200,7 +200,27 @@ mod cpython311 {
         name: *mut ffi::PyObject,
         hint: &SlotHint,
     ) -> Option<usize> {
+        // The usual case, inline: the hint names the entry holding `name`.
         let state = hint.0.load(Ordering::Relaxed);
+        let ix = usize::from(state);
+        if ix < used && (*entries.add(ix)).me_key == name {
+            return Some(ix);
+        }
+        rescan(entries, used, name, hint, state)
+    }
+
+    /// `slot_of` when the hint did not name `name`'s entry itself.
+    ///
+    /// SAFETY (caller): as for `slot_of`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn rescan(
+        entries: *const UnicodeEntry,
+        used: usize,
+        name: *mut ffi::PyObject,
+        hint: &SlotHint,
+        state: u8,
+    ) -> Option<usize> {
         if state & ABSENT != 0 {
             if usize::from(state & !ABSENT) == used {
                 return None; // not there when the keys were as they are now
