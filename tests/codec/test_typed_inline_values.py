@@ -284,3 +284,31 @@ def test_gc_weakrefs_and_later_use_of_the_instance(fmt: str) -> None:
     gc.collect()
     assert ref() is None
     assert vars(getattr(codec, fmt).Decoder(tp).decode(data)) == {"a": 1, "b": "x", "c": [7]}
+
+
+@dataclasses.dataclass
+class _Child:
+    n: int
+
+    def __post_init__(self) -> None:
+        for obj in gc.get_objects():
+            if type(obj) is _Parent:
+                obj.__dict__  # noqa: B018  (makes its dict)
+
+
+@dataclasses.dataclass
+class _Parent:
+    a: int
+    child: _Child
+    z: int = 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_instance_dict_made_while_the_instance_is_being_filled(fmt: str) -> None:
+    """User code run between two stores (a nested `__post_init__`) may reach
+    the half-built instance through `gc` and make its `__dict__`: the later
+    stores then go into that dict."""
+    _Parent(a=0, child=_Child(n=0))
+    for _ in range(2):
+        same_as_twin(_Parent, fmt, {"a": 1, "child": {"n": 2}, "z": 3})
+        same_as_twin(_Parent, fmt, {"a": 1, "child": {"n": 2}})
