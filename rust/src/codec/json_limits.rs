@@ -48,10 +48,14 @@ impl First {
 pub fn check(text: &[u8], limits: &Limits) -> Result<()> {
     let mut open: Vec<Open> = Vec::new();
     let mut first = First(None);
-    // True right after a `[` or `{`: a close then ends an empty container.
-    let mut just_opened = false;
+    // Where the last structural byte was, if it opened a container: a
+    // close after only whitespace from there ends an empty one.
+    let mut just_opened: Option<usize> = None;
     let mut i = 0;
-    while let Some(&b) = text.get(i) {
+    loop {
+        i = next_structural(text, i);
+        let Some(&b) = text.get(i) else { break };
+        let opened = just_opened.take();
         match b {
             b'[' | b'{' => {
                 first.offer(i, limits.depth(open.len()));
@@ -60,13 +64,17 @@ pub fn check(text: &[u8], limits: &Limits) -> Result<()> {
                     commas: 0,
                     map: b == b'{',
                 });
-                just_opened = true;
+                just_opened = Some(i);
                 i += 1;
-                continue;
             }
             b']' | b'}' => {
                 if let Some(o) = open.pop() {
-                    let items = if just_opened { 0 } else { o.commas + 1 };
+                    let empty = opened.is_some_and(|at| {
+                        text[at + 1..i]
+                            .iter()
+                            .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+                    });
+                    let items = if empty { 0 } else { o.commas + 1 };
                     let what = if o.map { "map" } else { "array" };
                     first.offer(o.start, limits.container(what, items));
                 }
@@ -78,28 +86,87 @@ pub fn check(text: &[u8], limits: &Limits) -> Result<()> {
                 }
                 i += 1;
             }
-            b'"' => {
+            _ => {
                 let (end, len) = string(text, i + 1);
                 first.offer(i, limits.string("str", len));
                 i = end;
             }
-            b' ' | b'\t' | b'\n' | b'\r' | b':' => {
-                i += 1;
-                continue;
-            }
-            _ => {
-                // A number or literal: on to the next structural byte.
-                while text.get(i).is_some_and(|c| !b",]}: \t\n\r".contains(c)) {
-                    i += 1;
-                }
-            }
         }
-        just_opened = false;
     }
     match first.0 {
         Some((at, message)) => Err(Error::decode(message, at)),
         None => Ok(()),
     }
+}
+
+/// The bytes `next_structural` looks for.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b',' as usize] = true;
+    table[b'"' as usize] = true;
+    table
+};
+
+/// The index of the first `[`, `]`, `{`, `}`, `,` or `"` at or after `i`
+/// (`text.len()` if none): numbers, literals, colons and whitespace are
+/// skipped. The next one is most often a few bytes on (`":1,"`), so the
+/// first sixteen bytes are tried one by one, the rest sixteen at a time
+/// (measured on the benchmark payloads: bytes one by one only, the check
+/// of a document of floats cost two thirds of orjson's decode of it;
+/// sixteen at a time only, a third more on records of short fields).
+fn next_structural(text: &[u8], mut i: usize) -> usize {
+    let probe = text.len().min(i + 16);
+    while i < probe {
+        if STRUCTURAL[usize::from(text[i])] {
+            return i;
+        }
+        i += 1;
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is enabled for this target (the cfg above); each
+        // unaligned load reads the 16 bytes at `i`, and the loop runs only
+        // while `i + 16 <= text.len()`, so they are all inside `text`.
+        #[allow(clippy::cast_ptr_alignment)]
+        unsafe {
+            let open_b = _mm_set1_epi8(b'[' as i8);
+            let close_b = _mm_set1_epi8(b']' as i8);
+            let open_c = _mm_set1_epi8(b'{' as i8);
+            let close_c = _mm_set1_epi8(b'}' as i8);
+            let comma = _mm_set1_epi8(b',' as i8);
+            let quote = _mm_set1_epi8(b'"' as i8);
+            while i + 16 <= text.len() {
+                let v = _mm_loadu_si128(text.as_ptr().add(i).cast::<__m128i>());
+                let hit = _mm_or_si128(
+                    _mm_or_si128(
+                        _mm_or_si128(_mm_cmpeq_epi8(v, open_b), _mm_cmpeq_epi8(v, close_b)),
+                        _mm_or_si128(_mm_cmpeq_epi8(v, open_c), _mm_cmpeq_epi8(v, close_c)),
+                    ),
+                    _mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, quote)),
+                );
+                let mask = _mm_movemask_epi8(hit) as u32;
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
+    while let Some(&b) = text.get(i) {
+        if STRUCTURAL[usize::from(b)] {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// The end (past the closing quote) of the string whose body starts at
@@ -247,6 +314,20 @@ mod tests {
             refused("[[1,2,3]]", limits(Some(1), None, Some(1))),
             Some(("nesting deeper than 1 levels".into(), 1))
         );
+    }
+
+    #[test]
+    fn finds_the_next_structural_byte_at_every_offset() {
+        let mut text = vec![b'1'; 70];
+        for (at, &c) in [3usize, 17, 18, 40, 69].iter().zip(b"[,\"}]") {
+            text[*at] = c;
+        }
+        for start in 0..=text.len() {
+            let naive = (start..text.len())
+                .find(|&k| STRUCTURAL[usize::from(text[k])])
+                .unwrap_or(text.len());
+            assert_eq!(next_structural(&text, start), naive, "from {start}");
+        }
     }
 
     #[test]

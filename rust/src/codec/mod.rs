@@ -34,6 +34,8 @@ pub mod typed;
 #[cfg(feature = "python")]
 pub mod types;
 pub mod utf8;
+#[cfg(feature = "python")]
+mod values;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
