@@ -119,10 +119,10 @@ async def _records_stored(silent: _Silent) -> list[bytes]:
 async def test_a_late_put_does_not_bring_a_deregistered_node_back(
     etcd_cluster: EtcdCluster, how: str, ttl: float | None
 ) -> None:
-    """Silence the client's member at the registry's next write, register (the put reaches it late; the client
-    sends it on to the next member), deregister, let the member go: the node
-    stays deregistered (`NotFound`; no record under the prefix), with or without
-    a TTL."""
+    """Silence the client's member at the registry's next write, register (the
+    put reaches the member late; the client sends it on to the next member),
+    deregister, let the member go: the node stays deregistered (`NotFound`; no
+    record under the prefix), with or without a TTL."""
     async with _registry_on_a_follower(etcd_cluster, how) as silent:
         silent.silence()
         await silent.registry.register(greeter("n1"), ttl=ttl)
@@ -138,9 +138,10 @@ async def test_a_late_put_does_not_bring_a_deregistered_node_back(
 async def test_a_late_put_does_not_overwrite_a_newer_record(
     etcd_cluster: EtcdCluster, how: str, ttl: float | None
 ) -> None:
-    """Silence the client's member at the registry's next write, register a record (it reaches the member late;
-    the client sends it on), register the node again with a new address, let the
-    member go: lookup shows the new address, not the late one."""
+    """Silence the client's member at the registry's next write, register a
+    record (it reaches the member late; the client sends it on), register the
+    node again with a new address, let the member go: lookup shows the new
+    address, not the late one."""
     async with _registry_on_a_follower(etcd_cluster, how) as silent:
         silent.silence()
         await silent.registry.register(greeter("n1"), ttl=ttl)
