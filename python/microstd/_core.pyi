@@ -71,6 +71,9 @@ def json_loads(
     *,
     type: Any = None,
     forbid_unknown_fields: bool = False,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any: ...
 def json_snapshot(obj: object) -> object: ...
 

@@ -35,6 +35,7 @@ import base64
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import json as _stdjson
 import re
 import uuid
@@ -45,8 +46,9 @@ from typing import Any
 import orjson
 
 from microstd import _accel
-from microstd.codec import _json_guard
+from microstd.codec import _json_guard, _json_limits
 from microstd.codec._ext import Ext, Tag
+from microstd.codec._limits import Limits
 from microstd.codec._paths import RELEASED, find_path, is_released
 from microstd.codec._timestamp import Timestamp
 from microstd.errors import DecodeError, EncodeError
@@ -209,23 +211,51 @@ def loads(
     *,
     type: Any = None,
     forbid_unknown_fields: bool = False,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
     """Decode one JSON document.
 
     With `type=T` the result is checked and built as a `T`; strings stand for
     datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
+
+    Limits for untrusted input (each refused with a `DecodeError` at the
+    offending item's byte offset, with msgpack's messages):
+    `max_container_len` items per array or object, `max_str_len` UTF-8 bytes
+    per decoded string (keys included), `max_depth` levels of nesting
+    (orjson's own bound, 1024, stays).
     """
+    limits = _json_limits.limits(max_container_len, max_str_len, max_depth)
     if type is None:
-        return _untyped_loads(data)
+        return _untyped_loads(data) if limits is None else _limited_loads(data, limits)
     from microstd.codec import typed
     from microstd.codec._plan import plan_for
 
     plan = plan_for(type)
-    if plan.core is not None:
+    if limits is not None:
+        # As msgpack's typed path with limits: the checked plain decode, then the plan.
+        value = _limited_loads(data, limits)
+    elif plan.core is not None:
         return plan.core.decode_json(data, forbid_unknown_fields)
-    return typed.run_plan(
-        plan, _untyped_loads(data), strings=True, forbid_unknown_fields=forbid_unknown_fields
-    )
+    else:
+        value = _untyped_loads(data)
+    return typed.run_plan(plan, value, strings=True, forbid_unknown_fields=forbid_unknown_fields)
+
+
+def _limited_loads(data: bytes | bytearray | memoryview | str, limits: Limits) -> object:
+    """The plain decode, then `limits` checked on the same text (`_json_limits`)."""
+    if isinstance(data, str):
+        value = _untyped_loads(data)
+        _json_limits.check(data.encode(), limits)
+        return value
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return _untyped_loads(data)  # refused there
+    # A bytearray or memoryview is copied first: the text checked is the text decoded.
+    raw = data if isinstance(data, bytes) else bytes(data)
+    value = _untyped_loads(raw)
+    _json_limits.check(raw, limits)
+    return value
 
 
 # The Python-level functions, also when the core replaces them (tests compare the two).
@@ -255,28 +285,59 @@ def StreamDecoder(
     *,
     forbid_unknown_fields: bool = False,
     max_buffer_size: int = 64 * 1024 * 1024,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
-    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate."""
+    """An incremental decoder of newline-delimited JSON: `feed(bytes)`, then iterate.
+
+    The limits apply to each document, as in `loads`.
+    """
     from microstd.codec import stream, typed
 
     return stream.StreamDecoder(
-        stream.ndjson_next(_untyped_loads),
+        stream.ndjson_next(_line_loads(max_container_len, max_str_len, max_depth)),
         convert=typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields),
         max_buffer_size=max_buffer_size,
     )
 
 
 def iter_loads(
-    buffer: bytes | bytearray | memoryview, *, type: Any = None, forbid_unknown_fields: bool = False
+    buffer: bytes | bytearray | memoryview,
+    *,
+    type: Any = None,
+    forbid_unknown_fields: bool = False,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
 ) -> Any:
-    """Every document of a newline-delimited JSON buffer, in order."""
+    """Every document of a newline-delimited JSON buffer, in order (limits as in `loads`)."""
     from microstd.codec import stream, typed
 
+    line_loads = _line_loads(max_container_len, max_str_len, max_depth)
     convert = typed.converter(type, strings=True, forbid_unknown_fields=forbid_unknown_fields)
-    return stream.ndjson_iter(_untyped_loads, buffer, convert)
+    return stream.ndjson_iter(line_loads, buffer, convert)
+
+
+def _line_loads(
+    max_container_len: int | None, max_str_len: int | None, max_depth: int | None
+) -> Callable[[bytes], object]:
+    """How a stream decodes one line: checked against the limits, if any are set."""
+    limits = _json_limits.limits(max_container_len, max_str_len, max_depth)
+    if limits is None:
+        return _untyped_loads
+    core = _accel.core
+    if core is None:
+        return functools.partial(_limited_loads, limits=limits)
+    return functools.partial(core.json_loads, **limits.keywords())
 
 
 def _untyped_loads(data: bytes | bytearray | memoryview | str) -> object:
+    if type(data) is not bytes and isinstance(data, bytes):
+        # orjson refuses a bytes subclass; msgpack's and CBOR's loads take one.
+        data = bytes(memoryview(data))  # its own bytes, whatever its __bytes__ says
+    elif type(data) is not str and isinstance(data, str):
+        data = str.__str__(data)
     if type(data) is not bytes and isinstance(data, memoryview):
         # orjson reads a released memoryview's freed buffer: copy it first
         # (tobytes refuses a released view with a ValueError that says so).

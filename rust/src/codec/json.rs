@@ -7,7 +7,9 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString};
+
+use crate::codec::limits::Limits;
 
 /// What the entry points call, looked up once in `microstd.codec.json`.
 struct Json {
@@ -70,22 +72,53 @@ fn json_dumps<'py>(
 ///
 /// With `type=T` the result is checked and built as a `T`; strings stand for
 /// datetimes (RFC 3339) and bytes (base64) where `T` asks for them.
+///
+/// Limits for untrusted input (each refused with a `DecodeError` at the
+/// offending item's byte offset, with msgpack's messages):
+/// `max_container_len` items per array or object, `max_str_len` UTF-8 bytes
+/// per decoded string (keys included), `max_depth` levels of nesting
+/// (orjson's own bound, 1024, stays).
 // `microstd.codec.json.loads` itself (see the module docs).
 #[pyfunction]
-#[pyo3(signature = (data, *, r#type=None, forbid_unknown_fields=false))]
+#[pyo3(signature = (
+    data, *, r#type=None, forbid_unknown_fields=false, max_container_len=None, max_str_len=None,
+    max_depth=None,
+))]
 fn json_loads<'py>(
     data: &Bound<'py, PyAny>,
     r#type: Option<&Bound<'py, PyAny>>,
     forbid_unknown_fields: bool,
+    max_container_len: Option<&Bound<'py, PyAny>>,
+    max_str_len: Option<&Bound<'py, PyAny>>,
+    max_depth: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = data.py();
+    let limits = Limits::json_from_py(max_container_len, max_str_len, max_depth)?;
     if let Some(tp) = r#type {
         let plan = crate::codec::plans::core_plan(tp)?;
+        let Some(limits) = limits else {
+            return plan.call_method1(
+                pyo3::intern!(py, "decode_json"),
+                (data, forbid_unknown_fields),
+            );
+        };
+        // As msgpack's typed path with limits: the checked plain decode, then the plan.
+        let value = limited(data, &limits)?;
         return plan.call_method1(
-            pyo3::intern!(py, "decode_json"),
-            (data, forbid_unknown_fields),
+            pyo3::intern!(py, "convert"),
+            (value, true, forbid_unknown_fields),
         );
     }
+    match limits {
+        None => untyped(data),
+        Some(limits) => limited(data, &limits),
+    }
+}
+
+/// The plain decode: orjson on exact bytes or str, the Python function on
+/// anything else or on an error (it decides, and names the error).
+fn untyped<'py>(data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = data.py();
     let j = json(py)?;
     if data.is_exact_instance_of::<PyBytes>() || data.is_exact_instance_of::<PyString>() {
         if let Ok(value) = j.orjson_loads.bind(py).call1((data,)) {
@@ -95,11 +128,37 @@ fn json_loads<'py>(
     j.untyped_loads.bind(py).call1((data,))
 }
 
+/// The plain decode, then `limits` checked on the same text
+/// (`json_limits`). A bytearray or memoryview is copied first, so the text
+/// checked is the text decoded.
+fn limited<'py>(data: &Bound<'py, PyAny>, limits: &Limits) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(text) = data.cast::<PyString>() {
+        let value = untyped(data)?;
+        // orjson accepted the str, so it is valid UTF-8 (no lone surrogate).
+        crate::codec::json_limits::check(text.to_str()?.as_bytes(), limits)?;
+        return Ok(value);
+    }
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        let value = untyped(data)?;
+        crate::codec::json_limits::check(bytes.as_bytes(), limits)?;
+        return Ok(value);
+    }
+    if !data.is_instance_of::<PyByteArray>() && !data.is_instance_of::<PyMemoryView>() {
+        return untyped(data); // refused there, with the Python function's error
+    }
+    crate::codec::msgpack::with_bytes(data, |raw| {
+        let copy = PyBytes::new(data.py(), raw);
+        let value = untyped(copy.as_any())?;
+        crate::codec::json_limits::check(raw, limits)?;
+        Ok(value)
+    })
+}
+
 crate::codec::entry::plain_entry!(dumps_entry, FULL_DUMPS, |obj| {
     Some(json_dumps(obj, None, false))
 });
 crate::codec::entry::plain_entry!(loads_entry, FULL_LOADS, |data| {
-    Some(json_loads(data, None, false))
+    Some(json_loads(data, None, false, None, None, None))
 });
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

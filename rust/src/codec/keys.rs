@@ -2,6 +2,7 @@
 //! short keys come back in message after message, and reusing the `str`
 //! object saves its allocation and, because a str caches its hash, the
 //! hashing when it is inserted into the dict. Both decoders share it.
+//! (Short str values have a cache of their own: `codec::values`.)
 
 use std::sync::Mutex;
 
@@ -90,6 +91,14 @@ impl Default for KeyCache {
 /// bytes) instead of a loop over every byte: this runs once per map key.
 #[inline]
 fn bucket(bytes: &[u8]) -> usize {
+    // The top bits are the best mixed; SLOTS is a power of two.
+    (hash(bytes) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// A hash of a string of at most [`MAX_KEY_LEN`] bytes, best mixed in its
+/// top bits (the value cache shares it).
+#[inline]
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     let n = bytes.len();
     let mut h = if n >= 8 {
         let mut h = word(bytes, 0) ^ word(bytes, n - 8).rotate_left(29);
@@ -101,9 +110,7 @@ fn bucket(bytes: &[u8]) -> usize {
         small_word(bytes)
     };
     h ^= (n as u64) << 58;
-    h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // The top bits are the best mixed; SLOTS is a power of two.
-    (h >> (64 - SLOTS.trailing_zeros())) as usize
+    h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// `a == b` for short map keys and field names, without a call to `memcmp`
@@ -125,7 +132,7 @@ pub fn same_key(a: &[u8], b: &[u8]) -> bool {
 
 /// True if the zero-padded `stored` key holds exactly `bytes` (of the same length).
 #[inline]
-fn same(stored: &[u8; MAX_KEY_LEN], bytes: &[u8]) -> bool {
+pub(crate) fn same(stored: &[u8; MAX_KEY_LEN], bytes: &[u8]) -> bool {
     let n = bytes.len();
     if n < 8 {
         // The stored bytes past `n` are zero, as the high bytes of small_word are.

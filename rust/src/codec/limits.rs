@@ -74,6 +74,28 @@ impl Limits {
         ))
     }
 
+    /// JSON's limits from the keywords of `codec.json.loads`, checked as
+    /// `from_py` checks them; None when none is given. `max_depth` is not
+    /// capped at `MAX_DEPTH`: JSON's own bound is orjson's (1024 levels), and
+    /// unset it adds no check.
+    #[cfg(feature = "python")]
+    pub fn json_from_py(
+        max_container_len: Option<&Bound<'_, PyAny>>,
+        max_str_len: Option<&Bound<'_, PyAny>>,
+        max_depth: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Self>> {
+        if max_container_len.is_none() && max_str_len.is_none() && max_depth.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            max_container_len: bound("max_container_len", max_container_len)?.unwrap_or(usize::MAX),
+            max_str_len: bound("max_str_len", max_str_len)?.unwrap_or(usize::MAX),
+            max_depth: bound("max_depth", max_depth)?.unwrap_or(usize::MAX),
+            strict_keys: false,
+            unique_keys: false,
+        }))
+    }
+
     /// The error message when a container of `n` items is too long, if it is.
     pub fn container(&self, what: &str, n: usize) -> Option<String> {
         (n > self.max_container_len).then(|| {

@@ -17,6 +17,7 @@ mod gc;
 mod json;
 #[cfg(feature = "python")]
 mod json_guard;
+pub mod json_limits;
 pub mod json_scan;
 #[cfg(feature = "python")]
 mod keys;
@@ -33,6 +34,8 @@ pub mod typed;
 #[cfg(feature = "python")]
 pub mod types;
 pub mod utf8;
+#[cfg(feature = "python")]
+mod values;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;

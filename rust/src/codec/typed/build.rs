@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use super::plan::Dataclass;
+use super::plan::{Dataclass, Field};
 
 static TUPLE_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -45,22 +45,32 @@ pub(super) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py,
 /// (as the twin does, and as the dataclass's own `__init__` would end up),
 /// or through `object.__setattr__`: for slotted classes, and for the others
 /// while no field name is a data descriptor on the class (the plan's
-/// `plain_attrs` tag still current), when the two store the same thing.
+/// `plain_attrs`, checked again when the class changed), when the two store the same thing.
 /// `object.__setattr__` then writes into the instance's inline values
 /// (CPython 3.11+) as `__init__`'s own assignments do, never making the
 /// `__dict__` object: measured, the `__dict__` (made, filled, freed) was a
-/// fifth of decoding citm_catalog into dataclasses.
+/// fifth of decoding citm_catalog into dataclasses. On CPython 3.11 those
+/// stores go straight into the inline values when they can (`Inline`, see
+/// `inline_values`), `object.__setattr__` otherwise.
 pub(super) enum FieldSink<'py> {
     Dict(Bound<'py, PyDict>),
     Attrs,
+    /// The plan's class (kept alive by the plan) and its `plain_attrs` tag.
+    #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
+    Inline(*mut ffi::PyTypeObject, u32),
 }
 
 impl<'py> FieldSink<'py> {
     pub(super) fn new(obj: &Bound<'py, PyAny>, dc: &Dataclass) -> PyResult<Self> {
-        if dc.slots
-            || (dc.plain_attrs != 0
-                && crate::codec::fast::type_version(dc.cls.bind(obj.py())) == dc.plain_attrs)
-        {
+        if dc.slots {
+            return Ok(Self::Attrs);
+        }
+        let cls = dc.cls.bind(obj.py());
+        let tag = dc.plain_attrs.tag(cls, &dc.fields)?;
+        if tag != 0 {
+            #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
+            return Ok(Self::Inline(cls.as_type_ptr(), tag));
+            #[cfg(not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API)))))]
             return Ok(Self::Attrs);
         }
         let dict = obj.getattr(pyo3::intern!(obj.py(), "__dict__"))?;
@@ -71,12 +81,20 @@ impl<'py> FieldSink<'py> {
     pub(super) fn set(
         &self,
         obj: &Bound<'py, PyAny>,
-        name: &Bound<'py, PyString>,
+        field: &Field,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
+        let name = field.name.bind(obj.py());
         match self {
             Self::Dict(dict) => dict.set_item(name, value),
             Self::Attrs => generic_setattr(obj, name, value),
+            #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API))))]
+            Self::Inline(cls, tag) => {
+                if super::inline_values::store(obj, *cls, *tag, name, &field.slot, value) {
+                    return Ok(());
+                }
+                generic_setattr(obj, name, value)
+            }
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::codec::cbor::head::{ARRAY, MAP, NINT, TEXT, UINT};
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
 use crate::codec::limits::Limits;
-use crate::codec::{fast, text, MAX_DEPTH};
+use crate::codec::values::{str_value, with_values, ValueCache};
+use crate::codec::{fast, MAX_DEPTH};
 
 /// The one-pass reader stopped; the canonical path decides.
 struct GiveUp;
@@ -46,13 +47,15 @@ pub fn decode<'py>(run: &Run<'_>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'p
     let py = data.py();
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let _pause = GcPause::new(py);
-        let fast = with_decoder(py, bytes.as_bytes(), |d| {
-            let mut reader = Reader { d, run };
-            let value = reader.typed(0, 0)?;
-            if reader.d.pos != reader.d.data.len() {
-                return Err(GiveUp);
-            }
-            Ok::<_, GiveUp>(value)
+        let fast = with_values(|values| {
+            with_decoder(py, bytes.as_bytes(), |d| {
+                let mut reader = Reader { d, run, values };
+                let value = reader.typed(0, 0)?;
+                if reader.d.pos != reader.d.data.len() {
+                    return Err(GiveUp);
+                }
+                Ok::<_, GiveUp>(value)
+            })
         });
         if let Ok(value) = fast {
             return Ok(value);
@@ -65,6 +68,8 @@ pub fn decode<'py>(run: &Run<'_>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'p
 struct Reader<'r, 'a, 'py> {
     d: &'r mut Decoder<'a, 'py>,
     run: &'r Run<'r>,
+    /// The cache of short str leaves (None while another decode holds it).
+    values: Option<&'r mut ValueCache>,
 }
 
 /// The union dispatch kind (`_plan.V_*`) of the item whose initial byte is
@@ -104,7 +109,7 @@ fn definite_len(data: &[u8], at: usize) -> Option<(u64, usize)> {
     })
 }
 
-impl<'py> Reader<'_, '_, 'py> {
+impl<'a, 'py> Reader<'_, 'a, 'py> {
     fn peek(&self) -> Result<u8, GiveUp> {
         self.d.data.get(self.d.pos).copied().ok_or(GiveUp)
     }
@@ -128,7 +133,7 @@ impl<'py> Reader<'_, '_, 'py> {
     /// The raw bytes of a definite text string (not yet checked as UTF-8),
     /// consumed; None when the next item is no text string (nothing consumed).
     /// A chunked one gives up: it may spell a field name.
-    fn text_bytes(&mut self) -> Result<Option<&[u8]>, GiveUp> {
+    fn text_bytes(&mut self) -> Result<Option<&'a [u8]>, GiveUp> {
         let start = self.d.pos;
         if self.peek()? >> 5 != TEXT {
             return Ok(None);
@@ -141,7 +146,15 @@ impl<'py> Reader<'_, '_, 'py> {
             .filter(|&end| end <= self.d.data.len())
             .ok_or(GiveUp)?;
         self.d.pos = end;
-        Ok(Some(&self.d.data[begin..end]))
+        let data: &'a [u8] = self.d.data;
+        Ok(Some(&data[begin..end]))
+    }
+
+    /// A definite text string leaf, short ones from the value cache.
+    #[inline]
+    fn str_leaf(&mut self) -> Read<'py> {
+        let raw = self.text_bytes()?.ok_or(GiveUp)?;
+        str_value(self.values.as_deref_mut(), self.d.py, raw)?.ok_or(GiveUp)
     }
 
     /// Decodes the next item untyped and converts it with `node`.
@@ -154,7 +167,7 @@ impl<'py> Reader<'_, '_, 'py> {
         let ib = self.peek()?;
         let major = ib >> 5;
         match &self.run.nodes[node] {
-            Node::Str if major == TEXT && ib & 0x1f != 31 => Ok(self.d.item(depth, false)?),
+            Node::Str if major == TEXT && ib & 0x1f != 31 => self.str_leaf(),
             Node::Int if major == UINT || major == NINT => Ok(self.d.item(depth, false)?),
             Node::Float if (0xf9..=0xfb).contains(&ib) => Ok(self.d.item(depth, false)?),
             Node::Float if major == UINT || major == NINT => {
@@ -281,10 +294,7 @@ impl<'py> Reader<'_, '_, 'py> {
         if let Some(&ib) = self.d.data.get(self.d.pos) {
             let major = ib >> 5;
             match &self.run.nodes[node] {
-                Node::Str if major == TEXT && ib & 0x1f != 31 => {
-                    let raw = self.text_bytes()?.ok_or(GiveUp)?;
-                    return text::new_str(py, raw)?.ok_or(GiveUp);
-                }
+                Node::Str if major == TEXT && ib & 0x1f != 31 => return self.str_leaf(),
                 Node::Int if major == UINT || major == NINT => {
                     return Ok(self.d.item(depth, false)?);
                 }
@@ -321,7 +331,7 @@ impl<'py> Reader<'_, '_, 'py> {
             hint = i + 1;
             let field = &dc.fields[i];
             let value = self.field_value(field.node, depth + 1)?;
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         for (i, field) in dc.fields.iter().enumerate() {
             if seen.has(i) {
@@ -332,7 +342,7 @@ impl<'py> Reader<'_, '_, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;

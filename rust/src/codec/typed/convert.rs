@@ -438,7 +438,7 @@ impl Run<'_> {
                     Default::Required => return Err(missing(name, &dc.name)),
                 }
             };
-            sink.set(&obj, name, &v)?;
+            sink.set(&obj, f, &v)?;
         }
         if self.forbid && used != dict.len() {
             let known: Vec<_> = dc.fields.iter().map(|f| f.name.bind(py)).collect();

@@ -21,6 +21,7 @@ use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::fast;
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
+use crate::codec::values::{with_values, ValueCache};
 
 /// Deeper than this, the canonical path decides (orjson's own limit applies there).
 pub(super) const MAX_JSON_DEPTH: usize = 250;
@@ -42,15 +43,19 @@ pub fn decode<'py>(run: &Run<'_>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'p
     let py = data.py();
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let _pause = GcPause::new(py);
-        let mut reader = Reader {
-            py,
-            data: bytes.as_bytes(),
-            pos: 0,
-            run,
-            scratch: Vec::new(),
-            items: Vec::new(),
-        };
-        if let Ok(value) = reader.document() {
+        let fast = with_values(|values| {
+            let mut reader = Reader {
+                py,
+                data: bytes.as_bytes(),
+                pos: 0,
+                run,
+                scratch: Vec::new(),
+                items: Vec::new(),
+                values,
+            };
+            reader.document()
+        });
+        if let Ok(value) = fast {
             return Ok(value);
         }
     }
@@ -70,6 +75,8 @@ pub(super) struct Reader<'r, 'a, 'py> {
     /// the whole document instead of a vector per array (its allocation
     /// and growth were most of building a short list).
     pub(super) items: Vec<Bound<'py, PyAny>>,
+    /// The cache of short str leaves (None while another decode holds it).
+    pub(super) values: Option<&'r mut ValueCache>,
 }
 
 impl<'py> Reader<'_, '_, 'py> {
@@ -118,7 +125,7 @@ impl<'py> Reader<'_, '_, 'py> {
         let b = self.peek()?;
         let py = self.py;
         match &self.run.nodes[node] {
-            Node::Str if b == b'"' => self.string(),
+            Node::Str if b == b'"' => self.str_leaf(),
             Node::Int if b == b'-' || b.is_ascii_digit() => {
                 let n = self.number()?;
                 if !n.integer {
@@ -289,7 +296,7 @@ impl<'py> Reader<'_, '_, 'py> {
                         hint = i + 1;
                         let field = &dc.fields[i];
                         let value = self.typed(field.node, depth + 1)?;
-                        sink.set(&obj, field.name.bind(py), &value)?;
+                        sink.set(&obj, field, &value)?;
                     }
                     None => self.skip_value(depth)?,
                 }
@@ -307,7 +314,7 @@ impl<'py> Reader<'_, '_, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;

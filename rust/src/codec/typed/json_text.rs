@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
 
 use super::json::{GiveUp, Read, Reader, MAX_JSON_DEPTH};
+use crate::codec::values::{ascii_value, str_value, MAX_VALUE_LEN};
 use crate::codec::{fast, json_scan, text};
 
 /// A string's bytes: `data[start..end]`, or `scratch[start..end]` once its
@@ -220,6 +221,11 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
 
     pub(super) fn string(&mut self) -> Read<'py> {
         let t = self.string_bytes()?;
+        self.text_str(&t)
+    }
+
+    /// A new str of the string `t` just read.
+    fn text_str(&self, t: &Text) -> Read<'py> {
         if t.ascii {
             return Ok(text::new_ascii(self.py, &self.data[t.start..t.end])?);
         }
@@ -229,6 +235,24 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
             &self.data[t.start..t.end]
         };
         text::new_str(self.py, bytes)?.ok_or(GiveUp)
+    }
+
+    /// A str leaf of the plan: short ones from the value cache.
+    pub(super) fn str_leaf(&mut self) -> Read<'py> {
+        let t = self.string_bytes()?;
+        if t.end - t.start > MAX_VALUE_LEN || self.values.is_none() {
+            return self.text_str(&t);
+        }
+        if t.ascii {
+            let bytes = &self.data[t.start..t.end];
+            return Ok(ascii_value(self.values.as_deref_mut(), self.py, bytes)?);
+        }
+        let bytes = if t.escaped {
+            &self.scratch[t.start..t.end]
+        } else {
+            &self.data[t.start..t.end]
+        };
+        str_value(self.values.as_deref_mut(), self.py, bytes)?.ok_or(GiveUp)
     }
 
     /// An untyped value, as orjson builds it.

@@ -5,6 +5,7 @@
 mod build;
 mod cbor;
 mod convert;
+mod inline_values;
 mod json;
 mod json_text;
 mod msgpack;

@@ -23,7 +23,8 @@ use super::plan::{Dataclass, Default, Node, TypedDictField};
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
 use crate::codec::msgpack::decode::{with_decoder, Decoder};
-use crate::codec::{fast, text, MAX_DEPTH};
+use crate::codec::values::{str_value, with_values, ValueCache};
+use crate::codec::{fast, MAX_DEPTH};
 
 /// The one-pass reader stopped; the canonical path decides.
 struct GiveUp;
@@ -45,11 +46,13 @@ type Read<'py> = Result<Bound<'py, PyAny>, GiveUp>;
 /// Decodes msgpack `data` into the plan's type.
 pub fn decode<'py>(run: &Run<'_>, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let _pause = GcPause::new(py);
-    let fast = with_decoder(py, data, |d| {
-        let mut reader = Reader { d, run };
-        let value = reader.typed(0, 0)?;
-        reader.d.finish()?;
-        Ok::<_, GiveUp>(value)
+    let fast = with_values(|values| {
+        with_decoder(py, data, |d| {
+            let mut reader = Reader { d, run, values };
+            let value = reader.typed(0, 0)?;
+            reader.d.finish()?;
+            Ok::<_, GiveUp>(value)
+        })
     });
     if let Ok(value) = fast {
         return Ok(value);
@@ -61,6 +64,8 @@ pub fn decode<'py>(run: &Run<'_>, py: Python<'py>, data: &[u8]) -> PyResult<Boun
 struct Reader<'r, 'a, 'py> {
     d: &'r mut Decoder<'a, 'py>,
     run: &'r Run<'r>,
+    /// The cache of short str leaves (None while another decode holds it).
+    values: Option<&'r mut ValueCache>,
 }
 
 fn is_int(b: u8) -> bool {
@@ -87,7 +92,7 @@ fn wire_kind(b: u8) -> Option<usize> {
     })
 }
 
-impl<'py> Reader<'_, '_, 'py> {
+impl<'a, 'py> Reader<'_, 'a, 'py> {
     fn peek(&self) -> Result<u8, GiveUp> {
         self.d.data.get(self.d.pos).copied().ok_or(GiveUp)
     }
@@ -130,7 +135,7 @@ impl<'py> Reader<'_, '_, 'py> {
 
     /// The raw bytes of a str item (not yet checked as UTF-8), or None when
     /// the next item is no str (nothing is consumed then).
-    fn str_bytes(&mut self) -> Result<Option<&[u8]>, GiveUp> {
+    fn str_bytes(&mut self) -> Result<Option<&'a [u8]>, GiveUp> {
         let start = self.d.pos;
         let b = self.peek()?;
         let (n, header) = match b {
@@ -147,7 +152,15 @@ impl<'py> Reader<'_, '_, 'py> {
             return Err(GiveUp);
         }
         self.d.pos = start + header + n;
-        Ok(Some(&self.d.data[start + header..start + header + n]))
+        let data: &'a [u8] = self.d.data;
+        Ok(Some(&data[start + header..start + header + n]))
+    }
+
+    /// A str leaf (the next item is a str), short ones from the value cache.
+    #[inline]
+    fn str_leaf(&mut self) -> Read<'py> {
+        let raw = self.str_bytes()?.ok_or(GiveUp)?;
+        str_value(self.values.as_deref_mut(), self.d.py, raw)?.ok_or(GiveUp)
     }
 
     /// Decodes the next item untyped and converts it with `node`.
@@ -159,7 +172,7 @@ impl<'py> Reader<'_, '_, 'py> {
     fn typed(&mut self, node: usize, depth: usize) -> Read<'py> {
         let b = self.peek()?;
         match &self.run.nodes[node] {
-            Node::Str if is_str(b) => Ok(self.d.value(depth, false)?),
+            Node::Str if is_str(b) => self.str_leaf(),
             Node::Int if is_int(b) => Ok(self.d.value(depth, false)?),
             Node::Float if b == 0xcb || b == 0xca => Ok(self.d.value(depth, false)?),
             Node::Float if is_int(b) => {
@@ -296,10 +309,7 @@ impl<'py> Reader<'_, '_, 'py> {
         let py = self.d.py;
         if let Some(&b) = self.d.data.get(self.d.pos) {
             match &self.run.nodes[node] {
-                Node::Str if is_str(b) => {
-                    let raw = self.str_bytes()?.ok_or(GiveUp)?;
-                    return text::new_str(py, raw)?.ok_or(GiveUp);
-                }
+                Node::Str if is_str(b) => return self.str_leaf(),
                 Node::Int if b <= 0x7f => {
                     self.d.pos += 1;
                     let Ok(v) = i64::from(b).into_pyobject(py);
@@ -339,7 +349,7 @@ impl<'py> Reader<'_, '_, 'py> {
             hint = i + 1;
             let field = &dc.fields[i];
             let value = self.field_value(field.node, depth + 1)?;
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         for (i, field) in dc.fields.iter().enumerate() {
             if seen.has(i) {
@@ -350,7 +360,7 @@ impl<'py> Reader<'_, '_, 'py> {
                 Default::Factory(make) => make.bind(py).call0()?,
                 Default::Required => return Err(GiveUp),
             };
-            sink.set(&obj, field.name.bind(py), &value)?;
+            sink.set(&obj, field, &value)?;
         }
         if dc.post_init {
             obj.call_method0(pyo3::intern!(py, "__post_init__"))?;

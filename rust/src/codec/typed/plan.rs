@@ -5,9 +5,13 @@
 //! The node kinds and layouts are `_plan.py`'s (its docstring lists them);
 //! the numbers below must equal its constants.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+
+use super::inline_values::SlotHint;
 
 pub const ANY: u8 = 0;
 pub const NONE: u8 = 1;
@@ -52,6 +56,13 @@ pub struct Field {
     pub utf8: Vec<u8>,
     pub node: usize,
     pub default: Default,
+    /// Where the name sits in the class's shared keys (CPython 3.11's
+    /// inline-values store, `inline_values`).
+    #[cfg_attr(
+        not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy, Py_LIMITED_API)))),
+        allow(dead_code)
+    )]
+    pub slot: SlotHint,
 }
 
 pub struct Dataclass {
@@ -62,12 +73,11 @@ pub struct Dataclass {
     /// No instance `__dict__` (slots): fields are set one by one with
     /// `object.__setattr__`; otherwise they go straight into the `__dict__`.
     pub slots: bool,
-    /// The class's `tp_version_tag` when it was checked that no field name
-    /// is a data descriptor on the class (0: not checked, or one is). While
-    /// the tag is unchanged (no attribute of the class or a base was set
-    /// since), `object.__setattr__` stores exactly what a `__dict__` write
-    /// would, without making the `__dict__` (see `build::FieldSink`).
-    pub plain_attrs: u32,
+    /// Whether no field name is a data descriptor on the class, as of which
+    /// of its versions (see `PlainAttrs`): while so, `object.__setattr__`
+    /// stores exactly what a `__dict__` write would, without making the
+    /// `__dict__` (see `build::FieldSink`).
+    pub plain_attrs: PlainAttrs,
 }
 
 pub struct TypedDictField {
@@ -141,6 +151,37 @@ fn index(item: &Bound<'_, PyAny>, count: usize) -> PyResult<usize> {
 
 fn indexes(item: &Bound<'_, PyAny>, count: usize) -> PyResult<Vec<usize>> {
     item.try_iter()?.map(|i| index(&i?, count)).collect()
+}
+
+/// The last check that no field name is a data descriptor on the class: the
+/// class's `tp_version_tag` it held for (low 32 bits; 0: never checked) and
+/// its answer (bit 32). Checked again when the class's version moved on
+/// (an attribute of the class or a base was set, as msgspec and pydantic do
+/// on the classes they are given after our decoder was built): without
+/// that, one such write sent every later decode through the `__dict__`.
+pub struct PlainAttrs(AtomicU64);
+
+impl PlainAttrs {
+    fn unchecked() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// The class's current version tag if no field name is a data
+    /// descriptor on it, else 0; checks again only when the version moved.
+    pub fn tag(&self, cls: &Bound<'_, PyType>, fields: &[Field]) -> PyResult<u32> {
+        let now = crate::codec::fast::type_version(cls);
+        let last = self.0.load(Ordering::Relaxed);
+        if now != 0 && now == last as u32 {
+            return Ok(if last >> 32 == 1 { now } else { 0 });
+        }
+        let plain = plain_attrs_tag(cls, fields)?;
+        let checked = crate::codec::fast::type_version(cls);
+        // A tag of 0 (no valid version) is never taken for a checked one.
+        let plain_bit = u64::from(plain != 0 && plain == checked) << 32;
+        self.0
+            .store(plain_bit | u64::from(checked), Ordering::Relaxed);
+        Ok(if plain_bit != 0 { checked } else { 0 })
+    }
 }
 
 /// The version tag of `cls` if none of `fields` is a data descriptor on it
@@ -240,15 +281,15 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                         1 => Default::Value(default),
                         _ => Default::Factory(default),
                     },
+                    slot: SlotHint::new(),
                 });
             }
             let cls = at(2)?.cast_into::<PyType>()?;
             let slots = at(5)?.is_truthy()?;
-            let plain_attrs = if slots {
-                0
-            } else {
-                plain_attrs_tag(&cls, &fields)?
-            };
+            let plain_attrs = PlainAttrs::unchecked();
+            if !slots {
+                plain_attrs.tag(&cls, &fields)?;
+            }
             Node::Dataclass(Box::new(Dataclass {
                 name: at(1)?.extract()?,
                 cls: cls.unbind(),
