@@ -5,6 +5,8 @@
         ...
         proxy.stall()    # connections stay open, nothing passes either way
         proxy.resume()   # bytes flow again (what waited is delivered)
+        proxy.resume(hold_closes=True)  # ... but a client's close is not passed on (yet)
+        proxy.stall_at(b"POST /v3/kv/put")  # stall when the next such request comes
         proxy.drop()     # every open connection is reset; new ones are accepted
         proxy.lose_reply_to(b"PUT ")  # the next such request reaches the server, its reply is lost
         proxy.lose_reply_to(b"k3", anywhere=True)  # ... the next request holding these bytes
@@ -78,8 +80,14 @@ class _Link:
                     continue
                 data = src.recv(_CHUNK)
                 if not data:
+                    # A client's close held back: the server goes on with what it got.
+                    while src is self.client and self.proxy._closes_held.is_set():
+                        if self.dead.wait(0.05):
+                            return
                     self._pass_close(dst)
                     return
+                if src is self.client and self.proxy._take_stall_at(data):
+                    self.proxy.stall()  # this request waits too
                 if src is self.client and self.proxy._take_lost_reply(data):
                     self.lose_reply = True
                 elif src is self.upstream and self.lose_reply and not _interim(data):
@@ -132,6 +140,8 @@ class FaultProxy:
         self.port: int = self._listener.getsockname()[1]
         self._flowing = threading.Event()
         self._flowing.set()
+        self._closes_held = threading.Event()
+        self._stall_at: tuple[bytes, ...] = ()
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._lose_reply_to: bytes | None = None
@@ -178,9 +188,33 @@ class FaultProxy:
         """Stop forwarding, both ways, on every connection (new ones are accepted)."""
         self._flowing.clear()
 
-    def resume(self) -> None:
-        """Forward again; what waited during the stall is delivered."""
+    def resume(self, *, hold_closes: bool = False) -> None:
+        """Forward again; what waited during the stall is delivered. With
+        `hold_closes`, a client's close (one that gave up on its request during
+        the stall, say) is not passed on until `pass_closes()`: the server gets
+        the request late and, its connection still open, carries it out, as
+        behind a network that delivers held packets late or a proxy that keeps
+        its own connection to the server."""
+        if hold_closes:
+            self._closes_held.set()
         self._flowing.set()
+
+    def stall_at(self, *prefixes: bytes) -> None:
+        """Stall (as `stall()`) when the next request starting with one of
+        `prefixes` comes, before it is forwarded."""
+        with self._lock:
+            self._stall_at = prefixes
+
+    def _take_stall_at(self, data: bytes) -> bool:
+        with self._lock:
+            if not self._stall_at or not data.startswith(self._stall_at):
+                return False
+            self._stall_at = ()
+            return True
+
+    def pass_closes(self) -> None:
+        """Pass on the clients' closes held by `resume(hold_closes=True)`."""
+        self._closes_held.clear()
 
     def drop(self) -> None:
         """Reset every open connection (both sides); later connections work."""
@@ -225,6 +259,7 @@ class FaultProxy:
         self._closed.set()
         with contextlib.suppress(OSError):
             self._listener.close()
+        self._closes_held.clear()
         self._flowing.set()
         self.drop()
         self._thread.join(5)
