@@ -189,3 +189,22 @@ async def test_a_replayed_put_from_before_a_deregister_does_nothing(
 def test_a_bad_tombstone_ttl_is_invalid(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="tombstone_ttl"):
         microstd.registry.open(f"etcd://127.0.0.1:1?tombstone_ttl={bad}")
+
+
+async def test_a_second_deregister_leaves_a_fresh_tombstone(
+    registry: EtcdRegistry, etcd_url: str
+) -> None:
+    """A deregister that finds an older tombstone (its own earlier deregister's, or
+    another process's) replaces it with one on its own lease: a late put must be
+    refused for `tombstone_ttl` after this deregister, not only until the older
+    tombstone's lease runs out."""
+    other = EtcdRegistry(etcd_url, prefix=registry.prefix, tombstone_ttl=2)
+    async with other:
+        await registry.register(greeter("n1"), ttl=None)
+        leases = []
+        for reg in (registry, registry, other):
+            await reg.deregister(greeter("n1"))
+            tombstone = (await _stored(registry))["greeter/n1"]
+            assert engine.unb64_bytes(tombstone["value"]) == TOMBSTONE
+            leases.append(tombstone["lease"])
+        assert len(set(leases)) == 3, leases
