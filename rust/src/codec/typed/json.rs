@@ -120,35 +120,42 @@ impl<'py> Reader<'_, '_, 'py> {
         }
     }
 
+    /// The common leaves (str, int, float, bool, None), when `node` is one
+    /// and `b` (the next byte) starts its token; None for anything else.
+    /// Inlined into the dataclass field loop: measured on twitter, where
+    /// most fields are such leaves, the call into `typed` and its dispatch
+    /// cost as much as reading the leaf.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn leaf(&mut self, node: usize, b: u8) -> Option<Read<'py>> {
+        let py = self.py;
+        Some(match &self.run.nodes[node] {
+            Node::Str if b == b'"' => self.str_leaf(),
+            Node::Int if b == b'-' || b.is_ascii_digit() => match self.number() {
+                Ok(n) if n.integer => self.int_value(&n),
+                _ => Err(GiveUp),
+            },
+            Node::Float if b == b'-' || b.is_ascii_digit() => {
+                self.number().and_then(|n| self.float_value(&n))
+            }
+            Node::Bool if b == b't' || b == b'f' => {
+                let word: &[u8] = if b == b't' { b"true" } else { b"false" };
+                self.literal(word)
+                    .map(|()| PyBool::new(py, b == b't').to_owned().into_any())
+            }
+            Node::None if b == b'n' => self.literal(b"null").map(|()| py.None().into_bound(py)),
+            _ => return None,
+        })
+    }
+
     #[allow(clippy::too_many_lines)] // one arm per node kind
     fn typed(&mut self, node: usize, depth: usize) -> Read<'py> {
         let b = self.peek()?;
+        if let Some(read) = self.leaf(node, b) {
+            return read;
+        }
         let py = self.py;
         match &self.run.nodes[node] {
-            Node::Str if b == b'"' => self.str_leaf(),
-            Node::Int if b == b'-' || b.is_ascii_digit() => {
-                let n = self.number()?;
-                if !n.integer {
-                    return Err(GiveUp);
-                }
-                self.int_value(&n)
-            }
-            Node::Float if b == b'-' || b.is_ascii_digit() => {
-                let n = self.number()?;
-                self.float_value(&n)
-            }
-            Node::Bool if b == b't' => {
-                self.literal(b"true")?;
-                Ok(PyBool::new(py, true).to_owned().into_any())
-            }
-            Node::Bool if b == b'f' => {
-                self.literal(b"false")?;
-                Ok(PyBool::new(py, false).to_owned().into_any())
-            }
-            Node::None if b == b'n' => {
-                self.literal(b"null")?;
-                Ok(py.None().into_bound(py))
-            }
             Node::Str | Node::Int | Node::Float | Node::Bool | Node::None => Err(GiveUp),
             Node::List(item) => {
                 let base = self.array(depth, |_| Some(*item))?;
@@ -295,7 +302,11 @@ impl<'py> Reader<'_, '_, 'py> {
                         }
                         hint = i + 1;
                         let field = &dc.fields[i];
-                        let value = self.typed(field.node, depth + 1)?;
+                        let b = self.peek()?;
+                        let value = match self.leaf(field.node, b) {
+                            Some(read) => read?,
+                            None => self.typed(field.node, depth + 1)?,
+                        };
                         sink.set(&obj, field, &value)?;
                     }
                     None => self.skip_value(depth)?,

@@ -171,26 +171,35 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
     }
 
     /// The raw UTF-8 of a string (escapes resolved into `scratch` when there
-    /// are any); the opening quote is next.
+    /// are any); the opening quote is next. Inlined, with the escapes out of
+    /// line: measured on twitter, the call's own set-up and return were a
+    /// sixth of this function's time, and most strings have no escape.
+    #[inline]
     pub(super) fn string_bytes(&mut self) -> Result<Text, GiveUp> {
         self.expect(b'"')?;
         let start = self.pos;
-        let data = self.data;
-        let (mut i, high) = json_scan::scan(data, start);
-        match data.get(i) {
+        let (i, high) = json_scan::scan(self.data, start);
+        match self.data.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
-                return Ok(Text {
+                Ok(Text {
                     start,
                     end: i,
                     escaped: false,
                     ascii: !high,
-                });
+                })
             }
-            Some(b'\\') => {}
-            _ => return Err(GiveUp), // the end of the data, or a control byte
+            Some(b'\\') => self.escaped_string(start, i),
+            _ => Err(GiveUp), // the end of the data, or a control byte
         }
-        // Escapes: copy what came before, then resolve them one by one.
+    }
+
+    /// The rest of a string that has an escape at `i` (it started at `start`).
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut i: usize) -> Result<Text, GiveUp> {
+        let data = self.data;
+        // Copy what came before the escape, then resolve them one by one.
         self.scratch.clear();
         self.scratch.extend_from_slice(&data[start..i]);
         loop {
