@@ -274,7 +274,7 @@ class EtcdRegistry(Registry):
             if answer.get("succeeded"):
                 self._revisions[node] = engine.int_field(answer, "header", "revision")
                 return
-            found = _ranged(answer)
+            found = engine.txn_read(answer)
             if found is None:
                 revision = 0  # gone (its lease ran out, or deleted): create it
                 continue
@@ -315,11 +315,3 @@ class EtcdRegistry(Registry):
 
     async def _changes(self) -> ChangeFeed:
         return _EtcdFeed(await self._etcd(), self.prefix)
-
-
-def _ranged(answer: dict[str, Any]) -> dict[str, Any] | None:
-    """The key a transaction's failure branch read (None: the key is absent)."""
-    responses = answer.get("responses")
-    last = responses[-1] if isinstance(responses, list) and responses else None
-    kvs = engine.kvs_of(last.get("response_range") if isinstance(last, dict) else None)
-    return kvs[0] if kvs else None
