@@ -194,10 +194,10 @@ def test_a_bad_tombstone_ttl_is_invalid(bad: str) -> None:
 async def test_a_second_deregister_leaves_a_fresh_tombstone(
     registry: EtcdRegistry, etcd_url: str
 ) -> None:
-    """A deregister that finds an older tombstone (its own earlier deregister's, or
-    another process's) replaces it with one on its own lease: a late put must be
+    """A deregister that finds an older tombstone (another process's deregister, or
+    its own earlier one) replaces it with one on its own lease: a late put must be
     refused for `tombstone_ttl` after this deregister, not only until the older
-    tombstone's lease runs out."""
+    tombstone's lease runs out (it did, when another process deregistered)."""
     other = EtcdRegistry(etcd_url, prefix=registry.prefix, tombstone_ttl=2)
     async with other:
         await registry.register(greeter("n1"), ttl=None)

@@ -282,8 +282,8 @@ class EtcdRegistry(Registry):
             stored = engine.unb64_bytes(found.get("value", ""))
             same_lease = engine.int_field(found, "lease", default=0) == int(lease or 0)
             # Only this call's own value on its own lease is an earlier attempt that
-            # landed. An older tombstone (an earlier deregister's, or another
-            # process's) is written over: its lease runs out sooner than this
+            # landed. A tombstone this client had not seen (another process's
+            # deregister) is written over: its lease runs out sooner than this
             # deregister's tombstone_ttl, after which a late put would land.
             if stored == value and same_lease:
                 self._revisions[node] = revision
