@@ -6,8 +6,11 @@ instance's inline values while a decode is filling that instance. Prints
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
+import platform
+import random
 import sys
 import threading
 from typing import Any
@@ -185,7 +188,56 @@ def threads_growing_the_keys() -> None:
     gc.collect()
 
 
+def shared_keys_never_outgrow_values() -> None:
+    """The invariant the store's SAFETY rests on, watched in CPython 3.11's own
+    structures: `dk_nentries + dk_usable` of a class's shared keys never grows
+    (each new instance's values array is sized to it, so every live one holds
+    at least `dk_nentries` slots), whatever is done to the instances."""
+    if platform.python_implementation() != "CPython" or sys.version_info[:2] != (3, 11):
+        return
+    # PyHeapTypeObject (3.11 cpython/object.h) ends: ht_cached_keys, ht_module,
+    # _ht_tpname, _spec_cache {getitem}; `struct _dictkeysobject`: dk_refcnt,
+    # 4 bytes of sizes/kind + dk_version, dk_usable (+16), dk_nentries (+24).
+    at = type.__basicsize__ - 4 * 8
+    rnd = random.Random(1)
+    for _ in range(50):
+
+        class Free:
+            pass
+
+        keys = ctypes.c_void_p.from_address(id(Free) + at).value
+        assert keys is not None
+        assert ctypes.c_uint8.from_address(keys + 10).value == 2  # DICT_KEYS_SPLIT
+
+        def room(keys: int = keys) -> tuple[int, int]:
+            usable = ctypes.c_ssize_t.from_address(keys + 16).value
+            return usable, ctypes.c_ssize_t.from_address(keys + 24).value
+
+        assert room() == (30, 0)
+        total = 30
+        objs: list[Any] = []
+        for step in range(300):
+            if rnd.random() < 0.3 or not objs:
+                objs.append(Free())
+            else:
+                o, name, how = rnd.choice(objs), f"a{rnd.randint(0, 45)}", rnd.random()
+                if how < 0.5:
+                    setattr(o, name, step)
+                elif how < 0.7:
+                    vars(o)[name] = step  # through the materialized split dict
+                elif how < 0.85:
+                    vars(o).pop(name, None)
+                else:
+                    o.__dict__ = {name: step}
+            usable, used = room()
+            assert 0 <= used <= 30
+            assert usable >= 0
+            assert usable + used <= total, (usable, used, total)
+            total = usable + used
+
+
 if __name__ == "__main__":
+    shared_keys_never_outgrow_values()
     keys_grown_while_filling()
     values_of_one_slot()
     instance_changed_while_filling()
