@@ -131,10 +131,7 @@ impl<'py> Reader<'_, '_, 'py> {
         let py = self.py;
         Some(match &self.run.nodes[node] {
             Node::Str if b == b'"' => self.str_leaf(),
-            Node::Int if b == b'-' || b.is_ascii_digit() => match self.number() {
-                Ok(n) if n.integer => self.int_value(&n),
-                _ => Err(GiveUp),
-            },
+            Node::Int if b == b'-' || b.is_ascii_digit() => self.int_leaf(),
             Node::Float if b == b'-' || b.is_ascii_digit() => {
                 self.number().and_then(|n| self.float_value(&n))
             }

@@ -140,6 +140,51 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
         Ok(obj.into_any())
     }
 
+    /// An int leaf, its token scanned and its value accumulated in one
+    /// pass: measured on twitter (18-digit ids), scanning the token and
+    /// then parsing it with checked arithmetic was 3% of the decode. Up to
+    /// 19 digits always fit 64 bits; longer tokens take `number` and
+    /// `int_value`, as do leading zeros and fractions (which give up).
+    pub(super) fn int_leaf(&mut self) -> Read<'py> {
+        let data = self.data;
+        let negative = data.get(self.pos) == Some(&b'-');
+        let start = self.pos + usize::from(negative);
+        let mut i = start;
+        let mut magnitude: u64 = 0;
+        while let Some(digit) = data
+            .get(i)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|d| *d < 10)
+        {
+            if i - start == 19 {
+                return match self.number() {
+                    Ok(n) if n.integer => self.int_value(&n),
+                    _ => Err(GiveUp),
+                };
+            }
+            magnitude = magnitude * 10 + u64::from(digit);
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0
+            || (digits > 1 && data[start] == b'0')
+            || matches!(data.get(i), Some(b'.' | b'e' | b'E'))
+        {
+            return Err(GiveUp);
+        }
+        self.pos = i;
+        if negative {
+            if magnitude > 1 << 63 {
+                return Err(GiveUp);
+            }
+            let v = (magnitude as i64).wrapping_neg();
+            let Ok(obj) = v.into_pyobject(self.py);
+            return Ok(obj.into_any());
+        }
+        let Ok(obj) = magnitude.into_pyobject(self.py);
+        Ok(obj.into_any())
+    }
+
     pub(super) fn float_value(&self, n: &Number<'_>) -> Read<'py> {
         // (Integer tokens are read as ints first, as the canonical path
         // does: "-0" is 0.0 there, not -0.0.)
