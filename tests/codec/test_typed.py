@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Optional, Union
 
 import pytest
+from _outcome import decode_outcome
 from _typed_models import (
     Base,
     Book,
@@ -315,15 +316,6 @@ def test_rust_and_twin_agree_on_random_values() -> None:
         _check_json_one_pass(codec.json.dumps(v), tp, rng)
 
 
-def _bytes_outcome(decode: Any, data: bytes) -> object:
-    try:
-        return ("ok", decode(data))
-    except ValidationError as err:
-        return ("invalid", err.message, err.path, err.expected, err.found)
-    except DecodeError as err:
-        return ("decode", err.message, err.offset)
-
-
 def _check_one_pass(value: object, tp: Any, rng: Any, fmt: str = "msgpack") -> None:
     """The Rust one-pass msgpack (or CBOR) reader against decoding untyped, then
     the twin's convert, on the value's bytes, a truncated copy and one with a
@@ -350,7 +342,7 @@ def _check_bytes(raw: bytes, tp: Any, fmt: str, forbid: bool = False) -> None:
         )
 
     one_pass = getattr(codec, fmt).Decoder(tp, forbid_unknown_fields=forbid).decode
-    assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+    assert decode_outcome(one_pass, raw) == decode_outcome(twin, raw), (tp, raw, forbid)
 
 
 # CBOR wire forms the encoder never writes: chunked (indefinite-length)
@@ -433,7 +425,7 @@ def _check_json_one_pass(data: bytes, tp: Any, rng: Any) -> None:
                 )
 
             one_pass = codec.json.Decoder(tp, forbid_unknown_fields=forbid).decode
-            assert _bytes_outcome(one_pass, raw) == _bytes_outcome(twin, raw), (tp, raw, forbid)
+            assert decode_outcome(one_pass, raw) == decode_outcome(twin, raw), (tp, raw, forbid)
 
 
 JSON_TEXTS = [
@@ -480,8 +472,8 @@ def test_json_one_pass_matches_the_canonical_path(text: bytes) -> None:
         def twin(b: bytes, plan: Any = plan) -> object:
             return typed.run_plan(plan, codec_json._untyped_loads(b), strings=True, impl="python")
 
-        got = _bytes_outcome(codec.json.Decoder(tp).decode, text)
-        assert got == _bytes_outcome(twin, text), (tp, text)
+        got = decode_outcome(codec.json.Decoder(tp).decode, text)
+        assert got == decode_outcome(twin, text), (tp, text)
 
 
 def test_timestamps_as_a_type(impl: str) -> None:

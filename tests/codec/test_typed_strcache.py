@@ -12,11 +12,11 @@ import threading
 from typing import Any, Optional
 
 import pytest
+from _outcome import decode_outcome
 
 from microstd import _accel, codec
 from microstd.codec import typed
 from microstd.codec._plan import plan_for
-from microstd.errors import DecodeError, ValidationError
 
 FORMATS = ["msgpack", "cbor", "json"]
 # The core caches str leaves of at most this many UTF-8 bytes.
@@ -35,7 +35,7 @@ class Leaf:
 def twin(fmt: str, tp: Any, data: bytes) -> object:
     """The pure twin's result for `data` (or the error it raises)."""
     untyped = codec.get(f"application/{fmt}", impl="python").loads
-    return outcome(
+    return decode_outcome(
         lambda b: typed.run_plan(plan_for(tp), untyped(b), strings=fmt == "json", impl="python"),
         data,
     )
@@ -51,19 +51,10 @@ def canonical(fmt: str, tp: Any, data: bytes) -> object:
         "cbor": _core.cbor_loads,
         "json": codec.json._untyped_loads,
     }[fmt]
-    return outcome(
+    return decode_outcome(
         lambda b: typed.run_plan(plan_for(tp), untyped(b), strings=fmt == "json", impl="python"),
         data,
     )
-
-
-def outcome(decode: Any, data: bytes) -> Any:
-    try:
-        return ("ok", decode(data))
-    except ValidationError as err:
-        return ("invalid", err.message, err.path, err.expected, err.found)
-    except DecodeError as err:
-        return ("decode", err.message, err.offset)
 
 
 def leaf(name: str, lang: str | None = "en", tags: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -88,7 +79,7 @@ def assert_same_as_twin(fmt: str, tp: Any, value: object, times: int = 3) -> Non
     expected = twin(fmt, tp, data)
     decoder = module.Decoder(tp)
     for _ in range(times):
-        got = outcome(decoder.decode, data)
+        got = decode_outcome(decoder.decode, data)
         assert got == expected
         if got[0] == "ok":
             assert all(type(s) is str for s in strs(got[1]))
@@ -138,8 +129,8 @@ def test_invalid_utf8_is_refused_after_its_valid_neighbour_was_cached(fmt: str, 
         bad = data.replace(good.encode(), raw)
         assert bad != data
         for _ in range(2):
-            assert outcome(module.Decoder(Leaf).decode, data) == twin(fmt, Leaf, data)
-            got = outcome(module.Decoder(Leaf).decode, bad)
+            assert decode_outcome(module.Decoder(Leaf).decode, data) == twin(fmt, Leaf, data)
+            got = decode_outcome(module.Decoder(Leaf).decode, bad)
             assert got[0] == twin(fmt, Leaf, bad)[0] == "decode"
             assert got == canonical(fmt, Leaf, bad)
 
@@ -156,7 +147,7 @@ def test_invalid_utf8_is_refused_after_its_valid_neighbour_was_cached(fmt: str, 
 )
 def test_json_escapes_surrogates_and_invalid_bytes_match_the_twin(text: bytes) -> None:
     for _ in range(3):
-        got = outcome(codec.json.Decoder(Leaf).decode, text)
+        got = decode_outcome(codec.json.Decoder(Leaf).decode, text)
         assert got[0] == twin("json", Leaf, text)[0]
         assert got == canonical("json", Leaf, text)
         if got[0] == "ok":

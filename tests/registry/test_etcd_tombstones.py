@@ -189,3 +189,50 @@ async def test_a_replayed_put_from_before_a_deregister_does_nothing(
 def test_a_bad_tombstone_ttl_is_invalid(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="tombstone_ttl"):
         microstd.registry.open(f"etcd://127.0.0.1:1?tombstone_ttl={bad}")
+
+
+async def test_a_second_deregister_leaves_a_fresh_tombstone(
+    registry: EtcdRegistry, etcd_url: str
+) -> None:
+    """A deregister that finds an older tombstone (another process's deregister, or
+    its own earlier one) replaces it with one on its own lease: a late put must be
+    refused for `tombstone_ttl` after this deregister, not only until the older
+    tombstone's lease runs out (it did, when another process deregistered)."""
+    other = EtcdRegistry(etcd_url, prefix=registry.prefix, tombstone_ttl=2)
+    async with other:
+        await registry.register(greeter("n1"), ttl=None)
+        leases = []
+        for reg in (registry, registry, other):
+            await reg.deregister(greeter("n1"))
+            tombstone = (await _stored(registry))["greeter/n1"]
+            assert engine.unb64_bytes(tombstone["value"]) == TOMBSTONE
+            leases.append(tombstone["lease"])
+        assert len(set(leases)) == 3, leases
+
+
+async def _lease_ttl(registry: EtcdRegistry, lease: str) -> int:
+    """A lease's remaining seconds (-1: revoked or run out)."""
+    client = await registry._etcd()
+    answer = await client.call("lease/timetolive", {"ID": lease}, "test lease", idempotent=True)
+    return engine.int_field(answer, "TTL", default=-1)
+
+
+async def test_leases_a_write_moved_the_key_off_are_revoked(registry: EtcdRegistry) -> None:
+    """A register after a deregister revokes the tombstone's lease; a deregister
+    after a deregister, the earlier tombstone's; a register without a TTL after
+    one with, the node's old lease: none is left to hold nothing until it runs out."""
+    registry.tombstone_ttl = 300.0
+    await registry.register(greeter("n1"), ttl=30)
+    node_lease = (await _stored(registry))["greeter/n1"]["lease"]
+    await registry.register(greeter("n1"), ttl=None)
+    assert await _lease_ttl(registry, node_lease) == -1
+    await registry.deregister(greeter("n1"))
+    first = (await _stored(registry))["greeter/n1"]["lease"]
+    assert await _lease_ttl(registry, first) > 0
+    await registry.deregister(greeter("n1"))
+    second = (await _stored(registry))["greeter/n1"]["lease"]
+    assert second != first
+    assert await _lease_ttl(registry, first) == -1
+    await registry.register(greeter("n1"), ttl=None)
+    assert await _lease_ttl(registry, second) == -1
+    assert [n.id for s in await registry.lookup("greeter") for n in s.nodes] == ["n1"]

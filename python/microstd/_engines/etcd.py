@@ -114,6 +114,7 @@ __all__ = [
     "kvs_of",
     "prefix_end",
     "release",
+    "txn_read",
     "unb64",
 ]
 
@@ -242,6 +243,15 @@ def kvs_of(data: object) -> list[dict[str, Any]]:
     if not isinstance(kvs, list):
         return []
     return [kv for kv in kvs if isinstance(kv, dict)]
+
+
+def txn_read(data: object) -> dict[str, Any] | None:
+    """The first key read by a transaction answer's last response (a
+    ``request_range`` closing the branch etcd took), or None when it read none."""
+    responses = data.get("responses") if isinstance(data, dict) else None
+    last = responses[-1] if isinstance(responses, list) and responses else None
+    kvs = kvs_of(last.get("response_range") if isinstance(last, dict) else None)
+    return kvs[0] if kvs else None
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,9 @@ class EtcdRegistry(Registry):
         # Per node: the key's mod revision this client last wrote or found there,
         # which its next write is compared on.
         self._revisions: dict[tuple[str, str], int] = {}
+        # Per node: the lease of the tombstone this client left there, revoked once a
+        # later write moved the key off it (else it lives on, holding nothing).
+        self._tombstones: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_url(cls, parsed: ParsedURL, **options: Any) -> EtcdRegistry:
@@ -214,22 +217,24 @@ class EtcdRegistry(Registry):
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
         value = record.encode()
         if ttl is None:
-            self._leases.pop(record.key, None)
+            held = self._leases.pop(record.key, None)
             await self._write(record.key, value, None, "register")
-            return
-        lease, replaced = await self._lease(record.key, ttl)
-        try:
-            await self._write(record.key, value, lease, "register")
-        except engine.EtcdAPIError as exc:
-            if exc.code != _LEASE_NOT_FOUND:
-                raise
-            # The lease ran out between keepalive and put: take a new one, once.
-            self._leases.pop(record.key, None)
-            lease, _ = await self._lease(record.key, ttl)
-            await self._write(record.key, value, lease, "register")
-        if replaced is not None:
-            # The key moved to the new lease with the put: the old one holds nothing.
-            await self._revoke(replaced, "register")
+            replaced = None if held is None else held[0]
+        else:
+            lease, replaced = await self._lease(record.key, ttl)
+            try:
+                await self._write(record.key, value, lease, "register")
+            except engine.EtcdAPIError as exc:
+                if exc.code != _LEASE_NOT_FOUND:
+                    raise
+                # The lease ran out between keepalive and put: take a new one, once.
+                self._leases.pop(record.key, None)
+                lease, _ = await self._lease(record.key, ttl)
+                await self._write(record.key, value, lease, "register")
+        # The key moved off these leases with the put: they hold nothing now.
+        for old in (replaced, self._tombstones.pop(record.key, None)):
+            if old is not None:
+                await self._revoke(old, "register")
 
     async def _remove(self, name: str, node_id: str) -> None:
         client = await self._etcd()
@@ -238,6 +243,10 @@ class EtcdRegistry(Registry):
             max(1, math.ceil(self.tombstone_ttl)), "registry deregister"
         )
         await self._write((name, node_id), TOMBSTONE, lease, "deregister")
+        earlier = self._tombstones.pop((name, node_id), None)
+        self._tombstones[(name, node_id)] = lease
+        if earlier is not None and earlier != lease:
+            await self._revoke(earlier, "deregister")  # the new tombstone replaced it
         held = self._leases.pop((name, node_id), None)
         if held is not None:
             await self._revoke(held[0], "deregister")
@@ -274,14 +283,18 @@ class EtcdRegistry(Registry):
             if answer.get("succeeded"):
                 self._revisions[node] = engine.int_field(answer, "header", "revision")
                 return
-            found = _ranged(answer)
+            found = engine.txn_read(answer)
             if found is None:
                 revision = 0  # gone (its lease ran out, or deleted): create it
                 continue
             revision = engine.int_field(found, "mod_revision")
             stored = engine.unb64_bytes(found.get("value", ""))
             same_lease = engine.int_field(found, "lease", default=0) == int(lease or 0)
-            if (stored == value and same_lease) or (value == TOMBSTONE == stored):
+            # Only this call's own value on its own lease is an earlier attempt that
+            # landed. A tombstone this client had not seen (another process's
+            # deregister) is written over: its lease runs out sooner than this
+            # deregister's tombstone_ttl, after which a late put would land.
+            if stored == value and same_lease:
                 self._revisions[node] = revision
                 return
         raise ConnectionFailed(
@@ -311,11 +324,3 @@ class EtcdRegistry(Registry):
 
     async def _changes(self) -> ChangeFeed:
         return _EtcdFeed(await self._etcd(), self.prefix)
-
-
-def _ranged(answer: dict[str, Any]) -> dict[str, Any] | None:
-    """The key a transaction's failure branch read (None: the key is absent)."""
-    responses = answer.get("responses")
-    last = responses[-1] if isinstance(responses, list) and responses else None
-    kvs = engine.kvs_of(last.get("response_range") if isinstance(last, dict) else None)
-    return kvs[0] if kvs else None

@@ -48,7 +48,7 @@ import time
 from typing import Any
 
 from microstd._backends import ParsedURL
-from microstd._engines.etcd import EtcdEndpoint
+from microstd._engines.etcd import EtcdEndpoint, txn_read
 from microstd.errors import ConnectionFailed, LockLost, LockTimeout
 from microstd.sync._election import RenewingLeadership
 from microstd.sync._etcdapi import (
@@ -435,12 +435,10 @@ class EtcdLocks(Locks):
             },
             idempotent=True,
         )
-        responses = got.get("responses")
-        last = responses[-1] if isinstance(responses, list) and responses else None
-        kvs = kvs_of(last.get("response_range") if isinstance(last, dict) else None)
-        if not kvs:
+        kv = txn_read(got)
+        if kv is None:
             raise ConnectionFailed("etcd answered a contender's put without its key")
-        return int_field(kvs[0], "create_revision")
+        return int_field(kv, "create_revision")
 
     async def _wait_turn(self, prefix: str, token: int, once: bool = False) -> None:
         """Return once no key under `prefix` was created before `token`."""

@@ -14,8 +14,10 @@ silent member go:
   were compared transactions, this brought a deregistered node back (for
   good, with no TTL) and overwrote a newer record with the stale one.
 - **frozen**: the member, thawed, finds the request and the client's close
-  together; etcd then mostly drops it (the request's context is canceled), so
-  this form checks the same outcome without forcing the late landing.
+  together, and may drop the request (its context is canceled with the
+  connection) or carry it out: this form checks the same outcome without
+  forcing the late landing (before the writes were compared, the newer-record
+  case failed in two runs of four, the deregister case in none).
 
 The registry's puts are transactions compared on the node key's last revision
 the client saw (or "absent"), and a deregister leaves a tombstone, so a late
