@@ -259,6 +259,29 @@ def test_references_are_counted_as_the_generic_path_counts_them(fmt: str) -> Non
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_fields_past_the_shared_keys_count_references_as_the_generic_path(fmt: str) -> None:
+    # Past the 30 names shared keys hold, values go into the instance's
+    # made `__dict__` (stored there directly, as `object.__setattr__` does).
+    sentinel: list[int] = []
+    fields: list[Any] = [(f"f{i}", Any, dataclasses.field(default=None)) for i in range(39)]
+    fields.append(("last", list[int], dataclasses.field(default_factory=lambda: sentinel)))
+    tp = dataclasses.make_dataclass("WideHeld", fields)
+    data = getattr(codec, fmt).dumps({f"f{i}": [i] for i in range(39)})
+    for decode in decoders(tp, fmt):
+        decode(data)  # warm: names in the shared keys
+        base = sys.getrefcount(sentinel)
+        objs = [decode(data) for _ in range(20)]
+        assert sys.getrefcount(sentinel) == base + 20
+        reference = twin(tp, fmt, data)
+        for obj in objs:
+            assert list(vars(obj)) == [f"f{i}" for i in range(39)] + ["last"]
+            assert [getattr(obj, f"f{i}") for i in range(39)] == [[i] for i in range(39)]
+            assert sys.getrefcount(obj.f38) == sys.getrefcount(reference.f38)
+        del objs, obj, reference
+        assert sys.getrefcount(sentinel) == base
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_gc_weakrefs_and_later_use_of_the_instance(fmt: str) -> None:
     tp = fresh_class()
     tp(a=0)

@@ -236,3 +236,36 @@ async def test_leases_a_write_moved_the_key_off_are_revoked(registry: EtcdRegist
     await registry.register(greeter("n1"), ttl=None)
     assert await _lease_ttl(registry, second) == -1
     assert [n.id for s in await registry.lookup("greeter") for n in s.nodes] == ["n1"]
+
+
+async def test_a_deregister_while_a_register_is_answered_keeps_its_tombstone(
+    registry: EtcdRegistry,
+) -> None:
+    """A register whose write landed but whose answer comes back only after a
+    deregister of the same node (run meanwhile) wrote its tombstone must not
+    revoke that tombstone's lease: the tombstone is the key's latest write."""
+    call = registry._call
+    held = asyncio.Event()
+    go = asyncio.Event()
+
+    async def slow_register(path: str, body: dict[str, Any], what: str, **kw: Any) -> Any:
+        answer = await call(path, body, what, **kw)
+        if path == "kv/txn" and what == "register" and not held.is_set():
+            held.set()
+            await go.wait()
+        return answer
+
+    await registry.register(greeter("n1"), ttl=None)
+    await registry.deregister(greeter("n1"))  # a tombstone this client left
+    registry._call = slow_register  # type: ignore[method-assign]
+    register = asyncio.create_task(registry.register(greeter("n1"), ttl=None))
+    await held.wait()  # the register's write landed; its answer is held
+    await registry.deregister(greeter("n1"))
+    tombstone = (await _stored(registry))["greeter/n1"]
+    assert engine.unb64_bytes(tombstone["value"]) == TOMBSTONE
+    go.set()
+    await register
+    assert await _lease_ttl(registry, tombstone["lease"]) > 0
+    assert (await _stored(registry))["greeter/n1"]["lease"] == tombstone["lease"]
+    with pytest.raises(NotFound):
+        await registry.lookup("greeter")

@@ -216,6 +216,7 @@ class EtcdRegistry(Registry):
 
     async def _put(self, record: NodeRecord, ttl: float | None) -> None:
         value = record.encode()
+        tombstone = self._tombstones.get(record.key)  # left before this put was sent
         if ttl is None:
             held = self._leases.pop(record.key, None)
             await self._write(record.key, value, None, "register")
@@ -231,8 +232,14 @@ class EtcdRegistry(Registry):
                 self._leases.pop(record.key, None)
                 lease, _ = await self._lease(record.key, ttl)
                 await self._write(record.key, value, lease, "register")
+        if tombstone is not None and self._tombstones.get(record.key) == tombstone:
+            del self._tombstones[record.key]
+        else:
+            # None, or a deregister of this node ran while this put was on its way:
+            # its tombstone may be the key's latest write, so its lease stays.
+            tombstone = None
         # The key moved off these leases with the put: they hold nothing now.
-        for old in (replaced, self._tombstones.pop(record.key, None)):
+        for old in (replaced, tombstone):
             if old is not None:
                 await self._revoke(old, "register")
 
@@ -242,11 +249,15 @@ class EtcdRegistry(Registry):
         lease, _ = await client.grant_lease(
             max(1, math.ceil(self.tombstone_ttl)), "registry deregister"
         )
-        await self._write((name, node_id), TOMBSTONE, lease, "deregister")
-        earlier = self._tombstones.pop((name, node_id), None)
-        self._tombstones[(name, node_id)] = lease
-        if earlier is not None and earlier != lease:
-            await self._revoke(earlier, "deregister")  # the new tombstone replaced it
+        node = (name, node_id)
+        earlier = self._tombstones.get(node)  # left before this one was sent
+        await self._write(node, TOMBSTONE, lease, "deregister")
+        if self._tombstones.get(node) == earlier:
+            self._tombstones[node] = lease
+            if earlier is not None and earlier != lease:
+                await self._revoke(earlier, "deregister")  # the new tombstone replaced it
+        # else another deregister of this node ran meanwhile: which of the two
+        # tombstones the key holds is not known, so neither lease is revoked.
         held = self._leases.pop((name, node_id), None)
         if held is not None:
             await self._revoke(held[0], "deregister")

@@ -138,11 +138,12 @@ impl<'py> Reader<'_, '_, 'py> {
             Node::Float if b == b'-' || b.is_ascii_digit() => {
                 self.number().and_then(|n| self.float_value(&n))
             }
-            Node::Bool if b == b't' || b == b'f' => {
-                let word: &[u8] = if b == b't' { b"true" } else { b"false" };
-                self.literal(word)
-                    .map(|()| PyBool::new(py, b == b't').to_owned().into_any())
-            }
+            Node::Bool if b == b't' => self
+                .literal(b"true")
+                .map(|()| PyBool::new(py, true).to_owned().into_any()),
+            Node::Bool if b == b'f' => self
+                .literal(b"false")
+                .map(|()| PyBool::new(py, false).to_owned().into_any()),
             Node::None if b == b'n' => self.literal(b"null").map(|()| py.None().into_bound(py)),
             _ => return None,
         })

@@ -51,9 +51,15 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
         Ok(())
     }
 
-    pub(super) fn literal(&mut self, word: &[u8]) -> Result<(), GiveUp> {
-        if self.data[self.pos..].starts_with(word) {
-            self.pos += word.len();
+    /// `true`, `false` or `null` here. Inlined with the word's length
+    /// known, the compare is one or two loads: measured on twitter, the
+    /// call and its `memcmp` were 3% of the decode.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(super) fn literal<const N: usize>(&mut self, word: &[u8; N]) -> Result<(), GiveUp> {
+        let end = self.pos + N;
+        if self.data.get(self.pos..end) == Some(&word[..]) {
+            self.pos = end;
             return Ok(());
         }
         Err(GiveUp)
