@@ -35,6 +35,8 @@ def _texts() -> list[str]:
     # Japanese runs mixed with ASCII words and the other widths.
     out.append("東京タワー to 大阪 ok: https://t.co/abc 😀 café Ā end")
     out.append("日本語" * 9 + "a" * 17 + "語" + "é" * 3)
+    # Long enough for the per-lane character counts to be summed on the way.
+    out.extend(["東" * 3000 + "a" * 10, "é" * 5000, "a😀" * 3000 + "東"])
     return out
 
 
