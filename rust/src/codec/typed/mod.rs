@@ -10,6 +10,7 @@ mod json;
 mod json_text;
 mod msgpack;
 mod plan;
+mod wire;
 
 use pyo3::prelude::*;
 
