@@ -39,8 +39,15 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
     /// The next non-space byte (not consumed).
     #[inline]
     pub(super) fn peek(&mut self) -> Result<u8, GiveUp> {
-        self.ws();
-        self.data.get(self.pos).copied().ok_or(GiveUp)
+        // Compact JSON has no whitespace, and every whitespace byte is at
+        // most b' ': one compare settles the common case.
+        match self.data.get(self.pos) {
+            Some(&b) if b > b' ' => Ok(b),
+            _ => {
+                self.ws();
+                self.data.get(self.pos).copied().ok_or(GiveUp)
+            }
+        }
     }
 
     pub(super) fn expect(&mut self, byte: u8) -> Result<(), GiveUp> {
