@@ -20,6 +20,7 @@ __all__ = [
     "eventually",
     "fails_fast",
     "never_hangs",
+    "stop_tasks",
     "wait_until",
 ]
 
@@ -72,6 +73,21 @@ async def wait_until(check: Callable[[], bool], seconds: float = RECOVER) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds}s")
         await asyncio.sleep(0.05)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any], bound: float = HANG) -> None:
+    """Cancel each of `tasks` and wait for it to end; fail the test if one has not
+    ended within `bound` seconds. It is cancelled again while it runs: on CPython
+    3.11 a cancel that lands as an `asyncio.wait_for` inside it finishes is
+    swallowed (bpo-42130), and a task looping over calls would then never end.
+    What a task ended with (its cancel, or an error) is the caller's to check."""
+    deadline = time.monotonic() + bound
+    for task in tasks:
+        while not task.done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{task!r} did not end within {bound}s of its cancel")
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
 
 
 class Watcher:

@@ -245,3 +245,24 @@ async def test_subscriptions_survive_a_long_outage(
         server.start()
         await _delivered(publisher, "long.t", watcher, "after")
         await wait_until(watcher.reported_loss_and_return)
+
+
+async def test_closing_a_nats_broker_never_hangs_on_a_frozen_server(
+    servers: Callable[[str], ServerProcess],
+) -> None:
+    """NATS frozen (SIGSTOP) with more published than the socket holds: `close()`
+    returns within its timeout (nats-py's own close flushes what is pending and
+    waits for the socket to drain, which a frozen server never lets happen: it
+    hung for good); what was not sent is dropped, as it was never acknowledged."""
+    server = servers("nats")
+    broker = _open("nats", server.port)
+    body = b"x" * (256 * 1024)
+    await broker.publish("frozen.close", body)  # the subject's stream: looked up once
+    server.pause()
+    try:
+        with contextlib.suppress(ConnectionFailed):
+            for _ in range(200):  # 50 MB: more than the kernel's socket buffers
+                await never_hangs(broker.publish("frozen.close", body))
+        await never_hangs(broker.close(), FAST_NATS["timeout"] + 5)
+    finally:
+        server.resume()

@@ -123,3 +123,28 @@ async def test_a_durable_subscriber_loses_nothing_across_cut_connections(
             proxy.drop()
         await wait_until(lambda: set(handled) == set(range(300)))
         await _settled(subscriber, tag)  # AMQP: only the subscriber's broker knows the durable
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "amqp"])
+async def test_stream_listing_on_a_cut_connection_fails_as_connection_failed(
+    kind: str, request: pytest.FixtureRequest, proxies: Callable[..., FaultProxy]
+) -> None:
+    """`broker.streams()` right after the broker's connections were reset either
+    answers or raises `ConnectionFailed`, never the client library's own error
+    (Redis's stream list escaped as `redis.exceptions.ConnectionError`), and
+    answers again once the connection is back."""
+    server = _server(kind, request)
+    proxy = proxies(server)
+    tag = f"l{uuid.uuid4().hex[:8]}"
+    async with _open(kind, proxy.port) as broker:
+
+        async def work(m: Message) -> None:
+            pass
+
+        await broker.subscribe(f"{tag}.*", work, durable=tag, ack_wait=2.0)
+        await broker.publish(f"{tag}.n", 1)
+        for _ in range(5):
+            proxy.drop()
+            with contextlib.suppress(ConnectionFailed):
+                await never_hangs(broker.streams())
+        await _settled(broker, tag)

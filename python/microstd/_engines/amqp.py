@@ -190,15 +190,17 @@ class AmqpConnection:
             raise ConnectionFailed(f"AMQP connection to {self.endpoint.redacted} is closed")
         with self.errors("open channel"):
             try:
-                opening = self.connection.channel(publisher_confirms=confirms)
+                channel: aio_pika.abc.AbstractRobustChannel = await asyncio.wait_for(
+                    self.connection.channel(publisher_confirms=confirms),
+                    self.endpoint.timeouts.request,
+                )
             except RuntimeError as exc:
-                # aio-pika's "Connection was not opened": lost, and not reconnected yet.
+                # aio-pika's "Connection was not opened" (on the call) and aiormq's
+                # "<Connection ...> closed" (on the await, a reset mid-open): lost,
+                # and not reconnected yet.
                 raise ConnectionFailed(
                     f"open channel: AMQP connection to {self.endpoint.redacted} is reconnecting"
                 ) from exc
-            channel: aio_pika.abc.AbstractRobustChannel = await asyncio.wait_for(
-                opening, self.endpoint.timeouts.request
-            )
         return channel
 
     async def close(self) -> None:

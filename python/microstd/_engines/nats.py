@@ -292,7 +292,7 @@ class NatsConnection:
                         ) from exc
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await nc.close()
+                    await _close_bounded(nc, t.connect)
                 raise
             # nats-py reads the limit at each reconnection: from now on, the
             # endpoint's (by default none).
@@ -415,8 +415,21 @@ class NatsConnection:
         self._closed = True
         nc, self.nc = self.nc, None
         if nc is not None:
-            with contextlib.suppress(Exception):
-                await nc.close()
+            await _close_bounded(nc, self.endpoint.timeouts.request)
+
+
+async def _close_bounded(nc: Client, seconds: float) -> None:
+    """`nc.close()`, given up after `seconds`: nats-py flushes what is pending to
+    the socket first and waits for it to drain, which a server that stopped reading
+    (frozen, or dead behind a half-open connection) never lets finish. The socket
+    is then closed without the flush: what was not sent was not acknowledged either."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), seconds)
+        return
+    transport = getattr(nc, "_transport", None)  # nats-py's socket wrapper: no public handle
+    with contextlib.suppress(Exception):
+        if transport is not None:
+            transport.close()
 
 
 _shared: Shared[NatsConnection] = Shared()

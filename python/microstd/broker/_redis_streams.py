@@ -431,7 +431,10 @@ class RedisStreams:
     # --- streams ---------------------------------------------------------------------------
 
     async def _specs(self) -> dict[str, dict[str, Any]]:
-        raw = await self.broker._redis.hgetall(self.key("streams"))
+        # Every caller (streams(), publish, add_stream) lets ConnectionFailed through:
+        # a raw redis error here escaped as redis.ConnectionError (a reset connection).
+        with self.broker._errors("stream list"):
+            raw = await self.broker._redis.hgetall(self.key("streams"))
         out = {}
         for name, spec in raw.items():
             with contextlib.suppress(ValueError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import microstd.broker
 import microstd.store
-from faults._support import FAST_NATS, RECOVER, Watcher, eventually, never_hangs
+from faults._support import FAST_NATS, RECOVER, Watcher, eventually, never_hangs, stop_tasks
 from faults.cluster import _failover
 from faults.cluster._clusters import NatsCluster
 from faults.cluster._workload import (
@@ -497,11 +497,11 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
             else:
                 _failover.note("nats: the registry watch went on across the failover")
         finally:
+            await stop_tasks(beating, watching)
             for task in (beating, watching):
-                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionFailed):
-                    await task
-            await events.aclose()  # type: ignore[attr-defined]
+                    task.result()
+            await never_hangs(events.aclose())  # type: ignore[attr-defined]
 
 
 LISTS = 30
