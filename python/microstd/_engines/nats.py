@@ -422,14 +422,19 @@ async def _close_bounded(nc: Client, seconds: float) -> None:
     """`nc.close()`, given up after `seconds`: nats-py flushes what is pending to
     the socket first and waits for it to drain, which a server that stopped reading
     (frozen, or dead behind a half-open connection) never lets finish. The socket
-    is then closed without the flush: what was not sent was not acknowledged either."""
+    is then aborted, its unsent bytes dropped: they were not acknowledged either.
+    (Not closed: asyncio's close waits to send them first, which never happens,
+    and leaves an open socket behind.)"""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(nc.close(), seconds)
         return
-    transport = getattr(nc, "_transport", None)  # nats-py's socket wrapper: no public handle
-    with contextlib.suppress(Exception):
-        if transport is not None:
-            transport.close()
+    # nats-py's socket wrapper and its asyncio writers have no public handle.
+    wrapper = getattr(nc, "_transport", None)
+    for name in ("_io_writer", "_bare_io_writer"):  # the TLS writer, and the socket's
+        transport = getattr(getattr(wrapper, name, None), "transport", None)
+        with contextlib.suppress(Exception):
+            if transport is not None:
+                transport.abort()
 
 
 _shared: Shared[NatsConnection] = Shared()
