@@ -564,3 +564,60 @@ def test_fields_land_in_the_instance_dict_as_in_the_twin(fmt: str) -> None:
     finally:
         del _Plain.name
     assert vars(decoder.decode(data)) == {"name": "ab", "n": 2}
+
+
+@dataclasses.dataclass
+class _Leaves:
+    """Every field kind the JSON field loop reads in place (`plan::Leaf`), and
+    unions next to them that it must leave to their table."""
+
+    s: str | None = "d"
+    i: int | None = 0
+    f: float | None = 0.0
+    b: bool | None = False
+    n: None = None
+    both: int | float | None = 0
+    mixed: str | int | None = 0
+    plain_f: float = 0.0
+    lit: Color | None = None
+
+
+_LEAF_TOKENS = [
+    b"null",
+    b'"x"',
+    b'"\\u00e9\\n"',
+    b"7",
+    b"-3",
+    b"1.5",
+    b"-0.0",
+    b"1e3",
+    b"true",
+    b"false",
+    b"[]",
+    b"{}",
+    b"nul",
+    b"tru",
+    b'"red"',
+    b"18446744073709551616",
+]
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(_Leaves)])
+def test_json_field_leaves_read_in_place_match_the_canonical_path(field: str) -> None:
+    """Each token in each leaf or optional-leaf field: the one-pass JSON reader
+    (which reads these fields without their node) gives what orjson + the
+    twin give, value and error alike."""
+    from microstd.codec import json as codec_json
+
+    plan = plan_for(_Leaves)
+
+    def twin(b: bytes) -> object:
+        return typed.run_plan(plan, codec_json._untyped_loads(b), strings=True, impl="python")
+
+    for token in _LEAF_TOKENS:
+        for text in (
+            b'{"%s": %s}' % (field.encode(), token),
+            b'{"s": "a", "%s":%s }' % (field.encode(), token),
+        ):
+            got = decode_outcome(codec.json.Decoder(_Leaves).decode, text)
+            assert got == decode_outcome(twin, text), text

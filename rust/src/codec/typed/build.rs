@@ -77,7 +77,10 @@ impl<'py> FieldSink<'py> {
         Ok(Self::Dict(dict.cast_into::<PyDict>()?))
     }
 
-    #[inline]
+    // Always inlined into the field loops: as a call, saving and restoring
+    // registers around it cost as much as the inline store itself.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(super) fn set(
         &self,
         obj: &Bound<'py, PyAny>,

@@ -17,7 +17,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
 use super::convert::Run;
 use super::into_py;
-use super::plan::{Dataclass, Default, Node, TypedDictField};
+use super::plan::{Dataclass, Default, Leaf, LeafKind, Node, TypedDictField};
 use crate::codec::fast;
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
@@ -142,6 +142,40 @@ impl<'py> Reader<'_, '_, 'py> {
                 .literal(b"false")
                 .map(|()| PyBool::new(py, false).to_owned().into_any()),
             Node::None if b == b'n' => self.literal(b"null").map(|()| py.None().into_bound(py)),
+            _ => return None,
+        })
+    }
+
+    /// `leaf` for a dataclass field, from the field's own `Leaf` (see
+    /// `plan::Leaf`): no lookup of its node, and an `Optional` leaf read here
+    /// rather than through its union.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn field_leaf(&mut self, leaf: Leaf, b: u8) -> Option<Read<'py>> {
+        let py = self.py;
+        let kind = match leaf {
+            Leaf::Str => LeafKind::Str,
+            Leaf::Int => LeafKind::Int,
+            Leaf::Float => LeafKind::Float,
+            Leaf::Bool => LeafKind::Bool,
+            Leaf::None | Leaf::Optional(_) if b == b'n' => {
+                return Some(self.literal(b"null").map(|()| py.None().into_bound(py)));
+            }
+            Leaf::Other | Leaf::None => return None,
+            Leaf::Optional(kind) => kind,
+        };
+        Some(match kind {
+            LeafKind::Str if b == b'"' => self.str_leaf(),
+            LeafKind::Int if b == b'-' || b.is_ascii_digit() => self.int_leaf(),
+            LeafKind::Float if b == b'-' || b.is_ascii_digit() => {
+                self.number().and_then(|n| self.float_value(&n))
+            }
+            LeafKind::Bool if b == b't' => self
+                .literal(b"true")
+                .map(|()| PyBool::new(py, true).to_owned().into_any()),
+            LeafKind::Bool if b == b'f' => self
+                .literal(b"false")
+                .map(|()| PyBool::new(py, false).to_owned().into_any()),
             _ => return None,
         })
     }
@@ -301,7 +335,7 @@ impl<'py> Reader<'_, '_, 'py> {
                         hint = i + 1;
                         let field = &dc.fields[i];
                         let b = self.peek()?;
-                        let value = match self.leaf(field.node, b) {
+                        let value = match self.field_leaf(field.leaf, b) {
                             Some(read) => read?,
                             None => self.typed(field.node, depth + 1)?,
                         };

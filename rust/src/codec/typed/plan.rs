@@ -63,7 +63,94 @@ pub struct Field {
         allow(dead_code)
     )]
     pub slot: SlotHint,
+    /// What `node` is, when the JSON field loop reads it in place (`Leaf`).
+    pub leaf: Leaf,
 }
+
+/// A field whose node is a str, int, float, bool or None leaf, or a union
+/// of exactly None and one of those (`Optional[str]`...): the JSON reader's
+/// field loop reads these from the field itself, without looking the node
+/// up, matching on it, or (for the unions) a call through the union's table.
+/// Measured on twitter: the node's lookup and match were 3% of the decode.
+/// For a union the table sends every token the leaf reads to the leaf's own
+/// node (float takes int and float tokens) and `null` to None, so reading
+/// the leaf in place is what the table would do; tokens the leaf does not
+/// start on go the table's way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Leaf {
+    Other,
+    Str,
+    Int,
+    Float,
+    Bool,
+    None,
+    /// A union of None and the inner leaf (never `Other` or `None`).
+    Optional(LeafKind),
+}
+
+/// The leaves an `Optional` can hold.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LeafKind {
+    Str,
+    Int,
+    Float,
+    Bool,
+}
+
+impl Leaf {
+    /// The leaf node `nodes[i]` is (`Other` when it is none).
+    fn of(nodes: &[Node], i: usize) -> Self {
+        match &nodes[i] {
+            Node::Str => Self::Str,
+            Node::Int => Self::Int,
+            Node::Float => Self::Float,
+            Node::Bool => Self::Bool,
+            Node::None => Self::None,
+            Node::Union { table, .. } => Self::optional(nodes, table),
+            _ => Self::Other,
+        }
+    }
+
+    /// `Optional(kind)` when `table` sends null to a None node, and every
+    /// other entry to one node, of `kind`, exactly at the value kinds that
+    /// kind takes (`_plan.py`'s `_SCALARS`); else `Other`.
+    fn optional(nodes: &[Node], table: &[Option<usize>; VALUE_KINDS]) -> Self {
+        let Some(null) = table[V_NONE] else {
+            return Self::Other;
+        };
+        if !matches!(nodes[null], Node::None) {
+            return Self::Other;
+        }
+        let mut inner = None;
+        for node in table.iter().skip(V_NONE + 1).flatten() {
+            match inner {
+                None => inner = Some(*node),
+                Some(seen) if seen == *node => {}
+                Some(_) => return Self::Other,
+            }
+        }
+        let Some(node) = inner else {
+            return Self::Other;
+        };
+        let only = |kinds: &[usize]| {
+            (V_NONE + 1..VALUE_KINDS).all(|k| (table[k] == Some(node)) == kinds.contains(&k))
+        };
+        match nodes[node] {
+            Node::Str if only(&[V_STR]) => Self::Optional(LeafKind::Str),
+            Node::Int if only(&[V_INT]) => Self::Optional(LeafKind::Int),
+            Node::Float if only(&[V_INT, V_FLOAT]) => Self::Optional(LeafKind::Float),
+            Node::Bool if only(&[V_BOOL]) => Self::Optional(LeafKind::Bool),
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The value kinds of a union's table (`_plan.py`'s `V_NONE`...).
+const V_NONE: usize = 0;
+const V_BOOL: usize = 1;
+const V_INT: usize = 2;
+const V_FLOAT: usize = 3;
+const V_STR: usize = 4;
 
 pub struct Dataclass {
     pub name: String,
@@ -217,7 +304,19 @@ pub fn parse(nodes: &Bound<'_, PyAny>) -> PyResult<Vec<Node>> {
         .map(|n| Ok(n?.cast_into::<PyTuple>()?))
         .collect::<PyResult<_>>()?;
     let count = list.len();
-    list.iter().map(|t| parse_node(t, count)).collect()
+    let mut nodes = list
+        .iter()
+        .map(|t| parse_node(t, count))
+        .collect::<PyResult<Vec<_>>>()?;
+    let leaves: Vec<Leaf> = (0..nodes.len()).map(|i| Leaf::of(&nodes, i)).collect();
+    for node in &mut nodes {
+        if let Node::Dataclass(dc) = node {
+            for field in &mut dc.fields {
+                field.leaf = leaves[field.node];
+            }
+        }
+    }
+    Ok(nodes)
 }
 
 #[allow(clippy::too_many_lines)] // one arm per node kind
@@ -282,6 +381,7 @@ fn parse_node(t: &Bound<'_, PyTuple>, count: usize) -> PyResult<Node> {
                         _ => Default::Factory(default),
                     },
                     slot: SlotHint::new(),
+                    leaf: Leaf::Other, // set once every node is read (`parse`)
                 });
             }
             let cls = at(2)?.cast_into::<PyType>()?;
