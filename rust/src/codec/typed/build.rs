@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
-use super::plan::{Dataclass, Field};
+use super::plan::{Dataclass, Default, Field, TypedDictField};
 
 static TUPLE_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -116,6 +116,55 @@ fn generic_setattr(
         return Err(PyErr::fetch(obj.py()));
     }
     Ok(())
+}
+
+/// The end of a one-pass reader's dataclass, once the map is read: every
+/// field it did not hold takes its default, then `__post_init__` runs.
+/// Ok(false), with the instance left unfinished, when a required field was
+/// missing (the reader gives up: the canonical path reports it).
+#[allow(clippy::inline_always)] // as the field loops' own code (measured: citm +1.7% as a call)
+#[inline(always)]
+pub(super) fn finish_dataclass<'py>(
+    obj: &Bound<'py, PyAny>,
+    dc: &Dataclass,
+    sink: &FieldSink<'py>,
+    seen: &Seen,
+) -> PyResult<bool> {
+    let py = obj.py();
+    for (i, field) in dc.fields.iter().enumerate() {
+        if seen.has(i) {
+            continue;
+        }
+        let value = match &field.default {
+            Default::Value(v) => v.bind(py).clone(),
+            Default::Factory(make) => make.bind(py).call0()?,
+            Default::Required => return Ok(false),
+        };
+        sink.set(obj, field, &value)?;
+    }
+    if dc.post_init {
+        obj.call_method0(pyo3::intern!(py, "__post_init__"))?;
+    }
+    Ok(true)
+}
+
+/// A one-pass reader's TypedDict from the values it read (by field), built
+/// in the TypedDict's field order as the twin builds it; None when a
+/// required key was missing (the reader gives up).
+pub(super) fn typeddict_from<'py>(
+    py: Python<'py>,
+    fields: &[TypedDictField],
+    values: Vec<Option<Bound<'py, PyAny>>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let out = PyDict::new(py);
+    for (field, value) in fields.iter().zip(values) {
+        match value {
+            Some(v) => out.set_item(field.name.bind(py), v)?,
+            None if field.required => return Ok(None),
+            None => {}
+        }
+    }
+    Ok(Some(out.into_any()))
 }
 
 /// Which fields of a map have been read: a bit mask, or a vector for

@@ -14,10 +14,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyTuple};
 
-use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
+use super::build::{
+    finish_dataclass, new_instance, new_named_tuple, typeddict_from, FieldSink, Seen,
+};
 use super::convert::Run;
 use super::into_py;
-use super::plan::{Dataclass, Default, Leaf, LeafKind, Node, TypedDictField};
+use super::plan::{Dataclass, Leaf, LeafKind, Node, TypedDictField};
 use crate::codec::fast;
 use crate::codec::gc::GcPause;
 use crate::codec::keys::same_key;
@@ -348,19 +350,8 @@ impl<'py> Reader<'_, '_, 'py> {
                 }
             }
         }
-        for (i, field) in dc.fields.iter().enumerate() {
-            if seen.has(i) {
-                continue;
-            }
-            let value = match &field.default {
-                Default::Value(v) => v.bind(py).clone(),
-                Default::Factory(make) => make.bind(py).call0()?,
-                Default::Required => return Err(GiveUp),
-            };
-            sink.set(&obj, field, &value)?;
-        }
-        if dc.post_init {
-            obj.call_method0(pyo3::intern!(py, "__post_init__"))?;
+        if !finish_dataclass(&obj, dc, &sink, &seen)? {
+            return Err(GiveUp);
         }
         Ok(obj)
     }
@@ -394,15 +385,6 @@ impl<'py> Reader<'_, '_, 'py> {
                 }
             }
         }
-        // Built in the TypedDict's field order, as the twin builds it.
-        let out = PyDict::new(py);
-        for (field, value) in fields.iter().zip(values) {
-            match value {
-                Some(v) => out.set_item(field.name.bind(py), v)?,
-                None if field.required => return Err(GiveUp),
-                None => {}
-            }
-        }
-        Ok(out.into_any())
+        typeddict_from(py, fields, values)?.ok_or(GiveUp)
     }
 }

@@ -23,11 +23,13 @@
 //! bounded values...) are decoded untyped and converted on the spot.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyTuple};
+use pyo3::types::{PyBool, PyTuple};
 
-use super::build::{new_instance, new_named_tuple, FieldSink, Seen};
+use super::build::{
+    finish_dataclass, new_instance, new_named_tuple, typeddict_from, FieldSink, Seen,
+};
 use super::convert::Run;
-use super::plan::{Dataclass, Default, Node, TypedDictField};
+use super::plan::{Dataclass, Node, TypedDictField};
 use crate::codec::keys::same_key;
 use crate::codec::values::{str_value, ValueCache};
 use crate::codec::{fast, MAX_DEPTH};
@@ -377,19 +379,8 @@ impl<'a, 'py, W: Wire<'a, 'py>> Reader<'_, 'a, 'py, W> {
             let value = self.field_value(field.node, depth + 1)?;
             sink.set(&obj, field, &value)?;
         }
-        for (i, field) in dc.fields.iter().enumerate() {
-            if seen.has(i) {
-                continue;
-            }
-            let value = match &field.default {
-                Default::Value(v) => v.bind(py).clone(),
-                Default::Factory(make) => make.bind(py).call0()?,
-                Default::Required => return Err(GiveUp),
-            };
-            sink.set(&obj, field, &value)?;
-        }
-        if dc.post_init {
-            obj.call_method0(pyo3::intern!(py, "__post_init__"))?;
+        if !finish_dataclass(&obj, dc, &sink, &seen)? {
+            return Err(GiveUp);
         }
         Ok(obj)
     }
@@ -410,15 +401,6 @@ impl<'a, 'py, W: Wire<'a, 'py>> Reader<'_, 'a, 'py, W> {
             hint = i + 1;
             values[i] = Some(self.typed(fields[i].node, depth + 1)?);
         }
-        // Built in the TypedDict's field order, as the twin builds it.
-        let out = PyDict::new(py);
-        for (field, value) in fields.iter().zip(values) {
-            match value {
-                Some(v) => out.set_item(field.name.bind(py), v)?,
-                None if field.required => return Err(GiveUp),
-                None => {}
-            }
-        }
-        Ok(out.into_any())
+        typeddict_from(py, fields, values)?.ok_or(GiveUp)
     }
 }
