@@ -124,31 +124,25 @@ impl<'py> Reader<'_, '_, 'py> {
 
     /// The common leaves (str, int, float, bool, None), when `node` is one
     /// and `b` (the next byte) starts its token; None for anything else.
-    /// Inlined into the dataclass field loop: measured on twitter, where
-    /// most fields are such leaves, the call into `typed` and its dispatch
-    /// cost as much as reading the leaf.
+    /// Inlined into `typed`: measured on twitter, where most list items are
+    /// such leaves, the call and its dispatch cost as much as reading the leaf.
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn leaf(&mut self, node: usize, b: u8) -> Option<Read<'py>> {
-        let py = self.py;
-        Some(match &self.run.nodes[node] {
-            Node::Str if b == b'"' => self.str_leaf(),
-            Node::Int if b == b'-' || b.is_ascii_digit() => self.int_leaf(),
-            Node::Float if b == b'-' || b.is_ascii_digit() => {
-                self.number().and_then(|n| self.float_value(&n))
-            }
-            Node::Bool if b == b't' => self
-                .literal(b"true")
-                .map(|()| PyBool::new(py, true).to_owned().into_any()),
-            Node::Bool if b == b'f' => self
-                .literal(b"false")
-                .map(|()| PyBool::new(py, false).to_owned().into_any()),
-            Node::None if b == b'n' => self.literal(b"null").map(|()| py.None().into_bound(py)),
+        let leaf = match &self.run.nodes[node] {
+            Node::Str => Leaf::Str,
+            Node::Int => Leaf::Int,
+            Node::Float => Leaf::Float,
+            Node::Bool => Leaf::Bool,
+            Node::None => Leaf::None,
             _ => return None,
-        })
+        };
+        self.field_leaf(leaf, b)
     }
 
-    /// `leaf` for a dataclass field, from the field's own `Leaf` (see
+    /// The value of kind `leaf` when `b` (the next byte) starts its token;
+    /// None for anything else (`Leaf::Other`, another token: `typed` decides).
+    /// The dataclass field loop calls it with the field's own `Leaf` (see
     /// `plan::Leaf`): no lookup of its node, and an `Optional` leaf read here
     /// rather than through its union.
     #[allow(clippy::inline_always)]
