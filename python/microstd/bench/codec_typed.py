@@ -315,8 +315,9 @@ def decoders(fmt: str, tp: Any) -> dict[str, Callable[[bytes], object]]:
 
     out["python"] = twin
     msgspec = _peer("msgspec")
-    if msgspec is not None:
-        out["msgspec"] = getattr(msgspec, fmt).Decoder(tp).decode
+    peer_format = getattr(msgspec, fmt, None)  # msgspec has no CBOR
+    if peer_format is not None:
+        out["msgspec"] = peer_format.Decoder(tp).decode
     pydantic = _peer("pydantic")
     if pydantic is not None:
         adapter = pydantic.TypeAdapter(tp)
