@@ -252,22 +252,29 @@ async def test_closing_a_nats_broker_never_hangs_on_a_frozen_server(
     servers: Callable[[str], ServerProcess],
 ) -> None:
     """NATS frozen (SIGSTOP) with more published than the socket holds: `close()`
-    returns within its timeout (nats-py's own close flushes what is pending and
+    returns within `drain_timeout` (its subscriptions' drain) and then `timeout`
+    (nats-py's own close flushes what is pending and
     waits for the socket to drain, which a frozen server never lets happen: it
     hung for good); what was not sent is dropped, as it was never acknowledged,
     and the socket is closed, not left open and closing."""
     server = servers("nats")
-    broker = _open("nats", server.port)
+    broker = _open("nats", server.port, drain_timeout=1.0)
     body = b"x" * (256 * 1024)
+    await broker.subscribe("frozen.sub", lambda m: None)
     await broker.publish("frozen.close", body)  # the subject's stream: looked up once
     server.pause()
     try:
         with contextlib.suppress(ConnectionFailed):
             for _ in range(200):  # 50 MB: more than the kernel's socket buffers
                 await never_hangs(broker.publish("frozen.close", body))
-        await never_hangs(broker.close(), FAST_NATS["timeout"] + 5)
-        # Nothing left open: a socket left closing would warn here (an error in tests).
+        # The subscription's drain gives up after drain_timeout, the close after timeout.
+        await never_hangs(broker.close(), 1.0 + FAST_NATS["timeout"] + 5)
+        # Nothing left open: a socket left closing would warn here (an error in tests),
+        # and no delivery task of the subscription is left waiting.
         del broker
         gc.collect()
+        await asyncio.sleep(0)
+        waiting = [t for t in asyncio.all_tasks() if "_wait_for_msgs" in repr(t)]
+        assert waiting == [], waiting
     finally:
         server.resume()

@@ -435,6 +435,14 @@ async def _close_bounded(nc: Client, seconds: float) -> None:
         with contextlib.suppress(Exception):
             if transport is not None:
                 transport.abort()
+    # The rest of nats-py's close, skipped when it gave up at the drain: each
+    # subscription's delivery task would otherwise wait for good.
+    with contextlib.suppress(Exception):
+        for sub in list(getattr(nc, "_subs", {}).values()):
+            task = getattr(sub, "_wait_for_msgs_task", None)
+            if task is not None and not task.done():
+                task.cancel()
+        nc._subs.clear()
 
 
 _shared: Shared[NatsConnection] = Shared()

@@ -303,6 +303,8 @@ class RedisConnection:
     def __init__(self, endpoint: RedisEndpoint) -> None:
         self.endpoint = endpoint
         self.client = endpoint.client()
+        #: Set once the last user released it and its client was closed.
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"RedisConnection({self.endpoint.redacted!r})"
@@ -361,6 +363,7 @@ async def release(conn: RedisConnection) -> None:
     per connection object only in the sense that each `acquire` needs one `release`."""
 
     async def close(c: RedisConnection) -> None:
+        c.closed = True
         await close_client(c.client)
 
     await _shared.release(conn.endpoint, close)
@@ -379,6 +382,7 @@ class Subscriber:
 
     def __init__(self, conn: RedisConnection) -> None:
         self._endpoint = conn.endpoint
+        self._conn = conn
         self._client: Any = conn.client
         # On a cluster: redis-py's ClusterPubSub, which connects to the master of
         # the first channel's hash slot (a store's channel carries the store's
@@ -403,9 +407,20 @@ class Subscriber:
             return True
         return bool(self._pubsub.subscribed)
 
+    def _check_open(self, what: str) -> None:
+        """`ConnectionFailed` once the shared connection was closed. Nothing may be
+        sent then: on a cluster, redis-py's pub/sub opens the closed client again
+        for any command it sends (a PING, say), and that client then stays open
+        (a subscription's reader still at work when its owner closed)."""
+        if self._conn.closed:
+            raise ConnectionFailed(
+                f"{what}: the connection to Redis at {self._endpoint.redacted} was closed"
+            )
+
     async def subscribe(self, *channels: str | bytes, confirm: bool = True) -> None:
         """Subscribe to `channels`; with `confirm`, return once Redis has confirmed each
         one (leave it false when a reader task of its own consumes the confirmations)."""
+        self._check_open("subscribe")
         with errors(self._endpoint, "subscribe"):
             await self._pubsub.subscribe(*channels)
         if confirm:
@@ -413,22 +428,26 @@ class Subscriber:
 
     async def psubscribe(self, *patterns: str | bytes, confirm: bool = True) -> None:
         """Subscribe to glob `patterns`; `confirm` as for `subscribe`."""
+        self._check_open("subscribe")
         with errors(self._endpoint, "subscribe"):
             await self._pubsub.psubscribe(*patterns)
         if confirm:
             await self._confirmed("psubscribe", patterns)
 
     async def unsubscribe(self, *channels: str | bytes) -> None:
+        self._check_open("unsubscribe")
         with errors(self._endpoint, "unsubscribe"):
             await self._pubsub.unsubscribe(*channels)
 
     async def punsubscribe(self, *patterns: str | bytes) -> None:
+        self._check_open("unsubscribe")
         with errors(self._endpoint, "unsubscribe"):
             await self._pubsub.punsubscribe(*patterns)
 
     async def ping(self, message: str | None = None) -> None:
         """Send a PING on the pub/sub connection; its answer arrives as a "pong" message
         (`read`) after everything the server sent before it."""
+        self._check_open("subscription")
         with errors(self._endpoint, "subscription"):
             await self._pubsub.ping(message)
 
@@ -456,6 +475,7 @@ class Subscriber:
         """The next raw message of any kind ("message", "pmessage", "subscribe",
         "pong", ...) within `timeout`, or None; `ConnectionFailed` when the
         connection is lost or fails the liveness check. Only one task may read."""
+        self._check_open("subscription")
         if self._move is not None:
             try:
                 await self._moved()
@@ -483,6 +503,7 @@ class Subscriber:
                 f" within {t.request:g}s"
             )
         if self._ping_sent is None and now - self._heard >= t.ping_interval:
+            self._check_open("subscription")  # closed while the read waited
             try:
                 with errors(self._endpoint, "subscription"):
                     await self._pubsub.ping()
