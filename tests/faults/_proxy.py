@@ -41,9 +41,18 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
-def _interim(data: bytes) -> bool:
-    """An HTTP "100 Continue": the server has not seen the request's body yet."""
-    return data.startswith((b"HTTP/1.1 100 ", b"HTTP/1.0 100 "))
+def _split_interim(data: bytes) -> tuple[bytes, bytes]:
+    """(the HTTP "100 Continue" responses `data` starts with, the rest). An interim
+    response means the server has not seen the request's body yet; on a loaded
+    machine it can arrive in one chunk with the final reply, which is the one to
+    lose. An interim response cut off mid-chunk counts as interim."""
+    interim = b""
+    while data.startswith((b"HTTP/1.1 100 ", b"HTTP/1.0 100 ")):
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return interim + data, b""
+        interim, data = interim + data[: end + 4], data[end + 4 :]
+    return interim, data
 
 
 class _Link:
@@ -90,10 +99,14 @@ class _Link:
                     self.proxy.stall()  # this request waits too
                 if src is self.client and self.proxy._take_lost_reply(data):
                     self.lose_reply = True
-                elif src is self.upstream and self.lose_reply and not _interim(data):
-                    # The server answered: reset the client instead of replying.
-                    self.proxy._before_reset()
-                    break
+                elif src is self.upstream and self.lose_reply:
+                    interim, final = _split_interim(data)
+                    if final:
+                        # The server answered: reset the client instead of replying.
+                        if interim:
+                            dst.sendall(interim)
+                        self.proxy._before_reset()
+                        break
                 while not self.proxy._flowing.wait(0.05):
                     if self.dead.is_set():
                         return
