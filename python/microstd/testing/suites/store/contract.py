@@ -190,9 +190,14 @@ async def test_ttl_expires_records_everywhere(store: Store, prefix: str) -> None
     before = time.time()
     await store.write(prefix + "short", "x", ttl=TTL)
     await store.write(prefix + "long", "y")
-    rec = await store.read(prefix + "short")
-    assert rec.expires_at is not None
-    assert before + TTL - 1 <= rec.expires_at <= time.time() + TTL + 1
+    try:
+        rec = await store.read(prefix + "short")
+    except NotFound:
+        # Gone already: right only if the TTL has passed (a loaded machine, a slow server).
+        assert time.time() - before >= TTL, "a record was gone before its TTL"
+    else:
+        assert rec.expires_at is not None
+        assert before + TTL - 1 <= rec.expires_at <= time.time() + TTL + 1
     await _expire(store, prefix + "short")
     with pytest.raises(NotFound):
         await store.read(prefix + "short")
