@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 import microstd.broker
 from _servers import ServerProcess
@@ -148,3 +149,42 @@ async def test_stream_listing_on_a_cut_connection_fails_as_connection_failed(
             with contextlib.suppress(ConnectionFailed):
                 await never_hangs(broker.streams())
         await _settled(broker, tag)
+
+
+async def test_a_redis_durable_whose_group_was_lost_is_made_again(
+    servers: Callable[[str], ServerProcess],
+) -> None:
+    """Redis lost the durable's stream, group and definitions while its subscriber
+    reads (here FLUSHALL; in production a failover to a replica that never had
+    them, or a restart without persistence): the subscriber writes them back
+    by itself (reads failed with NOGROUP for ever before), and every message
+    published after that is delivered and acked. Messages published between
+    the loss and the repair are not retained."""
+    server = servers("redis")
+    handled: list[int] = []
+    async with _open("redis", server.port) as broker:
+
+        async def work(m: Message) -> None:
+            handled.append(m.decode())  # type: ignore[arg-type]
+
+        await broker.subscribe("lost.*", work, durable="g", ack_wait=2.0)
+        await broker.publish("lost.n", 0)
+        await wait_until(lambda: handled == [0])
+        raw = redis.asyncio.Redis(port=server.port)
+        try:
+            await raw.flushall()
+        finally:
+            await raw.aclose()
+
+        async def repaired() -> bool:
+            infos = await never_hangs(broker.streams())
+            return any(d.name == "g" for s in infos for d in s.durables)
+
+        deadline = time.monotonic() + RECOVER
+        while not await repaired():
+            assert time.monotonic() < deadline, "the durable was not made again"
+            await asyncio.sleep(0.05)
+        for i in range(1, 11):
+            await broker.publish("lost.n", i)
+        await wait_until(lambda: set(handled) == set(range(11)))
+        await _settled(broker, "g")

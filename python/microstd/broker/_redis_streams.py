@@ -173,9 +173,9 @@ class _Member(PullMember):
         self,
         streams: RedisStreams,
         stream: str,
+        spec: dict[str, Any],
         name: str,
         pattern: str,
-        limits: StreamLimits,
         options: DurableOptions,
         consumer: str,
     ) -> None:
@@ -187,7 +187,9 @@ class _Member(PullMember):
         self.key = streams.key(f"stream:{stream}")
         self.name = name
         self.pattern = pattern
-        self.limits = limits
+        self.limits = _limits(spec)
+        # Written back if the stream's definition is lost with its group (_recreate).
+        self.spec = json.dumps(spec)
         self.consumer = consumer
         self.ack_wait_ms = max(1, int(options.ack_wait * 1000))
         # How often expired deliveries are looked for, and how long one read blocks.
@@ -273,12 +275,42 @@ class _Member(PullMember):
             except Exception as exc:
                 if self.stopping:
                     return
+                if "NOGROUP" in str(exc):
+                    await self._recreate()
+                    continue
                 log.warning("redis durable %r: reading failed, retrying: %s", self.name, exc)
                 await asyncio.sleep(0.5)
                 continue
             for _key, entries in reply or ():
                 for entry, fields in entries:
                     self._take(_text(entry), fields, 1)
+
+    async def _recreate(self) -> None:
+        """The group is gone while this member reads: a failover promoted a replica
+        that never had it (asynchronous replication), or the server lost its data
+        (FLUSHALL, a restart without persistence). Reading would fail with NOGROUP
+        for ever: the stream's definition, the durable's record and its group are
+        written again (each only if still missing), the group from the start of
+        what the stream holds now, so nothing still in it is skipped (at least
+        once: some of it may be delivered again). What was published while the
+        stream's definition was missing was not retained."""
+        log.warning(
+            "redis durable %r: its consumer group is gone (failover, lost data):"
+            " creating it again from the start of stream %r",
+            self.name,
+            self.stream,
+        )
+        try:
+            await self.redis.hsetnx(self.streams.key("streams"), self.stream, self.spec)
+            meta_key = self.streams.durable_key(self.stream, self.name)
+            await self.redis.hsetnx(meta_key, "pattern", self.pattern)
+            await self.redis.xgroup_create(self.key, self.name, id="0", mkstream=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):  # another member was first: as good
+                log.warning("redis durable %r: creating it again failed: %s", self.name, exc)
+                await asyncio.sleep(0.5)
 
     def _take(self, entry: str, fields: dict[bytes, bytes] | None, count: int) -> None:
         if fields is None:
@@ -444,16 +476,8 @@ class RedisStreams:
     async def add_stream(self, name: str, subjects: list[str], limits: StreamLimits) -> None:
         specs = await self._specs()
         refuse_overlap(name, subjects, ((n, s.get("subjects", [])) for n, s in specs.items()))
-        spec: dict[str, object] = {"subjects": subjects}
-        for field, value in (
-            ("max_age", limits.max_age),
-            ("max_count", limits.max_count),
-            ("max_bytes", limits.max_bytes),
-        ):
-            if value is not None:
-                spec[field] = value
         with self.broker._errors("add stream"):
-            await self.broker._redis.hset(self.key("streams"), name, json.dumps(spec))
+            await self.broker._redis.hset(self.key("streams"), name, _spec(subjects, limits))
 
     async def delete_stream(self, name: str) -> None:
         redis = self.broker._redis
@@ -471,11 +495,12 @@ class RedisStreams:
                 await redis.xgroup_destroy(self.key(f"stream:{stream}"), name)
             await redis.delete(self.durable_key(stream, name))
 
-    async def stream_for(self, pattern: str) -> tuple[str, StreamLimits]:
+    async def stream_for(self, pattern: str) -> tuple[str, dict[str, Any]]:
+        """The stream retaining `pattern` (made for it if none does) and its definition."""
         specs = await self._specs()
         for name, spec in specs.items():
             if any(covers(s, pattern) for s in spec.get("subjects", [])):
-                return name, _limits(spec)
+                return name, spec
         name = implicit_stream_name(pattern)
         try:
             await self.add_stream(name, [pattern], StreamLimits())
@@ -484,7 +509,7 @@ class RedisStreams:
                 f"no stream covers {pattern!r} and one of its own would overlap another"
                 f" ({exc}): add a stream whose subjects cover it (broker.add_stream)"
             ) from None
-        return name, StreamLimits()
+        return name, {"subjects": [pattern]}
 
     async def infos(self) -> list[StreamInfo]:
         redis = self.broker._redis
@@ -538,7 +563,7 @@ class RedisStreams:
             raise NotSupported("redis:// cannot start a durable at a sequence (use a datetime)")
         broker = self.broker
         redis = broker._redis
-        stream, limits = await self.stream_for(pattern)
+        stream, spec = await self.stream_for(pattern)
         key = self.key(f"stream:{stream}")
         name = options.durable
         with broker._errors("subscribe"):
@@ -562,7 +587,7 @@ class RedisStreams:
                     raise
         self._ids += 1
         consumer = f"{broker._uid}-{self._ids}"
-        member = _Member(self, stream, name, pattern, limits, options, consumer)
+        member = _Member(self, stream, spec, name, pattern, options, consumer)
         sub = NetworkSubscription(broker, pattern, queue)
         delivery = DurableDelivery(
             handler, settler=member.settler, report=sub.report, impl="python"
@@ -590,6 +615,19 @@ class RedisStreams:
         sub.finish = finish
         broker._subs.add(sub)
         return sub
+
+
+def _spec(subjects: list[str], limits: StreamLimits) -> str:
+    """A stream's definition, as the `streams` hash (and the publish script) hold it."""
+    spec: dict[str, object] = {"subjects": subjects}
+    for field, value in (
+        ("max_age", limits.max_age),
+        ("max_count", limits.max_count),
+        ("max_bytes", limits.max_bytes),
+    ):
+        if value is not None:
+            spec[field] = value
+    return json.dumps(spec)
 
 
 def _limits(spec: dict[str, Any]) -> StreamLimits:

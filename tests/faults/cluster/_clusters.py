@@ -649,6 +649,23 @@ class RedisCluster:
         """SIGKILL node `i`."""
         self.nodes[i].kill()
 
+    def wait_replicated(self, key: str, seconds: float = HEALTHY) -> None:
+        """Return once the replicas of `key`'s slot master hold everything it has
+        written so far. Replication is asynchronous: what a test sets up just
+        before it kills that master is otherwise lost with it now and then."""
+        port = self.nodes[self.master_of(key)].port
+        target = int(_redis_info(port)["master_repl_offset"])
+
+        def caught_up() -> bool:
+            offsets = [
+                int(dict(kv.split("=", 1) for kv in value.split(","))["offset"])
+                for name, value in _redis_info(port).items()
+                if name.startswith("slave") and name[5:].isdigit()
+            ]
+            return len(offsets) >= self.replicas and min(offsets) >= target
+
+        _wait(caught_up, "the replicas of the slot's master caught up", seconds)
+
     def heal(self) -> None:
         """Restart the killed nodes (each rejoins as a replica) and wait until healthy."""
         _start_stopped(self.nodes)

@@ -123,6 +123,11 @@ async def test_durable_messages_published_after_the_failover_are_all_delivered(
         microstd.broker.open(url, **FAST) as consumer,
     ):
         await consumer.subscribe(topic, handle, durable=durable, ack_wait=1.0)
+        # The durable (its stream's definition and group) must be on the replica
+        # to survive the kill; one made just before it is made again by its
+        # subscriber (test_durable_faults.py), but what is published until then
+        # is not retained.
+        redis_cluster.wait_replicated(hash_tag(prefix))
 
         async def publish(i: int) -> None:
             await publisher.publish(topic, i)
