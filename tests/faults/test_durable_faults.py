@@ -188,3 +188,30 @@ async def test_a_redis_durable_whose_group_was_lost_is_made_again(
             await broker.publish("lost.n", i)
         await wait_until(lambda: set(handled) == set(range(11)))
         await _settled(broker, "g")
+
+
+@pytest.mark.parametrize("what", ["stream", "durable"])
+async def test_a_redis_durable_deleted_on_purpose_stays_deleted(
+    servers: Callable[[str], ServerProcess], what: str
+) -> None:
+    """A stream or a durable deleted while a subscriber of it reads is not made
+    again by that subscriber, as one lost with the server's data is; a new
+    subscribe makes it again."""
+    server = servers("redis")
+    async with _open("redis", server.port) as broker:
+
+        async def work(m: Message) -> None:
+            pass
+
+        await broker.subscribe("gone.*", work, durable="g", ack_wait=2.0)
+        [stream] = [s.name for s in await broker.streams()]
+        if what == "stream":
+            await broker.delete_stream(stream)
+        else:
+            await broker.delete_durable(stream, "g")
+        await asyncio.sleep(1.5)  # the subscriber reads every 0.25 s: it found its group gone
+        assert [d.name for s in await broker.streams() for d in s.durables] == []
+        if what == "stream":
+            assert await broker.streams() == []
+        await broker.subscribe("gone.*", work, durable="g", ack_wait=2.0)
+        assert [d.name for s in await broker.streams() for d in s.durables] == ["g"]

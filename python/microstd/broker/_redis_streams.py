@@ -140,6 +140,11 @@ return false
 """
 
 
+# How long a deletion is remembered (deleted_key): longer than any subscriber
+# of what was deleted can go without reading.
+_DELETED_FOR = 24 * 3600
+
+
 def _text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -190,6 +195,7 @@ class _Member(PullMember):
         self.limits = _limits(spec)
         # Written back if the stream's definition is lost with its group (_recreate).
         self.spec = json.dumps(spec)
+        self.told_deleted = False
         self.consumer = consumer
         self.ack_wait_ms = max(1, int(options.ack_wait * 1000))
         # How often expired deliveries are looked for, and how long one read blocks.
@@ -293,16 +299,31 @@ class _Member(PullMember):
         written again (each only if still missing), the group from the start of
         what the stream holds now, so nothing still in it is skipped (at least
         once: some of it may be delivered again). What was published while the
-        stream's definition was missing was not retained."""
-        log.warning(
-            "redis durable %r: its consumer group is gone (failover, lost data):"
-            " creating it again from the start of stream %r",
-            self.name,
-            self.stream,
-        )
+        stream's definition was missing was not retained. A stream or durable
+        deleted on purpose is left deleted: its subscriber reads nothing more."""
+        streams = self.streams
         try:
-            await self.redis.hsetnx(self.streams.key("streams"), self.stream, self.spec)
-            meta_key = self.streams.durable_key(self.stream, self.name)
+            deleted = await self.redis.exists(
+                streams.deleted_key(self.stream), streams.deleted_key(self.stream, self.name)
+            )
+            if deleted:
+                if not self.told_deleted:
+                    self.told_deleted = True
+                    log.warning(
+                        "redis durable %r: stream %r or the durable was deleted: nothing to read",
+                        self.name,
+                        self.stream,
+                    )
+                await asyncio.sleep(0.5)
+                return
+            log.warning(
+                "redis durable %r: its consumer group is gone (failover, lost data):"
+                " creating it again from the start of stream %r",
+                self.name,
+                self.stream,
+            )
+            await self.redis.hsetnx(streams.key("streams"), self.stream, self.spec)
+            meta_key = streams.durable_key(self.stream, self.name)
             await self.redis.hsetnx(meta_key, "pattern", self.pattern)
             await self.redis.xgroup_create(self.key, self.name, id="0", mkstream=True)
         except asyncio.CancelledError:
@@ -385,6 +406,12 @@ class RedisStreams:
 
     def durable_key(self, stream: str, name: str) -> str:
         return self.key(f"durable:{stream}:{name}")
+
+    def deleted_key(self, stream: str, durable: str | None = None) -> str:
+        """Set for a day when a stream (or one durable) is deleted on purpose, so
+        that its subscribers, finding their group gone, do not make it again as
+        they do after a loss of data (`_Member._recreate`)."""
+        return self.key(f"deleted:{stream}" + (f":{durable}" if durable is not None else ""))
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -478,10 +505,13 @@ class RedisStreams:
         refuse_overlap(name, subjects, ((n, s.get("subjects", [])) for n, s in specs.items()))
         with self.broker._errors("add stream"):
             await self.broker._redis.hset(self.key("streams"), name, _spec(subjects, limits))
+            await self.broker._redis.delete(self.deleted_key(name))
 
     async def delete_stream(self, name: str) -> None:
         redis = self.broker._redis
         with self.broker._errors("delete stream"):
+            # Marked first: a subscriber that sees its group gone must find the mark.
+            await redis.set(self.deleted_key(name), 1, ex=_DELETED_FOR)
             await redis.hdel(self.key("streams"), name)
             durables = [k async for k in redis.scan_iter(match=self.durable_key(name, "*"))]
             await redis.delete(
@@ -491,6 +521,7 @@ class RedisStreams:
     async def delete_durable(self, stream: str, name: str) -> None:
         redis = self.broker._redis
         with self.broker._errors("delete durable"):
+            await redis.set(self.deleted_key(stream, name), 1, ex=_DELETED_FOR)
             with contextlib.suppress(Exception):
                 await redis.xgroup_destroy(self.key(f"stream:{stream}"), name)
             await redis.delete(self.durable_key(stream, name))
@@ -585,6 +616,7 @@ class RedisStreams:
             except Exception as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            await redis.delete(self.deleted_key(stream, name))
         self._ids += 1
         consumer = f"{broker._uid}-{self._ids}"
         member = _Member(self, stream, spec, name, pattern, options, consumer)
