@@ -55,6 +55,7 @@ from typing import Any
 from microstd._backends import ParsedURL
 from microstd._engines import etcd as engine
 from microstd._engines._common import seconds_option
+from microstd._tasks import stop_task, wait_event
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -86,11 +87,12 @@ class _EtcdFeed(ChangeFeed):
         self._client = client
         self._request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
         self._event = asyncio.Event()
+        self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def _follow(self) -> None:
         pause = _RETRY_MIN
-        while True:
+        while not self._closing:  # a cancellation lost on the way must not keep it going
             try:
                 async for _result in self._client.watch(self._request, "registry watch"):
                     self._event.set()
@@ -103,14 +105,12 @@ class _EtcdFeed(ChangeFeed):
             pause = min(pause * 2, _RETRY_MAX)
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)
         self._event.clear()
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        self._closing = True
+        await stop_task(self._task, "registry watch stream")
 
 
 class EtcdRegistry(Registry):

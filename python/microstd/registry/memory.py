@@ -9,13 +9,13 @@ hot path is a dict lookup, so it has no Rust core.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from typing import Any
 
 from microstd import _validate
 from microstd._backends import ParsedURL, memory_options, shared_instance
+from microstd._tasks import wait_event
 from microstd.errors import NotSupported
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -78,8 +78,7 @@ class _MemoryFeed(ChangeFeed):
             self._core.drop_feed(self)
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)
         self._event.clear()
 
     async def close(self) -> None:

@@ -39,6 +39,7 @@ from nats.js.api import KeyValueConfig
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
 from microstd._engines import nats_kv
+from microstd._tasks import stop_task, wait_event
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -65,14 +66,12 @@ class _NatsFeed(ChangeFeed):
                 self._event.set()
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)
         self._event.clear()
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        # nats-py can swallow a cancellation mid-request: cancelled until it ends, bounded.
+        await stop_task(self._task, "registry KV watcher")
         # Stopping unsubscribes, which waits on the server: bounded, so a close
         # during a failover cannot hang (the server drops the subscription anyway).
         with contextlib.suppress(Exception):

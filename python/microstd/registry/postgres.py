@@ -23,6 +23,7 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import postgres as engine
+from microstd._tasks import wait_event
 from microstd.errors import Closed, DecodeError
 from microstd.registry.base import ChangeFeed, NodeRecord, Registry
 
@@ -59,8 +60,7 @@ class _Feed(ChangeFeed):
         self.changed.set()
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
+        await wait_event(self.changed, timeout)
         self.changed.clear()
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from microstd import codec as _codec
+from microstd._tasks import stop_task, wait_event
 from microstd.codec.base import Codec
 from microstd.errors import DecodeError, EncodeError, InvalidKey, MicrostdError
 from microstd.store._watch import (
@@ -303,14 +304,8 @@ class Expirer:
         self._stopped = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        for _ in range(10):
-            task.cancel()
-            done, _pending = await asyncio.wait({task}, timeout=0.5)
-            if done:
-                return
-        log.warning("store expiry task did not stop; abandoning it")
+        if task is not None:
+            await stop_task(task, "store expiry task")
 
     async def _run(self) -> None:
         while not self._stopped:
@@ -318,8 +313,7 @@ class Expirer:
             if self._next is not None:
                 delay = min(delay, max(0.0, self._next - time.time()))
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)
             if self._stopped:
                 return
             if self._next is not None and self._next > time.time() and self._wake.is_set():
