@@ -135,16 +135,7 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
                 .and_then(|m| m.checked_add(u64::from(d - b'0')))
                 .ok_or(GiveUp)?; // beyond 64 bits: orjson's rule (a float) is the canonical path's
         }
-        if negative {
-            if magnitude > 1 << 63 {
-                return Err(GiveUp);
-            }
-            let v = (magnitude as i64).wrapping_neg();
-            let Ok(obj) = v.into_pyobject(self.py);
-            return Ok(obj.into_any());
-        }
-        let Ok(obj) = magnitude.into_pyobject(self.py);
-        Ok(obj.into_any())
+        self.signed_int(magnitude, negative)
     }
 
     /// An int leaf, its token scanned and its value accumulated in one
@@ -180,6 +171,14 @@ impl<'a, 'py> Reader<'_, 'a, 'py> {
             return Err(GiveUp);
         }
         self.pos = i;
+        self.signed_int(magnitude, negative)
+    }
+
+    /// The Python int of a sign and a magnitude; beyond i64 when negative: the
+    /// canonical path's.
+    #[allow(clippy::inline_always)] // the tail of both int readers, inlined into each as it was
+    #[inline(always)]
+    fn signed_int(&self, magnitude: u64, negative: bool) -> Read<'py> {
         if negative {
             if magnitude > 1 << 63 {
                 return Err(GiveUp);
