@@ -65,6 +65,18 @@ pub fn shape(bytes: &[u8]) -> Shape {
     Shape { chars, width }
 }
 
+/// 16 bytes read from offset `rest` (1..=15) keep the last `rest` lanes of a window.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+static TAIL_MASK: [u8; 32] = {
+    let mut mask = [0u8; 32];
+    let mut lane = 16;
+    while lane < 32 {
+        mask[lane] = 0xff;
+        lane += 1;
+    }
+    mask
+};
+
 /// How many bytes of `bytes` start a character (are not `80..BF`), and the
 /// largest byte.
 #[inline]
@@ -75,8 +87,9 @@ fn count_and_max(bytes: &[u8]) -> (usize, u8) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         use std::arch::x86_64::{
-            __m128i, _mm_add_epi64, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_sad_epu8,
-            _mm_set1_epi8, _mm_setzero_si128, _mm_storeu_si128, _mm_sub_epi8,
+            __m128i, _mm_add_epi64, _mm_and_si128, _mm_cmpgt_epi8, _mm_cvtsi128_si32,
+            _mm_cvtsi128_si64, _mm_loadu_si128, _mm_max_epu8, _mm_sad_epu8, _mm_set1_epi8,
+            _mm_setzero_si128, _mm_srli_si128, _mm_sub_epi8, _mm_unpackhi_epi64,
         };
         // Measured on the twitter corpus (Japanese text): the portable loop
         // below, which was meant to vectorise and did not, cost 6
@@ -85,35 +98,54 @@ fn count_and_max(bytes: &[u8]) -> (usize, u8) {
         // 255 steps, before a lane can overflow: a movemask and `count_ones`
         // (a dozen instructions without POPCNT, which the target lacks) per
         // step were 3% of decoding twitter.
-        // SAFETY: SSE2 is enabled for this target; each load reads the 16
-        // bytes at `i`, inside `bytes` while `i + 16 <= bytes.len()`; the
-        // stores write local 16-byte arrays.
-        // The loads and stores are the unaligned kind (`loadu`, `storeu`).
-        #[allow(clippy::cast_ptr_alignment)]
-        unsafe {
-            // A byte starts a character unless it is 80..BF, i.e. as i8 it is > -0x41.
-            let continuation = _mm_set1_epi8(-0x41);
-            let zero = _mm_setzero_si128();
-            let mut top = zero;
-            let mut sums = zero;
-            while i + 16 <= bytes.len() {
-                let mut counts = zero;
-                let mut steps = 0;
-                while steps < 255 && i + 16 <= bytes.len() {
-                    let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
-                    counts = _mm_sub_epi8(counts, _mm_cmpgt_epi8(v, continuation));
-                    top = _mm_max_epu8(top, v);
-                    i += 16;
-                    steps += 1;
+        // The last partial step re-reads the final 16 bytes and counts only
+        // the ones not yet counted, and the largest byte is found by halving
+        // in the register: a byte loop for the tail and a fold over the 16
+        // lanes were a fifth of the cost of short mixed-script strs.
+        if bytes.len() >= 16 {
+            // SAFETY: SSE2 is enabled for this target; each load of `bytes`
+            // reads 16 bytes at `i` while `i + 16 <= bytes.len()`, or the
+            // last 16 (`bytes.len() >= 16`); the mask load reads 16 of the
+            // 32 bytes of `TAIL_MASK` at `rest` < 16. The loads are the
+            // unaligned kind (`loadu`).
+            #[allow(clippy::cast_ptr_alignment)]
+            unsafe {
+                // A byte starts a character unless it is 80..BF, i.e. as i8 it is > -0x41.
+                let continuation = _mm_set1_epi8(-0x41);
+                let zero = _mm_setzero_si128();
+                let mut top = zero;
+                let mut sums = zero;
+                let end = bytes.len();
+                while i + 16 <= end {
+                    let mut counts = zero;
+                    let mut steps = 0;
+                    while steps < 255 && i + 16 <= end {
+                        let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                        counts = _mm_sub_epi8(counts, _mm_cmpgt_epi8(v, continuation));
+                        top = _mm_max_epu8(top, v);
+                        i += 16;
+                        steps += 1;
+                    }
+                    sums = _mm_add_epi64(sums, _mm_sad_epu8(counts, zero));
                 }
-                sums = _mm_add_epi64(sums, _mm_sad_epu8(counts, zero));
+                let rest = end - i;
+                if rest > 0 {
+                    let v = _mm_loadu_si128(bytes.as_ptr().add(end - 16).cast::<__m128i>());
+                    // Lanes 16 - rest.. of the window are the uncounted bytes.
+                    let fresh = _mm_loadu_si128(TAIL_MASK.as_ptr().add(rest).cast::<__m128i>());
+                    let starts = _mm_and_si128(_mm_cmpgt_epi8(v, continuation), fresh);
+                    sums = _mm_add_epi64(sums, _mm_sad_epu8(_mm_sub_epi8(zero, starts), zero));
+                    top = _mm_max_epu8(top, v);
+                    i = end;
+                }
+                let total = _mm_add_epi64(sums, _mm_unpackhi_epi64(sums, sums));
+                chars = _mm_cvtsi128_si64(total) as usize;
+                top = _mm_max_epu8(top, _mm_srli_si128(top, 8));
+                top = _mm_max_epu8(top, _mm_srli_si128(top, 4));
+                top = _mm_max_epu8(top, _mm_srli_si128(top, 2));
+                top = _mm_max_epu8(top, _mm_srli_si128(top, 1));
+                max = _mm_cvtsi128_si32(top) as u8;
             }
-            let mut halves = [0u64; 2];
-            _mm_storeu_si128(halves.as_mut_ptr().cast::<__m128i>(), sums);
-            chars += (halves[0] + halves[1]) as usize;
-            let mut lanes = [0u8; 16];
-            _mm_storeu_si128(lanes.as_mut_ptr().cast::<__m128i>(), top);
-            max = lanes.iter().copied().fold(max, u8::max);
         }
     }
     for &b in &bytes[i..] {
@@ -126,16 +158,9 @@ fn count_and_max(bytes: &[u8]) -> (usize, u8) {
 /// A code unit of one str width.
 pub trait Unit: Copy {
     fn from_char(c: u32) -> Option<Self>;
-    /// An ASCII byte's unit (any width holds it).
-    fn from_ascii(b: u8) -> Self;
 }
 
 impl Unit for u8 {
-    #[inline]
-    fn from_ascii(b: u8) -> Self {
-        b
-    }
-
     #[inline]
     fn from_char(c: u32) -> Option<Self> {
         u8::try_from(c).ok()
@@ -144,22 +169,12 @@ impl Unit for u8 {
 
 impl Unit for u16 {
     #[inline]
-    fn from_ascii(b: u8) -> Self {
-        Self::from(b)
-    }
-
-    #[inline]
     fn from_char(c: u32) -> Option<Self> {
         u16::try_from(c).ok()
     }
 }
 
 impl Unit for u32 {
-    #[inline]
-    fn from_ascii(b: u8) -> Self {
-        Self::from(b)
-    }
-
     #[inline]
     fn from_char(c: u32) -> Option<Self> {
         Some(c)
@@ -179,89 +194,48 @@ pub fn validate(bytes: &[u8]) -> Option<&str> {
 /// partly written). `s` is valid UTF-8, so each lead byte says how many
 /// continuation bytes follow (decoded directly: std's `chars()` cost 14
 /// instructions a character on Japanese text).
+///
+/// One character a step, on purpose: eight-byte ASCII widening and a word
+/// loop for three-byte runs saved 1% on twitter but cost mixed-script text
+/// 10% more instructions (callgrind), and the untyped paths must not slow.
 #[inline]
 pub fn fill<T: Unit>(s: &str, dst: &mut [T]) -> bool {
     let src = s.as_bytes();
-    let mut read = 0;
-    let mut written = 0;
-    while written < dst.len() {
-        let Some(&b) = src.get(read) else {
+    let mut i = 0;
+    for slot in dst.iter_mut() {
+        let Some(&b) = src.get(i) else {
             return false;
         };
-        let code = match b {
+        let c = match b {
             0x00..=0x7f => {
-                // Measured on twitter (Japanese mixed with ASCII words and
-                // links): a character at a time, ASCII runs cost as much as
-                // the Japanese around them. Eight bytes are widened at once
-                // and the ASCII ones among them kept (the rest are written
-                // over by what follows).
-                if let (Some(chunk), Some(out)) =
-                    (src.get(read..read + 8), dst.get_mut(written..written + 8))
-                {
-                    let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0x80; 8]));
-                    for (slot, &byte) in out.iter_mut().zip(chunk) {
-                        *slot = T::from_ascii(byte);
-                    }
-                    // At least 1 (`b` is ASCII), at most 8.
-                    let run = ((word & 0x8080_8080_8080_8080).trailing_zeros() / 8) as usize;
-                    read += run;
-                    written += run;
-                    continue;
-                }
-                read += 1;
+                i += 1;
                 u32::from(b)
             }
             0x80..=0xdf => {
-                let code = (u32::from(b & 0x1f) << 6) | cont(src, read + 1);
-                read += 2;
-                code
+                let c = (u32::from(b & 0x1f) << 6) | cont(src, i + 1);
+                i += 2;
+                c
             }
             0xe0..=0xef => {
-                // CJK text is runs of three-byte characters: measured on
-                // twitter, going back through the match for each of them
-                // was a third of this function.
-                // Each is read as one little-endian word (lead byte lowest)
-                // while four bytes remain.
-                while let (Some(word), Some(slot)) = (src.get(read..read + 4), dst.get_mut(written))
-                {
-                    let bits = u32::from_le_bytes(word.try_into().unwrap_or([0; 4]));
-                    if bits & 0xf0 != 0xe0 {
-                        break;
-                    }
-                    let code =
-                        ((bits & 0x0f) << 12) | ((bits >> 2) & 0x0fc0) | ((bits >> 16) & 0x3f);
-                    let Some(unit) = T::from_char(code) else {
-                        return false;
-                    };
-                    *slot = unit;
-                    read += 3;
-                    written += 1;
-                }
-                if written == dst.len() || src.get(read).is_none_or(|&n| n & 0xf0 != 0xe0) {
-                    continue;
-                }
-                let code = (u32::from(src[read] & 0x0f) << 12)
-                    | (cont(src, read + 1) << 6)
-                    | cont(src, read + 2);
-                read += 3;
-                code
+                let c = (u32::from(b & 0x0f) << 12) | (cont(src, i + 1) << 6) | cont(src, i + 2);
+                i += 3;
+                c
             }
             _ => {
-                let code = (u32::from(b & 0x07) << 18)
-                    | (cont(src, read + 1) << 12)
-                    | (cont(src, read + 2) << 6)
-                    | cont(src, read + 3);
-                read += 4;
-                code
+                let c = (u32::from(b & 0x07) << 18)
+                    | (cont(src, i + 1) << 12)
+                    | (cont(src, i + 2) << 6)
+                    | cont(src, i + 3);
+                i += 4;
+                c
             }
         };
-        let Some(unit) = T::from_char(code) else {
+        let Some(unit) = T::from_char(c) else {
             return false;
         };
-        dst[written] = unit;
-        written += 1;
+        *slot = unit;
     }
-    read == src.len()
+    i == src.len()
 }
 
 /// The six payload bits of the continuation byte at `src[i]` (valid UTF-8
@@ -375,6 +349,23 @@ mod tests {
                 let mut two = vec![0u16; want.len()];
                 assert!(fill(&text, &mut two));
                 assert!(two.iter().zip(&want).all(|(&a, &b)| u32::from(a) == b));
+            }
+        }
+    }
+
+    /// Every length around the 16-byte steps, each ending in every kind of
+    /// byte: the last partial step counts only bytes not counted yet.
+    #[test]
+    fn every_short_length_is_counted_once() {
+        for unit in ["a", "é", "東", "😀", "a東é", "😀a"] {
+            for len in 0..80 {
+                let mut text = unit.repeat(len / unit.len() + 1);
+                while text.len() > len {
+                    text.pop();
+                }
+                let want = text.chars().count();
+                let top = text.bytes().max().unwrap_or(0);
+                assert_eq!(count_and_max(text.as_bytes()), (want, top), "{len} {unit}");
             }
         }
     }
