@@ -90,14 +90,39 @@ if _accel.core is not None:
     loads = _accel.core.cbor_loads
 
 
-def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
-    """A reusable decoder of CBOR into `type`: `Decoder(T).decode(data)`."""
+def Decoder(
+    type: Any,
+    *,
+    forbid_unknown_fields: bool = False,
+    tag_hook: TagHook | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
+) -> typed.Decoder[Any]:
+    """A reusable decoder of CBOR into `type`: `Decoder(T).decode(data)`.
+
+    `tag_hook` and the limits for untrusted input are those of `loads`; with
+    any of them set, each message is decoded with them checked, then built
+    as a `T` (two passes, as `loads(type=T, ...)` takes).
+    """
+    limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
+    if tag_hook is None and not limits.given:
+        return typed.Decoder(
+            type,
+            loads=_untyped,
+            strings=False,
+            forbid_unknown_fields=forbid_unknown_fields,
+            direct="decode_cbor",
+        )
     return typed.Decoder(
         type,
-        loads=_untyped,
+        loads=functools.partial(
+            _untyped, tag_hook=tag_hook, limits=limits if limits.given else None
+        ),
         strings=False,
         forbid_unknown_fields=forbid_unknown_fields,
-        direct="decode_cbor",
     )
 
 

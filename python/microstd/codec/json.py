@@ -267,16 +267,36 @@ if _accel.core is not None:
     loads = _accel.core.json_loads
 
 
-def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> Any:
-    """A reusable decoder of JSON into `type`: `Decoder(T).decode(data)`."""
+def Decoder(
+    type: Any,
+    *,
+    forbid_unknown_fields: bool = False,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+) -> Any:
+    """A reusable decoder of JSON into `type`: `Decoder(T).decode(data)`.
+
+    The limits for untrusted input are those of `loads`; with any of them
+    set, each document is decoded and checked, then built as a `T` (two
+    passes, as `loads(type=T, ...)` takes).
+    """
     from microstd.codec import typed
 
+    limits = _json_limits.limits(max_container_len, max_str_len, max_depth)
+    if limits is None:
+        return typed.Decoder(
+            type,
+            loads=_untyped_loads,
+            strings=True,
+            forbid_unknown_fields=forbid_unknown_fields,
+            direct="decode_json",
+        )
     return typed.Decoder(
         type,
-        loads=_untyped_loads,
+        loads=functools.partial(_limited_loads, limits=limits),
         strings=True,
         forbid_unknown_fields=forbid_unknown_fields,
-        direct="decode_json",
     )
 
 

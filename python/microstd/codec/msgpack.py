@@ -94,14 +94,39 @@ if _accel.core is not None:
     loads = _accel.core.msgpack_loads
 
 
-def Decoder(type: Any, *, forbid_unknown_fields: bool = False) -> typed.Decoder[Any]:
-    """A reusable decoder of msgpack into `type`: `Decoder(T).decode(data)`."""
+def Decoder(
+    type: Any,
+    *,
+    forbid_unknown_fields: bool = False,
+    ext_hook: ExtHook | None = None,
+    max_container_len: int | None = None,
+    max_str_len: int | None = None,
+    max_depth: int | None = None,
+    strict_keys: bool = False,
+    unique_keys: bool = False,
+) -> typed.Decoder[Any]:
+    """A reusable decoder of msgpack into `type`: `Decoder(T).decode(data)`.
+
+    `ext_hook` and the limits for untrusted input are those of `loads`; with
+    any of them set, each message is decoded with them checked, then built
+    as a `T` (two passes, as `loads(type=T, ...)` takes).
+    """
+    limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
+    if ext_hook is None and not limits.given:
+        return typed.Decoder(
+            type,
+            loads=_untyped,
+            strings=False,
+            forbid_unknown_fields=forbid_unknown_fields,
+            direct="decode_msgpack",
+        )
     return typed.Decoder(
         type,
-        loads=_untyped,
+        loads=functools.partial(
+            _untyped, ext_hook=ext_hook, limits=limits if limits.given else None
+        ),
         strings=False,
         forbid_unknown_fields=forbid_unknown_fields,
-        direct="decode_msgpack",
     )
 
 
