@@ -347,11 +347,37 @@ def _epoch(value: object, immutable: bool) -> object:
         secs = float(value)
     elif isinstance(value, float):
         secs = value
+        # Nanoseconds a datetime would round away: a Timestamp holds them.
+        instant = _sub_microsecond(secs)
+        if instant is not None:
+            return Timestamp(*instant)
     else:
         raise ValueError("tag 1 (epoch date-time) must hold an integer or a float")
     if secs != secs or secs in (float("inf"), float("-inf")):
         raise ValueError("tag 1 (epoch date-time) must be finite")
     return _dt.datetime.fromtimestamp(secs, _dt.timezone.utc)
+
+
+#: Beyond 2^53 microseconds from 1970 a float stays a datetime (the Rust twin's EXACT_SPAN).
+_EXACT_SPAN = 9_007_199_254.0
+
+
+def _sub_microsecond(secs: float) -> tuple[int, int] | None:
+    """`(seconds, nanoseconds)` of an epoch float a datetime cannot hold exactly
+    but a Timestamp can (the Rust core's `cbor::epoch::sub_microsecond`)."""
+    if not abs(secs) < _EXACT_SPAN:
+        return None
+    # As datetime.fromtimestamp splits it (microseconds rounded half to even),
+    # and as the encoder writes a datetime (total microseconds / 10^6).
+    whole = math.trunc(secs)
+    if (whole * 1_000_000 + round((secs - whole) * 1e6)) / 1e6 == secs:
+        return None
+    floor = math.floor(secs)
+    nanos = round((secs - floor) * 1e9)
+    if nanos >= 1_000_000_000:
+        floor, nanos = floor + 1, nanos - 1_000_000_000
+    # The encoder writes a Timestamp as seconds + nanoseconds / 10^9.
+    return (floor, nanos) if floor + nanos / 1e9 == secs else None
 
 
 def _bignum(negative: bool) -> Callable[[object, bool], object]:

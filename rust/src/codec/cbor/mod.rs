@@ -1,6 +1,6 @@
 //! CBOR (RFC 8949): encoder and decoder.
 //!
-//! `head`, `float`, `canonical` and `rfc3339` are pure Rust (tested by
+//! `head`, `float`, `canonical`, `epoch` and `rfc3339` are pure Rust (tested by
 //! `cargo test`); `encode`, `decode` and `tags` work on Python objects.
 
 pub mod canonical;
@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod decode;
 #[cfg(feature = "python")]
 pub mod encode;
+pub mod epoch;
 pub mod float;
 pub mod head;
 pub mod rfc3339;

@@ -10,7 +10,7 @@ use pyo3::types::{
     PyTzInfo,
 };
 
-use super::rfc3339;
+use super::{epoch, rfc3339};
 use crate::codec::types;
 
 /// RFC 3339 date-time string.
@@ -107,7 +107,14 @@ pub fn datetime_from_epoch<'py>(value: &Bound<'py, PyAny>) -> Built<'py> {
         }
         whole as f64
     } else if let Ok(f) = value.cast::<PyFloat>() {
-        f.value()
+        let secs = f.value();
+        // Nanoseconds a datetime would round away: a Timestamp holds them.
+        if let Some((whole, nanos)) = epoch::sub_microsecond(secs) {
+            return types::timestamp_type(py)
+                .and_then(|t| t.call1((whole, nanos)))
+                .map_err(|e| py_err("tag 1 (epoch date-time)", &e, py));
+        }
+        secs
     } else {
         return Err("tag 1 (epoch date-time) must hold an integer or a float".to_owned());
     };
