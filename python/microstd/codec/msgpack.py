@@ -111,22 +111,13 @@ def Decoder(
     any of them set, each message is decoded with them checked, then built
     as a `T` (two passes, as `loads(type=T, ...)` takes).
     """
-    limits = Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys)
-    if ext_hook is None and not limits.given:
-        return typed.Decoder(
-            type,
-            loads=_untyped,
-            strings=False,
-            forbid_unknown_fields=forbid_unknown_fields,
-            direct="decode_msgpack",
-        )
-    return typed.Decoder(
+    return typed.format_decoder(
         type,
-        loads=functools.partial(
-            _untyped, ext_hook=ext_hook, limits=limits if limits.given else None
-        ),
-        strings=False,
+        untyped=_untyped,
+        direct="decode_msgpack",
         forbid_unknown_fields=forbid_unknown_fields,
+        limits=Limits(max_container_len, max_str_len, max_depth, strict_keys, unique_keys),
+        hooks={"ext_hook": ext_hook},
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "convert_decoded",
     "converter",
     "decode_as",
+    "format_decoder",
     "run_plan",
 ]
 
@@ -166,3 +167,33 @@ class Decoder(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Decoder({self._plan.name})"
+
+
+def format_decoder(
+    type: Any,
+    *,
+    untyped: Callable[..., object],
+    direct: str,
+    forbid_unknown_fields: bool,
+    limits: Any,
+    hooks: dict[str, object],
+) -> Decoder[Any]:
+    """A format's `Decoder(T, ...)` (msgpack, CBOR): the core reads straight into
+    `T` when no hook (`hooks`: the format's hook keyword and its value) and no
+    limit is set; otherwise each message is decoded by `untyped` with them
+    checked, then built as a `T` (two passes, as `loads(type=T, ...)` takes)."""
+    given = {name: hook for name, hook in hooks.items() if hook is not None}
+    if not given and not limits.given:
+        return Decoder(
+            type,
+            loads=untyped,
+            strings=False,
+            forbid_unknown_fields=forbid_unknown_fields,
+            direct=direct,
+        )
+    return Decoder(
+        type,
+        loads=functools.partial(untyped, **given, limits=limits if limits.given else None),
+        strings=False,
+        forbid_unknown_fields=forbid_unknown_fields,
+    )
