@@ -4,6 +4,7 @@ a subscription."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -75,19 +76,45 @@ async def wait_until(check: Callable[[], bool], seconds: float = RECOVER) -> Non
         await asyncio.sleep(0.05)
 
 
-async def stop_tasks(*tasks: asyncio.Task[Any], bound: float = HANG) -> None:
+async def stop_tasks(
+    *tasks: asyncio.Task[Any],
+    bound: float = HANG,
+    expected: tuple[type[BaseException], ...] = (),
+) -> None:
     """Cancel each of `tasks` and wait for it to end; fail the test if one has not
-    ended within `bound` seconds. It is cancelled again while it runs: on CPython
-    3.11 a cancel that lands as an `asyncio.wait_for` inside it finishes is
-    swallowed (bpo-42130), and a task looping over calls would then never end.
-    What a task ended with (its cancel, or an error) is the caller's to check."""
+    ended within `bound` seconds, or ended with an error other than `expected`.
+    It is cancelled again while it runs: on CPython 3.11 a cancel that lands as an
+    `asyncio.wait_for` inside it finishes is swallowed (bpo-42130), and a task
+    looping over calls would then never end.
+
+    Called in a `finally` whose body failed (or anywhere an error is being
+    handled), it does not replace that error with its own, as pytest would report
+    only the last: what it found is added to that error as a note instead."""
     deadline = time.monotonic() + bound
-    for task in tasks:
-        while not task.done():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{task!r} did not end within {bound}s of its cancel")
-            task.cancel()
+    problems: list[str] = []
+    cause: BaseException | None = None  # the first unexpected error, for its traceback
+    for task in tasks:  # every one cancelled, even after one that did not end
+        task.cancel()
+        while not task.done() and time.monotonic() < deadline:
             await asyncio.wait({task}, timeout=0.2)
+            task.cancel()
+        if not task.done():
+            problems.append(f"{task!r} did not end within {bound}s of its cancel")
+        elif not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if not isinstance(error, expected):
+                problems.append(f"{task!r} ended with {error!r}")
+                cause = cause or error
+    if not problems:
+        return
+    failing = sys.exc_info()[1]
+    if failing is None:
+        raise AssertionError("; ".join(problems)) from cause
+    for problem in problems:
+        if sys.version_info >= (3, 11):
+            failing.add_note(f"stop_tasks: {problem}")
+        else:  # no notes: in the test's captured output instead
+            print(f"stop_tasks: {problem}", file=sys.stderr)
 
 
 class Watcher:

@@ -24,6 +24,7 @@ from faults._support import (
 )
 from microstd.errors import ConnectionFailed
 from microstd.registry import Event, Node, Registry, ServiceRecord
+from microstd.testing.suites.registry._watch_readiness import next_change, watch_started
 
 pytestmark = pytest.mark.services
 
@@ -58,7 +59,8 @@ async def _every_call_fails_fast(registry: Registry) -> None:
 
 
 async def _next(events: AsyncIterator[Event]) -> Event:
-    return await never_hangs(events.__anext__(), HANG * 2)
+    """The next event that is not a probe of `watch_started`, or the watch's error."""
+    return await never_hangs(next_change(events, HANG * 2), HANG * 2)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,10 +108,10 @@ async def test_a_watch_ends_with_an_error_when_its_server_dies(
     server = servers(kind)
     async with _open(kind, server.port) as registry:
         events = registry.watch("greeter")
-        first = asyncio.ensure_future(_next(events))
-        await asyncio.sleep(2 * registry.poll_interval)  # the watch has read its start
+        await watch_started(registry, events, "greeter")
         await registry.register(_service("n1"), ttl=60)
-        assert (await first).kind == "create"
+        created = await _next(events)
+        assert (created.kind, created.service.nodes[0].id) == ("create", "n1")
         server.kill()
         with pytest.raises(ConnectionFailed):
             await _next(events)
@@ -126,10 +128,9 @@ async def test_a_watch_goes_on_across_a_cut_connection(
     proxy = proxies(server)
     async with _open(kind, proxy.port) as watching, _open(kind, server.port) as writer:
         events = watching.watch("greeter")
-        first = asyncio.ensure_future(_next(events))
-        await asyncio.sleep(2 * watching.poll_interval)
+        await watch_started(writer, events, "greeter")
         await writer.register(_service("n1"), ttl=60)
-        assert (await first).service.nodes[0].id == "n1"
+        assert (await _next(events)).service.nodes[0].id == "n1"
         proxy.drop()
         await writer.register(_service("n2"), ttl=60)
         event = await _next(events)
@@ -148,8 +149,8 @@ async def test_calls_fail_fast_through_a_stalled_connection(
     async with _open(kind, proxy.port) as registry:
         await registry.register(_service("n1"), ttl=60)
         events = registry.watch("greeter")
+        await watch_started(registry, events, "greeter")  # the stall hits a running watch
         waiting = asyncio.ensure_future(_next(events))
-        await asyncio.sleep(2 * registry.poll_interval)
         proxy.stall()
         try:
             await _every_call_fails_fast(registry)

@@ -31,11 +31,13 @@ from typing import Literal
 
 from microstd import _validate, codec
 from microstd._lifecycle import AsyncResource
+from microstd._tasks import wait_event
 from microstd.errors import DecodeError, NotFound
 
 __all__ = [
     "ChangeFeed",
     "Event",
+    "EventChangeFeed",
     "EventKind",
     "Node",
     "NodeRecord",
@@ -217,7 +219,8 @@ def group(records: Iterable[NodeRecord]) -> list[ServiceRecord]:
 
 
 class ChangeFeed(abc.ABC):
-    """A backend's hint that something may have changed; `watch` re-reads on each."""
+    """A backend's hint that something may have changed; `watch` re-reads on each.
+    A backend whose hint is an event set on the watch's loop uses `EventChangeFeed`."""
 
     @abc.abstractmethod
     async def wait(self, timeout: float) -> None:
@@ -226,6 +229,24 @@ class ChangeFeed(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop listening."""
+
+
+class EventChangeFeed(ChangeFeed):
+    """A change feed whose hint is one `asyncio.Event`: the backend calls
+    `mark_changed` (on the watch's loop) whenever something may have changed."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def mark_changed(self) -> None:
+        """Wake the watch: it re-reads the registry."""
+        self._changed.set()
+
+    async def wait(self, timeout: float) -> None:
+        await wait_event(self._changed, timeout)
+        # Cleared before the re-read that follows: a change during that re-read
+        # sets it again, and one before it is in what the re-read finds.
+        self._changed.clear()
 
 
 class Registry(AsyncResource, abc.ABC):

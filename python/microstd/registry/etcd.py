@@ -55,9 +55,9 @@ from typing import Any
 from microstd._backends import ParsedURL
 from microstd._engines import etcd as engine
 from microstd._engines._common import seconds_option
-from microstd._tasks import stop_task, wait_event
+from microstd._tasks import stop_task
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
-from microstd.registry.base import ChangeFeed, NodeRecord, Registry
+from microstd.registry.base import ChangeFeed, EventChangeFeed, NodeRecord, Registry
 
 __all__ = ["EtcdRegistry"]
 
@@ -80,13 +80,13 @@ _RETRY_MIN = 0.2
 _RETRY_MAX = 5.0
 
 
-class _EtcdFeed(ChangeFeed):
+class _EtcdFeed(EventChangeFeed):
     """Sets an event on every watch response; reopens the stream when it is lost."""
 
     def __init__(self, client: engine.EtcdClient, prefix: str) -> None:
+        super().__init__()
         self._client = client
         self._request = {"key": engine.b64(prefix), "range_end": engine.prefix_end(prefix)}
-        self._event = asyncio.Event()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
@@ -95,18 +95,14 @@ class _EtcdFeed(ChangeFeed):
         while not self._closing:  # a cancellation lost on the way must not keep it going
             try:
                 async for _result in self._client.watch(self._request, "registry watch"):
-                    self._event.set()
+                    self.mark_changed()
                     pause = _RETRY_MIN
             except ConnectionFailed as exc:
                 log.debug("registry watch stream lost, reopening: %s", exc)
             # Whatever changed meanwhile is found by the re-read this wakes.
-            self._event.set()
+            self.mark_changed()
             await asyncio.sleep(pause)
             pause = min(pause * 2, _RETRY_MAX)
-
-    async def wait(self, timeout: float) -> None:
-        await wait_event(self._event, timeout)
-        self._event.clear()
 
     async def close(self) -> None:
         self._closing = True

@@ -15,9 +15,8 @@ from typing import Any
 
 from microstd import _validate
 from microstd._backends import ParsedURL, memory_options, shared_instance
-from microstd._tasks import wait_event
 from microstd.errors import NotSupported
-from microstd.registry.base import ChangeFeed, NodeRecord, Registry
+from microstd.registry.base import ChangeFeed, EventChangeFeed, NodeRecord, Registry
 
 __all__ = ["MemoryRegistry", "RegistryCore"]
 
@@ -64,22 +63,18 @@ class RegistryCore:
             feed.poke()
 
 
-class _MemoryFeed(ChangeFeed):
+class _MemoryFeed(EventChangeFeed):
     def __init__(self, core: RegistryCore) -> None:
+        super().__init__()
         self._core = core
         self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
         core.add_feed(self)
 
     def poke(self) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self.mark_changed)
         except RuntimeError:  # the watcher's loop has closed
             self._core.drop_feed(self)
-
-    async def wait(self, timeout: float) -> None:
-        await wait_event(self._event, timeout)
-        self._event.clear()
 
     async def close(self) -> None:
         self._core.drop_feed(self)

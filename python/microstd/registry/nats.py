@@ -39,19 +39,19 @@ from nats.js.api import KeyValueConfig
 from microstd._backends import ParsedURL
 from microstd._engines import nats as engine
 from microstd._engines import nats_kv
-from microstd._tasks import stop_task, wait_event
+from microstd._tasks import stop_task
 from microstd.errors import Closed, ConnectionFailed, DecodeError, InvalidArgument
-from microstd.registry.base import ChangeFeed, NodeRecord, Registry
+from microstd.registry.base import ChangeFeed, EventChangeFeed, NodeRecord, Registry
 
 __all__ = ["NatsRegistry"]
 
 DEFAULT_BUCKET = "microstd_registry"
 
 
-class _NatsFeed(ChangeFeed):
+class _NatsFeed(EventChangeFeed):
     def __init__(self, watcher: Any) -> None:
+        super().__init__()
         self._watcher = watcher
-        self._event = asyncio.Event()
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -63,11 +63,7 @@ class _NatsFeed(ChangeFeed):
                     await self._watcher.updates(timeout=3600)
                 except nerr.TimeoutError:
                     continue
-                self._event.set()
-
-    async def wait(self, timeout: float) -> None:
-        await wait_event(self._event, timeout)
-        self._event.clear()
+                self.mark_changed()
 
     async def close(self) -> None:
         # nats-py can swallow a cancellation mid-request: cancelled until it ends, bounded.

@@ -23,9 +23,8 @@ from typing import Any
 
 from microstd._backends import ParsedURL
 from microstd._engines import postgres as engine
-from microstd._tasks import wait_event
 from microstd.errors import Closed, DecodeError
-from microstd.registry.base import ChangeFeed, NodeRecord, Registry
+from microstd.registry.base import ChangeFeed, EventChangeFeed, NodeRecord, Registry
 
 __all__ = ["PostgresRegistry"]
 
@@ -49,19 +48,15 @@ CREATE TABLE {t} (
 """
 
 
-class _Feed(ChangeFeed):
+class _Feed(EventChangeFeed):
     """Set by a notification, or by the listener coming back after a loss."""
 
     def __init__(self) -> None:
-        self.changed = asyncio.Event()
+        super().__init__()
         self.stop: Callable[[], Awaitable[None]] | None = None
 
     def poke(self, _payload: str = "") -> None:
-        self.changed.set()
-
-    async def wait(self, timeout: float) -> None:
-        await wait_event(self.changed, timeout)
-        self.changed.clear()
+        self.mark_changed()
 
     async def close(self) -> None:
         stop, self.stop = self.stop, None

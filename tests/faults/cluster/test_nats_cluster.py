@@ -497,10 +497,7 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
             else:
                 _failover.note("nats: the registry watch went on across the failover")
         finally:
-            await stop_tasks(beating, watching)
-            for task in (beating, watching):
-                with contextlib.suppress(asyncio.CancelledError, ConnectionFailed):
-                    task.result()
+            await stop_tasks(beating, watching, expected=(ConnectionFailed,))
             await never_hangs(events.aclose())  # type: ignore[attr-defined]
 
 

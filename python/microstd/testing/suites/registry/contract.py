@@ -20,6 +20,7 @@ import microstd.registry
 from microstd.errors import Closed, NotFound
 from microstd.registry import Event, Node, Registry, ServiceRecord
 from microstd.testing._marks import mark_async_tests
+from microstd.testing.suites.registry._watch_readiness import next_change, watch_started
 from microstd.testing.tables import BAD_SERVICE_NAMES, BAD_TTLS, ids, raises
 from microstd.testing.targets import RegistryTarget
 
@@ -101,31 +102,26 @@ async def test_heartbeat_keeps_node_alive(reg: Registry) -> None:
     assert [n.id for n in found.nodes] == ["n1"]
 
 
-async def _next(events: AsyncIterator[Event], timeout: float = 5.0) -> Event:
-    return await asyncio.wait_for(events.__anext__(), timeout)
-
-
 async def test_watch_create_update_delete_expire(reg: Registry) -> None:
     events = reg.watch("greeter")
-    started = asyncio.ensure_future(_next(events))
-    await asyncio.sleep(0.2)  # let the watch take its starting view
+    await watch_started(reg, events, "greeter")
     await reg.register(svc("greeter", "n1"), ttl=30)
-    created = await started
+    created = await next_change(events)
     assert (created.kind, created.service.nodes[0].id) == ("create", "n1")
 
     await reg.register(svc("greeter", "n1"), ttl=30)  # heartbeat: nothing changed
     moved = ServiceRecord("greeter", "1.0", [Node("n1", "127.0.0.1:1234")], ["Greeter.Hello"])
     await reg.register(moved, ttl=30)
-    updated = await _next(events)
+    updated = await next_change(events)
     assert (updated.kind, updated.service.nodes[0].address) == ("update", "127.0.0.1:1234")
 
     await reg.deregister(moved)
-    deleted = await _next(events)
+    deleted = await next_change(events)
     assert (deleted.kind, deleted.service.nodes[0].id) == ("delete", "n1")
 
     await reg.register(svc("greeter", "short"), ttl=0.5)
-    assert (await _next(events)).kind == "create"
-    expired = await _next(events)
+    assert (await next_change(events)).kind == "create"
+    expired = await next_change(events)
     assert (expired.kind, expired.service.nodes[0].id) == ("delete", "short")
     with contextlib.suppress(Exception):
         await events.aclose()  # type: ignore[attr-defined]
@@ -133,18 +129,11 @@ async def test_watch_create_update_delete_expire(reg: Registry) -> None:
 
 async def test_watch_filters_by_name(reg: Registry) -> None:
     events = reg.watch("wanted")
-    started = asyncio.ensure_future(_next(events, 30.0))
-    await asyncio.sleep(0.2)
-    await reg.register(svc("other", "x"), ttl=30)
-    # A node registered before the watch took its starting view (a loaded
-    # machine) is part of that view, not an event: new ones until one is told.
-    for i in range(20):
-        await reg.register(svc("wanted", f"y{i}"), ttl=30)
-        done, _ = await asyncio.wait({started}, timeout=1.0)
-        if done:
-            break
-    event = await started
-    assert (event.kind, event.service.name) == ("create", "wanted")
+    await watch_started(reg, events, "wanted")
+    await reg.register(svc("other", "x"), ttl=30)  # after the start: a change, not told
+    await reg.register(svc("wanted", "y"), ttl=30)
+    event = await next_change(events)
+    assert (event.kind, event.service.name, event.service.nodes[0].id) == ("create", "wanted", "y")
     await events.aclose()  # type: ignore[attr-defined]
 
 
@@ -235,19 +224,12 @@ async def test_close_ends_watches(registry_target: RegistryTarget) -> None:
     registry = registry_target.open()
     await registry.connect()
     events = registry.watch("greeter")
-    started = asyncio.ensure_future(_first(events))
-    # Readiness: register new nodes until the watch reports one (it reports only
-    # changes after it took its starting view).
-    for attempt in range(100):
-        await registry.register(svc("greeter", f"n{attempt}"), ttl=30.0)
-        done, _ = await asyncio.wait({started}, timeout=0.2)
-        if done:
-            break
-    assert started.done(), "the watch never reported a change"
-    pending = asyncio.ensure_future(_first(events))
+    await watch_started(registry, events, "greeter")
+    # Past any probe told late: the watch is waiting for a change when it closes.
+    pending = asyncio.ensure_future(next_change(events, 10.0))
     await registry.close()
     with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(pending, 10.0)
+        await pending
     # Nothing left open: a client or socket the watch opened again after the
     # close would warn when collected (an error under pytest's warnings filter).
     del events, pending
