@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,34 @@ async def _first_change(cfg: config.Config, poke: Any, tries: int = 40) -> confi
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# The first `db.port` a probe writes; any value the tests load differs.
+_PROBE_PORT = 10_000
+
+
+async def _watch_started(
+    queue: asyncio.Queue[config.Change], probe: Callable[[int], Awaitable[None]], tries: int = 40
+) -> None:
+    """Return once the watch that fills `queue` reports a change, so it has started.
+
+    A test that stops the server must know the watch was up before, or it tests
+    a watch that never started; nothing tells when it is, and on a loaded
+    machine a fixed head start (`sleep(0.3)`) was not always enough. So
+    `probe(port)` writes a new `db.port`, a new one each try, until the watch
+    reports one; the change of the last probe is awaited, so a late change of an
+    earlier one is taken off the queue too and the test reads only its own.
+    """
+    for port in range(_PROBE_PORT, _PROBE_PORT + tries):
+        await probe(port)
+        try:
+            change = await asyncio.wait_for(queue.get(), 0.5)
+        except asyncio.TimeoutError:
+            continue
+        while change.new.db.port != port:
+            change = await asyncio.wait_for(queue.get(), 10)
+        return
+    raise AssertionError("the watch reported no probe")
 
 
 # --- Redis ------------------------------------------------------------------------------------
@@ -251,8 +279,12 @@ async def test_redis_watch_survives_a_server_restart(server_factory: Any) -> Non
             async for change in cfg.watch(debounce=0.02):
                 queue.put_nowait(change)
 
+        async def probe(port: int) -> None:
+            await client.hset("cfg:r", "db.port", str(port))
+            await client.publish("cfg-r", "x")
+
         task = asyncio.create_task(run())
-        await asyncio.sleep(0.2)  # let the watch subscribe before the server goes away
+        await _watch_started(queue, probe)
         await asyncio.to_thread(server.stop)
         await asyncio.wait_for(failed.wait(), 10)
         # The last good value stays while the server is down.
@@ -278,8 +310,15 @@ async def test_redis_watch_survives_a_server_restart(server_factory: Any) -> Non
         await client.aclose()
 
 
-async def _watch_through_restart(cfg: config.Config, server: Any, update: Any, check: Any) -> None:
-    """Watch, stop the server, see the error reported, restart it, update, see the change."""
+async def _watch_through_restart(
+    cfg: config.Config,
+    server: Any,
+    probe: Callable[[int], Awaitable[None]],
+    update: Any,
+    check: Any,
+) -> None:
+    """Watch (started: `_watch_started` with `probe`), stop the server, see the error
+    reported, restart it, update, see the change."""
     failed = asyncio.Event()
     cfg.on_error(lambda _err: failed.set())
     queue: asyncio.Queue[config.Change] = asyncio.Queue()
@@ -290,7 +329,7 @@ async def _watch_through_restart(cfg: config.Config, server: Any, update: Any, c
 
     task = asyncio.create_task(run())
     try:
-        await asyncio.sleep(0.3)  # let the watch start before the server goes away
+        await _watch_started(queue, probe)
         await asyncio.to_thread(server.stop)
         await asyncio.wait_for(failed.wait(), 15)
         await asyncio.to_thread(server.start)
@@ -316,10 +355,13 @@ async def test_etcd_watch_survives_a_server_restart(server_factory: Any) -> None
     await _etcd_put(base, "/r/db/host", "before")
     cfg = await config.load_async(App, sources=[config.etcd(url, "/r/")])
 
+    async def probe(port: int) -> None:
+        await _etcd_put(base, "/r/db/port", str(port))
+
     async def update() -> None:
         await _etcd_put(base, "/r/db/host", "after")
 
-    await _watch_through_restart(cfg, server, update, lambda: cfg.value.db.host == "after")
+    await _watch_through_restart(cfg, server, probe, update, lambda: cfg.value.db.host == "after")
 
 
 async def test_nats_watch_survives_a_server_restart(server_factory: Any) -> None:
@@ -333,12 +375,19 @@ async def test_nats_watch_survives_a_server_restart(server_factory: Any) -> None
     await nc.close()
     cfg = await config.load_async(App, sources=[config.nats(url, "restart")])
 
-    async def update() -> None:
+    async def put(key: str, value: bytes) -> None:
+        # A client of its own each time: the server is stopped and started in between.
         client = await nats.connect(url)
         try:
             bucket = await client.jetstream().key_value("restart")
-            await bucket.put("db.host", b"after")
+            await bucket.put(key, value)
         finally:
             await client.close()
 
-    await _watch_through_restart(cfg, server, update, lambda: cfg.value.db.host == "after")
+    async def probe(port: int) -> None:
+        await put("db.port", str(port).encode())
+
+    async def update() -> None:
+        await put("db.host", b"after")
+
+    await _watch_through_restart(cfg, server, probe, update, lambda: cfg.value.db.host == "after")
