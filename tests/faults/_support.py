@@ -18,6 +18,7 @@ __all__ = [
     "HANG",
     "RECOVER",
     "Watcher",
+    "clean_up",
     "eventually",
     "fails_fast",
     "never_hangs",
@@ -111,10 +112,28 @@ async def stop_tasks(
     if failing is None:
         raise AssertionError("; ".join(problems)) from cause
     for problem in problems:
-        if sys.version_info >= (3, 11):
-            failing.add_note(f"stop_tasks: {problem}")
-        else:  # no notes: in the test's captured output instead
-            print(f"stop_tasks: {problem}", file=sys.stderr)
+        _add_note(failing, f"stop_tasks: {problem}")
+
+
+async def clean_up(call: Awaitable[object], what: str, bound: float = HANG) -> None:
+    """`await never_hangs(call)`, for a clean-up (named `what` in the report) in a
+    `finally`. After a body that passed it raises as `never_hangs` does; after one
+    that failed (anywhere an error is being handled), that it raised or hung is
+    added to that error as a note instead of raised over it, as in `stop_tasks`."""
+    failing = sys.exc_info()[1]  # read now: in the except below it is the clean-up's
+    try:
+        await never_hangs(call, bound)
+    except Exception as exc:
+        if failing is None:
+            raise
+        _add_note(failing, f"clean_up: {what} raised {exc!r}")
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        error.add_note(note)
+    else:  # no notes: in the test's captured output instead
+        print(note, file=sys.stderr)
 
 
 class Watcher:

@@ -1,5 +1,6 @@
-"""`faults._support.stop_tasks`: it checks that tasks ended, and never hides the
-failure of the test body that called it from a `finally`."""
+"""`faults._support.stop_tasks` and `clean_up`: they check that tasks ended and
+clean-ups finished, and never hide the failure of the test body that called them
+from a `finally`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from faults._support import stop_tasks
+from faults._support import clean_up, stop_tasks
 from microstd.errors import ConnectionFailed
 
 
@@ -75,3 +76,30 @@ async def test_a_failing_body_is_what_is_reported() -> None:
         notes = caught.value.__notes__
         assert any("did not end within 0.5s" in n for n in notes), notes
         assert any("ended with KeyError" in n for n in notes), notes
+
+
+async def _raises() -> None:
+    raise KeyError("from the clean-up")
+
+
+async def test_a_clean_up_that_fails_fails_a_passing_test() -> None:
+    with pytest.raises(KeyError, match="from the clean-up"):
+        await clean_up(_raises(), "raises()")
+    with pytest.raises(AssertionError, match=r"hung: .* within 0\.2s"):
+        await clean_up(asyncio.sleep(10), "sleep(10)", bound=0.2)
+
+
+async def test_a_failing_body_is_what_is_reported_after_a_clean_up() -> None:
+    async def body() -> None:
+        try:
+            raise ValueError("the body failed")
+        finally:
+            await clean_up(_raises(), "raises()")
+            await clean_up(asyncio.sleep(10), "sleep(10)", bound=0.2)
+
+    with pytest.raises(ValueError, match="the body failed") as caught:
+        await body()
+    if sys.version_info >= (3, 11):
+        notes = caught.value.__notes__
+        assert any("raises() raised KeyError" in n for n in notes), notes
+        assert any("sleep(10) raised AssertionError('hung" in n for n in notes), notes

@@ -13,7 +13,15 @@ from typing import Any
 
 import microstd.broker
 import microstd.store
-from faults._support import FAST_NATS, RECOVER, Watcher, eventually, never_hangs, stop_tasks
+from faults._support import (
+    FAST_NATS,
+    RECOVER,
+    Watcher,
+    clean_up,
+    eventually,
+    never_hangs,
+    stop_tasks,
+)
 from faults.cluster import _failover
 from faults.cluster._clusters import NatsCluster
 from faults.cluster._workload import (
@@ -497,8 +505,10 @@ async def test_registry_registrations_stay_discoverable_and_heartbeats_go_on(
             else:
                 _failover.note("nats: the registry watch went on across the failover")
         finally:
-            await stop_tasks(beating, watching, expected=(ConnectionFailed,))
-            await never_hangs(events.aclose())  # type: ignore[attr-defined]
+            try:
+                await stop_tasks(beating, watching, expected=(ConnectionFailed,))
+            finally:  # closed even when stop_tasks fails; never hiding the body's failure
+                await clean_up(events.aclose(), "events.aclose()")  # type: ignore[attr-defined]
 
 
 LISTS = 30
