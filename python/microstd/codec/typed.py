@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from microstd.codec import _convert
+from microstd.codec._limits import Limits
 from microstd.codec._plan import Plan, plan_for
 
 __all__ = [
@@ -175,7 +176,7 @@ def format_decoder(
     untyped: Callable[..., object],
     direct: str,
     forbid_unknown_fields: bool,
-    limits: Any,
+    limits: Limits,
     hooks: dict[str, object],
 ) -> Decoder[Any]:
     """A format's `Decoder(T, ...)` (msgpack, CBOR): the core reads straight into
